@@ -1,0 +1,85 @@
+/* mv-blobstore: content-addressed storage of byte strings by SHA-256.
+ *
+ * One interface, several possible back ends (PostgreSQL today; an
+ * S3-compatible store later).  Blobs are compressed by the store (zstd,
+ * optionally with a trained dictionary) and every get checks the bytes
+ * against their SHA-256.
+ *
+ * The PostgreSQL back end writes on the caller's connection, inside the
+ * caller's transaction: a blob put in a transaction that rolls back is gone.
+ *
+ * Ownership: mv_blobstore_pg_new returns a store freed by
+ * mv_blobstore_free; it borrows the mv_db, which must outlive it.  get
+ * returns a new GBytes (g_bytes_unref). */
+#ifndef MV_BLOBSTORE_H
+#define MV_BLOBSTORE_H
+
+#include <glib.h>
+#include <stdint.h>
+
+#include "mv-db.h"
+#include "mv-hash.h"
+#include "mv-status.h"
+
+typedef struct mv_blobstore mv_blobstore;
+
+typedef struct {
+	/* Store data under sha (which the caller computed) if absent. */
+	mv_status (*put)(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN], const void *data,
+	                 size_t len, char **error_r);
+	/* Fetch, decompress and verify; MV_ERR_NOT_FOUND when absent,
+	 * MV_ERR_INTEGRITY when the stored bytes do not match sha. */
+	mv_status (*get)(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN], GBytes **data_r,
+	                 char **error_r);
+	/* Forget cached knowledge (after a failed transaction). */
+	void (*reset)(mv_blobstore *store);
+	void (*destroy)(mv_blobstore *store);
+} mv_blobstore_ops;
+
+struct mv_blobstore {
+	const mv_blobstore_ops *ops;
+};
+
+typedef struct {
+	int zstd_level;          /* MV_ZSTD_LEVEL_MIN..MAX */
+	gboolean use_dictionary; /* compress with the newest trained dictionary */
+} mv_blobstore_settings;
+
+void mv_blobstore_settings_default(mv_blobstore_settings *settings);
+
+mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
+                              mv_blobstore **store_r, char **error_r) MV_WARN_UNUSED;
+
+/* Train a zstd dictionary from sample messages (GBytes*) and make it the
+ * store's current dictionary (PostgreSQL back end: stored in zstd_dict). */
+mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **error_r)
+	MV_WARN_UNUSED;
+/* Whether the store has a current dictionary. */
+gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store);
+
+static inline mv_status mv_blobstore_put(mv_blobstore *s, const uint8_t sha[MV_SHA256_LEN],
+                                         const void *data, size_t len, char **error_r)
+{
+	return s->ops->put(s, sha, data, len, error_r);
+}
+
+static inline mv_status mv_blobstore_get(mv_blobstore *s, const uint8_t sha[MV_SHA256_LEN],
+                                         GBytes **data_r, char **error_r)
+{
+	return s->ops->get(s, sha, data_r, error_r);
+}
+
+static inline void mv_blobstore_reset(mv_blobstore *s)
+{
+	s->ops->reset(s);
+}
+
+static inline void mv_blobstore_free(mv_blobstore **s)
+{
+	if (s != NULL && *s != NULL) {
+		(*s)->ops->destroy(*s);
+		*s = NULL;
+	}
+}
+
+#endif

@@ -1,0 +1,281 @@
+/* mv-catalog: read-only queries over the archive's metadata. */
+#include "mv-catalog.h"
+
+#include <string.h>
+
+#include "mv-query.h"
+
+static char *dup_value(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : g_strdup(PQgetvalue(r, row, col));
+}
+
+static gint64 int_value(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0 : g_ascii_strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+void mv_hit_free(gpointer hit)
+{
+	mv_hit *h = hit;
+	if (h == NULL)
+		return;
+	g_free(h->sha256);
+	g_free(h->date);
+	g_free(h->from);
+	g_free(h->subject);
+	g_free(h->parse_status);
+	g_free(h);
+}
+
+#define ISO_DATE(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArray **hits_r,
+                            char **error_r)
+{
+	*hits_r = NULL;
+	mv_query_sql *q = NULL;
+	mv_status st = mv_query_compile(query, 2, &q, error_r);
+	if (st != MV_OK)
+		return st;
+	char *sql = g_strdup_printf(
+		"SELECT m.id, encode(m.sha256, 'hex'), m.size, " ISO_DATE("m.date") ", m.from_addr, "
+		"m.subject, m.has_attachment, m.parse_status FROM message m WHERE %s "
+		"ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT $1",
+		q->where);
+	guint n = q->params->len + 1;
+	const char **values = g_new0(const char *, n);
+	char lim[24];
+	if (limit > 0) {
+		g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, limit);
+		values[0] = lim;
+	}
+	for (guint i = 0; i < q->params->len; i++)
+		values[i + 1] = q->params->pdata[i];
+	PGresult *r = NULL;
+	st = mv_db_query(db, sql, (int)n, values, NULL, NULL, 0, &r, error_r);
+	g_free(values);
+	g_free(sql);
+	mv_query_sql_free(&q);
+	if (st != MV_OK)
+		return st;
+	GPtrArray *hits = g_ptr_array_new_with_free_func(mv_hit_free);
+	for (int i = 0; i < PQntuples(r); i++) {
+		mv_hit *h = g_new0(mv_hit, 1);
+		h->id = int_value(r, i, 0);
+		h->sha256 = dup_value(r, i, 1);
+		h->size = int_value(r, i, 2);
+		h->date = dup_value(r, i, 3);
+		h->from = dup_value(r, i, 4);
+		h->subject = dup_value(r, i, 5);
+		h->has_attachment = strcmp(PQgetvalue(r, i, 6), "t") == 0;
+		h->parse_status = dup_value(r, i, 7);
+		g_ptr_array_add(hits, h);
+	}
+	PQclear(r);
+	*hits_r = hits;
+	return MV_OK;
+}
+
+mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
+{
+	*stats_r = (mv_stats){0};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(
+		db,
+		"SELECT (SELECT count(*) FROM message), (SELECT count(*) FROM arrival), "
+		"(SELECT coalesce(sum(size), 0) FROM message), "
+		"(SELECT coalesce(sum(stored_size), 0) FROM blob), (SELECT count(*) FROM blob), "
+		"(SELECT count(*) FROM message WHERE parse_status <> 'ok'), "
+		"(SELECT count(*) FROM message_text WHERE tsv IS NULL)",
+		0, NULL, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	stats_r->messages = int_value(r, 0, 0);
+	stats_r->arrivals = int_value(r, 0, 1);
+	stats_r->raw_bytes = int_value(r, 0, 2);
+	stats_r->stored_bytes = int_value(r, 0, 3);
+	stats_r->blobs = int_value(r, 0, 4);
+	stats_r->flagged = int_value(r, 0, 5);
+	stats_r->pending_index = int_value(r, 0, 6);
+	PQclear(r);
+	return MV_OK;
+}
+
+static void address_free(gpointer p)
+{
+	mv_record_address *a = p;
+	g_free(a->role);
+	g_free(a->address);
+	g_free(a->name);
+	g_free(a);
+}
+
+static void part_free(gpointer p)
+{
+	mv_record_part *a = p;
+	g_free(a->path);
+	g_free(a->declared_type);
+	g_free(a->detected_type);
+	g_free(a->filename);
+	g_free(a->blob_sha256);
+	g_free(a);
+}
+
+static void arrival_free(gpointer p)
+{
+	mv_record_arrival *a = p;
+	g_free(a->source);
+	g_free(a->source_ref);
+	g_free(a->received_at);
+	g_free(a->envelope_from);
+	g_free(a->details);
+	g_ptr_array_unref(a->envelope_to);
+	g_free(a);
+}
+
+void mv_record_free(mv_record **record)
+{
+	if (record == NULL || *record == NULL)
+		return;
+	mv_record *m = *record;
+	g_free(m->sha256);
+	g_free(m->message_id);
+	g_free(m->date);
+	g_free(m->date_raw);
+	g_free(m->from);
+	g_free(m->from_name);
+	g_free(m->subject);
+	g_free(m->parse_status);
+	g_free(m->archived_at);
+	if (m->addresses != NULL)
+		g_ptr_array_unref(m->addresses);
+	if (m->parts != NULL)
+		g_ptr_array_unref(m->parts);
+	if (m->arrivals != NULL)
+		g_ptr_array_unref(m->arrivals);
+	if (m->flags != NULL)
+		g_ptr_array_unref(m->flags);
+	g_free(m);
+	*record = NULL;
+}
+
+mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **error_r)
+{
+	*record_r = NULL;
+	char idtext[24];
+	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, id);
+	const char *v[] = {idtext};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(
+		db,
+		"SELECT encode(sha256, 'hex'), size, message_id, " ISO_DATE("date") ", date_raw, "
+		"from_addr, from_name, subject, parse_status, " ISO_DATE("archived_at") ", has_attachment "
+		"FROM message WHERE id = $1",
+		1, v, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return mv_fail(error_r, MV_ERR_NOT_FOUND, "no message %s in the archive", idtext);
+	}
+	mv_record *m = g_new0(mv_record, 1);
+	m->id = id;
+	m->sha256 = dup_value(r, 0, 0);
+	m->size = int_value(r, 0, 1);
+	m->message_id = dup_value(r, 0, 2);
+	m->date = dup_value(r, 0, 3);
+	m->date_raw = dup_value(r, 0, 4);
+	m->from = dup_value(r, 0, 5);
+	m->from_name = dup_value(r, 0, 6);
+	m->subject = dup_value(r, 0, 7);
+	m->parse_status = dup_value(r, 0, 8);
+	m->archived_at = dup_value(r, 0, 9);
+	m->has_attachment = strcmp(PQgetvalue(r, 0, 10), "t") == 0;
+	PQclear(r);
+	m->addresses = g_ptr_array_new_with_free_func(address_free);
+	m->parts = g_ptr_array_new_with_free_func(part_free);
+	m->arrivals = g_ptr_array_new_with_free_func(arrival_free);
+	m->flags = g_ptr_array_new_with_free_func(g_free);
+
+	st = mv_db_query(db,
+	                 "SELECT role, address, name FROM address WHERE message_id = $1 ORDER BY "
+	                 "array_position(ARRAY['from','sender','reply-to','to','cc','bcc',"
+	                 "'envelope-from','envelope-rcpt'], role), ctid",
+	                 1, v, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		mv_record_address *a = g_new0(mv_record_address, 1);
+		a->role = dup_value(r, i, 0);
+		a->address = dup_value(r, i, 1);
+		a->name = dup_value(r, i, 2);
+		g_ptr_array_add(m->addresses, a);
+	}
+	PQclear(r);
+	r = NULL;
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT path, declared_type, detected_type, filename, size, "
+		                 "encode(blob_sha256, 'hex') FROM part WHERE message_id = $1 "
+		                 "ORDER BY string_to_array(nullif(path, ''), '.')::int[] NULLS FIRST",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		mv_record_part *p = g_new0(mv_record_part, 1);
+		p->path = dup_value(r, i, 0);
+		p->declared_type = dup_value(r, i, 1);
+		p->detected_type = dup_value(r, i, 2);
+		p->filename = dup_value(r, i, 3);
+		p->size = int_value(r, i, 4);
+		p->blob_sha256 = dup_value(r, i, 5);
+		g_ptr_array_add(m->parts, p);
+	}
+	PQclear(r);
+	r = NULL;
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT id, source, source_ref, " ISO_DATE("received_at") ", "
+		                 "envelope_from, details FROM arrival WHERE message_id = $1 ORDER BY id",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+	GHashTable *by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		mv_record_arrival *a = g_new0(mv_record_arrival, 1);
+		a->id = int_value(r, i, 0);
+		a->source = dup_value(r, i, 1);
+		a->source_ref = dup_value(r, i, 2);
+		a->received_at = dup_value(r, i, 3);
+		a->envelope_from = dup_value(r, i, 4);
+		a->details = dup_value(r, i, 5);
+		a->envelope_to = g_ptr_array_new_with_free_func(g_free);
+		g_ptr_array_add(m->arrivals, a);
+		g_hash_table_insert(by_id, &a->id, a);
+	}
+	PQclear(r);
+	r = NULL;
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT a.id, t.rcpt FROM arrival a, unnest(a.envelope_to) "
+		                 "WITH ORDINALITY AS t(rcpt, n) WHERE a.message_id = $1 ORDER BY a.id, t.n",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		gint64 aid = int_value(r, i, 0);
+		mv_record_arrival *a = g_hash_table_lookup(by_id, &aid);
+		if (a != NULL)
+			g_ptr_array_add(a->envelope_to, dup_value(r, i, 1));
+	}
+	g_hash_table_destroy(by_id);
+	PQclear(r);
+	r = NULL;
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT f FROM message, unnest(flags) WITH ORDINALITY AS t(f, n) "
+		                 "WHERE id = $1 ORDER BY n",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++)
+		g_ptr_array_add(m->flags, dup_value(r, i, 0));
+	PQclear(r);
+	if (st != MV_OK) {
+		mv_record_free(&m);
+		return st;
+	}
+	*record_r = m;
+	return MV_OK;
+}

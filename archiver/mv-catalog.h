@@ -1,0 +1,76 @@
+/* mv-catalog: reading what the archive knows: search hits, one message's
+ * full record, and archive statistics.
+ *
+ * Ownership: every result is newly allocated and freed by its _free
+ * function (which accepts NULL and sets the pointer to NULL). */
+#ifndef MV_CATALOG_H
+#define MV_CATALOG_H
+
+#include <glib.h>
+
+#include "mv-db.h"
+#include "mv-status.h"
+
+typedef struct {
+	gint64 id;
+	char *sha256;     /* hex */
+	gint64 size;
+	char *date;       /* ISO 8601 UTC, or NULL */
+	char *from;       /* address or NULL */
+	char *subject;    /* or NULL */
+	gboolean has_attachment;
+	char *parse_status;
+} mv_hit;
+
+void mv_hit_free(gpointer hit);
+
+/* Messages matching query (see mv-query.h), newest first, at most limit
+ * (0: no limit).  *hits_r: GPtrArray of mv_hit* (g_ptr_array_unref). */
+mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArray **hits_r,
+                            char **error_r) MV_WARN_UNUSED;
+
+typedef struct {
+	gint64 messages;
+	gint64 arrivals;
+	gint64 raw_bytes;     /* sum of message sizes (each message once) */
+	gint64 stored_bytes;  /* sum of stored (compressed) blob sizes */
+	gint64 blobs;
+	gint64 flagged;       /* messages with parse_status other than ok */
+	gint64 pending_index; /* messages whose search vector is not yet computed */
+} mv_stats;
+
+mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r) MV_WARN_UNUSED;
+
+typedef struct {
+	char *role, *address, *name;
+} mv_record_address;
+
+typedef struct {
+	char *path, *declared_type, *detected_type, *filename, *blob_sha256;
+	gint64 size;
+} mv_record_part;
+
+typedef struct {
+	gint64 id;
+	char *source, *source_ref, *received_at, *envelope_from, *details;
+	GPtrArray *envelope_to; /* char* */
+} mv_record_arrival;
+
+typedef struct {
+	gint64 id;
+	char *sha256;
+	gint64 size;
+	char *message_id, *date, *date_raw, *from, *from_name, *subject, *parse_status, *archived_at;
+	gboolean has_attachment;
+	GPtrArray *addresses; /* mv_record_address* */
+	GPtrArray *parts;     /* mv_record_part* */
+	GPtrArray *arrivals;  /* mv_record_arrival* */
+	GPtrArray *flags;     /* char* */
+} mv_record;
+
+/* Everything known of message id; MV_ERR_NOT_FOUND when absent. */
+mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **error_r)
+	MV_WARN_UNUSED;
+void mv_record_free(mv_record **record);
+
+#endif

@@ -1,0 +1,133 @@
+/* mv-codec: zstd compression for blobs.  Stored data is untrusted on the way
+ * back (it may have been altered in the database): every size is checked. */
+#include "mv-codec.h"
+
+#define ZDICT_STATIC_LINKING_ONLY
+#include <zdict.h>
+#include <zstd.h>
+
+struct mv_zdict {
+	int id;
+	ZSTD_CDict *cdict;
+	ZSTD_DDict *ddict;
+};
+
+mv_zdict *mv_zdict_new(int id, const void *data, size_t len, int level)
+{
+	mv_zdict *d = g_new0(mv_zdict, 1);
+	d->id = id;
+	d->cdict = ZSTD_createCDict(data, len, level);
+	d->ddict = ZSTD_createDDict(data, len);
+	if (d->cdict == NULL || d->ddict == NULL)
+		mv_zdict_free(&d);
+	return d;
+}
+
+int mv_zdict_id(const mv_zdict *dict)
+{
+	return dict->id;
+}
+
+void mv_zdict_free(mv_zdict **dict)
+{
+	if (dict == NULL || *dict == NULL)
+		return;
+	ZSTD_freeCDict((*dict)->cdict);
+	ZSTD_freeDDict((*dict)->ddict);
+	g_free(*dict);
+	*dict = NULL;
+}
+
+mv_status mv_zdict_train(GPtrArray *samples, size_t max_size, GBytes **dict_r, char **error_r)
+{
+	*dict_r = NULL;
+	if (samples->len < 16)
+		return mv_fail(error_r, MV_ERR_INPUT, "too few samples to train a dictionary");
+	GByteArray *all = g_byte_array_new();
+	size_t *sizes = g_new(size_t, samples->len);
+	for (guint i = 0; i < samples->len; i++) {
+		gsize n = 0;
+		const guint8 *p = g_bytes_get_data(samples->pdata[i], &n);
+		g_byte_array_append(all, p, (guint)n);
+		sizes[i] = n;
+	}
+	void *buf = g_malloc(max_size);
+	size_t got = ZDICT_trainFromBuffer(buf, max_size, all->data, sizes, samples->len);
+	g_byte_array_free(all, TRUE);
+	g_free(sizes);
+	if (ZDICT_isError(got)) {
+		g_free(buf);
+		return mv_fail(error_r, MV_ERR_INPUT, "dictionary training failed: %s",
+		               ZDICT_getErrorName(got));
+	}
+	*dict_r = g_bytes_new_take(g_realloc(buf, got), got);
+	return MV_OK;
+}
+
+mv_status mv_codec_compress(const void *in, size_t len, int level, const mv_zdict *dict,
+                            mv_codec *codec_r, GBytes **out_r, char **error_r)
+{
+	size_t cap = ZSTD_compressBound(len);
+	void *buf = g_malloc(cap);
+	size_t n;
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	if (cctx == NULL) {
+		g_free(buf);
+		return mv_fail(error_r, MV_ERR_INTERNAL, "cannot create a zstd context");
+	}
+	if (dict != NULL)
+		n = ZSTD_compress_usingCDict(cctx, buf, cap, in, len, dict->cdict);
+	else
+		n = ZSTD_compressCCtx(cctx, buf, cap, in, len, level);
+	ZSTD_freeCCtx(cctx);
+	if (ZSTD_isError(n)) {
+		g_free(buf);
+		return mv_fail(error_r, MV_ERR_INTERNAL, "zstd compression failed: %s",
+		               ZSTD_getErrorName(n));
+	}
+	if (n >= len) {
+		g_free(buf);
+		*codec_r = MV_CODEC_NONE;
+		*out_r = g_bytes_new(in, len);
+		return MV_OK;
+	}
+	*codec_r = dict != NULL ? MV_CODEC_ZSTD_DICT : MV_CODEC_ZSTD;
+	*out_r = g_bytes_new_take(g_realloc(buf, n), n);
+	return MV_OK;
+}
+
+mv_status mv_codec_decompress(mv_codec codec, const void *in, size_t len, size_t raw_size,
+                              const mv_zdict *dict, GBytes **out_r, char **error_r)
+{
+	*out_r = NULL;
+	if (codec == MV_CODEC_NONE) {
+		if (len != raw_size)
+			return mv_fail(error_r, MV_ERR_INTEGRITY,
+			               "stored blob has %zu bytes, expected %zu", len, raw_size);
+		*out_r = g_bytes_new(in, len);
+		return MV_OK;
+	}
+	if (codec != MV_CODEC_ZSTD && codec != MV_CODEC_ZSTD_DICT)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "unknown blob codec %d", (int)codec);
+	if (codec == MV_CODEC_ZSTD_DICT && dict == NULL)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "blob needs a dictionary that is missing");
+	unsigned long long declared = ZSTD_getFrameContentSize(in, len);
+	if (declared != raw_size)
+		return mv_fail(error_r, MV_ERR_INTEGRITY,
+		               "compressed blob declares %llu bytes, expected %zu", declared, raw_size);
+	void *buf = g_malloc(raw_size > 0 ? raw_size : 1);
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	size_t n;
+	if (codec == MV_CODEC_ZSTD_DICT)
+		n = ZSTD_decompress_usingDDict(dctx, buf, raw_size, in, len, dict->ddict);
+	else
+		n = ZSTD_decompressDCtx(dctx, buf, raw_size, in, len);
+	ZSTD_freeDCtx(dctx);
+	if (ZSTD_isError(n) || n != raw_size) {
+		g_free(buf);
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "stored blob does not decompress: %s",
+		               ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
+	}
+	*out_r = g_bytes_new_take(buf, raw_size);
+	return MV_OK;
+}

@@ -1,0 +1,238 @@
+/* mv-db: connection selection, session settings and migrations. */
+#include "mv-db.h"
+
+#include <string.h>
+
+#include "mv-cluster.h"
+
+struct mv_db {
+	PGconn *conn;
+	char *describe;
+};
+
+#define MIGRATION_LOCK_KEY 7231980411L
+
+static const char *env_nonempty(const char *name)
+{
+	const char *v = g_getenv(name);
+	return v != NULL && *v != '\0' ? v : NULL;
+}
+
+gboolean mv_db_uses_embedded(const mv_db_options *options)
+{
+	if (options->conninfo != NULL)
+		return FALSE;
+	if (env_nonempty("MAILVAULT_DB") != NULL)
+		return FALSE;
+	return env_nonempty("PGHOST") == NULL && env_nonempty("PGDATABASE") == NULL &&
+	       env_nonempty("PGSERVICE") == NULL;
+}
+
+static void quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
+{
+	*db_r = NULL;
+	char *conninfo = NULL;
+	char *describe = NULL;
+	gboolean embedded = mv_db_uses_embedded(options);
+	mv_status st = MV_OK;
+	if (embedded) {
+		mv_cluster *cluster = NULL;
+		st = mv_cluster_new(options->home, &cluster, error_r);
+		if (st != MV_OK)
+			return st;
+		if (!mv_cluster_is_initialised(cluster))
+			st = mv_cluster_init(cluster, error_r);
+		else
+			st = mv_cluster_start(cluster, error_r);
+		if (st == MV_OK) {
+			conninfo = mv_cluster_conninfo(cluster, MV_DB_NAME);
+			describe = g_strdup_printf("embedded database in %s", mv_cluster_home(cluster));
+		}
+		mv_cluster_free(&cluster);
+		if (st != MV_OK)
+			return st;
+	} else {
+		const char *ci = options->conninfo != NULL ? options->conninfo : env_nonempty("MAILVAULT_DB");
+		conninfo = g_strdup(ci != NULL ? ci : "");
+		describe = g_strdup("external database");
+	}
+
+	PGconn *conn = PQconnectdb(conninfo);
+	g_free(conninfo);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		char *msg = g_strstrip(g_strdup(PQerrorMessage(conn)));
+		st = mv_fail(error_r, MV_ERR_DB, "cannot connect to the %s: %s", describe, msg);
+		g_free(msg);
+		g_free(describe);
+		PQfinish(conn);
+		return st;
+	}
+	PQsetNoticeProcessor(conn, quiet_notice, NULL);
+	mv_db *db = g_new0(mv_db, 1);
+	db->conn = conn;
+	db->describe = describe;
+	st = mv_db_exec(db, "SET client_min_messages = warning; SET TimeZone = 'UTC'; "
+	                    "SET application_name = 'mailvault'", error_r);
+	if (st == MV_OK && embedded && !options->no_migrate)
+		st = mv_db_migrate(db, NULL, error_r);
+	if (st == MV_OK && !embedded && !options->no_migrate) {
+		int version = 0;
+		st = mv_db_schema_version(db, &version, error_r);
+		if (st == MV_OK && version < mv_migrations_count)
+			st = mv_fail(error_r, MV_ERR_DB,
+			             "the database schema is at version %d, this mailvault needs %d: "
+			             "run mailvault db migrate", version, mv_migrations_count);
+		else if (st == MV_OK && version > mv_migrations_count)
+			st = mv_fail(error_r, MV_ERR_DB,
+			             "the database schema (version %d) is newer than this mailvault (%d)",
+			             version, mv_migrations_count);
+	}
+	if (st != MV_OK) {
+		mv_db_close(&db);
+		return st;
+	}
+	*db_r = db;
+	return MV_OK;
+}
+
+void mv_db_close(mv_db **db)
+{
+	if (db == NULL || *db == NULL)
+		return;
+	PQfinish((*db)->conn);
+	g_free((*db)->describe);
+	g_free(*db);
+	*db = NULL;
+}
+
+PGconn *mv_db_conn(mv_db *db)
+{
+	return db->conn;
+}
+
+const char *mv_db_describe(const mv_db *db)
+{
+	return db->describe;
+}
+
+mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **error_r)
+{
+	const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
+	if (msg == NULL || *msg == '\0')
+		msg = PQerrorMessage(db->conn);
+	char *clean = g_strstrip(g_strdup(msg));
+	char *nl = strchr(clean, '\n');
+	if (nl != NULL)
+		*nl = '\0';
+	mv_status st = mv_fail(error_r, MV_ERR_DB, "%s: %s", what, clean);
+	g_free(clean);
+	return st;
+}
+
+mv_status mv_db_exec(mv_db *db, const char *sql, char **error_r)
+{
+	PGresult *r = PQexec(db->conn, sql);
+	ExecStatusType s = PQresultStatus(r);
+	mv_status st = MV_OK;
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+		st = mv_db_fail(db, r, "database command failed", error_r);
+	PQclear(r);
+	return st;
+}
+
+mv_status mv_db_query(mv_db *db, const char *sql, int n_params, const char *const *values,
+                      const int *lengths, const int *formats, int result_format,
+                      PGresult **res_r, char **error_r)
+{
+	*res_r = NULL;
+	PGresult *r = PQexecParams(db->conn, sql, n_params, NULL, values, lengths, formats,
+	                           result_format);
+	ExecStatusType s = PQresultStatus(r);
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+		mv_status st = mv_db_fail(db, r, "database query failed", error_r);
+		PQclear(r);
+		return st;
+	}
+	*res_r = r;
+	return MV_OK;
+}
+
+mv_status mv_db_schema_version(mv_db *db, int *version_r, char **error_r)
+{
+	*version_r = 0;
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT to_regclass('schema_version') IS NOT NULL", 0, NULL,
+	                           NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	gboolean exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!exists)
+		return MV_OK;
+	st = mv_db_query(db, "SELECT coalesce(max(version), 0) FROM schema_version", 0, NULL, NULL,
+	                 NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	*version_r = (int)g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return MV_OK;
+}
+
+mv_status mv_db_migrate(mv_db *db, int *applied_r, char **error_r)
+{
+	int applied = 0;
+	if (applied_r != NULL)
+		*applied_r = 0;
+	for (int i = 0; i < mv_migrations_count; i++) {
+		const mv_migration *m = &mv_migrations[i];
+		mv_status st = mv_db_exec(db, "BEGIN", error_r);
+		if (st != MV_OK)
+			return st;
+		st = mv_db_exec(db,
+		                "SELECT pg_advisory_xact_lock(7231980411); "
+		                "CREATE TABLE IF NOT EXISTS schema_version ("
+		                " version integer PRIMARY KEY, name text NOT NULL,"
+		                " applied_at timestamptz NOT NULL DEFAULT now())",
+		                error_r);
+		char version[16];
+		g_snprintf(version, sizeof version, "%d", m->version);
+		const char *params[] = {version, m->name};
+		PGresult *r = NULL;
+		if (st == MV_OK)
+			st = mv_db_query(db, "SELECT 1 FROM schema_version WHERE version = $1", 1, params,
+			                 NULL, NULL, 0, &r, error_r);
+		gboolean done = r != NULL && PQntuples(r) > 0;
+		PQclear(r);
+		if (st == MV_OK && !done) {
+			st = mv_db_exec(db, m->sql, error_r);
+			if (st != MV_OK) {
+				char *inner = *error_r;
+				*error_r = NULL;
+				st = mv_fail(error_r, MV_ERR_DB, "migration %s failed: %s", m->name, inner);
+				g_free(inner);
+			}
+			if (st == MV_OK)
+				st = mv_db_query(db, "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+				                 2, params, NULL, NULL, 0, &r, error_r);
+			PQclear(r);
+			if (st == MV_OK)
+				applied++;
+		}
+		if (st != MV_OK) {
+			PQclear(PQexec(db->conn, "ROLLBACK"));
+			return st;
+		}
+		st = mv_db_exec(db, "COMMIT", error_r);
+		if (st != MV_OK)
+			return st;
+	}
+	if (applied_r != NULL)
+		*applied_r = applied;
+	return MV_OK;
+}

@@ -1,0 +1,67 @@
+/* mv-db: the PostgreSQL connection, schema migrations and query helpers.
+ *
+ * Which database: an explicit conninfo (--db), else $MAILVAULT_DB, else the
+ * PG* environment when PGHOST, PGDATABASE or PGSERVICE is set, else the
+ * embedded default cluster under the home directory (see mv-cluster.h),
+ * which is initialised, started and migrated on first use.  An external
+ * database is never migrated implicitly: `mailvault db migrate` does it.
+ *
+ * All SQL with values goes through parameterised calls.
+ * Ownership: mv_db_open returns a handle freed by mv_db_close; PGresult
+ * values returned through res_r belong to the caller (PQclear). */
+#ifndef MV_DB_H
+#define MV_DB_H
+
+#include <glib.h>
+#include <libpq-fe.h>
+
+#include "mv-status.h"
+
+typedef struct mv_db mv_db;
+
+typedef struct {
+	const char *home;      /* embedded cluster home, or NULL for the default */
+	const char *conninfo;  /* explicit connection string, or NULL */
+	gboolean no_migrate;   /* do not migrate the embedded cluster on open */
+} mv_db_options;
+
+typedef struct {
+	int version;
+	const char *name;
+	const char *sql;
+} mv_migration;
+
+/* The migrations compiled in from schema/NNN-name.sql, in order. */
+extern const mv_migration mv_migrations[];
+extern const int mv_migrations_count;
+
+/* True when options select the embedded cluster (no conninfo anywhere). */
+gboolean mv_db_uses_embedded(const mv_db_options *options);
+
+mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r) MV_WARN_UNUSED;
+void mv_db_close(mv_db **db);
+
+PGconn *mv_db_conn(mv_db *db);
+/* A description of where the database is, for messages (no password). */
+const char *mv_db_describe(const mv_db *db);
+
+/* Apply every migration not yet recorded in schema_version, each in its own
+ * transaction, under an advisory lock.  *applied_r (may be NULL) receives
+ * the number applied. */
+mv_status mv_db_migrate(mv_db *db, int *applied_r, char **error_r) MV_WARN_UNUSED;
+/* Highest applied version (0: none). */
+mv_status mv_db_schema_version(mv_db *db, int *version_r, char **error_r) MV_WARN_UNUSED;
+
+/* Run a statement without parameters that returns no rows. */
+mv_status mv_db_exec(mv_db *db, const char *sql, char **error_r) MV_WARN_UNUSED;
+
+/* Run a parameterised statement; values are text unless formats says
+ * binary.  On success *res_r holds the result (PQclear it). */
+mv_status mv_db_query(mv_db *db, const char *sql, int n_params, const char *const *values,
+                      const int *lengths, const int *formats, int result_format,
+                      PGresult **res_r, char **error_r) MV_WARN_UNUSED;
+
+/* Map a failed result or connection to a status and message. */
+mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **error_r);
+
+#endif

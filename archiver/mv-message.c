@@ -1,0 +1,472 @@
+/* mv-message: parse one message with GMime into archive metadata.
+ *
+ * SECURITY: parses untrusted network and file input.  GMime does the MIME
+ * work; this file bounds what is kept (depth, part count, text size) and
+ * never trusts offsets it is handed without checking them against the raw
+ * buffer.  libmagic and libxml2 see only decoded, bounded part content. */
+#include "mv-message.h"
+
+#include <gmime/gmime.h>
+#include <libxml/HTMLparser.h>
+#include <libxml/tree.h>
+#include <magic.h>
+#include <string.h>
+
+#define MAGIC_SNIFF_BYTES (64 * 1024)
+#define MAX_ADDRESSES 10000
+
+static magic_t magic_cookie;
+static GMutex magic_lock;
+static gboolean parser_ready;
+
+void mv_parse_limits_default(mv_parse_limits *limits)
+{
+	limits->max_depth = 64;
+	limits->max_parts = 5000;
+	limits->max_text_bytes = 256 * 1024;
+	limits->min_splice_bytes = 2048;
+}
+
+mv_status mv_parser_init(char **error_r)
+{
+	if (parser_ready)
+		return MV_OK;
+	g_mime_init();
+	xmlInitParser();
+	magic_cookie = magic_open(MAGIC_MIME_TYPE | MAGIC_NO_CHECK_COMPRESS);
+	if (magic_cookie == NULL)
+		return mv_fail(error_r, MV_ERR_CONFIG, "libmagic: cannot open");
+	if (magic_load(magic_cookie, NULL) != 0) {
+		mv_status st = mv_fail(error_r, MV_ERR_CONFIG, "libmagic: cannot load the database: %s",
+		                       magic_error(magic_cookie));
+		magic_close(magic_cookie);
+		magic_cookie = NULL;
+		return st;
+	}
+	parser_ready = TRUE;
+	return MV_OK;
+}
+
+void mv_parser_shutdown(void)
+{
+	if (!parser_ready)
+		return;
+	magic_close(magic_cookie);
+	magic_cookie = NULL;
+	g_mime_shutdown();
+	xmlCleanupParser();
+	parser_ready = FALSE;
+}
+
+char *mv_utf8_clean(const char *s, gssize len)
+{
+	if (s == NULL)
+		return NULL;
+	gsize n = len < 0 ? strlen(s) : (gsize)len;
+	GString *nonul = g_string_sized_new(n);
+	for (gsize i = 0; i < n; i++)
+		if (s[i] != '\0')
+			g_string_append_c(nonul, s[i]);
+	char *valid = g_utf8_make_valid(nonul->str, (gssize)nonul->len);
+	g_string_free(nonul, TRUE);
+	return valid;
+}
+
+/* Append s, stopping at the limit on a character boundary. */
+static void text_append(GString *out, const char *s, gsize len, gsize max_bytes)
+{
+	if (out->len >= max_bytes)
+		return;
+	gsize room = max_bytes - out->len;
+	if (len > room) {
+		const char *end = g_utf8_find_prev_char(s, s + room + 1);
+		len = end != NULL ? (gsize)(end - s) : 0;
+	}
+	g_string_append_len(out, s, (gssize)len);
+}
+
+static gboolean html_is_block(const xmlChar *name)
+{
+	static const char *const blocks[] = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4",
+	                                     "h5", "h6", "table", "ul", "ol", "blockquote",
+	                                     "pre", "hr", "title", "td", "th", NULL};
+	for (int i = 0; blocks[i] != NULL; i++)
+		if (xmlStrcasecmp(name, (const xmlChar *)blocks[i]) == 0)
+			return TRUE;
+	return FALSE;
+}
+
+void mv_html_to_text(const char *html, gsize len, GString *out, gsize max_bytes)
+{
+	if (len > G_MAXINT)
+		len = G_MAXINT;
+	htmlDocPtr doc = htmlReadMemory(html, (int)len, NULL, "UTF-8",
+	                                HTML_PARSE_RECOVER | HTML_PARSE_NOERROR |
+	                                HTML_PARSE_NOWARNING | HTML_PARSE_NONET);
+	if (doc == NULL)
+		return;
+	/* Iterative walk: the tree may be deep, the stack is not. */
+	xmlNodePtr node = xmlDocGetRootElement(doc);
+	while (node != NULL && out->len < max_bytes) {
+		gboolean descend = TRUE;
+		if (node->type == XML_ELEMENT_NODE) {
+			if (xmlStrcasecmp(node->name, (const xmlChar *)"script") == 0 ||
+			    xmlStrcasecmp(node->name, (const xmlChar *)"style") == 0)
+				descend = FALSE;
+			else if (html_is_block(node->name))
+				text_append(out, "\n", 1, max_bytes);
+		} else if (node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE) {
+			if (node->content != NULL)
+				text_append(out, (const char *)node->content,
+				            strlen((const char *)node->content), max_bytes);
+			descend = FALSE;
+		}
+		if (descend && node->children != NULL) {
+			node = node->children;
+			continue;
+		}
+		while (node != NULL && node->next == NULL) {
+			node = node->parent;
+			if (node == NULL || node->type == XML_DOCUMENT_NODE ||
+			    node->type == XML_HTML_DOCUMENT_NODE)
+				node = NULL;
+			else if (node->type == XML_ELEMENT_NODE && html_is_block(node->name))
+				text_append(out, "\n", 1, max_bytes);
+		}
+		if (node != NULL)
+			node = node->next;
+	}
+	xmlFreeDoc(doc);
+}
+
+static void add_flag(mv_message *msg, const char *flag)
+{
+	for (guint i = 0; i < msg->flags->len; i++)
+		if (strcmp(msg->flags->pdata[i], flag) == 0)
+			return;
+	g_ptr_array_add(msg->flags, g_strdup(flag));
+}
+
+static void address_free(gpointer p)
+{
+	mv_address *a = p;
+	g_free(a->role);
+	g_free(a->address);
+	g_free(a->name);
+	g_free(a);
+}
+
+static void part_free(gpointer p)
+{
+	mv_part *part = p;
+	g_free(part->path);
+	g_free(part->declared_type);
+	g_free(part->detected_type);
+	g_free(part->filename);
+	g_free(part);
+}
+
+static void add_address_list(mv_message *msg, const char *role, InternetAddressList *list,
+                             guint depth)
+{
+	if (list == NULL || depth > 4)
+		return;
+	int n = internet_address_list_length(list);
+	for (int i = 0; i < n && msg->addresses->len < MAX_ADDRESSES; i++) {
+		InternetAddress *ia = internet_address_list_get_address(list, i);
+		if (INTERNET_ADDRESS_IS_GROUP(ia)) {
+			add_address_list(msg, role,
+			                 internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)),
+			                 depth + 1);
+			continue;
+		}
+		if (!INTERNET_ADDRESS_IS_MAILBOX(ia))
+			continue;
+		const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+		const char *name = internet_address_get_name(ia);
+		mv_address *a = g_new0(mv_address, 1);
+		a->role = g_strdup(role);
+		char *clean = mv_utf8_clean(addr != NULL ? addr : "", -1);
+		a->address = g_utf8_strdown(g_strstrip(clean), -1);
+		g_free(clean);
+		a->name = name != NULL && *name != '\0' ? mv_utf8_clean(name, -1) : NULL;
+		g_ptr_array_add(msg->addresses, a);
+	}
+}
+
+typedef struct {
+	mv_message *msg;
+	const mv_parse_limits *limits;
+	const guint8 *raw;
+	gsize raw_len;
+	gsize last_splice_end;
+	GString *body;
+} walk_ctx;
+
+static char *child_path(const char *path, int index)
+{
+	return *path == '\0' ? g_strdup_printf("%d", index) : g_strdup_printf("%s.%d", path, index);
+}
+
+static char *declared_type_of(GMimeObject *obj)
+{
+	GMimeContentType *ct = g_mime_object_get_content_type(obj);
+	if (ct == NULL)
+		return g_strdup("text/plain");
+	char *t = g_mime_content_type_get_mime_type(ct);
+	char *clean = mv_utf8_clean(t, -1);
+	char *lower = g_ascii_strdown(clean, -1);
+	g_free(t);
+	g_free(clean);
+	return lower;
+}
+
+static char *detect_type(const guint8 *data, gsize len)
+{
+	if (len == 0)
+		return g_strdup("application/x-empty");
+	g_mutex_lock(&magic_lock);
+	const char *t = magic_buffer(magic_cookie, data, MIN(len, MAGIC_SNIFF_BYTES));
+	char *res = g_strdup(t != NULL ? t : "application/octet-stream");
+	g_mutex_unlock(&magic_lock);
+	return res;
+}
+
+static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
+{
+	GMimeObject *obj = GMIME_OBJECT(part);
+	const char *fn = g_mime_part_get_filename(part);
+	rec->filename = fn != NULL ? mv_utf8_clean(fn, -1) : NULL;
+	const char *disp = g_mime_object_get_disposition(obj);
+	gboolean is_text = g_str_has_prefix(rec->declared_type, "text/");
+	rec->is_attachment = rec->filename != NULL ||
+	                     (disp != NULL && g_ascii_strcasecmp(disp, "attachment") == 0) ||
+	                     (!is_text && !g_str_has_prefix(rec->declared_type, "multipart/"));
+	if (rec->is_attachment)
+		c->msg->has_attachment = TRUE;
+
+	GMimeDataWrapper *content = g_mime_part_get_content(part);
+	if (content == NULL) {
+		rec->detected_type = g_strdup("application/x-empty");
+		return;
+	}
+	/* Where the encoded content sits in the raw bytes (the parser keeps
+	 * substreams of the original when persist_stream is on). */
+	GMimeStream *src = g_mime_data_wrapper_get_stream(content);
+	if (src != NULL && src->bound_start >= 0 && src->bound_end >= src->bound_start &&
+	    (gsize)src->bound_end <= c->raw_len) {
+		rec->raw_offset = (gsize)src->bound_start;
+		rec->raw_len = (gsize)(src->bound_end - src->bound_start);
+	}
+
+	GMimeStream *decoded = g_mime_stream_mem_new();
+	g_mime_data_wrapper_write_to_stream(content, decoded);
+	GByteArray *bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(decoded));
+	rec->size = bytes->len;
+	rec->detected_type = detect_type(bytes->data, bytes->len);
+
+	gboolean body_text = is_text && (rec->filename == NULL || !rec->is_attachment);
+	if (body_text && c->body->len < c->limits->max_text_bytes) {
+		char *text = GMIME_IS_TEXT_PART(part) ? g_mime_text_part_get_text(GMIME_TEXT_PART(part))
+		                                      : NULL;
+		char *clean = mv_utf8_clean(text != NULL ? text : (const char *)bytes->data,
+		                            text != NULL ? -1 : (gssize)bytes->len);
+		g_free(text);
+		if (strcmp(rec->declared_type, "text/html") == 0)
+			mv_html_to_text(clean, strlen(clean), c->body, c->limits->max_text_bytes);
+		else
+			text_append(c->body, clean, strlen(clean), c->limits->max_text_bytes);
+		text_append(c->body, "\n", 1, c->limits->max_text_bytes);
+		g_free(clean);
+	}
+	g_object_unref(decoded);
+
+	if (!body_text && rec->raw_len >= c->limits->min_splice_bytes &&
+	    rec->raw_offset >= c->last_splice_end) {
+		rec->spliced = TRUE;
+		c->last_splice_end = rec->raw_offset + rec->raw_len;
+		mv_sha256(c->raw + rec->raw_offset, rec->raw_len, rec->blob_sha256);
+	}
+}
+
+static void walk(walk_ctx *c, GMimeObject *obj, const char *path, guint depth)
+{
+	mv_message *msg = c->msg;
+	if (depth > c->limits->max_depth) {
+		add_flag(msg, "mime-depth-limit");
+		return;
+	}
+	if (msg->parts->len >= c->limits->max_parts) {
+		add_flag(msg, "mime-part-limit");
+		return;
+	}
+	mv_part *rec = g_new0(mv_part, 1);
+	rec->path = g_strdup(path);
+	rec->declared_type = declared_type_of(obj);
+	g_ptr_array_add(msg->parts, rec);
+
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+		int n = g_mime_multipart_get_count(mp);
+		for (int i = 0; i < n; i++) {
+			char *p = child_path(path, i + 1);
+			walk(c, g_mime_multipart_get_part(mp, i), p, depth + 1);
+			g_free(p);
+			if (msg->parts->len >= c->limits->max_parts && i + 1 < n) {
+				add_flag(msg, "mime-part-limit");
+				break;
+			}
+		}
+	} else if (GMIME_IS_MESSAGE_PART(obj)) {
+		GMimeMessage *inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+		if (inner != NULL) {
+			const char *subj = g_mime_message_get_subject(inner);
+			if (subj != NULL) {
+				char *clean = mv_utf8_clean(subj, -1);
+				text_append(c->body, clean, strlen(clean), c->limits->max_text_bytes);
+				text_append(c->body, "\n", 1, c->limits->max_text_bytes);
+				g_free(clean);
+			}
+			GMimeObject *body = g_mime_message_get_mime_part(inner);
+			if (body != NULL) {
+				char *p = child_path(path, 1);
+				walk(c, body, p, depth + 1);
+				g_free(p);
+			}
+		}
+		msg->has_attachment = TRUE;
+		rec->is_attachment = TRUE;
+	} else if (GMIME_IS_PART(obj)) {
+		walk_leaf(c, GMIME_PART(obj), rec);
+	}
+}
+
+static mv_message *message_new(GBytes *raw)
+{
+	mv_message *msg = g_new0(mv_message, 1);
+	msg->raw = g_bytes_ref(raw);
+	msg->addresses = g_ptr_array_new_with_free_func(address_free);
+	msg->parts = g_ptr_array_new_with_free_func(part_free);
+	msg->flags = g_ptr_array_new_with_free_func(g_free);
+	msg->text = g_string_new(NULL);
+	msg->parse_status = "ok";
+	return msg;
+}
+
+static void fill_headers(mv_message *msg, GMimeMessage *m, GString *doc)
+{
+	GMimeObject *obj = GMIME_OBJECT(m);
+	const char *mid = g_mime_message_get_message_id(m);
+	msg->message_id = mid != NULL ? mv_utf8_clean(mid, -1) : NULL;
+	const char *date = g_mime_object_get_header(obj, "Date");
+	msg->date_raw = date != NULL ? mv_utf8_clean(date, -1) : NULL;
+	GDateTime *dt = g_mime_message_get_date(m);
+	if (dt != NULL) {
+		msg->date = g_date_time_to_unix(dt);
+		msg->has_date = TRUE;
+	} else if (date != NULL) {
+		add_flag(msg, "bad-date");
+	}
+	const char *subj = g_mime_message_get_subject(m);
+	msg->subject = subj != NULL ? mv_utf8_clean(subj, -1) : NULL;
+
+	static const struct {
+		GMimeAddressType type;
+		const char *role;
+	} roles[] = {
+		{GMIME_ADDRESS_TYPE_FROM, "from"},       {GMIME_ADDRESS_TYPE_SENDER, "sender"},
+		{GMIME_ADDRESS_TYPE_REPLY_TO, "reply-to"}, {GMIME_ADDRESS_TYPE_TO, "to"},
+		{GMIME_ADDRESS_TYPE_CC, "cc"},           {GMIME_ADDRESS_TYPE_BCC, "bcc"},
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS(roles); i++)
+		add_address_list(msg, roles[i].role, g_mime_message_get_addresses(m, roles[i].type), 0);
+	for (guint i = 0; i < msg->addresses->len; i++) {
+		mv_address *a = msg->addresses->pdata[i];
+		if (msg->from_addr == NULL && strcmp(a->role, "from") == 0) {
+			msg->from_addr = g_strdup(a->address);
+			msg->from_name = g_strdup(a->name);
+		}
+		g_string_append_printf(doc, "%s %s\n", a->name != NULL ? a->name : "", a->address);
+	}
+	if (msg->subject != NULL)
+		g_string_append_printf(doc, "%s\n", msg->subject);
+}
+
+mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_message **msg_r,
+                           char **error_r)
+{
+	(void)error_r;
+	gsize len = 0;
+	const guint8 *data = g_bytes_get_data(raw, &len);
+	mv_message *msg = message_new(raw);
+	mv_sha256(data != NULL ? data : (const guint8 *)"", len, msg->sha256);
+
+	if (data != NULL && memchr(data, '\0', len) != NULL)
+		add_flag(msg, "nul-bytes");
+
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer((const char *)data, len);
+	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
+	g_mime_parser_set_persist_stream(parser, TRUE);
+	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+	GMimeParserOptions *opts = g_mime_parser_options_new();
+	g_mime_parser_options_set_rfc2047_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
+	g_mime_parser_options_set_address_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
+	g_mime_parser_options_set_parameter_compliance_mode(opts, GMIME_RFC_COMPLIANCE_LOOSE);
+	GMimeMessage *m = g_mime_parser_construct_message(parser, opts);
+
+	GString *doc = g_string_new(NULL);
+	if (m == NULL) {
+		msg->parse_status = "unparsable";
+		add_flag(msg, "mime-parser-rejected");
+	} else {
+		GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(m));
+		if (hl == NULL || g_mime_header_list_get_count(hl) == 0) {
+			msg->parse_status = "unparsable";
+			add_flag(msg, "no-headers");
+		}
+		fill_headers(msg, m, doc);
+		walk_ctx c = {.msg = msg, .limits = limits, .raw = data, .raw_len = len, .body = doc};
+		GMimeObject *body = g_mime_message_get_mime_part(m);
+		if (body != NULL)
+			walk(&c, body, "", 0);
+		g_object_unref(m);
+	}
+	g_mime_parser_options_free(opts);
+	g_object_unref(parser);
+	g_object_unref(stream);
+
+	if (strcmp(msg->parse_status, "ok") == 0 && msg->flags->len > 0) {
+		for (guint i = 0; i < msg->flags->len; i++)
+			if (strcmp(msg->flags->pdata[i], "bad-date") != 0)
+				msg->parse_status = "partial";
+	}
+	if (strcmp(msg->parse_status, "unparsable") == 0 && len > 0) {
+		/* Keep whatever text there is searchable. */
+		char *clean = mv_utf8_clean((const char *)data, (gssize)MIN(len, limits->max_text_bytes));
+		text_append(doc, clean, strlen(clean), limits->max_text_bytes);
+		g_free(clean);
+	}
+	g_string_free(msg->text, TRUE);
+	msg->text = doc;
+	*msg_r = msg;
+	return MV_OK;
+}
+
+void mv_message_free(mv_message **msg)
+{
+	if (msg == NULL || *msg == NULL)
+		return;
+	mv_message *m = *msg;
+	g_bytes_unref(m->raw);
+	g_free(m->message_id);
+	g_free(m->date_raw);
+	g_free(m->from_addr);
+	g_free(m->from_name);
+	g_free(m->subject);
+	g_ptr_array_free(m->addresses, TRUE);
+	g_ptr_array_free(m->parts, TRUE);
+	g_ptr_array_free(m->flags, TRUE);
+	g_string_free(m->text, TRUE);
+	g_free(m);
+	*msg = NULL;
+}

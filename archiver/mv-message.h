@@ -1,0 +1,87 @@
+/* mv-message: one received message, parsed into the metadata the archive
+ * keeps (GMime 3), and cut into the byte ranges stored as separate blobs.
+ *
+ * SECURITY: the input is untrusted mail.  Parsing is bounded by
+ * mv_parse_limits (MIME depth, part count, text bytes); a message GMime
+ * cannot make sense of is still returned, with parse_status "unparsable" or
+ * "partial" and the reasons in flags, never an error: every message is
+ * archived.
+ *
+ * Ownership: mv_message_parse returns a new mv_message in *msg_r that owns
+ * every string, array and the raw bytes it holds; free it with
+ * mv_message_free.  mv_parser_init/mv_parser_shutdown bracket the process's
+ * use of GMime and libmagic. */
+#ifndef MV_MESSAGE_H
+#define MV_MESSAGE_H
+
+#include <glib.h>
+#include <stdint.h>
+
+#include "mv-hash.h"
+#include "mv-status.h"
+
+typedef struct {
+	guint max_depth;          /* MIME nesting kept as parts (default 64) */
+	guint max_parts;          /* parts recorded per message (default 5000) */
+	gsize max_text_bytes;     /* body text kept for search (default 256 KiB) */
+	gsize min_splice_bytes;   /* non-text parts at least this big are stored
+	                             as their own deduplicated blob (default 2048) */
+} mv_parse_limits;
+
+void mv_parse_limits_default(mv_parse_limits *limits);
+
+typedef struct {
+	char *role;       /* from, sender, reply-to, to, cc, bcc */
+	char *address;    /* normalised: lower-case, trimmed; may be "" for groups */
+	char *name;       /* decoded display name, UTF-8, or NULL */
+} mv_address;
+
+typedef struct {
+	char *path;           /* "1", "1.2", ... ("" for a single-part message) */
+	char *declared_type;  /* from Content-Type, lower-case */
+	char *detected_type;  /* libmagic's verdict on the decoded content */
+	char *filename;       /* decoded, UTF-8, or NULL */
+	gint64 size;          /* decoded content size */
+	gboolean spliced;     /* stored as its own blob (raw encoded bytes) */
+	gsize raw_offset;     /* range of its encoded content in the raw bytes */
+	gsize raw_len;
+	uint8_t blob_sha256[MV_SHA256_LEN]; /* of raw[raw_offset..+raw_len) when spliced */
+	gboolean is_attachment;
+} mv_part;
+
+typedef struct {
+	GBytes *raw;                  /* the exact bytes received */
+	uint8_t sha256[MV_SHA256_LEN];
+	char *message_id;             /* without angle brackets, or NULL */
+	char *date_raw;               /* Date header as received, or NULL */
+	gint64 date;                  /* seconds since the epoch (valid if has_date) */
+	gboolean has_date;
+	char *from_addr, *from_name;
+	char *subject;                /* decoded, UTF-8 */
+	GPtrArray *addresses;         /* of mv_address*, owned */
+	GPtrArray *parts;             /* of mv_part*, owned, in document order */
+	GString *text;                /* search text: body text, UTF-8, bounded */
+	gboolean has_attachment;
+	const char *parse_status;     /* "ok", "partial", "unparsable" (static) */
+	GPtrArray *flags;             /* of char*, owned: why it is not "ok" */
+} mv_message;
+
+/* Set up GMime and libmagic for this process.  Returns MV_ERR_CONFIG if the
+ * magic database cannot be loaded. */
+mv_status mv_parser_init(char **error_r) MV_WARN_UNUSED;
+void mv_parser_shutdown(void);
+
+/* Parse raw (a reference is taken).  Fails only on MV_ERR_INTERNAL. */
+mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_message **msg_r,
+                           char **error_r) MV_WARN_UNUSED;
+void mv_message_free(mv_message **msg);
+
+/* Make s valid UTF-8 without NUL characters (invalid bytes become U+FFFD,
+ * NUL is dropped).  Returns a new string (g_free) or NULL for NULL. */
+char *mv_utf8_clean(const char *s, gssize len);
+
+/* Reduce an HTML document (UTF-8) to plain text with libxml2, dropping
+ * script and style; appends at most max_bytes to out. */
+void mv_html_to_text(const char *html, gsize len, GString *out, gsize max_bytes);
+
+#endif

@@ -1,0 +1,422 @@
+/* mv-query: tokenizer and recursive-descent parser for the query language.
+ * SECURITY: untrusted input; bounded nesting; values become parameters. */
+#include "mv-query.h"
+
+#include <string.h>
+
+#define MAX_NESTING 64
+#define MAX_TERMS 256
+
+typedef enum { T_END, T_LPAREN, T_RPAREN, T_NOT, T_OR, T_AND, T_TERM } tok_kind;
+
+typedef struct {
+	tok_kind kind;
+	char *field;   /* T_TERM: lower-case field name or NULL */
+	char *value;   /* T_TERM: value (unquoted) */
+	gboolean quoted;
+	gsize pos;     /* byte offset in the query */
+	gsize value_pos; /* byte offset of the value */
+} token;
+
+typedef struct {
+	const char *q;
+	GArray *toks;  /* token */
+	guint at;
+	GString *sql;
+	GPtrArray *params;
+	int first_param;
+	int depth;
+	int terms;
+	char **error_r;
+} parser;
+
+static int column_of(const char *q, gsize pos)
+{
+	const char *end = q + pos;
+	if (!g_utf8_validate(q, (gssize)pos, NULL))
+		return (int)pos + 1;
+	return (int)g_utf8_pointer_to_offset(q, end) + 1;
+}
+
+static mv_status syntax(parser *p, gsize pos, const char *fmt, const char *arg)
+{
+	char *what = g_strdup_printf(fmt, arg);
+	mv_status st = mv_fail(p->error_r, MV_ERR_QUERY, "query error at column %d: %s",
+	                       column_of(p->q, pos), what);
+	g_free(what);
+	return st;
+}
+
+static gboolean is_special(char c)
+{
+	return c == '(' || c == ')' || c == '"' || g_ascii_isspace(c);
+}
+
+/* Read a quoted string starting at q[i] == '"'; returns new index or -1. */
+static gssize read_quoted(const char *q, gsize i, GString *out)
+{
+	i++;
+	while (q[i] != '\0' && q[i] != '"') {
+		if (q[i] == '\\' && (q[i + 1] == '"' || q[i + 1] == '\\'))
+			i++;
+		g_string_append_c(out, q[i]);
+		i++;
+	}
+	if (q[i] != '"')
+		return -1;
+	return (gssize)i + 1;
+}
+
+static void tokens_free(GArray *toks)
+{
+	for (guint i = 0; i < toks->len; i++) {
+		token *t = &g_array_index(toks, token, i);
+		g_free(t->field);
+		g_free(t->value);
+	}
+	g_array_free(toks, TRUE);
+}
+
+static mv_status tokenize(parser *p)
+{
+	const char *q = p->q;
+	gsize i = 0;
+	while (q[i] != '\0') {
+		if (g_ascii_isspace(q[i])) {
+			i++;
+			continue;
+		}
+		token t = {.pos = i};
+		if (q[i] == '(') {
+			t.kind = T_LPAREN;
+			i++;
+		} else if (q[i] == ')') {
+			t.kind = T_RPAREN;
+			i++;
+		} else if (q[i] == '-' && q[i + 1] != '\0' && !g_ascii_isspace(q[i + 1]) && q[i + 1] != ')') {
+			t.kind = T_NOT;
+			i++;
+		} else if (q[i] == '"') {
+			GString *v = g_string_new(NULL);
+			gssize next = read_quoted(q, i, v);
+			if (next < 0) {
+				g_string_free(v, TRUE);
+				return syntax(p, i, "%s", "unterminated quoted phrase");
+			}
+			t.kind = T_TERM;
+			t.quoted = TRUE;
+			t.value = g_string_free(v, FALSE);
+			i = (gsize)next;
+		} else {
+			gsize start = i;
+			while (q[i] != '\0' && !is_special(q[i]) && q[i] != ':')
+				i++;
+			if (q[i] == ':' && i > start) {
+				t.field = g_ascii_strdown(q + start, (gssize)(i - start));
+				i++;
+				t.value_pos = i;
+				if (q[i] == '"') {
+					GString *v = g_string_new(NULL);
+					gssize next = read_quoted(q, i, v);
+					if (next < 0) {
+						g_string_free(v, TRUE);
+						g_free(t.field);
+						return syntax(p, i, "%s", "unterminated quoted phrase");
+					}
+					t.value = g_string_free(v, FALSE);
+					t.quoted = TRUE;
+					i = (gsize)next;
+				} else {
+					gsize vs = i;
+					while (q[i] != '\0' && !is_special(q[i]))
+						i++;
+					if (i == vs) {
+						mv_status st = syntax(p, vs, "field '%s:' needs a value", t.field);
+						g_free(t.field);
+						return st;
+					}
+					t.value = g_strndup(q + vs, i - vs);
+				}
+				t.kind = T_TERM;
+			} else {
+				while (q[i] != '\0' && !is_special(q[i]))
+					i++;
+				char *word = g_strndup(q + start, i - start);
+				if (strcmp(word, "OR") == 0) {
+					t.kind = T_OR;
+					g_free(word);
+				} else if (strcmp(word, "AND") == 0) {
+					t.kind = T_AND;
+					g_free(word);
+				} else if (strcmp(word, "NOT") == 0) {
+					t.kind = T_NOT;
+					g_free(word);
+				} else {
+					t.kind = T_TERM;
+					t.value = word;
+				}
+			}
+		}
+		g_array_append_val(p->toks, t);
+	}
+	token end = {.kind = T_END, .pos = i};
+	g_array_append_val(p->toks, end);
+	return MV_OK;
+}
+
+static token *peek(parser *p)
+{
+	return &g_array_index(p->toks, token, p->at);
+}
+
+/* Add a parameter, return its $ number. */
+static int param(parser *p, char *value_owned)
+{
+	g_ptr_array_add(p->params, value_owned);
+	return p->first_param + (int)p->params->len - 1;
+}
+
+static char *like_escape(const char *v)
+{
+	GString *s = g_string_new(NULL);
+	for (const char *c = v; *c; c++) {
+		if (*c == '%' || *c == '_' || *c == '\\')
+			g_string_append_c(s, '\\');
+		g_string_append_c(s, *c);
+	}
+	return g_string_free(s, FALSE);
+}
+
+static char *glob_to_like(const char *v)
+{
+	GString *s = g_string_new(NULL);
+	for (const char *c = v; *c; c++) {
+		if (*c == '*')
+			g_string_append_c(s, '%');
+		else if (*c == '?')
+			g_string_append_c(s, '_');
+		else {
+			if (*c == '%' || *c == '_' || *c == '\\')
+				g_string_append_c(s, '\\');
+			g_string_append_c(s, *c);
+		}
+	}
+	return g_string_free(s, FALSE);
+}
+
+static void address_term(parser *p, const char *roles, const char *v)
+{
+	GString *s = p->sql;
+	g_string_append_printf(s, "EXISTS (SELECT 1 FROM address a WHERE a.message_id = m.id "
+	                          "AND a.role IN (%s) AND ", roles);
+	if (v[0] == '@') {
+		int n = param(p, g_utf8_strdown(v + 1, -1));
+		g_string_append_printf(s, "split_part(a.address, '@', 2) = $%d)", n);
+	} else if (strchr(v, '@') != NULL) {
+		int n = param(p, g_utf8_strdown(v, -1));
+		g_string_append_printf(s, "a.address = $%d)", n);
+	} else {
+		char *e = like_escape(v);
+		int n = param(p, g_strdup_printf("%%%s%%", e));
+		g_free(e);
+		g_string_append_printf(s, "(a.address ILIKE $%d OR a.name ILIKE $%d))", n, n);
+	}
+}
+
+static gboolean valid_date(const char *v)
+{
+	if (strlen(v) != 10 || v[4] != '-' || v[7] != '-')
+		return FALSE;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && !g_ascii_isdigit(v[i]))
+			return FALSE;
+	int y = (int)g_ascii_strtoll(v, NULL, 10);
+	int mo = (int)g_ascii_strtoll(v + 5, NULL, 10);
+	int d = (int)g_ascii_strtoll(v + 8, NULL, 10);
+	return g_date_valid_dmy((GDateDay)d, (GDateMonth)mo, (GDateYear)y);
+}
+
+static mv_status term(parser *p, token *t)
+{
+	GString *s = p->sql;
+	if (++p->terms > MAX_TERMS)
+		return syntax(p, t->pos, "more than %s terms", G_STRINGIFY(MAX_TERMS));
+	const char *f = t->field;
+	const char *v = t->value;
+	if (f == NULL) {
+		int n = param(p, g_strdup(v));
+		const char *fn = t->quoted ? "phraseto_tsquery" : "plainto_tsquery";
+		g_string_append_printf(s,
+		                       "m.id IN (SELECT x.message_id FROM message_text x WHERE x.tsv @@ "
+		                       "%s('english', $%d) UNION ALL SELECT x.message_id FROM "
+		                       "message_text x WHERE x.tsv IS NULL AND to_tsvector('english', "
+		                       "x.doc) @@ %s('english', $%d))",
+		                       fn, n, fn, n);
+	} else if (strcmp(f, "from") == 0) {
+		address_term(p, "'from', 'sender'", v);
+	} else if (strcmp(f, "to") == 0) {
+		address_term(p, "'to'", v);
+	} else if (strcmp(f, "cc") == 0) {
+		address_term(p, "'cc'", v);
+	} else if (strcmp(f, "bcc") == 0) {
+		address_term(p, "'bcc', 'envelope-rcpt'", v);
+	} else if (strcmp(f, "subject") == 0) {
+		char *e = like_escape(v);
+		int n = param(p, g_strdup_printf("%%%s%%", e));
+		g_free(e);
+		g_string_append_printf(s, "coalesce(m.subject ILIKE $%d, false)", n);
+	} else if (strcmp(f, "after") == 0 || strcmp(f, "before") == 0) {
+		if (!valid_date(v))
+			return syntax(p, t->value_pos, "'%s' is not a date (YYYY-MM-DD)", v);
+		int n = param(p, g_strdup(v));
+		g_string_append_printf(s, "coalesce(m.date %s $%d::date, false)",
+		                       f[0] == 'a' ? ">=" : "<", n);
+	} else if (strcmp(f, "has") == 0) {
+		if (g_ascii_strcasecmp(v, "attachment") != 0)
+			return syntax(p, t->value_pos, "unknown has: value '%s' (try has:attachment)", v);
+		g_string_append(s, "m.has_attachment");
+	} else if (strcmp(f, "filename") == 0) {
+		int n = param(p, glob_to_like(v));
+		g_string_append_printf(s, "EXISTS (SELECT 1 FROM part pt WHERE pt.message_id = m.id "
+		                          "AND pt.filename ILIKE $%d)", n);
+	} else if (strcmp(f, "type") == 0) {
+		char *lower = g_ascii_strdown(v, -1);
+		int n = param(p, glob_to_like(lower));
+		g_free(lower);
+		g_string_append_printf(s, "EXISTS (SELECT 1 FROM part pt WHERE pt.message_id = m.id "
+		                          "AND (pt.declared_type LIKE $%d OR pt.detected_type LIKE $%d))",
+		                       n, n);
+	} else if (strcmp(f, "message-id") == 0 || strcmp(f, "msgid") == 0) {
+		const char *id = v[0] == '<' ? v + 1 : v;
+		char *copy = g_strdup(id);
+		gsize l = strlen(copy);
+		if (l > 0 && copy[l - 1] == '>')
+			copy[l - 1] = '\0';
+		int n = param(p, copy);
+		g_string_append_printf(s, "coalesce(m.message_id = $%d, false)", n);
+	} else {
+		return syntax(p, t->pos, "unknown field '%s:'", f);
+	}
+	return MV_OK;
+}
+
+static mv_status or_expr(parser *p);
+
+static mv_status unary(parser *p)
+{
+	token *t = peek(p);
+	if (t->kind == T_NOT) {
+		p->at++;
+		if (++p->depth > MAX_NESTING)
+			return syntax(p, t->pos, "%s", "nested too deeply");
+		g_string_append(p->sql, "NOT (");
+		mv_status st = unary(p);
+		g_string_append(p->sql, ")");
+		p->depth--;
+		return st;
+	}
+	if (t->kind == T_LPAREN) {
+		p->at++;
+		if (++p->depth > MAX_NESTING)
+			return syntax(p, t->pos, "%s", "nested too deeply");
+		g_string_append(p->sql, "(");
+		mv_status st = or_expr(p);
+		if (st != MV_OK)
+			return st;
+		token *close = peek(p);
+		if (close->kind != T_RPAREN)
+			return syntax(p, close->pos, "%s", "expected ')'");
+		p->at++;
+		g_string_append(p->sql, ")");
+		p->depth--;
+		return MV_OK;
+	}
+	if (t->kind == T_TERM) {
+		p->at++;
+		return term(p, t);
+	}
+	if (t->kind == T_END)
+		return syntax(p, t->pos, "%s", "unexpected end of query");
+	if (t->kind == T_RPAREN)
+		return syntax(p, t->pos, "%s", "unexpected ')'");
+	return syntax(p, t->pos, "unexpected '%s'", t->kind == T_OR ? "OR" : "AND");
+}
+
+static mv_status and_expr(parser *p)
+{
+	mv_status st = unary(p);
+	for (;;) {
+		if (st != MV_OK)
+			return st;
+		token *t = peek(p);
+		if (t->kind == T_AND) {
+			p->at++;
+			t = peek(p);
+			if (t->kind == T_END || t->kind == T_RPAREN || t->kind == T_OR)
+				return syntax(p, t->pos, "%s", "expected a term after AND");
+		} else if (t->kind == T_END || t->kind == T_RPAREN || t->kind == T_OR) {
+			return MV_OK;
+		}
+		g_string_append(p->sql, " AND ");
+		st = unary(p);
+	}
+}
+
+static mv_status or_expr(parser *p)
+{
+	g_string_append(p->sql, "(");
+	mv_status st = and_expr(p);
+	while (st == MV_OK && peek(p)->kind == T_OR) {
+		p->at++;
+		g_string_append(p->sql, ") OR (");
+		st = and_expr(p);
+	}
+	g_string_append(p->sql, ")");
+	return st;
+}
+
+mv_status mv_query_compile(const char *query, int first_param, mv_query_sql **sql_r,
+                           char **error_r)
+{
+	*sql_r = NULL;
+	if (query == NULL)
+		query = "";
+	if (!g_utf8_validate(query, -1, NULL))
+		return mv_fail(error_r, MV_ERR_QUERY, "query error: the query is not valid UTF-8");
+	parser p = {.q = query, .toks = g_array_new(FALSE, TRUE, sizeof(token)),
+	            .sql = g_string_new(NULL), .params = g_ptr_array_new_with_free_func(g_free),
+	            .first_param = first_param, .error_r = error_r};
+	mv_status st = tokenize(&p);
+	if (st == MV_OK) {
+		if (peek(&p)->kind == T_END) {
+			g_string_assign(p.sql, "TRUE");
+		} else {
+			st = or_expr(&p);
+			if (st == MV_OK && peek(&p)->kind != T_END)
+				st = syntax(&p, peek(&p)->pos, "%s", peek(&p)->kind == T_RPAREN
+				                                          ? "unexpected ')'"
+				                                          : "unexpected token");
+		}
+	}
+	tokens_free(p.toks);
+	if (st != MV_OK) {
+		g_string_free(p.sql, TRUE);
+		g_ptr_array_free(p.params, TRUE);
+		return st;
+	}
+	mv_query_sql *out = g_new0(mv_query_sql, 1);
+	out->where = g_string_free(p.sql, FALSE);
+	out->params = p.params;
+	*sql_r = out;
+	return MV_OK;
+}
+
+void mv_query_sql_free(mv_query_sql **sql)
+{
+	if (sql == NULL || *sql == NULL)
+		return;
+	g_free((*sql)->where);
+	g_ptr_array_free((*sql)->params, TRUE);
+	g_free(*sql);
+	*sql = NULL;
+}

@@ -1,0 +1,433 @@
+/* mv-store: batch ingest into PostgreSQL and byte-exact reads. */
+#include "mv-store.h"
+
+#include <string.h>
+
+/* ---- array literals for parameters (text format) ---- */
+
+static void array_begin(GString *s)
+{
+	g_string_assign(s, "{");
+}
+
+static void array_sep(GString *s)
+{
+	if (s->len > 1)
+		g_string_append_c(s, ',');
+}
+
+static void array_text(GString *s, const char *v)
+{
+	array_sep(s);
+	if (v == NULL) {
+		g_string_append(s, "NULL");
+		return;
+	}
+	g_string_append_c(s, '"');
+	for (const char *p = v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_c(s, '\\');
+		g_string_append_c(s, *p);
+	}
+	g_string_append_c(s, '"');
+}
+
+static void array_int(GString *s, gint64 v)
+{
+	array_sep(s);
+	g_string_append_printf(s, "%" G_GINT64_FORMAT, v);
+}
+
+static void array_sha(GString *s, const uint8_t *sha)
+{
+	array_sep(s);
+	if (sha == NULL) {
+		g_string_append(s, "NULL");
+		return;
+	}
+	char hex[MV_SHA256_HEX_LEN + 1];
+	mv_sha256_to_hex(sha, hex);
+	g_string_append_printf(s, "\"\\\\x%s\"", hex);
+}
+
+static void array_end(GString *s)
+{
+	g_string_append_c(s, '}');
+}
+
+/* ---- one message ---- */
+
+typedef struct {
+	GString *splice_off, *splice_sha;
+	GString *addr_role, *addr, *addr_name;
+	GString *part_path, *part_decl, *part_det, *part_fn, *part_size, *part_blob;
+	GString *flags, *env_to;
+} arrays;
+
+static void arrays_init(arrays *a)
+{
+	GString **all[] = {&a->splice_off, &a->splice_sha, &a->addr_role, &a->addr, &a->addr_name,
+	                   &a->part_path, &a->part_decl, &a->part_det, &a->part_fn, &a->part_size,
+	                   &a->part_blob, &a->flags, &a->env_to};
+	for (gsize i = 0; i < G_N_ELEMENTS(all); i++)
+		*all[i] = g_string_new("{");
+}
+
+static void arrays_free(arrays *a)
+{
+	GString *all[] = {a->splice_off, a->splice_sha, a->addr_role, a->addr, a->addr_name,
+	                  a->part_path, a->part_decl, a->part_det, a->part_fn, a->part_size,
+	                  a->part_blob, a->flags, a->env_to};
+	for (gsize i = 0; i < G_N_ELEMENTS(all); i++)
+		g_string_free(all[i], TRUE);
+}
+
+static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg,
+                           const mv_arrival_info *arr, mv_store_result *res, char **error_r)
+{
+	gsize raw_len = 0;
+	const guint8 *raw = g_bytes_get_data(msg->raw, &raw_len);
+	if (raw == NULL)
+		raw = (const guint8 *)"";
+	arrays a;
+	arrays_init(&a);
+	array_begin(a.splice_off);
+	array_begin(a.splice_sha);
+
+	/* Skeleton: the raw bytes without the spliced part contents. */
+	GByteArray *skel = g_byte_array_sized_new((guint)MIN(raw_len, G_MAXUINT));
+	gsize pos = 0;
+	mv_status st = MV_OK;
+	for (guint i = 0; i < msg->parts->len && st == MV_OK; i++) {
+		const mv_part *p = msg->parts->pdata[i];
+		if (!p->spliced)
+			continue;
+		g_byte_array_append(skel, raw + pos, (guint)(p->raw_offset - pos));
+		array_int(a.splice_off, skel->len);
+		array_sha(a.splice_sha, p->blob_sha256);
+		st = mv_blobstore_put(blobs, p->blob_sha256, raw + p->raw_offset, p->raw_len, error_r);
+		pos = p->raw_offset + p->raw_len;
+	}
+	g_byte_array_append(skel, raw + pos, (guint)(raw_len - pos));
+	array_end(a.splice_off);
+	array_end(a.splice_sha);
+	uint8_t skel_sha[MV_SHA256_LEN];
+	mv_sha256(skel->data, skel->len, skel_sha);
+	if (st == MV_OK)
+		st = mv_blobstore_put(blobs, skel_sha, skel->data, skel->len, error_r);
+	g_byte_array_free(skel, TRUE);
+	if (st != MV_OK) {
+		arrays_free(&a);
+		return st;
+	}
+
+	array_begin(a.addr_role);
+	array_begin(a.addr);
+	array_begin(a.addr_name);
+	for (guint i = 0; i < msg->addresses->len; i++) {
+		const mv_address *ad = msg->addresses->pdata[i];
+		array_text(a.addr_role, ad->role);
+		array_text(a.addr, ad->address);
+		array_text(a.addr_name, ad->name);
+	}
+	array_end(a.addr_role);
+	array_end(a.addr);
+	array_end(a.addr_name);
+	GString *parts_all[] = {a.part_path, a.part_decl, a.part_det, a.part_fn, a.part_size, a.part_blob};
+	for (gsize k = 0; k < G_N_ELEMENTS(parts_all); k++)
+		array_begin(parts_all[k]);
+	for (guint i = 0; i < msg->parts->len; i++) {
+		const mv_part *p = msg->parts->pdata[i];
+		array_text(a.part_path, p->path);
+		array_text(a.part_decl, p->declared_type);
+		array_text(a.part_det, p->detected_type);
+		array_text(a.part_fn, p->filename);
+		array_int(a.part_size, p->size);
+		array_sha(a.part_blob, p->spliced ? p->blob_sha256 : NULL);
+	}
+	for (gsize k = 0; k < G_N_ELEMENTS(parts_all); k++)
+		array_end(parts_all[k]);
+	array_begin(a.flags);
+	for (guint i = 0; i < msg->flags->len; i++)
+		array_text(a.flags, msg->flags->pdata[i]);
+	array_end(a.flags);
+	array_begin(a.env_to);
+	for (const char *const *r = arr->envelope_to; r != NULL && *r != NULL; r++) {
+		char *clean = mv_utf8_clean(*r, -1);
+		array_text(a.env_to, clean);
+		g_free(clean);
+	}
+	array_end(a.env_to);
+
+	char size[24], date[40] = "";
+	g_snprintf(size, sizeof size, "%zu", raw_len);
+	if (msg->has_date) {
+		GDateTime *dt = g_date_time_new_from_unix_utc(msg->date);
+		if (dt != NULL) {
+			char *d = g_date_time_format(dt, "%Y-%m-%d %H:%M:%S+00");
+			g_strlcpy(date, d, sizeof date);
+			g_free(d);
+			g_date_time_unref(dt);
+		}
+	}
+	char *src = mv_utf8_clean(arr->source != NULL ? arr->source : "unknown", -1);
+	char *src_ref = mv_utf8_clean(arr->source_ref, -1);
+	char *env_from = mv_utf8_clean(arr->envelope_from, -1);
+	char *details = mv_utf8_clean(arr->details, -1);
+	const char *values[] = {
+		(const char *)msg->sha256, size, (const char *)skel_sha, a.splice_off->str,
+		a.splice_sha->str, msg->message_id, *date ? date : NULL, msg->date_raw,
+		msg->from_addr, msg->from_name, msg->subject, msg->has_attachment ? "t" : "f",
+		msg->parse_status, a.flags->str, msg->text->str, a.addr_role->str, a.addr->str,
+		a.addr_name->str, a.part_path->str, a.part_decl->str, a.part_det->str, a.part_fn->str,
+		a.part_size->str, a.part_blob->str, src, src_ref, env_from, a.env_to->str, details,
+	};
+	int lengths[G_N_ELEMENTS(values)] = {0};
+	int formats[G_N_ELEMENTS(values)] = {0};
+	lengths[0] = lengths[2] = MV_SHA256_LEN;
+	formats[0] = formats[2] = 1;
+	PGresult *r = NULL;
+	st = mv_db_query(db,
+	                 "SELECT o_id, o_new FROM mv_ingest_message($1, $2, $3, $4, $5, $6, $7, $8, "
+	                 "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, "
+	                 "$24, $25, $26, $27, $28, $29)",
+	                 (int)G_N_ELEMENTS(values), values, lengths, formats, 0, &r, error_r);
+	if (st == MV_OK) {
+		res->id = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		res->is_new = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+	}
+	PQclear(r);
+	g_free(src);
+	g_free(src_ref);
+	g_free(env_from);
+	g_free(details);
+	arrays_free(&a);
+	return st;
+}
+
+static void rollback(mv_db *db, mv_blobstore *blobs)
+{
+	PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
+	mv_blobstore_reset(blobs);
+}
+
+static gboolean connection_lost(mv_db *db)
+{
+	return PQstatus(mv_db_conn(db)) != CONNECTION_OK;
+}
+
+mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
+                         const mv_arrival_info *arrivals, guint n, mv_store_result *results,
+                         char **error_r)
+{
+	for (guint i = 0; i < n; i++)
+		results[i] = (mv_store_result){0};
+	if (n == 0)
+		return MV_OK;
+	char *err = NULL;
+	mv_status st = mv_db_exec(db, "BEGIN", &err);
+	for (guint i = 0; i < n && st == MV_OK; i++)
+		st = store_one(db, blobs, msgs[i], &arrivals[i], &results[i], &err);
+	if (st == MV_OK)
+		st = mv_db_exec(db, "COMMIT", &err);
+	if (st == MV_OK) {
+		for (guint i = 0; i < n; i++)
+			results[i].status = MV_OK;
+		return MV_OK;
+	}
+	rollback(db, blobs);
+	if (connection_lost(db) || n == 1) {
+		for (guint i = 0; i < n; i++) {
+			results[i].status = st;
+			results[i].error = g_strdup(err);
+		}
+		mv_fail(error_r, st, "%s", err);
+		g_free(err);
+		return st;
+	}
+	g_free(err);
+
+	/* Isolate the failure: one message per transaction. */
+	guint failed = 0;
+	mv_status last = MV_OK;
+	for (guint i = 0; i < n; i++) {
+		char *e = NULL;
+		mv_store_result *res = &results[i];
+		*res = (mv_store_result){0};
+		mv_status s = mv_db_exec(db, "BEGIN", &e);
+		if (s == MV_OK)
+			s = store_one(db, blobs, msgs[i], &arrivals[i], res, &e);
+		if (s == MV_OK)
+			s = mv_db_exec(db, "COMMIT", &e);
+		if (s != MV_OK) {
+			rollback(db, blobs);
+			res->status = s;
+			res->error = e;
+			failed++;
+			last = s;
+			if (connection_lost(db)) {
+				for (guint j = i + 1; j < n; j++) {
+					results[j].status = s;
+					results[j].error = g_strdup(e);
+				}
+				failed += n - i - 1;
+				break;
+			}
+		}
+	}
+	if (failed == 0)
+		return MV_OK;
+	if (failed == n)
+		return mv_fail(error_r, last, "%s", results[n - 1].error);
+	return mv_fail(error_r, MV_ERR_PARTIAL, "%u of %u messages failed", failed, n);
+}
+
+mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **error_r)
+{
+	*id_r = 0;
+	gboolean digits = *ref != '\0' && strlen(ref) <= 18;
+	for (const char *p = ref; *p && digits; p++)
+		digits = g_ascii_isdigit(*p);
+	PGresult *r = NULL;
+	mv_status st;
+	if (digits) {
+		const char *values[] = {ref};
+		st = mv_db_query(db, "SELECT id FROM message WHERE id = $1", 1, values, NULL, NULL, 0,
+		                 &r, error_r);
+	} else {
+		uint8_t sha[MV_SHA256_LEN];
+		if (mv_sha256_from_hex(ref, sha) != 0)
+			return mv_fail(error_r, MV_ERR_USAGE,
+			               "'%s' is neither a message id nor a SHA-256 (64 hex digits)", ref);
+		const char *values[] = {(const char *)sha};
+		int lengths[] = {MV_SHA256_LEN}, formats[] = {1};
+		st = mv_db_query(db, "SELECT id FROM message WHERE sha256 = $1", 1, values, lengths,
+		                 formats, 0, &r, error_r);
+	}
+	if (st != MV_OK)
+		return st;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return mv_fail(error_r, MV_ERR_NOT_FOUND, "no message %s in the archive", ref);
+	}
+	*id_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return MV_OK;
+}
+
+mv_status mv_store_get_raw(mv_db *db, mv_blobstore *blobs, gint64 id, GBytes **raw_r,
+                           char **error_r)
+{
+	*raw_r = NULL;
+	char idtext[24];
+	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, id);
+	const char *values[] = {idtext};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db,
+	                           "SELECT m.sha256, m.size, m.skeleton_sha256, s.\"offset\", s.blob_sha256 "
+	                           "FROM message m LEFT JOIN message_splice s ON s.message_id = m.id "
+	                           "WHERE m.id = $1 ORDER BY s.seq",
+	                           1, values, NULL, NULL, 1, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	int rows = PQntuples(r);
+	if (rows == 0) {
+		PQclear(r);
+		return mv_fail(error_r, MV_ERR_NOT_FOUND, "no message %s in the archive", idtext);
+	}
+	if (PQgetlength(r, 0, 0) != MV_SHA256_LEN || PQgetlength(r, 0, 2) != MV_SHA256_LEN ||
+	    PQgetlength(r, 0, 1) != 8) {
+		PQclear(r);
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "message %s has a malformed record", idtext);
+	}
+	uint8_t sha[MV_SHA256_LEN], skel_sha[MV_SHA256_LEN];
+	memcpy(sha, PQgetvalue(r, 0, 0), MV_SHA256_LEN);
+	memcpy(skel_sha, PQgetvalue(r, 0, 2), MV_SHA256_LEN);
+	guint64 size_be;
+	memcpy(&size_be, PQgetvalue(r, 0, 1), 8);
+	gint64 size = (gint64)GUINT64_FROM_BE(size_be);
+
+	GBytes *skel = NULL;
+	st = mv_blobstore_get(blobs, skel_sha, &skel, error_r);
+	if (st == MV_ERR_NOT_FOUND)
+		st = MV_ERR_INTEGRITY;
+	if (st != MV_OK) {
+		PQclear(r);
+		return st;
+	}
+	gsize skel_len = 0;
+	const guint8 *skel_data = g_bytes_get_data(skel, &skel_len);
+	GByteArray *out = g_byte_array_sized_new((guint)MAX(size, 0));
+	gsize pos = 0;
+	for (int i = 0; i < rows && st == MV_OK; i++) {
+		if (PQgetisnull(r, i, 3))
+			continue;
+		guint64 off_be;
+		memcpy(&off_be, PQgetvalue(r, i, 3), 8);
+		gsize off = (gsize)GUINT64_FROM_BE(off_be);
+		if (off < pos || off > skel_len || PQgetlength(r, i, 4) != MV_SHA256_LEN) {
+			st = mv_fail(error_r, MV_ERR_INTEGRITY, "message %s has a malformed splice list",
+			             idtext);
+			break;
+		}
+		g_byte_array_append(out, skel_data + pos, (guint)(off - pos));
+		pos = off;
+		GBytes *part = NULL;
+		st = mv_blobstore_get(blobs, (const uint8_t *)PQgetvalue(r, i, 4), &part, error_r);
+		if (st == MV_ERR_NOT_FOUND)
+			st = MV_ERR_INTEGRITY;
+		if (st == MV_OK) {
+			gsize plen = 0;
+			const guint8 *pdata = g_bytes_get_data(part, &plen);
+			g_byte_array_append(out, pdata, (guint)plen);
+			g_bytes_unref(part);
+		}
+	}
+	PQclear(r);
+	if (st == MV_OK)
+		g_byte_array_append(out, skel_data + pos, (guint)(skel_len - pos));
+	g_bytes_unref(skel);
+	if (st != MV_OK) {
+		g_byte_array_free(out, TRUE);
+		return st;
+	}
+	uint8_t check[MV_SHA256_LEN];
+	mv_sha256(out->data != NULL ? out->data : (guint8 *)"", out->len, check);
+	if ((gint64)out->len != size || memcmp(check, sha, MV_SHA256_LEN) != 0) {
+		g_byte_array_free(out, TRUE);
+		char hex[MV_SHA256_HEX_LEN + 1];
+		mv_sha256_to_hex(sha, hex);
+		return mv_fail(error_r, MV_ERR_INTEGRITY,
+		               "message %s does not match its SHA-256 %s: the stored copy is damaged",
+		               idtext, hex);
+	}
+	*raw_r = g_byte_array_free_to_bytes(out);
+	return MV_OK;
+}
+
+mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,
+                                 char **error_r)
+{
+	gint64 done = 0;
+	char batch[16];
+	g_snprintf(batch, sizeof batch, "%d", batch_size);
+	const char *values[] = {batch};
+	for (;;) {
+		PGresult *r = NULL;
+		mv_status st = mv_db_query(db, "SELECT mv_index_pending($1)", 1, values, NULL, NULL, 0,
+		                           &r, error_r);
+		if (st != MV_OK) {
+			if (done_r != NULL)
+				*done_r = done;
+			return st;
+		}
+		gint64 n = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+		done += n;
+		if (n == 0 || (max_total > 0 && done >= max_total))
+			break;
+	}
+	if (done_r != NULL)
+		*done_r = done;
+	return MV_OK;
+}

@@ -1,0 +1,201 @@
+/* mailvault import: archive files, Maildirs and mbox files. */
+#include <string.h>
+
+#include "mv-cli.h"
+#include "mv-import.h"
+#include "mv-store.h"
+
+static const char help[] =
+	"Usage: mailvault import [OPTIONS] PATH...\n"
+	"\n"
+	"Archive every message in each PATH: a single message file (.eml), a Maildir\n"
+	"(cur/ and new/), an mbox file, or a directory tree of them.  Messages are\n"
+	"committed in batches; the summary counts new messages, duplicate arrivals\n"
+	"(bytes already archived), flagged ones (stored raw but not fully parsable)\n"
+	"and failures.  Exit status 65 when any message failed.\n"
+	"\n"
+	"Options:\n"
+	"  --json             print the summary as JSON (new, duplicate, flagged, failed, ...)\n"
+	"  --mbox-format F    mboxrd (default) or mboxo: how '>From ' lines are unescaped\n"
+	"  --batch N          messages per transaction (default 200)\n"
+	"  --max-size BYTES   largest message accepted (default 268435456)\n"
+	"  --zstd-level N     compression level 1..19 (default 9; MAILVAULT_ZSTD_LEVEL)\n"
+	"  --no-index         leave full-text indexing for later ('mailvault index')\n"
+	"  --quiet            no summary on success\n" MV_CLI_COMMON_HELP;
+
+typedef struct {
+	gint64 last_print;
+	gboolean printed;
+} progress_state;
+
+static void on_progress(void *context, const mv_import_stats *s, const char *current)
+{
+	progress_state *p = context;
+	gint64 now = g_get_monotonic_time();
+	if (now - p->last_print < 200000)
+		return;
+	p->last_print = now;
+	p->printed = TRUE;
+	char *cur = current != NULL ? g_path_get_basename(current) : g_strdup("");
+	fprintf(stderr, "\r\033[Kimporting: %" G_GINT64_FORMAT " read, %" G_GINT64_FORMAT " new, %"
+	        G_GINT64_FORMAT " duplicate, %" G_GINT64_FORMAT " failed  %.40s",
+	        s->seen, s->new_count, s->duplicate, s->failed, cur);
+	fflush(stderr);
+	g_free(cur);
+}
+
+static gboolean parse_int(const char *s, gint64 min, gint64 max, gint64 *out)
+{
+	char *end = NULL;
+	gint64 v = g_ascii_strtoll(s, &end, 10);
+	if (end == s || *end != '\0' || v < min || v > max)
+		return FALSE;
+	*out = v;
+	return TRUE;
+}
+
+int mv_cmd_import(mv_cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		MV_CLI_COMMON_LONG_OPTIONS,
+		{"json", no_argument, NULL, 'j'},
+		{"mbox-format", required_argument, NULL, 'm'},
+		{"batch", required_argument, NULL, 'b'},
+		{"max-size", required_argument, NULL, 's'},
+		{"zstd-level", required_argument, NULL, 'z'},
+		{"no-index", no_argument, NULL, 'n'},
+		{"quiet", no_argument, NULL, 'q'},
+		{NULL, 0, NULL, 0}};
+	mv_import_options opt;
+	mv_import_options_default(&opt);
+	gboolean index = TRUE, quiet = FALSE;
+	gint64 v;
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
+		if (mv_cli_common_option(cli, o, optarg))
+			continue;
+		switch (o) {
+		case 'h':
+			fputs(help, stdout);
+			return 0;
+		case 'j':
+			cli->json = TRUE;
+			break;
+		case 'm':
+			if (strcmp(optarg, "mboxrd") == 0)
+				opt.mbox_variant = MV_MBOXRD;
+			else if (strcmp(optarg, "mboxo") == 0)
+				opt.mbox_variant = MV_MBOXO;
+			else
+				return mv_cli_usage_error(cli, "--mbox-format is mboxrd or mboxo");
+			break;
+		case 'b':
+			if (!parse_int(optarg, 1, 100000, &v))
+				return mv_cli_usage_error(cli, "--batch takes a number from 1 to 100000");
+			opt.batch_size = (guint)v;
+			break;
+		case 's':
+			if (!parse_int(optarg, 1, G_GINT64_CONSTANT(1) << 32, &v))
+				return mv_cli_usage_error(cli, "--max-size takes a byte count up to 4 GiB");
+			opt.max_message_bytes = (gsize)v;
+			break;
+		case 'z':
+			if (!parse_int(optarg, 1, 19, &v))
+				return mv_cli_usage_error(cli, "--zstd-level takes a number from 1 to 19");
+			cli->zstd_level = (int)v;
+			break;
+		case 'n':
+			index = FALSE;
+			break;
+		case 'q':
+			quiet = TRUE;
+			break;
+		default:
+			return mv_cli_usage_error(cli, "unknown option");
+		}
+	}
+	if (optind >= argc)
+		return mv_cli_usage_error(cli, "no PATH to import");
+	mv_db *db = NULL;
+	mv_blobstore *blobs = NULL;
+	int rc = mv_cli_open(cli, &db, &blobs);
+	if (rc != 0)
+		return rc;
+	progress_state ps = {0};
+	if (mv_cli_progress_enabled()) {
+		opt.progress = on_progress;
+		opt.progress_context = &ps;
+	}
+	mv_import_stats stats;
+	GPtrArray *failures = g_ptr_array_new_with_free_func(mv_import_failure_free);
+	char *err = NULL;
+	mv_status st = mv_import_paths(db, blobs, (const char *const *)argv + optind, &opt, &stats,
+	                               failures, &err);
+	if (ps.printed)
+		fputs("\r\033[K", stderr);
+	if (index && (st == MV_OK || st == MV_ERR_PARTIAL)) {
+		char *ierr = NULL;
+		if (mv_store_index_pending(db, 1000, 0, NULL, &ierr) != MV_OK) {
+			fprintf(stderr, "mailvault: import: full-text indexing deferred: %s\n", ierr);
+			g_free(ierr);
+		}
+	}
+	for (guint i = 0; i < failures->len && i < 50; i++) {
+		mv_import_failure *f = failures->pdata[i];
+		fprintf(stderr, "mailvault: import: %s: %s\n", f->where, f->error);
+	}
+	if (failures->len > 50)
+		fprintf(stderr, "mailvault: import: ... and %u more failures\n", failures->len - 50);
+	if (cli->json) {
+		gboolean first = TRUE;
+		fputc('{', stdout);
+		mv_json_key(stdout, "new", &first);
+		printf("%" G_GINT64_FORMAT, stats.new_count);
+		mv_json_key(stdout, "duplicate", &first);
+		printf("%" G_GINT64_FORMAT, stats.duplicate);
+		mv_json_key(stdout, "flagged", &first);
+		printf("%" G_GINT64_FORMAT, stats.flagged);
+		mv_json_key(stdout, "failed", &first);
+		printf("%" G_GINT64_FORMAT, stats.failed);
+		mv_json_key(stdout, "read", &first);
+		printf("%" G_GINT64_FORMAT, stats.seen);
+		mv_json_key(stdout, "bytes", &first);
+		printf("%" G_GINT64_FORMAT, stats.bytes);
+		mv_json_key(stdout, "empty_files", &first);
+		printf("%" G_GINT64_FORMAT, stats.empty_files);
+		mv_json_key(stdout, "failures", &first);
+		fputc('[', stdout);
+		for (guint i = 0; i < failures->len; i++) {
+			mv_import_failure *f = failures->pdata[i];
+			gboolean ff = TRUE;
+			fputs(i ? ",{" : "{", stdout);
+			mv_json_key(stdout, "where", &ff);
+			mv_json_string(stdout, f->where);
+			mv_json_key(stdout, "error", &ff);
+			mv_json_string(stdout, f->error);
+			fputc('}', stdout);
+		}
+		fputs("]}\n", stdout);
+	} else if (!quiet || st != MV_OK) {
+		printf("imported %" G_GINT64_FORMAT " messages: %" G_GINT64_FORMAT " new, %" G_GINT64_FORMAT
+		       " duplicate, %" G_GINT64_FORMAT " flagged, %" G_GINT64_FORMAT " failed",
+		       stats.seen, stats.new_count, stats.duplicate, stats.flagged, stats.failed);
+		if (stats.empty_files > 0)
+			printf(" (%" G_GINT64_FORMAT " empty files skipped)", stats.empty_files);
+		putchar('\n');
+	}
+	g_ptr_array_free(failures, TRUE);
+	mv_blobstore_free(&blobs);
+	mv_db_close(&db);
+	if (st != MV_OK) {
+		if (st == MV_ERR_PARTIAL) {
+			g_free(err);
+			return MV_EXIT_DATAERR;
+		}
+		rc = mv_cli_fail(cli, st, err);
+		g_free(err);
+		return rc;
+	}
+	return 0;
+}

@@ -1,0 +1,199 @@
+/* mailvault show: everything known of one message. */
+#include "mv-catalog.h"
+#include "mv-cli.h"
+#include "mv-store.h"
+
+static const char help[] =
+	"Usage: mailvault show [OPTIONS] ID|SHA256\n"
+	"\n"
+	"Show a message's record: id, sha256, size, Message-ID, date, from, subject,\n"
+	"addresses (role, address, name), MIME parts (path, declared and detected type,\n"
+	"file name, size), arrivals (source, time, envelope) and flags.\n"
+	"\n"
+	"Options:\n"
+	"  --json          JSON with the stable keys id, sha256, size, message_id, date,\n"
+	"                  from, subject, addresses, parts, arrivals, flags (docs/cli.md)\n" MV_CLI_COMMON_HELP;
+
+static void print_json(const mv_record *m)
+{
+	FILE *f = stdout;
+	gboolean first = TRUE;
+	fputc('{', f);
+	mv_json_key(f, "id", &first);
+	fprintf(f, "%" G_GINT64_FORMAT, m->id);
+	mv_json_key(f, "sha256", &first);
+	mv_json_string(f, m->sha256);
+	mv_json_key(f, "size", &first);
+	fprintf(f, "%" G_GINT64_FORMAT, m->size);
+	mv_json_key(f, "message_id", &first);
+	mv_json_string(f, m->message_id);
+	mv_json_key(f, "date", &first);
+	mv_json_string(f, m->date);
+	mv_json_key(f, "date_raw", &first);
+	mv_json_string(f, m->date_raw);
+	mv_json_key(f, "from", &first);
+	mv_json_string(f, m->from);
+	mv_json_key(f, "subject", &first);
+	mv_json_string(f, m->subject);
+	mv_json_key(f, "parse_status", &first);
+	mv_json_string(f, m->parse_status);
+	mv_json_key(f, "has_attachment", &first);
+	fputs(m->has_attachment ? "true" : "false", f);
+	mv_json_key(f, "archived_at", &first);
+	mv_json_string(f, m->archived_at);
+	mv_json_key(f, "addresses", &first);
+	fputc('[', f);
+	for (guint i = 0; i < m->addresses->len; i++) {
+		const mv_record_address *a = m->addresses->pdata[i];
+		gboolean ff = TRUE;
+		fputs(i ? ",{" : "{", f);
+		mv_json_key(f, "role", &ff);
+		mv_json_string(f, a->role);
+		mv_json_key(f, "address", &ff);
+		mv_json_string(f, a->address);
+		mv_json_key(f, "name", &ff);
+		mv_json_string(f, a->name);
+		fputc('}', f);
+	}
+	fputc(']', f);
+	mv_json_key(f, "parts", &first);
+	fputc('[', f);
+	for (guint i = 0; i < m->parts->len; i++) {
+		const mv_record_part *p = m->parts->pdata[i];
+		gboolean ff = TRUE;
+		fputs(i ? ",{" : "{", f);
+		mv_json_key(f, "path", &ff);
+		mv_json_string(f, p->path);
+		mv_json_key(f, "declared_type", &ff);
+		mv_json_string(f, p->declared_type);
+		mv_json_key(f, "detected_type", &ff);
+		mv_json_string(f, p->detected_type);
+		mv_json_key(f, "filename", &ff);
+		mv_json_string(f, p->filename);
+		mv_json_key(f, "size", &ff);
+		fprintf(f, "%" G_GINT64_FORMAT, p->size);
+		mv_json_key(f, "blob_sha256", &ff);
+		mv_json_string(f, p->blob_sha256);
+		fputc('}', f);
+	}
+	fputc(']', f);
+	mv_json_key(f, "arrivals", &first);
+	fputc('[', f);
+	for (guint i = 0; i < m->arrivals->len; i++) {
+		const mv_record_arrival *a = m->arrivals->pdata[i];
+		gboolean ff = TRUE;
+		fputs(i ? ",{" : "{", f);
+		mv_json_key(f, "source", &ff);
+		mv_json_string(f, a->source);
+		mv_json_key(f, "source_ref", &ff);
+		mv_json_string(f, a->source_ref);
+		mv_json_key(f, "received_at", &ff);
+		mv_json_string(f, a->received_at);
+		mv_json_key(f, "envelope_from", &ff);
+		mv_json_string(f, a->envelope_from);
+		mv_json_key(f, "envelope_to", &ff);
+		fputc('[', f);
+		for (guint j = 0; j < a->envelope_to->len; j++) {
+			if (j)
+				fputc(',', f);
+			mv_json_string(f, a->envelope_to->pdata[j]);
+		}
+		fputc(']', f);
+		mv_json_key(f, "details", &ff);
+		mv_json_string(f, a->details);
+		fputc('}', f);
+	}
+	fputc(']', f);
+	mv_json_key(f, "flags", &first);
+	fputc('[', f);
+	for (guint i = 0; i < m->flags->len; i++) {
+		if (i)
+			fputc(',', f);
+		mv_json_string(f, m->flags->pdata[i]);
+	}
+	fputs("]}\n", f);
+}
+
+static const char *or_dash(const char *s)
+{
+	return s != NULL && *s != '\0' ? s : "-";
+}
+
+static void print_text(const mv_record *m)
+{
+	printf("id:          %" G_GINT64_FORMAT "\n", m->id);
+	printf("sha256:      %s\n", m->sha256);
+	printf("size:        %" G_GINT64_FORMAT "\n", m->size);
+	printf("message-id:  %s\n", or_dash(m->message_id));
+	printf("date:        %s\n", or_dash(m->date));
+	printf("from:        %s\n", or_dash(m->from));
+	printf("subject:     %s\n", or_dash(m->subject));
+	printf("status:      %s\n", or_dash(m->parse_status));
+	for (guint i = 0; i < m->flags->len; i++)
+		printf("flag:        %s\n", (const char *)m->flags->pdata[i]);
+	for (guint i = 0; i < m->addresses->len; i++) {
+		const mv_record_address *a = m->addresses->pdata[i];
+		printf("address:     %-13s %s%s%s%s\n", a->role, a->address, a->name ? " (" : "",
+		       a->name ? a->name : "", a->name ? ")" : "");
+	}
+	for (guint i = 0; i < m->parts->len; i++) {
+		const mv_record_part *p = m->parts->pdata[i];
+		printf("part:        %-6s %s (detected %s) %s %" G_GINT64_FORMAT " bytes\n",
+		       *p->path ? p->path : "-", or_dash(p->declared_type), or_dash(p->detected_type),
+		       or_dash(p->filename), p->size);
+	}
+	for (guint i = 0; i < m->arrivals->len; i++) {
+		const mv_record_arrival *a = m->arrivals->pdata[i];
+		printf("arrival:     %s %s %s from=%s to=", or_dash(a->received_at), or_dash(a->source),
+		       or_dash(a->source_ref), or_dash(a->envelope_from));
+		for (guint j = 0; j < a->envelope_to->len; j++)
+			printf("%s%s", j ? "," : "", (const char *)a->envelope_to->pdata[j]);
+		putchar('\n');
+	}
+}
+
+int mv_cmd_show(mv_cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
+	                                         {"json", no_argument, NULL, 'j'},
+	                                         {NULL, 0, NULL, 0}};
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (mv_cli_common_option(cli, o, optarg))
+			continue;
+		if (o == 'h') {
+			fputs(help, stdout);
+			return 0;
+		}
+		if (o == 'j') {
+			cli->json = TRUE;
+			continue;
+		}
+		return mv_cli_usage_error(cli, "unknown option");
+	}
+	if (optind + 1 != argc)
+		return mv_cli_usage_error(cli, "expected one message ID or SHA-256");
+	mv_db *db = NULL;
+	int rc = mv_cli_open(cli, &db, NULL);
+	if (rc != 0)
+		return rc;
+	char *err = NULL;
+	gint64 id = 0;
+	mv_record *m = NULL;
+	mv_status st = mv_store_resolve(db, argv[optind], &id, &err);
+	if (st == MV_OK)
+		st = mv_catalog_record(db, id, &m, &err);
+	mv_db_close(&db);
+	if (st != MV_OK) {
+		rc = mv_cli_fail(cli, st, err);
+		g_free(err);
+		return rc;
+	}
+	if (cli->json)
+		print_json(m);
+	else
+		print_text(m);
+	mv_record_free(&m);
+	return 0;
+}

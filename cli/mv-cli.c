@@ -1,0 +1,136 @@
+/* mv-cli: shared command-line plumbing. */
+#include "mv-cli.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mv-codec.h"
+#include "mv-message.h"
+
+static const int exit_codes[MV_STATUS_COUNT] = {
+	[MV_OK] = MV_EXIT_OK,
+	[MV_ERR_USAGE] = MV_EXIT_USAGE,
+	[MV_ERR_QUERY] = MV_EXIT_DATAERR,
+	[MV_ERR_INPUT] = MV_EXIT_DATAERR,
+	[MV_ERR_NOT_FOUND] = MV_EXIT_NOINPUT,
+	[MV_ERR_IO] = MV_EXIT_IOERR,
+	[MV_ERR_DB] = MV_EXIT_UNAVAILABLE,
+	[MV_ERR_INTEGRITY] = MV_EXIT_INTEGRITY,
+	[MV_ERR_CONFIG] = MV_EXIT_CONFIG,
+	[MV_ERR_LIMIT] = MV_EXIT_DATAERR,
+	[MV_ERR_INTERNAL] = MV_EXIT_SOFTWARE,
+	[MV_ERR_PARTIAL] = MV_EXIT_DATAERR,
+};
+
+int mv_cli_exit_code(mv_status status)
+{
+	if ((int)status < 0 || status >= MV_STATUS_COUNT)
+		return MV_EXIT_SOFTWARE;
+	return exit_codes[status];
+}
+
+int mv_cli_fail(const mv_cli *cli, mv_status status, const char *error)
+{
+	fprintf(stderr, "mailvault: %s%s%s\n", cli->command != NULL ? cli->command : "",
+	        cli->command != NULL ? ": " : "",
+	        error != NULL ? error : mv_status_to_string(status));
+	return mv_cli_exit_code(status);
+}
+
+int mv_cli_usage_error(const mv_cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "mailvault: %s%s%s (see mailvault %s--help)\n",
+	        cli->command != NULL ? cli->command : "", cli->command != NULL ? ": " : "", msg,
+	        cli->command != NULL ? cli->command : "");
+	g_free(msg);
+	return MV_EXIT_USAGE;
+}
+
+gboolean mv_cli_common_option(mv_cli *cli, int opt, const char *arg)
+{
+	switch (opt) {
+	case 'H':
+		cli->home = arg;
+		return TRUE;
+	case 'D':
+		cli->db = arg;
+		return TRUE;
+	default:
+		return FALSE;
+	}
+}
+
+int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r)
+{
+	char *err = NULL;
+	*db_r = NULL;
+	if (blobs_r != NULL)
+		*blobs_r = NULL;
+	mv_status st = mv_parser_init(&err);
+	mv_db_options opts = {.home = cli->home, .conninfo = cli->db};
+	if (st == MV_OK)
+		st = mv_db_open(&opts, db_r, &err);
+	if (st == MV_OK && blobs_r != NULL) {
+		mv_blobstore_settings settings;
+		mv_blobstore_settings_default(&settings);
+		const char *lvl = g_getenv("MAILVAULT_ZSTD_LEVEL");
+		if (cli->zstd_level != 0)
+			settings.zstd_level = cli->zstd_level;
+		else if (lvl != NULL && *lvl != '\0')
+			settings.zstd_level = (int)g_ascii_strtoll(lvl, NULL, 10);
+		st = mv_blobstore_pg_new(*db_r, &settings, blobs_r, &err);
+		if (st != MV_OK)
+			mv_db_close(db_r);
+	}
+	if (st != MV_OK) {
+		int code = mv_cli_fail(cli, st, err);
+		g_free(err);
+		return code;
+	}
+	return 0;
+}
+
+gboolean mv_cli_progress_enabled(void)
+{
+	return isatty(STDERR_FILENO) && g_getenv("MAILVAULT_NO_PROGRESS") == NULL;
+}
+
+void mv_json_string(FILE *f, const char *s)
+{
+	if (s == NULL) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\r': fputs("\\r", f); break;
+		case '\t': fputs("\\t", f); break;
+		case '\b': fputs("\\b", f); break;
+		case '\f': fputs("\\f", f); break;
+		default:
+			if (*p < 0x20)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f);
+		}
+	}
+	fputc('"', f);
+}
+
+void mv_json_key(FILE *f, const char *key, gboolean *first)
+{
+	if (!*first)
+		fputc(',', f);
+	*first = FALSE;
+	mv_json_string(f, key);
+	fputc(':', f);
+}

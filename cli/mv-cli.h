@@ -1,0 +1,69 @@
+/* mv-cli: what the subcommands of the mailvault command share: common
+ * options, opening the archive, turning statuses into one error line and a
+ * sysexits-style exit code, and a small JSON writer for --json output. */
+#ifndef MV_CLI_H
+#define MV_CLI_H
+
+#include <getopt.h>
+#include <glib.h>
+#include <stdio.h>
+
+#include "mv-blobstore.h"
+#include "mv-db.h"
+#include "mv-status.h"
+
+/* Exit codes (sysexits.h values where one fits; see docs/cli.md). */
+#define MV_EXIT_OK 0
+#define MV_EXIT_USAGE 64       /* EX_USAGE: bad command line */
+#define MV_EXIT_DATAERR 65     /* EX_DATAERR: bad query, bad input, some messages failed */
+#define MV_EXIT_NOINPUT 66     /* EX_NOINPUT: no such message or file */
+#define MV_EXIT_SOFTWARE 70    /* EX_SOFTWARE: internal error */
+#define MV_EXIT_UNAVAILABLE 69 /* EX_UNAVAILABLE: database unavailable or failing */
+#define MV_EXIT_IOERR 74       /* EX_IOERR */
+#define MV_EXIT_CONFIG 78      /* EX_CONFIG */
+#define MV_EXIT_INTEGRITY 79   /* stored data failed its SHA-256 check */
+
+typedef struct {
+	const char *home;     /* --home */
+	const char *db;       /* --db */
+	gboolean json;        /* --json (commands that offer it) */
+	int zstd_level;       /* --zstd-level / MAILVAULT_ZSTD_LEVEL */
+	const char *command;  /* subcommand name, for messages */
+} mv_cli;
+
+typedef struct {
+	const char *name;
+	int (*run)(mv_cli *cli, int argc, char **argv);
+	const char *summary;
+} mv_cli_command;
+
+/* Map a status to its exit code. */
+int mv_cli_exit_code(mv_status status);
+
+/* Print "mailvault: COMMAND: error" on stderr; return the exit code. */
+int mv_cli_fail(const mv_cli *cli, mv_status status, const char *error);
+int mv_cli_usage_error(const mv_cli *cli, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* Handle an option shared by all commands (--home, --db, --zstd-level).
+ * Returns TRUE when opt was one of them. */
+gboolean mv_cli_common_option(mv_cli *cli, int opt, const char *arg);
+#define MV_CLI_COMMON_LONG_OPTIONS                                   \
+	{"home", required_argument, NULL, 'H'}, {"db", required_argument, NULL, 'D'}, \
+	{"help", no_argument, NULL, 'h'}
+#define MV_CLI_COMMON_HELP                                                        \
+	"  --home DIR      data directory of the embedded database (MAILVAULT_HOME)\n" \
+	"  --db CONNINFO   use this PostgreSQL server instead (MAILVAULT_DB, PG*)\n"    \
+	"  -h, --help      show this help\n"
+
+/* Open the archive (database and blob store).  On failure prints the error
+ * and returns the exit code; on success returns 0. */
+int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r);
+
+/* Progress on stderr, only when stderr is a terminal. */
+gboolean mv_cli_progress_enabled(void);
+
+/* JSON output. */
+void mv_json_string(FILE *f, const char *s); /* "..." or null */
+void mv_json_key(FILE *f, const char *key, gboolean *first);
+
+#endif
