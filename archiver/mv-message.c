@@ -392,6 +392,15 @@ static void fill_headers(mv_message *msg, GMimeMessage *m, GString *doc)
 		g_string_append_printf(doc, "%s\n", msg->subject);
 }
 
+/* Does the first line look like "Name: value" (RFC 5322 field name)? */
+static gboolean starts_with_header(const guint8 *data, gsize len)
+{
+	gsize i = 0;
+	while (i < len && data[i] >= 33 && data[i] <= 126 && data[i] != ':')
+		i++;
+	return i > 0 && i < len && data[i] == ':';
+}
+
 mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_message **msg_r,
                            char **error_r)
 {
@@ -418,6 +427,8 @@ mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_messag
 	if (m == NULL) {
 		msg->parse_status = "unparsable";
 		add_flag(msg, "mime-parser-rejected");
+		if (!starts_with_header(data, len))
+			add_flag(msg, "no-headers");
 	} else {
 		GMimeHeaderList *hl = g_mime_object_get_header_list(GMIME_OBJECT(m));
 		if (hl == NULL || g_mime_header_list_get_count(hl) == 0) {

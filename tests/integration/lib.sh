@@ -1,0 +1,58 @@
+# Shared helpers for integration tests: each test gets its own mailvault
+# home with a private PostgreSQL cluster, removed when the test ends.
+set -euo pipefail
+
+MAILVAULT_BIN=${MAILVAULT_BIN:?set MAILVAULT_BIN to the built mailvault}
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+unset MAILVAULT_DB PGHOST PGDATABASE PGSERVICE
+
+# Short path: the Unix socket path must fit in 107 bytes.
+MV_HOME=$(mktemp -d /tmp/mvt.XXXXXX)
+chmod 755 "$MV_HOME"
+WORK=$(mktemp -d /tmp/mvw.XXXXXX)
+chmod 755 "$WORK"
+export MAILVAULT_HOME=$MV_HOME
+export MAILVAULT_NO_PROGRESS=1
+
+passed=0
+failed=0
+
+cleanup() {
+  "$MAILVAULT_BIN" --home "$MV_HOME" db stop >/dev/null 2>&1 || true
+  rm -rf "$MV_HOME" "$WORK"
+}
+trap cleanup EXIT
+
+mv() { "$MAILVAULT_BIN" --home "$MV_HOME" "$@"; }
+
+ok() { passed=$((passed + 1)); echo "ok - $*"; }
+fail() { failed=$((failed + 1)); echo "not ok - $*"; }
+
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+check() {
+  local what=$1
+  shift
+  if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+# expect_eq DESCRIPTION EXPECTED ACTUAL
+expect_eq() {
+  if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi
+}
+
+# psql on the test's cluster, as the cluster's superuser.
+sql() {
+  local conn="host=$MV_HOME/run dbname=mailvault user=mailvault"
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u "${MAILVAULT_USER:-mailvault}" -- psql -X -q -t -A -v ON_ERROR_STOP=1 "$conn" -c "$1"
+  else
+    psql -X -q -t -A -v ON_ERROR_STOP=1 "$conn" -c "$1"
+  fi
+}
+
+json_get() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]])' "$1"; }
+
+finish() {
+  echo "$(basename "$0" .sh): $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Promise 7 (clear errors): every command has --help; bad input gets one
+# line and a distinct exit code.
+. "$(dirname "$0")/lib.sh"
+
+check "mailvault --help" sh -c "'$MAILVAULT_BIN' --help | grep -q Commands"
+for c in db import get show search stats index help version; do
+  check "$c --help exits 0" sh -c "'$MAILVAULT_BIN' $c --help >/dev/null"
+done
+
+rc_of() { set +e; "$@" >/dev/null 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
+expect_eq "unknown command: 64" 64 "$(rc_of "$MAILVAULT_BIN" frobnicate)"
+expect_eq "unknown option: 64" 64 "$(rc_of mv search --bogus x)"
+expect_eq "get without argument: 64" 64 "$(rc_of mv get)"
+
+mv db init >/dev/null
+expect_eq "db status: running" 0 "$(rc_of mv db status)"
+expect_eq "db status --json says running" True "$(mv db status --json | json_get running)"
+
+expect_eq "get of an unknown id: 66" 66 "$(rc_of mv get 999999)"
+expect_eq "get of a malformed reference: 64" 64 "$(rc_of mv get not-a-hash)"
+expect_eq "show of an unknown sha: 66" 66 "$(rc_of mv show 0000000000000000000000000000000000000000000000000000000000000000)"
+expect_eq "bad query: 65" 65 "$(rc_of mv search 'from:a (subject:b')"
+check "bad query: the error names the column" grep -q "column 18" "$WORK/err"
+expect_eq "bad date: 65" 65 "$(rc_of mv search 'after:2024-02-30')"
+check "bad date: the error names the column of the value" grep -q "column 7" "$WORK/err"
+check "errors are one line" test "$(wc -l < "$WORK/err")" -eq 1
+expect_eq "import of a missing path: 65" 65 "$(rc_of mv import "$WORK/does-not-exist")"
+check "import of a missing path: says which" grep -q "does-not-exist" "$WORK/err"
+
+# An external database that is unreachable: 69, one line.
+expect_eq "unreachable database: 69" 69 "$(rc_of "$MAILVAULT_BIN" --db "host=$WORK port=1 connect_timeout=2" stats)"
+
+# Stopping and starting the embedded cluster.
+mv db stop >/dev/null
+expect_eq "db status after stop: 69" 69 "$(rc_of mv db status)"
+mv db start >/dev/null
+expect_eq "db status after start: 0" 0 "$(rc_of mv db status)"
+finish
