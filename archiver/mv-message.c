@@ -239,9 +239,11 @@ static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 	rec->filename = fn != NULL ? mv_utf8_clean(fn, -1) : NULL;
 	const char *disp = g_mime_object_get_disposition(obj);
 	gboolean is_text = g_str_has_prefix(rec->declared_type, "text/");
-	rec->is_attachment = rec->filename != NULL ||
-	                     (disp != NULL && g_ascii_strcasecmp(disp, "attachment") == 0) ||
-	                     (!is_text && !g_str_has_prefix(rec->declared_type, "multipart/"));
+	/* An attachment is what the sender attached: declared so, or carrying
+	 * a file name without being marked inline (signature logos are not). */
+	gboolean inline_disp = disp != NULL && g_ascii_strcasecmp(disp, "inline") == 0;
+	rec->is_attachment = (disp != NULL && g_ascii_strcasecmp(disp, "attachment") == 0) ||
+	                     (rec->filename != NULL && !inline_disp);
 	if (rec->is_attachment)
 		c->msg->has_attachment = TRUE;
 

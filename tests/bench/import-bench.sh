@@ -191,6 +191,8 @@ NM_TIMES=()
 MV_BEST=""
 NM_BEST=""
 INIT_TIMES=()
+SEARCH_OK=1
+SEARCH_RESULT=""
 
 # ---- notmuch -------------------------------------------------------------
 
@@ -268,10 +270,20 @@ run_mailvault() {
     say "warning: $MV_PENDING messages not yet full-text indexed after import (run $run)"
 
   # Search sanity check: the archive answers a query once import returns.
-  SEARCH_COUNT=$("$MAILVAULT_BIN" --home "$h" search 'subject:money' --count) ||
-    die "mailvault search 'subject:money' --count failed (run $run)"
-  [[ $SEARCH_COUNT =~ ^[0-9]+$ ]] ||
-    die "mailvault search --count printed '$SEARCH_COUNT', not a number (run $run)"
+  # A wrong answer is reported with the table and fails the run at the end.
+  local sout
+  if ! sout=$("$MAILVAULT_BIN" --home "$h" search 'subject:money' --count 2>&1); then
+    SEARCH_RESULT="FAILED: mailvault search exited non-zero: $(printf '%s' "$sout" | head -n 3)"
+    SEARCH_OK=0
+  elif [[ $sout =~ ^[0-9]+$ ]]; then
+    SEARCH_RESULT=$sout
+  else
+    SEARCH_RESULT="FAILED: printed $(printf '%s\n' "$sout" | wc -l) line(s), not a number; first: $(printf '%s' "$sout" | head -n 1 | cut -c1-60)"
+    # Same query with the option first, to tell option parsing from search.
+    sout=$("$MAILVAULT_BIN" --home "$h" search --count 'subject:money' 2>&1) || true
+    SEARCH_RESULT+=$'\n'"  (search --count 'subject:money', option first, prints: $(printf '%s' "$sout" | head -n 1))"
+    SEARCH_OK=0
+  fi
 
   "$MAILVAULT_BIN" --home "$h" db stop >/dev/null 2>&1 || die "mailvault db stop failed (run $run)"
   rm -rf "$h"
@@ -319,4 +331,8 @@ printf '%-34s %7s   %-10s %s\n' "stored bytes / raw bytes" "$STORED_RATIO" "<= $
   "$(verdict "$STORED_RATIO" "$TARGET_STORED_RATIO")"
 echo
 echo "mailvault: $MV_STORED stored bytes for $MV_RAW raw bytes; $MV_FLAGGED flagged (stored raw, not fully parsed)"
-echo "search sanity: mailvault search 'subject:money' --count -> $SEARCH_COUNT"
+echo "search sanity: mailvault search 'subject:money' --count -> $SEARCH_RESULT"
+if [ "$SEARCH_OK" -ne 1 ]; then
+  say "import-bench: the search sanity check failed (see above)"
+  exit 1
+fi

@@ -35,6 +35,7 @@ import base64
 import binascii
 import calendar
 import datetime
+import functools
 import math
 import hashlib
 import io
@@ -251,6 +252,31 @@ def encoded_words(text, charset, enc):
     prefix = "=?%s?%s?" % (EWLABEL[charset], enc)
     room = 75 - len(prefix) - 2
     words = []
+    if charset != "iso-2022-jp":
+        # stateless charsets: the encoded length grows char by char
+        codec = PYCODEC[charset]
+        start = 0
+        nbytes = 0
+        qlen = 0
+        for idx, ch in enumerate(text):
+            b = ch.encode(codec)
+            if enc == "B":
+                n2 = nbytes + len(b)
+                length = 4 * ((n2 + 2) // 3)
+            else:
+                cl = sum(1 if (x == 0x20 or x in _Q_SAFE) else 3 for x in b)
+                length = qlen + cl
+            if idx > start and length > room:
+                words.append(prefix + _ew_payload(text[start:idx], charset, enc) + "?=")
+                start = idx
+                nbytes = len(b)
+                qlen = sum(1 if (x == 0x20 or x in _Q_SAFE) else 3 for x in b)
+            else:
+                nbytes = nbytes + len(b)
+                qlen = length if enc == "Q" else qlen
+        if start < len(text):
+            words.append(prefix + _ew_payload(text[start:], charset, enc) + "?=")
+        return words
     chunk = ""
     for ch in text:
         cand = chunk + ch
@@ -402,36 +428,40 @@ def _pdf_str(s):
     return "(" + s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
 
 
+def pdf_image_object(width, height, data):
+    """The image XObject (object 5), padded to a multiple of 57 bytes so that
+    its base64 form can be cached and spliced into any PDF (see segments)."""
+    obj = (b"5 0 obj\n<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+           b"/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n" % (width, height, len(data))
+           + data + b"\nendstream\nendobj\n")
+    return obj + b"\n" * (-len(obj) % 57)
+
+
 def make_pdf(title, author, pages, created, image=None):
     """A plausible PDF 1.4: catalog, pages, Helvetica text, optional image.
 
-    pages: list of lists of text lines.  image: (width, height, flate data)
-    of an 8-bit grey image drawn on the first page.
+    pages: list of lists of text lines.  image: (width, height, image object
+    from pdf_image_object) drawn on the first page.  Returns segments
+    [prefix, image object, tail]: the prefix is padded (with a comment line)
+    to a multiple of 57 bytes, so base64 of the parts equals base64 of the
+    whole file.
     """
-    objs = []              # object bodies (bytes), object number = index + 1
+    objs = {}
     n_pages = len(pages)
-    font_no = 3
-    info_no = 4
-    img_no = 5 if image else None
-    first_page_no = 6 if image else 5
+    first_page_no = 6
     page_nos = [first_page_no + 2 * i for i in range(n_pages)]
-    objs.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-    objs.append(("<< /Type /Pages /Kids [%s] /Count %d >>" % (
-        " ".join("%d 0 R" % p for p in page_nos), n_pages)).encode())
-    objs.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
-    objs.append(("<< /Title %s /Author %s /Producer (mvgen PDF writer 1.0) /CreationDate (D:%s) >>"
-                 % (_pdf_str(title), _pdf_str(author), created)).encode("latin-1"))
-    if image:
-        w, h, data = image
-        objs.append(("<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
-                     "/BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n" % (w, h, len(data))).encode()
-                    + data + b"\nendstream")
+    objs[1] = b"<< /Type /Catalog /Pages 2 0 R >>"
+    objs[2] = ("<< /Type /Pages /Kids [%s] /Count %d >>" % (
+        " ".join("%d 0 R" % p for p in page_nos), n_pages)).encode()
+    objs[3] = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+    objs[4] = ("<< /Title %s /Author %s /Producer (mvgen PDF writer 1.0) /CreationDate (D:%s) >>"
+               % (_pdf_str(title), _pdf_str(author), created)).encode("latin-1")
     for i, lines in enumerate(pages):
         res = "/Font << /F1 3 0 R >>"
         if image and i == 0:
             res += " /XObject << /Im1 5 0 R >>"
-        page = ("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << %s >> "
-                "/Contents %d 0 R >>" % (res, page_nos[i] + 1)).encode()
+        objs[page_nos[i]] = ("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << %s >> "
+                             "/Contents %d 0 R >>" % (res, page_nos[i] + 1)).encode()
         ops = ["BT", "/F1 10 Tf", "13 TL", "56 790 Td"]
         for ln in lines:
             ops.append("%s Tj T*" % _pdf_str(ln))
@@ -439,22 +469,36 @@ def make_pdf(title, author, pages, created, image=None):
         if image and i == 0:
             ops.append("q 160 0 0 %d 380 40 cm /Im1 Do Q" % max(20, min(300, image[1] * 160 // max(1, image[0]))))
         content = ("\n".join(ops) + "\n").encode("latin-1")
-        objs.append(page)
-        objs.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"endstream")
+        objs[page_nos[i] + 1] = b"<< /Length %d >>\nstream\n" % len(content) + content + b"endstream"
     out = [b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"]
     pos = len(out[0])
-    offsets = []
-    for i, body in enumerate(objs):
-        offsets.append(pos)
-        chunk = b"%d 0 obj\n" % (i + 1) + body + b"\nendobj\n"
+    offsets = {}
+    for num in sorted(objs):
+        offsets[num] = pos
+        chunk = b"%d 0 obj\n" % num + objs[num] + b"\nendobj\n"
         out.append(chunk)
         pos += len(chunk)
-    xref = [b"xref\n0 %d\n" % (len(objs) + 1), b"0000000000 65535 f \n"]
-    xref += [b"%010d 00000 n \n" % o for o in offsets]
+    segs = []
+    if image:
+        pad = -pos % 57
+        if pad == 1:
+            out.append(b"\n")
+        elif pad:
+            out.append(b"%" + b"-" * (pad - 2) + b"\n")
+        pos += pad
+        offsets[5] = pos
+        segs.append(b"".join(out))
+        segs.append(image[2])
+        pos += image[2][1]
+        out = []
+    size = max(offsets) + 1
+    xref = [b"xref\n0 %d\n" % size, b"0000000000 65535 f \n"]
+    for num in range(1, size):
+        xref.append(b"%010d 00000 n \n" % offsets[num] if num in offsets else b"0000000000 00000 f \n")
     out += xref
-    out.append(b"trailer\n<< /Size %d /Root 1 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-               % (len(objs) + 1, info_no, pos))
-    return b"".join(out)
+    out.append(b"trailer\n<< /Size %d /Root 1 0 R /Info 4 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, pos))
+    segs.append(b"".join(out))
+    return segs
 
 
 def make_zip(entries, date_time):
@@ -510,6 +554,7 @@ def make_docx(title, author, paragraphs, created_iso, date_time):
     ], date_time)
 
 
+@functools.lru_cache(maxsize=None)
 def _col(i):
     s = ""
     i += 1
@@ -572,6 +617,15 @@ def png_text(key, value):
     return _png_chunk(b"tEXt", key.encode("latin-1") + b"\x00" + value.encode("latin-1"))
 
 
+def png_head_aligned(head, texts):
+    """head + tEXt chunks, the last value padded with spaces so that the
+    result is a multiple of 57 bytes (one base64 line)."""
+    chunks = [png_text(k, v) for k, v in texts[:-1]]
+    k, v = texts[-1]
+    used = len(head) + sum(len(c) for c in chunks) + len(png_text(k, v))
+    return head + b"".join(chunks) + png_text(k, v + " " * (-used % 57))
+
+
 # --- baseline JPEG (DC-only blocks, one restart interval per MCU row) ---
 
 _DC_BITS = (0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0)      # JPEG Annex K.3 luminance DC
@@ -606,7 +660,8 @@ def _dc_bits(diff):
 
 
 def jpeg_row(rng, mcus):
-    """Entropy-coded data of one MCU row (one restart interval)."""
+    """Entropy-coded data of one MCU row (one restart interval); byte
+    stuffed, so it never ends in a bare 0xFF."""
     bits = []
     y = rng.randint(-40, 40)
     cb = rng.randint(-12, 12)
@@ -645,6 +700,27 @@ def jpeg_head(width, height):
 def jpeg_comment(text):
     data = text.encode("ascii")
     return b"\xff\xfe" + struct.pack(">H", len(data) + 2) + data
+
+
+def b64seg(data):
+    """A pre-encoded segment: (base64 text, raw size).  Used for constant
+    payloads spliced into many files; every raw segment before it is a
+    multiple of 57 bytes so that base64 of the parts equals base64 of the
+    whole (76-character lines)."""
+    return (base64.encodebytes(data), len(data))
+
+
+def encode_segments(segs):
+    out = []
+    size = 0
+    for sg in segs:
+        if type(sg) is tuple:
+            out.append(sg[0])
+            size += sg[1]
+        else:
+            out.append(base64.encodebytes(sg))
+            size += len(sg)
+    return b"".join(out), size
 
 
 # ---------------------------------------------------------------------------
@@ -1385,6 +1461,8 @@ class Generator:
             self.orgs[key] = org
         self.customers = [o for o in self.orgs.values() if o.kind == "customer"]
         self.suppliers = [o for o in self.orgs.values() if o.kind == "supplier"]
+        # the Russian and Japanese suppliers are the busiest ones
+        self.suppliers += [self.orgs["sibmetall"], self.orgs["tanaka"]]
         self.candidates = [o for o in self.orgs.values() if o.kind == "candidate"]
         # newsletter subscriptions: each newsletter goes to a fixed subset of employees
         self.newsletters = []
@@ -1428,48 +1506,64 @@ class Generator:
     # ---- attachment bytes ---------------------------------------------------
 
     def att_b64(self, att):
-        """(base64 text with 76-char lines, raw size) of an attachment."""
+        """(base64 text with 76-char lines, raw size) of an attachment.
+
+        Pooled attachments are encoded once and reused, so every message
+        carrying them has exactly the same bytes."""
         if att.pooled:
             c = self.cache.get(att.key)
             if c is None:
-                data = self._build_att(att)
-                c = (base64.encodebytes(data), len(data))
+                c = encode_segments(self._build_att(att))
                 self.cache[att.key] = c
             return c
-        data = self._build_att(att)
-        return base64.encodebytes(data), len(data)
+        return encode_segments(self._build_att(att))
 
-    def _noise_image(self, w, h):
-        """A zlib-compressed grey image stream for PDFs (bounded cache)."""
+    def att_bytes(self, att):
+        """The decoded attachment (for tools and checks; not used when writing)."""
+        return base64.decodebytes(self.att_b64(att)[0])
+
+    def _pdf_image(self, w, h):
+        """Pre-encoded image object of a noise grey image (bounded cache)."""
         key = ("img", w, h)
         v = self.aux.get(key)
         if v is None:
             r = Random("mvgen/%d/img/%d/%d" % (self.seed, w, h))
-            raw = r.randbytes(w * h).translate(bytes(range(0, 256)))
-            v = zlib.compress(raw, 1)
+            v = b64seg(pdf_image_object(w, h, zlib.compress(r.randbytes(w * h), 1)))
             self.aux[key] = v
         return v
 
-    def _jpeg_rows(self, width):
+    def _jpeg_chunks(self, width):
+        """For one image width: 24 MCU rows, each pre-encoded followed by each
+        of the 8 restart markers (RST0..RST7) or by EOI.  0xFF fill bytes
+        (allowed before any marker) pad each chunk to 57 bytes multiples."""
         key = ("jrows", width)
         v = self.aux.get(key)
         if v is None:
             r = Random("mvgen/%d/jpeg/%d" % (self.seed, width))
-            v = [jpeg_row(r, width // 8) for _ in range(24)]
+            rows = [jpeg_row(r, width // 8) for _ in range(24)]
+            inner = []
+            last = []
+            for row in rows:
+                fill = b"\xff" * (-(len(row) + 2) % 57)
+                inner.append([b64seg(row + fill + bytes((0xFF, 0xD0 + m))) for m in range(8)])
+                last.append(b64seg(row + b"\xff\xd9"))
+            v = (inner, last)
             self.aux[key] = v
         return v
 
     def _jpeg(self, r, width, height, comment):
-        rows = self._jpeg_rows(width)
+        inner, last = self._jpeg_chunks(width)
         app0, rest = jpeg_head(width, height)
-        out = [app0, jpeg_comment(comment), rest]
+        used = len(app0) + 4 + len(comment) + len(rest)
+        head = app0 + jpeg_comment(comment + " " * (-used % 57)) + rest
+        segs = [head]
         n = height // 8
-        for i in range(n):
-            out.append(rows[r.randrange(len(rows))])
-            if i != n - 1:
-                out.append(bytes((0xFF, 0xD0 + (i % 8))))
-        out.append(b"\xff\xd9")
-        return b"".join(out)
+        k = len(inner)
+        picks = r.choices(range(k), k=n)
+        for i in range(n - 1):
+            segs.append(inner[picks[i]][i % 8])
+        segs.append(last[picks[-1]])
+        return segs
 
     def _screenshot_base(self, variant):
         key = ("shot", variant)
@@ -1492,7 +1586,8 @@ class Generator:
                     x1 = min(w * 3, x0 + r.randrange(200, w * 2))
                     row = bg[:x0] + r.randbytes(x1 - x0).translate(table) + bg[x1:]
                 rows.append(b"\x00" + row)
-            v = (w, h) + png_parts(w, h, b"".join(rows))
+            head, tail = png_parts(w, h, b"".join(rows))
+            v = (head, b64seg(tail))
             self.aux[key] = v
         return v
 
@@ -1511,13 +1606,14 @@ class Generator:
                 row += bytes(c)
             rows.append(b"\x00" + bytes(row))
         head, tail = png_parts(w, h, b"".join(rows))
-        return head + png_text("Software", "Example Corp brand kit") + tail
+        return [head + png_text("Software", "Example Corp brand kit") + tail]
 
     def _build_att(self, att):
+        """The attachment as a list of segments (see encode_segments)."""
         r = Random("mvgen/%d/att/%s" % (self.seed, att.key))
         kind = att.kind
         p = att.params
-        created = 1704067200 + r.randrange(0, 700 * DAY)
+        created = T_START + r.randrange(0, 700 * DAY)
         g = time.gmtime(created)
         pdfdate = "%04d%02d%02d%02d%02d%02dZ" % g[:6]
         isod = "%04d-%02d-%02dT%02d:%02d:%02dZ" % g[:6]
@@ -1536,20 +1632,19 @@ class Generator:
                     pages.append(lines)
                 textsize = n_pages * 48 * 90
                 side = max(16, int(max(1, kb * 1024 - textsize) ** 0.5))
-                img = (side, side, self._noise_image(side, side))
-                return make_pdf(title, CORP_NAME, pages, pdfdate, img)
+                return make_pdf(title, CORP_NAME, pages, pdfdate, (side, side, self._pdf_image(side, side)))
             doc, lines, img_kb = p
             img = None
             if img_kb:
                 side = int((img_kb * 1024) ** 0.5)
-                img = (side, side, self._noise_image(side, side))
+                img = (side, side, self._pdf_image(side, side))
             return make_pdf(title, doc, [lines], pdfdate, img)
         if kind == "docx":
             if att.pooled:
                 paras = [r.choice(PDF_CLAUSES) + " " + r.choice(PDF_CLAUSES) for _ in range(p)]
                 paras += ["Ref. %08x" % r.getrandbits(32) for _ in range(p // 2)]
-                return make_docx(title, CORP_NAME, paras, isod, zdate)
-            return make_docx(title, p[0], p[1], isod, zdate)
+                return [make_docx(title, CORP_NAME, paras, isod, zdate)]
+            return [make_docx(title, p[0], p[1], isod, zdate)]
         if kind == "xlsx":
             if att.pooled:
                 rows = [["Item", "Description", "Unit", "Price EUR", "Valid from"]]
@@ -1557,11 +1652,11 @@ class Generator:
                     rows.append(["A-%05d" % r.randint(0, 99999), r.choice(PRODUCTS["en"] + PRODUCTS["de"]),
                                  r.choice(("pc", "kg", "m", "set")), round(r.uniform(1, 9000), 2),
                                  "2024-%02d-01" % r.randint(1, 12)])
-                return make_xlsx(title, CORP_NAME, "Prices", rows, isod, zdate)
-            return make_xlsx(title, p[0], p[1], p[2], isod, zdate)
+                return [make_xlsx(title, CORP_NAME, "Prices", rows, isod, zdate)]
+            return [make_xlsx(title, p[0], p[1], p[2], isod, zdate)]
         if kind == "png":
-            w, h, head, tail = self._screenshot_base(p[0])
-            return head + png_text("Comment", p[1]) + png_text("Creation Time", isod) + tail
+            head, tail = self._screenshot_base(p[0])
+            return [png_head_aligned(head, [("Comment", p[1]), ("Creation Time", isod)]), tail]
         if kind == "jpeg":
             w, h = p[0]
             return self._jpeg(r, w, h, p[1])
@@ -1576,7 +1671,7 @@ class Generator:
         """Attachments for a new business message of the given topic."""
         atts = []
         if topic == "invoice":
-            if rng.random() < 0.75:
+            if rng.random() < 0.5:
                 inv = s["inv"]
                 fname = {"de": "Rechnung_%s.pdf", "fr": "Facture_%s.pdf", "ru": "Счёт_%s.pdf",
                          "ja": "請求書_%s.pdf"}.get(lang, "Invoice_%s.pdf") % inv
@@ -1589,21 +1684,21 @@ class Generator:
                           "IBAN DE89 3704 0044 0532 0130 00"]
                 atts.append(self.uniq_att(n, 0, "pdf", fname, (sender.display, lines, rng.choice((0, 2, 6, 20)))))
         elif topic == "contract":
-            if rng.random() < 0.7:
+            if rng.random() < 0.5:
                 atts.append(rng.choice(self.pool_contracts if rng.random() < 0.6 else self.pool_drafts))
         elif topic == "forecast":
             x = rng.random()
-            if x < 0.45:
+            if x < 0.3:
                 q, y = s["q"], s["year"]
                 rows = [["Cost centre", "Plan", "Forecast", "Delta", "Comment"]]
-                for i in range(rng.randint(20, 400)):
+                for i in range(rng.randint(12, 160)):
                     plan = rng.randint(10000, 900000)
                     fc = plan + rng.randint(-50000, 80000)
                     rows.append(["CC-%d" % rng.randint(4000, 4999), plan, fc, fc - plan,
                                  rng.choice(("", "hiring delayed", "new customer", "price increase", "one-off"))])
                 atts.append(self.uniq_att(n, 0, "xlsx", "Forecast_Q%s_%s_v%d.xlsx" % (q, y, rng.randint(1, 5)),
                                           (sender.display, "Forecast Q%s" % q, rows)))
-            elif x < 0.6:
+            elif x < 0.42:
                 atts.append(self.pool_budget)
         elif topic == "hiring":
             if sender.org is not None and sender.org.kind == "candidate" and rng.random() < 0.9:
@@ -1617,30 +1712,30 @@ class Generator:
                                               ((480, 640), "IMG_%04d" % rng.randint(1000, 9999))))
         elif topic == "project":
             x = rng.random()
-            if x < 0.2:
+            if x < 0.14:
                 atts.append(self.uniq_att(n, 0, "png", "screenshot_%s.png" % s["code"].lower(),
                                           (rng.randrange(4), "Project %s build %d" % (s["code"], rng.randint(100, 999)))))
-            elif x < 0.38:
+            elif x < 0.26:
                 paras = [rng.choice(TEXT["project"]["en"][1]).format_map(s) for _ in range(rng.randint(8, 40))]
                 atts.append(self.uniq_att(n, 0, "docx", "Status_%s_KW%s.docx" % (s["code"], s["week"]),
                                           (sender.display, paras)))
         elif topic == "order":
-            if rng.random() < 0.6:
+            if rng.random() < 0.4:
                 atts.append({"ru": self.pool_pricelists[2], "ja": self.pool_pricelists[3],
                              "de": self.pool_pricelists[0]}.get(lang, self.pool_pricelists[1]))
         elif topic == "meeting":
-            if rng.random() < 0.3:
+            if rng.random() < 0.2:
                 paras = [rng.choice(TEXT["meeting"]["en"][1]).format_map(s) for _ in range(rng.randint(5, 30))]
                 atts.append(self.uniq_att(n, 0, "docx", "Protokoll_%s.docx" % s["date2"].replace(" ", "_")
                                           if lang == "de" else "Minutes_%s.docx" % s["date2"].replace(" ", "_"),
                                           (sender.display, paras)))
         elif topic == "it":
-            if rng.random() < 0.5:
+            if rng.random() < 0.4:
                 atts.append(self.uniq_att(n, 0, "png", "Bildschirmfoto_%d.png" % rng.randint(100, 999)
                                           if lang == "de" else "screenshot_%d.png" % rng.randint(100, 999),
                                           (rng.randrange(4), "ticket %s" % s["ticket"])))
         elif topic == "bank":
-            if rng.random() < 0.8:
+            if rng.random() < 0.65:
                 lines = ["Kontoauszug / Account statement", "%s %s" % (s["month"], s["year"]), ""]
                 for i in range(rng.randint(10, 60)):
                     lines.append("%02d.%02d.  %-36s %12.2f" % (rng.randint(1, 28), rng.randint(1, 12),
@@ -1657,9 +1752,9 @@ class Generator:
                     atts.append(self.uniq_att(n, i, "jpeg", name, (dims, "%s Canon EOS 250D" % name)))
         elif topic == "sales":
             x = rng.random()
-            if x < 0.25:
+            if x < 0.18:
                 atts.append(rng.choice(self.pool_brochures))
-            elif x < 0.4:
+            elif x < 0.3:
                 lines = ["OFFER %s" % s["offer"], "", "Product: %s" % ascii_fold(s["product"]),
                          "Quantity: %s" % s["n"], "Valid until: %s" % ascii_fold(s["due"])]
                 atts.append(self.uniq_att(n, 0, "pdf", "Offer_%s.pdf" % s["offer"], (sender.display, lines, 2)))
@@ -1764,7 +1859,7 @@ class Generator:
         if partner is not None:
             lang = partner.lang if partner.kind != "candidate" else sender.lang
             if lang in ("ru", "ja"):
-                return lang if rng.random() < (0.75 if not sender.internal else 0.35) else "en"
+                return lang if rng.random() < (0.75 if not sender.internal else 0.5) else "en"
             if lang == "fr":
                 return "fr" if rng.random() < 0.6 else "en"
             if lang == "de":
@@ -1833,7 +1928,7 @@ class Generator:
     def received(self, rng, direction, sender, rcpt_addr, t, partner_ip):
         """Received headers, newest first."""
         hops = []
-        qid = lambda: "4" + "".join(rng.choice("BCDFGHJKLMNPQRSTVWXYZbcdfghjkmnpqrstvwxyz0123456789") for _ in range(11))
+        qid = lambda: postfix_queue_id(rng.getrandbits(64))
         t1 = t + rng.randint(1, 4)
         t2 = t1 + rng.randint(0, 3)
         t3 = t2 + rng.randint(0, 2)
@@ -1903,6 +1998,7 @@ class Generator:
                 if b[2]:
                     out.append("-- ")
                 out.extend(b[1])
+                out.append("")
         while out and out[-1] == "":
             out.pop()
         return "\n".join(out) + "\n"
@@ -2181,6 +2277,10 @@ class Generator:
             charset = "utf-8"
             if mailer == "thunderbird" and lang == "de" and rng.random() < 0.4:
                 charset = "iso-8859-1"
+            elif lang == "ja" and rng.random() < 0.5:
+                charset = "iso-2022-jp"          # Japanese Outlook's default for mail
+            elif lang == "ru" and rng.random() < 0.4:
+                charset = "koi8-r"
             elif mailer == "outlook" and rng.random() < 0.15:
                 charset = "windows-1252"
         elif sender.org is not None:
@@ -2246,7 +2346,8 @@ class Generator:
         subject = rng.choice(tl[0]).format_map(s)
         if code and "{code}" not in " ".join(tl[0]) and rng.random() < 0.5:
             subject += " (%s)" % code
-        sentences = rng.sample(tl[1], min(len(tl[1]), rng.randint(2, 4)))
+        picked = sorted(rng.sample(range(len(tl[1])), min(len(tl[1]), rng.randint(2, 4))))
+        sentences = [tl[1][k] for k in picked]
         m = self.common(rng, n, "new", topic, sender, to, cc, partner, t, lang)
         blocks = []
         greet = GREET.get(lang, GREET["en"])
@@ -2333,7 +2434,7 @@ class Generator:
         blocks = [("p", {"de": "Sehr geehrte Leserinnen und Leser,", "fr": "Chers lecteurs,"}.get(lang, "Hello %s," % rcpt.first))]
         for head, teaser in chosen:
             blocks.append(("p", "%s\n%s" % (head, teaser)))
-        rows = [[h_[0][:30], "https://%s/a/%d" % (listid, rng.randint(1000, 9999))] for h_ in chosen[:3]]
+        rows = [[h_[0], "https://%s/a/%d" % (listid, rng.randint(1000, 9999))] for h_ in chosen[:3]]
         blocks.append(("table", ["Article", "Link"], rows))
         unsub = "https://%s/unsubscribe?u=%x" % (listid, rng.getrandbits(48))
         blocks.append(("p", {"de": "Sie erhalten diesen Newsletter, weil Sie sich angemeldet haben. Abmelden: %s",
@@ -2443,7 +2544,10 @@ class Generator:
         else:
             attrib = {"de": "Am %s schrieb %s:", "fr": "Le %s, %s a écrit :"}.get(lang, "On %s, %s wrote:") % (
                 when, orig["sender"].display)
-            blocks.append(("quote", attrib, qlines))
+            if sender.mailer in ("mutt", "thunderbird"):
+                blocks.insert(1, ("quote", attrib, qlines))      # bottom posting
+            else:
+                blocks.append(("quote", attrib, qlines))
         m["blocks"] = blocks
         if rng.random() < 0.12:
             if orig["atts"] and rng.random() < 0.5:
@@ -2534,7 +2638,7 @@ class Generator:
             else:
                 recent = list(self.pool)[-80:]
                 with_att = [e for e in recent if e["atts"] or e.get("fwd_raw")]
-                cands = with_att if with_att and rng.random() < 0.75 else recent
+                cands = with_att if with_att and rng.random() < 0.6 else recent
                 orig = rng.choice(cands)
                 raw_entry = next((r for r in self.ring if r[0] == orig["n"]), None)
                 m = self.forward(rng, n, i, orig, raw_entry)
@@ -2554,6 +2658,17 @@ class Generator:
                 self.pool.append(m)
             self.ring.append((n, raw, meta))
             yield raw, meta
+
+
+_QID_ALPHA = "BCDFGHJKLMNPQRSTVWXYZbcdfghjkmnpqrstvwxyz0123456789"
+
+
+def postfix_queue_id(v):
+    out = ["4"]
+    for _ in range(11):
+        v, r = divmod(v, 51)
+        out.append(_QID_ALPHA[r])
+    return "".join(out)
 
 
 def spam_ok_headers(rng):
