@@ -355,7 +355,7 @@ static mv_message *message_new(GBytes *raw)
 	return msg;
 }
 
-static void fill_headers(mv_message *msg, GMimeMessage *m, GString *doc)
+static void fill_headers(mv_message *msg, GMimeMessage *m, GString *doc, gsize max_text)
 {
 	GMimeObject *obj = GMIME_OBJECT(m);
 	const char *mid = g_mime_message_get_message_id(m);
@@ -388,10 +388,17 @@ static void fill_headers(mv_message *msg, GMimeMessage *m, GString *doc)
 			msg->from_addr = g_strdup(a->address);
 			msg->from_name = g_strdup(a->name);
 		}
-		g_string_append_printf(doc, "%s %s\n", a->name != NULL ? a->name : "", a->address);
+		if (a->name != NULL) {
+			text_append(doc, a->name, strlen(a->name), max_text);
+			text_append(doc, " ", 1, max_text);
+		}
+		text_append(doc, a->address, strlen(a->address), max_text);
+		text_append(doc, "\n", 1, max_text);
 	}
-	if (msg->subject != NULL)
-		g_string_append_printf(doc, "%s\n", msg->subject);
+	if (msg->subject != NULL) {
+		text_append(doc, msg->subject, strlen(msg->subject), max_text);
+		text_append(doc, "\n", 1, max_text);
+	}
 }
 
 /* Does the first line look like "Name: value" (RFC 5322 field name)? */
@@ -400,7 +407,10 @@ static gboolean starts_with_header(const guint8 *data, gsize len)
 	gsize i = 0;
 	while (i < len && data[i] >= 33 && data[i] <= 126 && data[i] != ':')
 		i++;
-	return i > 0 && i < len && data[i] == ':';
+	gsize name_len = i;
+	while (i < len && (data[i] == ' ' || data[i] == '\t'))
+		i++; /* obsolete syntax allows space before the colon */
+	return name_len > 0 && i < len && data[i] == ':';
 }
 
 mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_message **msg_r,
@@ -437,7 +447,15 @@ mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_messag
 			msg->parse_status = "unparsable";
 			add_flag(msg, "no-headers");
 		}
-		fill_headers(msg, m, doc);
+		if (strcmp(msg->parse_status, "ok") == 0 && !starts_with_header(data, len) &&
+		    !(len >= 5 && memcmp(data, "From ", 5) == 0)) {
+			/* GMime's loose mode takes almost anything for a header;
+			 * a first line that is no "Name: value" field means this
+			 * is not a message. */
+			msg->parse_status = "unparsable";
+			add_flag(msg, "no-headers");
+		}
+		fill_headers(msg, m, doc, limits->max_text_bytes);
 		walk_ctx c = {.msg = msg, .limits = limits, .raw = data, .raw_len = len, .body = doc};
 		GMimeObject *body = g_mime_message_get_mime_part(m);
 		if (body != NULL)

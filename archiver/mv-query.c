@@ -123,6 +123,12 @@ static mv_status tokenize(parser *p)
 						g_free(t.field);
 						return syntax(p, i, "%s", "unterminated quoted phrase");
 					}
+					if (v->len == 0) {
+						g_string_free(v, TRUE);
+						mv_status st = syntax(p, t.value_pos, "field '%s:' needs a value", t.field);
+						g_free(t.field);
+						return st;
+					}
 					t.value = g_string_free(v, FALSE);
 					t.quoted = TRUE;
 					i = (gsize)next;

@@ -134,8 +134,13 @@ mv_status mv_mbox_next(mv_mbox_reader *r, gsize max_bytes, GBytes **msg_r,
 			break;
 		}
 		if (prev_empty && !too_big) {
-			const char *nl = prev_len == 2 ? "\r\n" : "\n";
-			g_byte_array_append(buf, (const guint8 *)nl, (guint)prev_len);
+			if (buf->len + (gsize)prev_len > max_bytes) {
+				too_big = TRUE;
+				g_byte_array_set_size(buf, 0);
+			} else {
+				const char *nl = prev_len == 2 ? "\r\n" : "\n";
+				g_byte_array_append(buf, (const guint8 *)nl, (guint)prev_len);
+			}
 		}
 		prev_empty = is_empty_line(r->line, n);
 		if (prev_empty) {

@@ -109,6 +109,7 @@ if [ ! -f "$CORPUS_DIR/.unpacked" ]; then
   fi
   rm -rf "$CORPUS_DIR"
   unpack=$(mktemp -d "$CACHE/unpack.XXXXXX")
+  chmod 755 "$unpack"
   tar -xzf "$CACHE/$CORPUS_TARBALL" -C "$unpack" || { rm -rf "$unpack"; die "cannot unpack $CACHE/$CORPUS_TARBALL"; }
   touch "$unpack/.unpacked"
   mv "$unpack" "$CORPUS_DIR"
@@ -292,6 +293,7 @@ run_mailvault() {
 # ---- run -----------------------------------------------------------------
 
 say "corpus: $CORPUS_MESSAGES messages, $RAW_BYTES bytes, in $MAILDIR"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 for ((run = 1; run <= RUNS; run++)); do
   say "run $run/$RUNS: notmuch new"
   run_notmuch "$run"
@@ -314,6 +316,7 @@ echo "mailvault import benchmark: SpamAssassin public corpus ($CORPUS_PKG@$CORPU
 echo "  $CORPUS_MESSAGES messages, $MB MB raw (MB = 10^6 bytes), one Maildir; $(nproc) cores"
 echo "  $("$MAILVAULT_BIN" --version 2>/dev/null | head -n1); $(notmuch --version); $(pg_config --version 2>/dev/null || echo 'PostgreSQL')"
 echo "  zstd level: ${MAILVAULT_ZSTD_LEVEL:-mailvault default}; runs: $RUNS (best time shown)"
+echo "  load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown) (other work on the machine skews the times)"
 echo "  not timed: 'mailvault db init' (one-time cluster creation: initdb, start, schema): ${INIT_TIMES[*]} s"
 echo
 printf '%-10s %9s %9s %10s %7s %11s\n' tool messages seconds messages/s MB/s stored/raw

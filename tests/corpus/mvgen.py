@@ -41,6 +41,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 import sys
 import time
@@ -536,9 +537,63 @@ _CT_CORE = ('<Override PartName="/docProps/core.xml" '
             'ContentType="application/vnd.openxmlformats-package.core-properties+xml"/>')
 
 
+_W_NS = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+
+
+def _docx_styles():
+    """A styles part of the size Word writes (latent styles and all)."""
+    out = [_XML_HEAD, "<w:styles %s>" % _W_NS,
+           '<w:docDefaults><w:rPrDefault><w:rPr><w:rFonts w:ascii="Calibri" w:hAnsi="Calibri" w:cs="Times New Roman"/>'
+           '<w:sz w:val="22"/><w:lang w:val="de-DE"/></w:rPr></w:rPrDefault><w:pPrDefault><w:pPr>'
+           '<w:spacing w:after="160" w:line="259" w:lineRule="auto"/></w:pPr></w:pPrDefault></w:docDefaults>',
+           '<w:latentStyles w:defLockedState="0" w:defUIPriority="99" w:defSemiHidden="0" w:defUnhideWhenUsed="0" '
+           'w:defQFormat="0" w:count="376">']
+    names = ["Normal", "Title", "Subtitle", "Strong", "Emphasis", "Quote", "Intense Quote", "List Paragraph",
+             "Table Grid", "Caption", "TOC Heading", "No Spacing", "Book Title", "Bibliography"]
+    names += ["heading %d" % i for i in range(1, 10)] + ["toc %d" % i for i in range(1, 10)]
+    for kind in ("Light Shading", "Light List", "Light Grid", "Medium Shading 1", "Medium Shading 2",
+                 "Medium List 1", "Medium List 2", "Medium Grid 1", "Medium Grid 2", "Medium Grid 3",
+                 "Dark List", "Colorful Shading", "Colorful List", "Colorful Grid", "Grid Table 1 Light",
+                 "Grid Table 2", "Grid Table 3", "Grid Table 4", "Grid Table 5 Dark", "List Table 1 Light",
+                 "List Table 2", "List Table 3", "List Table 4", "List Table 5 Dark"):
+        names.append(kind)
+        names += ["%s Accent %d" % (kind, i) for i in range(1, 7)]
+    for i, nm in enumerate(names):
+        out.append('<w:lsdException w:name="%s" w:uiPriority="%d"%s/>'
+                   % (nm, min(99, i + 1), ' w:semiHidden="1" w:unhideWhenUsed="1"' if i % 3 == 1 else ""))
+    out.append("</w:latentStyles>")
+    out.append('<w:style w:type="paragraph" w:default="1" w:styleId="Normal"><w:name w:val="Normal"/><w:qFormat/></w:style>')
+    for i in range(1, 10):
+        out.append('<w:style w:type="paragraph" w:styleId="Heading%d"><w:name w:val="heading %d"/>'
+                   '<w:basedOn w:val="Normal"/><w:next w:val="Normal"/><w:uiPriority w:val="9"/><w:qFormat/>'
+                   '<w:pPr><w:keepNext/><w:spacing w:before="%d" w:after="60"/><w:outlineLvl w:val="%d"/></w:pPr>'
+                   '<w:rPr><w:rFonts w:ascii="Calibri Light" w:hAnsi="Calibri Light"/><w:sz w:val="%d"/></w:rPr>'
+                   "</w:style>" % (i, i, 360 - 20 * i, i - 1, 34 - 2 * i))
+    out.append('<w:style w:type="paragraph" w:styleId="Title"><w:name w:val="Title"/><w:basedOn w:val="Normal"/>'
+               '<w:uiPriority w:val="10"/><w:qFormat/><w:rPr><w:sz w:val="56"/></w:rPr></w:style>')
+    out.append("</w:styles>")
+    return "".join(out).encode()
+
+
+_DOCX_STYLES = _docx_styles()
+_DOCX_SETTINGS = (_XML_HEAD + "<w:settings %s><w:zoom w:percent=\"100\"/><w:defaultTabStop w:val=\"708\"/>"
+                  "<w:hyphenationZone w:val=\"425\"/><w:characterSpacingControl w:val=\"doNotCompress\"/>"
+                  "<w:compat><w:compatSetting w:name=\"compatibilityMode\" w:uri=\"http://schemas.microsoft.com/"
+                  "office/word\" w:val=\"15\"/></w:compat><w:themeFontLang w:val=\"de-DE\"/></w:settings>"
+                  % _W_NS).encode()
+_DOCX_DOCRELS = (_XML_HEAD + '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+                 '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+                 'styles" Target="styles.xml"/><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/'
+                 'officeDocument/2006/relationships/settings" Target="settings.xml"/></Relationships>').encode()
+
+
 def make_docx(title, author, paragraphs, created_iso, date_time):
     ct = (_CT_HEAD + '<Override PartName="/word/document.xml" ContentType="application/'
-          'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>' + _CT_CORE + "</Types>")
+          'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>'
+          '<Override PartName="/word/styles.xml" ContentType="application/'
+          'vnd.openxmlformats-officedocument.wordprocessingml.styles+xml"/>'
+          '<Override PartName="/word/settings.xml" ContentType="application/'
+          'vnd.openxmlformats-officedocument.wordprocessingml.settings+xml"/>' + _CT_CORE + "</Types>")
     body = ['<w:p><w:pPr><w:pStyle w:val="Title"/></w:pPr><w:r><w:t>%s</w:t></w:r></w:p>' % _xml_esc(title)]
     for p in paragraphs:
         body.append('<w:p><w:r><w:t xml:space="preserve">%s</w:t></w:r></w:p>' % _xml_esc(p))
@@ -550,6 +605,9 @@ def make_docx(title, author, paragraphs, created_iso, date_time):
         ("[Content_Types].xml", ct.encode()),
         ("_rels/.rels", (_ROOT_RELS % "word/document.xml").encode()),
         ("word/document.xml", doc.encode()),
+        ("word/_rels/document.xml.rels", _DOCX_DOCRELS),
+        ("word/styles.xml", _DOCX_STYLES),
+        ("word/settings.xml", _DOCX_SETTINGS),
         ("docProps/core.xml", core.encode()),
     ], date_time)
 
@@ -1593,14 +1651,16 @@ class Generator:
 
     def _logo_png(self):
         w, h = 180, 60
+        r = Random("mvgen/%d/logo" % self.seed)
         rows = []
         for y in range(h):
             row = bytearray()
             for x in range(w):
                 if 8 <= x < 56 and 6 <= y < 54:
-                    c = (0x2B, 0x57 + (y * 2) % 40, 0x9A)
+                    c = (0x2B + x // 4, 0x57 + (y * 2) % 40, 0x9A + (x + y) // 6)
                 elif 64 <= x < 172 and (18 <= y < 26 or 34 <= y < 42) and (x // 6) % 2 == 0:
-                    c = (0x33, 0x33, 0x33)
+                    g = 0x33 + r.randrange(24)          # anti-aliased lettering
+                    c = (g, g, g)
                 else:
                     c = (0xFF, 0xFF, 0xFF)
                 row += bytes(c)
@@ -2740,6 +2800,9 @@ class EmlWriter:
         pass
 
 
+_MBOXRD_FROM = re.compile(rb"^(>*From )", re.MULTILINE)
+
+
 class MboxWriter:
     """mboxrd: '>' is added to every body line matching ^>*From ."""
 
@@ -2751,14 +2814,7 @@ class MboxWriter:
 
     def write(self, n, data, lf_size, lf_lines, t, envelope_from="MAILER-DAEMON"):
         sep = ("From %s %s" % (envelope_from, asctime_utc(t))).encode("ascii") + self.eol
-        if b"From " in data:
-            lines = data.split(b"\n")
-            for k, ln in enumerate(lines):
-                if ln.lstrip(b">").startswith(b"From "):
-                    lines[k] = b">" + ln
-            body = b"\n".join(lines)
-        else:
-            body = data
+        body = _MBOXRD_FROM.sub(b">\\1", data) if b"From " in data else data
         offset = self.pos
         chunk = sep + body + self.eol
         self.f.write(chunk)

@@ -105,6 +105,41 @@ cov = collections.Counter()
 charsets = collections.Counter()
 types = collections.Counter()
 by_n = {}
+checked = set()
+
+def structure_ok(kind, data):
+    """Deeper checks: PDF xref offsets, OOXML well-formed XML, PNG CRCs."""
+    import io, re, struct, zipfile, zlib
+    import xml.etree.ElementTree as ET
+    if kind == "pdf":
+        m = re.search(rb"startxref\n(\d+)\n%%EOF\n$", data)
+        if not m or not data[int(m.group(1)):].startswith(b"xref\n"):
+            return "bad startxref"
+        table = data[int(m.group(1)):].split(b"\n")
+        count = int(table[1].split()[1])
+        for num in range(1, count):
+            off, _, flag = table[2 + num].split()
+            if flag == b"n" and not data[int(off):].startswith(b"%d 0 obj" % num):
+                return "xref entry %d does not point at its object" % num
+    elif kind in ("docx", "xlsx"):
+        z = zipfile.ZipFile(io.BytesIO(data))
+        if z.testzip() is not None:
+            return "zip CRC error"
+        for name in z.namelist():
+            try:
+                ET.fromstring(z.read(name))
+            except ET.ParseError as e:
+                return "%s: %s" % (name, e)
+    elif kind == "png":
+        pos = 8
+        while pos < len(data):
+            length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+            body = data[pos + 8:pos + 8 + length]
+            crc = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0]
+            if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
+                return "bad CRC in %s chunk" % ctype.decode()
+            pos += 12 + length
+    return None
 
 def magic_kind(data):
     if data.startswith(b"%PDF-1.4") and b"%%EOF" in data[-32:]:
@@ -148,6 +183,12 @@ for r in recs:
             ext = fn.rsplit(".", 1)[-1].lower()
             if {"pdf": "pdf", "png": "png", "jpg": "jpeg", "docx": "docx", "xlsx": "xlsx"}.get(ext) != k:
                 problems.append("%s: attachment %r detected as %s" % (r["path"], fn, k))
+            digest = hashlib.sha256(raw).digest()
+            if digest not in checked:
+                checked.add(digest)
+                err = structure_ok(k, raw)
+                if err:
+                    problems.append("%s: attachment %r: %s" % (r["path"], fn, err))
             body = part.get_payload()
             lines = body.rstrip("\n").split("\n")
             if any(len(x.rstrip("\r")) != 76 for x in lines[:-1]) or len(lines[-1].rstrip("\r")) > 76:

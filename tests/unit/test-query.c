@@ -607,11 +607,10 @@ static void test_error_fields(void **state)
 static void test_error_empty_quoted_value(void **state)
 {
 	(void)state;
-	/* KNOWN BUG: mv-query.c tokenize() accepts FIELD:"" and term() compiles
-	 * from:"" / to:"" / subject:"" to ILIKE '%%' (matches every message
-	 * with any address / subject) instead of the "needs a value" error that
-	 * from: gets. */
-	skip();
+	/* Regression: tokenize() once accepted FIELD:"" and term()
+	 * compiles from:"" / to:"" / subject:"" to ILIKE '%%' (matches every
+	 * message with any address / subject) instead of the "needs a value"
+	 * error that from: gets. */
 	expect_error("from:\"\"", 6, "field 'from:' needs a value");
 	expect_error("a subject:\"\"", 11, "field 'subject:' needs a value");
 }
