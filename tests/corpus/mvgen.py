@@ -1358,8 +1358,6 @@ class Slots(dict):
             v = rng.choice(CITIES)
         elif key == "region":
             v = rng.choice(REGIONS)
-        elif key == "org_short":
-            v = self.partner.name if self.partner is not None else "Example Corp"
         elif key == "name":
             p = rng.choice(self.g.employees)
             v = p.display
@@ -1496,6 +1494,7 @@ class Generator:
             lp = Person(disp, "", disp, "%s@%s" % (local, CORP_DOMAIN), "en", None, "outlook", "berlin", dept, None)
             lp.header = "%s <%s>" % (disp, lp.addr)
             self.lists[local] = lp
+        self.lists_addrs = set(p.addr for p in self.lists.values())
         self.orgs = {}
         for spec in ORGS:
             key, name, domain, kind, lang, tz, charsets, mailers, ip, country = spec
@@ -2553,8 +2552,6 @@ class Generator:
         if subj.startswith("Outstanding invoice") or rng.random() < 0.1:
             m["atts"] = [self.uniq_att(n, 0, "docx", "Invoice_%d.docx" % rng.randint(10000, 99999),
                                        ("Accounts", ["Invoice overdue. Enable editing to view the content."]))]
-        if not to:
-            m["bcc"] = []
         m["quote_text"] = self.render_text(blocks)
         m["rcpts_hidden"] = rcpts
         return m
@@ -2672,7 +2669,6 @@ class Generator:
     def messages(self, total):
         """Yield (raw bytes with LF line ends, metadata) for entries 1..total."""
         rng = self.rng
-        self.lists_addrs = set(p.addr for p in self.lists.values())
         for n in range(1, total + 1):
             i = n - 1
             if self.ring and rng.random() < 0.03:
