@@ -208,10 +208,10 @@ run_notmuch() {
   t1=$(now)
   files=$(nm count --output=files '*')
   msgs=$(nm count --output=messages '*')
-  [ "$files" -eq "$CORPUS_MESSAGES" ] && [ "$msgs" -eq "$CORPUS_MESSAGES" ] || {
+  if [ "$files" -ne "$CORPUS_MESSAGES" ] || [ "$msgs" -ne "$CORPUS_MESSAGES" ]; then
     cat "$log" >&2
     die "notmuch indexed $files files as $msgs messages, expected $CORPUS_MESSAGES (run $run)"
-  }
+  fi
   NM_MESSAGES=$msgs
   NM_TIMES+=("$(elapsed "$t0" "$t1")")
   NM_BEST=$(min "$NM_BEST" "${NM_TIMES[-1]}")
