@@ -7,6 +7,9 @@
 #include "mv-codec.h"
 
 #define KNOWN_MAX 200000
+#define BLOB_PUT_SQL                                                          \
+	"INSERT INTO blob (sha256, raw_size, stored_size, codec, dict_id, data) " \
+	"VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING"
 
 typedef struct {
 	mv_blobstore base;
@@ -102,12 +105,15 @@ static mv_status pg_put(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], co
 	                        pdata != NULL ? pdata : ""};
 	int lengths[] = {MV_SHA256_LEN, 0, 0, 0, 0, (int)plen};
 	int formats[] = {1, 0, 0, 0, 0, 1};
-	PGresult *r = NULL;
-	st = mv_db_query(s->db,
-	                 "INSERT INTO blob (sha256, raw_size, stored_size, codec, dict_id, data) "
-	                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING",
-	                 6, values, lengths, formats, 0, &r, error_r);
-	PQclear(r);
+	if (mv_db_in_pipeline(s->db)) {
+		st = mv_db_pipeline_send(s->db, "mv_blob_put", BLOB_PUT_SQL, 6, values, lengths, formats,
+		                         NULL, error_r);
+	} else {
+		PGresult *r = NULL;
+		st = mv_db_query_prepared(s->db, "mv_blob_put", BLOB_PUT_SQL, 6, values, lengths,
+		                          formats, 0, &r, error_r);
+		PQclear(r);
+	}
 	g_bytes_unref(packed);
 	if (st == MV_OK) {
 		if (g_hash_table_size(s->known) >= KNOWN_MAX)
@@ -176,6 +182,12 @@ static mv_status pg_get(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], GB
 	return MV_OK;
 }
 
+static mv_status pg_prepare(mv_blobstore *base, char **error_r)
+{
+	pg_store *s = (pg_store *)base;
+	return mv_db_prepare(s->db, "mv_blob_put", BLOB_PUT_SQL, 6, error_r);
+}
+
 static void pg_reset(mv_blobstore *base)
 {
 	pg_store *s = (pg_store *)base;
@@ -193,6 +205,7 @@ static void pg_destroy(mv_blobstore *base)
 static const mv_blobstore_ops pg_ops = {
 	.put = pg_put,
 	.get = pg_get,
+	.prepare = pg_prepare,
 	.reset = pg_reset,
 	.destroy = pg_destroy,
 };

@@ -31,6 +31,8 @@ typedef struct {
 	 * MV_ERR_INTEGRITY when the stored bytes do not match sha. */
 	mv_status (*get)(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN], GBytes **data_r,
 	                 char **error_r);
+	/* Get ready for puts inside a pipelined batch (may be NULL). */
+	mv_status (*prepare)(mv_blobstore *store, char **error_r);
 	/* Forget cached knowledge (after a failed transaction). */
 	void (*reset)(mv_blobstore *store);
 	void (*destroy)(mv_blobstore *store);
@@ -67,6 +69,11 @@ static inline mv_status mv_blobstore_get(mv_blobstore *s, const uint8_t sha[MV_S
                                          GBytes **data_r, char **error_r)
 {
 	return s->ops->get(s, sha, data_r, error_r);
+}
+
+static inline mv_status mv_blobstore_prepare(mv_blobstore *s, char **error_r)
+{
+	return s->ops->prepare != NULL ? s->ops->prepare(s, error_r) : MV_OK;
 }
 
 static inline void mv_blobstore_reset(mv_blobstore *s)

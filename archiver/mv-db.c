@@ -8,7 +8,19 @@
 struct mv_db {
 	PGconn *conn;
 	char *describe;
+	GHashTable *prepared; /* statement names prepared on this connection */
+	/* pipeline state */
+	gboolean piping;
+	GQueue pending;       /* of pending_query* in send order */
+	mv_db_result_fn result_fn;
+	void *result_context;
+	char *pipe_error;     /* first failure */
 };
+
+typedef struct {
+	void *tag;
+	gboolean is_sync;
+} pending_query;
 
 #define MIGRATION_LOCK_KEY 7231980411L
 
@@ -77,6 +89,7 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 	mv_db *db = g_new0(mv_db, 1);
 	db->conn = conn;
 	db->describe = describe;
+	db->prepared = g_hash_table_new(g_str_hash, g_str_equal);
 	st = mv_db_exec(db, "SET client_min_messages = warning; SET TimeZone = 'UTC'; "
 	                    "SET application_name = 'mailvault'", error_r);
 	if (st == MV_OK && embedded && !options->no_migrate)
@@ -107,6 +120,9 @@ void mv_db_close(mv_db **db)
 		return;
 	PQfinish((*db)->conn);
 	g_free((*db)->describe);
+	g_hash_table_destroy((*db)->prepared);
+	g_queue_clear_full(&(*db)->pending, g_free);
+	g_free((*db)->pipe_error);
 	g_free(*db);
 	*db = NULL;
 }
@@ -153,6 +169,164 @@ mv_status mv_db_query(mv_db *db, const char *sql, int n_params, const char *cons
 	*res_r = NULL;
 	PGresult *r = PQexecParams(db->conn, sql, n_params, NULL, values, lengths, formats,
 	                           result_format);
+	ExecStatusType s = PQresultStatus(r);
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+		mv_status st = mv_db_fail(db, r, "database query failed", error_r);
+		PQclear(r);
+		return st;
+	}
+	*res_r = r;
+	return MV_OK;
+}
+
+mv_status mv_db_prepare(mv_db *db, const char *name, const char *sql, int n_params,
+                        char **error_r)
+{
+	if (g_hash_table_contains(db->prepared, name))
+		return MV_OK;
+	PGresult *p = PQprepare(db->conn, name, sql, n_params, NULL);
+	if (PQresultStatus(p) != PGRES_COMMAND_OK) {
+		mv_status st = mv_db_fail(db, p, "cannot prepare a statement", error_r);
+		PQclear(p);
+		return st;
+	}
+	PQclear(p);
+	g_hash_table_add(db->prepared, (gpointer)name);
+	return MV_OK;
+}
+
+mv_status mv_db_pipeline_begin(mv_db *db, mv_db_result_fn result_fn, void *context,
+                               char **error_r)
+{
+	if (db->piping || PQenterPipelineMode(db->conn) != 1)
+		return mv_db_fail(db, NULL, "cannot enter pipeline mode", error_r);
+	db->piping = TRUE;
+	g_queue_init(&db->pending);
+	db->result_fn = result_fn;
+	db->result_context = context;
+	g_clear_pointer(&db->pipe_error, g_free);
+	return MV_OK;
+}
+
+gboolean mv_db_in_pipeline(const mv_db *db)
+{
+	return db->piping;
+}
+
+static void pipe_note_error(mv_db *db, const PGresult *r)
+{
+	if (db->pipe_error != NULL)
+		return;
+	const char *msg = r != NULL ? PQresultErrorMessage(r) : NULL;
+	if (msg == NULL || *msg == '\0')
+		msg = PQerrorMessage(db->conn);
+	char *clean = g_strstrip(g_strdup(msg));
+	char *nl = strchr(clean, '\n');
+	if (nl != NULL)
+		*nl = '\0';
+	db->pipe_error = clean;
+}
+
+mv_status mv_db_pipeline_send(mv_db *db, const char *name, const char *sql, int n_params,
+                              const char *const *values, const int *lengths,
+                              const int *formats, void *tag, char **error_r)
+{
+	int ok = name != NULL
+	             ? PQsendQueryPrepared(db->conn, name, n_params, values, lengths, formats, 0)
+	             : PQsendQueryParams(db->conn, sql, n_params, NULL, values, lengths, formats, 0);
+	if (ok != 1)
+		return mv_db_fail(db, NULL, "cannot send a statement", error_r);
+	pending_query *q = g_new0(pending_query, 1);
+	q->tag = tag;
+	g_queue_push_tail(&db->pending, q);
+	return MV_OK;
+}
+
+/* Hand out results; with block FALSE only those already received. */
+static mv_status pipe_drain(mv_db *db, gboolean block, char **error_r)
+{
+	int nulls = 0;
+	while (!g_queue_is_empty(&db->pending)) {
+		if (!block) {
+			if (PQconsumeInput(db->conn) != 1)
+				return mv_db_fail(db, NULL, "connection lost", error_r);
+			if (PQisBusy(db->conn))
+				return MV_OK;
+		}
+		pending_query *head = g_queue_peek_head(&db->pending);
+		PGresult *r = PQgetResult(db->conn);
+		if (r == NULL) {
+			if (head->is_sync) {
+				/* Between results a NULL is normal once; twice in a
+				 * row while waiting for the sync means nothing more
+				 * will come. */
+				if (PQstatus(db->conn) != CONNECTION_OK || ++nulls > 2)
+					return mv_db_fail(db, NULL, "connection lost", error_r);
+				continue;
+			}
+			g_free(g_queue_pop_head(&db->pending));
+			continue;
+		}
+		nulls = 0;
+		ExecStatusType s = PQresultStatus(r);
+		if (s == PGRES_PIPELINE_SYNC) {
+			g_free(g_queue_pop_head(&db->pending));
+		} else if (s == PGRES_FATAL_ERROR || s == PGRES_BAD_RESPONSE) {
+			pipe_note_error(db, r);
+		} else if (s == PGRES_PIPELINE_ABORTED) {
+			/* skipped after an earlier error */
+		} else if (head->tag != NULL && db->result_fn != NULL) {
+			db->result_fn(db->result_context, head->tag, r);
+		}
+		PQclear(r);
+	}
+	return MV_OK;
+}
+
+mv_status mv_db_pipeline_poll(mv_db *db, char **error_r)
+{
+	return pipe_drain(db, FALSE, error_r);
+}
+
+mv_status mv_db_pipeline_end(mv_db *db, char **error_r)
+{
+	mv_status st = MV_OK;
+	if (PQpipelineSync(db->conn) != 1) {
+		st = mv_db_fail(db, NULL, "cannot sync the pipeline", error_r);
+	} else {
+		pending_query *q = g_new0(pending_query, 1);
+		q->is_sync = TRUE;
+		g_queue_push_tail(&db->pending, q);
+		st = pipe_drain(db, TRUE, error_r);
+	}
+	g_queue_clear_full(&db->pending, g_free);
+	if (PQexitPipelineMode(db->conn) != 1 && st == MV_OK)
+		st = mv_db_fail(db, NULL, "cannot leave pipeline mode", error_r);
+	db->piping = FALSE;
+	if (st == MV_OK && db->pipe_error != NULL)
+		st = mv_fail(error_r, MV_ERR_DB, "%s", db->pipe_error);
+	g_clear_pointer(&db->pipe_error, g_free);
+	return st;
+}
+
+mv_status mv_db_query_prepared(mv_db *db, const char *name, const char *sql, int n_params,
+                               const char *const *values, const int *lengths,
+                               const int *formats, int result_format, PGresult **res_r,
+                               char **error_r)
+{
+	*res_r = NULL;
+	if (!g_hash_table_contains(db->prepared, name)) {
+		PGresult *p = PQprepare(db->conn, name, sql, n_params, NULL);
+		if (PQresultStatus(p) != PGRES_COMMAND_OK) {
+			mv_status st = mv_db_fail(db, p, "cannot prepare a statement", error_r);
+			PQclear(p);
+			return st;
+		}
+		PQclear(p);
+		g_hash_table_add(db->prepared, (gpointer)name);
+	}
+	PGresult *r = PQexecPrepared(db->conn, name, n_params, values, lengths, formats,
+	                             result_format);
 	ExecStatusType s = PQresultStatus(r);
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
 		mv_status st = mv_db_fail(db, r, "database query failed", error_r);

@@ -61,6 +61,35 @@ mv_status mv_db_query(mv_db *db, const char *sql, int n_params, const char *cons
                       const int *lengths, const int *formats, int result_format,
                       PGresult **res_r, char **error_r) MV_WARN_UNUSED;
 
+/* Like mv_db_query, for a statement run many times: prepared once per
+ * connection under name (a static string naming this exact sql). */
+mv_status mv_db_query_prepared(mv_db *db, const char *name, const char *sql, int n_params,
+                               const char *const *values, const int *lengths,
+                               const int *formats, int result_format, PGresult **res_r,
+                               char **error_r) MV_WARN_UNUSED;
+
+/* Prepare sql as name on this connection unless already done. */
+mv_status mv_db_prepare(mv_db *db, const char *name, const char *sql, int n_params,
+                        char **error_r) MV_WARN_UNUSED;
+
+/* Pipeline mode: statements are sent without waiting for their results, so
+ * the client's work overlaps the server's.  Each result is handed to
+ * result_fn(context, tag, result) (result valid during the call only) in
+ * order; failed statements are not, and the first error is returned by
+ * mv_db_pipeline_end.  Statements sent by name must have been prepared
+ * with mv_db_prepare first; name NULL sends sql unprepared. */
+typedef void (*mv_db_result_fn)(void *context, void *tag, const PGresult *result);
+mv_status mv_db_pipeline_begin(mv_db *db, mv_db_result_fn result_fn, void *context,
+                               char **error_r) MV_WARN_UNUSED;
+gboolean mv_db_in_pipeline(const mv_db *db);
+mv_status mv_db_pipeline_send(mv_db *db, const char *name, const char *sql, int n_params,
+                              const char *const *values, const int *lengths,
+                              const int *formats, void *tag, char **error_r) MV_WARN_UNUSED;
+/* Consume whatever results have arrived, without blocking. */
+mv_status mv_db_pipeline_poll(mv_db *db, char **error_r) MV_WARN_UNUSED;
+/* Send a sync, wait for every result, leave pipeline mode. */
+mv_status mv_db_pipeline_end(mv_db *db, char **error_r) MV_WARN_UNUSED;
+
 /* Map a failed result or connection to a status and message. */
 mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **error_r);
 

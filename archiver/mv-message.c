@@ -16,6 +16,13 @@
 #define MAX_ADDRESSES 10000
 
 static magic_t magic_cookie;
+/* libmagic's soft (database) tests compile their regular expressions on
+ * every call, which made content sniffing half of ingest's CPU.  Parts that
+ * declare a text type are first checked with the built-in tests only
+ * (text, encoding, JSON, CSV); only when those do not find text is the
+ * full database consulted, so a binary file declared as text is still
+ * recognised. */
+static magic_t magic_text_cookie;
 static GMutex magic_lock;
 static gboolean parser_ready;
 
@@ -43,6 +50,15 @@ mv_status mv_parser_init(char **error_r)
 		magic_cookie = NULL;
 		return st;
 	}
+	magic_text_cookie = magic_open(MAGIC_MIME_TYPE | MAGIC_NO_CHECK_COMPRESS | MAGIC_NO_CHECK_SOFT);
+	if (magic_text_cookie == NULL || magic_load(magic_text_cookie, NULL) != 0) {
+		mv_status st = mv_fail(error_r, MV_ERR_CONFIG, "libmagic: cannot load the database");
+		if (magic_text_cookie != NULL)
+			magic_close(magic_text_cookie);
+		magic_close(magic_cookie);
+		magic_cookie = magic_text_cookie = NULL;
+		return st;
+	}
 	parser_ready = TRUE;
 	return MV_OK;
 }
@@ -52,7 +68,8 @@ void mv_parser_shutdown(void)
 	if (!parser_ready)
 		return;
 	magic_close(magic_cookie);
-	magic_cookie = NULL;
+	magic_close(magic_text_cookie);
+	magic_cookie = magic_text_cookie = NULL;
 	g_mime_shutdown();
 	xmlCleanupParser();
 	parser_ready = FALSE;
@@ -221,12 +238,19 @@ static char *declared_type_of(GMimeObject *obj)
 	return lower;
 }
 
-static char *detect_type(const guint8 *data, gsize len)
+static char *detect_type(const guint8 *data, gsize len, gboolean declared_text)
 {
 	if (len == 0)
 		return g_strdup("application/x-empty");
 	g_mutex_lock(&magic_lock);
-	const char *t = magic_buffer(magic_cookie, data, MIN(len, MAGIC_SNIFF_BYTES));
+	const char *t = NULL;
+	if (declared_text) {
+		t = magic_buffer(magic_text_cookie, data, MIN(len, MAGIC_SNIFF_BYTES));
+		if (t != NULL && !g_str_has_prefix(t, "text/"))
+			t = NULL;
+	}
+	if (t == NULL)
+		t = magic_buffer(magic_cookie, data, MIN(len, MAGIC_SNIFF_BYTES));
 	char *res = g_strdup(t != NULL ? t : "application/octet-stream");
 	g_mutex_unlock(&magic_lock);
 	return res;
@@ -265,7 +289,7 @@ static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 	g_mime_data_wrapper_write_to_stream(content, decoded);
 	GByteArray *bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(decoded));
 	rec->size = bytes->len;
-	rec->detected_type = detect_type(bytes->data, bytes->len);
+	rec->detected_type = detect_type(bytes->data, bytes->len, is_text);
 
 	gboolean body_text = is_text && (rec->filename == NULL || !rec->is_attachment);
 	if (body_text && c->body->len < c->limits->max_text_bytes) {

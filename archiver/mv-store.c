@@ -57,6 +57,23 @@ static void array_end(GString *s)
 
 /* ---- one message ---- */
 
+#define INGEST_SQL                                                                    \
+	"SELECT o_id, o_new FROM mv_ingest_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, " \
+	"$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, " \
+	"$28, $29)"
+#define INGEST_PARAMS 29
+
+static void ingest_result(void *context, void *tag, const PGresult *r)
+{
+	(void)context;
+	mv_store_result *res = tag;
+	if (PQntuples(r) != 1)
+		return;
+	res->id = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	res->is_new = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+	res->status = MV_OK;
+}
+
 typedef struct {
 	GString *splice_off, *splice_sha;
 	GString *addr_role, *addr, *addr_name;
@@ -186,17 +203,18 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 	int formats[G_N_ELEMENTS(values)] = {0};
 	lengths[0] = lengths[2] = MV_SHA256_LEN;
 	formats[0] = formats[2] = 1;
-	PGresult *r = NULL;
-	st = mv_db_query(db,
-	                 "SELECT o_id, o_new FROM mv_ingest_message($1, $2, $3, $4, $5, $6, $7, $8, "
-	                 "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, "
-	                 "$24, $25, $26, $27, $28, $29)",
-	                 (int)G_N_ELEMENTS(values), values, lengths, formats, 0, &r, error_r);
-	if (st == MV_OK) {
-		res->id = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		res->is_new = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+	if (mv_db_in_pipeline(db)) {
+		st = mv_db_pipeline_send(db, "mv_ingest_message", INGEST_SQL, (int)G_N_ELEMENTS(values),
+		                         values, lengths, formats, res, error_r);
+	} else {
+		PGresult *r = NULL;
+		st = mv_db_query_prepared(db, "mv_ingest_message", INGEST_SQL,
+		                          (int)G_N_ELEMENTS(values), values, lengths, formats, 0, &r,
+		                          error_r);
+		if (st == MV_OK)
+			ingest_result(NULL, res, r);
+		PQclear(r);
 	}
-	PQclear(r);
 	g_free(src);
 	g_free(src_ref);
 	g_free(env_from);
@@ -225,16 +243,40 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 	if (n == 0)
 		return MV_OK;
 	char *err = NULL;
-	mv_status st = mv_db_exec(db, "BEGIN", &err);
-	for (guint i = 0; i < n && st == MV_OK; i++)
-		st = store_one(db, blobs, msgs[i], &arrivals[i], &results[i], &err);
+	/* The whole batch is one pipelined transaction: statements stream to
+	 * the server while the next blobs are being compressed. */
+	mv_status st = mv_blobstore_prepare(blobs, &err);
 	if (st == MV_OK)
-		st = mv_db_exec(db, "COMMIT", &err);
+		st = mv_db_prepare(db, "mv_ingest_message", INGEST_SQL, INGEST_PARAMS, &err);
+	if (st == MV_OK)
+		st = mv_db_pipeline_begin(db, ingest_result, NULL, &err);
 	if (st == MV_OK) {
 		for (guint i = 0; i < n; i++)
-			results[i].status = MV_OK;
-		return MV_OK;
+			results[i].status = MV_ERR_INTERNAL;
+		st = mv_db_pipeline_send(db, NULL, "BEGIN", 0, NULL, NULL, NULL, NULL, &err);
+		for (guint i = 0; i < n && st == MV_OK; i++) {
+			st = store_one(db, blobs, msgs[i], &arrivals[i], &results[i], &err);
+			if (st == MV_OK)
+				st = mv_db_pipeline_poll(db, &err);
+		}
+		if (st == MV_OK)
+			st = mv_db_pipeline_send(db, NULL, "COMMIT", 0, NULL, NULL, NULL, NULL, &err);
+		char *end_err = NULL;
+		mv_status end = mv_db_pipeline_end(db, &end_err);
+		if (st == MV_OK) {
+			st = end;
+			err = end_err;
+		} else {
+			g_free(end_err);
+		}
 	}
+	if (st == MV_OK) {
+		for (guint i = 0; i < n; i++)
+			if (results[i].status != MV_OK)
+				st = mv_fail(&err, MV_ERR_INTERNAL, "no result for message %u of the batch", i);
+	}
+	if (st == MV_OK)
+		return MV_OK;
 	rollback(db, blobs);
 	if (connection_lost(db) || n == 1) {
 		for (guint i = 0; i < n; i++) {
