@@ -34,6 +34,8 @@ gboolean mv_db_uses_embedded(const mv_db_options *options)
 {
 	if (options->conninfo != NULL)
 		return FALSE;
+	if (options->home != NULL)
+		return TRUE; /* an explicit --home means the embedded cluster */
 	if (env_nonempty("MAILVAULT_DB") != NULL)
 		return FALSE;
 	return env_nonempty("PGHOST") == NULL && env_nonempty("PGDATABASE") == NULL &&

@@ -35,7 +35,8 @@ typedef struct {
 extern const mv_migration mv_migrations[];
 extern const int mv_migrations_count;
 
-/* True when options select the embedded cluster (no conninfo anywhere). */
+/* True when options select the embedded cluster: an explicit home and no
+ * explicit conninfo, or no conninfo anywhere. */
 gboolean mv_db_uses_embedded(const mv_db_options *options);
 
 mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r) MV_WARN_UNUSED;

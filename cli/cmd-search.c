@@ -1,4 +1,6 @@
 /* mailvault search: find messages with the query language. */
+#include <string.h>
+
 #include "mv-catalog.h"
 #include "mv-cli.h"
 
@@ -19,47 +21,73 @@ static const char help[] =
 	"  --limit N       at most N results (default 100; 0 for all)\n"
 	"  --count         print only the number of matches\n" MV_CLI_COMMON_HELP;
 
+/* "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past VALUE.
+ * *value_r is NULL when the value is missing. */
+static gboolean option_value(int argc, char **argv, int *i, const char *name,
+                             const char **value_r)
+{
+	gsize n = strlen(name);
+	if (strncmp(argv[*i], name, n) != 0)
+		return FALSE;
+	if (argv[*i][n] == '=') {
+		*value_r = argv[*i] + n + 1;
+		return TRUE;
+	}
+	if (argv[*i][n] != '\0')
+		return FALSE;
+	*value_r = *i + 1 < argc ? argv[++*i] : NULL;
+	return TRUE;
+}
+
 int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
-	                                         {"json", no_argument, NULL, 'j'},
-	                                         {"limit", required_argument, NULL, 'l'},
-	                                         {"count", no_argument, NULL, 'c'},
-	                                         {NULL, 0, NULL, 0}};
 	gint64 limit = 100;
 	gboolean count = FALSE;
-	int o;
-	optind = 1;
-	/* "+": stop at the first non-option, so a query may start with '-'. */
-	while ((o = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-		if (mv_cli_common_option(cli, o, optarg))
-			continue;
-		if (o == 'h') {
+	/* Options may come before or after the query; any other word is part
+	 * of the query, so "-term" negates without needing "--"; after "--"
+	 * everything is query. */
+	GPtrArray *words = g_ptr_array_new();
+	gboolean only_query = FALSE;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = NULL;
+		if (only_query) {
+			g_ptr_array_add(words, argv[i]);
+		} else if (strcmp(a, "--") == 0) {
+			only_query = TRUE;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			fputs(help, stdout);
+			g_ptr_array_free(words, TRUE);
 			return 0;
-		}
-		if (o == 'j') {
+		} else if (strcmp(a, "--json") == 0) {
 			cli->json = TRUE;
-			continue;
-		}
-		if (o == 'c') {
+		} else if (strcmp(a, "--count") == 0) {
 			count = TRUE;
-			continue;
-		}
-		if (o == 'l') {
+		} else if (option_value(argc, argv, &i, "--limit", &val)) {
 			char *end = NULL;
-			limit = g_ascii_strtoll(optarg, &end, 10);
-			if (end == optarg || *end != '\0' || limit < 0)
+			limit = val != NULL ? g_ascii_strtoll(val, &end, 10) : -1;
+			if (val == NULL || end == val || *end != '\0' || limit < 0) {
+				g_ptr_array_free(words, TRUE);
 				return mv_cli_usage_error(cli, "--limit takes a number (0 for no limit)");
-			continue;
+			}
+		} else if (option_value(argc, argv, &i, "--home", &val)) {
+			cli->home = val;
+		} else if (option_value(argc, argv, &i, "--db", &val)) {
+			cli->db = val;
+		} else if (g_str_has_prefix(a, "--")) {
+			g_ptr_array_free(words, TRUE);
+			return mv_cli_usage_error(cli, "unknown option %s", a);
+		} else {
+			g_ptr_array_add(words, argv[i]);
 		}
-		return mv_cli_usage_error(cli, "unknown option");
 	}
-	if (optind < argc && g_strcmp0(argv[optind], "--") == 0)
-		optind++;
-	if (optind >= argc)
+	if (words->len == 0) {
+		g_ptr_array_free(words, TRUE);
 		return mv_cli_usage_error(cli, "no QUERY (use '' to match every message)");
-	char *query = g_strjoinv(" ", argv + optind);
+	}
+	g_ptr_array_add(words, NULL);
+	char *query = g_strjoinv(" ", (char **)words->pdata);
+	g_ptr_array_free(words, TRUE);
 	mv_db *db = NULL;
 	int rc = mv_cli_open(cli, &db, NULL);
 	if (rc != 0) {

@@ -44,9 +44,9 @@ int mv_cli_usage_error(const mv_cli *cli, const char *fmt, ...)
 	va_start(ap, fmt);
 	char *msg = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "mailvault: %s%s%s (see mailvault %s--help)\n",
+	fprintf(stderr, "mailvault: %s%s%s (see mailvault %s%s--help)\n",
 	        cli->command != NULL ? cli->command : "", cli->command != NULL ? ": " : "", msg,
-	        cli->command != NULL ? cli->command : "");
+	        cli->command != NULL ? cli->command : "", cli->command != NULL ? " " : "");
 	g_free(msg);
 	return MV_EXIT_USAGE;
 }

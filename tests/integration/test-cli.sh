@@ -28,6 +28,18 @@ check "errors are one line" test "$(wc -l < "$WORK/err")" -eq 1
 expect_eq "import of a missing path: 65" 65 "$(rc_of mv import "$WORK/does-not-exist")"
 check "import of a missing path: says which" grep -q "does-not-exist" "$WORK/err"
 
+# search: options before or after the query; a leading -term is negation.
+printf 'From: a@example.com\nSubject: alpha\n\nbody\n' > "$WORK/a.eml"
+printf 'From: b@example.com\nSubject: beta\n\nbody\n' > "$WORK/b.eml"
+mv import --quiet "$WORK/a.eml" "$WORK/b.eml"
+expect_eq "search QUERY --count" 1 "$(mv search subject:alpha --count)"
+expect_eq "search -term --count (negation first)" 1 "$(mv search -subject:alpha --count)"
+expect_eq "search --limit=N" 1 "$(mv search --json --limit=1 '' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+expect_eq "search --limit without a number: 64" 64 "$(rc_of mv search x --limit)"
+
+# An explicit --home wins over PG* variables in the environment.
+expect_eq "--home with PGHOST set uses the embedded database" 0 "$(PGHOST=/nonexistent rc_of mv stats)"
+
 # An external database that is unreachable: 69, one line.
 expect_eq "unreachable database: 69" 69 "$(rc_of "$MAILVAULT_BIN" --db "host=$WORK port=1 connect_timeout=2" stats)"
 

@@ -66,7 +66,7 @@ read -r dom n <<<"$(get to_domain)"
 expect_eq "to:@$dom" "$n" "$(count "to:@$dom")"
 expect_eq "has:attachment" "$(get has_attachment)" "$(count has:attachment)"
 total=$(get total)
-expect_eq "-has:attachment" "$((total - $(get has_attachment)))" "$(count -- -has:attachment)"
+expect_eq "-has:attachment" "$((total - $(get has_attachment)))" "$(count -has:attachment)"
 expect_eq "filename:*.pdf" "$(get pdf)" "$(count 'filename:*.pdf')"
 expect_eq "after:2024-06-01 before:2025-01-01" "$(get daterange)" "$(count after:2024-06-01 before:2025-01-01)"
 expect_eq "'' matches everything" "$total" "$(count '')"
