@@ -256,7 +256,7 @@ static mv_status write_settings(mv_cluster *c, char **error_r)
 	                       "shared_buffers = 256MB\n"
 	                       "max_wal_size = 4GB\n"
 	                       "checkpoint_timeout = 15min\n"
-	                       "wal_compression = on\n"
+	                       "wal_compression = off\n"
 	                       "max_connections = 300\n"
 	                       "timezone = 'UTC'\n",
 	                       q->str);

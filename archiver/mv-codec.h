@@ -18,7 +18,7 @@ typedef enum {
 	MV_CODEC_ZSTD_DICT = 2,
 } mv_codec;
 
-#define MV_ZSTD_LEVEL_DEFAULT 6
+#define MV_ZSTD_LEVEL_DEFAULT 3
 #define MV_ZSTD_LEVEL_MIN 1
 #define MV_ZSTD_LEVEL_MAX 19
 

@@ -127,6 +127,9 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		opt.progress = on_progress;
 		opt.progress_context = &ps;
 	}
+	mv_db_options index_db = {.home = cli->home, .conninfo = cli->db, .no_migrate = TRUE};
+	if (index)
+		opt.index_with = &index_db;
 	mv_import_stats stats;
 	GPtrArray *failures = g_ptr_array_new_with_free_func(mv_import_failure_free);
 	char *err = NULL;
@@ -134,7 +137,7 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	                               failures, &err);
 	if (ps.printed)
 		fputs("\r\033[K", stderr);
-	if (index && (st == MV_OK || st == MV_ERR_PARTIAL)) {
+	if (index && (st == MV_OK || st == MV_ERR_PARTIAL) && opt.index_with == NULL) {
 		char *ierr = NULL;
 		if (mv_store_index_pending(db, 1000, 0, NULL, &ierr) != MV_OK) {
 			fprintf(stderr, "mailvault: import: full-text indexing deferred: %s\n", ierr);

@@ -29,10 +29,37 @@ typedef struct {
 	GArray *queue;          /* pending */
 	gsize queue_bytes;
 	gboolean train_pending; /* still waiting to train a dictionary */
-	mv_status fatal;
+	mv_status fatal;        /* consumer only */
 	char *fatal_error;
-	const char *current;
+	char *current;          /* file being read; under lock */
+	/* The walker and parser run in their own thread (the producer) and
+	 * hand parsed messages over through a bounded queue to the thread that
+	 * stores them (the consumer), so parsing overlaps the database. */
+	GMutex lock;            /* stats, failures, current, handoff */
+	GCond cond;
+	GQueue handoff;         /* of pending* */
+	guint handoff_max;
+	gboolean producer_done;
+	gint stop;              /* atomic: the consumer hit a fatal error */
+	const char *const *paths;
+	/* concurrent indexer */
+	mv_db *index_db;
+	gint import_done;       /* atomic */
+	mv_status index_status;
+	char *index_error;
 } importer;
+
+#define STAT(imp, expr)                  \
+	do {                                 \
+		g_mutex_lock(&(imp)->lock);      \
+		expr;                            \
+		g_mutex_unlock(&(imp)->lock);    \
+	} while (0)
+
+static gboolean stopped(importer *imp)
+{
+	return g_atomic_int_get(&imp->stop) != 0;
+}
 
 void mv_import_failure_free(gpointer failure)
 {
@@ -61,14 +88,22 @@ static void add_failure(importer *imp, const char *where, const char *error)
 	mv_import_failure *f = g_new0(mv_import_failure, 1);
 	f->where = g_strdup(where);
 	f->error = g_strdup(error);
+	g_mutex_lock(&imp->lock);
 	g_ptr_array_add(imp->failures, f);
 	imp->stats->failed++;
+	g_mutex_unlock(&imp->lock);
 }
 
 static void progress(importer *imp)
 {
-	if (imp->opt->progress != NULL)
-		imp->opt->progress(imp->opt->progress_context, imp->stats, imp->current);
+	if (imp->opt->progress == NULL)
+		return;
+	g_mutex_lock(&imp->lock);
+	mv_import_stats copy = *imp->stats;
+	char *current = g_strdup(imp->current);
+	g_mutex_unlock(&imp->lock);
+	imp->opt->progress(imp->opt->progress_context, &copy, current);
+	g_free(current);
 }
 
 static void train(importer *imp)
@@ -118,13 +153,11 @@ static void flush(importer *imp, gboolean final)
 		for (guint i = 0; i < n; i++) {
 			pending *p = &g_array_index(imp->queue, pending, start + i);
 			if (res[i].status == MV_OK) {
-				if (res[i].is_new) {
-					imp->stats->new_count++;
-					if (strcmp(p->msg->parse_status, "ok") != 0)
-						imp->stats->flagged++;
-				} else {
-					imp->stats->duplicate++;
-				}
+				gboolean flagged = strcmp(p->msg->parse_status, "ok") != 0;
+				if (res[i].is_new)
+					STAT(imp, imp->stats->new_count++; imp->stats->flagged += flagged);
+				else
+					STAT(imp, imp->stats->duplicate++);
 			} else {
 				add_failure(imp, p->ref, res[i].error != NULL ? res[i].error : err);
 			}
@@ -133,6 +166,7 @@ static void flush(importer *imp, gboolean final)
 		if (st != MV_OK && st != MV_ERR_PARTIAL && PQstatus(mv_db_conn(imp->db)) != CONNECTION_OK) {
 			imp->fatal = st;
 			imp->fatal_error = g_strdup(err);
+			g_atomic_int_set(&imp->stop, 1);
 		}
 		g_free(err);
 		g_free(msgs);
@@ -153,10 +187,17 @@ static void flush(importer *imp, gboolean final)
 	imp->queue_bytes = 0;
 }
 
+static gboolean batch_ready(importer *imp)
+{
+	if (imp->train_pending)
+		return imp->queue->len >= TRAIN_MESSAGES || imp->queue_bytes >= imp->opt->batch_bytes;
+	return imp->queue->len >= imp->opt->batch_size || imp->queue_bytes >= imp->opt->batch_bytes;
+}
+
+/* Producer: parse and hand over (waits while the consumer is behind). */
 static void add_message(importer *imp, GBytes *raw, const char *ref, const char *envelope_from)
 {
-	imp->stats->seen++;
-	imp->stats->bytes += (gint64)g_bytes_get_size(raw);
+	STAT(imp, imp->stats->seen++; imp->stats->bytes += (gint64)g_bytes_get_size(raw));
 	mv_message *msg = NULL;
 	char *err = NULL;
 	if (mv_message_parse(raw, &imp->opt->limits, &msg, &err) != MV_OK) {
@@ -164,13 +205,37 @@ static void add_message(importer *imp, GBytes *raw, const char *ref, const char 
 		g_free(err);
 		return;
 	}
-	pending p = {.msg = msg, .ref = g_strdup(ref), .envelope_from = g_strdup(envelope_from)};
-	g_array_append_val(imp->queue, p);
-	imp->queue_bytes += g_bytes_get_size(raw);
-	if (imp->train_pending
-	        ? (imp->queue->len >= TRAIN_MESSAGES || imp->queue_bytes >= imp->opt->batch_bytes)
-	        : (imp->queue->len >= imp->opt->batch_size || imp->queue_bytes >= imp->opt->batch_bytes))
-		flush(imp, FALSE);
+	pending *p = g_new0(pending, 1);
+	p->msg = msg;
+	p->ref = g_strdup(ref);
+	p->envelope_from = g_strdup(envelope_from);
+	g_mutex_lock(&imp->lock);
+	while (imp->handoff.length >= imp->handoff_max && !stopped(imp))
+		g_cond_wait(&imp->cond, &imp->lock);
+	g_queue_push_tail(&imp->handoff, p);
+	g_cond_broadcast(&imp->cond);
+	g_mutex_unlock(&imp->lock);
+}
+
+/* Consumer: take parsed messages, store them in batches. */
+static void consume(importer *imp)
+{
+	for (;;) {
+		g_mutex_lock(&imp->lock);
+		while (imp->handoff.length == 0 && !imp->producer_done)
+			g_cond_wait(&imp->cond, &imp->lock);
+		pending *p = g_queue_pop_head(&imp->handoff);
+		g_cond_broadcast(&imp->cond);
+		g_mutex_unlock(&imp->lock);
+		if (p == NULL)
+			break; /* producer done, nothing left */
+		g_array_append_val(imp->queue, *p);
+		imp->queue_bytes += g_bytes_get_size(p->msg->raw);
+		g_free(p);
+		if (batch_ready(imp))
+			flush(imp, FALSE);
+	}
+	flush(imp, TRUE);
 }
 
 static void import_mbox(importer *imp, const char *path)
@@ -182,14 +247,14 @@ static void import_mbox(importer *imp, const char *path)
 		g_free(err);
 		return;
 	}
-	while (imp->fatal == MV_OK) {
+	while (!stopped(imp)) {
 		GBytes *msg = NULL;
 		char *from = NULL;
 		gint64 index = 0;
 		mv_status st = mv_mbox_next(r, imp->opt->max_message_bytes, &msg, &from, &index, &err);
 		char *ref = g_strdup_printf("%s#%" G_GINT64_FORMAT, path, index);
 		if (st == MV_ERR_LIMIT) {
-			imp->stats->seen++;
+			STAT(imp, imp->stats->seen++);
 			add_failure(imp, ref, err);
 			g_clear_pointer(&err, g_free);
 			g_free(ref);
@@ -254,9 +319,12 @@ static void import_file(importer *imp, const char *path, gboolean allow_mbox)
 		g_free(e);
 		return;
 	}
-	imp->current = path;
+	g_mutex_lock(&imp->lock);
+	g_free(imp->current);
+	imp->current = g_strdup(path);
+	g_mutex_unlock(&imp->lock);
 	if (sb.st_size == 0) {
-		imp->stats->empty_files++;
+		STAT(imp, imp->stats->empty_files++);
 		return;
 	}
 	if (allow_mbox && is_mbox_file(path)) {
@@ -264,7 +332,7 @@ static void import_file(importer *imp, const char *path, gboolean allow_mbox)
 		return;
 	}
 	if ((guint64)sb.st_size > imp->opt->max_message_bytes) {
-		imp->stats->seen++;
+		STAT(imp, imp->stats->seen++);
 		char *e = g_strdup_printf("%s is larger than the limit of %zu bytes", path,
 		                          imp->opt->max_message_bytes);
 		add_failure(imp, path, e);
@@ -275,7 +343,7 @@ static void import_file(importer *imp, const char *path, gboolean allow_mbox)
 	gsize len = 0;
 	GError *gerr = NULL;
 	if (!g_file_get_contents(path, &data, &len, &gerr)) {
-		imp->stats->seen++;
+		STAT(imp, imp->stats->seen++);
 		add_failure(imp, path, gerr->message);
 		g_error_free(gerr);
 		return;
@@ -325,10 +393,10 @@ static void import_dir(importer *imp, const char *dir, guint depth);
 static void import_maildir(importer *imp, const char *dir, guint depth)
 {
 	static const char *const subs[] = {"cur", "new"};
-	for (gsize s = 0; s < G_N_ELEMENTS(subs) && imp->fatal == MV_OK; s++) {
+	for (gsize s = 0; s < G_N_ELEMENTS(subs) && !stopped(imp); s++) {
 		char *sub = g_build_filename(dir, subs[s], NULL);
 		GPtrArray *names = list_dir(imp, sub, FALSE);
-		for (guint i = 0; names != NULL && i < names->len && imp->fatal == MV_OK; i++) {
+		for (guint i = 0; names != NULL && i < names->len && !stopped(imp); i++) {
 			char *path = g_build_filename(sub, names->pdata[i], NULL);
 			if (g_file_test(path, G_FILE_TEST_IS_REGULAR))
 				import_file(imp, path, FALSE);
@@ -340,7 +408,7 @@ static void import_maildir(importer *imp, const char *dir, guint depth)
 	}
 	/* Maildir++ folders (.Sent, .Archive.2024, ...) live inside it. */
 	GPtrArray *names = list_dir(imp, dir, TRUE);
-	for (guint i = 0; names != NULL && i < names->len && imp->fatal == MV_OK; i++) {
+	for (guint i = 0; names != NULL && i < names->len && !stopped(imp); i++) {
 		const char *name = names->pdata[i];
 		if (name[0] != '.' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 			continue;
@@ -365,7 +433,7 @@ static void import_dir(importer *imp, const char *dir, guint depth)
 		return;
 	}
 	GPtrArray *names = list_dir(imp, dir, FALSE);
-	for (guint i = 0; names != NULL && i < names->len && imp->fatal == MV_OK; i++) {
+	for (guint i = 0; names != NULL && i < names->len && !stopped(imp); i++) {
 		char *path = g_build_filename(dir, names->pdata[i], NULL);
 		if (g_file_test(path, G_FILE_TEST_IS_SYMLINK))
 			; /* never follow links inside a tree: no loops, no escapes */
@@ -377,6 +445,46 @@ static void import_dir(importer *imp, const char *dir, guint depth)
 	}
 	if (names != NULL)
 		g_ptr_array_free(names, TRUE);
+}
+
+/* The indexer thread: compute search vectors of committed messages while
+ * the import goes on, then of whatever is left. */
+static gpointer index_loop(gpointer data)
+{
+	importer *imp = data;
+	for (;;) {
+		gboolean done = g_atomic_int_get(&imp->import_done) != 0;
+		gint64 n = 0;
+		imp->index_status = mv_store_index_pending(imp->index_db, 500, 500, &n,
+		                                           &imp->index_error);
+		if (imp->index_status != MV_OK || (done && n == 0))
+			break;
+		if (n == 0)
+			g_usleep(50 * 1000);
+	}
+	return NULL;
+}
+
+/* The producer thread: walk every path, parse, hand over. */
+static gpointer produce(gpointer data)
+{
+	importer *imp = data;
+	for (const char *const *p = imp->paths; *p != NULL && !stopped(imp); p++) {
+		if (g_file_test(*p, G_FILE_TEST_IS_DIR))
+			import_dir(imp, *p, 0);
+		else if (g_file_test(*p, G_FILE_TEST_EXISTS))
+			import_file(imp, *p, TRUE);
+		else {
+			char *e = g_strdup_printf("%s: no such file or directory", *p);
+			add_failure(imp, *p, e);
+			g_free(e);
+		}
+	}
+	g_mutex_lock(&imp->lock);
+	imp->producer_done = TRUE;
+	g_cond_broadcast(&imp->cond);
+	g_mutex_unlock(&imp->lock);
+	return NULL;
 }
 
 mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *paths,
@@ -394,18 +502,33 @@ mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *pat
 		.train_pending = options->train_dictionary && !mv_blobstore_pg_has_dictionary(blobs),
 		.fatal = MV_OK,
 	};
-	for (const char *const *p = paths; *p != NULL && imp.fatal == MV_OK; p++) {
-		if (g_file_test(*p, G_FILE_TEST_IS_DIR))
-			import_dir(&imp, *p, 0);
-		else if (g_file_test(*p, G_FILE_TEST_EXISTS))
-			import_file(&imp, *p, TRUE);
-		else {
-			char *e = g_strdup_printf("%s: no such file or directory", *p);
-			add_failure(&imp, *p, e);
-			g_free(e);
-		}
+	imp.paths = paths;
+	g_mutex_init(&imp.lock);
+	g_cond_init(&imp.cond);
+	g_queue_init(&imp.handoff);
+	imp.handoff_max = MAX(options->batch_size, 64);
+	GThread *indexer = NULL;
+	if (options->index_with != NULL) {
+		char *err = NULL;
+		if (mv_db_open(options->index_with, &imp.index_db, &err) == MV_OK)
+			indexer = g_thread_new("mv-import-index", index_loop, &imp);
+		else
+			g_free(err); /* indexing is left for later; search still works */
 	}
-	flush(&imp, TRUE);
+	GThread *producer = g_thread_new("mv-import-read", produce, &imp);
+	consume(&imp);
+	g_thread_join(producer);
+	g_atomic_int_set(&imp.import_done, 1);
+	if (indexer != NULL)
+		g_thread_join(indexer);
+	mv_db_close(&imp.index_db);
+	g_free(imp.index_error);
+	/* After a fatal error the producer may have handed over more. */
+	pending *left;
+	while ((left = g_queue_pop_head(&imp.handoff)) != NULL) {
+		g_array_append_val(imp.queue, *left);
+		g_free(left);
+	}
 	/* Anything still queued after a fatal error was not stored. */
 	for (guint i = 0; i < imp.queue->len; i++) {
 		pending *q = &g_array_index(imp.queue, pending, i);
@@ -416,6 +539,9 @@ mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *pat
 	}
 	g_array_free(imp.queue, TRUE);
 	progress(&imp);
+	g_free(imp.current);
+	g_mutex_clear(&imp.lock);
+	g_cond_clear(&imp.cond);
 	if (imp.fatal != MV_OK) {
 		mv_status st = mv_fail(error_r, imp.fatal, "%s", imp.fatal_error);
 		g_free(imp.fatal_error);

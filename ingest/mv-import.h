@@ -52,6 +52,10 @@ typedef struct {
 	gboolean train_dictionary; /* train a zstd dictionary from the first
 	                              messages when the store has none */
 	const char *source;        /* arrival source (default "import") */
+	/* When set, a second connection opened with these options computes
+	 * full-text vectors while the import runs, and the import returns only
+	 * when every message it stored is indexed. */
+	const mv_db_options *index_with;
 	mv_import_progress_fn progress;
 	void *progress_context;
 } mv_import_options;

@@ -64,6 +64,10 @@ CREATE TABLE message_text (
     doc         text NOT NULL,
     tsv         tsvector
 );
+-- lz4 compresses search text about as well as PostgreSQL's default pglz at
+-- a fraction of the CPU (pglz was 6% of ingest CPU).
+ALTER TABLE message_text ALTER COLUMN doc SET COMPRESSION lz4,
+                         ALTER COLUMN tsv SET COMPRESSION lz4;
 CREATE INDEX message_text_tsv_idx ON message_text USING gin (tsv);
 CREATE INDEX message_text_pending_idx ON message_text (message_id) WHERE tsv IS NULL;
 
