@@ -40,6 +40,18 @@ expect_eq "search --limit without a number: 64" 64 "$(rc_of mv search x --limit)
 # An explicit --home wins over PG* variables in the environment.
 expect_eq "--home with PGHOST set uses the embedded database" 0 "$(PGHOST=/nonexistent rc_of mv stats)"
 
+# An external database (here: another database on the test's cluster)
+# is never migrated implicitly; "db migrate" applies each migration once.
+sql "CREATE DATABASE ext" >/dev/null
+ext="host=$MV_HOME/run dbname=ext user=mailvault"
+expect_eq "external database without schema: 69" 69 "$(rc_of "$MAILVAULT_BIN" --db "$ext" stats)"
+check "external database without schema: says to migrate" grep -q "db migrate" "$WORK/err"
+check "db migrate applies the migrations" sh -c "'$MAILVAULT_BIN' --db '$ext' db migrate | grep -q '^[1-9][0-9]* migrations\? applied'"
+check "db migrate again applies none" sh -c "'$MAILVAULT_BIN' --db '$ext' db migrate | grep -q '^0 migrations applied'"
+"$MAILVAULT_BIN" --db "$ext" import --quiet "$WORK/a.eml"
+expect_eq "import and search on the external database" 1 "$(MAILVAULT_DB="$ext" "$MAILVAULT_BIN" search --count subject:alpha)"
+expect_eq "db init refuses an external database: 64" 64 "$(rc_of "$MAILVAULT_BIN" --db "$ext" db init)"
+
 # An external database that is unreachable: 69, one line.
 expect_eq "unreachable database: 69" 69 "$(rc_of "$MAILVAULT_BIN" --db "host=$WORK port=1 connect_timeout=2" stats)"
 
