@@ -60,7 +60,9 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 		st = mv_cluster_new(options->home, &cluster, error_r);
 		if (st != MV_OK)
 			return st;
-		if (!mv_cluster_is_initialised(cluster))
+		if (options->no_start)
+			st = MV_OK;
+		else if (!mv_cluster_is_initialised(cluster))
 			st = mv_cluster_init(cluster, error_r);
 		else
 			st = mv_cluster_start(cluster, error_r);

@@ -23,6 +23,10 @@ typedef struct {
 	const char *home;      /* embedded cluster home, or NULL for the default */
 	const char *conninfo;  /* explicit connection string, or NULL */
 	gboolean no_migrate;   /* do not migrate the embedded cluster on open */
+	gboolean no_start;     /* only connect to the embedded cluster: never
+	                          initialise or start it (a daemon reconnecting
+	                          after an outage must not restart a server an
+	                          administrator stopped) */
 } mv_db_options;
 
 typedef struct {

@@ -16,6 +16,7 @@ int mv_cmd_show(mv_cli *cli, int argc, char **argv);
 int mv_cmd_search(mv_cli *cli, int argc, char **argv);
 int mv_cmd_stats(mv_cli *cli, int argc, char **argv);
 int mv_cmd_index(mv_cli *cli, int argc, char **argv);
+int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -27,6 +28,7 @@ static const mv_cli_command commands[] = {
 	{"search", mv_cmd_search, "find messages with the query language"},
 	{"stats", mv_cmd_stats, "counts and storage of the archive"},
 	{"index", mv_cmd_index, "compute pending full-text search vectors"},
+	{"smtpd", mv_cmd_smtpd, "receive the journaling / BCC feed over SMTP or LMTP"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };

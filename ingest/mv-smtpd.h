@@ -1,0 +1,53 @@
+/* mv-smtpd: the SMTP (or LMTP) receiver of the BCC / journaling feed.
+ *
+ * Each connection is served by its own thread speaking ESMTP (RFC 5321:
+ * EHLO/HELO, MAIL with SIZE, BODY and SMTPUTF8, RCPT, DATA, BDAT (RFC
+ * 3030), RSET, NOOP, VRFY, QUIT, STARTTLS (RFC 3207), PIPELINING,
+ * ENHANCEDSTATUSCODES) or LMTP (RFC 2033: one reply per recipient).  A
+ * received message is parsed in its session's thread and handed with its
+ * envelope to one writer thread, which commits whatever messages are waiting
+ * as one transaction (group commit: one disk flush for many messages); the
+ * session replies 250 only after that COMMIT, and 451 4.3.0 when the
+ * database failed, so the client keeps the message and retries.
+ *
+ * Protocol handling never touches SQL: it hands messages to the writer.
+ * Large messages are spooled to an unlinked temporary file, not memory.
+ *
+ * SECURITY: all network input is untrusted: command lines, recipients,
+ * message size, errors and idle time are bounded by the configuration.
+ *
+ * Ownership: the config is borrowed for the run. */
+#ifndef MV_SMTPD_H
+#define MV_SMTPD_H
+
+#include <glib.h>
+
+#include "mv-db.h"
+#include "mv-status.h"
+
+typedef struct {
+	GPtrArray *listen;        /* "ADDR:PORT" / "[V6]:PORT" strings (char*) */
+	gboolean lmtp;
+	const char *tls_cert, *tls_key;
+	gboolean require_tls;
+	GPtrArray *allow;         /* CIDR strings; empty: loopback only */
+	guint64 max_size;         /* bytes (default 50 MiB) */
+	guint max_connections;    /* default 500 */
+	guint max_recipients;     /* per message, default 1000 */
+	guint max_errors;         /* per session, default 20 */
+	guint idle_timeout;       /* seconds, default 300 */
+	guint group_max;          /* messages per commit, default 200 */
+	const char *hostname;     /* greeting name; default the host name */
+	const char *log_path;     /* one line per message; NULL: stderr */
+	const char *spool_dir;    /* temporary files for large messages */
+	mv_db_options db;
+} mv_smtpd_config;
+
+void mv_smtpd_config_default(mv_smtpd_config *config);
+
+/* Serve until SIGTERM or SIGINT (finish transactions in flight, then
+ * return MV_OK).  SIGHUP reopens the log and reloads the allow list and TLS
+ * files.  Fails before serving on bad configuration or unusable listeners. */
+mv_status mv_smtpd_run(const mv_smtpd_config *config, char **error_r) MV_WARN_UNUSED;
+
+#endif

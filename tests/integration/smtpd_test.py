@@ -1,0 +1,383 @@
+"""Integration tests of `mailvault smtpd` (run by test-smtpd.sh, which
+provides a fresh archive in $MV_HOME and removes it afterwards).
+
+Every network connection is to 127.0.0.1; every loop is bounded in count
+and time; every daemon started here is stopped here."""
+import hashlib
+import json
+import os
+import random
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+BIN = os.environ["MAILVAULT_BIN"]
+HOME = os.environ["MV_HOME"]
+WORK = os.environ["WORK"]
+passed = failed = 0
+
+
+def ok(what):
+    global passed
+    passed += 1
+    print("ok - " + what, flush=True)
+
+
+def fail(what):
+    global failed
+    failed += 1
+    print("not ok - " + what, flush=True)
+
+
+def check(what, cond):
+    ok(what) if cond else fail(what)
+
+
+def mv(*args, check_rc=True):
+    r = subprocess.run([BIN, "--home", HOME] + list(args), capture_output=True)
+    if check_rc and r.returncode != 0:
+        raise RuntimeError("mailvault %s: %s" % (args, r.stderr.decode()))
+    return r
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def archived(h):
+    r = mv("get", h, check_rc=False)
+    return r.stdout if r.returncode == 0 else None
+
+
+def show(h):
+    return json.loads(mv("show", "--json", h).stdout)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Daemon:
+    def __init__(self, *extra, name="smtpd"):
+        self.port = free_port()
+        self.log = os.path.join(WORK, name + ".log")
+        self.args = [BIN, "--home", HOME, "smtpd", "--listen", "127.0.0.1:%d" % self.port,
+                     "--log", self.log] + list(extra)
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stderr=subprocess.PIPE)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("smtpd exited: " + self.proc.stderr.read().decode())
+                time.sleep(0.1)
+        raise RuntimeError("smtpd did not start")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def raw_session(port, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    f = s.makefile("rb")
+    return s, f
+
+
+def read_reply(f):
+    """Read one (possibly multi-line) reply; returns (code, text)."""
+    lines = []
+    while True:
+        line = f.readline()
+        if not line:
+            return None, b"".join(lines)
+        lines.append(line)
+        if len(line) < 4 or line[3:4] != b"-":
+            return int(line[:3]), b"".join(lines)
+
+
+def message(n, body_extra=b""):
+    return (b"From: Alice <alice@corp.example>\r\nTo: bob@corp.example\r\n"
+            b"Subject: test message %d\r\nMessage-ID: <m%d@corp.example>\r\n\r\n"
+            b"Line one\r\n.line starting with a dot\r\n..two dots\r\n%s"
+            % (n, n, body_extra))
+
+
+# ---------------------------------------------------------------------------
+d = Daemon()
+
+# smtplib, Bcc recipients only in the envelope, dot-stuffing.
+m1 = message(1)
+with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
+    code, ehlo = c.ehlo()
+    check("EHLO advertises PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING",
+          all(k in ehlo for k in [b"PIPELINING", b"SIZE", b"8BITMIME", b"SMTPUTF8",
+                                   b"ENHANCEDSTATUSCODES", b"CHUNKING"]))
+    refused = c.sendmail("alice@corp.example", ["bob@corp.example", "audit@corp.example"], m1)
+    check("smtplib: message accepted", refused == {})
+    check("VRFY answers 252", c.verify("bob")[0] == 252)
+check("smtplib: archived byte-exact after dot-unstuffing", archived(sha(m1)) == m1)
+rec = show(sha(m1))
+env = rec["arrivals"][0]
+check("envelope sender kept", env["envelope_from"] == "alice@corp.example")
+check("envelope recipients kept, Bcc included",
+      env["envelope_to"] == ["bob@corp.example", "audit@corp.example"])
+check("arrival records the client and HELO", "client=127.0.0.1" in (env["details"] or ""))
+
+# The same journal copy twice: one message, two arrivals.
+with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
+    c.sendmail("alice@corp.example", ["bob@corp.example"], m1)
+check("second copy: one message with two arrivals", len(show(sha(m1))["arrivals"]) == 2)
+
+# BDAT (CHUNKING), with binary bytes and a bare LF, pipelined.
+m2 = b"From: x@corp.example\r\nSubject: bdat\r\n\r\nbinary \x00\x01\xff and bare\nLF\r\n.\r\n"
+s, f = raw_session(d.port)
+read_reply(f)
+s.sendall(b"EHLO client.example\r\n")
+read_reply(f)
+half = len(m2) // 2
+s.sendall(b"MAIL FROM:<x@corp.example> BODY=8BITMIME\r\nRCPT TO:<y@corp.example>\r\n"
+          + b"BDAT %d\r\n" % half + m2[:half] + b"BDAT %d LAST\r\n" % (len(m2) - half) + m2[half:])
+codes = [read_reply(f)[0] for _ in range(4)]
+check("BDAT: chunks acknowledged, LAST committed (%s)" % codes, codes == [250, 250, 250, 250])
+s.sendall(b"QUIT\r\n")
+read_reply(f)
+s.close()
+check("BDAT: archived byte-exact", archived(sha(m2)) == m2)
+
+# Size limit: SIZE= refused up front; oversized DATA read, discarded, 552.
+small = Daemon("--max-size", "2048", name="small")
+s, f = raw_session(small.port)
+read_reply(f)
+s.sendall(b"EHLO c\r\n")
+read_reply(f)
+s.sendall(b"MAIL FROM:<a@b.example> SIZE=999999\r\n")
+check("MAIL SIZE= over the limit: 552", read_reply(f)[0] == 552)
+big = b"Subject: big\r\n\r\n" + b"x" * 100 + b"\r\n" * 2000
+s.sendall(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n")
+r = [read_reply(f)[0] for _ in range(3)]
+s.sendall(big + b".\r\n")
+check("oversized DATA: 552 5.3.4 after the data", read_reply(f)[0] == 552)
+s.sendall(b"NOOP\r\n")
+check("oversized DATA: session goes on", read_reply(f)[0] == 250)
+s.close()
+check("oversized DATA: nothing stored", archived(sha(big)) is None)
+small.stop()
+
+# Protocol abuse; the daemon keeps serving.
+s, f = raw_session(d.port)
+read_reply(f)
+s.sendall(b"X" * (1024 * 1024) + b"\r\n")
+check("1 MB command line: 500", read_reply(f)[0] == 500)
+s.sendall(b"NO\x00OP\r\n")
+check("NUL in a command: 500", read_reply(f)[0] == 500)
+s.sendall(b"EHLO c\r\nDATA\r\n")
+read_reply(f)
+check("DATA before MAIL/RCPT: 503", read_reply(f)[0] == 503)
+s.sendall(b"MAIL FROM:<a@b.example>\r\nDATA\r\n")
+read_reply(f)
+check("DATA before RCPT: 503", read_reply(f)[0] == 503)
+s.sendall(b"RSET\r\nFROB\r\n")
+check("RSET: 250", read_reply(f)[0] == 250)
+check("unknown command: 500", read_reply(f)[0] == 500)
+s.sendall(b"JUNK\r\n" * 30)
+codes = []
+while True:
+    c_, _ = read_reply(f)
+    if c_ is None:
+        break
+    codes.append(c_)
+check("too many errors: 421 and disconnect", codes and codes[-1] == 421)
+s.close()
+with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
+    check("after abuse: still serving", c.noop()[0] == 250)
+
+# Idle client: 421 and disconnect.
+idle = Daemon("--idle-timeout", "2", name="idle")
+s, f = raw_session(idle.port)
+read_reply(f)
+t0 = time.time()
+code, _ = read_reply(f)
+check("idle session: 421 after the timeout (%.1fs)" % (time.time() - t0), code == 421)
+s.close()
+idle.stop()
+
+# Allow list: a client outside it gets 554 at connect.
+deny = Daemon("--allow", "10.0.0.0/8", name="deny")
+s, f = raw_session(deny.port)
+check("client outside --allow: 554 at connect", read_reply(f)[0] == 554)
+s.close()
+deny.stop()
+
+# LMTP: one reply per recipient.
+lmtp = Daemon("--lmtp", name="lmtp")
+m3 = message(3)
+s, f = raw_session(lmtp.port)
+read_reply(f)
+s.sendall(b"LHLO c\r\n")
+read_reply(f)
+s.sendall(b"MAIL FROM:<a@corp.example>\r\nRCPT TO:<r1@corp.example>\r\nRCPT TO:<r2@corp.example>\r\nDATA\r\n")
+[read_reply(f) for _ in range(4)]
+s.sendall(m3.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+codes = [read_reply(f)[0], read_reply(f)[0]]
+check("LMTP: one 250 per recipient", codes == [250, 250])
+s.close()
+lmtp.stop()
+check("LMTP: archived byte-exact", archived(sha(m3)) == m3)
+
+# STARTTLS with a self-signed certificate.
+cert, key = os.path.join(WORK, "cert.pem"), os.path.join(WORK, "key.pem")
+subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                "-out", cert, "-days", "2", "-subj", "/CN=localhost"], check=True,
+               capture_output=True)
+tls = Daemon("--tls-cert", cert, "--tls-key", key, "--require-tls", name="tls")
+with smtplib.SMTP("127.0.0.1", tls.port, timeout=30) as c:
+    c.ehlo()
+    check("STARTTLS advertised", c.has_extn("starttls"))
+    code = c.mail("a@corp.example")[0]
+    check("--require-tls: MAIL before STARTTLS refused (530)", code == 530)
+    c.rset()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c.starttls(context=ctx)
+    c.ehlo()
+    check("after STARTTLS: not advertised again", not c.has_extn("starttls"))
+    m4 = message(4)
+    c.sendmail("a@corp.example", ["b@corp.example"], m4)
+check("over TLS: archived byte-exact", archived(sha(m4)) == m4)
+check("over TLS: the arrival records TLS", "tls=TLS" in (show(sha(m4))["arrivals"][0]["details"] or ""))
+tls.stop()
+
+# swaks, when installed (scripts/deps --test installs it).
+if subprocess.run(["sh", "-c", "command -v swaks"], capture_output=True).returncode == 0:
+    body = os.path.join(WORK, "swaks.eml")
+    m5 = message(5)
+    open(body, "wb").write(m5)
+    r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(d.port), "--from",
+                        "a@corp.example", "--to", "b@corp.example,c@corp.example",
+                        "--data", "@" + body], capture_output=True)
+    check("swaks: accepted", r.returncode == 0)
+    # swaks ends the DATA it sends with one more CRLF than the file has;
+    # what it transmitted (after unstuffing) is what must be archived.
+    sent = m5 + b"\r\n"
+    check("swaks: archived byte-exact as transmitted", archived(sha(sent)) == sent)
+else:
+    fail("swaks not installed")
+
+# 200 concurrent sessions, each sending one message.
+N = 200
+msgs = [message(1000 + i) for i in range(N)]
+results = [None] * N
+socks = []
+for i in range(N):
+    s_, f_ = raw_session(d.port, timeout=60)
+    socks.append((s_, f_))
+for s_, f_ in socks:
+    read_reply(f_)
+
+
+def one(i):
+    s_, f_ = socks[i]
+    try:
+        s_.sendall(b"EHLO c%d\r\nMAIL FROM:<a@corp.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n" % i)
+        [read_reply(f_) for _ in range(4)]
+        s_.sendall(msgs[i].replace(b"\r\n.", b"\r\n..") + b".\r\nQUIT\r\n")
+        results[i] = read_reply(f_)[0]
+    except OSError:
+        results[i] = None
+    s_.close()
+
+
+threads = [threading.Thread(target=one, args=(i,)) for i in range(N)]
+[t.start() for t in threads]
+[t.join(120) for t in threads]
+check("200 concurrent sessions: all 250", results.count(250) == N)
+missing = sum(1 for m in msgs if archived(sha(m)) != m)
+check("200 concurrent sessions: all archived byte-exact", missing == 0)
+with open(d.log) as lf:
+    groups = lf.read()
+check("one log line per message with sha256 and result", "sha256=%s" % sha(msgs[0]) in groups)
+
+# SIGHUP reopens the log.
+os.rename(d.log, d.log + ".old")
+d.proc.send_signal(signal.SIGHUP)
+time.sleep(1)
+check("SIGHUP: log reopened", os.path.exists(d.log))
+
+# Database outage: 451 while it is down, nothing acknowledged unstored.
+mv("db", "stop")
+m6 = message(6)
+try:
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
+        c.sendmail("a@corp.example", ["b@corp.example"], m6)
+    fail("database down: message refused")
+except smtplib.SMTPDataError as e:
+    check("database down: 451 4.3.0 (%d)" % e.smtp_code, e.smtp_code == 451)
+mv("db", "start")
+time.sleep(1.5)
+with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
+    c.sendmail("a@corp.example", ["b@corp.example"], m6)
+check("database back: the retried message lands", archived(sha(m6)) == m6)
+
+# SIGTERM: exit 0.
+check("SIGTERM: exits 0", d.stop() == 0)
+
+# kill -9 under load, several times: every 250 is present and byte-exact.
+acked = {}
+lock = threading.Lock()
+stop_load = threading.Event()
+crash = Daemon(name="crash")
+
+
+def load(worker):
+    n = 0
+    deadline = time.time() + 60
+    while not stop_load.is_set() and time.time() < deadline:
+        n += 1
+        m = message(100000 * (worker + 1) + n, b"x" * random.randint(0, 20000) + b"\r\n")
+        try:
+            with smtplib.SMTP("127.0.0.1", crash.port, timeout=10) as c:
+                c.sendmail("a@corp.example", ["b@corp.example"], m)
+            with lock:
+                acked[sha(m)] = m
+        except (OSError, smtplib.SMTPException):
+            time.sleep(0.05)
+
+
+workers = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+[t.start() for t in workers]
+for round_ in range(3):
+    time.sleep(random.uniform(0.5, 1.5))
+    crash.proc.send_signal(signal.SIGKILL)
+    crash.proc.wait()
+    crash.start()
+time.sleep(0.5)
+stop_load.set()
+[t.join(90) for t in workers]
+crash.stop()
+lost = [h for h, m in acked.items() if archived(h) != m]
+check("kill -9 x3 under load: all %d acknowledged messages present and byte-exact" % len(acked),
+      len(acked) > 0 and not lost)
+
+print("test-smtpd: %d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
