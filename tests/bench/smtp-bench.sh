@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# smtp-bench.sh: drive `mailvault smtpd` with Postfix's smtp-source (many
+# sessions, many messages) and print messages per second beside Postfix's
+# smtp-sink (which stores nothing) in the same run.  Target: at least half
+# of smtp-sink's rate while committing every message before its 250.
+#
+#   tests/bench/smtp-bench.sh [--messages N] [--sessions S] [--size BYTES]
+#
+# Needs postfix (for smtp-source and smtp-sink); as root it installs it.
+# Loopback only; bounded by the message count; cleans up after itself.
+set -euo pipefail
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+MAILVAULT_BIN=${MAILVAULT_BIN:-$SCRIPT_DIR/../../build/mailvault}
+messages=5000
+sessions=50
+size=8000
+while [ $# -gt 0 ]; do
+  case $1 in
+    --messages) messages=$2; shift 2 ;;
+    --sessions) sessions=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
+    *) echo "usage: $0 [--messages N] [--sessions S] [--size BYTES]" >&2; exit 64 ;;
+  esac
+done
+if ! command -v smtp-source >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
+  else
+    echo "smtp-source missing: apt-get install postfix" >&2; exit 2
+  fi
+fi
+SRC=$(command -v smtp-source)
+SINK=$(command -v smtp-sink)
+
+home=$(mktemp -d /tmp/mvsb.XXXXXX)
+chmod 755 "$home"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$MAILVAULT_BIN" --home "$home" db stop >/dev/null 2>&1 || true
+  rm -rf "$home"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2; return 1
+}
+now() { date +%s.%N; }
+
+"$MAILVAULT_BIN" --home "$home" db init >/dev/null
+mv_port=$(port)
+"$MAILVAULT_BIN" --home "$home" smtpd --listen "127.0.0.1:$mv_port" --log "$home/smtpd.log" \
+  --max-connections 1000 &
+pids+=($!)
+sink_port=$(port)
+sink_user=()
+[ "$(id -u)" -eq 0 ] && sink_user=(-u nobody)
+"$SINK" "${sink_user[@]}" -c "127.0.0.1:$sink_port" 1024 >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$mv_port"
+wait_port "$sink_port"
+
+run() { # port -> seconds
+  local t0 t1
+  t0=$(now)
+  "$SRC" -s "$sessions" -m "$messages" -l "$size" -f sender@corp.example -t archive@corp.example \
+    -r 3 "127.0.0.1:$1" >/dev/null
+  t1=$(now)
+  python3 -c "print(f'{$t1 - $t0:.3f}')"
+}
+echo "smtpd benchmark: $messages messages of $size bytes, $sessions sessions, 3 recipients each, loopback, $(nproc) cores"
+t_sink=$(run "$sink_port")
+t_mv=$(run "$mv_port")
+stats=$("$MAILVAULT_BIN" --home "$home" stats --json)
+arrivals=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["arrivals"])' "$stats")
+results250=$(grep -c "result=250" "$home/smtpd.log" || true)
+python3 - "$t_sink" "$t_mv" "$messages" "$arrivals" "$results250" <<'PY'
+import sys
+t_sink, t_mv, n, arrivals, ok = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+print(f"{'receiver':<22}{'seconds':>9}{'messages/s':>12}")
+print(f"{'smtp-sink (stores nothing)':<22}{t_sink:>9.2f}{n / t_sink:>12.1f}")
+print(f"{'mailvault smtpd':<22}{t_mv:>9.2f}{n / t_mv:>12.1f}")
+ratio = (n / t_mv) / (n / t_sink)
+print(f"rate, mailvault / smtp-sink: {ratio:.3f} (target >= 0.50: {'met' if ratio >= 0.5 else 'NOT met'})")
+print(f"arrivals committed: {arrivals}; 250 replies logged: {ok}")
+sys.exit(0 if arrivals == n and ok == n else 1)
+PY
