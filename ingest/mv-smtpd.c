@@ -99,8 +99,22 @@ static gpointer writer_main(gpointer data)
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
 	gint64 retry_after = 0;
+	gboolean index_pending = TRUE;
 	for (;;) {
 		g_mutex_lock(&srv->lock);
+		/* Idle: compute search vectors of what was committed (search
+		 * works before, only more slowly), a small batch at a time so a
+		 * new message never waits long. */
+		while (g_queue_is_empty(&srv->jobs) && !srv->writer_stop && db != NULL &&
+		       index_pending) {
+			g_mutex_unlock(&srv->lock);
+			gint64 done = 0;
+			char *ierr = NULL;
+			if (mv_store_index_pending(db, 50, 50, &done, &ierr) != MV_OK || done == 0)
+				index_pending = FALSE;
+			g_free(ierr);
+			g_mutex_lock(&srv->lock);
+		}
 		while (g_queue_is_empty(&srv->jobs) && !srv->writer_stop)
 			g_cond_wait(&srv->cond, &srv->lock);
 		if (g_queue_is_empty(&srv->jobs) && srv->writer_stop) {
@@ -155,6 +169,8 @@ static gpointer writer_main(gpointer data)
 			}
 		}
 		g_free(err);
+		if (st == MV_OK)
+			index_pending = TRUE;
 		g_mutex_lock(&srv->lock);
 		for (guint i = 0; i < n; i++) {
 			batch[i]->result = res[i];
