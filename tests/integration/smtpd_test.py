@@ -165,7 +165,9 @@ s.close()
 check("BDAT: archived byte-exact", archived(sha(m2)) == m2)
 
 # Size limit: SIZE= refused up front; oversized DATA read, discarded, 552.
-small = Daemon("--max-size", "2048", name="small")
+conf = os.path.join(WORK, "smtpd.conf")
+open(conf, "w").write("[smtpd]\nmax-size = 2048\nmax-recipients = 5\n")
+small = Daemon("--config", conf, name="small")  # limits from the config file
 s, f = raw_session(small.port)
 read_reply(f)
 s.sendall(b"EHLO c\r\n")
@@ -181,6 +183,9 @@ s.sendall(b"NOOP\r\n")
 check("oversized DATA: session goes on", read_reply(f)[0] == 250)
 s.close()
 check("oversized DATA: nothing stored", archived(sha(big)) is None)
+s.sendall(b"RSET\r\nMAIL FROM:<a@b.example>\r\n" + b"".join(b"RCPT TO:<r%d@d.example>\r\n" % i for i in range(6)))
+codes = [read_reply(f)[0] for _ in range(8)]
+check("config file: max-recipients 5, the 6th gets 452 (%s)" % codes[2:], codes[2:] == [250] * 5 + [452])
 small.stop()
 
 # Protocol abuse; the daemon keeps serving.
