@@ -25,6 +25,8 @@ void mv_hit_free(gpointer hit)
 	g_free(h->from);
 	g_free(h->subject);
 	g_free(h->parse_status);
+	g_free(h->registration);
+	g_free(h->retention_class);
 	g_free(h);
 }
 
@@ -40,7 +42,8 @@ mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArra
 		return st;
 	char *sql = g_strdup_printf(
 		"SELECT m.id, encode(m.sha256, 'hex'), m.size, " ISO_DATE("m.date") ", m.from_addr, "
-		"m.subject, m.has_attachment, m.parse_status FROM message m WHERE %s "
+		"m.subject, m.has_attachment, m.parse_status, m.registration, m.retention_class "
+		"FROM message m WHERE %s "
 		"ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT $1",
 		q->where);
 	guint n = q->params->len + 1;
@@ -70,6 +73,8 @@ mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArra
 		h->subject = dup_value(r, i, 5);
 		h->has_attachment = strcmp(PQgetvalue(r, i, 6), "t") == 0;
 		h->parse_status = dup_value(r, i, 7);
+		h->registration = dup_value(r, i, 8);
+		h->retention_class = dup_value(r, i, 9);
 		g_ptr_array_add(hits, h);
 	}
 	PQclear(r);
@@ -148,6 +153,13 @@ void mv_record_free(mv_record **record)
 	g_free(m->subject);
 	g_free(m->parse_status);
 	g_free(m->archived_at);
+	g_free(m->registration);
+	g_free(m->retention_class);
+	g_free(m->expires_at);
+	g_free(m->deciding_rule);
+	g_free(m->direction);
+	if (m->tags != NULL)
+		g_ptr_array_unref(m->tags);
 	if (m->addresses != NULL)
 		g_ptr_array_unref(m->addresses);
 	if (m->parts != NULL)
@@ -170,8 +182,9 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 	mv_status st = mv_db_query(
 		db,
 		"SELECT encode(sha256, 'hex'), size, message_id, " ISO_DATE("date") ", date_raw, "
-		"from_addr, from_name, subject, parse_status, " ISO_DATE("archived_at") ", has_attachment "
-		"FROM message WHERE id = $1",
+		"from_addr, from_name, subject, parse_status, " ISO_DATE("archived_at") ", has_attachment, "
+		"registration, retention_class, " ISO_DATE("expires_at") ", deciding_rule, direction, "
+		"policy_version FROM message WHERE id = $1",
 		1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
@@ -192,7 +205,14 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 	m->parse_status = dup_value(r, 0, 8);
 	m->archived_at = dup_value(r, 0, 9);
 	m->has_attachment = strcmp(PQgetvalue(r, 0, 10), "t") == 0;
+	m->registration = dup_value(r, 0, 11);
+	m->retention_class = dup_value(r, 0, 12);
+	m->expires_at = dup_value(r, 0, 13);
+	m->deciding_rule = dup_value(r, 0, 14);
+	m->direction = dup_value(r, 0, 15);
+	m->policy_version = int_value(r, 0, 16);
 	PQclear(r);
+	m->tags = g_ptr_array_new_with_free_func(g_free);
 	m->addresses = g_ptr_array_new_with_free_func(address_free);
 	m->parts = g_ptr_array_new_with_free_func(part_free);
 	m->arrivals = g_ptr_array_new_with_free_func(arrival_free);
@@ -271,6 +291,15 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 		                 1, v, NULL, NULL, 0, &r, error_r);
 	for (int i = 0; st == MV_OK && i < PQntuples(r); i++)
 		g_ptr_array_add(m->flags, dup_value(r, i, 0));
+	PQclear(r);
+	r = NULL;
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT t FROM message, unnest(tags) WITH ORDINALITY AS x(t, n) "
+		                 "WHERE id = $1 ORDER BY n",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++)
+		g_ptr_array_add(m->tags, dup_value(r, i, 0));
 	PQclear(r);
 	if (st != MV_OK) {
 		mv_record_free(&m);

@@ -20,6 +20,8 @@ typedef struct {
 	char *subject;    /* or NULL */
 	gboolean has_attachment;
 	char *parse_status;
+	char *registration;    /* or NULL */
+	char *retention_class; /* or NULL */
 } mv_hit;
 
 void mv_hit_free(gpointer hit);
@@ -62,6 +64,9 @@ typedef struct {
 	gint64 size;
 	char *message_id, *date, *date_raw, *from, *from_name, *subject, *parse_status, *archived_at;
 	gboolean has_attachment;
+	char *registration, *retention_class, *expires_at, *deciding_rule, *direction;
+	gint64 policy_version;
+	GPtrArray *tags;      /* char* */
 	GPtrArray *addresses; /* mv_record_address* */
 	GPtrArray *parts;     /* mv_record_part* */
 	GPtrArray *arrivals;  /* mv_record_arrival* */

@@ -156,6 +156,8 @@ void mv_html_to_text(const char *html, gsize len, GString *out, gsize max_bytes)
 	xmlFreeDoc(doc);
 }
 
+static void header_free(gpointer p);
+
 static void add_flag(mv_message *msg, const char *flag)
 {
 	for (guint i = 0; i < msg->flags->len; i++)
@@ -375,13 +377,38 @@ static mv_message *message_new(GBytes *raw)
 	msg->parts = g_ptr_array_new_with_free_func(part_free);
 	msg->flags = g_ptr_array_new_with_free_func(g_free);
 	msg->text = g_string_new(NULL);
+	msg->body = g_string_new(NULL);
+	msg->headers = g_ptr_array_new_with_free_func(header_free);
 	msg->parse_status = "ok";
 	return msg;
+}
+
+#define MAX_HEADERS 1000
+#define MAX_HEADER_VALUE (64 * 1024)
+
+static void header_free(gpointer p)
+{
+	mv_header *h = p;
+	g_free(h->name);
+	g_free(h->value);
+	g_free(h);
 }
 
 static void fill_headers(mv_message *msg, GMimeMessage *m, GString *doc, gsize max_text)
 {
 	GMimeObject *obj = GMIME_OBJECT(m);
+	GMimeHeaderList *hl = g_mime_object_get_header_list(obj);
+	int nh = hl != NULL ? g_mime_header_list_get_count(hl) : 0;
+	for (int i = 0; i < nh && msg->headers->len < MAX_HEADERS; i++) {
+		GMimeHeader *hdr = g_mime_header_list_get_header_at(hl, i);
+		const char *name = g_mime_header_get_name(hdr);
+		const char *value = g_mime_header_get_value(hdr);
+		mv_header *h = g_new0(mv_header, 1);
+		h->name = mv_utf8_clean(name != NULL ? name : "", -1);
+		gsize vlen = value != NULL ? strlen(value) : 0;
+		h->value = mv_utf8_clean(value != NULL ? value : "", (gssize)MIN(vlen, MAX_HEADER_VALUE));
+		g_ptr_array_add(msg->headers, h);
+	}
 	const char *mid = g_mime_message_get_message_id(m);
 	msg->message_id = mid != NULL ? mv_utf8_clean(mid, -1) : NULL;
 	const char *date = g_mime_object_get_header(obj, "Date");
@@ -481,9 +508,11 @@ mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_messag
 		}
 		fill_headers(msg, m, doc, limits->max_text_bytes);
 		walk_ctx c = {.msg = msg, .limits = limits, .raw = data, .raw_len = len, .body = doc};
+		gsize body_start = doc->len;
 		GMimeObject *body = g_mime_message_get_mime_part(m);
 		if (body != NULL)
 			walk(&c, body, "", 0);
+		g_string_append_len(msg->body, doc->str + body_start, (gssize)(doc->len - body_start));
 		g_object_unref(m);
 	}
 	g_mime_parser_options_free(opts);
@@ -522,6 +551,12 @@ void mv_message_free(mv_message **msg)
 	g_ptr_array_free(m->parts, TRUE);
 	g_ptr_array_free(m->flags, TRUE);
 	g_string_free(m->text, TRUE);
+	g_string_free(m->body, TRUE);
+	g_ptr_array_free(m->headers, TRUE);
+	g_free(m->retention.class_name);
+	g_free(m->retention.rule);
+	if (m->retention.tags != NULL)
+		g_ptr_array_free(m->retention.tags, TRUE);
 	g_free(m);
 	*msg = NULL;
 }

@@ -50,6 +50,24 @@ typedef struct {
 } mv_part;
 
 typedef struct {
+	char *name;   /* as in the message */
+	char *value;  /* unfolded, RFC 2047-decoded, UTF-8, at most 64 KiB */
+} mv_header;
+
+/* Retention fields, filled by the classifier (retention/) before storing;
+ * class_name NULL when no policy is loaded. */
+typedef struct {
+	char *class_name;
+	gint64 expiry;            /* seconds since the epoch, UTC */
+	char *rule;               /* deciding rule, NULL for the default class */
+	gint64 policy_version;    /* 0 when unclassified */
+	GPtrArray *tags;          /* char*, owned, or NULL */
+	const char *direction;    /* static string, or NULL */
+	gint64 archive_date;      /* the archive time the expiry counts from
+	                             (stored as archived_at); 0: now */
+} mv_message_retention;
+
+typedef struct {
 	GBytes *raw;                  /* the exact bytes received */
 	uint8_t sha256[MV_SHA256_LEN];
 	char *message_id;             /* without angle brackets, or NULL */
@@ -60,7 +78,10 @@ typedef struct {
 	char *subject;                /* decoded, UTF-8 */
 	GPtrArray *addresses;         /* of mv_address*, owned */
 	GPtrArray *parts;             /* of mv_part*, owned, in document order */
-	GString *text;                /* search text: body text, UTF-8, bounded */
+	GString *text;                /* search text: subject, addresses, body; bounded */
+	GString *body;                /* body text alone (HTML reduced), UTF-8, bounded */
+	GPtrArray *headers;           /* of mv_header*, owned, in order (at most 1000) */
+	mv_message_retention retention;
 	gboolean has_attachment;
 	const char *parse_status;     /* "ok", "partial", "unparsable" (static) */
 	GPtrArray *flags;             /* of char*, owned: why it is not "ok" */

@@ -292,6 +292,15 @@ static mv_status term(parser *p, token *t)
 		g_string_append_printf(s, "EXISTS (SELECT 1 FROM part pt WHERE pt.message_id = m.id "
 		                          "AND (pt.declared_type LIKE $%d OR pt.detected_type LIKE $%d))",
 		                       n, n);
+	} else if (strcmp(f, "class") == 0) {
+		int n = param(p, g_strdup(v));
+		g_string_append_printf(s, "coalesce(m.retention_class = $%d, false)", n);
+	} else if (strcmp(f, "tag") == 0) {
+		int n = param(p, g_strdup(v));
+		g_string_append_printf(s, "$%d = ANY (m.tags)", n);
+	} else if (strcmp(f, "registration") == 0) {
+		int n = param(p, g_strdup(v));
+		g_string_append_printf(s, "coalesce(m.registration = $%d, false)", n);
 	} else if (strcmp(f, "message-id") == 0 || strcmp(f, "msgid") == 0) {
 		const char *id = v[0] == '<' ? v + 1 : v;
 		char *copy = g_strdup(id);

@@ -11,7 +11,8 @@
  *
  * Fields: from: to: cc: bcc: (address, @domain or part of a name),
  * subject:, after:/before: (YYYY-MM-DD, UTC), has:attachment, filename:
- * (glob), type: (MIME type, trailing star allowed), message-id:.  A bare word or
+ * (glob), type: (MIME type, trailing star allowed), message-id:, class:
+ * (retention class), tag:, registration:.  A bare word or
  * phrase is full-text search over subject, addresses and body text.
  *
  * SECURITY: the query is untrusted user input; values only ever reach SQL as

@@ -58,10 +58,10 @@ static void array_end(GString *s)
 /* ---- one message ---- */
 
 #define INGEST_SQL                                                                    \
-	"SELECT o_id, o_new FROM mv_ingest_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, " \
+	"SELECT o_id, o_new, o_registration FROM mv_ingest_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, " \
 	"$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, " \
-	"$28, $29)"
-#define INGEST_PARAMS 29
+	"$28, $29, $30, $31, $32, $33, $34, $35, $36)"
+#define INGEST_PARAMS 36
 
 static void ingest_result(void *context, void *tag, const PGresult *r)
 {
@@ -71,6 +71,7 @@ static void ingest_result(void *context, void *tag, const PGresult *r)
 		return;
 	res->id = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	res->is_new = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+	g_strlcpy(res->registration, PQgetvalue(r, 0, 2), sizeof res->registration);
 	res->status = MV_OK;
 }
 
@@ -191,6 +192,32 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 	char *src_ref = mv_utf8_clean(arr->source_ref, -1);
 	char *env_from = mv_utf8_clean(arr->envelope_from, -1);
 	char *details = mv_utf8_clean(arr->details, -1);
+	const mv_message_retention *ret = &msg->retention;
+	char expires[40] = "", version[24] = "";
+	if (ret->class_name != NULL) {
+		GDateTime *dt = g_date_time_new_from_unix_utc(ret->expiry);
+		if (dt != NULL) {
+			char *d = g_date_time_format(dt, "%Y-%m-%d %H:%M:%S+00");
+			g_strlcpy(expires, d, sizeof expires);
+			g_free(d);
+			g_date_time_unref(dt);
+		}
+		g_snprintf(version, sizeof version, "%" G_GINT64_FORMAT, ret->policy_version);
+	}
+	char archived[40] = "";
+	if (ret->archive_date > 0) {
+		GDateTime *dt = g_date_time_new_from_unix_utc(ret->archive_date);
+		if (dt != NULL) {
+			char *d = g_date_time_format(dt, "%Y-%m-%d %H:%M:%S+00");
+			g_strlcpy(archived, d, sizeof archived);
+			g_free(d);
+			g_date_time_unref(dt);
+		}
+	}
+	GString *tags = g_string_new("{");
+	for (guint i = 0; ret->tags != NULL && i < ret->tags->len; i++)
+		array_text(tags, ret->tags->pdata[i]);
+	array_end(tags);
 	const char *values[] = {
 		(const char *)msg->sha256, size, (const char *)skel_sha, a.splice_off->str,
 		a.splice_sha->str, msg->message_id, *date ? date : NULL, msg->date_raw,
@@ -198,6 +225,8 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 		msg->parse_status, a.flags->str, msg->text->str, a.addr_role->str, a.addr->str,
 		a.addr_name->str, a.part_path->str, a.part_decl->str, a.part_det->str, a.part_fn->str,
 		a.part_size->str, a.part_blob->str, src, src_ref, env_from, a.env_to->str, details,
+		ret->class_name, *expires ? expires : NULL, ret->rule, *version ? version : NULL,
+		tags->str, ret->direction, *archived ? archived : NULL,
 	};
 	int lengths[G_N_ELEMENTS(values)] = {0};
 	int formats[G_N_ELEMENTS(values)] = {0};
@@ -219,6 +248,7 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 	g_free(src_ref);
 	g_free(env_from);
 	g_free(details);
+	g_string_free(tags, TRUE);
 	arrays_free(&a);
 	return st;
 }

@@ -31,6 +31,7 @@ typedef struct {
 typedef struct {
 	gint64 id;          /* message id (valid when status is MV_OK) */
 	gboolean is_new;    /* FALSE: the bytes were already archived */
+	char registration[24]; /* "2026-0000123" */
 	mv_status status;
 	char *error;        /* g_free; set when status != MV_OK */
 } mv_store_result;

@@ -3,6 +3,7 @@
 
 #include "mv-cli.h"
 #include "mv-import.h"
+#include "mv-policy-store.h"
 #include "mv-store.h"
 
 static const char help[] =
@@ -122,6 +123,16 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	int rc = mv_cli_open(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;
+	mv_policy *policy = NULL;
+	char *perr = NULL;
+	if (mv_policy_store_current(db, &policy, &opt.policy_version, &perr) != MV_OK) {
+		rc = mv_cli_fail(cli, MV_ERR_CONFIG, perr);
+		g_free(perr);
+		mv_blobstore_free(&blobs);
+		mv_db_close(&db);
+		return rc;
+	}
+	opt.policy = policy;
 	progress_state ps = {0};
 	if (mv_cli_progress_enabled()) {
 		opt.progress = on_progress;
@@ -189,6 +200,7 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		putchar('\n');
 	}
 	g_ptr_array_free(failures, TRUE);
+	mv_policy_free(&policy);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	if (st != MV_OK) {

@@ -131,13 +131,18 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 			fputs(h->has_attachment ? "true" : "false", stdout);
 			mv_json_key(stdout, "parse_status", &first);
 			mv_json_string(stdout, h->parse_status);
+			mv_json_key(stdout, "registration", &first);
+			mv_json_string(stdout, h->registration);
+			mv_json_key(stdout, "class", &first);
+			mv_json_string(stdout, h->retention_class);
 			fputc('}', stdout);
 		}
 		fputs("]\n", stdout);
 	} else {
 		for (guint i = 0; i < hits->len; i++) {
 			const mv_hit *h = hits->pdata[i];
-			printf("%-8" G_GINT64_FORMAT " %-20s %-32.32s %s\n", h->id,
+			printf("%-8" G_GINT64_FORMAT " %-12s %-20s %-32.32s %s\n", h->id,
+			       h->registration != NULL ? h->registration : "-",
 			       h->date != NULL ? h->date : "-", h->from != NULL ? h->from : "-",
 			       h->subject != NULL ? h->subject : "");
 		}

@@ -41,6 +41,34 @@ static void print_json(const mv_record *m)
 	fputs(m->has_attachment ? "true" : "false", f);
 	mv_json_key(f, "archived_at", &first);
 	mv_json_string(f, m->archived_at);
+	mv_json_key(f, "registration", &first);
+	mv_json_string(f, m->registration);
+	mv_json_key(f, "retention", &first);
+	if (m->retention_class == NULL) {
+		fputs("null", f);
+	} else {
+		gboolean rf = TRUE;
+		fputc('{', f);
+		mv_json_key(f, "class", &rf);
+		mv_json_string(f, m->retention_class);
+		mv_json_key(f, "expires_at", &rf);
+		mv_json_string(f, m->expires_at);
+		mv_json_key(f, "rule", &rf);
+		mv_json_string(f, m->deciding_rule);
+		mv_json_key(f, "policy_version", &rf);
+		fprintf(f, "%" G_GINT64_FORMAT, m->policy_version);
+		mv_json_key(f, "direction", &rf);
+		mv_json_string(f, m->direction);
+		fputc('}', f);
+	}
+	mv_json_key(f, "tags", &first);
+	fputc('[', f);
+	for (guint i = 0; i < m->tags->len; i++) {
+		if (i)
+			fputc(',', f);
+		mv_json_string(f, m->tags->pdata[i]);
+	}
+	fputc(']', f);
 	mv_json_key(f, "addresses", &first);
 	fputc('[', f);
 	for (guint i = 0; i < m->addresses->len; i++) {
@@ -129,6 +157,13 @@ static void print_text(const mv_record *m)
 	printf("from:        %s\n", or_dash(m->from));
 	printf("subject:     %s\n", or_dash(m->subject));
 	printf("status:      %s\n", or_dash(m->parse_status));
+	printf("registration: %s\n", or_dash(m->registration));
+	if (m->retention_class != NULL)
+		printf("retention:   %s until %s (rule %s, policy version %" G_GINT64_FORMAT ", %s)\n",
+		       m->retention_class, or_dash(m->expires_at), or_dash(m->deciding_rule),
+		       m->policy_version, or_dash(m->direction));
+	for (guint i = 0; i < m->tags->len; i++)
+		printf("tag:         %s\n", (const char *)m->tags->pdata[i]);
 	for (guint i = 0; i < m->flags->len; i++)
 		printf("flag:        %s\n", (const char *)m->flags->pdata[i]);
 	for (guint i = 0; i < m->addresses->len; i++) {

@@ -17,6 +17,8 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv);
 int mv_cmd_stats(mv_cli *cli, int argc, char **argv);
 int mv_cmd_index(mv_cli *cli, int argc, char **argv);
 int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv);
+int mv_cmd_policy(mv_cli *cli, int argc, char **argv);
+int mv_cmd_retention(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -29,6 +31,8 @@ static const mv_cli_command commands[] = {
 	{"stats", mv_cmd_stats, "counts and storage of the archive"},
 	{"index", mv_cmd_index, "compute pending full-text search vectors"},
 	{"smtpd", mv_cmd_smtpd, "receive the journaling / BCC feed over SMTP or LMTP"},
+	{"policy", mv_cmd_policy, "check, load, show the retention policy and its history"},
+	{"retention", mv_cmd_retention, "explain a message's retention; re-apply the policy"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };

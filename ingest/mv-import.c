@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "mv-classify.h"
 #include "mv-store.h"
 
 #define TRAIN_MESSAGES 1000
@@ -204,6 +205,18 @@ static void add_message(importer *imp, GBytes *raw, const char *ref, const char 
 		add_failure(imp, ref, err);
 		g_free(err);
 		return;
+	}
+	if (imp->opt->policy != NULL) {
+		const char *env_to[] = {NULL};
+		mv_classify_context cc = {.source = imp->opt->source, .envelope_from = envelope_from,
+		                          .envelope_to = env_to, .archive_date = g_get_real_time() / G_USEC_PER_SEC};
+		if (mv_classify_message(imp->opt->policy, imp->opt->policy_version, msg, &cc, NULL,
+		                        &err) != MV_OK) {
+			add_failure(imp, ref, err);
+			g_free(err);
+			mv_message_free(&msg);
+			return;
+		}
 	}
 	pending *p = g_new0(pending, 1);
 	p->msg = msg;

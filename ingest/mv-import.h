@@ -21,6 +21,7 @@
 #include "mv-db.h"
 #include "mv-mbox.h"
 #include "mv-message.h"
+#include "mv-policy.h"
 #include "mv-status.h"
 
 typedef struct {
@@ -52,6 +53,8 @@ typedef struct {
 	gboolean train_dictionary; /* train a zstd dictionary from the first
 	                              messages when the store has none */
 	const char *source;        /* arrival source (default "import") */
+	const mv_policy *policy;   /* classify under this policy (NULL: none) */
+	gint64 policy_version;
 	/* When set, a second connection opened with these options computes
 	 * full-text vectors while the import runs, and the import returns only
 	 * when every message it stored is indexed. */

@@ -23,6 +23,8 @@
 #include "mv-blobstore.h"
 #include "mv-message.h"
 #include "mv-smtp-conn.h"
+#include "mv-classify.h"
+#include "mv-policy-store.h"
 #include "mv-store.h"
 
 #define MAX_COMMAND_LINE 2048   /* RFC 5321 asks for 512; be generous */
@@ -48,6 +50,8 @@ static const struct {
 	[R_STOPPING] = {421, "4.3.2", "Service shutting down"},
 };
 
+static void mv_policy_free_ptr(mv_policy *policy);
+
 /* ---- shared server state ---- */
 
 typedef struct job {
@@ -68,6 +72,10 @@ typedef struct {
 	GPtrArray *allow;          /* GInetAddressMask* */
 	FILE *log;
 	gint stop;                 /* atomic: stop serving */
+	mv_policy *policy;         /* current retention policy, or NULL */
+	gint64 policy_version;
+	GPtrArray *old_policies;   /* replaced by SIGHUP; freed at exit, as
+	                              sessions may still be using them */
 	gint64 next_id;
 } server;
 
@@ -505,6 +513,23 @@ static void finish_message(session *s)
 		} else {
 			mv_sha256_to_hex(msg->sha256, sha_hex);
 			g_ptr_array_add(s->rcpts, NULL);
+			g_mutex_lock(&s->srv->lock);
+			const mv_policy *policy = s->srv->policy;
+			gint64 pversion = s->srv->policy_version;
+			g_mutex_unlock(&s->srv->lock);
+			if (policy != NULL) {
+				/* Policies are immutable; a reload swaps the pointer
+				 * and frees the old one only at exit. */
+				mv_classify_context cc = {.source = cfg->lmtp ? "lmtp" : "smtp",
+				                          .envelope_from = s->mail_from,
+				                          .envelope_to = (const char *const *)s->rcpts->pdata,
+				                          .archive_date = g_get_real_time() / G_USEC_PER_SEC};
+				char *cerr = NULL;
+				if (mv_classify_message(policy, pversion, msg, &cc, NULL, &cerr) != MV_OK) {
+					log_line(s->srv, "qid=%s classification failed: %s", s->qid, cerr);
+					g_free(cerr);
+				}
+			}
 			const char *tls = mv_smtp_conn_tls_info(s->conn);
 			char *details = g_strdup_printf("client=%s helo=%s%s%s proto=%s", s->client_addr,
 			                                s->helo != NULL ? s->helo : "",
@@ -852,8 +877,41 @@ static mv_status open_log(const mv_smtpd_config *cfg, FILE **log_r, char **error
 	return MV_OK;
 }
 
+static void mv_policy_free_ptr(mv_policy *policy)
+{
+	mv_policy_free(&policy);
+}
+
+static void reload_policy(server *srv)
+{
+	mv_db_options o = srv->cfg->db;
+	o.no_start = TRUE;
+	o.no_migrate = TRUE;
+	mv_db *db = NULL;
+	mv_policy *policy = NULL;
+	gint64 version = 0;
+	char *err = NULL;
+	if (mv_db_open(&o, &db, &err) != MV_OK ||
+	    mv_policy_store_current(db, &policy, &version, &err) != MV_OK) {
+		log_line(srv, "policy not reloaded, keeping version %" G_GINT64_FORMAT ": %s",
+		         srv->policy_version, err);
+		g_free(err);
+		mv_db_close(&db);
+		return;
+	}
+	mv_db_close(&db);
+	g_mutex_lock(&srv->lock);
+	if (srv->policy != NULL)
+		g_ptr_array_add(srv->old_policies, srv->policy);
+	srv->policy = policy;
+	srv->policy_version = version;
+	g_mutex_unlock(&srv->lock);
+	log_line(srv, "retention policy version %" G_GINT64_FORMAT " in force", version);
+}
+
 static void reload(server *srv)
 {
+	reload_policy(srv);
 	char *err = NULL;
 	GPtrArray *allow = NULL;
 	SSL_CTX *tls = NULL;
@@ -1010,9 +1068,12 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 			nl++;
 	}
 	/* Check the database before accepting anything. */
+	srv.old_policies = g_ptr_array_new_with_free_func((GDestroyNotify)mv_policy_free_ptr);
 	if (st == MV_OK) {
 		mv_db *db = NULL;
 		st = mv_db_open(&cfg->db, &db, error_r);
+		if (st == MV_OK)
+			st = mv_policy_store_current(db, &srv.policy, &srv.policy_version, error_r);
 		mv_db_close(&db);
 	}
 	sigset_t mask;
@@ -1038,6 +1099,8 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 			SSL_CTX_free(srv.tls);
 		if (srv.log != NULL)
 			fclose(srv.log);
+		mv_policy_free(&srv.policy);
+		g_ptr_array_free(srv.old_policies, TRUE);
 		return st;
 	}
 	GThread *writer = g_thread_new("mv-smtp-writer", writer_main, &srv);
@@ -1085,6 +1148,8 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 		SSL_CTX_free(srv.tls);
 	if (srv.log != NULL)
 		fclose(srv.log);
+	mv_policy_free(&srv.policy);
+	g_ptr_array_free(srv.old_policies, TRUE);
 	g_mutex_clear(&srv.lock);
 	g_cond_clear(&srv.cond);
 	return MV_OK;
