@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Retention schedule end to end: policy check errors as FILE:LINE, load and
+# history, classification at ingest (class, expiry, rule, tags,
+# registration number), explain, search by class: and tag:, apply after a
+# policy change, and locked classes that can neither be shortened by a new
+# policy nor lose a message's expiry to one.  (Every condition kind and
+# combinator is covered by tests/unit/test-rules.c.)
+. "$(dirname "$0")/lib.sh"
+data=$(dirname "$0")/data
+P1=$data/policy-test.xml
+rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
+
+# -- invalid policies: FILE:LINE problems, nothing loaded -----------------
+printf '<policy><classes>\n<class name="x"\n</policy>\n' > "$WORK/malformed.xml"
+sed 's/ref="legal-10y"/ref="legal-11y"/' "$P1" > "$WORK/unknown-class.xml"
+sed 's/duration="P90D"/duration="P90X"/' "$P1" > "$WORK/bad-duration.xml"
+sed 's/\\binvoice\\b/(invoice/' "$P1" > "$WORK/bad-regex.xml"
+sed 's/<default-class ref="default-3y"\/>//' "$P1" > "$WORK/no-default.xml"
+sed 's/<rules>/<rules><bogus\/>/' "$P1" > "$WORK/xsd.xml"
+for f in malformed unknown-class bad-duration bad-regex no-default xsd; do
+  expect_eq "policy check $f: exit 65" 65 "$(rc_of "$MAILVAULT_BIN" policy check "$WORK/$f.xml")"
+  check "policy check $f: FILE:LINE: problem ($(head -1 "$WORK/err"))" grep -q "^$WORK/$f.xml:[0-9][0-9]*: " "$WORK/err"
+done
+check "unknown class named" grep -q "legal-11y" <(cat "$WORK/err" 2>/dev/null; "$MAILVAULT_BIN" policy check "$WORK/unknown-class.xml" 2>&1 || true)
+expect_eq "policy check of the test policy" 0 "$(rc_of "$MAILVAULT_BIN" policy check "$P1")"
+expect_eq "policy check of docs/policy-sample.xml" 0 "$(rc_of "$MAILVAULT_BIN" policy check "$TESTS_DIR/../docs/policy-sample.xml")"
+
+mv db init >/dev/null
+expect_eq "loading a bad policy fails" 65 "$(rc_of mv policy load "$WORK/bad-regex.xml")"
+expect_eq "nothing was loaded" "[]" "$(mv policy history --json)"
+expect_eq "policy load" 0 "$(rc_of mv policy load --by records-manager "$P1")"
+check "history names who loaded it" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' policy history | grep -q records-manager"
+check "policy show prints the exact file" cmp -s <(mv policy show) "$P1"
+
+# -- classification at ingest ---------------------------------------------
+mkdir -p "$WORK/mail"
+mk() { printf '%b' "$2" > "$WORK/mail/$1.eml"; }
+mk fin 'From: billing@vendor.example\nTo: finance@corp.example\nSubject: Invoice 4711\nDate: Mon, 3 Jun 2024 10:00:00 +0000\nMessage-ID: <fin@x>\n\nPlease pay.\n'
+mk legal 'From: partner@lawfirm.example\nTo: ceo@corp.example\nSubject: Our advice\nDate: Mon, 3 Jun 2024 10:00:00 +0000\nMessage-ID: <legal@x>\n\nAdvice.\n'
+mk both 'From: partner@lawfirm.example\nTo: ceo@corp.example\nSubject: Invoice for legal services\nDate: Mon, 3 Jun 2024 10:00:00 +0000\nMessage-ID: <both@x>\n\nFees.\n'
+mk news 'From: news@shop.example\nTo: staff@corp.example\nSubject: Weekly deals\nList-Unsubscribe: <mailto:u@shop.example>\nDate: Mon, 3 Jun 2024 10:00:00 +0000\nMessage-ID: <news@x>\n\nDeals.\n'
+mk newsout 'From: marketing@corp.example\nTo: customer@shop.example\nSubject: Our newsletter\nList-Unsubscribe: <mailto:u@corp.example>\nDate: Mon, 3 Jun 2024 10:00:00 +0000\nMessage-ID: <newsout@x>\n\nNews.\n'
+mk spam 'From: win@lottery.example\nTo: ceo@corp.example\nSubject: You won\nX-Spam-Flag: YES\nDate: Mon, 3 Jun 2024 10:00:00 +0000\nMessage-ID: <spam@x>\n\nMoney.\n'
+mk plain 'From: anna@corp.example\nTo: ben@corp.example\nSubject: Lunch?\nDate: Mon, 3 Jun 2024 10:00:00 +0000\nMessage-ID: <plain@x>\n\nAt noon.\n'
+mv import --quiet "$WORK/mail"
+field() { mv show --json "$(sha256sum < "$WORK/mail/$1.eml" | cut -c1-64)" | python3 -c "import json,sys; d=json.load(sys.stdin); r=d['retention'] or {}; print($2)"; }
+expect_eq "finance recipient or invoice subject: finance-7y" finance-7y "$(field fin "r['class']")"
+expect_eq "finance: expiry 7 years from the message date" 2031-06-03T10:00:00Z "$(field fin "r['expires_at']")"
+expect_eq "finance: deciding rule and tags" "finance ['finance']" "$(field fin "r['rule'], d['tags']")"
+expect_eq "law firm sender: legal-10y" legal-10y "$(field legal "r['class']")"
+expect_eq "law firm invoice: the longest retention wins (legal-10y over finance-7y)" "legal-10y counsel" "$(field both "r['class'], r['rule']")"
+expect_eq "law firm invoice: tags of every matching rule" "['finance', 'legal']" "$(field both "sorted(d['tags'])")"
+expect_eq "inbound newsletter: marketing-1y" "marketing-1y inbound" "$(field news "r['class'], r['direction']")"
+expect_eq "outbound newsletter: not inbound, so the default" "default-3y outbound" "$(field newsout "r['class'], r['direction']")"
+expect_eq "spam verdict header: spam-90d" spam-90d "$(field spam "r['class']")"
+expect_eq "no rule: the default class, no rule" "default-3y None" "$(field plain "r['class'], r['rule']")"
+check "registration numbers look like YYYY-NNNNNNN" sh -c "test \"\$(python3 -c 'import re,sys; print(bool(re.fullmatch(r\"\\d{4}-\\d{7}\", sys.argv[1])))' \"$(field plain "d['registration']")\")\" = True"
+expect_eq "search class:finance-7y" 1 "$(mv search --count class:finance-7y)"
+expect_eq "search tag:legal" 2 "$(mv search --count tag:legal)"
+expect_eq "search class:legal-10y OR class:spam-90d" 3 "$(mv search --count 'class:legal-10y OR class:spam-90d')"
+
+# -- explain --------------------------------------------------------------
+both=$(sha256sum < "$WORK/mail/both.eml" | cut -c1-64)
+mv retention explain "$both" > "$WORK/explain"
+check "explain lists every matching rule" sh -c "grep -q 'rule finance .*finance-7y' '$WORK/explain' && grep -q 'rule counsel .*legal-10y' '$WORK/explain'"
+check "explain names the winner and why" sh -c "grep -q '^class: *legal-10y (counsel)' '$WORK/explain' && grep -q '^why:' '$WORK/explain'"
+expect_eq "explain --json: matches and winner" "['finance', 'counsel'] legal-10y 2034-06-03T10:00:00Z" \
+  "$(mv retention explain --json "$both" | python3 -c 'import json,sys; d=json.load(sys.stdin); print([m["rule"] for m in d["matches"]], d["class"], d["expires_at"])')"
+
+# -- a policy change, applied --------------------------------------------
+# v2: marketing kept two years; the finance rule no longer matches the
+# invoice (its subject pattern and mailbox changed), which would move it to
+# the shorter default class, but finance-7y is locked.
+sed -e 's/name="marketing-1y" duration="P1Y"/name="marketing-1y" duration="P2Y"/' \
+    -e 's/finance@corp.example/finance-team@corp.example/' -e 's/\\binvoice\\b/\\bfacture\\b/' \
+    "$P1" > "$WORK/p2.xml"
+expect_eq "policy v2 loads (a locked class is not shortened by it)" 0 "$(rc_of mv policy load "$WORK/p2.xml")"
+dry=$(mv retention apply --dry-run --json)
+expect_eq "apply --dry-run: marketing expiry would change" 1 "$(echo "$dry" | json_get expiry_changed)"
+expect_eq "apply --dry-run changes nothing" 2025-06-03T10:00:00Z "$(field news "r['expires_at']")"
+out=$(mv retention apply --json)
+expect_eq "apply: one message changed expiry" 1 "$(echo "$out" | json_get expiry_changed)"
+expect_eq "apply: the new expiry is stored" 2026-06-03T10:00:00Z "$(field news "r['expires_at']")"
+expect_eq "apply: every message now under version 2" 2 "$(field plain "r['policy_version']")"
+expect_eq "apply: a locked class keeps its message (kept by lock)" 1 "$(echo "$out" | json_get kept_by_lock)"
+expect_eq "apply: the invoice keeps finance-7y and its expiry" "finance-7y 2031-06-03T10:00:00Z" "$(field fin "r['class'], r['expires_at']")"
+
+# A policy shortening a locked class is refused and the current one stays.
+sed 's/name="finance-7y" duration="P7Y"/name="finance-7y" duration="P5Y"/' "$WORK/p2.xml" > "$WORK/p3.xml"
+expect_eq "shortening a locked class: refused" 65 "$(rc_of mv policy load "$WORK/p3.xml")"
+check "shortening a locked class: FILE:LINE names the class" grep -q "p3.xml:[0-9]*:.*finance-7y" "$WORK/err"
+sed '/name="finance-7y"/d; s/<class ref="finance-7y"\/>/<class ref="default-3y"\/>/' "$WORK/p2.xml" > "$WORK/p4.xml"
+expect_eq "removing a locked class: refused" 65 "$(rc_of mv policy load "$WORK/p4.xml")"
+expect_eq "still two versions" 2 "$(mv policy history --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+finish
