@@ -6,8 +6,9 @@
 #
 # What always_bcc can carry: Postfix sends the copy with the sender and the
 # archive address as its envelope; the original recipients (Bcc included)
-# are not passed on by always_bcc, so they are not asserted here (see
-# docs/smtpd.md for set-ups that keep them).
+# are not passed on by always_bcc.  The second half of the test uses an
+# after-queue content_filter instead, which hands mailvault the whole
+# envelope, Bcc included (docs/smtpd.md).
 . "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" -ne 0 ] || ! command -v postfix >/dev/null; then
   echo "needs root and postfix (scripts/deps --test installs it)"; exit 1
@@ -90,4 +91,40 @@ PY
   expect_eq "postfix copy $i: envelope from Postfix" "alice@corp.example archive@archive.invalid" "$env"
 done
 check "postfix log: 250 from mailvault" grep -q "status=sent (250 2.0.0 Ok: archived" "$pf/maillog"
+
+# Keeping Bcc: an after-queue content filter hands Postfix's message to
+# mailvault with its whole envelope, every recipient included.  (In
+# production the filter also re-injects the mail; here the archive is the
+# end of the line.)
+postconf -c "$pf/etc" -X always_bcc transport_maps
+postconf -c "$pf/etc" -e "content_filter = smtp:[127.0.0.1]:$mv_port"
+postfix -c "$pf/etc" reload >/dev/null 2>&1
+sleep 1
+python3 - <<'PY'
+import os, smtplib, time
+port = int(os.environ["PF_PORT"])
+m = (b"From: Alice <alice@corp.example>\r\nTo: bob@corp.example\r\n"
+     b"Subject: filtered\r\nMessage-ID: <filtered@corp.example>\r\n"
+     b"Date: Sat, 28 Nov 2026 10:00:00 +0000\r\n\r\nBody\r\n")
+s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+s.sendmail("alice@corp.example", ["bob@corp.example", "hidden-bcc@corp.example"], m)
+s.quit()
+open(os.path.join(os.environ["WORK"], "filtered.eml"), "wb").write(m)
+PY
+for _ in $(seq 60); do
+  [ "$(mv search --count 'subject:filtered')" = 1 ] && break
+  sleep 0.5
+done
+expect_eq "content_filter: archived" 1 "$(mv search --count 'subject:filtered')"
+id=$(mv search --json 'message-id:filtered@corp.example' | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+env=$(mv show --json "$id" | python3 -c 'import json,sys; a=json.load(sys.stdin)["arrivals"][0]; print(a["envelope_from"], ",".join(sorted(a["envelope_to"])))')
+expect_eq "content_filter: the envelope keeps every recipient, Bcc included" \
+  "alice@corp.example bob@corp.example,hidden-bcc@corp.example" "$env"
+mv get "$id" > "$WORK/filtered.got"
+check "content_filter: Postfix's Received header, then the original bytes" python3 - "$WORK/filtered.got" "$WORK/filtered.eml" <<'PY'
+import sys
+got, orig = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+sys.exit(0 if got.startswith(b"Received: ") and got.endswith(orig) else 1)
+PY
+expect_eq "search bcc: finds the Bcc recipient" 1 "$(mv search --count bcc:hidden-bcc@corp.example)"
 finish
