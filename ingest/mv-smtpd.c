@@ -31,6 +31,10 @@
 #define DATA_CHUNK 65536
 #define SPOOL_MEMORY_MAX (256 * 1024)
 #define MAX_LISTENERS 16
+/* Messages larger than the in-memory spool are parsed at most this many at
+ * a time, so memory stays bounded however many sessions send big mail at
+ * once: sessions x SPOOL_MEMORY_MAX + BIG_PARSE_SLOTS x 2 x max-size. */
+#define BIG_PARSE_SLOTS 4
 
 /* ---- replies: one table, as Postfix does ---- */
 
@@ -76,6 +80,7 @@ typedef struct {
 	gint64 policy_version;
 	GPtrArray *old_policies;   /* replaced by SIGHUP; freed at exit, as
 	                              sessions may still be using them */
+	guint big_parsing;         /* sessions parsing a spooled (large) message */
 	gint64 next_id;
 } server;
 
@@ -501,6 +506,14 @@ static void finish_message(session *s)
 	if (s->data.too_big) {
 		kind = R_TOO_BIG;
 	} else {
+		gboolean big = s->data.fd >= 0;
+		if (big) {
+			g_mutex_lock(&s->srv->lock);
+			while (s->srv->big_parsing >= BIG_PARSE_SLOTS)
+				g_cond_wait(&s->srv->cond, &s->srv->lock);
+			s->srv->big_parsing++;
+			g_mutex_unlock(&s->srv->lock);
+		}
 		GBytes *raw = s->data.io_error ? NULL : spool_bytes(&s->data);
 		mv_message *msg = NULL;
 		char *err = NULL;
@@ -553,6 +566,12 @@ static void finish_message(session *s)
 		}
 		if (raw != NULL)
 			g_bytes_unref(raw);
+		if (big) {
+			g_mutex_lock(&s->srv->lock);
+			s->srv->big_parsing--;
+			g_cond_broadcast(&s->srv->cond);
+			g_mutex_unlock(&s->srv->lock);
+		}
 	}
 	guint n = cfg->lmtp ? s->rcpts->len : 1;
 	for (guint i = 0; i < n; i++) {
