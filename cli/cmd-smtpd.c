@@ -29,6 +29,8 @@ static const char help[] =
 	"  --idle-timeout SEC     close idle sessions (default 300)\n"
 	"  --hostname NAME        name in the greeting (default: this host's name)\n"
 	"  --log FILE             one line per message (default: standard error)\n"
+	"  --writers N            database connections committing groups of messages\n"
+	"                         (default 1; more help only with more cores)\n"
 	"  --config FILE          read settings from FILE (MAILVAULT_CONFIG)\n" MV_CLI_COMMON_HELP;
 
 static gboolean parse_u64(const char *s, guint64 min, guint64 max, guint64 *out)
@@ -78,6 +80,8 @@ static gboolean apply(mv_cli *cli, settings *st, const char *name, const char *v
 		c->max_recipients = (guint)v;
 	else if (strcmp(name, "idle-timeout") == 0 && parse_u64(value, 1, 86400, &v))
 		c->idle_timeout = (guint)v;
+	else if (strcmp(name, "writers") == 0 && parse_u64(value, 1, 64, &v))
+		c->writers = (guint)v;
 	else {
 		mv_cli_usage_error(cli, "bad value for %s: %s", name, value != NULL ? value : "(none)");
 		return FALSE;
@@ -130,6 +134,7 @@ int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv)
 		{"hostname", required_argument, NULL, 11},
 		{"log", required_argument, NULL, 12},
 		{"config", required_argument, NULL, 13},
+		{"writers", required_argument, NULL, 14},
 		{NULL, 0, NULL, 0}};
 	settings st = {.listen = g_ptr_array_new(), .allow = g_ptr_array_new(),
 	               .strings = g_ptr_array_new_with_free_func(g_free)};
@@ -159,6 +164,11 @@ int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv)
 		}
 		if (o == 13)
 			continue;
+		if (o == 14) {
+			if (!apply(cli, &st, "writers", optarg))
+				rc = MV_EXIT_USAGE;
+			continue;
+		}
 		if (o < 1 || o > 12) {
 			rc = mv_cli_usage_error(cli, "unknown option");
 			break;

@@ -1012,6 +1012,7 @@ void mv_smtpd_config_default(mv_smtpd_config *c)
 	c->max_errors = 20;
 	c->idle_timeout = 300;
 	c->group_max = 200;
+	c->writers = 1;
 }
 
 static void accept_one(server *srv, int lfd)
@@ -1122,7 +1123,10 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 		g_ptr_array_free(srv.old_policies, TRUE);
 		return st;
 	}
-	GThread *writer = g_thread_new("mv-smtp-writer", writer_main, &srv);
+	guint nwriters = MAX(cfg->writers, 1);
+	GThread **writers = g_new(GThread *, nwriters);
+	for (guint i = 0; i < nwriters; i++)
+		writers[i] = g_thread_new("mv-smtp-writer", writer_main, &srv);
 	for (guint i = 0; i < cfg->listen->len; i++)
 		log_line(&srv, "listening on %s (%s)", (const char *)cfg->listen->pdata[i],
 		         cfg->lmtp ? "LMTP" : "SMTP");
@@ -1159,7 +1163,9 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 	srv.writer_stop = TRUE;
 	g_cond_broadcast(&srv.cond);
 	g_mutex_unlock(&srv.lock);
-	g_thread_join(writer);
+	for (guint i = 0; i < nwriters; i++)
+		g_thread_join(writers[i]);
+	g_free(writers);
 	log_line(&srv, "stopped");
 	close(sfd);
 	g_ptr_array_free(srv.allow, TRUE);

@@ -37,6 +37,8 @@ typedef struct {
 	guint max_errors;         /* per session, default 20 */
 	guint idle_timeout;       /* seconds, default 300 */
 	guint group_max;          /* messages per commit, default 200 */
+	guint writers;            /* database connections committing groups,
+	                             default 1; more help only with more cores */
 	const char *hostname;     /* greeting name; default the host name */
 	const char *log_path;     /* one line per message; NULL: stderr */
 	const char *spool_dir;    /* temporary files for large messages */
