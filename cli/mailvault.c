@@ -19,6 +19,7 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv);
 int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv);
 int mv_cmd_policy(mv_cli *cli, int argc, char **argv);
 int mv_cmd_retention(mv_cli *cli, int argc, char **argv);
+int mv_cmd_verify(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -33,6 +34,7 @@ static const mv_cli_command commands[] = {
 	{"smtpd", mv_cmd_smtpd, "receive the journaling / BCC feed over SMTP or LMTP"},
 	{"policy", mv_cmd_policy, "check, load, show the retention policy and its history"},
 	{"retention", mv_cmd_retention, "explain a message's retention; re-apply the policy"},
+	{"verify", mv_cmd_verify, "re-read stored messages and check every SHA-256"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };

@@ -13,6 +13,8 @@ mv import --quiet "$WORK/small.eml" "$WORK/big.eml"
 small=$(sha256sum < "$WORK/small.eml" | cut -c1-64)
 big=$(sha256sum < "$WORK/big.eml" | cut -c1-64)
 check "intact: get succeeds" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' get $big | cmp -s - '$WORK/big.eml'"
+expect_eq "intact: verify exits 0" 0 "$(set +e; mv verify >/dev/null; echo $?)"
+expect_eq "intact: verify --json checked both" "2 0" "$(mv verify --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["checked"], len(d["damaged"]))')"
 
 # Flip one byte in the middle of each message's skeleton blob.
 for sha in "$small" "$big"; do
@@ -28,6 +30,12 @@ for sha in "$small" "$big"; do
   expect_eq "corrupted blob: nothing written" 0 "$(wc -c < "$WORK/out")"
   check "corrupted blob: the error says so" grep -qi "sha-256\|integrity\|decompress\|damaged" "$WORK/err"
 done
+
+set +e; mv verify --json > "$WORK/verify.json"; rc=$?; set -e
+expect_eq "corrupted blobs: verify exits 79" 79 "$rc"
+expect_eq "corrupted blobs: verify names both messages" "$(printf '%s\n' "$small" "$big" | sort | tr '\n' ' ')" \
+  "$(python3 -c 'import json,sys; print(" ".join(sorted(d["sha256"] for d in json.load(open(sys.argv[1]))["damaged"])) + " ")' "$WORK/verify.json")"
+expect_eq "verify --sample 1 checks one" 1 "$(set +e; mv verify --sample 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["checked"])')"
 
 # A missing blob row is an integrity error too, not "not found".
 sql "ALTER TABLE message DROP CONSTRAINT message_skeleton_sha256_fkey" >/dev/null
