@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "mv-audit.h"
+
 /* ---- array literals for parameters (text format) ---- */
 
 static void array_begin(GString *s)
@@ -253,6 +255,21 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 	return st;
 }
 
+/* The audit entry of a committed batch: the SHA-256 of every message in it,
+ * so the chain vouches for each archived message. */
+static char *batch_details(mv_message *const *msgs, const mv_arrival_info *arrivals, guint n)
+{
+	GString *s = g_string_new(NULL);
+	g_string_append_printf(s, "messages=%u", n);
+	for (guint i = 0; i < n; i++) {
+		char hex[MV_SHA256_HEX_LEN + 1];
+		mv_sha256_to_hex(msgs[i]->sha256, hex);
+		g_string_append_printf(s, "\nsha256=%s source=%s", hex,
+		                       arrivals[i].source != NULL ? arrivals[i].source : "-");
+	}
+	return g_string_free(s, FALSE);
+}
+
 static void rollback(mv_db *db, mv_blobstore *blobs)
 {
 	PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
@@ -289,10 +306,16 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 			if (st == MV_OK)
 				st = mv_db_pipeline_poll(db, &err);
 		}
+		char *details = batch_details(msgs, arrivals, n);
+		const char *av[] = {arrivals[0].source != NULL ? arrivals[0].source : "ingest",
+		                    "ingest.batch", "", details};
+		if (st == MV_OK)
+			st = mv_db_pipeline_send(db, NULL, MV_AUDIT_APPEND_SQL, 4, av, NULL, NULL, NULL, &err);
 		if (st == MV_OK)
 			st = mv_db_pipeline_send(db, NULL, "COMMIT", 0, NULL, NULL, NULL, NULL, &err);
 		char *end_err = NULL;
 		mv_status end = mv_db_pipeline_end(db, &end_err);
+		g_free(details);
 		if (st == MV_OK) {
 			st = end;
 			err = end_err;
@@ -329,6 +352,12 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 		mv_status s = mv_db_exec(db, "BEGIN", &e);
 		if (s == MV_OK)
 			s = store_one(db, blobs, msgs[i], &arrivals[i], res, &e);
+		if (s == MV_OK) {
+			char *details = batch_details(&msgs[i], &arrivals[i], 1);
+			s = mv_audit_append(db, arrivals[i].source != NULL ? arrivals[i].source : "ingest",
+			                    "ingest.batch", "", details, NULL, &e);
+			g_free(details);
+		}
 		if (s == MV_OK)
 			s = mv_db_exec(db, "COMMIT", &e);
 		if (s != MV_OK) {

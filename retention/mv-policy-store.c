@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "mv-audit.h"
 #include "mv-hash.h"
 
 void mv_policy_version_free(gpointer p)
@@ -113,6 +114,15 @@ mv_status mv_policy_store_load(mv_db *db, const char *path, const char *loaded_b
 		PQclear(r);
 	}
 	g_free(text);
+	if (st == MV_OK) {
+		char hex[MV_SHA256_HEX_LEN + 1];
+		mv_sha256_to_hex(sha, hex);
+		char *subject = g_strdup_printf("policy version %" G_GINT64_FORMAT, *version_r);
+		char *details = g_strdup_printf("file=%s\nsha256=%s\nloaded_by=%s", path, hex, loaded_by);
+		st = mv_audit_append(db, loaded_by, "policy.load", subject, details, NULL, error_r);
+		g_free(subject);
+		g_free(details);
+	}
 	if (st == MV_OK)
 		st = mv_db_exec(db, "COMMIT", error_r);
 	else

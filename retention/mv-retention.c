@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "mv-audit.h"
 #include "mv-store.h"
 
 static mv_status first_arrival(mv_db *db, const char *idtext, char **source_r, char **env_from_r,
@@ -217,6 +218,20 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 			return st;
 		if (progress != NULL)
 			progress(context, stats_r);
+	}
+	if (!dry_run) {
+		char *subject = g_strdup_printf("policy version %" G_GINT64_FORMAT, policy_version);
+		char *details = g_strdup_printf("examined=%" G_GINT64_FORMAT "\nchanged=%" G_GINT64_FORMAT
+		                                "\nclass_changed=%" G_GINT64_FORMAT "\nexpiry_changed=%"
+		                                G_GINT64_FORMAT "\nkept_by_lock=%" G_GINT64_FORMAT
+		                                "\nfailed=%" G_GINT64_FORMAT,
+		                                stats_r->examined, stats_r->changed, stats_r->class_changed,
+		                                stats_r->expiry_changed, stats_r->kept_by_lock, stats_r->failed);
+		mv_status st = mv_audit_append(db, mv_audit_actor(), "retention.apply", subject, details,
+		                               NULL, error_r);
+		g_free(subject);
+		g_free(details);
+		return st;
 	}
 	return MV_OK;
 }

@@ -1,0 +1,149 @@
+/* mv-audit: appending to and verifying the audit chain. */
+#include "mv-audit.h"
+
+#include <string.h>
+
+#include "mv-hash.h"
+
+void mv_audit_entry_free(gpointer p)
+{
+	mv_audit_entry *e = p;
+	if (e == NULL)
+		return;
+	g_free(e->at);
+	g_free(e->actor);
+	g_free(e->action);
+	g_free(e->subject);
+	g_free(e->details);
+	g_free(e->hash);
+	g_free(e);
+}
+
+const char *mv_audit_actor(void)
+{
+	const char *a = g_getenv("MAILVAULT_ACTOR");
+	if (a != NULL && *a != '\0')
+		return a;
+	a = g_getenv("SUDO_USER");
+	if (a != NULL && *a != '\0')
+		return a;
+	return g_get_user_name();
+}
+
+mv_status mv_audit_append(mv_db *db, const char *actor, const char *action, const char *subject,
+                          const char *details, gint64 *seq_r, char **error_r)
+{
+	const char *v[] = {actor, action, subject != NULL ? subject : "", details != NULL ? details : ""};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, MV_AUDIT_APPEND_SQL, 4, v, NULL, NULL, 0, &r, error_r);
+	if (st == MV_OK && seq_r != NULL)
+		*seq_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return st;
+}
+
+#define ENTRY_COLUMNS                                                                    \
+	"seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), actor, " \
+	"action, subject, details, prev_hash, hash"
+
+mv_status mv_audit_list(mv_db *db, const char *since, GPtrArray **entries_r, char **error_r)
+{
+	*entries_r = NULL;
+	const char *v[] = {since};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db,
+	                           "SELECT " ENTRY_COLUMNS " FROM audit_event "
+	                           "WHERE $1::date IS NULL OR at >= $1::date ORDER BY seq",
+	                           1, v, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	GPtrArray *out = g_ptr_array_new_with_free_func(mv_audit_entry_free);
+	for (int i = 0; i < PQntuples(r); i++) {
+		mv_audit_entry *e = g_new0(mv_audit_entry, 1);
+		e->seq = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		e->at = g_strdup(PQgetvalue(r, i, 1));
+		e->actor = g_strdup(PQgetvalue(r, i, 2));
+		e->action = g_strdup(PQgetvalue(r, i, 3));
+		e->subject = g_strdup(PQgetvalue(r, i, 4));
+		e->details = g_strdup(PQgetvalue(r, i, 5));
+		/* bytea as text: \x followed by hex */
+		e->hash = g_strdup(PQgetvalue(r, i, 7) + 2);
+		g_ptr_array_add(out, e);
+	}
+	PQclear(r);
+	*entries_r = out;
+	return MV_OK;
+}
+
+mv_status mv_audit_verify(mv_db *db, gint64 *checked_r, gint64 *bad_seq_r, char **error_r)
+{
+	*checked_r = 0;
+	*bad_seq_r = 0;
+	uint8_t prev[MV_SHA256_LEN] = {0};
+	gint64 expect = 1, after = 0;
+	for (;;) {
+		char aft[24];
+		g_snprintf(aft, sizeof aft, "%" G_GINT64_FORMAT, after);
+		const char *v[] = {aft};
+		PGresult *r = NULL;
+		mv_status st = mv_db_query(db,
+		                           "SELECT " ENTRY_COLUMNS " FROM audit_event WHERE seq > $1 "
+		                           "ORDER BY seq LIMIT 10000",
+		                           1, v, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			return st;
+		int rows = PQntuples(r);
+		for (int i = 0; i < rows; i++) {
+			gint64 seq = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+			after = seq;
+			if (seq != expect) {
+				*bad_seq_r = seq;
+				PQclear(r);
+				return mv_fail(error_r, MV_ERR_INTEGRITY,
+				               "audit entry %" G_GINT64_FORMAT " follows %" G_GINT64_FORMAT
+				               ": entries are missing or were inserted", seq, expect - 1);
+			}
+			uint8_t stored_prev[MV_SHA256_LEN], stored_hash[MV_SHA256_LEN];
+			const char *ph = PQgetvalue(r, i, 6), *hh = PQgetvalue(r, i, 7);
+			if (strlen(ph) != 2 + MV_SHA256_HEX_LEN || strlen(hh) != 2 + MV_SHA256_HEX_LEN ||
+			    mv_sha256_from_hex(ph + 2, stored_prev) != 0 ||
+			    mv_sha256_from_hex(hh + 2, stored_hash) != 0) {
+				*bad_seq_r = seq;
+				PQclear(r);
+				return mv_fail(error_r, MV_ERR_INTEGRITY,
+				               "audit entry %" G_GINT64_FORMAT " has a malformed hash", seq);
+			}
+			if (memcmp(stored_prev, prev, MV_SHA256_LEN) != 0) {
+				*bad_seq_r = seq;
+				PQclear(r);
+				return mv_fail(error_r, MV_ERR_INTEGRITY,
+				               "audit entry %" G_GINT64_FORMAT " does not follow the entry before it "
+				               "(removed, inserted or reordered entries)", seq);
+			}
+			GString *text = g_string_new(NULL);
+			g_string_append_printf(text, "%s\n%s\n%s\n%s\n%s\n%s", PQgetvalue(r, i, 0),
+			                       PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+			                       PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
+			mv_sha256_ctx *ctx = mv_sha256_new();
+			mv_sha256_update(ctx, prev, MV_SHA256_LEN);
+			mv_sha256_update(ctx, text->str, text->len);
+			uint8_t computed[MV_SHA256_LEN];
+			mv_sha256_finish(&ctx, computed);
+			g_string_free(text, TRUE);
+			if (memcmp(computed, stored_hash, MV_SHA256_LEN) != 0) {
+				*bad_seq_r = seq;
+				PQclear(r);
+				return mv_fail(error_r, MV_ERR_INTEGRITY,
+				               "audit entry %" G_GINT64_FORMAT " was altered: its content does not "
+				               "match its hash", seq);
+			}
+			memcpy(prev, stored_hash, MV_SHA256_LEN);
+			expect++;
+			(*checked_r)++;
+		}
+		PQclear(r);
+		if (rows == 0)
+			break;
+	}
+	return MV_OK;
+}

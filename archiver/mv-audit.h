@@ -1,0 +1,50 @@
+/* mv-audit: the hash-chained audit trail (schema/003-audit.sql).
+ *
+ * Every administrative act (policy load, retention apply, holds, exports,
+ * purges) and every committed ingest batch (with the SHA-256 of each
+ * message) is one entry.  Each entry's hash covers the previous entry's
+ * hash, so altering, removing, inserting or reordering any entry breaks
+ * the chain from that entry on; mv_audit_verify recomputes every hash in
+ * this process (not in the database) and names the first bad entry.
+ *
+ * Ownership: entries are mv_audit_entry* in a GPtrArray with its free
+ * function set (g_ptr_array_unref). */
+#ifndef MV_AUDIT_H
+#define MV_AUDIT_H
+
+#include <glib.h>
+
+#include "mv-db.h"
+#include "mv-status.h"
+
+#define MV_AUDIT_APPEND_SQL "SELECT mv_audit_append($1, $2, $3, $4)"
+
+typedef struct {
+	gint64 seq;
+	char *at;       /* YYYY-MM-DDTHH:MM:SS.ffffffZ */
+	char *actor, *action, *subject, *details;
+	char *hash;     /* hex */
+} mv_audit_entry;
+
+void mv_audit_entry_free(gpointer entry);
+
+/* Append an entry in its own statement (inside the caller's transaction if
+ * one is open).  *seq_r may be NULL. */
+mv_status mv_audit_append(mv_db *db, const char *actor, const char *action, const char *subject,
+                          const char *details, gint64 *seq_r, char **error_r) MV_WARN_UNUSED;
+
+/* Entries at or after since (YYYY-MM-DD, or NULL for all), in order. */
+mv_status mv_audit_list(mv_db *db, const char *since, GPtrArray **entries_r, char **error_r)
+	MV_WARN_UNUSED;
+
+/* Check the whole chain.  MV_OK: intact (*checked_r entries).
+ * MV_ERR_INTEGRITY: *bad_seq_r is the first entry that does not check
+ * out and *error_r says why. */
+mv_status mv_audit_verify(mv_db *db, gint64 *checked_r, gint64 *bad_seq_r, char **error_r)
+	MV_WARN_UNUSED;
+
+/* The default actor: $MAILVAULT_ACTOR, else $SUDO_USER, else the login
+ * name (static or GLib-owned string). */
+const char *mv_audit_actor(void);
+
+#endif
