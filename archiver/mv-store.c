@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mv-audit.h"
+#include "mv-query.h"
 
 /* ---- array literals for parameters (text format) ---- */
 
@@ -270,6 +271,88 @@ static char *batch_details(mv_message *const *msgs, const mv_arrival_info *arriv
 	return g_string_free(s, FALSE);
 }
 
+/* Ongoing holds: each active one's compiled query, applied to the batch's
+ * messages inside the batch transaction. */
+typedef struct {
+	char *id;
+	mv_query_sql *sql;
+	char *insert;
+} ongoing_hold;
+
+static void ongoing_holds_free(GPtrArray *holds)
+{
+	for (guint i = 0; holds != NULL && i < holds->len; i++) {
+		ongoing_hold *h = holds->pdata[i];
+		g_free(h->id);
+		mv_query_sql_free(&h->sql);
+		g_free(h->insert);
+		g_free(h);
+	}
+	if (holds != NULL)
+		g_ptr_array_free(holds, TRUE);
+}
+
+static mv_status load_ongoing_holds(mv_db *db, GPtrArray **holds_r, char **error_r)
+{
+	*holds_r = g_ptr_array_new();
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db,
+	                           "SELECT id, query FROM hold WHERE ongoing AND released_at IS NULL "
+	                           "ORDER BY id",
+	                           0, NULL, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		ongoing_hold *h = g_new0(ongoing_hold, 1);
+		h->id = g_strdup(PQgetvalue(r, i, 0));
+		char *qerr = NULL;
+		if (mv_query_compile(PQgetvalue(r, i, 1), 3, &h->sql, &qerr) != MV_OK) {
+			/* Stored queries were compiled when the hold was created. */
+			st = mv_fail(error_r, MV_ERR_INTERNAL, "hold %s: %s", h->id, qerr);
+			g_free(qerr);
+		} else {
+			h->insert = g_strdup_printf(
+				"INSERT INTO hold_item (hold_id, message_id) SELECT $1::integer, m.id "
+				"FROM message m WHERE m.sha256 = ANY ($2::bytea[]) AND (%s) "
+				"ON CONFLICT DO NOTHING",
+				h->sql->where);
+		}
+		g_ptr_array_add(*holds_r, h);
+	}
+	PQclear(r);
+	return st;
+}
+
+static char *sha_array(mv_message *const *msgs, guint n)
+{
+	GString *s = g_string_new("{");
+	for (guint i = 0; i < n; i++)
+		array_sha(s, msgs[i]->sha256);
+	array_end(s);
+	return g_string_free(s, FALSE);
+}
+
+static mv_status send_hold_inserts(mv_db *db, GPtrArray *holds, const char *shas, char **error_r)
+{
+	mv_status st = MV_OK;
+	for (guint i = 0; st == MV_OK && holds != NULL && i < holds->len; i++) {
+		ongoing_hold *h = holds->pdata[i];
+		guint n = h->sql->params->len + 2;
+		const char **v = g_new0(const char *, n);
+		v[0] = h->id;
+		v[1] = shas;
+		for (guint k = 0; k < h->sql->params->len; k++)
+			v[k + 2] = h->sql->params->pdata[k];
+		if (mv_db_in_pipeline(db)) {
+			st = mv_db_pipeline_send(db, NULL, h->insert, (int)n, v, NULL, NULL, NULL, error_r);
+		} else {
+			PGresult *r = NULL;
+			st = mv_db_query(db, h->insert, (int)n, v, NULL, NULL, 0, &r, error_r);
+			PQclear(r);
+		}
+		g_free(v);
+	}
+	return st;
+}
+
 static void rollback(mv_db *db, mv_blobstore *blobs)
 {
 	PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
@@ -292,7 +375,21 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 	char *err = NULL;
 	/* The whole batch is one pipelined transaction: statements stream to
 	 * the server while the next blobs are being compressed. */
-	mv_status st = mv_blobstore_prepare(blobs, &err);
+	GPtrArray *holds = NULL;
+	/* Without the ongoing holds nothing may be stored: a message that one
+	 * of them should take must never be archived outside it. */
+	mv_status st = load_ongoing_holds(db, &holds, &err);
+	if (st != MV_OK) {
+		for (guint i = 0; i < n; i++) {
+			results[i].status = st;
+			results[i].error = g_strdup(err);
+		}
+		mv_fail(error_r, st, "%s", err);
+		g_free(err);
+		ongoing_holds_free(holds);
+		return st;
+	}
+	st = mv_blobstore_prepare(blobs, &err);
 	if (st == MV_OK)
 		st = mv_db_prepare(db, "mv_ingest_message", INGEST_SQL, INGEST_PARAMS, &err);
 	if (st == MV_OK)
@@ -307,6 +404,9 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 				st = mv_db_pipeline_poll(db, &err);
 		}
 		char *details = batch_details(msgs, arrivals, n);
+		char *shas = sha_array(msgs, n);
+		if (st == MV_OK)
+			st = send_hold_inserts(db, holds, shas, &err);
 		const char *av[] = {arrivals[0].source != NULL ? arrivals[0].source : "ingest",
 		                    "ingest.batch", "", details};
 		if (st == MV_OK)
@@ -316,6 +416,7 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 		char *end_err = NULL;
 		mv_status end = mv_db_pipeline_end(db, &end_err);
 		g_free(details);
+		g_free(shas);
 		if (st == MV_OK) {
 			st = end;
 			err = end_err;
@@ -328,8 +429,10 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 			if (results[i].status != MV_OK)
 				st = mv_fail(&err, MV_ERR_INTERNAL, "no result for message %u of the batch", i);
 	}
-	if (st == MV_OK)
+	if (st == MV_OK) {
+		ongoing_holds_free(holds);
 		return MV_OK;
+	}
 	rollback(db, blobs);
 	if (connection_lost(db) || n == 1) {
 		for (guint i = 0; i < n; i++) {
@@ -338,6 +441,7 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 		}
 		mv_fail(error_r, st, "%s", err);
 		g_free(err);
+		ongoing_holds_free(holds);
 		return st;
 	}
 	g_free(err);
@@ -352,6 +456,11 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 		mv_status s = mv_db_exec(db, "BEGIN", &e);
 		if (s == MV_OK)
 			s = store_one(db, blobs, msgs[i], &arrivals[i], res, &e);
+		if (s == MV_OK && holds != NULL) {
+			char *shas = sha_array(&msgs[i], 1);
+			s = send_hold_inserts(db, holds, shas, &e);
+			g_free(shas);
+		}
 		if (s == MV_OK) {
 			char *details = batch_details(&msgs[i], &arrivals[i], 1);
 			s = mv_audit_append(db, arrivals[i].source != NULL ? arrivals[i].source : "ingest",
@@ -376,6 +485,7 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 			}
 		}
 	}
+	ongoing_holds_free(holds);
 	if (failed == 0)
 		return MV_OK;
 	if (failed == n)

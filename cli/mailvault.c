@@ -21,6 +21,7 @@ int mv_cmd_policy(mv_cli *cli, int argc, char **argv);
 int mv_cmd_retention(mv_cli *cli, int argc, char **argv);
 int mv_cmd_verify(mv_cli *cli, int argc, char **argv);
 int mv_cmd_audit(mv_cli *cli, int argc, char **argv);
+int mv_cmd_hold(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -37,6 +38,7 @@ static const mv_cli_command commands[] = {
 	{"retention", mv_cmd_retention, "explain a message's retention; re-apply the policy"},
 	{"verify", mv_cmd_verify, "re-read stored messages and check every SHA-256"},
 	{"audit", mv_cmd_audit, "read and verify the hash-chained audit trail"},
+	{"hold", mv_cmd_hold, "legal holds: create, list, show, release"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };

@@ -1,0 +1,162 @@
+/* mailvault hold: legal holds. */
+#include <string.h>
+
+#include "mv-audit.h"
+#include "mv-cli.h"
+#include "mv-hold.h"
+
+static const char help[] =
+	"Usage: mailvault hold create NAME --case CASE --reason TEXT --query QUERY [--ongoing]\n"
+	"       mailvault hold list [--json]\n"
+	"       mailvault hold show NAME [--json]\n"
+	"       mailvault hold release NAME --reason TEXT\n"
+	"\n"
+	"  create    hold every message QUERY matches (the query language of search),\n"
+	"            at once; with --ongoing, new messages that match are held as they\n"
+	"            are archived\n"
+	"  list      every hold, active and released, with its message count\n"
+	"  show      one hold: query, counts, who created and released it and when\n"
+	"  release   end a hold (recorded with the reason; holds are never deleted)\n"
+	"\n"
+	"Who acts is $MAILVAULT_ACTOR, else $SUDO_USER, else the login name.\n"
+	"\n"
+	"Options:\n"
+	"  --case CASE     the case or matter reference\n"
+	"  --reason TEXT   why (required for create and release)\n"
+	"  --query QUERY   which messages\n"
+	"  --ongoing       also hold matching messages archived later\n"
+	"  --json          machine-readable output\n" MV_CLI_COMMON_HELP;
+
+static void print_hold(const mv_hold_info *h, gboolean json, gboolean first_of_list)
+{
+	if (!json) {
+		printf("%-20s case %-12s %s %-8s %6" G_GINT64_FORMAT " messages  by %s at %s%s%s\n",
+		       h->name, h->case_ref, h->released_at != NULL ? "released" : "active  ",
+		       h->ongoing ? "ongoing" : "", h->messages, h->created_by, h->created_at,
+		       h->released_at != NULL ? "; released " : "",
+		       h->released_at != NULL ? h->released_at : "");
+		return;
+	}
+	gboolean f = TRUE;
+	fputs(first_of_list ? "{" : ",{", stdout);
+	mv_json_key(stdout, "name", &f);
+	mv_json_string(stdout, h->name);
+	mv_json_key(stdout, "case", &f);
+	mv_json_string(stdout, h->case_ref);
+	mv_json_key(stdout, "reason", &f);
+	mv_json_string(stdout, h->reason);
+	mv_json_key(stdout, "query", &f);
+	mv_json_string(stdout, h->query);
+	mv_json_key(stdout, "ongoing", &f);
+	fputs(h->ongoing ? "true" : "false", stdout);
+	mv_json_key(stdout, "messages", &f);
+	printf("%" G_GINT64_FORMAT, h->messages);
+	mv_json_key(stdout, "created_by", &f);
+	mv_json_string(stdout, h->created_by);
+	mv_json_key(stdout, "created_at", &f);
+	mv_json_string(stdout, h->created_at);
+	mv_json_key(stdout, "released_by", &f);
+	mv_json_string(stdout, h->released_by);
+	mv_json_key(stdout, "released_at", &f);
+	mv_json_string(stdout, h->released_at);
+	mv_json_key(stdout, "release_reason", &f);
+	mv_json_string(stdout, h->release_reason);
+	fputc('}', stdout);
+}
+
+int mv_cmd_hold(mv_cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
+	                                         {"case", required_argument, NULL, 'c'},
+	                                         {"reason", required_argument, NULL, 'r'},
+	                                         {"query", required_argument, NULL, 'q'},
+	                                         {"ongoing", no_argument, NULL, 'o'},
+	                                         {"json", no_argument, NULL, 'j'},
+	                                         {NULL, 0, NULL, 0}};
+	const char *case_ref = NULL, *reason = NULL, *query = NULL;
+	gboolean ongoing = FALSE;
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (mv_cli_common_option(cli, o, optarg))
+			continue;
+		switch (o) {
+		case 'h':
+			fputs(help, stdout);
+			return 0;
+		case 'c': case_ref = optarg; break;
+		case 'r': reason = optarg; break;
+		case 'q': query = optarg; break;
+		case 'o': ongoing = TRUE; break;
+		case 'j': cli->json = TRUE; break;
+		default: return mv_cli_usage_error(cli, "unknown option");
+		}
+	}
+	if (optind >= argc)
+		return mv_cli_usage_error(cli, "expected create, list, show or release");
+	const char *action = argv[optind];
+	const char *name = optind + 1 < argc ? argv[optind + 1] : NULL;
+	gboolean needs_name = strcmp(action, "list") != 0;
+	if ((needs_name && (name == NULL || optind + 2 != argc)) || (!needs_name && optind + 1 != argc))
+		return mv_cli_usage_error(cli, needs_name ? "hold %s takes one NAME" : "hold list takes no argument", action);
+	if (strcmp(action, "create") == 0 && (case_ref == NULL || reason == NULL || query == NULL))
+		return mv_cli_usage_error(cli, "hold create needs --case, --reason and --query");
+	if (strcmp(action, "release") == 0 && reason == NULL)
+		return mv_cli_usage_error(cli, "hold release needs --reason");
+	if (strcmp(action, "create") != 0 && strcmp(action, "release") != 0 &&
+	    strcmp(action, "list") != 0 && strcmp(action, "show") != 0)
+		return mv_cli_usage_error(cli, "unknown action '%s'", action);
+	mv_db *db = NULL;
+	int rc = mv_cli_open(cli, &db, NULL);
+	if (rc != 0)
+		return rc;
+	char *err = NULL;
+	mv_status st;
+	if (strcmp(action, "create") == 0) {
+		gint64 held = 0;
+		st = mv_hold_create(db, name, case_ref, reason, query, ongoing, mv_audit_actor(), &held, &err);
+		if (st == MV_OK) {
+			if (cli->json)
+				printf("{\"name\":\"%s\",\"messages\":%" G_GINT64_FORMAT "}\n", name, held);
+			else
+				printf("hold %s: %" G_GINT64_FORMAT " messages held%s\n", name, held,
+				       ongoing ? "; new matching messages will be held as they arrive" : "");
+		}
+	} else if (strcmp(action, "release") == 0) {
+		st = mv_hold_release(db, name, reason, mv_audit_actor(), &err);
+		if (st == MV_OK)
+			printf("hold %s released\n", name);
+	} else if (strcmp(action, "list") == 0) {
+		GPtrArray *holds = NULL;
+		st = mv_hold_list(db, &holds, &err);
+		if (st == MV_OK) {
+			if (cli->json)
+				fputc('[', stdout);
+			for (guint i = 0; i < holds->len; i++)
+				print_hold(holds->pdata[i], cli->json, i == 0);
+			if (cli->json)
+				fputs("]\n", stdout);
+			g_ptr_array_unref(holds);
+		}
+	} else {
+		mv_hold_info *h = NULL;
+		st = mv_hold_show(db, name, &h, &err);
+		if (st == MV_OK) {
+			if (cli->json) {
+				print_hold(h, TRUE, TRUE);
+				putchar('\n');
+			} else {
+				print_hold(h, FALSE, TRUE);
+				printf("  query:  %s\n  reason: %s\n", h->query, h->reason);
+				if (h->release_reason != NULL)
+					printf("  released by %s: %s\n", h->released_by, h->release_reason);
+			}
+			mv_hold_info_free(h);
+		}
+	}
+	mv_db_close(&db);
+	if (st != MV_OK)
+		rc = mv_cli_fail(cli, st, err);
+	g_free(err);
+	return rc;
+}

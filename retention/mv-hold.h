@@ -1,0 +1,33 @@
+/* mv-hold: legal holds.  A hold freezes every message its query matches,
+ * at once; an ongoing hold also takes matching new messages inside their
+ * ingest transaction (see mv_store_batch).  Holds are released with a
+ * reason, never deleted; creation and release are audit entries.
+ *
+ * Ownership: mv_hold_info values are freed with mv_hold_info_free. */
+#ifndef MV_HOLD_H
+#define MV_HOLD_H
+
+#include "mv-db.h"
+
+typedef struct {
+	char *name, *case_ref, *reason, *query;
+	gboolean ongoing;
+	char *created_by, *created_at;
+	char *released_by, *released_at, *release_reason; /* NULL while active */
+	gint64 messages;
+} mv_hold_info;
+
+void mv_hold_info_free(gpointer info);
+
+/* MV_ERR_QUERY for a bad query, MV_ERR_USAGE when the name is taken. */
+mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, const char *reason,
+                         const char *query, gboolean ongoing, const char *actor,
+                         gint64 *held_r, char **error_r) MV_WARN_UNUSED;
+/* MV_ERR_NOT_FOUND when there is no active hold of that name. */
+mv_status mv_hold_release(mv_db *db, const char *name, const char *reason, const char *actor,
+                          char **error_r) MV_WARN_UNUSED;
+mv_status mv_hold_list(mv_db *db, GPtrArray **holds_r, char **error_r) MV_WARN_UNUSED;
+mv_status mv_hold_show(mv_db *db, const char *name, mv_hold_info **hold_r, char **error_r)
+	MV_WARN_UNUSED;
+
+#endif
