@@ -58,6 +58,20 @@ static void array_end(GString *s)
 	g_string_append_c(s, '}');
 }
 
+/* A timestamp parameter ("2026-11-28 13:05:00+00") for t, or "" when GLib
+ * cannot represent it (outside years 1..9999). */
+static void pg_timestamp(gint64 t, char out[40])
+{
+	out[0] = '\0';
+	GDateTime *dt = g_date_time_new_from_unix_utc(t);
+	if (dt == NULL)
+		return;
+	char *d = g_date_time_format(dt, "%Y-%m-%d %H:%M:%S+00");
+	g_strlcpy(out, d, 40);
+	g_free(d);
+	g_date_time_unref(dt);
+}
+
 /* ---- one message ---- */
 
 #define INGEST_SQL                                                                    \
@@ -182,15 +196,8 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 
 	char size[24], date[40] = "";
 	g_snprintf(size, sizeof size, "%zu", raw_len);
-	if (msg->has_date) {
-		GDateTime *dt = g_date_time_new_from_unix_utc(msg->date);
-		if (dt != NULL) {
-			char *d = g_date_time_format(dt, "%Y-%m-%d %H:%M:%S+00");
-			g_strlcpy(date, d, sizeof date);
-			g_free(d);
-			g_date_time_unref(dt);
-		}
-	}
+	if (msg->has_date)
+		pg_timestamp(msg->date, date);
 	char *src = mv_utf8_clean(arr->source != NULL ? arr->source : "unknown", -1);
 	char *src_ref = mv_utf8_clean(arr->source_ref, -1);
 	char *env_from = mv_utf8_clean(arr->envelope_from, -1);
@@ -198,25 +205,12 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 	const mv_message_retention *ret = &msg->retention;
 	char expires[40] = "", version[24] = "";
 	if (ret->class_name != NULL) {
-		GDateTime *dt = g_date_time_new_from_unix_utc(ret->expiry);
-		if (dt != NULL) {
-			char *d = g_date_time_format(dt, "%Y-%m-%d %H:%M:%S+00");
-			g_strlcpy(expires, d, sizeof expires);
-			g_free(d);
-			g_date_time_unref(dt);
-		}
+		pg_timestamp(ret->expiry, expires);
 		g_snprintf(version, sizeof version, "%" G_GINT64_FORMAT, ret->policy_version);
 	}
 	char archived[40] = "";
-	if (ret->archive_date > 0) {
-		GDateTime *dt = g_date_time_new_from_unix_utc(ret->archive_date);
-		if (dt != NULL) {
-			char *d = g_date_time_format(dt, "%Y-%m-%d %H:%M:%S+00");
-			g_strlcpy(archived, d, sizeof archived);
-			g_free(d);
-			g_date_time_unref(dt);
-		}
-	}
+	if (ret->archive_date > 0)
+		pg_timestamp(ret->archive_date, archived);
 	GString *tags = g_string_new("{");
 	for (guint i = 0; ret->tags != NULL && i < ret->tags->len; i++)
 		array_text(tags, ret->tags->pdata[i]);

@@ -98,13 +98,7 @@ static int explain(mv_cli *cli, mv_db *db, mv_blobstore *blobs, const mv_policy 
 		mv_json_key(f, "reason", &first);
 		mv_json_string(f, res->reason);
 		mv_json_key(f, "tags", &first);
-		fputc('[', f);
-		for (guint i = 0; i < res->tags->len; i++) {
-			if (i)
-				fputc(',', f);
-			mv_json_string(f, res->tags->pdata[i]);
-		}
-		fputc(']', f);
+		mv_json_string_array(f, res->tags);
 		mv_json_key(f, "stored_class", &first);
 		mv_json_string(f, rec->retention_class);
 		mv_json_key(f, "stored_expires_at", &first);

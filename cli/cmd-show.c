@@ -62,13 +62,7 @@ static void print_json(const mv_record *m)
 		fputc('}', f);
 	}
 	mv_json_key(f, "tags", &first);
-	fputc('[', f);
-	for (guint i = 0; i < m->tags->len; i++) {
-		if (i)
-			fputc(',', f);
-		mv_json_string(f, m->tags->pdata[i]);
-	}
-	fputc(']', f);
+	mv_json_string_array(f, m->tags);
 	mv_json_key(f, "addresses", &first);
 	fputc('[', f);
 	for (guint i = 0; i < m->addresses->len; i++) {
@@ -120,26 +114,15 @@ static void print_json(const mv_record *m)
 		mv_json_key(f, "envelope_from", &ff);
 		mv_json_string(f, a->envelope_from);
 		mv_json_key(f, "envelope_to", &ff);
-		fputc('[', f);
-		for (guint j = 0; j < a->envelope_to->len; j++) {
-			if (j)
-				fputc(',', f);
-			mv_json_string(f, a->envelope_to->pdata[j]);
-		}
-		fputc(']', f);
+		mv_json_string_array(f, a->envelope_to);
 		mv_json_key(f, "details", &ff);
 		mv_json_string(f, a->details);
 		fputc('}', f);
 	}
 	fputc(']', f);
 	mv_json_key(f, "flags", &first);
-	fputc('[', f);
-	for (guint i = 0; i < m->flags->len; i++) {
-		if (i)
-			fputc(',', f);
-		mv_json_string(f, m->flags->pdata[i]);
-	}
-	fputs("]}\n", f);
+	mv_json_string_array(f, m->flags);
+	fputs("}\n", f);
 }
 
 static const char *or_dash(const char *s)

@@ -126,6 +126,17 @@ void mv_json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+void mv_json_string_array(FILE *f, const GPtrArray *strings)
+{
+	fputc('[', f);
+	for (guint i = 0; strings != NULL && i < strings->len; i++) {
+		if (i)
+			fputc(',', f);
+		mv_json_string(f, strings->pdata[i]);
+	}
+	fputc(']', f);
+}
+
 void mv_json_key(FILE *f, const char *key, gboolean *first)
 {
 	if (!*first)

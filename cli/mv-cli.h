@@ -65,5 +65,6 @@ gboolean mv_cli_progress_enabled(void);
 /* JSON output. */
 void mv_json_string(FILE *f, const char *s); /* "..." or null */
 void mv_json_key(FILE *f, const char *key, gboolean *first);
+void mv_json_string_array(FILE *f, const GPtrArray *strings); /* [..]; NULL: [] */
 
 #endif
