@@ -24,6 +24,7 @@ typedef enum {
 	MV_ERR_LIMIT,        /* a configured limit was crossed */
 	MV_ERR_INTERNAL,     /* a bug */
 	MV_ERR_PARTIAL,      /* some items of a batch failed (see summary) */
+	MV_ERR_BUSY,         /* another run holds the lock; try again later */
 	MV_STATUS_COUNT
 } mv_status;
 

@@ -21,6 +21,7 @@ static const int exit_codes[MV_STATUS_COUNT] = {
 	[MV_ERR_LIMIT] = MV_EXIT_DATAERR,
 	[MV_ERR_INTERNAL] = MV_EXIT_SOFTWARE,
 	[MV_ERR_PARTIAL] = MV_EXIT_DATAERR,
+	[MV_ERR_BUSY] = MV_EXIT_TEMPFAIL,
 };
 
 int mv_cli_exit_code(mv_status status)

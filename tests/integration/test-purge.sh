@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Purge: expired, unheld records whose class says purge are destroyed with a
+# tombstone and a destruction certificate; held ones survive until released;
+# review classes are left alone; shared attachments survive for the messages
+# still using them; nothing else can delete a message, even with SQL.
+. "$(dirname "$0")/lib.sh"
+rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
+
+mv db init >/dev/null
+mv policy load "$(dirname "$0")/data/policy-purge.xml" >/dev/null
+python3 - "$WORK/mail" <<'PY'
+import base64, os, random, sys
+d = sys.argv[1]
+os.makedirs(d)
+r = random.Random(5)
+att = base64.encodebytes(bytes(r.getrandbits(8) for _ in range(6000))).decode()
+def msg(name, subject, with_att=False):
+    body = "Date: Mon, 6 Jan 2020 10:00:00 +0000\nFrom: a@corp.example\nTo: b@corp.example\n"
+    body += "Subject: %s\nMessage-ID: <%s@x>\nMIME-Version: 1.0\n" % (subject, name)
+    if with_att:
+        body += ('Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+                 'see attached\n--b\nContent-Type: application/octet-stream; name="shared.bin"\n'
+                 'Content-Transfer-Encoding: base64\nContent-Disposition: attachment; filename="shared.bin"\n\n'
+                 + att + '--b--\n')
+    else:
+        body += "\n%s\n" % subject
+    open(os.path.join(d, name + ".eml"), "w").write(body)
+msg("eph1", "ephemeral one (held)")
+msg("eph2", "ephemeral two", True)
+msg("eph3", "ephemeral three")
+msg("keep1", "keep this", True)
+msg("rev1", "reviewme please")
+PY
+mv import --quiet "$WORK/mail"
+sha() { sha256sum < "$WORK/mail/$1.eml" | cut -c1-64; }
+mv hold create keep-eph1 --case C-1 --reason test --query 'message-id:eph1@x' >/dev/null
+
+dry=$(mv purge --dry-run --json)
+expect_eq "dry run: the two unheld expired purge-class messages are due" "$(printf '%s\n' "$(sha eph2)" "$(sha eph3)" | sort | tr '\n' ' ')" \
+  "$(echo "$dry" | python3 -c 'import json,sys; print(" ".join(sorted(r["sha256"] for r in json.load(sys.stdin)["records"])) + " ")')"
+expect_eq "dry run destroys nothing" 5 "$(mv stats --json | json_get messages)"
+
+out=$(mv purge --json)
+expect_eq "purge: two destroyed" 2 "$(echo "$out" | json_get destroyed)"
+expect_eq "purged message: get says not found" 66 "$(rc_of mv get "$(sha eph2)")"
+expect_eq "held message survives purge" 0 "$(rc_of mv get "$(sha eph1)")"
+expect_eq "review-class message is left for review" 0 "$(rc_of mv get "$(sha rev1)")"
+check "the message sharing the purged one's attachment is still whole" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' get $(sha keep1) | cmp -s - '$WORK/mail/keep1.eml'"
+expect_eq "tombstones keep metadata and hashes" 2 "$(sql "SELECT count(*) FROM tombstone WHERE registration IS NOT NULL AND octet_length(sha256) = 32")"
+expect_eq "no content left of purged messages" 0 "$(sql "SELECT count(*) FROM message_text t JOIN tombstone s ON s.message_id = t.message_id")"
+cert=$(sql "SELECT certificate FROM disposition ORDER BY id DESC LIMIT 1")
+check "certificate lists both SHA-256s" sh -c "echo '$cert' | grep -q $(sha eph2) && echo '$cert' | grep -q $(sha eph3)"
+expect_eq "certificate hash stored matches the certificate" "$(echo "$out" | json_get certificate_sha256)" \
+  "$(sql "SELECT encode(certificate_sha256, 'hex') FROM disposition ORDER BY id DESC LIMIT 1")"
+check "purge is in the audit trail" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' audit log | grep -q ' purge '"
+expect_eq "audit trail intact" 0 "$(rc_of mv audit verify)"
+expect_eq "verify: the archive is whole" 0 "$(rc_of mv verify)"
+
+expect_eq "second run: idempotent, nothing destroyed" 0 "$(mv purge --json | json_get destroyed)"
+expect_eq "quiet run prints nothing" "" "$(mv purge --quiet)"
+
+# Nothing but purge may delete a message, even as the database superuser.
+set +e; sql "DELETE FROM message WHERE message_id = 'keep1@x'" >/dev/null 2>&1; rc=$?; set -e
+check "SQL DELETE of an unexpired message is refused (rc $rc)" test "$rc" -ne 0
+set +e; sql "SELECT mv_purge_message((SELECT id FROM message WHERE message_id = 'eph1@x'), 1)" > "$WORK/p" 2>&1; set -e
+expect_eq "the purge function refuses a held message" f "$(cat "$WORK/p")"
+
+mv hold release keep-eph1 --reason "case closed" >/dev/null
+expect_eq "after release the held message is purged" 1 "$(mv purge --json | json_get destroyed)"
+expect_eq "and gone" 66 "$(rc_of mv get "$(sha eph1)")"
+finish
