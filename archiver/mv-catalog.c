@@ -30,7 +30,6 @@ void mv_hit_free(gpointer hit)
 	g_free(h);
 }
 
-#define ISO_DATE(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArray **hits_r,
                             char **error_r)
@@ -41,7 +40,7 @@ mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArra
 	if (st != MV_OK)
 		return st;
 	char *sql = g_strdup_printf(
-		"SELECT m.id, encode(m.sha256, 'hex'), m.size, " ISO_DATE("m.date") ", m.from_addr, "
+		"SELECT m.id, encode(m.sha256, 'hex'), m.size, " MV_SQL_ISO_UTC("m.date") ", m.from_addr, "
 		"m.subject, m.has_attachment, m.parse_status, m.registration, m.retention_class "
 		"FROM message m WHERE %s "
 		"ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT $1",
@@ -181,9 +180,9 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(
 		db,
-		"SELECT encode(sha256, 'hex'), size, message_id, " ISO_DATE("date") ", date_raw, "
-		"from_addr, from_name, subject, parse_status, " ISO_DATE("archived_at") ", has_attachment, "
-		"registration, retention_class, " ISO_DATE("expires_at") ", deciding_rule, direction, "
+		"SELECT encode(sha256, 'hex'), size, message_id, " MV_SQL_ISO_UTC("date") ", date_raw, "
+		"from_addr, from_name, subject, parse_status, " MV_SQL_ISO_UTC("archived_at") ", has_attachment, "
+		"registration, retention_class, " MV_SQL_ISO_UTC("expires_at") ", deciding_rule, direction, "
 		"policy_version FROM message WHERE id = $1",
 		1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
@@ -252,7 +251,7 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 	r = NULL;
 	if (st == MV_OK)
 		st = mv_db_query(db,
-		                 "SELECT id, source, source_ref, " ISO_DATE("received_at") ", "
+		                 "SELECT id, source, source_ref, " MV_SQL_ISO_UTC("received_at") ", "
 		                 "envelope_from, details FROM arrival WHERE message_id = $1 ORDER BY id",
 		                 1, v, NULL, NULL, 0, &r, error_r);
 	GHashTable *by_id = g_hash_table_new(g_int64_hash, g_int64_equal);

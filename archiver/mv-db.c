@@ -166,6 +166,14 @@ mv_status mv_db_exec(mv_db *db, const char *sql, char **error_r)
 	return st;
 }
 
+mv_status mv_db_end(mv_db *db, mv_status st, char **error_r)
+{
+	if (st == MV_OK)
+		return mv_db_exec(db, "COMMIT", error_r);
+	PQclear(PQexec(db->conn, "ROLLBACK"));
+	return st;
+}
+
 mv_status mv_db_query(mv_db *db, const char *sql, int n_params, const char *const *values,
                       const int *lengths, const int *formats, int result_format,
                       PGresult **res_r, char **error_r)

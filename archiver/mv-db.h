@@ -60,6 +60,14 @@ mv_status mv_db_schema_version(mv_db *db, int *version_r, char **error_r) MV_WAR
 /* Run a statement without parameters that returns no rows. */
 mv_status mv_db_exec(mv_db *db, const char *sql, char **error_r) MV_WARN_UNUSED;
 
+/* End the open transaction: COMMIT when st is MV_OK (returning COMMIT's
+ * status), else ROLLBACK (returning st unchanged). */
+mv_status mv_db_end(mv_db *db, mv_status st, char **error_r) MV_WARN_UNUSED;
+
+/* SQL expression formatting a timestamptz column as ISO 8601 UTC to the
+ * second ("2026-11-28T13:05:00Z"), for query text. */
+#define MV_SQL_ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
 /* Run a parameterised statement; values are text unless formats says
  * binary.  On success *res_r holds the result (PQclear it). */
 mv_status mv_db_query(mv_db *db, const char *sql, int n_params, const char *const *values,

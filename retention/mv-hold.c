@@ -73,10 +73,7 @@ mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, cons
 		g_free(details);
 		g_free(subject);
 	}
-	if (st == MV_OK)
-		st = mv_db_exec(db, "COMMIT", error_r);
-	else
-		PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
+	st = mv_db_end(db, st, error_r);
 	g_free(id);
 	mv_query_sql_free(&q);
 	return st;
@@ -104,17 +101,14 @@ mv_status mv_hold_release(mv_db *db, const char *name, const char *reason, const
 		g_free(subject);
 		g_free(details);
 	}
-	if (st == MV_OK)
-		st = mv_db_exec(db, "COMMIT", error_r);
-	else
-		PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
+	st = mv_db_end(db, st, error_r);
 	return st;
 }
 
 #define HOLD_COLUMNS                                                                              \
 	"h.name, h.case_ref, h.reason, h.query, h.ongoing, h.created_by, "                          \
-	"to_char(h.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), h.released_by, " \
-	"to_char(h.released_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "              \
+	MV_SQL_ISO_UTC("h.created_at") ", h.released_by, "                                           \
+	MV_SQL_ISO_UTC("h.released_at") ", "                                                         \
 	"h.release_reason, (SELECT count(*) FROM hold_item i WHERE i.hold_id = h.id)"
 
 static mv_hold_info *row(const PGresult *r, int i)

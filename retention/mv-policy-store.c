@@ -123,10 +123,7 @@ mv_status mv_policy_store_load(mv_db *db, const char *path, const char *loaded_b
 		g_free(subject);
 		g_free(details);
 	}
-	if (st == MV_OK)
-		st = mv_db_exec(db, "COMMIT", error_r);
-	else
-		PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
+	st = mv_db_end(db, st, error_r);
 	mv_policy_free(&current);
 	mv_policy_free(&next);
 	return st;
@@ -139,7 +136,7 @@ mv_status mv_policy_store_history(mv_db *db, GPtrArray **versions_r, char **erro
 	mv_status st = mv_db_query(
 		db,
 		"SELECT version, name, encode(sha256, 'hex'), source_file, loaded_by, "
-		"to_char(loaded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+		MV_SQL_ISO_UTC("loaded_at") " "
 		"FROM policy ORDER BY version",
 		0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)

@@ -47,8 +47,6 @@ static char *class_array(const mv_policy *policy)
 	return g_string_free(s, FALSE);
 }
 
-#define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
 static mv_status due(mv_db *db, const mv_policy *policy, gint64 limit, GPtrArray *items,
                      char **error_r)
 {
@@ -59,8 +57,8 @@ static mv_status due(mv_db *db, const mv_policy *policy, gint64 limit, GPtrArray
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(
 		db,
-		"SELECT m.id, m.registration, encode(m.sha256, 'hex'), " ISO("m.date") ", "
-		"m.retention_class, " ISO("m.expires_at") ", coalesce(m.policy_version, 0) "
+		"SELECT m.id, m.registration, encode(m.sha256, 'hex'), " MV_SQL_ISO_UTC("m.date") ", "
+		"m.retention_class, " MV_SQL_ISO_UTC("m.expires_at") ", coalesce(m.policy_version, 0) "
 		"FROM message m WHERE m.expires_at < now() AND m.retention_class = ANY ($1::text[]) "
 		"AND NOT EXISTS (SELECT 1 FROM hold_item i JOIN hold h ON h.id = i.hold_id "
 		"WHERE i.message_id = m.id AND h.released_at IS NULL) "
@@ -134,10 +132,7 @@ mv_status mv_purge(mv_db *db, const mv_policy *policy, gint64 policy_version, gi
 					g_ptr_array_add(done, it);
 				PQclear(r);
 			}
-			if (st == MV_OK)
-				st = mv_db_exec(db, "COMMIT", error_r);
-			else
-				PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
+			st = mv_db_end(db, st, error_r);
 			if (st == MV_OK)
 				for (guint i = 0; i < done->len; i++) {
 					g_ptr_array_add(res->items, done->pdata[i]);
@@ -194,10 +189,7 @@ mv_status mv_purge(mv_db *db, const mv_policy *policy, gint64 policy_version, gi
 				g_free(subject);
 				g_free(details);
 			}
-			if (st == MV_OK)
-				st = mv_db_exec(db, "COMMIT", error_r);
-			else
-				PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
+			st = mv_db_end(db, st, error_r);
 		}
 	}
 	if (candidates != NULL)

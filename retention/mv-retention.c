@@ -209,10 +209,7 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 		}
 		PQclear(r);
 		if (!dry_run) {
-			if (st == MV_OK)
-				st = mv_db_exec(db, "COMMIT", error_r);
-			else
-				PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
+			st = mv_db_end(db, st, error_r);
 		}
 		if (st != MV_OK)
 			return st;
