@@ -1,5 +1,8 @@
 /* mailvault smtpd: the SMTP / LMTP receiver of the journaling feed. */
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "mv-cli.h"
 #include "mv-message.h"
@@ -189,6 +192,14 @@ int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv)
 		st.cfg.hostname = g_get_host_name();
 	st.cfg.db = (mv_db_options){.home = cli->home, .conninfo = cli->db};
 	char *err = NULL;
+#ifdef __GLIBC__
+	/* A daemon with hundreds of session threads: a fixed mmap threshold
+	 * (glibc otherwise raises it after each large free) gives message-sized
+	 * buffers back to the system as soon as they are freed, and a few
+	 * arenas stop each thread from keeping its own high-water mark. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	mallopt(M_ARENA_MAX, 8);
+#endif
 	mv_status s = mv_parser_init(&err);
 	if (s == MV_OK)
 		s = mv_smtpd_run(&st.cfg, &err);
