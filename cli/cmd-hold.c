@@ -116,9 +116,14 @@ int mv_cmd_hold(mv_cli *cli, int argc, char **argv)
 		gint64 held = 0;
 		st = mv_hold_create(db, name, case_ref, reason, query, ongoing, mv_audit_actor(), &held, &err);
 		if (st == MV_OK) {
-			if (cli->json)
-				printf("{\"name\":\"%s\",\"messages\":%" G_GINT64_FORMAT "}\n", name, held);
-			else
+			if (cli->json) {
+				gboolean f = TRUE;
+				fputc('{', stdout);
+				mv_json_key(stdout, "name", &f);
+				mv_json_string(stdout, name);
+				mv_json_key(stdout, "messages", &f);
+				printf("%" G_GINT64_FORMAT "}\n", held);
+			} else
 				printf("hold %s: %" G_GINT64_FORMAT " messages held%s\n", name, held,
 				       ongoing ? "; new matching messages will be held as they arrive" : "");
 		}

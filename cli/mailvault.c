@@ -23,6 +23,7 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv);
 int mv_cmd_audit(mv_cli *cli, int argc, char **argv);
 int mv_cmd_hold(mv_cli *cli, int argc, char **argv);
 int mv_cmd_purge(mv_cli *cli, int argc, char **argv);
+int mv_cmd_review(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -41,6 +42,7 @@ static const mv_cli_command commands[] = {
 	{"audit", mv_cmd_audit, "read and verify the hash-chained audit trail"},
 	{"hold", mv_cmd_hold, "legal holds: create, list, show, release"},
 	{"purge", mv_cmd_purge, "destroy expired, unheld records; print the certificate"},
+	{"review", mv_cmd_review, "records awaiting a destruction decision: list, approve, extend"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };

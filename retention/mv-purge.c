@@ -5,6 +5,7 @@
 
 #include "mv-audit.h"
 #include "mv-hash.h"
+#include "mv-review.h"
 
 #define PURGE_LOCK_KEY "7231980414"
 #define PURGE_BATCH 100
@@ -36,12 +37,19 @@ void mv_purge_result_free(mv_purge_result **result)
 static char *class_array(const mv_policy *policy)
 {
 	GString *s = g_string_new("{");
-	guint n = 0;
 	for (guint i = 0; policy != NULL && i < mv_policy_class_count(policy); i++) {
 		const mv_retention_class *c = mv_policy_class(policy, i);
 		if (c->disposition != MV_DISPOSITION_PURGE)
 			continue;
-		g_string_append_printf(s, "%s\"%s\"", n++ ? "," : "", c->name);
+		if (s->len > 1)
+			g_string_append_c(s, ',');
+		g_string_append_c(s, '"');
+		for (const char *p = c->name; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				g_string_append_c(s, '\\');
+			g_string_append_c(s, *p);
+		}
+		g_string_append_c(s, '"');
 	}
 	g_string_append_c(s, '}');
 	return g_string_free(s, FALSE);
@@ -50,21 +58,31 @@ static char *class_array(const mv_policy *policy)
 static mv_status due(mv_db *db, const mv_policy *policy, gint64 limit, GPtrArray *items,
                      char **error_r)
 {
-	char *classes = class_array(policy);
+	char *classes = class_array(policy), *review = NULL, *four_eyes = NULL;
+	mv_review_class_arrays(policy, &review, &four_eyes);
 	char lim[24];
 	g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, limit);
-	const char *v[] = {classes, limit > 0 ? lim : NULL};
+	const char *v[] = {classes, limit > 0 ? lim : NULL, review, four_eyes};
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(
 		db,
 		"SELECT m.id, m.registration, encode(m.sha256, 'hex'), " MV_SQL_ISO_UTC("m.date") ", "
 		"m.retention_class, " MV_SQL_ISO_UTC("m.expires_at") ", coalesce(m.policy_version, 0) "
-		"FROM message m WHERE m.expires_at < now() AND m.retention_class = ANY ($1::text[]) "
+		"FROM message m WHERE m.expires_at < now() "
+		"AND (m.retention_class = ANY ($1::text[]) "
+		/* review classes: once approved for this expiry by enough reviewers */
+		"     OR (m.retention_class = ANY ($3::text[]) "
+		"         AND (SELECT count(DISTINCT d.decided_by) FROM review_decision d "
+		"              WHERE d.message_id = m.id AND d.decision = 'approve' "
+		"              AND d.expires_at = m.expires_at) "
+		"             >= CASE WHEN m.retention_class = ANY ($4::text[]) THEN 2 ELSE 1 END)) "
 		"AND NOT EXISTS (SELECT 1 FROM hold_item i JOIN hold h ON h.id = i.hold_id "
 		"WHERE i.message_id = m.id AND h.released_at IS NULL) "
 		"ORDER BY m.expires_at, m.id LIMIT $2",
-		2, v, NULL, NULL, 0, &r, error_r);
+		4, v, NULL, NULL, 0, &r, error_r);
 	g_free(classes);
+	g_free(review);
+	g_free(four_eyes);
 	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
 		mv_purge_item *it = g_new0(mv_purge_item, 1);
 #define COL(n) (PQgetisnull(r, i, n) ? NULL : g_strdup(PQgetvalue(r, i, n)))

@@ -2,7 +2,8 @@
  *
  * A run destroys every message whose expiry has passed, that no active
  * hold covers, and whose class's disposition (in the current policy) is
- * "purge"; each goes through mv_purge_message() in the database, which
+ * "purge", or "review" with destruction approved for that expiry (see
+ * mv-review.h: two reviewers for a four-eyes class); each goes through mv_purge_message() in the database, which
  * checks expiry and holds again, leaves a tombstone and removes content no
  * other message shares.  The run's certificate lists what was destroyed
  * (registration number, SHA-256, date, class, expiry, deciding policy

@@ -131,7 +131,10 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 		mv_status st = mv_db_query(db,
 		                           "SELECT id, retention_class, "
 		                           "coalesce(extract(epoch FROM expires_at)::bigint, 0), "
-		                           "deciding_rule, coalesce(policy_version, 0), tags::text "
+		                           "deciding_rule, coalesce(policy_version, 0), tags::text, "
+		                           "(SELECT extract(epoch FROM max(d.extended_until))::bigint "
+		                           " FROM review_decision d WHERE d.message_id = message.id "
+		                           " AND d.decision = 'extend') "
 		                           "FROM message WHERE id > $1 ORDER BY id LIMIT 200",
 		                           1, v, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
@@ -162,6 +165,13 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 				continue;
 			}
 			mv_message_retention *ret = &msg->retention;
+			/* An extension granted in review is a floor (the database
+			 * enforces it too: see schema/006-review.sql). */
+			if (!PQgetisnull(r, i, 6)) {
+				gint64 ext_floor = g_ascii_strtoll(PQgetvalue(r, i, 6), NULL, 10);
+				if (ret->expiry < ext_floor)
+					ret->expiry = ext_floor;
+			}
 			if (old_class != NULL && strcmp(old_class, ret->class_name) != 0) {
 				const mv_retention_class *oc = mv_policy_find_class(policy, old_class);
 				if (oc != NULL && oc->locked && ret->expiry < old_expiry) {
