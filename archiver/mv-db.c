@@ -15,6 +15,7 @@ struct mv_db {
 	mv_db_result_fn result_fn;
 	void *result_context;
 	char *pipe_error;     /* first failure */
+	mv_status pipe_status; /* and its status */
 };
 
 typedef struct {
@@ -141,6 +142,14 @@ const char *mv_db_describe(const mv_db *db)
 	return db->describe;
 }
 
+/* SQLSTATE 42501, insufficient_privilege: the role lacks a grant. */
+static mv_status result_status(const PGresult *res)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	return state != NULL && strcmp(state, "42501") == 0 ? MV_ERR_DENIED : MV_ERR_DB;
+}
+#define DENIED_HINT " (this database role lacks the grant; see docs/database-roles.md)"
+
 mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **error_r)
 {
 	const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
@@ -150,7 +159,8 @@ mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **er
 	char *nl = strchr(clean, '\n');
 	if (nl != NULL)
 		*nl = '\0';
-	mv_status st = mv_fail(error_r, MV_ERR_DB, "%s: %s", what, clean);
+	mv_status st = mv_fail(error_r, result_status(res), "%s: %s%s", what, clean,
+	                       result_status(res) == MV_ERR_DENIED ? DENIED_HINT : "");
 	g_free(clean);
 	return st;
 }
@@ -237,6 +247,7 @@ static void pipe_note_error(mv_db *db, const PGresult *r)
 	if (nl != NULL)
 		*nl = '\0';
 	db->pipe_error = clean;
+	db->pipe_status = result_status(r);
 }
 
 mv_status mv_db_pipeline_send(mv_db *db, const char *name, const char *sql, int n_params,
@@ -316,7 +327,8 @@ mv_status mv_db_pipeline_end(mv_db *db, char **error_r)
 		st = mv_db_fail(db, NULL, "cannot leave pipeline mode", error_r);
 	db->piping = FALSE;
 	if (st == MV_OK && db->pipe_error != NULL)
-		st = mv_fail(error_r, MV_ERR_DB, "%s", db->pipe_error);
+		st = mv_fail(error_r, db->pipe_status, "%s%s", db->pipe_error,
+		             db->pipe_status == MV_ERR_DENIED ? DENIED_HINT : "");
 	g_clear_pointer(&db->pipe_error, g_free);
 	return st;
 }

@@ -17,6 +17,7 @@ static const char *const status_names[MV_STATUS_COUNT] = {
 	[MV_ERR_INTERNAL] = "internal error",
 	[MV_ERR_PARTIAL] = "some items failed",
 	[MV_ERR_BUSY] = "busy",
+	[MV_ERR_DENIED] = "permission denied",
 };
 
 const char *mv_status_to_string(mv_status status)

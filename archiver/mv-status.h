@@ -25,6 +25,7 @@ typedef enum {
 	MV_ERR_INTERNAL,     /* a bug */
 	MV_ERR_PARTIAL,      /* some items of a batch failed (see summary) */
 	MV_ERR_BUSY,         /* another run holds the lock; try again later */
+	MV_ERR_DENIED,       /* the database role may not do this */
 	MV_STATUS_COUNT
 } mv_status;
 

@@ -428,7 +428,7 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 		return MV_OK;
 	}
 	rollback(db, blobs);
-	if (connection_lost(db) || n == 1) {
+	if (connection_lost(db) || n == 1 || st == MV_ERR_DENIED) {
 		for (guint i = 0; i < n; i++) {
 			results[i].status = st;
 			results[i].error = g_strdup(err);

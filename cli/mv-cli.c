@@ -22,6 +22,7 @@ static const int exit_codes[MV_STATUS_COUNT] = {
 	[MV_ERR_INTERNAL] = MV_EXIT_SOFTWARE,
 	[MV_ERR_PARTIAL] = MV_EXIT_DATAERR,
 	[MV_ERR_BUSY] = MV_EXIT_TEMPFAIL,
+	[MV_ERR_DENIED] = MV_EXIT_NOPERM,
 };
 
 int mv_cli_exit_code(mv_status status)
@@ -33,6 +34,7 @@ int mv_cli_exit_code(mv_status status)
 
 int mv_cli_fail(const mv_cli *cli, mv_status status, const char *error)
 {
+	fflush(stdout); /* what was printed so far comes before the error */
 	fprintf(stderr, "mailvault: %s%s%s\n", cli->command != NULL ? cli->command : "",
 	        cli->command != NULL ? ": " : "",
 	        error != NULL ? error : mv_status_to_string(status));

@@ -21,6 +21,7 @@
 #define MV_EXIT_UNAVAILABLE 69 /* EX_UNAVAILABLE: database unavailable or failing */
 #define MV_EXIT_IOERR 74       /* EX_IOERR */
 #define MV_EXIT_TEMPFAIL 75    /* EX_TEMPFAIL: busy (another purge runs), try later */
+#define MV_EXIT_NOPERM 77      /* EX_NOPERM: the database role may not do this */
 #define MV_EXIT_CONFIG 78      /* EX_CONFIG */
 #define MV_EXIT_INTEGRITY 79   /* stored data failed its SHA-256 check */
 

@@ -164,7 +164,8 @@ static void flush(importer *imp, gboolean final)
 			}
 			g_free(res[i].error);
 		}
-		if (st != MV_OK && st != MV_ERR_PARTIAL && PQstatus(mv_db_conn(imp->db)) != CONNECTION_OK) {
+		if (st != MV_OK && st != MV_ERR_PARTIAL &&
+		    (PQstatus(mv_db_conn(imp->db)) != CONNECTION_OK || st == MV_ERR_DENIED)) {
 			imp->fatal = st;
 			imp->fatal_error = g_strdup(err);
 			g_atomic_int_set(&imp->stop, 1);

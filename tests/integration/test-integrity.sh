@@ -16,9 +16,13 @@ check "intact: get succeeds" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' get $big 
 expect_eq "intact: verify exits 0" 0 "$(set +e; mv verify >/dev/null; echo $?)"
 expect_eq "intact: verify --json checked both" "2 0" "$(mv verify --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["checked"], len(d["damaged"]))')"
 
-# Flip one byte in the middle of each message's skeleton blob.
+# The database refuses to alter a blob, even for its owner ...
+set +e; sql "UPDATE blob SET data = data || '\\x00'::bytea" >/dev/null 2>&1; rc=$?; set -e
+check "UPDATE of a blob is refused (rc $rc)" test "$rc" -ne 0
+# ... so damage comes from below it (disk, or a superuser with triggers off):
+# flip one byte in the middle of each message's skeleton blob.
 for sha in "$small" "$big"; do
-  sql "UPDATE blob SET data = set_byte(data, length(data) / 2, get_byte(data, length(data) / 2) # 1)
+  sql "SET session_replication_role = replica; UPDATE blob SET data = set_byte(data, length(data) / 2, get_byte(data, length(data) / 2) # 1)
        WHERE sha256 = (SELECT skeleton_sha256 FROM message WHERE sha256 = '\\x$sha')" >/dev/null
 done
 for sha in "$small" "$big"; do
