@@ -75,10 +75,45 @@ mv_status mv_audit_list(mv_db *db, const char *since, GPtrArray **entries_r, cha
 	return MV_OK;
 }
 
-mv_status mv_audit_verify(mv_db *db, gint64 *checked_r, gint64 *bad_seq_r, char **error_r)
+mv_status mv_audit_anchor_parse(const char *text, mv_audit_anchor *anchor_r, char **error_r)
+{
+	const char *colon = strchr(text, ':');
+	char *end = NULL;
+	uint8_t sha[MV_SHA256_LEN];
+	gint64 seq = colon != NULL ? g_ascii_strtoll(text, &end, 10) : 0;
+	if (colon == NULL || end != colon || seq <= 0 || strlen(colon + 1) != MV_SHA256_HEX_LEN ||
+	    mv_sha256_from_hex(colon + 1, sha) != 0)
+		return mv_fail(error_r, MV_ERR_USAGE,
+		               "anchor '%s' is not SEQ:HASH (an entry number and 64 hex digits)", text);
+	anchor_r->seq = seq;
+	mv_sha256_to_hex(sha, anchor_r->hash);
+	return MV_OK;
+}
+
+static mv_status check_anchors(const mv_audit_anchor *anchors, guint n, gint64 seq,
+                               const uint8_t hash[MV_SHA256_LEN], gint64 *bad_seq_r,
+                               char **error_r)
+{
+	char hex[MV_SHA256_HEX_LEN + 1];
+	mv_sha256_to_hex(hash, hex);
+	for (guint i = 0; i < n; i++)
+		if (anchors[i].seq == seq && g_ascii_strcasecmp(anchors[i].hash, hex) != 0) {
+			*bad_seq_r = seq;
+			return mv_fail(error_r, MV_ERR_INTEGRITY,
+			               "audit entry %" G_GINT64_FORMAT " does not match the anchor recorded "
+			               "for it: the trail was rewritten from there on", seq);
+		}
+	return MV_OK;
+}
+
+mv_status mv_audit_verify(mv_db *db, const mv_audit_anchor *anchors, guint n_anchors,
+                          gint64 *checked_r, gint64 *bad_seq_r, mv_audit_anchor *head_r,
+                          char **error_r)
 {
 	*checked_r = 0;
 	*bad_seq_r = 0;
+	if (head_r != NULL)
+		*head_r = (mv_audit_anchor){0};
 	uint8_t prev[MV_SHA256_LEN] = {0};
 	gint64 expect = 1, after = 0;
 	for (;;) {
@@ -137,6 +172,10 @@ mv_status mv_audit_verify(mv_db *db, gint64 *checked_r, gint64 *bad_seq_r, char 
 				               "audit entry %" G_GINT64_FORMAT " was altered: its content does not "
 				               "match its hash", seq);
 			}
+			if (check_anchors(anchors, n_anchors, seq, stored_hash, bad_seq_r, error_r) != MV_OK) {
+				PQclear(r);
+				return MV_ERR_INTEGRITY;
+			}
 			memcpy(prev, stored_hash, MV_SHA256_LEN);
 			expect++;
 			(*checked_r)++;
@@ -144,6 +183,18 @@ mv_status mv_audit_verify(mv_db *db, gint64 *checked_r, gint64 *bad_seq_r, char 
 		PQclear(r);
 		if (rows == 0)
 			break;
+	}
+	for (guint i = 0; i < n_anchors; i++)
+		if (anchors[i].seq > expect - 1) {
+			*bad_seq_r = anchors[i].seq;
+			return mv_fail(error_r, MV_ERR_INTEGRITY,
+			               "the audit trail ends at entry %" G_GINT64_FORMAT " but an anchor was "
+			               "recorded for entry %" G_GINT64_FORMAT ": entries were removed from its end",
+			               expect - 1, anchors[i].seq);
+		}
+	if (head_r != NULL && expect > 1) {
+		head_r->seq = expect - 1;
+		mv_sha256_to_hex(prev, head_r->hash);
 	}
 	return MV_OK;
 }

@@ -15,6 +15,7 @@
 #include <glib.h>
 
 #include "mv-db.h"
+#include "mv-hash.h"
 #include "mv-status.h"
 
 #define MV_AUDIT_APPEND_SQL "SELECT mv_audit_append($1, $2, $3, $4)"
@@ -37,11 +38,26 @@ mv_status mv_audit_append(mv_db *db, const char *actor, const char *action, cons
 mv_status mv_audit_list(mv_db *db, const char *since, GPtrArray **entries_r, char **error_r)
 	MV_WARN_UNUSED;
 
-/* Check the whole chain.  MV_OK: intact (*checked_r entries).
- * MV_ERR_INTEGRITY: *bad_seq_r is the first entry that does not check
- * out and *error_r says why. */
-mv_status mv_audit_verify(mv_db *db, gint64 *checked_r, gint64 *bad_seq_r, char **error_r)
+/* A point of the chain recorded outside the database (printed by `audit
+ * verify`, kept by an auditor): entry seq had this hash.  A chain cut short
+ * or rewritten after the anchor was taken no longer reaches or matches it. */
+typedef struct {
+	gint64 seq;
+	char hash[MV_SHA256_HEX_LEN + 1];
+} mv_audit_anchor;
+
+/* Parse "SEQ:HASH" (64 hex digits); MV_ERR_USAGE when malformed. */
+mv_status mv_audit_anchor_parse(const char *text, mv_audit_anchor *anchor_r, char **error_r)
 	MV_WARN_UNUSED;
+
+/* Check the whole chain, and that it reaches and matches each of the
+ * n_anchors anchors.  MV_OK: intact (*checked_r entries; head_r, if not
+ * NULL, the newest entry: seq 0 for an empty trail).  MV_ERR_INTEGRITY:
+ * *bad_seq_r is the first entry that does not check out (or the anchor's
+ * seq when the trail ends before it) and *error_r says why. */
+mv_status mv_audit_verify(mv_db *db, const mv_audit_anchor *anchors, guint n_anchors,
+                          gint64 *checked_r, gint64 *bad_seq_r, mv_audit_anchor *head_r,
+                          char **error_r) MV_WARN_UNUSED;
 
 /* The default actor: $MAILVAULT_ACTOR, else $SUDO_USER, else the login
  * name (static or GLib-owned string). */

@@ -6,17 +6,20 @@
 
 static const char help[] =
 	"Usage: mailvault audit log [--since YYYY-MM-DD] [--json]\n"
-	"       mailvault audit verify [--json]\n"
+	"       mailvault audit verify [--anchor SEQ:HASH]... [--json]\n"
 	"\n"
 	"  log       the audit trail: policy loads, retention runs, and every committed\n"
 	"            ingest batch with the SHA-256 of each message\n"
 	"  verify    recompute every entry's hash chain outside the database; names the\n"
 	"            first altered, removed, inserted or reordered entry (exit 79) and\n"
-	"            prints the newest hash, which an auditor can record to detect a\n"
-	"            later truncation\n"
+	"            prints the newest entry as SEQ:HASH: an auditor who records it\n"
+	"            and passes it back with --anchor later detects a trail cut short\n"
+	"            or rewritten since\n"
 	"\n"
 	"Options:\n"
 	"  --since DATE    entries from that day on (UTC)\n"
+	"  --anchor SEQ:HASH  an entry recorded earlier; verify fails (exit 79) when\n"
+	"                  the trail no longer reaches it or no longer matches it\n"
 	"  --json          machine-readable output\n" MV_CLI_COMMON_HELP;
 
 int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
@@ -24,8 +27,10 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
 	                                         {"since", required_argument, NULL, 's'},
 	                                         {"json", no_argument, NULL, 'j'},
+	                                         {"anchor", required_argument, NULL, 'a'},
 	                                         {NULL, 0, NULL, 0}};
 	const char *since = NULL;
+	g_autoptr(GArray) anchors = g_array_new(FALSE, TRUE, sizeof(mv_audit_anchor));
 	int o;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -37,6 +42,16 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 		}
 		if (o == 'j')
 			cli->json = TRUE;
+		else if (o == 'a') {
+			mv_audit_anchor a;
+			char *aerr = NULL;
+			if (mv_audit_anchor_parse(optarg, &a, &aerr) != MV_OK) {
+				int urc = mv_cli_usage_error(cli, "%s", aerr);
+				g_free(aerr);
+				return urc;
+			}
+			g_array_append_val(anchors, a);
+		}
 		else if (o == 's') {
 			GDate *d = g_date_new();
 			g_date_set_parse(d, optarg);
@@ -95,17 +110,10 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 			g_ptr_array_unref(entries);
 	} else {
 		gint64 checked = 0, bad = 0;
-		st = mv_audit_verify(db, &checked, &bad, &err);
-		GPtrArray *last = NULL;
-		char *head = NULL;
-		if (st == MV_OK && checked > 0) {
-			char *lerr = NULL;
-			if (mv_audit_list(db, NULL, &last, &lerr) == MV_OK && last->len > 0)
-				head = g_strdup(((mv_audit_entry *)last->pdata[last->len - 1])->hash);
-			g_free(lerr);
-			if (last != NULL)
-				g_ptr_array_unref(last);
-		}
+		mv_audit_anchor top;
+		st = mv_audit_verify(db, (const mv_audit_anchor *)(void *)anchors->data, anchors->len,
+		                     &checked, &bad, &top, &err);
+		char *head = st == MV_OK && top.seq > 0 ? g_strdup(top.hash) : NULL;
 		if (cli->json) {
 			printf("{\"intact\":%s,\"checked\":%" G_GINT64_FORMAT ",\"first_bad\":", st == MV_OK ? "true" : "false", checked);
 			if (bad > 0)
@@ -116,10 +124,15 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 			mv_json_string(stdout, st == MV_OK ? NULL : err);
 			fputs(",\"head\":", stdout);
 			mv_json_string(stdout, head);
-			fputs("}\n", stdout);
+			fputs(",\"head_seq\":", stdout);
+			printf("%" G_GINT64_FORMAT, st == MV_OK ? top.seq : 0);
+			fputs(",\"anchors_checked\":", stdout);
+			printf("%u}\n", st == MV_OK ? anchors->len : 0);
 		} else if (st == MV_OK) {
 			printf("audit trail intact: %" G_GINT64_FORMAT " entries; newest hash %s\n", checked,
 			       head != NULL ? head : "-");
+			if (head != NULL)
+				printf("anchor: %" G_GINT64_FORMAT ":%s\n", top.seq, head);
 		}
 		g_free(head);
 		if (st == MV_ERR_INTEGRITY && cli->json) {

@@ -67,4 +67,26 @@ tamper "UPDATE audit_event SET hash = sha256(prev_hash || convert_to(mv_audit_te
 expect_eq "altered entry with its own hash recomputed: the next entry breaks" "False 5" "$(first_bad)"
 restore
 expect_eq "restored: intact again" "True None" "$(first_bad)"
+
+# Anchors: a point of the chain recorded earlier catches a trail cut short
+# at its end or rewritten from some entry on (which a chain alone cannot).
+anchor=$(mv audit verify | sed -n 's/^anchor: //p')
+check "verify prints an anchor SEQ:HASH ($anchor)" sh -c "echo '$anchor' | grep -qE '^[0-9]+:[0-9a-f]{64}$'"
+aseq=${anchor%%:*}
+expect_eq "verify with the anchor: intact" 0 "$(rc_of mv audit verify --anchor "$anchor")"
+mv policy load "$(dirname "$0")/data/policy-test.xml" >/dev/null 2>&1 || true
+expect_eq "new entries after the anchor: still intact" 0 "$(rc_of mv audit verify --anchor "$anchor")"
+tamper "DELETE FROM audit_event WHERE seq >= $aseq" >/dev/null
+expect_eq "truncated without the anchor: looks intact" 0 "$(rc_of mv audit verify)"
+expect_eq "truncated, with the anchor: exit 79" 79 "$(rc_of mv audit verify --anchor "$anchor")"
+check "and the error says entries were removed from its end" grep -q "removed from its end" "$WORK/err"
+restore
+tamper "UPDATE audit_event SET details = details || 'x' WHERE seq = $aseq;
+        UPDATE audit_event SET hash = sha256(prev_hash || convert_to(mv_audit_text(seq, at, actor, action, subject, details), 'UTF8')) WHERE seq = $aseq" >/dev/null
+tamper "DELETE FROM audit_event WHERE seq > $aseq" >/dev/null
+expect_eq "rewritten newest entry, rehashed: the chain alone looks intact" 0 "$(rc_of mv audit verify)"
+expect_eq "with the anchor: exit 79 naming the entry" "False $aseq" \
+  "$(mv audit verify --json --anchor "$anchor" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["intact"], d["first_bad"])')"
+restore
+expect_eq "a malformed anchor is a usage error" 64 "$(rc_of mv audit verify --anchor 12:xyz)"
 finish
