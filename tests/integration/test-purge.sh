@@ -68,4 +68,43 @@ expect_eq "the purge function refuses a held message" f "$(cat "$WORK/p")"
 mv hold release keep-eph1 --reason "case closed" >/dev/null
 expect_eq "after release the held message is purged" 1 "$(mv purge --json | json_get destroyed)"
 expect_eq "and gone" 66 "$(rc_of mv get "$(sha eph1)")"
+
+# Purge and ingest at the same time on messages that share attachments:
+# afterwards every live message is whole and no blob is left without a
+# referrer.  Three rounds, each importing 120 messages (half expired) while
+# a purge runs.
+python3 - "$WORK/conc" <<'PY'
+import base64, os, random, sys
+root = sys.argv[1]
+r = random.Random(11)
+pool = [base64.encodebytes(bytes(r.getrandbits(8) for _ in range(3000 + 500 * i))).decode() for i in range(6)]
+for batch in range(4):
+    d = os.path.join(root, "b%d" % batch)
+    os.makedirs(d)
+    for i in range(120):
+        kind = "ephemeral" if i % 2 == 0 else "keep"
+        a = pool[(batch + i) % len(pool)]
+        msg = ("Date: Mon, 6 Jan 2020 10:00:00 +0000\nFrom: a@corp.example\nTo: b@corp.example\n"
+               "Subject: %s %d-%d\nMessage-ID: <c%d-%d@x>\nMIME-Version: 1.0\n"
+               'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+               "message %d of batch %d\n--b\nContent-Type: application/octet-stream; name=\"s.bin\"\n"
+               "Content-Transfer-Encoding: base64\nContent-Disposition: attachment; filename=\"s.bin\"\n\n"
+               "%s--b--\n") % (kind, batch, i, batch, i, i, batch, a)
+        open(os.path.join(d, "%03d.eml" % i), "w").write(msg)
+PY
+mv import --quiet "$WORK/conc/b0"
+conc_ok=0
+for b in 1 2 3; do
+  mv import --quiet "$WORK/conc/b$b" > "$WORK/imp.out" 2>&1 & ipid=$!
+  set +e; mv purge --quiet > "$WORK/pur.out" 2>&1; prc=$?; wait $ipid; irc=$?; set -e
+  # A purge that found another one running (75) is fine; any other failure is not.
+  if [ "$irc" -eq 0 ] && { [ "$prc" -eq 0 ] || [ "$prc" -eq 75 ]; }; then conc_ok=$((conc_ok + 1)); else cat "$WORK/imp.out" "$WORK/pur.out"; fi
+done
+expect_eq "concurrent import and purge: every run succeeded" 3 "$conc_ok"
+mv purge --quiet
+expect_eq "after the last purge: every kept message is live" 240 "$(sql "SELECT count(*) FROM message WHERE subject LIKE 'keep %-%'")"
+expect_eq "after the last purge: no expired purge-class message is left" 0 "$(sql "SELECT count(*) FROM message WHERE subject LIKE 'ephemeral %-%'")"
+expect_eq "verify: every live message is whole" 0 "$(rc_of mv verify)"
+expect_eq "no blob without a referrer survives" 0 "$(sql "SELECT count(*) FROM blob b WHERE NOT EXISTS (SELECT 1 FROM message m WHERE m.skeleton_sha256 = b.sha256) AND NOT EXISTS (SELECT 1 FROM message_splice s WHERE s.blob_sha256 = b.sha256) AND NOT EXISTS (SELECT 1 FROM part p WHERE p.blob_sha256 = b.sha256)")"
+expect_eq "shared attachments survive for the live messages" 6 "$(sql "SELECT count(DISTINCT p.blob_sha256) FROM part p JOIN message m ON m.id = p.message_id WHERE p.filename = 's.bin'")"
 finish
