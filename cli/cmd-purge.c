@@ -6,6 +6,7 @@
 
 static const char help[] =
 	"Usage: mailvault purge [--dry-run] [--limit N] [--json] [--quiet]\n"
+	"       mailvault purge --certificate DISPOSITION [--json]\n"
 	"\n"
 	"Destroy every message whose retention has expired, that no active hold\n"
 	"covers, and whose class's disposition is purge (classes with disposition\n"
@@ -14,12 +15,75 @@ static const char help[] =
 	"with its SHA-256, and recorded in the audit trail.  Safe to run while ingest\n"
 	"runs; runs are mutually exclusive (exit 75 when another is running) and\n"
 	"idempotent.  Quiet with --quiet unless something fails: fit for cron.\n"
+	"The certificate is rendered from the run's tombstones; --certificate prints\n"
+	"a past run's certificate again and checks it against the SHA-256 the run\n"
+	"stored (exit 79 when they differ).\n"
 	"\n"
 	"Options:\n"
 	"  --dry-run       list what would be destroyed, destroy nothing\n"
 	"  --limit N       destroy at most N messages in this run\n"
-	"  --json          {disposition, destroyed, certificate_sha256, records: [...]}\n"
+	"  --certificate N print and check the certificate of purge run N\n"
+	"  --json          {dry_run, records: [...], disposition, destroyed (or due),\n"
+	"                  certificate_sha256}; records are written as they go\n"
 	"  --quiet         print nothing on success\n" MV_CLI_COMMON_HELP;
+
+typedef struct {
+	gboolean json, dry_run, quiet;
+	gint64 n;
+} purge_output;
+
+static void print_item(void *context, const mv_purge_item *it)
+{
+	purge_output *out = context;
+	if (out->json) {
+		gboolean f = TRUE;
+		fputs(out->n++ ? ",{" : "{", stdout);
+		mv_json_key(stdout, "registration", &f);
+		mv_json_string(stdout, it->registration);
+		mv_json_key(stdout, "sha256", &f);
+		mv_json_string(stdout, it->sha256);
+		mv_json_key(stdout, "class", &f);
+		mv_json_string(stdout, it->class_name);
+		mv_json_key(stdout, "expires_at", &f);
+		mv_json_string(stdout, it->expires_at);
+		fputc('}', stdout);
+	} else if (out->dry_run && !out->quiet) {
+		printf("due: %s %s %s expired %s\n", it->registration != NULL ? it->registration : "-",
+		       it->sha256, it->class_name, it->expires_at);
+	}
+}
+
+static void write_stdout(void *context, const char *text, gsize len)
+{
+	(void)context;
+	fwrite(text, 1, len, stdout);
+}
+
+static int show_certificate(mv_cli *cli, mv_db *db, gint64 disposition)
+{
+	char sha[MV_SHA256_HEX_LEN + 1] = "";
+	char *err = NULL;
+	mv_status st = mv_purge_certificate(db, disposition, cli->json ? NULL : write_stdout, NULL,
+	                                    sha, &err);
+	if (cli->json && (st == MV_OK || st == MV_ERR_INTEGRITY)) {
+		gboolean f = TRUE;
+		fputc('{', stdout);
+		mv_json_key(stdout, "disposition", &f);
+		printf("%" G_GINT64_FORMAT, disposition);
+		mv_json_key(stdout, "intact", &f);
+		fputs(st == MV_OK ? "true" : "false", stdout);
+		mv_json_key(stdout, "certificate_sha256", &f);
+		mv_json_string(stdout, sha[0] ? sha : NULL);
+		fputs("}\n", stdout);
+	} else if (st == MV_OK) {
+		printf("certificate sha256: %s (matches the stored one)\n", sha);
+	}
+	int rc = 0;
+	if (st != MV_OK)
+		rc = mv_cli_fail(cli, st, err);
+	g_free(err);
+	return rc;
+}
 
 int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 {
@@ -28,9 +92,10 @@ int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 	                                         {"limit", required_argument, NULL, 'l'},
 	                                         {"json", no_argument, NULL, 'j'},
 	                                         {"quiet", no_argument, NULL, 'q'},
+	                                         {"certificate", required_argument, NULL, 'c'},
 	                                         {NULL, 0, NULL, 0}};
 	gboolean dry_run = FALSE, quiet = FALSE;
-	gint64 limit = 0;
+	gint64 limit = 0, certificate = 0;
 	int o;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
@@ -43,11 +108,14 @@ int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 		case 'n': dry_run = TRUE; break;
 		case 'j': cli->json = TRUE; break;
 		case 'q': quiet = TRUE; break;
-		case 'l': {
+		case 'l':
+		case 'c': {
 			char *end = NULL;
-			limit = g_ascii_strtoll(optarg, &end, 10);
-			if (end == optarg || *end != '\0' || limit <= 0)
-				return mv_cli_usage_error(cli, "--limit takes a positive number");
+			gint64 v = g_ascii_strtoll(optarg, &end, 10);
+			if (end == optarg || *end != '\0' || v <= 0)
+				return mv_cli_usage_error(cli, "--%s takes a positive number",
+				                          o == 'l' ? "limit" : "certificate");
+			*(o == 'l' ? &limit : &certificate) = v;
 			break;
 		}
 		default:
@@ -56,67 +124,61 @@ int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 	}
 	if (optind != argc)
 		return mv_cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
+	if (certificate > 0 && (dry_run || limit > 0))
+		return mv_cli_usage_error(cli, "--certificate shows a past run; it takes no --dry-run or --limit");
 	mv_db *db = NULL;
 	int rc = mv_cli_open(cli, &db, NULL);
 	if (rc != 0)
 		return rc;
+	if (certificate > 0) {
+		rc = show_certificate(cli, db, certificate);
+		mv_db_close(&db);
+		return rc;
+	}
 	char *err = NULL;
 	mv_policy *policy = NULL;
 	gint64 version = 0;
 	mv_purge_result *res = NULL;
+	purge_output out = {.json = cli->json, .dry_run = dry_run, .quiet = quiet};
+	if (cli->json)
+		printf("{\"dry_run\":%s,\"records\":[", dry_run ? "true" : "false");
 	mv_status st = mv_policy_store_current(db, &policy, &version, &err);
 	if (st == MV_OK)
-		st = mv_purge(db, policy, version, limit, dry_run, mv_audit_actor(), &res, &err);
-	mv_db_close(&db);
+		st = mv_purge(db, policy, version, limit, dry_run, mv_audit_actor(), print_item, &out,
+		              &res, &err);
 	mv_policy_free(&policy);
-	if (st != MV_OK) {
-		rc = mv_cli_fail(cli, st, err);
-		g_free(err);
-		return rc;
-	}
 	if (cli->json) {
-		gboolean first = TRUE;
-		fputc('{', stdout);
-		mv_json_key(stdout, "dry_run", &first);
-		fputs(dry_run ? "true" : "false", stdout);
-		mv_json_key(stdout, "disposition", &first);
-		printf("%" G_GINT64_FORMAT, res->disposition_id);
-		mv_json_key(stdout, dry_run ? "due" : "destroyed", &first);
-		printf("%u", res->items->len);
-		mv_json_key(stdout, "certificate_sha256", &first);
-		mv_json_string(stdout, res->certificate_sha256);
-		mv_json_key(stdout, "records", &first);
-		fputc('[', stdout);
-		for (guint i = 0; i < res->items->len; i++) {
-			const mv_purge_item *it = res->items->pdata[i];
-			gboolean f = TRUE;
-			fputs(i ? ",{" : "{", stdout);
-			mv_json_key(stdout, "registration", &f);
-			mv_json_string(stdout, it->registration);
-			mv_json_key(stdout, "sha256", &f);
-			mv_json_string(stdout, it->sha256);
-			mv_json_key(stdout, "class", &f);
-			mv_json_string(stdout, it->class_name);
-			mv_json_key(stdout, "expires_at", &f);
-			mv_json_string(stdout, it->expires_at);
-			fputc('}', stdout);
-		}
-		fputs("]}\n", stdout);
-	} else if (!quiet) {
+		gboolean f = FALSE;
+		fputc(']', stdout);
+		mv_json_key(stdout, "disposition", &f);
+		printf("%" G_GINT64_FORMAT, res != NULL ? res->disposition_id : 0);
+		mv_json_key(stdout, dry_run ? "due" : "destroyed", &f);
+		printf("%" G_GINT64_FORMAT, res != NULL ? res->count : 0);
+		mv_json_key(stdout, "certificate_sha256", &f);
+		mv_json_string(stdout, res != NULL ? res->certificate_sha256 : NULL);
+		mv_json_key(stdout, "error", &f);
+		mv_json_string(stdout, st == MV_OK ? NULL : err);
+		fputs("}\n", stdout);
+	} else if (st == MV_OK && !quiet) {
 		if (dry_run) {
-			for (guint i = 0; i < res->items->len; i++) {
-				const mv_purge_item *it = res->items->pdata[i];
-				printf("due: %s %s %s expired %s\n", it->registration != NULL ? it->registration : "-",
-				       it->sha256, it->class_name, it->expires_at);
-			}
-			printf("%u messages due for destruction (dry run: nothing destroyed)\n", res->items->len);
-		} else if (res->certificate != NULL) {
-			fputs(res->certificate, stdout);
-			printf("certificate sha256: %s\n", res->certificate_sha256);
+			printf("%" G_GINT64_FORMAT " messages due for destruction (dry run: nothing destroyed)\n",
+			       res->count);
+		} else if (res->certificate_sha256 != NULL) {
+			char sha[MV_SHA256_HEX_LEN + 1];
+			char *cerr = NULL;
+			if (mv_purge_certificate(db, res->disposition_id, write_stdout, NULL, sha, &cerr) == MV_OK)
+				printf("certificate sha256: %s\n", res->certificate_sha256);
+			else
+				st = mv_fail(&err, MV_ERR_INTEGRITY, "%s", cerr);
+			g_free(cerr);
 		} else {
 			printf("nothing to destroy\n");
 		}
 	}
+	mv_db_close(&db);
 	mv_purge_result_free(&res);
-	return 0;
+	if (st != MV_OK)
+		rc = mv_cli_fail(cli, st, err);
+	g_free(err);
+	return rc;
 }

@@ -48,10 +48,20 @@ expect_eq "review-class message is left for review" 0 "$(rc_of mv get "$(sha rev
 check "the message sharing the purged one's attachment is still whole" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' get $(sha keep1) | cmp -s - '$WORK/mail/keep1.eml'"
 expect_eq "tombstones keep metadata and hashes" 2 "$(sql "SELECT count(*) FROM tombstone WHERE registration IS NOT NULL AND octet_length(sha256) = 32")"
 expect_eq "no content left of purged messages" 0 "$(sql "SELECT count(*) FROM message_text t JOIN tombstone s ON s.message_id = t.message_id")"
-cert=$(sql "SELECT certificate FROM disposition ORDER BY id DESC LIMIT 1")
-check "certificate lists both SHA-256s" sh -c "echo '$cert' | grep -q $(sha eph2) && echo '$cert' | grep -q $(sha eph3)"
-expect_eq "certificate hash stored matches the certificate" "$(echo "$out" | json_get certificate_sha256)" \
-  "$(sql "SELECT encode(certificate_sha256, 'hex') FROM disposition ORDER BY id DESC LIMIT 1")"
+disp=$(echo "$out" | json_get disposition)
+mv purge --certificate "$disp" > "$WORK/cert"
+check "certificate lists both SHA-256s" sh -c "grep -q $(sha eph2) '$WORK/cert' && grep -q $(sha eph3) '$WORK/cert'"
+check "certificate names who performed it" grep -q "^performed by: " "$WORK/cert"
+expect_eq "the certificate's SHA-256 is the one the run reported and stored" "$(echo "$out" | json_get certificate_sha256)" \
+  "$(sed '$d' "$WORK/cert" | sha256sum | cut -c1-64)"
+expect_eq "stored in the disposition" "$(echo "$out" | json_get certificate_sha256)" \
+  "$(sql "SELECT encode(certificate_sha256, 'hex') FROM disposition WHERE id = $disp")"
+check "the audit entry of the purge carries it" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' audit log | grep -q 'certificate_sha256=$(echo "$out" | json_get certificate_sha256)'"
+# A tombstone altered below the triggers: the certificate no longer checks.
+sql "SET session_replication_role = replica; UPDATE tombstone SET retention_class = 'keep-10y' WHERE disposition_id = $disp AND sha256 = '\\x$(sha eph3)'" >/dev/null
+expect_eq "altered tombstone: --certificate exits 79" 79 "$(rc_of mv purge --certificate "$disp")"
+sql "SET session_replication_role = replica; UPDATE tombstone SET retention_class = 'short-1d' WHERE disposition_id = $disp" >/dev/null
+expect_eq "restored: --certificate exits 0" 0 "$(rc_of mv purge --certificate "$disp")"
 check "purge is in the audit trail" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' audit log | grep -q ' purge '"
 expect_eq "audit trail intact" 0 "$(rc_of mv audit verify)"
 expect_eq "verify: the archive is whole" 0 "$(rc_of mv verify)"
@@ -68,6 +78,26 @@ expect_eq "the purge function refuses a held message" f "$(cat "$WORK/p")"
 mv hold release keep-eph1 --reason "case closed" >/dev/null
 expect_eq "after release the held message is purged" 1 "$(mv purge --json | json_get destroyed)"
 expect_eq "and gone" 66 "$(rc_of mv get "$(sha eph1)")"
+
+# A run killed between its batches leaves a disposition without its
+# certificate; the next run completes it.
+cat > "$WORK/mail/eph4.eml" <<'EOM'
+Date: Mon, 6 Jan 2020 10:00:00 +0000
+From: a@corp.example
+To: b@corp.example
+Subject: ephemeral four
+Message-ID: <eph4@x>
+
+ephemeral four
+EOM
+mv import --quiet "$WORK/mail/eph4.eml"
+idisp=$(sql "INSERT INTO disposition (performed_by) VALUES ('cron') RETURNING id" | head -1)
+sql "SELECT mv_purge_message((SELECT id FROM message WHERE message_id = 'eph4@x'), $idisp)" >/dev/null
+expect_eq "next purge: nothing new to destroy" 0 "$(mv purge --json | json_get destroyed)"
+expect_eq "the interrupted run is completed" 1 "$(sql "SELECT destroyed FROM disposition WHERE id = $idisp AND finished_at IS NOT NULL")"
+expect_eq "and its certificate checks" 0 "$(rc_of mv purge --certificate "$idisp")"
+check "and lists the message it destroyed" grep -q "$(sha eph4)" "$WORK/out"
+check "the audit trail says it was completed after an interruption" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' audit log | grep -q 'completed after an interruption'"
 
 # Purge and ingest at the same time on messages that share attachments:
 # afterwards every live message is whole and no blob is left without a

@@ -57,7 +57,7 @@ expect_eq "the four-eyes message survives one approval" 0 "$(rc_of mv get "$(sha
 MAILVAULT_ACTOR=dave mv review approve "$(sha b1)" --by dave >/dev/null
 expect_eq "after a second reviewer the four-eyes message is destroyed" 1 "$(mv purge --json | json_get destroyed)"
 expect_eq "and gone" 66 "$(rc_of mv get "$(sha b1)")"
-cert=$(sql "SELECT certificate FROM disposition ORDER BY id DESC LIMIT 1")
+cert=$(mv purge --certificate "$(sql "SELECT max(id) FROM disposition")")
 check "its certificate lists it" sh -c "echo '$cert' | grep -q $(sha b1)"
 
 # Extension: kept, out of the queue, approvals lapse, survives retention apply.

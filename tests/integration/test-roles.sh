@@ -80,7 +80,7 @@ expect_eq "purge: the function refuses a held message" f \
   "$(sql_as purge "SELECT mv_purge_message((SELECT id FROM message WHERE message_id = 'e2@x'), 1)" >/dev/null; cat "$WORK/sqlout")"
 expect_eq "purge: the function refuses an unexpired message" f \
   "$(sql_as purge "SELECT mv_purge_message((SELECT id FROM message WHERE message_id = 'k1@x'), 1)" >/dev/null; cat "$WORK/sqlout")"
-expect_eq "purge: SQL UPDATE of a finished certificate refused" 1 "$(sql_as purge "UPDATE disposition SET certificate = 'forged'")"
+expect_eq "purge: SQL UPDATE of a finished certificate refused" 1 "$(sql_as purge "UPDATE disposition SET certificate_sha256 = sha256('forged')")"
 expect_eq "nobody: SQL DELETE of a tombstone refused (as owner)" 1 "$(set +e; sql "DELETE FROM tombstone" >/dev/null 2>&1; echo $?)"
 
 # The trail names the database role that acted.
