@@ -1,6 +1,7 @@
 /* mailvault search: find messages with the query language. */
 #include <string.h>
 
+#include "mv-audit.h"
 #include "mv-catalog.h"
 #include "mv-cli.h"
 
@@ -10,10 +11,13 @@ static const char help[] =
 	"Find messages, newest first.  QUERY words are joined with spaces.\n"
 	"  from:ADDR to:ADDR cc:ADDR bcc:ADDR   an address, @domain, or part of a name\n"
 	"  subject:TEXT  after:YYYY-MM-DD  before:YYYY-MM-DD  has:attachment\n"
-	"  filename:GLOB  type:MIME/TYPE  message-id:ID\n"
+	"  filename:GLOB  type:MIME/TYPE  message-id:ID  class:NAME  tag:NAME\n"
+	"  hold:NAME  registration:NUMBER\n"
 	"  word \"a phrase\"   full text over subject, addresses and body\n"
 	"  -term  NOT term  a OR b  ( ... )\n"
 	"A query that does not parse is an error naming the column (exit status 65).\n"
+	"Every search is an entry of the audit trail (who, the query, how many\n"
+	"matched); a search that cannot be recorded returns nothing.\n"
 	"\n"
 	"Options:\n"
 	"  --json          print a JSON array of {id, sha256, date, from, subject, size,\n"
@@ -97,6 +101,16 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 	GPtrArray *hits = NULL;
 	char *err = NULL;
 	mv_status st = mv_catalog_search(db, query, count ? 0 : limit, &hits, &err);
+	if (st == MV_OK) {
+		char *details = g_strdup_printf("results=%u%s", hits->len,
+		                                !count && limit > 0 && hits->len == (guint)limit
+		                                    ? " (limit reached)"
+		                                    : "");
+		st = mv_audit_append(db, mv_audit_actor(), "search", query, details, NULL, &err);
+		g_free(details);
+		if (st != MV_OK)
+			g_ptr_array_unref(hits);
+	}
 	mv_db_close(&db);
 	g_free(query);
 	if (st != MV_OK) {
