@@ -25,6 +25,22 @@ static const char help[] =
 	"  --limit N       at most N results (default 100; 0 for all)\n"
 	"  --count         print only the number of matches\n" MV_CLI_COMMON_HELP;
 
+/* text cut or padded to width characters (not bytes: names are UTF-8). */
+static char *column(const char *text, glong width)
+{
+	char *valid = g_utf8_make_valid(text, -1);
+	glong len = g_utf8_strlen(valid, -1);
+	GString *s = g_string_new(NULL);
+	if (len > width)
+		g_string_append_len(s, valid, g_utf8_offset_to_pointer(valid, width) - valid);
+	else
+		g_string_append(s, valid);
+	for (glong i = len; i < width; i++)
+		g_string_append_c(s, ' ');
+	g_free(valid);
+	return g_string_free(s, FALSE);
+}
+
 /* "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past VALUE.
  * *value_r is NULL when the value is missing. */
 static gboolean option_value(int argc, char **argv, int *i, const char *name,
@@ -155,10 +171,11 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 	} else {
 		for (guint i = 0; i < hits->len; i++) {
 			const mv_hit *h = hits->pdata[i];
-			printf("%-8" G_GINT64_FORMAT " %-12s %-20s %-32.32s %s\n", h->id,
+			char *from = column(h->from != NULL ? h->from : "-", 32);
+			printf("%-8" G_GINT64_FORMAT " %-12s %-20s %s %s\n", h->id,
 			       h->registration != NULL ? h->registration : "-",
-			       h->date != NULL ? h->date : "-", h->from != NULL ? h->from : "-",
-			       h->subject != NULL ? h->subject : "");
+			       h->date != NULL ? h->date : "-", from, h->subject != NULL ? h->subject : "");
+			g_free(from);
 		}
 	}
 	g_ptr_array_unref(hits);
