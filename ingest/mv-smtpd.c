@@ -35,6 +35,10 @@
  * a time, so memory stays bounded however many sessions send big mail at
  * once: sessions x SPOOL_MEMORY_MAX + BIG_PARSE_SLOTS x 2 x max-size. */
 #define BIG_PARSE_SLOTS 4
+/* An archive fed only by smtpd trains its zstd dictionary, as import does,
+ * from the start of its first messages (copies: at most 8 MB held). */
+#define TRAIN_MESSAGES 1000
+#define TRAIN_SAMPLE_BYTES (8 * 1024)
 
 /* ---- replies: one table, as Postfix does ---- */
 
@@ -113,7 +117,21 @@ static gpointer writer_main(gpointer data)
 	mv_blobstore *blobs = NULL;
 	gint64 retry_after = 0;
 	gboolean index_pending = TRUE;
+	GPtrArray *samples = NULL; /* GBytes: message starts for a dictionary */
 	for (;;) {
+		if (samples != NULL && samples->len >= TRAIN_MESSAGES && blobs != NULL) {
+			char *terr = NULL;
+			/* A failed training is not an error: blobs are then
+			 * compressed without a dictionary. */
+			if (mv_blobstore_pg_train(blobs, samples, &terr) == MV_OK)
+				log_line(srv, "trained a compression dictionary from %u messages",
+				         samples->len);
+			else
+				log_line(srv, "no compression dictionary: %s", terr);
+			g_free(terr);
+			g_ptr_array_free(samples, TRUE);
+			samples = NULL;
+		}
 		g_mutex_lock(&srv->lock);
 		/* Idle: compute search vectors of what was committed (search
 		 * works before, only more slowly), a small batch at a time so a
@@ -158,6 +176,8 @@ static gpointer writer_main(gpointer data)
 				mv_blobstore_settings_default(&bs);
 				if (st == MV_OK)
 					st = mv_blobstore_pg_new(db, &bs, &blobs, &err);
+				if (st == MV_OK && samples == NULL && !mv_blobstore_pg_has_dictionary(blobs))
+					samples = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
 				if (st != MV_OK) {
 					mv_db_close(&db);
 					retry_after = g_get_monotonic_time() + G_USEC_PER_SEC;
@@ -184,6 +204,12 @@ static gpointer writer_main(gpointer data)
 		g_free(err);
 		if (st == MV_OK)
 			index_pending = TRUE;
+		for (guint i = 0; st == MV_OK && samples != NULL && i < n && samples->len < TRAIN_MESSAGES;
+		     i++) {
+			gsize len = 0;
+			const guint8 *data = g_bytes_get_data(msgs[i]->raw, &len);
+			g_ptr_array_add(samples, g_bytes_new(data, MIN(len, TRAIN_SAMPLE_BYTES)));
+		}
 		g_mutex_lock(&srv->lock);
 		for (guint i = 0; i < n; i++) {
 			batch[i]->result = res[i];
@@ -196,6 +222,8 @@ static gpointer writer_main(gpointer data)
 		g_free(res);
 		g_free(batch);
 	}
+	if (samples != NULL)
+		g_ptr_array_free(samples, TRUE);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	return NULL;

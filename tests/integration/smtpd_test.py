@@ -372,6 +372,31 @@ else:
           0 < peak[0] < 120 * 1024)
 check("4 MB messages archived byte-exact", archived(sha(big_msgs[7])) == big_msgs[7])
 
+# An archive fed only by smtpd trains its compression dictionary too: after
+# its first 1000 messages (this daemon has had about 250 so far).
+words = [b"invoice", b"meeting", b"contract", b"forecast", b"budget", b"review", b"quarter",
+         b"customer", b"shipment", b"payroll", b"approval", b"schedule"]
+rnd = random.Random(3)
+train_msgs = [message(20000 + i, b" ".join(rnd.choice(words) for _ in range(rnd.randint(20, 200)))
+                      + b"\r\n") for i in range(800)]
+with smtplib.SMTP("127.0.0.1", d.port, timeout=60) as c:
+    for m in train_msgs:
+        c.sendmail("a@corp.example", ["b@corp.example"], m)
+after_training = message(29999, b"sent after the dictionary was trained\r\n")
+for _ in range(50):
+    with open(d.log) as lf:
+        if "compression dictionary" in lf.read():
+            break
+    time.sleep(0.1)
+with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
+    c.sendmail("a@corp.example", ["b@corp.example"], after_training)
+with open(d.log) as lf:
+    log_text = lf.read()
+check("smtpd trains a compression dictionary after 1000 messages",
+      "trained a compression dictionary from 1000 messages" in log_text)
+check("messages before and after the dictionary are archived byte-exact",
+      archived(sha(train_msgs[5])) == train_msgs[5] and archived(sha(after_training)) == after_training)
+
 # SIGHUP reopens the log.
 os.rename(d.log, d.log + ".old")
 d.proc.send_signal(signal.SIGHUP)
