@@ -16,7 +16,8 @@ static const char help[] =
 	"the message is committed in PostgreSQL; when the database fails the reply\n"
 	"is 451 4.3.0 and the sending server retries.  SIGTERM stops accepting and\n"
 	"finishes transactions in flight; SIGHUP reopens the log and reloads the\n"
-	"allow list and the TLS files.\n"
+	"allow list (from the config file, unless --allow was given) and the TLS\n"
+	"files, and takes up a newly loaded retention policy.\n"
 	"\n"
 	"Options (also in the [smtpd] group of --config FILE, same names):\n"
 	"  --listen ADDR:PORT     listen here (repeatable; default 127.0.0.1:2525)\n"
@@ -186,6 +187,9 @@ int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv)
 	/* Lists on the command line replace those of the config file. */
 	st.cfg.listen = st.listen->len > 0 ? st.listen : cfg_listen;
 	st.cfg.allow = st.allow->len > 0 ? st.allow : cfg_allow;
+	/* Without --allow on the command line, SIGHUP reads it from the file. */
+	if (st.allow->len == 0 && config != NULL)
+		st.cfg.allow_file = config;
 	if (st.cfg.listen->len == 0)
 		g_ptr_array_add(st.cfg.listen, (char *)"127.0.0.1:2525");
 	if (st.cfg.hostname == NULL)

@@ -863,23 +863,59 @@ static gpointer session_main(gpointer data)
 
 /* ---- configuration pieces that SIGHUP reloads ---- */
 
-static mv_status load_allow(const mv_smtpd_config *cfg, GPtrArray **allow_r, char **error_r)
+/* The allow list of the config file's [smtpd] group, for a reload. */
+static mv_status read_allow_file(const char *path, GPtrArray **list_r, char **error_r)
 {
+	*list_r = NULL;
+	GKeyFile *kf = g_key_file_new();
+	GError *gerr = NULL;
+	if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &gerr)) {
+		mv_status st = mv_fail(error_r, MV_ERR_CONFIG, "cannot read %s: %s", path, gerr->message);
+		g_error_free(gerr);
+		g_key_file_free(kf);
+		return st;
+	}
+	GPtrArray *list = g_ptr_array_new_with_free_func(g_free);
+	gsize n = 0;
+	char **vals = g_key_file_get_string_list(kf, "smtpd", "allow", &n, NULL);
+	for (gsize i = 0; vals != NULL && i < n; i++)
+		g_ptr_array_add(list, g_strstrip(g_strdup(vals[i])));
+	g_strfreev(vals);
+	g_key_file_free(kf);
+	*list_r = list;
+	return MV_OK;
+}
+
+static mv_status load_allow(const mv_smtpd_config *cfg, gboolean reload, GPtrArray **allow_r,
+                            char **error_r)
+{
+	GPtrArray *strings = cfg->allow;
+	GPtrArray *from_file = NULL;
+	if (reload && cfg->allow_file != NULL) {
+		mv_status st = read_allow_file(cfg->allow_file, &from_file, error_r);
+		if (st != MV_OK)
+			return st;
+		strings = from_file;
+	}
 	GPtrArray *allow = g_ptr_array_new_with_free_func(g_object_unref);
 	static const char *const loopback[] = {"127.0.0.0/8", "::1/128", NULL};
-	guint n = cfg->allow != NULL ? cfg->allow->len : 0;
+	guint n = strings != NULL ? strings->len : 0;
 	for (guint i = 0; i < (n > 0 ? n : 2); i++) {
-		const char *cidr = n > 0 ? cfg->allow->pdata[i] : loopback[i];
+		const char *cidr = n > 0 ? strings->pdata[i] : loopback[i];
 		GError *gerr = NULL;
 		GInetAddressMask *m = g_inet_address_mask_new_from_string(cidr, &gerr);
 		if (m == NULL) {
 			mv_status st = mv_fail(error_r, MV_ERR_CONFIG, "bad --allow %s: %s", cidr, gerr->message);
 			g_error_free(gerr);
 			g_ptr_array_free(allow, TRUE);
+			if (from_file != NULL)
+				g_ptr_array_free(from_file, TRUE);
 			return st;
 		}
 		g_ptr_array_add(allow, m);
 	}
+	if (from_file != NULL)
+		g_ptr_array_free(from_file, TRUE);
 	*allow_r = allow;
 	return MV_OK;
 }
@@ -963,7 +999,7 @@ static void reload(server *srv)
 	GPtrArray *allow = NULL;
 	SSL_CTX *tls = NULL;
 	FILE *log = NULL;
-	if (load_allow(srv->cfg, &allow, &err) != MV_OK || load_tls(srv->cfg, &tls, &err) != MV_OK ||
+	if (load_allow(srv->cfg, TRUE, &allow, &err) != MV_OK || load_tls(srv->cfg, &tls, &err) != MV_OK ||
 	    open_log(srv->cfg, &log, &err) != MV_OK) {
 		log_line(srv, "reload failed, keeping the old settings: %s", err);
 		g_free(err);
@@ -1103,7 +1139,7 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 	g_mutex_init(&srv.lock);
 	g_cond_init(&srv.cond);
 	g_queue_init(&srv.jobs);
-	mv_status st = load_allow(cfg, &srv.allow, error_r);
+	mv_status st = load_allow(cfg, FALSE, &srv.allow, error_r);
 	if (st == MV_OK)
 		st = load_tls(cfg, &srv.tls, error_r);
 	if (st == MV_OK)

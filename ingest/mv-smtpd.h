@@ -31,6 +31,9 @@ typedef struct {
 	const char *tls_cert, *tls_key;
 	gboolean require_tls;
 	GPtrArray *allow;         /* CIDR strings; empty: loopback only */
+	const char *allow_file;   /* when set, SIGHUP reads the allow list again
+	                             from this file's [smtpd] allow key (empty or
+	                             absent: loopback only) instead of `allow` */
 	guint64 max_size;         /* bytes (default 50 MiB) */
 	guint max_connections;    /* default 500 */
 	guint max_recipients;     /* per message, default 1000 */

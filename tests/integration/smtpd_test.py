@@ -273,6 +273,60 @@ check("over TLS: archived byte-exact", archived(sha(m4)) == m4)
 check("over TLS: the arrival records TLS", "tls=TLS" in (show(sha(m4))["arrivals"][0]["details"] or ""))
 tls.stop()
 
+# SIGHUP: the allow list is read again from the config file, and the TLS
+# certificate files again from disk (rotation without a restart).
+hup_conf = os.path.join(WORK, "hup.conf")
+cert2, key2 = os.path.join(WORK, "cert2.pem"), os.path.join(WORK, "key2.pem")
+subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key2,
+                "-out", cert2, "-days", "2", "-subj", "/CN=rotated.example"], check=True,
+               capture_output=True)
+live_cert, live_key = os.path.join(WORK, "live-cert.pem"), os.path.join(WORK, "live-key.pem")
+for src, dst in [(cert, live_cert), (key, live_key)]:
+    open(dst, "wb").write(open(src, "rb").read())
+open(hup_conf, "w").write("[smtpd]\nallow = 10.0.0.0/8\ntls-cert = %s\ntls-key = %s\n" % (live_cert, live_key))
+hup = Daemon("--config", hup_conf, name="hup")
+
+
+def greeting(port):
+    s_, f_ = raw_session(port)
+    code = read_reply(f_)[0]
+    s_.close()
+    return code
+
+
+def peer_cn(port):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        c.starttls(context=ctx)
+        der = c.sock.getpeercert(binary_form=True)
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    out = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem.encode(),
+                         capture_output=True).stdout.decode()
+    return out.strip().split("CN")[-1].strip(" =")
+
+
+check("SIGHUP reload: outside the file's allow list, 554", greeting(hup.port) == 554)
+open(hup_conf, "w").write("[smtpd]\nallow = 127.0.0.0/8\ntls-cert = %s\ntls-key = %s\n" % (live_cert, live_key))
+hup.proc.send_signal(signal.SIGHUP)
+time.sleep(1)
+check("SIGHUP reload: the new allow list admits loopback (220)", greeting(hup.port) == 220)
+check("SIGHUP reload: TLS serves the first certificate", peer_cn(hup.port) == "localhost")
+for src, dst in [(cert2, live_cert), (key2, live_key)]:
+    open(dst, "wb").write(open(src, "rb").read())
+hup.proc.send_signal(signal.SIGHUP)
+time.sleep(1)
+check("SIGHUP reload: the rotated certificate is served", peer_cn(hup.port) == "rotated.example")
+open(hup_conf, "w").write("[smtpd]\nallow = not-a-network\n")
+hup.proc.send_signal(signal.SIGHUP)
+time.sleep(1)
+with open(hup.log) as lf:
+    hup_log = lf.read()
+check("SIGHUP with a bad allow list: logged, the old settings kept",
+      "keeping the old settings" in hup_log and greeting(hup.port) == 220)
+hup.stop()
+
 # swaks, when installed (scripts/deps --test installs it).
 if subprocess.run(["sh", "-c", "command -v swaks"], capture_output=True).returncode == 0:
     body = os.path.join(WORK, "swaks.eml")
