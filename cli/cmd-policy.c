@@ -52,13 +52,10 @@ int mv_cmd_policy(mv_cli *cli, int argc, char **argv)
 		case 'b':
 			by = optarg;
 			break;
-		case 'v': {
-			char *end = NULL;
-			version = g_ascii_strtoll(optarg, &end, 10);
-			if (end == optarg || *end != '\0' || version <= 0)
+		case 'v':
+			if (!mv_cli_positive(optarg, &version))
 				return mv_cli_usage_error(cli, "--version takes a version number");
 			break;
-		}
 		case 'j':
 			cli->json = TRUE;
 			break;

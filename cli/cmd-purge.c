@@ -109,15 +109,11 @@ int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 		case 'j': cli->json = TRUE; break;
 		case 'q': quiet = TRUE; break;
 		case 'l':
-		case 'c': {
-			char *end = NULL;
-			gint64 v = g_ascii_strtoll(optarg, &end, 10);
-			if (end == optarg || *end != '\0' || v <= 0)
+		case 'c':
+			if (!mv_cli_positive(optarg, o == 'l' ? &limit : &certificate))
 				return mv_cli_usage_error(cli, "--%s takes a positive number",
 				                          o == 'l' ? "limit" : "certificate");
-			*(o == 'l' ? &limit : &certificate) = v;
 			break;
-		}
 		default:
 			return mv_cli_usage_error(cli, "unknown option");
 		}

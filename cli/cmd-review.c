@@ -107,13 +107,10 @@ int mv_cmd_review(mv_cli *cli, int argc, char **argv)
 		case 'u': until = optarg; break;
 		case 'r': reason = optarg; break;
 		case 'j': cli->json = TRUE; break;
-		case 'l': {
-			char *end = NULL;
-			limit = g_ascii_strtoll(optarg, &end, 10);
-			if (end == optarg || *end != '\0' || limit <= 0)
+		case 'l':
+			if (!mv_cli_positive(optarg, &limit))
 				return mv_cli_usage_error(cli, "--limit takes a positive number");
 			break;
-		}
 		default:
 			return mv_cli_usage_error(cli, "unknown option");
 		}

@@ -37,9 +37,7 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 			continue;
 		}
 		if (o == 's') {
-			char *end = NULL;
-			sample = g_ascii_strtoll(optarg, &end, 10);
-			if (end == optarg || *end != '\0' || sample <= 0)
+			if (!mv_cli_positive(optarg, &sample))
 				return mv_cli_usage_error(cli, "--sample takes a positive number");
 			continue;
 		}

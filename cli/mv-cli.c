@@ -32,6 +32,16 @@ int mv_cli_exit_code(mv_status status)
 	return exit_codes[status];
 }
 
+gboolean mv_cli_positive(const char *text, gint64 *value_r)
+{
+	char *end = NULL;
+	gint64 v = g_ascii_strtoll(text, &end, 10);
+	if (end == text || *end != '\0' || v <= 0)
+		return FALSE;
+	*value_r = v;
+	return TRUE;
+}
+
 int mv_cli_fail(const mv_cli *cli, mv_status status, const char *error)
 {
 	fflush(stdout); /* what was printed so far comes before the error */

@@ -45,6 +45,8 @@ int mv_cli_exit_code(mv_status status);
 /* Print "mailvault: COMMAND: error" on stderr; return the exit code. */
 int mv_cli_fail(const mv_cli *cli, mv_status status, const char *error);
 int mv_cli_usage_error(const mv_cli *cli, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* TRUE when text is a whole positive decimal number, stored in *value_r. */
+gboolean mv_cli_positive(const char *text, gint64 *value_r);
 
 /* Handle an option shared by all commands (--home, --db, --zstd-level).
  * Returns TRUE when opt was one of them. */
