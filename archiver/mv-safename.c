@@ -112,8 +112,6 @@ char *mv_safename(const char *name, gssize len, gsize max_bytes, const char *fal
 			g_string_append_c(s, '_');
 		else
 			g_string_append_unichar(s, c);
-		if (s->len > 4 * max_bytes + 64) /* enough to shorten well */
-			break;
 	}
 	g_free(nfc);
 	/* Leading spaces go; a leading dot would hide the file (and "." and
