@@ -459,7 +459,7 @@ static mv_status hash_entry(scan *s, const char *name, read_fn rd, void *src, ch
 		f->content = g_byte_array_free_to_bytes(content);
 	if (n < 0) {
 		found_free(f);
-		return mv_fail(error_r, MV_ERR_INPUT, "%s: cannot be read", name);
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "%s: cannot be read (damaged)", name);
 	}
 	g_hash_table_insert(s->found, g_strdup(name), f);
 	return MV_OK;
