@@ -233,11 +233,13 @@ static mv_status add_data(adding *a, const void *data, gsize len, char **error_r
 	return MV_OK;
 }
 
-static mv_status add_end(adding *a, mv_status st, char sha_hex_r[MV_SHA256_HEX_LEN + 1],
-                         char **error_r)
+/* Finish the file; listed: add its line to SHA256SUMS (every file but
+ * SHA256SUMS itself). */
+static mv_status add_end(adding *a, mv_status st, gboolean listed,
+                         char sha_hex_r[MV_SHA256_HEX_LEN + 1], char **error_r)
 {
 	mv_bundle_writer *w = a->w;
-	uint8_t sha[MV_SHA256_LEN];
+	uint8_t sha[MV_SHA256_LEN] = {0};
 	char hex[MV_SHA256_HEX_LEN + 1];
 	if (a->sha != NULL)
 		mv_sha256_finish(&a->sha, sha);
@@ -256,7 +258,7 @@ static mv_status add_end(adding *a, mv_status st, char sha_hex_r[MV_SHA256_HEX_L
 	}
 	if (st != MV_OK)
 		return st;
-	if (fprintf(w->sums, "%s  %s\n", hex, a->name) < 0)
+	if (listed && fprintf(w->sums, "%s  %s\n", hex, a->name) < 0)
 		return mv_fail(error_r, MV_ERR_IO, "cannot write a temporary file: %s", g_strerror(errno));
 	w->bytes += a->size;
 	w->files++;
@@ -273,7 +275,7 @@ mv_status mv_bundle_add(mv_bundle_writer *w, const char *name, const void *data,
 	if (st != MV_OK)
 		return st;
 	st = add_data(&a, data, len, error_r);
-	return add_end(&a, st, sha_hex_r, error_r);
+	return add_end(&a, st, TRUE, sha_hex_r, error_r);
 }
 
 static mv_status add_stream(mv_bundle_writer *w, const char *name, FILE *src, const char *what,
@@ -297,7 +299,7 @@ static mv_status add_stream(mv_bundle_writer *w, const char *name, FILE *src, co
 	g_free(buf);
 	if (size_r != NULL)
 		*size_r = (gint64)a.size;
-	return add_end(&a, st, sha_hex_r, error_r);
+	return add_end(&a, st, TRUE, sha_hex_r, error_r);
 }
 
 mv_status mv_bundle_add_file(mv_bundle_writer *w, const char *name, const char *src_path,
@@ -342,52 +344,44 @@ mv_status mv_bundle_writer_close(mv_bundle_writer **wp, char sums_hex_r[MV_SHA25
 	mv_status st = MV_OK;
 	if (fflush(w->sums) != 0 || fseek(w->sums, 0, SEEK_SET) != 0)
 		st = mv_fail(error_r, MV_ERR_IO, "cannot read back a temporary file: %s", g_strerror(errno));
-	/* SHA256SUMS itself is not listed in SHA256SUMS; add it unlisted. */
-	if (st == MV_OK) {
-		FILE *sums = w->sums;
-		w->sums = tmpfile(); /* the line add_end writes for SHA256SUMS goes nowhere */
-		if (w->sums == NULL) {
-			w->sums = sums;
-			st = mv_fail(error_r, MV_ERR_IO, "cannot create a temporary file: %s", g_strerror(errno));
-		} else {
-			/* add_begin refuses the name SHA256SUMS for callers; go round it. */
-			struct stat stt;
-			adding a = {.w = w, .name = MV_BUNDLE_SUMS, .fd = -1};
-			if (fstat(fileno(sums), &stt) != 0) {
-				st = mv_fail(error_r, MV_ERR_IO, "cannot read a temporary file: %s", g_strerror(errno));
-			} else if (w->format == MV_BUNDLE_DIR) {
-				char *full = g_build_filename(w->path, MV_BUNDLE_SUMS, NULL);
-				a.fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-				if (a.fd < 0)
-					st = mv_fail(error_r, MV_ERR_IO, "cannot create %s: %s", full, g_strerror(errno));
-				g_free(full);
-			} else {
-				struct archive_entry *e = archive_entry_new();
-				archive_entry_set_pathname_utf8(e, MV_BUNDLE_SUMS);
-				archive_entry_set_size(e, (la_int64_t)stt.st_size);
-				archive_entry_set_filetype(e, AE_IFREG);
-				archive_entry_set_perm(e, 0644);
-				archive_entry_set_mtime(e, (time_t)w->mtime, 0);
-				if (archive_write_header(w->ar, e) != ARCHIVE_OK)
-					st = mv_fail(error_r, MV_ERR_IO, "%s: cannot add %s: %s", w->path,
-					             MV_BUNDLE_SUMS, archive_error_string(w->ar));
-				archive_entry_free(e);
-			}
-			if (st == MV_OK) {
-				a.sha = mv_sha256_new();
-				guint8 *buf = g_malloc(CHUNK);
-				size_t n;
-				while (st == MV_OK && (n = fread(buf, 1, CHUNK, sums)) > 0)
-					st = add_data(&a, buf, n, error_r);
-				if (st == MV_OK && ferror(sums))
-					st = mv_fail(error_r, MV_ERR_IO, "cannot read a temporary file: %s",
-					             g_strerror(errno));
-				g_free(buf);
-			}
-			st = add_end(&a, st, sums_hex_r, error_r);
-			fclose(sums);
-		}
+	/* SHA256SUMS itself is not listed in SHA256SUMS.  add_begin refuses
+	 * that name from callers, so it is opened here. */
+	FILE *sums = w->sums;
+	w->sums = NULL;
+	struct stat stt;
+	adding a = {.w = w, .name = MV_BUNDLE_SUMS, .fd = -1};
+	if (st == MV_OK && fstat(fileno(sums), &stt) != 0)
+		st = mv_fail(error_r, MV_ERR_IO, "cannot read a temporary file: %s", g_strerror(errno));
+	if (st == MV_OK && w->format == MV_BUNDLE_DIR) {
+		char *full = g_build_filename(w->path, MV_BUNDLE_SUMS, NULL);
+		a.fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (a.fd < 0)
+			st = mv_fail(error_r, MV_ERR_IO, "cannot create %s: %s", full, g_strerror(errno));
+		g_free(full);
+	} else if (st == MV_OK) {
+		struct archive_entry *e = archive_entry_new();
+		archive_entry_set_pathname_utf8(e, MV_BUNDLE_SUMS);
+		archive_entry_set_size(e, (la_int64_t)stt.st_size);
+		archive_entry_set_filetype(e, AE_IFREG);
+		archive_entry_set_perm(e, 0644);
+		archive_entry_set_mtime(e, (time_t)w->mtime, 0);
+		if (archive_write_header(w->ar, e) != ARCHIVE_OK)
+			st = mv_fail(error_r, MV_ERR_IO, "%s: cannot add %s: %s", w->path, MV_BUNDLE_SUMS,
+			             archive_error_string(w->ar));
+		archive_entry_free(e);
 	}
+	if (st == MV_OK) {
+		a.sha = mv_sha256_new();
+		guint8 *buf = g_malloc(CHUNK);
+		size_t n;
+		while (st == MV_OK && (n = fread(buf, 1, CHUNK, sums)) > 0)
+			st = add_data(&a, buf, n, error_r);
+		if (st == MV_OK && ferror(sums))
+			st = mv_fail(error_r, MV_ERR_IO, "cannot read a temporary file: %s", g_strerror(errno));
+		g_free(buf);
+	}
+	st = add_end(&a, st, FALSE, sums_hex_r, error_r);
+	fclose(sums);
 	if (w->ar != NULL) {
 		if (archive_write_close(w->ar) != ARCHIVE_OK && st == MV_OK)
 			st = mv_fail(error_r, MV_ERR_IO, "cannot finish %s: %s", w->path,

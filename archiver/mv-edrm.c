@@ -171,8 +171,8 @@ mv_status mv_edrm_close(mv_edrm_writer **wp, char **error_r)
 {
 	mv_edrm_writer *w = *wp;
 	mv_status st = finish(w, error_r);
-	/* xmlFreeTextWriter flushes and closes the file; a failure there is
-	 * not reported by libxml2, so the caller hashes what is on disk. */
+	if (st == MV_OK && xmlTextWriterFlush(w->x) < 0)
+		st = xml_failed(w, error_r);
 	xmlFreeTextWriter(w->x);
 	w->x = NULL;
 	mv_edrm_abort(wp);

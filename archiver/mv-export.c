@@ -641,7 +641,7 @@ static guint64 part_estimate(const exporter *x, guint64 extra, guint64 extra_fil
 	guint64 files = mv_bundle_file_count(p->bundle) + extra_files + 7;
 	return mv_bundle_content_bytes(p->bundle) + extra + mv_edrm_bytes(p->edrm) +
 	       mv_index_html_bytes(p->index) + files * (ENTRY_OVERHEAD + SUMS_LINE) +
-	       mv_edrm_xsd_len + 8192 + 1024 * (p->errors->len + 1) + x->sum->parts->len * 0 +
+	       mv_edrm_xsd_len + 8192 + 1024 * (p->errors->len + 1) +
 	       (guint64)(extra_files * 1200);
 }
 
@@ -1118,6 +1118,17 @@ mv_status mv_export_run(mv_db *db, mv_blobstore *blobs, const mv_export_options 
 			g_free(*error_r);
 			*error_r = e;
 		}
+	}
+	/* An export that stopped half-way left files behind: record that too
+	 * (best effort: the database may be what failed). */
+	if (st != MV_OK && st != MV_ERR_USAGE && st != MV_ERR_QUERY && st != MV_ERR_NOT_FOUND &&
+	    sum->parts != NULL && (sum->parts->len > 0 || sum->exported > 0 || sum->failed > 0)) {
+		char *details = g_strdup_printf("out=%s\nerror=%s\nexported=%" G_GINT64_FORMAT,
+		                                o->out, error_r != NULL && *error_r != NULL ? *error_r : "", sum->exported);
+		char *ignored = NULL;
+		if (mv_audit_append(db, o->actor, "export.failed", x.selection, details, NULL, &ignored) != MV_OK)
+			g_free(ignored);
+		g_free(details);
 	}
 	if (st == MV_OK && sum->failed > 0)
 		st = mv_fail(error_r, MV_ERR_PARTIAL, "%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT

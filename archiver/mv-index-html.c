@@ -30,7 +30,8 @@ static const char head_css[] =
 	"th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0}\n"
 	"th[aria-sort=ascending]::after{content:\" \\25B2\"}\n"
 	"th[aria-sort=descending]::after{content:\" \\25BC\"}\n"
-	"td.n{text-align:right}td.files a{margin-right:.5em}\n"
+	"td.n{text-align:right}td.d,td.r{white-space:nowrap}\n"
+	"td.files{max-width:22em;overflow-wrap:anywhere}td.files a{margin-right:.5em}\n"
 	"tr:hover td{background:#fafaf0}\n"
 	"</style>\n";
 
@@ -133,13 +134,13 @@ mv_status mv_index_html_row(mv_index_html *w, const mv_index_row *r, char **erro
 {
 	char n[24];
 	g_snprintf(n, sizeof n, "%" G_GINT64_FORMAT, r->attachments);
-	gboolean ok = put(w, "<tr><td data-v=\"") && put_text(w, r->date != NULL ? r->date : "") &&
+	gboolean ok = put(w, "<tr><td class=\"d\" data-v=\"") && put_text(w, r->date != NULL ? r->date : "") &&
 	              put(w, "\">") && put_text(w, r->date) && put(w, "</td><td>") &&
 	              put_text(w, r->from) && put(w, "</td><td>") && put_text(w, r->to) &&
 	              put(w, "</td><td><a href=") && put_href(w, r->text_href) && put(w, ">") &&
 	              put_text(w, r->subject != NULL && *r->subject != '\0' ? r->subject : "(no subject)") &&
 	              put(w, "</a></td><td class=\"n\">") && put(w, n) && put(w, "</td><td>") &&
-	              put_text(w, r->retention_class) && put(w, "</td><td>") &&
+	              put_text(w, r->retention_class) && put(w, "</td><td class=\"r\">") &&
 	              put_text(w, r->registration) && put(w, "</td><td class=\"files\">");
 	for (guint i = 0; ok && i < r->n_links; i++)
 		ok = put(w, "<a href=") && put_href(w, r->links[i].href) && put(w, ">") &&

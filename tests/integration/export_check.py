@@ -155,7 +155,7 @@ def dom(path, n):
         sys.exit(f'index.html script did not finish: {attrs}')
     if attrs.get('data-rows') != str(n) or attrs.get('data-shown') != str(n):
         sys.exit(f'expected {n} rows, DOM says {attrs}')
-    dates = re.findall(r'<tr><td data-v="([^"]*)"', text)
+    dates = re.findall(r'<tr><td class="d" data-v="([^"]*)"', text)
     if len(dates) != n:
         sys.exit(f'expected {n} rows in the DOM, found {len(dates)}')
     if dates != sorted(dates, reverse=True):
