@@ -355,6 +355,10 @@ static mv_status part_open(exporter *x, guint number, char **error_r)
 			return mv_fail(error_r, errno == EEXIST ? MV_ERR_USAGE : MV_ERR_IO,
 			               "cannot create %s: %s", p->path, g_strerror(errno));
 		p->mbox = fdopen(fd, "wb");
+		if (p->mbox == NULL) {
+			close(fd);
+			return mv_fail(error_r, MV_ERR_IO, "cannot write %s: %s", p->path, g_strerror(errno));
+		}
 		p->mbox_sha = mv_sha256_new();
 		return MV_OK;
 	}
