@@ -813,6 +813,9 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 
 	char natts[24];
 	g_snprintf(natts, sizeof natts, "%u", names->len);
+	g_ptr_array_add(orig, NULL);
+	char *att_names = names->len > 0 ? g_strjoinv("; ", (char **)orig->pdata) : NULL;
+	g_ptr_array_remove_index(orig, orig->len - 1);
 	char idtext[24];
 	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, m->id);
 	mv_edrm_tag tags[] = {
@@ -825,6 +828,7 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 		{"#DateReceived", "DateTime", m->received},
 		{"#MessageID", "Text", m->message_id},
 		{"#AttachmentCount", "Integer", natts},
+		{"#AttachmentNames", "Text", att_names},
 		{"RegistrationNumber", "Text", m->registration},
 		{"RetentionClass", "Text", m->retention_class},
 		{"Hold", "Text", m->holds},
@@ -886,6 +890,7 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 	}
 	g_array_free(links, TRUE);
 	g_ptr_array_unref(hrefs);
+	g_free(att_names);
 	g_free(att_folder);
 	g_free(folder);
 	g_free(eml_name);
