@@ -24,6 +24,8 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv);
 int mv_cmd_hold(mv_cli *cli, int argc, char **argv);
 int mv_cmd_purge(mv_cli *cli, int argc, char **argv);
 int mv_cmd_review(mv_cli *cli, int argc, char **argv);
+int mv_cmd_export(mv_cli *cli, int argc, char **argv);
+int mv_cmd_verify_bundle(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -43,6 +45,8 @@ static const mv_cli_command commands[] = {
 	{"hold", mv_cmd_hold, "legal holds: create, list, show, release"},
 	{"purge", mv_cmd_purge, "destroy expired, unheld records; print the certificate"},
 	{"review", mv_cmd_review, "records awaiting a destruction decision: list, approve, extend"},
+	{"export", mv_cmd_export, "write a case bundle of a hold or a query"},
+	{"verify-bundle", mv_cmd_verify_bundle, "check a case bundle: files, hashes, counts"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };
@@ -57,7 +61,7 @@ static void usage(FILE *f)
 	      "Commands:\n",
 	      f);
 	for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
-		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
 	fputs("\n"
 	      "Options:\n" MV_CLI_COMMON_HELP
 	      "  --version       show the version\n"
