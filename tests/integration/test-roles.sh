@@ -65,6 +65,8 @@ expect_eq "auditor: search" 3 "$(as auditor search --json --limit 0 'from:a@corp
 check "auditor: get is byte-exact" sh -c "env -u MAILVAULT_HOME '$MAILVAULT_BIN' --db 'host=$MV_HOME/run dbname=mailvault user=auditor_user' get $(sha k1) | cmp -s - '$WORK/mail/k1.eml'"
 expect_eq "auditor: audit verify" 0 "$(rc_of as auditor audit verify)"
 expect_eq "auditor: verify" 0 "$(rc_of as auditor verify)"
+expect_eq "auditor: export a hold" 0 "$(rc_of as auditor export --hold keep-e2 --out "$WORK/bundle")"
+expect_eq "auditor: the bundle verifies" 0 "$(rc_of as auditor verify-bundle "$WORK/bundle")"
 expect_eq "auditor: cannot import (exit 77, permission)" 77 "$(rc_of as auditor import --quiet "$WORK/mail")"
 check "and the error says the role lacks the grant" grep -q "lacks the grant" "$WORK/err"
 expect_eq "auditor: cannot place a hold" 77 "$(rc_of as auditor hold create h2 --case c --reason r --query 'subject:keep')"
@@ -86,6 +88,7 @@ expect_eq "nobody: SQL DELETE of a tombstone refused (as owner)" 1 "$(set +e; sq
 # The trail names the database role that acted.
 log=$(mv audit log --json)
 check "audit entries name the database role (legal)" sh -c "echo '$log' | grep -q 'database role legal_user'"
+check "audit entries name the database role (auditor's export)" sh -c "echo '$log' | grep -q 'database role auditor_user'"
 check "audit entries name the database role (purge)" sh -c "echo '$log' | grep -q 'database role purge_user'"
 expect_eq "audit trail intact" 0 "$(rc_of mv audit verify)"
 finish
