@@ -23,6 +23,8 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv);
 int mv_cmd_audit(mv_cli *cli, int argc, char **argv);
 int mv_cmd_hold(mv_cli *cli, int argc, char **argv);
 int mv_cmd_purge(mv_cli *cli, int argc, char **argv);
+int mv_cmd_ingest(mv_cli *cli, int argc, char **argv);
+int mv_cmd_restore(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -41,6 +43,8 @@ static const mv_cli_command commands[] = {
 	{"audit", mv_cmd_audit, "read and verify the hash-chained audit trail"},
 	{"hold", mv_cmd_hold, "legal holds: create, list, show, release"},
 	{"purge", mv_cmd_purge, "destroy expired, unheld records; print the certificate"},
+	{"ingest", mv_cmd_ingest, "pull journal mailboxes over IMAP; show each source's state"},
+	{"restore", mv_cmd_restore, "APPEND archived messages to an IMAP mailbox, byte-exact"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };

@@ -68,4 +68,11 @@ void mv_json_string(FILE *f, const char *s); /* "..." or null */
 void mv_json_key(FILE *f, const char *key, gboolean *first);
 void mv_json_string_array(FILE *f, const GPtrArray *strings); /* [..]; NULL: [] */
 
+/* A secret (an IMAP password): the first line of file, else the value of
+ * the environment variable env.  Never printed.  NULL with a one-line
+ * message on stderr when neither gives a non-empty value or file cannot be
+ * read.  Free with mv_cli_secret_free (wipes it). */
+char *mv_cli_read_secret(const mv_cli *cli, const char *file, const char *env);
+void mv_cli_secret_free(char *secret);
+
 #endif
