@@ -124,9 +124,11 @@ static gboolean type_is(const char *ctype, const char *want)
 }
 
 /* The body parts of a multipart body, in order (without the preamble and
- * epilogue).  Each part excludes the line break before its delimiter. */
-static GArray *multipart_parts(span body, const char *boundary)
+ * epilogue).  Each part excludes the line break before its delimiter.
+ * *closed_r: the closing delimiter was found. */
+static GArray *multipart_parts(span body, const char *boundary, gboolean *closed_r)
 {
+	*closed_r = FALSE;
 	GArray *parts = g_array_new(FALSE, FALSE, sizeof(span));
 	gsize blen = strlen(boundary);
 	const char *end = body.p + body.len;
@@ -156,8 +158,10 @@ static GArray *multipart_parts(span body, const char *boundary)
 						pend--;
 					g_array_append_val(parts, ((span){part_start, (gsize)(pend - part_start)}));
 				}
-				if (closing)
+				if (closing) {
+					*closed_r = TRUE;
 					return parts;
+				}
 				part_start = nl != NULL ? nl + 1 : end;
 			}
 		}
@@ -377,7 +381,8 @@ void mv_journal_unwrap(GBytes *raw, mv_journal_report *r)
 			malformed(r, "marked X-MS-Journal-Report but not a multipart with a boundary");
 		return;
 	}
-	GArray *parts = multipart_parts(body, boundary);
+	gboolean closed = FALSE;
+	GArray *parts = multipart_parts(body, boundary, &closed);
 	g_free(boundary);
 	envelope env = {.recipients = g_ptr_array_new_with_free_func(g_free),
 	                .bcc = g_ptr_array_new_with_free_func(g_free)};
@@ -385,6 +390,8 @@ void mv_journal_unwrap(GBytes *raw, mv_journal_report *r)
 	GBytes *original = NULL;
 	if (parts->len < 2) {
 		problem = "fewer than two parts (report text and attached message)";
+	} else if (!closed) {
+		problem = "truncated: the multipart has no closing delimiter";
 	} else {
 		span h1, b1, h2, b2;
 		split_entity(g_array_index(parts, span, 0), &h1, &b1);
