@@ -318,6 +318,10 @@ static int cmd_imap(mv_cli *cli, int argc, char **argv)
 	int rc = 0, o;
 	/* Settings given on the command line, applied over the config file's. */
 	GPtrArray *given = g_ptr_array_new();
+	if (!mv_cli_no_password_args(cli, argc, argv)) {
+		rc = MV_EXIT_USAGE;
+		goto out;
+	}
 	optind = 1;
 	while (rc == 0 && (o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		if (mv_cli_common_option(cli, o, optarg))

@@ -51,6 +51,8 @@ int mv_cmd_restore(mv_cli *cli, int argc, char **argv)
 	gboolean seen = TRUE;
 	gint64 limit = 0;
 	int o;
+	if (!mv_cli_no_password_args(cli, argc, argv))
+		return MV_EXIT_USAGE;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		if (mv_cli_common_option(cli, o, optarg))

@@ -195,3 +195,19 @@ void mv_cli_secret_free(char *secret)
 	explicit_bzero(secret, strlen(secret));
 	g_free(secret);
 }
+
+gboolean mv_cli_no_password_args(const mv_cli *cli, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0)
+			break;
+		if (g_str_has_prefix(a, "--pa") && strcmp(a, "--password-file") != 0 &&
+		    !g_str_has_prefix(a, "--password-file=")) {
+			mv_cli_usage_error(cli, "passwords are read from a file (--password-file FILE) "
+			                        "or " "MAILVAULT_IMAP_PASSWORD, never from the command line");
+			return FALSE;
+		}
+	}
+	return TRUE;
+}

@@ -74,5 +74,9 @@ void mv_json_string_array(FILE *f, const GPtrArray *strings); /* [..]; NULL: [] 
  * read.  Free with mv_cli_secret_free (wipes it). */
 char *mv_cli_read_secret(const mv_cli *cli, const char *file, const char *env);
 void mv_cli_secret_free(char *secret);
+/* FALSE (a usage message printed, never the value) when argv holds what
+ * looks like a password option other than --password-file: getopt would
+ * take "--pass X" as "--password-file X" and name X in its error. */
+gboolean mv_cli_no_password_args(const mv_cli *cli, int argc, char **argv);
 
 #endif

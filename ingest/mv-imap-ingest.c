@@ -425,9 +425,9 @@ static mv_status run_batch(pass *p, const guint64 *uids, guint n, char **error_r
 	for (guint i = 0; st == MV_OK && i < mine->len; i++) {
 		mv_imap_message *m = mine->pdata[i];
 		char *hex = sha_hex_of(m->raw);
-		gboolean skip = g_hash_table_contains(known, hex);
-		g_free(hex);
-		if (skip) {
+		/* known takes hex: a second copy of the same bytes in this
+		 * batch is the same delivery seen twice, like one archived before. */
+		if (!g_hash_table_add(known, hex)) {
 			p->stats->already++;
 			continue;
 		}
