@@ -209,9 +209,9 @@ static mv_status fill(mv_imap *imap, char **error_r)
 static mv_status read_line(mv_imap *imap, GString *out, gsize cap, char **error_r)
 {
 	for (;;) {
-		const guint8 *start = imap->in->data + imap->in_pos;
 		gsize avail = imap->in->len - imap->in_pos;
-		const guint8 *nl = memchr(start, '\n', avail);
+		const guint8 *start = avail > 0 ? imap->in->data + imap->in_pos : (const guint8 *)"";
+		const guint8 *nl = avail > 0 ? memchr(start, '\n', avail) : NULL;
 		gsize take = nl != NULL ? (gsize)(nl - start) : avail;
 		if (out->len + take > cap)
 			return broken(imap, error_r, MV_ERR_LIMIT,

@@ -286,11 +286,19 @@ PY
 shas_of_dir "$dv/mail/big/new" > "$WORK/big.all"
 chown -R mailvault "$dv/mail/big"
 BIG=(--url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user big --after-archive delete --batch-size 25)
+big_archived() { sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:big@%'"; }
 lost=0
 for round in 1 2 3 4 5; do
   "$MAILVAULT_BIN" --home "$MV_HOME" ingest imap "${TLS[@]}" --password-file "$WORK/pw" "${BIG[@]}" >/dev/null 2>&1 &
   pid=$!
-  sleep "0.$((RANDOM % 6))$((RANDOM % 10))"
+  # Kill once a random number of further messages has committed, so each
+  # round dies in the middle of the pull (a fetch, a parse, a commit).
+  target=$(( $(big_archived) + RANDOM % 350 + 1 ))
+  for i in $(seq 1 300); do
+    [ "$(big_archived)" -ge "$target" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+  done
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   imapc big "
@@ -370,7 +378,7 @@ expect_eq "config: both sources pulled" "imap:a=10 imap:b=10" \
 expect_eq "config: per-source after-archive" "0 10" \
   "$(imapc cfgb "M.select('INBOX'); print(len(M.search(None, 'UNSEEN')[1][0].split()), len(M.search(None, 'SEEN')[1][0].split()))")"
 "$MAILVAULT_BIN" --home "$MV_HOME" ingest imap "${TLS[@]}" --password-file "$WORK/pw" \
-  --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user poll --poll 1 2>"$WORK/poll.log" &
+  --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user poll --poll 1 >/dev/null 2>"$WORK/poll.log" &
 pid=$!
 append_msgs poll "$WORK"/small/000[0-4].eml
 for i in $(seq 1 50); do
