@@ -682,10 +682,13 @@ mv_status mv_imap_ingest_run(const mv_db_options *db_options, const mv_imap_inge
 	mv_db_options reopen = *db_options;
 	for (;;) {
 		char *err = NULL;
+		st = MV_OK;
 		if (db == NULL) {
 			st = mv_db_open(&reopen, &db, &err);
 			if (st == MV_OK)
 				st = mv_blobstore_pg_new(db, &o->blob_settings, &blobs, &err);
+			if (st != MV_OK)
+				mv_db_close(&db);
 			/* Reconnecting must not start a server an administrator stopped. */
 			reopen.no_start = TRUE;
 			reopen.no_migrate = TRUE;

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define MAX_TEXT (16u * 1024 * 1024) /* text of one response, literals aside */
 #define RECV_CHUNK (256u * 1024)
@@ -644,6 +645,11 @@ void mv_imap_close(mv_imap **imap_p)
 		if (simple_command(imap, "LOGOUT", "LOGOUT", NULL, NULL, &err) != MV_OK)
 			g_free(err);
 	}
+	/* libcurl logs out again on cleanup and waits for the answer; on a
+	 * session in an unknown state (a literal half read) that could wait
+	 * for the rest of it, so make its I/O fail at once instead. */
+	if (imap->sock != CURL_SOCKET_BAD && imap->broken)
+		shutdown(imap->sock, SHUT_RDWR);
 	if (imap->curl != NULL)
 		curl_easy_cleanup(imap->curl);
 	g_free(imap->mailbox);

@@ -386,6 +386,19 @@ for i in $(seq 1 50); do
   sleep 0.2
 done
 expect_eq "poll: new mail is pulled while running" 5 "$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:poll@%'")"
+# The server goes away and comes back: the poller retries with backoff.
+doveadm -c "$dv/dovecot.conf" stop
+for i in $(seq 1 50); do grep -q "retrying in 2 s" "$WORK/poll.log" && break; sleep 0.2; done
+check "poll: a failed pass is retried with backoff" grep -q "retrying in 2 s" "$WORK/poll.log"
+check "poll: the failure is logged clearly" grep -q "imap:poll@.*: error: .*127.0.0.1:$IMAP_PORT" "$WORK/poll.log"
+dovecot -c "$dv/dovecot.conf"
+append_msgs poll "$WORK"/small/000[5-6].eml
+for i in $(seq 1 100); do
+  [ "$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:poll@%'")" = 7 ] && break
+  sleep 0.2
+done
+expect_eq "poll: after the server is back the new mail is pulled" 7 \
+  "$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:poll@%'")"
 kill -TERM "$pid"
 set +e
 wait "$pid"
