@@ -394,19 +394,33 @@ static mv_status run_batch(pass *p, const guint64 *uids, guint n, char **error_r
 	g_free(set);
 	if (st != MV_OK)
 		return st;
-	/* Only what was asked for, in UID order; UIDs that did not come back
-	 * were expunged by someone else meanwhile. */
+	/* Only what was asked for, in UID order.  A UID that did not come back
+	 * at all was expunged by someone else meanwhile; one that came back
+	 * without its body cannot be skipped: the batch fails. */
 	GPtrArray *mine = g_ptr_array_new();
+	GHashTable *asked = g_hash_table_new(g_int64_hash, g_int64_equal);
+	for (guint k = 0; k < n; k++)
+		g_hash_table_add(asked, (gpointer)&uids[k]);
 	for (guint i = 0; i < fetched->len; i++) {
 		mv_imap_message *m = fetched->pdata[i];
-		gboolean asked = FALSE;
-		for (guint k = 0; k < n && !asked; k++)
-			asked = uids[k] == m->uid;
-		gboolean dup = FALSE;
-		for (guint k = 0; k < mine->len && !dup; k++)
-			dup = ((mv_imap_message *)mine->pdata[k])->uid == m->uid;
-		if (asked && !dup && m->raw != NULL)
-			g_ptr_array_add(mine, m);
+		gint64 key = (gint64)m->uid;
+		if (m->raw == NULL || !g_hash_table_remove(asked, &key))
+			continue;
+		g_ptr_array_add(mine, m);
+	}
+	for (guint i = 0; st == MV_OK && i < fetched->len; i++) {
+		mv_imap_message *m = fetched->pdata[i];
+		gint64 key = (gint64)m->uid;
+		if (m->raw == NULL && g_hash_table_contains(asked, &key))
+			st = mv_fail(error_r, MV_ERR_INPUT,
+			             "the IMAP server answered UID %" G_GUINT64_FORMAT " without its body",
+			             m->uid);
+	}
+	g_hash_table_destroy(asked);
+	if (st != MV_OK) {
+		g_ptr_array_free(mine, TRUE);
+		g_ptr_array_free(fetched, TRUE);
+		return st;
 	}
 	for (guint i = 1; i < mine->len; i++) {
 		for (guint j = i; j > 0; j--) {

@@ -481,7 +481,7 @@ static mv_status wait_tagged(mv_imap *imap, const char *tag, const char *what, u
 				*code_r = g_strndup(status + 4, (gsize)(close - status - 4));
 		}
 		char *p = printable(status, 300);
-		st = mv_fail(error_r, MV_ERR_IO, "the IMAP server refused %s: %s", what, p);
+		st = mv_fail(error_r, MV_ERR_INPUT, "the IMAP server refused %s: %s", what, p);
 		g_free(p);
 		break;
 	}
@@ -777,7 +777,7 @@ static void on_fetch(mv_imap *imap, void *vctx, const response *r)
 	tokens_init(&t, r, (gsize)(sp + 7 - r->text->str));
 	GString *key = g_string_new(NULL), *val = g_string_new(NULL);
 	mv_imap_message m = {0};
-	gboolean have_uid = FALSE, have_body = FALSE;
+	gboolean have_uid = FALSE;
 	if (next_token(&t, NULL, NULL) != T_OPEN) {
 		ctx->bad = TRUE;
 		goto out;
@@ -805,14 +805,15 @@ static void on_fetch(mv_imap *imap, void *vctx, const response *r)
 			if (m.raw != NULL)
 				g_bytes_unref(m.raw);
 			m.raw = v == T_LITERAL ? g_bytes_ref(lit) : g_bytes_new(val->str, val->len);
-			have_body = TRUE;
 		} else if (!skip_value(&t, v)) {
 			ctx->bad = TRUE;
 			goto out;
 		}
 	}
-	/* Unsolicited FETCH responses (flag changes) carry no body. */
-	if (have_uid && (have_body || !ctx->body)) {
+	/* Unsolicited FETCH responses (flag changes) carry no body; they are
+	 * kept (raw NULL) so that the caller can tell a message the server
+	 * answered without its body from one that vanished. */
+	if (have_uid) {
 		mv_imap_message *copy = g_new(mv_imap_message, 1);
 		*copy = m;
 		m.raw = NULL;

@@ -45,7 +45,10 @@ mv_status mv_imap_parse_url(const char *url, char **mailbox_r, char **display_r,
                             char **error_r) MV_WARN_UNUSED;
 
 /* Connect and log in.  Errors: MV_ERR_CONFIG (login refused, TLS
- * certificate not trusted, TLS not offered), MV_ERR_IO (network). */
+ * certificate not trusted, TLS not offered), MV_ERR_IO (network).
+ * Commands below fail with MV_ERR_IO when the connection failed (the
+ * session is then unusable) and MV_ERR_INPUT when the server refused the
+ * command (NO / BAD; the session goes on). */
 mv_status mv_imap_connect(const mv_imap_options *options, mv_imap **imap_r, char **error_r)
 	MV_WARN_UNUSED;
 /* Log out (best effort) and free; accepts NULL. */
@@ -81,10 +84,11 @@ typedef struct {
 void mv_imap_message_free(gpointer message);
 
 /* UID FETCH uid_set (UID INTERNALDATE RFC822.SIZE[ BODY.PEEK[]]), in one
- * command.  *msgs_r: mv_imap_message* (free function set), in the order
- * the server sent them; UIDs it did not return (expunged meanwhile) are
- * absent.  With body, a message over max_literal fails the whole fetch
- * with MV_ERR_LIMIT. */
+ * command.  *msgs_r: mv_imap_message* (free function set), one per FETCH
+ * response with a UID, in the order the server sent them (a UID may appear
+ * more than once: unsolicited flag updates come without a body, raw NULL);
+ * UIDs it did not return (expunged meanwhile) are absent.  With body, a
+ * message over max_literal fails the whole fetch with MV_ERR_LIMIT. */
 mv_status mv_imap_uid_fetch(mv_imap *imap, const char *uid_set, gboolean body,
                             GPtrArray **msgs_r, char **error_r) MV_WARN_UNUSED;
 

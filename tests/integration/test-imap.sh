@@ -264,6 +264,12 @@ for u in "imap://127.0.0.1:$IMAP_PORT/INBOX" "imaps://127.0.0.1:$IMAPS_PORT/INBO
   expect_eq "wrong certificate (${u%%:*}): exit 78" 78 "$rc"
   check "wrong certificate (${u%%:*}): clear error" grep -q "TLS certificate is not trusted" "$WORK/tls.err"
 done
+set +e
+ingest --url "imap://127.0.0.1:$IMAP_PORT/NoSuchBox" --user journal >/dev/null 2>"$WORK/nobox.err"
+rc=$?
+set -e
+expect_eq "a mailbox that does not exist: exit 66" 66 "$rc"
+check "a mailbox that does not exist: the server's answer is shown" grep -q "refused SELECT NoSuchBox: NO" "$WORK/nobox.err"
 expect_eq "imaps:// with the right CA works" 0 \
   "$(ingest --url "imaps://127.0.0.1:$IMAPS_PORT/INBOX" --user journal --name journal-tls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["new"])')"
 set +e
