@@ -137,6 +137,8 @@ typedef struct {
 	char **env_to; /* NULL-terminated, owned, or NULL */
 	char *env_from;
 	char source_ref[48]; /* "UIDVALIDITY/UID" */
+	char fetched_sha[MV_SHA256_HEX_LEN + 1]; /* of the bytes fetched */
+	guint64 uid;
 	gboolean is_report_original;
 	gboolean malformed_report;
 } item;
@@ -157,9 +159,18 @@ typedef struct {
 	cursor cur;
 	mv_policy *policy;
 	gint64 policy_version;
-	mv_imap_ingest_stats *stats;
-	char source_ref_prefix[24];
+	mv_imap_ingest_stats *stats; /* written by the committing thread only */
+	gint64 removed;              /* by whichever thread holds the session */
+	/* The pipeline: the fetcher thread hands parsed batches over in
+	 * `ready` (at most READY_MAX); the committer hands committed UID sets
+	 * back in `done` for --after-archive. */
+	GMutex lock;
+	GCond cond;
+	GQueue ready, done;
+	gboolean abort;              /* the committer failed: stop fetching */
 } pass;
+
+#define READY_MAX 2
 
 static char *iso_utc(gint64 t)
 {
@@ -258,27 +269,31 @@ static mv_status items_for(pass *p, const mv_imap_message *m, GArray *items, cha
 	mv_journal_report_clear(&rep);
 	g_string_free(base, TRUE);
 	if (st == MV_OK) {
-		for (guint i = first; i < items->len; i++)
-			g_snprintf(g_array_index(items, item, i).source_ref, sizeof it.source_ref,
+		char *hex = sha_hex_of(m->raw);
+		for (guint i = first; i < items->len; i++) {
+			item *x = &g_array_index(items, item, i);
+			g_snprintf(x->source_ref, sizeof x->source_ref,
 			           "%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT, p->cur.uidvalidity, m->uid);
+			g_strlcpy(x->fetched_sha, hex, sizeof x->fetched_sha);
+			x->uid = m->uid;
+		}
+		g_free(hex);
 	}
 	return st;
 }
 
 /* The SHA-256 (hex) of those fetched messages whose bytes already have an
  * arrival from this source. */
-static mv_status already_archived(pass *p, GPtrArray *fetched, GHashTable **known_r,
+static mv_status already_archived(pass *p, const GArray *items, GHashTable **known_r,
                                   char **error_r)
 {
 	*known_r = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	if (fetched->len == 0)
+	if (items->len == 0)
 		return MV_OK;
 	GString *arr = g_string_new("{");
-	for (guint i = 0; i < fetched->len; i++) {
-		char *hex = sha_hex_of(((mv_imap_message *)fetched->pdata[i])->raw);
-		g_string_append_printf(arr, "%s\"\\\\x%s\"", i ? "," : "", hex);
-		g_free(hex);
-	}
+	for (guint i = 0; i < items->len; i++)
+		g_string_append_printf(arr, "%s\"\\\\x%s\"", i ? "," : "",
+		                       g_array_index(items, item, i).fetched_sha);
 	g_string_append_c(arr, '}');
 	const char *v[] = {p->cur.source, arr->str};
 	PGresult *r = NULL;
@@ -350,14 +365,17 @@ static mv_status commit_items(pass *p, item *items, guint n, guint64 to_uid, cha
 	return st;
 }
 
-static mv_status after_archive(pass *p, const char *uid_set, guint count, char **error_r)
+/* Apply --after-archive to uid_set (count UIDs), all committed; every UID
+ * up to archived_upto is.  Only the thread holding the session calls it. */
+static mv_status after_archive(pass *p, const char *uid_set, guint count, guint64 archived_upto,
+                               char **error_r)
 {
 	if (p->o->after == MV_AFTER_ARCHIVE_KEEP || uid_set == NULL || *uid_set == '\0')
 		return MV_OK;
 	if (p->o->after == MV_AFTER_ARCHIVE_SEEN) {
 		mv_status st = mv_imap_uid_add_flag(p->imap, uid_set, "\\Seen", error_r);
 		if (st == MV_OK)
-			p->stats->removed += count;
+			p->removed += count;
 		return st;
 	}
 	mv_status st = mv_imap_uid_add_flag(p->imap, uid_set, "\\Deleted", error_r);
@@ -373,7 +391,7 @@ static mv_status after_archive(pass *p, const char *uid_set, guint count, char *
 		if (st == MV_OK) {
 			gboolean all_archived = TRUE;
 			for (guint i = 0; i < deleted->len; i++)
-				if (g_array_index(deleted, guint64, i) > p->cur.last_uid)
+				if (g_array_index(deleted, guint64, i) > archived_upto)
 					all_archived = FALSE;
 			g_array_unref(deleted);
 			if (all_archived)
@@ -381,13 +399,41 @@ static mv_status after_archive(pass *p, const char *uid_set, guint count, char *
 		}
 	}
 	if (st == MV_OK)
-		p->stats->removed += count;
+		p->removed += count;
 	return st;
 }
 
-/* Fetch and commit one batch of UIDs (ascending, all above the cursor). */
-static mv_status run_batch(pass *p, const guint64 *uids, guint n, char **error_r)
+/* A fetched and parsed batch on its way to the committer, or the end of
+ * the fetcher's work (end, with its status). */
+typedef struct {
+	GArray *items;    /* item, in UID order */
+	guint64 to_uid;   /* the highest UID fetched */
+	gint64 fetched;   /* messages fetched */
+	gboolean end;
+	mv_status status;
+	char *error;
+} batch;
+
+typedef struct {
+	GArray *uids;     /* guint64: committed, for --after-archive */
+	guint64 upto;     /* the cursor after their commit */
+} done_set;
+
+static void batch_free(batch *b)
 {
+	for (guint i = 0; b->items != NULL && i < b->items->len; i++)
+		item_clear(&g_array_index(b->items, item, i));
+	if (b->items != NULL)
+		g_array_free(b->items, TRUE);
+	g_free(b->error);
+	g_free(b);
+}
+
+/* Fetch one batch of UIDs (ascending, above the cursor) and parse it. */
+static mv_status fetch_batch(pass *p, const guint64 *uids, guint n, batch **batch_r,
+                             char **error_r)
+{
+	*batch_r = NULL;
 	char *set = mv_imap_uid_set(uids, n);
 	GPtrArray *fetched = NULL;
 	mv_status st = mv_imap_uid_fetch(p->imap, set, TRUE, &fetched, error_r);
@@ -417,11 +463,6 @@ static mv_status run_batch(pass *p, const guint64 *uids, guint n, char **error_r
 			             m->uid);
 	}
 	g_hash_table_destroy(asked);
-	if (st != MV_OK) {
-		g_ptr_array_free(mine, TRUE);
-		g_ptr_array_free(fetched, TRUE);
-		return st;
-	}
 	for (guint i = 1; i < mine->len; i++) {
 		for (guint j = i; j > 0; j--) {
 			mv_imap_message *a = mine->pdata[j - 1], *b = mine->pdata[j];
@@ -431,88 +472,233 @@ static mv_status run_batch(pass *p, const guint64 *uids, guint n, char **error_r
 			mine->pdata[j] = a;
 		}
 	}
-	p->stats->fetched += mine->len;
-	GHashTable *known = NULL;
-	st = already_archived(p, mine, &known, error_r);
-	GArray *items = g_array_new(FALSE, TRUE, sizeof(item));
-	GArray *uid_of = g_array_new(FALSE, FALSE, sizeof(guint64)); /* per item */
-	for (guint i = 0; st == MV_OK && i < mine->len; i++) {
-		mv_imap_message *m = mine->pdata[i];
-		char *hex = sha_hex_of(m->raw);
-		/* known takes hex: a second copy of the same bytes in this
-		 * batch is the same delivery seen twice, like one archived before. */
-		if (!g_hash_table_add(known, hex)) {
-			p->stats->already++;
-			continue;
-		}
-		guint before = items->len;
-		st = items_for(p, m, items, error_r);
-		for (guint k = before; k < items->len; k++)
-			g_array_append_val(uid_of, m->uid);
-	}
-	guint64 to_uid = mine->len > 0 ? ((mv_imap_message *)mine->pdata[mine->len - 1])->uid : 0;
-	if (st == MV_OK && to_uid > 0) {
-		char *err = NULL;
-		st = commit_items(p, (item *)(void *)items->data, items->len, to_uid, &err);
-		if (st != MV_OK && st != MV_ERR_BUSY && PQstatus(mv_db_conn(p->db)) == CONNECTION_OK &&
-		    items->len > 1) {
-			/* Isolate the failure: one fetched message per transaction,
-			 * each advancing the cursor past itself, up to the first
-			 * that fails (the cursor stays before it). */
-			g_free(err);
-			err = NULL;
-			st = MV_OK;
-			guint k = 0;
-			while (st == MV_OK && k < items->len) {
-				guint j = k;
-				while (j < items->len && g_array_index(uid_of, guint64, j) ==
-				                              g_array_index(uid_of, guint64, k))
-					j++;
-				st = commit_items(p, &g_array_index(items, item, k), j - k,
-				                  g_array_index(uid_of, guint64, k), &err);
-				if (st != MV_OK) {
-					char *e = g_strdup_printf("UID %" G_GUINT64_FORMAT ": %s",
-					                          g_array_index(uid_of, guint64, k), err);
-					g_free(err);
-					err = e;
-				}
-				k = j;
-			}
-			if (st == MV_OK && p->cur.last_uid < to_uid)
-				st = commit_items(p, NULL, 0, to_uid, &err);
-		}
-		if (st != MV_OK) {
-			mv_fail(error_r, st, "%s", err);
-			g_free(err);
-		}
-	}
-	for (guint i = 0; i < items->len; i++)
-		item_clear(&g_array_index(items, item, i));
-	g_array_free(items, TRUE);
-	g_array_free(uid_of, TRUE);
-	/* Only now, with the batch committed, may the mailbox forget it. */
-	GArray *done = g_array_new(FALSE, FALSE, sizeof(guint64));
-	for (guint i = 0; i < mine->len; i++) {
-		guint64 u = ((mv_imap_message *)mine->pdata[i])->uid;
-		if (u <= p->cur.last_uid)
-			g_array_append_val(done, u);
-	}
-	if (done->len > 0) {
-		char *dset = mv_imap_uid_set((const guint64 *)(void *)done->data, done->len);
-		char *err = NULL;
-		mv_status ast = after_archive(p, dset, done->len, &err);
-		if (ast != MV_OK && st == MV_OK) {
-			st = ast;
-			mv_fail(error_r, st, "%s", err);
-		}
-		g_free(err);
-		g_free(dset);
-	}
-	g_array_free(done, TRUE);
-	g_hash_table_destroy(known);
+	batch *b = g_new0(batch, 1);
+	b->items = g_array_new(FALSE, TRUE, sizeof(item));
+	b->fetched = mine->len;
+	b->to_uid = mine->len > 0 ? ((mv_imap_message *)mine->pdata[mine->len - 1])->uid : 0;
+	for (guint i = 0; st == MV_OK && i < mine->len; i++)
+		st = items_for(p, mine->pdata[i], b->items, error_r);
 	g_ptr_array_free(mine, TRUE);
 	g_ptr_array_free(fetched, TRUE);
+	if (st != MV_OK) {
+		batch_free(b);
+		return st;
+	}
+	*batch_r = b;
+	return MV_OK;
+}
+
+/* Commit a batch with the cursor; the UIDs it covers go to p->done. */
+static mv_status commit_batch(pass *p, batch *b, char **error_r)
+{
+	p->stats->fetched += b->fetched;
+	if (b->to_uid == 0)
+		return MV_OK;
+	GHashTable *known = NULL;
+	mv_status st = already_archived(p, b->items, &known, error_r);
+	if (st != MV_OK) {
+		g_hash_table_destroy(known);
+		return st;
+	}
+	/* Skip the items of a fetched message whose bytes have an arrival from
+	 * this source, or came earlier in this batch under another UID: the
+	 * same bytes in one journal mailbox are the same delivery. */
+	GHashTable *first_uid = g_hash_table_new(g_str_hash, g_str_equal);
+	GArray *keep = g_array_new(FALSE, TRUE, sizeof(item));
+	guint64 last_counted = 0;
+	for (guint i = 0; i < b->items->len; i++) {
+		item *x = &g_array_index(b->items, item, i);
+		gpointer seen_uid = g_hash_table_lookup(first_uid, x->fetched_sha);
+		gboolean skip = g_hash_table_contains(known, x->fetched_sha) ||
+		                (seen_uid != NULL && *(guint64 *)seen_uid != x->uid);
+		if (seen_uid == NULL)
+			g_hash_table_insert(first_uid, x->fetched_sha, &x->uid);
+		if (skip) {
+			if (x->uid != last_counted)
+				p->stats->already++;
+			last_counted = x->uid;
+			continue;
+		}
+		g_array_append_val(keep, *x);
+	}
+	g_hash_table_destroy(first_uid);
+	g_hash_table_destroy(known);
+	char *err = NULL;
+	item *items = (item *)(void *)keep->data;
+	st = commit_items(p, items, keep->len, b->to_uid, &err);
+	if (st != MV_OK && st != MV_ERR_BUSY && PQstatus(mv_db_conn(p->db)) == CONNECTION_OK &&
+	    keep->len > 1) {
+		/* Isolate the failure: one fetched message per transaction, each
+		 * advancing the cursor past itself, up to the first that fails
+		 * (the cursor stays before it). */
+		g_free(err);
+		err = NULL;
+		st = MV_OK;
+		guint k = 0;
+		while (st == MV_OK && k < keep->len) {
+			guint j = k;
+			while (j < keep->len && items[j].uid == items[k].uid)
+				j++;
+			st = commit_items(p, &items[k], j - k, items[k].uid, &err);
+			if (st != MV_OK) {
+				char *e = g_strdup_printf("UID %" G_GUINT64_FORMAT ": %s", items[k].uid, err);
+				g_free(err);
+				err = e;
+			}
+			k = j;
+		}
+		if (st == MV_OK && p->cur.last_uid < b->to_uid)
+			st = commit_items(p, NULL, 0, b->to_uid, &err);
+	}
+	if (st != MV_OK) {
+		mv_fail(error_r, st, "%s", err);
+		g_free(err);
+	}
+	g_array_free(keep, TRUE); /* the items themselves belong to the batch */
+	/* Only what has committed may the mailbox forget. */
+	done_set *d = g_new0(done_set, 1);
+	d->uids = g_array_new(FALSE, FALSE, sizeof(guint64));
+	d->upto = p->cur.last_uid;
+	guint64 prev = 0;
+	for (guint i = 0; i < b->items->len; i++) {
+		guint64 u = g_array_index(b->items, item, i).uid;
+		if (u != prev && u <= p->cur.last_uid)
+			g_array_append_val(d->uids, u);
+		prev = u;
+	}
+	g_mutex_lock(&p->lock);
+	g_queue_push_tail(&p->done, d);
+	g_mutex_unlock(&p->lock);
 	return st;
+}
+
+/* Apply --after-archive to everything committed so far (the caller holds
+ * the session). */
+static mv_status drain_done(pass *p, char **error_r)
+{
+	mv_status st = MV_OK;
+	for (;;) {
+		g_mutex_lock(&p->lock);
+		done_set *d = g_queue_pop_head(&p->done);
+		g_mutex_unlock(&p->lock);
+		if (d == NULL)
+			break;
+		if (st == MV_OK && d->uids->len > 0) {
+			char *set = mv_imap_uid_set((const guint64 *)(void *)d->uids->data, d->uids->len);
+			st = after_archive(p, set, d->uids->len, d->upto, error_r);
+			g_free(set);
+		}
+		g_array_free(d->uids, TRUE);
+		g_free(d);
+	}
+	return st;
+}
+
+static void hand_over(pass *p, batch *b)
+{
+	g_mutex_lock(&p->lock);
+	while (p->ready.length >= READY_MAX && !p->abort)
+		g_cond_wait(&p->cond, &p->lock);
+	g_queue_push_tail(&p->ready, b);
+	g_cond_broadcast(&p->cond);
+	g_mutex_unlock(&p->lock);
+}
+
+static gboolean aborted(pass *p)
+{
+	g_mutex_lock(&p->lock);
+	gboolean a = p->abort;
+	g_mutex_unlock(&p->lock);
+	return a;
+}
+
+/* The fetcher: search, plan batches by size, fetch and parse each, hand it
+ * over; between fetches, flag what has been committed. */
+static mv_status fetch_all(pass *p, guint64 from_uid, char **error_r)
+{
+	mv_status st = MV_OK;
+	guint64 upto = from_uid;
+	while (st == MV_OK && !stopping(p->o) && !aborted(p)) {
+		char *crit = g_strdup_printf("UID %" G_GUINT64_FORMAT ":*", upto + 1);
+		GArray *uids = NULL;
+		st = mv_imap_uid_search(p->imap, crit, &uids, error_r);
+		g_free(crit);
+		if (st != MV_OK)
+			break;
+		/* "N:*" always includes the highest UID, even below N. */
+		guint first = 0;
+		while (first < uids->len && g_array_index(uids, guint64, first) <= upto)
+			first++;
+		guint total = MIN(uids->len - first, SIZES_CHUNK);
+		if (total == 0) {
+			g_array_unref(uids);
+			break;
+		}
+		const guint64 *todo = &g_array_index(uids, guint64, first);
+		char *set = mv_imap_uid_set(todo, total);
+		GPtrArray *sizes = NULL;
+		st = mv_imap_uid_fetch(p->imap, set, FALSE, &sizes, error_r);
+		g_free(set);
+		GHashTable *size_of = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+		for (guint i = 0; st == MV_OK && i < sizes->len; i++) {
+			mv_imap_message *m = sizes->pdata[i];
+			gint64 *key = g_new(gint64, 1);
+			*key = (gint64)m->uid;
+			g_hash_table_insert(size_of, key, GSIZE_TO_POINTER((gsize)m->size + 1));
+		}
+		guint i = 0;
+		while (st == MV_OK && i < total && !stopping(p->o) && !aborted(p)) {
+			guint j = i;
+			gsize bytes = 0;
+			while (j < total && j - i < p->o->batch_size) {
+				gint64 key = (gint64)todo[j];
+				gsize sz = GPOINTER_TO_SIZE(g_hash_table_lookup(size_of, &key));
+				if (sz > 0 && sz - 1 > p->o->imap.max_literal) {
+					if (j == i)
+						st = mv_fail(error_r, MV_ERR_LIMIT,
+						             "UID %" G_GUINT64_FORMAT " is %zu bytes, over the %zu-byte "
+						             "limit: not archived, the source stops before it",
+						             todo[j], sz - 1, p->o->imap.max_literal);
+					break;
+				}
+				if (j > i && bytes + sz > p->o->batch_bytes)
+					break;
+				bytes += sz;
+				j++;
+			}
+			if (st != MV_OK || j == i)
+				break;
+			st = drain_done(p, error_r);
+			batch *b = NULL;
+			if (st == MV_OK)
+				st = fetch_batch(p, todo + i, j - i, &b, error_r);
+			if (st == MV_OK) {
+				upto = todo[j - 1];
+				hand_over(p, b);
+			}
+			i = j;
+		}
+		g_hash_table_destroy(size_of);
+		if (sizes != NULL)
+			g_ptr_array_free(sizes, TRUE);
+		g_array_unref(uids);
+	}
+	return st;
+}
+
+typedef struct {
+	pass *p;
+	guint64 from_uid;
+} fetcher_args;
+
+static gpointer fetcher_main(gpointer data)
+{
+	fetcher_args *a = data;
+	batch *end = g_new0(batch, 1);
+	end->end = TRUE;
+	end->status = fetch_all(a->p, a->from_uid, &end->error);
+	hand_over(a->p, end);
+	return NULL;
 }
 
 static mv_status pull(pass *p, char **error_r)
@@ -544,78 +730,74 @@ static mv_status pull(pass *p, char **error_r)
 				k++;
 			if (k > 0) {
 				char *set = mv_imap_uid_set((const guint64 *)(void *)left->data, k);
-				st = after_archive(p, set, k, error_r);
+				st = after_archive(p, set, k, p->cur.last_uid, error_r);
 				g_free(set);
-			} else if (p->o->after == MV_AFTER_ARCHIVE_DELETE &&
-			           mv_imap_has_capability(p->imap, "UIDPLUS")) {
-				/* \Deleted set before a crash, not yet expunged. */
-				st = mv_imap_expunge(p->imap, range, error_r);
 			}
+			/* \Deleted set before a crash, not yet expunged. */
+			if (st == MV_OK && p->o->after == MV_AFTER_ARCHIVE_DELETE &&
+			    mv_imap_has_capability(p->imap, "UIDPLUS"))
+				st = mv_imap_expunge(p->imap, range, error_r);
 			g_array_unref(left);
 		}
 		g_free(range);
 		if (st != MV_OK)
 			return st;
 	}
-	while (st == MV_OK && !stopping(p->o)) {
-		char *crit = g_strdup_printf("UID %" G_GUINT64_FORMAT ":*", p->cur.last_uid + 1);
-		GArray *uids = NULL;
-		st = mv_imap_uid_search(p->imap, crit, &uids, error_r);
-		g_free(crit);
-		if (st != MV_OK)
-			break;
-		/* "N:*" always includes the highest UID, even below N. */
-		guint first = 0;
-		while (first < uids->len && g_array_index(uids, guint64, first) <= p->cur.last_uid)
-			first++;
-		guint total = MIN(uids->len - first, SIZES_CHUNK);
-		if (total == 0) {
-			g_array_unref(uids);
+	/* Fetch (and parse) the next batch while this one commits. */
+	fetcher_args args = {.p = p, .from_uid = p->cur.last_uid};
+	GThread *fetcher = g_thread_new("mv-imap-fetch", fetcher_main, &args);
+	mv_status commit_st = MV_OK, fetch_st = MV_OK;
+	char *commit_err = NULL, *fetch_err = NULL;
+	for (;;) {
+		g_mutex_lock(&p->lock);
+		while (p->ready.length == 0)
+			g_cond_wait(&p->cond, &p->lock);
+		batch *b = g_queue_pop_head(&p->ready);
+		g_cond_broadcast(&p->cond);
+		g_mutex_unlock(&p->lock);
+		if (b->end) {
+			fetch_st = b->status;
+			fetch_err = g_steal_pointer(&b->error);
+			batch_free(b);
 			break;
 		}
-		const guint64 *todo = &g_array_index(uids, guint64, first);
-		char *set = mv_imap_uid_set(todo, total);
-		GPtrArray *sizes = NULL;
-		st = mv_imap_uid_fetch(p->imap, set, FALSE, &sizes, error_r);
-		g_free(set);
-		GHashTable *size_of = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
-		for (guint i = 0; st == MV_OK && i < sizes->len; i++) {
-			mv_imap_message *m = sizes->pdata[i];
-			gint64 *key = g_new(gint64, 1);
-			*key = (gint64)m->uid;
-			g_hash_table_insert(size_of, key, GSIZE_TO_POINTER((gsize)m->size + 1));
-		}
-		guint i = 0;
-		while (st == MV_OK && i < total && !stopping(p->o)) {
-			guint j = i;
-			gsize bytes = 0;
-			while (j < total && j - i < p->o->batch_size) {
-				gint64 key = (gint64)todo[j];
-				gsize sz = GPOINTER_TO_SIZE(g_hash_table_lookup(size_of, &key));
-				if (sz > 0 && sz - 1 > p->o->imap.max_literal) {
-					if (j == i)
-						st = mv_fail(error_r, MV_ERR_LIMIT,
-						             "UID %" G_GUINT64_FORMAT " is %zu bytes, over the %zu-byte "
-						             "limit: not archived, the source stops before it",
-						             todo[j], sz - 1, p->o->imap.max_literal);
-					break;
-				}
-				if (j > i && bytes + sz > p->o->batch_bytes)
-					break;
-				bytes += sz;
-				j++;
+		/* After a failure or a stop request, fetched batches are dropped:
+		 * the cursor has not moved past them. */
+		if (commit_st == MV_OK && !stopping(p->o)) {
+			commit_st = commit_batch(p, b, &commit_err);
+			if (commit_st != MV_OK) {
+				g_mutex_lock(&p->lock);
+				p->abort = TRUE;
+				g_cond_broadcast(&p->cond);
+				g_mutex_unlock(&p->lock);
 			}
-			if (st == MV_OK && j > i)
-				st = run_batch(p, todo + i, j - i, error_r);
-			else if (st == MV_OK)
-				break;
-			i = j;
 		}
-		g_hash_table_destroy(size_of);
-		if (sizes != NULL)
-			g_ptr_array_free(sizes, TRUE);
-		g_array_unref(uids);
+		batch_free(b);
 	}
+	g_thread_join(fetcher);
+	/* The session is this thread's again: flag the last batches. */
+	char *drain_err = NULL;
+	mv_status drain_st = fetch_st == MV_OK || fetch_st == MV_ERR_LIMIT ? drain_done(p, &drain_err)
+	                                                                   : MV_OK;
+	if (fetch_st != MV_OK && fetch_st != MV_ERR_LIMIT) {
+		/* The session failed: what is committed is flagged next pass. */
+		while (!g_queue_is_empty(&p->done)) {
+			done_set *d = g_queue_pop_head(&p->done);
+			g_array_free(d->uids, TRUE);
+			g_free(d);
+		}
+	}
+	p->stats->removed += p->removed;
+	p->removed = 0;
+	if (commit_st != MV_OK)
+		st = mv_fail(error_r, commit_st, "%s", commit_err);
+	else if (fetch_st != MV_OK)
+		st = mv_fail(error_r, fetch_st, "%s", fetch_err);
+	else if (drain_st != MV_OK)
+		st = mv_fail(error_r, drain_st, "%s", drain_err);
+	g_free(commit_err);
+	g_free(fetch_err);
+	g_free(drain_err);
 	return st;
 }
 
@@ -624,6 +806,10 @@ mv_status mv_imap_ingest_pass(mv_db *db, mv_blobstore *blobs, const mv_imap_inge
 {
 	*stats_r = (mv_imap_ingest_stats){0};
 	pass p = {.db = db, .blobs = blobs, .o = o, .stats = stats_r};
+	g_mutex_init(&p.lock);
+	g_cond_init(&p.cond);
+	g_queue_init(&p.ready);
+	g_queue_init(&p.done);
 	char *mailbox = NULL;
 	mv_status st = mv_imap_parse_url(o->imap.url, &mailbox, &p.cur.display, error_r);
 	g_free(mailbox);
@@ -637,10 +823,20 @@ mv_status mv_imap_ingest_pass(mv_db *db, mv_blobstore *blobs, const mv_imap_inge
 		st = mv_imap_connect(&o->imap, &p.imap, error_r);
 	if (st == MV_OK)
 		st = pull(&p, error_r);
-	if (PQstatus(mv_db_conn(db)) == CONNECTION_OK)
-		cursor_note(db, p.cur.source, st == MV_OK ? NULL : *error_r);
+	/* Log out before the database work that follows. */
 	mv_imap_close(&p.imap);
+	if (PQstatus(mv_db_conn(db)) == CONNECTION_OK) {
+		cursor_note(db, p.cur.source, st == MV_OK ? NULL : *error_r);
+		/* Search vectors of what was stored (best effort: search falls
+		 * back to computing them, and the next pass catches up). */
+		char *ierr = NULL;
+		if (stats_r->new_count > 0 &&
+		    mv_store_index_pending(db, 500, 0, NULL, &ierr) != MV_OK)
+			g_free(ierr);
+	}
 	mv_policy_free(&p.policy);
+	g_mutex_clear(&p.lock);
+	g_cond_clear(&p.cond);
 	g_free(p.cur.source);
 	g_free(p.cur.display);
 	return st;
