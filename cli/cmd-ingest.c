@@ -414,6 +414,7 @@ static int cmd_imap(mv_cli *cli, int argc, char **argv)
 	}
 	struct sigaction sa = {0};
 	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESETHAND; /* a second signal ends it at once */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

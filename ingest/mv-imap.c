@@ -93,8 +93,16 @@ mv_status mv_imap_parse_url(const char *url, char **mailbox_r, char **display_r,
 	if (display_r != NULL)
 		*display_r = NULL;
 	CURLU *u = curl_url();
-	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *password = NULL;
 	mv_status st = MV_OK;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK) {
+		/* Not even in the message: the URL holds a secret. */
+		curl_free(password);
+		curl_url_cleanup(u);
+		return mv_fail(error_r, MV_ERR_USAGE,
+		               "the IMAP URL holds a password: give it in a file instead");
+	}
 	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
@@ -577,8 +585,7 @@ mv_status mv_imap_connect(const mv_imap_options *options, mv_imap **imap_r, char
 		return mv_fail(error_r, MV_ERR_INTERNAL, "curl_easy_init failed");
 	}
 	/* Connect to the server root: the session selects mailboxes itself. */
-	gboolean implicit = g_str_has_prefix(options->url, "imaps:") ||
-	                    g_str_has_prefix(options->url, "IMAPS:");
+	gboolean implicit = g_ascii_strncasecmp(options->url, "imaps:", 6) == 0;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	CURL *c = imap->curl;
 	CURLU *u = curl_url();

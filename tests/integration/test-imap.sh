@@ -277,6 +277,13 @@ mv ingest imap --url "$URL" --user journal --pass s3cr3t "${TLS[@]}" >/dev/null 
 rc=$?
 set -e
 expect_eq "a password on the command line is refused" 64 "$rc"
+set +e
+mv ingest imap --url "imap://journal:s3cr3t@127.0.0.1:$IMAP_PORT/INBOX" --user journal \
+  --password-file "$WORK/pw" "${TLS[@]}" >/dev/null 2>"$WORK/urlpass.err"
+rc=$?
+set -e
+expect_eq "a password in the URL is refused" 64 "$rc"
+check "a password in the URL is not echoed" bash -c "! grep -q s3cr3t '$WORK/urlpass.err'"
 check "a password on the command line is not echoed" bash -c "! grep -q s3cr3t '$WORK/pass.err'"
 
 # ---- 9. kill -9 during a large pull, with --after-archive delete ----
