@@ -115,8 +115,11 @@ mv_status mv_imap_parse_url(const char *url, char **mailbox_r, char **display_r,
 	}
 	if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
 		port = NULL;
-	if (curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE) != CURLUE_OK)
-		path = NULL;
+	if (curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE) != CURLUE_OK) {
+		/* libcurl refuses to decode control characters */
+		st = mv_fail(error_r, MV_ERR_USAGE, "the mailbox in '%s' cannot be decoded", url);
+		goto out;
+	}
 	const char *mb = path != NULL ? path : "";
 	while (*mb == '/')
 		mb++;

@@ -323,6 +323,27 @@ for b in bodies(): print(hashlib.sha256(b).hexdigest())" | sort > "$WORK/big.lef
   echo "# kill round $round: $(wc -l < "$WORK/big.archived") archived, $(wc -l < "$WORK/big.left") left in the mailbox"
 done
 expect_eq "kill -9: the mailbox never lost a message not archived" 0 "$lost"
+# The server drops the connection in the middle of the pull.
+"$MAILVAULT_BIN" --home "$MV_HOME" ingest imap "${TLS[@]}" --password-file "$WORK/pw" "${BIG[@]}" \
+  >/dev/null 2>"$WORK/kick.err" &
+pid=$!
+target=$(( $(big_archived) + 50 ))
+for i in $(seq 1 300); do
+  [ "$(big_archived)" -ge "$target" ] && break
+  sleep 0.02
+done
+doveadm -c "$dv/dovecot.conf" kick big >/dev/null
+set +e
+wait "$pid"
+rc=$?
+set -e
+expect_eq "connection dropped mid-pull: exit 74" 74 "$rc"
+check "connection dropped mid-pull: clear error" grep -q "imap:big@.*: the IMAP server said BYE\|closed the connection\|Connection reset" "$WORK/kick.err"
+imapc big "
+for b in bodies(): print(hashlib.sha256(b).hexdigest())" | sort > "$WORK/big.left"
+sql "SELECT encode(m.sha256, 'hex') FROM message m JOIN arrival a ON a.message_id = m.id WHERE a.source LIKE 'imap:big@%'" | sort > "$WORK/big.archived"
+expect_eq "connection dropped mid-pull: the mailbox lost nothing not archived" 0 \
+  "$(comm -23 "$WORK/big.all" "$WORK/big.left" | comm -23 - "$WORK/big.archived" | wc -l)"
 ingest "${BIG[@]}" >/dev/null
 expect_eq "kill -9: after a final run every message is archived" 2000 \
   "$(sql "SELECT count(DISTINCT message_id) FROM arrival WHERE source LIKE 'imap:big@%'")"
