@@ -362,6 +362,14 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
                          const mv_arrival_info *arrivals, guint n, mv_store_result *results,
                          char **error_r)
 {
+	return mv_store_batch_with(db, blobs, msgs, arrivals, n, NULL, results, error_r);
+}
+
+mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
+                              const mv_arrival_info *arrivals, guint n,
+                              const mv_store_extra *extra, mv_store_result *results,
+                              char **error_r)
+{
 	for (guint i = 0; i < n; i++)
 		results[i] = (mv_store_result){0};
 	if (n == 0)
@@ -401,6 +409,9 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 		char *shas = sha_array(msgs, n);
 		if (st == MV_OK)
 			st = send_hold_inserts(db, holds, shas, &err);
+		if (st == MV_OK && extra != NULL)
+			st = mv_db_pipeline_send(db, NULL, extra->sql, extra->n_params, extra->values,
+			                         NULL, NULL, NULL, &err);
 		const char *av[] = {arrivals[0].source != NULL ? arrivals[0].source : "ingest",
 		                    "ingest.batch", "", details};
 		if (st == MV_OK)
@@ -428,7 +439,7 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
 		return MV_OK;
 	}
 	rollback(db, blobs);
-	if (connection_lost(db) || n == 1 || st == MV_ERR_DENIED) {
+	if (connection_lost(db) || n == 1 || st == MV_ERR_DENIED || extra != NULL) {
 		for (guint i = 0; i < n; i++) {
 			results[i].status = st;
 			results[i].error = g_strdup(err);

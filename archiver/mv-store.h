@@ -46,6 +46,24 @@ mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs
                          const mv_arrival_info *arrivals, guint n, mv_store_result *results,
                          char **error_r) MV_WARN_UNUSED;
 
+/* One more statement for a batch's transaction, run after the messages and
+ * before COMMIT (a pulled source advancing its cursor with the messages it
+ * covers).  Text parameters; values are borrowed. */
+typedef struct {
+	const char *sql;
+	int n_params;
+	const char *const *values;
+} mv_store_extra;
+
+/* mv_store_batch, with extra (or NULL) in the batch's transaction.  With
+ * extra the batch is all or nothing: when anything fails (extra included)
+ * the whole transaction rolls back, every result carries the error, and no
+ * message is retried alone, so nothing commits without extra. */
+mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
+                              const mv_arrival_info *arrivals, guint n,
+                              const mv_store_extra *extra, mv_store_result *results,
+                              char **error_r) MV_WARN_UNUSED;
+
 /* Resolve "123" (message id) or 64 hex digits (SHA-256) to a message id.
  * MV_ERR_USAGE when ref is neither, MV_ERR_NOT_FOUND when absent. */
 mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **error_r)

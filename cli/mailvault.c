@@ -26,6 +26,8 @@ int mv_cmd_purge(mv_cli *cli, int argc, char **argv);
 int mv_cmd_review(mv_cli *cli, int argc, char **argv);
 int mv_cmd_export(mv_cli *cli, int argc, char **argv);
 int mv_cmd_verify_bundle(mv_cli *cli, int argc, char **argv);
+int mv_cmd_ingest(mv_cli *cli, int argc, char **argv);
+int mv_cmd_restore(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -47,6 +49,8 @@ static const mv_cli_command commands[] = {
 	{"review", mv_cmd_review, "records awaiting a destruction decision: list, approve, extend"},
 	{"export", mv_cmd_export, "write a case bundle of a hold or a query"},
 	{"verify-bundle", mv_cmd_verify_bundle, "check a case bundle: files, hashes, counts"},
+	{"ingest", mv_cmd_ingest, "pull journal mailboxes over IMAP; show each source's state"},
+	{"restore", mv_cmd_restore, "APPEND archived messages to an IMAP mailbox, byte-exact"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };

@@ -158,3 +158,68 @@ void mv_json_key(FILE *f, const char *key, gboolean *first)
 	mv_json_string(f, key);
 	fputc(':', f);
 }
+
+char *mv_cli_read_secret(const mv_cli *cli, const char *file, const char *env)
+{
+	char *secret = NULL;
+	if (file != NULL) {
+		gsize len = 0;
+		GError *gerr = NULL;
+		if (!g_file_get_contents(file, &secret, &len, &gerr)) {
+			mv_cli_fail(cli, MV_ERR_CONFIG, gerr->message);
+			g_error_free(gerr);
+			return NULL;
+		}
+		/* The first line, without its line end. */
+		gsize n = strcspn(secret, "\r\n");
+		gboolean nul = n < len && secret[n] == '\0';
+		secret[n] = '\0';
+		if (nul) {
+			mv_cli_secret_free(secret);
+			mv_cli_fail(cli, MV_ERR_CONFIG, "the password file holds a NUL byte");
+			return NULL;
+		}
+		if (n == 0) {
+			mv_cli_secret_free(secret);
+			secret = NULL;
+			char *msg = g_strdup_printf("the password file %s is empty", file);
+			mv_cli_fail(cli, MV_ERR_CONFIG, msg);
+			g_free(msg);
+			return NULL;
+		}
+		return secret;
+	}
+	const char *v = env != NULL ? g_getenv(env) : NULL;
+	if (v == NULL || *v == '\0') {
+		char *msg = g_strdup_printf("no password: give --password-file FILE%s%s", env ? " or set " : "",
+		                            env ? env : "");
+		mv_cli_fail(cli, MV_ERR_USAGE, msg);
+		g_free(msg);
+		return NULL;
+	}
+	return g_strdup(v);
+}
+
+void mv_cli_secret_free(char *secret)
+{
+	if (secret == NULL)
+		return;
+	explicit_bzero(secret, strlen(secret));
+	g_free(secret);
+}
+
+gboolean mv_cli_no_password_args(const mv_cli *cli, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0)
+			break;
+		if (g_str_has_prefix(a, "--pa") && strcmp(a, "--password-file") != 0 &&
+		    !g_str_has_prefix(a, "--password-file=")) {
+			mv_cli_usage_error(cli, "passwords are read from a file (--password-file FILE) "
+			                        "or " "MAILVAULT_IMAP_PASSWORD, never from the command line");
+			return FALSE;
+		}
+	}
+	return TRUE;
+}

@@ -71,4 +71,15 @@ void mv_json_string(FILE *f, const char *s); /* "..." or null */
 void mv_json_key(FILE *f, const char *key, gboolean *first);
 void mv_json_string_array(FILE *f, const GPtrArray *strings); /* [..]; NULL: [] */
 
+/* A secret (an IMAP password): the first line of file, else the value of
+ * the environment variable env.  Never printed.  NULL with a one-line
+ * message on stderr when neither gives a non-empty value or file cannot be
+ * read.  Free with mv_cli_secret_free (wipes it). */
+char *mv_cli_read_secret(const mv_cli *cli, const char *file, const char *env);
+void mv_cli_secret_free(char *secret);
+/* FALSE (a usage message printed, never the value) when argv holds what
+ * looks like a password option other than --password-file: getopt would
+ * take "--pass X" as "--password-file X" and name X in its error. */
+gboolean mv_cli_no_password_args(const mv_cli *cli, int argc, char **argv);
+
 #endif

@@ -1,0 +1,444 @@
+#!/usr/bin/env bash
+# IMAP journaling ingest and restore against a real Dovecot on loopback: a
+# private Dovecot instance (config, state, log and Maildirs under $WORK)
+# with one user per scenario, STARTTLS on one port and implicit TLS on
+# another, both with a self-signed certificate the test makes.
+. "$(dirname "$0")/lib.sh"
+if [ "$(id -u)" -ne 0 ] || ! command -v dovecot >/dev/null; then
+  echo "needs root and dovecot-imapd (scripts/deps --test installs it)"; exit 1
+fi
+mv db init >/dev/null
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+IMAP_PORT=$(port)
+IMAPS_PORT=$(port)
+dv=$WORK/dovecot
+mkdir -p "$dv/base" "$dv/state" "$dv/mail"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$dv/key.pem" -out "$dv/cert.pem" 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$dv/other-key.pem" -out "$dv/other.pem" 2>/dev/null
+: > "$dv/passwd"
+for u in journal seen del jr big rs cfga cfgb poll; do
+  echo "$u:{PLAIN}secret" >> "$dv/passwd"
+  mkdir -p "$dv/mail/$u/cur" "$dv/mail/$u/new" "$dv/mail/$u/tmp"
+done
+cat > "$dv/dovecot.conf" <<CF
+protocols = imap
+listen = 127.0.0.1
+base_dir = $dv/base
+state_dir = $dv/state
+log_path = $dv/dovecot.log
+ssl = yes
+ssl_cert = <$dv/cert.pem
+ssl_key = <$dv/key.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:$dv/mail/%u
+mail_uid = mailvault
+mail_gid = mailvault
+first_valid_uid = 1
+default_login_user = dovenull
+default_internal_user = dovecot
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $IMAP_PORT
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $IMAPS_PORT
+    ssl = yes
+  }
+}
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $dv/passwd
+}
+userdb {
+  driver = static
+  args = uid=mailvault gid=mailvault home=$dv/mail/%u
+}
+CF
+chmod 644 "$dv/key.pem"
+echo secret > "$WORK/pw"
+echo wrong > "$WORK/badpw"
+chmod 600 "$WORK/pw" "$WORK/badpw"
+
+# The journal mailbox: a generated company mail flow, CRLF line ends.
+python3 "$TESTS_DIR/corpus/mvgen.py" --seed 7 --count 120 --out "$dv/mail/journal" \
+  --format maildir --crlf --quiet
+cp -r "$dv/mail/journal" "$WORK/journal-orig"
+chown -R mailvault "$dv/mail"
+dovecot -c "$dv/dovecot.conf" || { cat "$dv/dovecot.log"; fail "dovecot starts"; finish; }
+stop_all() {
+  doveadm -c "$dv/dovecot.conf" stop >/dev/null 2>&1 || true
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    [ -e "$dv/base/master.pid" ] || break
+    sleep 0.2
+  done
+  cleanup
+}
+trap stop_all EXIT
+export IMAP_PORT IMAPS_PORT WORK dv MAILVAULT_BIN MV_HOME
+export -f mv
+
+URL=imap://127.0.0.1:$IMAP_PORT/INBOX
+TLS=(--ca-file "$dv/cert.pem")
+ingest() { mv ingest imap "${TLS[@]}" --password-file "$WORK/pw" "$@"; }
+# imapc USER PYTHON: run python with an IMAP connection M logged in as USER.
+imapc() {
+  local user=$1 code=$2
+  shift 2
+  IMAP_USER=$user python3 -c "
+import imaplib, os, hashlib, re, sys
+M = imaplib.IMAP4('127.0.0.1', int(os.environ['IMAP_PORT']))
+M.login(os.environ['IMAP_USER'], 'secret')
+def bodies(box='INBOX'):
+    typ, d = M.select(box)
+    if int(d[0]) == 0:
+        return []
+    typ, data = M.uid('FETCH', '1:*', '(BODY.PEEK[])')
+    return [d[1] for d in data if isinstance(d, tuple)]
+$code
+M.logout()
+" "$@"
+}
+append_msgs() { # USER FILE...: APPEND each file to USER's INBOX, in order
+  local u=$1; shift
+  imapc "$u" "
+for f in sys.argv[1:]:
+    M.append('INBOX', None, None, open(f, 'rb').read())
+" "$@"
+}
+shas_of_dir() { find "$1" -type f -print0 | xargs -0 sha256sum | cut -c1-64 | sort -u; }
+
+# ---- 1. everything archived byte-exact ----
+out=$(ingest --url "$URL" --user journal --json)
+rc=$?
+expect_eq "first pull succeeds" 0 "$rc"
+files=$(find "$WORK/journal-orig" -type f | wc -l)
+unique=$(shas_of_dir "$WORK/journal-orig" | wc -l)
+expect_eq "every message fetched" "$files" "$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["fetched"])')"
+expect_eq "every distinct message archived" "$unique" "$(sql "SELECT count(*) FROM message")"
+bad=0
+while IFS= read -r f; do
+  sha=$(sha256sum < "$f" | cut -c1-64)
+  mv get "$sha" 2>/dev/null | cmp -s - "$f" || bad=$((bad + 1))
+done < <(find "$WORK/journal-orig" -type f)
+expect_eq "every archived message is byte-exact" 0 "$bad"
+expect_eq "arrivals name the source and the UID (one per distinct message)" "$unique" \
+  "$(sql "SELECT count(*) FROM arrival WHERE source = 'imap:journal@127.0.0.1:$IMAP_PORT/INBOX' AND source_ref ~ '^[0-9]+/[0-9]+$'")"
+
+# ---- 2. a second run archives nothing new ----
+out=$(ingest --url "$URL" --user journal --json)
+expect_eq "second pull fetches nothing" 0 "$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["fetched"])')"
+expect_eq "second pull adds no arrival" "$unique" "$(sql "SELECT count(*) FROM arrival")"
+
+# ---- 3. ingest status ----
+uv=$(imapc journal "typ, d = M.select('INBOX'); print(M.untagged_responses['UIDVALIDITY'][0].decode())")
+st=$(mv ingest status --json)
+expect_eq "status: uidvalidity" "$uv" "$(echo "$st" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["uidvalidity"])')"
+expect_eq "status: last uid" "$files" "$(echo "$st" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["last_uid"])')"
+expect_eq "status: no error" "None" "$(echo "$st" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["last_error"])')"
+check "status: last success set" bash -c "mv ingest status | grep -q 'last success: 20'"
+check "status text names the source" bash -c "mv ingest status | grep -q '^imap:journal@127.0.0.1:$IMAP_PORT/INBOX'"
+
+# ---- 4. UIDVALIDITY change: full rescan, nothing duplicated ----
+doveadm -c "$dv/dovecot.conf" mailbox update -u journal --uid-validity 4242 INBOX
+out=$(ingest --url "$URL" --user journal --json)
+expect_eq "rescan after a UIDVALIDITY change" "True $files 0" \
+  "$(echo "$out" | python3 -c 'import json,sys; s=json.load(sys.stdin)["sources"][0]; print(s["rescanned"], s["fetched"], s["new"])')"
+expect_eq "rescan adds no message" "$unique" "$(sql "SELECT count(*) FROM message")"
+expect_eq "rescan adds no arrival" "$unique" "$(sql "SELECT count(*) FROM arrival")"
+expect_eq "rescan is in the audit trail" 1 "$(sql "SELECT count(*) FROM audit_event WHERE action = 'ingest.rescan'")"
+expect_eq "status: new uidvalidity" 4242 "$(mv ingest status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["uidvalidity"])')"
+
+# ---- 5. --after-archive seen ----
+mkdir -p "$WORK/small"
+python3 - <<'PY'
+import os
+w = os.environ['WORK']
+for i in range(30):
+    open(f"{w}/small/{i:04d}.eml", 'wb').write(
+        (f"From: a{i}@example.com\r\nTo: b@example.org\r\nSubject: small {i}\r\n"
+         f"Message-ID: <small{i}@example.com>\r\nDate: Tue, 03 Nov 2026 09:{i:02d}:00 +0000\r\n\r\n"
+         f"small body {i}\r\n").encode())
+open(f"{w}/huge.eml", 'wb').write(
+    b"From: big@example.com\r\nTo: b@example.org\r\nSubject: huge\r\nMessage-ID: <huge@example.com>\r\n\r\n"
+    + (b"y" * 998 + b"\r\n") * 200)
+PY
+append_msgs seen "$WORK"/small/00*.eml
+ingest --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user seen --after-archive seen >/dev/null
+expect_eq "seen: every archived message is \\Seen" "0 30" \
+  "$(imapc seen "M.select('INBOX'); print(len(M.search(None, 'UNSEEN')[1][0].split()), len(M.search(None, 'SEEN')[1][0].split()))")"
+
+# ---- 6. --after-archive delete leaves only what is not archived ----
+# 10 small, one over --max-size, 10 more: the source stops before the big one.
+append_msgs del "$WORK"/small/000*.eml "$WORK/huge.eml" "$WORK"/small/001*.eml
+set +e
+ingest --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user del --after-archive delete --max-size 65536 \
+  >/dev/null 2>"$WORK/del.err"
+rc=$?
+set -e
+expect_eq "a message over --max-size stops the source (exit 65)" 65 "$rc"
+check "the error names the UID and the limit" grep -q "UID 11 is .* over the 65536-byte limit" "$WORK/del.err"
+left=$(imapc del "
+for b in bodies(): print(hashlib.sha256(b).hexdigest())")
+expect_eq "delete: the big one and those after it stay" 11 "$(echo "$left" | grep -c .)"
+in_archive=0
+for s in $left; do
+  n=$(sql "SELECT count(*) FROM arrival a JOIN message m ON m.id = a.message_id WHERE a.source LIKE 'imap:del@%' AND m.sha256 = '\\x$s'")
+  if [ "$n" != 0 ]; then in_archive=$((in_archive + 1)); fi
+done
+expect_eq "delete: nothing left in the mailbox is archived" 0 "$in_archive"
+expect_eq "status records the error" 1 \
+  "$(mv ingest status --json | python3 -c 'import json,sys; print(sum(1 for s in json.load(sys.stdin)["sources"] if s["last_error"] and "65536" in s["last_error"]))')"
+ingest --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user del --after-archive delete >/dev/null
+expect_eq "delete: once all is archived the mailbox is empty" 0 \
+  "$(imapc del "print(len(bodies()))")"
+expect_eq "delete: all 21 archived" 21 \
+  "$(sql "SELECT count(DISTINCT message_id) FROM arrival WHERE source LIKE 'imap:del@%'")"
+
+# ---- 7. journal reports ----
+python3 - <<'PY'
+import base64, os
+w = os.environ['WORK']
+orig = (b"From: Alice <alice@corp.example>\r\nTo: bob@corp.example\r\n"
+        b"Subject: Board minutes\r\nMessage-ID: <minutes@corp.example>\r\n"
+        b"Date: Wed, 04 Nov 2026 08:00:00 +0000\r\n\r\nConfidential minutes.\r\n")
+orig2 = orig.replace(b"Board minutes", b"Board minutes (encoded)").replace(b"<minutes@", b"<minutes2@")
+def report(att, cte, env, marked=True):
+    h = (b"From: Microsoft Exchange <journal@corp.example>\r\nTo: archive@corp.example\r\n"
+         b"Subject: Board minutes\r\n")
+    if marked:
+        h += b"X-MS-Journal-Report:\r\n"
+    h += b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_JR\"\r\n\r\n"
+    b = b"--=_JR\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" + env + b"\r\n--=_JR\r\nContent-Type: message/rfc822\r\n"
+    if cte:
+        b += b"Content-Transfer-Encoding: " + cte + b"\r\n"
+    return h + b + b"\r\n" + att + b"\r\n--=_JR--\r\n"
+env = (b"Sender: alice@corp.example\r\nSubject: Board minutes\r\nMessage-Id: <minutes@corp.example>\r\n"
+       b"To: bob@corp.example\r\nBcc: carol@corp.example\r\n"
+       b"Recipient: dave@corp.example, Expanded: board@corp.example\r\n")
+b64 = base64.encodebytes(orig2).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+open(f"{w}/jr1.eml", "wb").write(report(orig, None, env))
+open(f"{w}/jr2.eml", "wb").write(report(b64, b"base64", env.replace(b"carol", b"erin")))
+open(f"{w}/jr3.eml", "wb").write(report(b"not a message", None, b"Sender: alice@corp.example\r\n").replace(b"message/rfc822", b"text/plain"))
+open(f"{w}/orig.eml", "wb").write(orig)
+open(f"{w}/orig2.eml", "wb").write(orig2)
+PY
+append_msgs jr "$WORK/jr1.eml" "$WORK/jr2.eml" "$WORK/jr3.eml" "$WORK/small/0020.eml"
+out=$(ingest --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user jr --json)
+expect_eq "journal: two reports unwrapped, one malformed" "2 1" \
+  "$(echo "$out" | python3 -c 'import json,sys; s=json.load(sys.stdin)["sources"][0]; print(s["reports"], s["malformed_reports"])')"
+osha=$(sha256sum < "$WORK/orig.eml" | cut -c1-64)
+check "journal: the original is archived byte-exact" bash -c "mv get $osha | cmp -s - '$WORK/orig.eml'"
+check "journal: the base64-attached original is archived byte-exact" bash -c \
+  "mv get $(sha256sum < "$WORK/orig2.eml" | cut -c1-64) | cmp -s - '$WORK/orig2.eml'"
+env_json=$(mv show --json "$osha")
+expect_eq "journal: envelope from the report (Bcc included)" \
+  "alice@corp.example bob@corp.example,carol@corp.example,dave@corp.example" \
+  "$(echo "$env_json" | python3 -c 'import json,sys; a=json.load(sys.stdin)["arrivals"][0]; print(a["envelope_from"], ",".join(a["envelope_to"]))')"
+wsha=$(sha256sum < "$WORK/jr1.eml" | cut -c1-64)
+check "journal: the arrival names the wrapper" bash -c "echo '$env_json' | grep -q 'journal-report=$wsha'"
+check "journal: the wrapper is kept as evidence" bash -c "mv get $wsha | cmp -s - '$WORK/jr1.eml'"
+jr3=$(sha256sum < "$WORK/jr3.eml" | cut -c1-64)
+check "journal: a malformed report is archived as it is, flagged" bash -c \
+  "mv get $jr3 | cmp -s - '$WORK/jr3.eml' && mv show --json $jr3 | grep -q 'journal report not unwrapped'"
+check "journal: a plain message is archived as it is" bash -c \
+  "mv get $(sha256sum < "$WORK/small/0020.eml" | cut -c1-64) | cmp -s - '$WORK/small/0020.eml'"
+
+# ---- 8. login refused, TLS wrong ----
+set +e
+mv ingest imap --url "$URL" --user journal --password-file "$WORK/badpw" "${TLS[@]}" >/dev/null 2>"$WORK/login.err"
+rc=$?
+set -e
+expect_eq "login refused: exit 78" 78 "$rc"
+check "login refused: clear error" grep -q "login refused for user 'journal'" "$WORK/login.err"
+check "login refused: the password is not printed" bash -c "! grep -q wrong '$WORK/login.err'"
+for u in "imap://127.0.0.1:$IMAP_PORT/INBOX" "imaps://127.0.0.1:$IMAPS_PORT/INBOX"; do
+  set +e
+  mv ingest imap --url "$u" --user journal --password-file "$WORK/pw" --ca-file "$dv/other.pem" >/dev/null 2>"$WORK/tls.err"
+  rc=$?
+  set -e
+  expect_eq "wrong certificate (${u%%:*}): exit 78" 78 "$rc"
+  check "wrong certificate (${u%%:*}): clear error" grep -q "TLS certificate is not trusted" "$WORK/tls.err"
+done
+set +e
+ingest --url "imap://127.0.0.1:$IMAP_PORT/NoSuchBox" --user journal >/dev/null 2>"$WORK/nobox.err"
+rc=$?
+set -e
+expect_eq "a mailbox that does not exist: exit 66" 66 "$rc"
+check "a mailbox that does not exist: the server's answer is shown" grep -q "refused SELECT NoSuchBox: NO" "$WORK/nobox.err"
+expect_eq "imaps:// with the right CA works" 0 \
+  "$(ingest --url "imaps://127.0.0.1:$IMAPS_PORT/INBOX" --user journal --name journal-tls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["new"])')"
+set +e
+mv ingest imap --url "$URL" --user journal --pass s3cr3t "${TLS[@]}" >/dev/null 2>"$WORK/pass.err"
+rc=$?
+set -e
+expect_eq "a password on the command line is refused" 64 "$rc"
+set +e
+mv ingest imap --url "imap://journal:s3cr3t@127.0.0.1:$IMAP_PORT/INBOX" --user journal \
+  --password-file "$WORK/pw" "${TLS[@]}" >/dev/null 2>"$WORK/urlpass.err"
+rc=$?
+set -e
+expect_eq "a password in the URL is refused" 64 "$rc"
+check "a password in the URL is not echoed" bash -c "! grep -q s3cr3t '$WORK/urlpass.err'"
+check "a password on the command line is not echoed" bash -c "! grep -q s3cr3t '$WORK/pass.err'"
+
+# ---- 9. kill -9 during a large pull, with --after-archive delete ----
+python3 - <<'PY'
+import os
+d = os.environ['dv'] + '/mail/big/new'
+for i in range(2000):
+    m = (f"From: s{i % 37}@example.com\r\nTo: r{i % 11}@example.org\r\nSubject: load {i}\r\n"
+         f"Message-ID: <load{i}@example.com>\r\nDate: Thu, 05 Nov 2026 10:{i % 60:02d}:00 +0000\r\n\r\n"
+         f"body {i}\r\n" + "x" * (i % 700) + "\r\n").encode()
+    open(f"{d}/{1700000000 + i}.M{i}P1.test", "wb").write(m)
+PY
+shas_of_dir "$dv/mail/big/new" > "$WORK/big.all"
+chown -R mailvault "$dv/mail/big"
+BIG=(--url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user big --after-archive delete --batch-size 25)
+big_archived() { sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:big@%'"; }
+lost=0
+for round in 1 2 3 4 5; do
+  "$MAILVAULT_BIN" --home "$MV_HOME" ingest imap "${TLS[@]}" --password-file "$WORK/pw" "${BIG[@]}" >/dev/null 2>&1 &
+  pid=$!
+  # Kill once a random number of further messages has committed, so each
+  # round dies in the middle of the pull (a fetch, a parse, a commit).
+  target=$(( $(big_archived) + RANDOM % 350 + 1 ))
+  for i in $(seq 1 300); do
+    [ "$(big_archived)" -ge "$target" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  imapc big "
+for b in bodies(): print(hashlib.sha256(b).hexdigest())" | sort > "$WORK/big.left"
+  sql "SELECT encode(m.sha256, 'hex') FROM message m JOIN arrival a ON a.message_id = m.id WHERE a.source LIKE 'imap:big@%'" | sort > "$WORK/big.archived"
+  # gone from the mailbox = all - left; each must be archived
+  missing=$(comm -23 "$WORK/big.all" "$WORK/big.left" | comm -23 - "$WORK/big.archived" | wc -l)
+  lost=$((lost + missing))
+  echo "# kill round $round: $(wc -l < "$WORK/big.archived") archived, $(wc -l < "$WORK/big.left") left in the mailbox"
+done
+expect_eq "kill -9: the mailbox never lost a message not archived" 0 "$lost"
+# The server drops the connection in the middle of the pull.
+"$MAILVAULT_BIN" --home "$MV_HOME" ingest imap "${TLS[@]}" --password-file "$WORK/pw" "${BIG[@]}" \
+  >/dev/null 2>"$WORK/kick.err" &
+pid=$!
+target=$(( $(big_archived) + 50 ))
+for i in $(seq 1 300); do
+  [ "$(big_archived)" -ge "$target" ] && break
+  sleep 0.02
+done
+doveadm -c "$dv/dovecot.conf" kick big >/dev/null
+set +e
+wait "$pid"
+rc=$?
+set -e
+expect_eq "connection dropped mid-pull: exit 74" 74 "$rc"
+check "connection dropped mid-pull: clear error" grep -q "imap:big@.*: the IMAP server said BYE\|closed the connection\|Connection reset" "$WORK/kick.err"
+imapc big "
+for b in bodies(): print(hashlib.sha256(b).hexdigest())" | sort > "$WORK/big.left"
+sql "SELECT encode(m.sha256, 'hex') FROM message m JOIN arrival a ON a.message_id = m.id WHERE a.source LIKE 'imap:big@%'" | sort > "$WORK/big.archived"
+expect_eq "connection dropped mid-pull: the mailbox lost nothing not archived" 0 \
+  "$(comm -23 "$WORK/big.all" "$WORK/big.left" | comm -23 - "$WORK/big.archived" | wc -l)"
+ingest "${BIG[@]}" >/dev/null
+expect_eq "kill -9: after a final run every message is archived" 2000 \
+  "$(sql "SELECT count(DISTINCT message_id) FROM arrival WHERE source LIKE 'imap:big@%'")"
+expect_eq "kill -9: every message archived exactly once" 0 \
+  "$(sql "SELECT count(*) FROM (SELECT message_id FROM arrival WHERE source LIKE 'imap:big@%' GROUP BY message_id HAVING count(*) <> 1) x")"
+expect_eq "kill -9: the mailbox is empty at the end" 0 "$(imapc big "print(len(bodies()))")"
+
+# ---- 10. restore ----
+q='subject:small'
+want=$(mv search --limit 0 --json "$q" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+mv restore "$q" --to "imap://127.0.0.1:$IMAP_PORT/Restored" --user rs --password-file "$WORK/pw" "${TLS[@]}" > "$WORK/restore.out"
+check "restore reports what it restored" grep -q "^restored $want of $want messages to imap://127.0.0.1:$IMAP_PORT/Restored" "$WORK/restore.out"
+expect_eq "restore lists each message" "$want" "$(grep -c '^restored [0-9]* [0-9a-f]\{64\} as UID [0-9]' "$WORK/restore.out")"
+imapc rs "
+import email.utils, json
+M.select('Restored')
+typ, data = M.uid('FETCH', '1:*', '(INTERNALDATE BODY.PEEK[])')
+rows = []
+for d in data:
+    if not isinstance(d, tuple): continue
+    import time
+    t = int(time.mktime(imaplib.Internaldate2tuple(d[0])))
+    m = email.message_from_bytes(d[1])
+    want = int(email.utils.parsedate_to_datetime(m['Date']).timestamp())
+    rows.append((hashlib.sha256(d[1]).hexdigest(), t == want))
+json.dump(rows, open(os.environ['WORK'] + '/restored.json', 'w'))
+"
+expect_eq "restore: every message came back" "$want" "$(python3 -c "import json; print(len(json.load(open('$WORK/restored.json'))))")"
+bad=0
+for s in $(python3 -c "import json; print(' '.join(r[0] for r in json.load(open('$WORK/restored.json'))))"); do
+  [ "$(sql "SELECT count(*) FROM message WHERE sha256 = '\\x$s'")" = 1 ] || bad=$((bad + 1))
+done
+expect_eq "restore: the bytes fetched back are the archived bytes" 0 "$bad"
+expect_eq "restore: internal dates are the messages' dates" "True" \
+  "$(python3 -c "import json; print(all(r[1] for r in json.load(open('$WORK/restored.json'))))")"
+js=$(mv restore "$q" --to "imap://127.0.0.1:$IMAP_PORT/Restored2" --user rs --password-file "$WORK/pw" "${TLS[@]}" --json --limit 3)
+expect_eq "restore --json" "3 0 3" \
+  "$(echo "$js" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["restored"], d["failed"], sum(1 for m in d["messages"] if m["uid"]))')"
+expect_eq "restore is in the audit trail" 2 "$(sql "SELECT count(*) FROM audit_event WHERE action = 'restore'")"
+set +e
+mv restore 'subject:no-such-thing-anywhere' --to "imap://127.0.0.1:$IMAP_PORT/X" --user rs --password-file "$WORK/pw" "${TLS[@]}" >/dev/null 2>&1
+rc=$?
+set -e
+expect_eq "restore of nothing: exit 66" 66 "$rc"
+
+# ---- 11. config file: several sources, each its own worker; poll + SIGTERM ----
+append_msgs cfga "$WORK"/small/002*.eml
+append_msgs cfgb "$WORK"/small/001*.eml
+cat > "$WORK/mailvault.conf" <<CF
+[imap:a]
+url = imap://127.0.0.1:$IMAP_PORT/INBOX
+user = cfga
+password-file = $WORK/pw
+ca-file = $dv/cert.pem
+
+[imap:b]
+url = imap://127.0.0.1:$IMAP_PORT/INBOX
+user = cfgb
+password-file = $WORK/pw
+ca-file = $dv/cert.pem
+after-archive = seen
+CF
+out=$(mv ingest imap --config "$WORK/mailvault.conf" --once --json)
+expect_eq "config: both sources pulled" "imap:a=10 imap:b=10" \
+  "$(echo "$out" | python3 -c 'import json,sys; print(" ".join("%s=%d" % (s["source"], s["fetched"]) for s in json.load(sys.stdin)["sources"]))')"
+expect_eq "config: per-source after-archive" "0 10" \
+  "$(imapc cfgb "M.select('INBOX'); print(len(M.search(None, 'UNSEEN')[1][0].split()), len(M.search(None, 'SEEN')[1][0].split()))")"
+"$MAILVAULT_BIN" --home "$MV_HOME" ingest imap "${TLS[@]}" --password-file "$WORK/pw" \
+  --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user poll --poll 1 >/dev/null 2>"$WORK/poll.log" &
+pid=$!
+append_msgs poll "$WORK"/small/000[0-4].eml
+for i in $(seq 1 50); do
+  [ "$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:poll@%'")" = 5 ] && break
+  sleep 0.2
+done
+expect_eq "poll: new mail is pulled while running" 5 "$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:poll@%'")"
+# The server goes away and comes back: the poller retries with backoff.
+doveadm -c "$dv/dovecot.conf" stop
+for i in $(seq 1 50); do grep -q "retrying in 2 s" "$WORK/poll.log" && break; sleep 0.2; done
+check "poll: a failed pass is retried with backoff" grep -q "retrying in 2 s" "$WORK/poll.log"
+check "poll: the failure is logged clearly" grep -q "imap:poll@.*: error: .*127.0.0.1:$IMAP_PORT" "$WORK/poll.log"
+dovecot -c "$dv/dovecot.conf"
+append_msgs poll "$WORK"/small/000[5-6].eml
+for i in $(seq 1 100); do
+  [ "$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:poll@%'")" = 7 ] && break
+  sleep 0.2
+done
+expect_eq "poll: after the server is back the new mail is pulled" 7 \
+  "$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:poll@%'")"
+kill -TERM "$pid"
+set +e
+wait "$pid"
+rc=$?
+set -e
+expect_eq "poll: SIGTERM stops cleanly" 0 "$rc"
+check "poll: one log line per pass that did something" grep -q "imap:.*fetched=5 new=" "$WORK/poll.log"
+
+finish
