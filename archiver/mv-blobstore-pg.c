@@ -125,42 +125,24 @@ static mv_status pg_put(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], co
 	return st;
 }
 
-static mv_status pg_get(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], GBytes **data_r,
-                        char **error_r)
+mv_status mv_blobstore_pg_decode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                 gint64 raw_size, int codec, int dict_id, const void *data,
+                                 size_t len, GBytes **data_r, char **error_r)
 {
-	pg_store *s = (pg_store *)base;
+	pg_store *s = (pg_store *)store;
 	*data_r = NULL;
-	const char *values[] = {(const char *)sha};
-	int lengths[] = {MV_SHA256_LEN};
-	int formats[] = {1};
-	PGresult *r = NULL;
-	mv_status st = mv_db_query(s->db,
-	                           "SELECT raw_size::text, codec::text, coalesce(dict_id, 0)::text, data "
-	                           "FROM blob WHERE sha256 = $1",
-	                           1, values, lengths, formats, 0, &r, error_r);
-	if (st != MV_OK)
-		return st;
 	char hex[MV_SHA256_HEX_LEN + 1];
 	mv_sha256_to_hex(sha, hex);
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		return mv_fail(error_r, MV_ERR_NOT_FOUND, "blob %s is missing", hex);
-	}
-	size_t raw_size = (size_t)g_ascii_strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	int codec = (int)g_ascii_strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-	int dict_id = (int)g_ascii_strtoll(PQgetvalue(r, 0, 2), NULL, 10);
-	size_t dlen = 0;
-	unsigned char *data = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 3), &dlen);
-	PQclear(r);
-	if (data == NULL)
-		return mv_fail(error_r, MV_ERR_DB, "cannot decode blob %s", hex);
+	if (raw_size < 0)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "blob %s has a malformed record", hex);
 	mv_zdict *dict = NULL;
+	mv_status st = MV_OK;
 	if (codec == MV_CODEC_ZSTD_DICT)
 		st = load_dict(s, dict_id, &dict, error_r);
 	GBytes *out = NULL;
 	if (st == MV_OK)
-		st = mv_codec_decompress((mv_codec)codec, data, dlen, raw_size, dict, &out, error_r);
-	PQfreemem(data);
+		st = mv_codec_decompress((mv_codec)codec, data, len, (size_t)raw_size, dict, &out,
+		                         error_r);
 	if (st != MV_OK) {
 		if (st == MV_ERR_INTEGRITY) {
 			char *inner = *error_r;
@@ -180,6 +162,40 @@ static mv_status pg_get(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], GB
 	}
 	*data_r = out;
 	return MV_OK;
+}
+
+static mv_status pg_get(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], GBytes **data_r,
+                        char **error_r)
+{
+	pg_store *s = (pg_store *)base;
+	*data_r = NULL;
+	const char *values[] = {(const char *)sha};
+	int lengths[] = {MV_SHA256_LEN};
+	int formats[] = {1};
+	PGresult *r = NULL;
+	/* Binary results: the data comes as it is stored, not hex-escaped at
+	 * twice its size. */
+	mv_status st = mv_db_query(s->db,
+	                           "SELECT raw_size, codec::int4, coalesce(dict_id, 0)::int4, data "
+	                           "FROM blob WHERE sha256 = $1",
+	                           1, values, lengths, formats, 1, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	char hex[MV_SHA256_HEX_LEN + 1];
+	mv_sha256_to_hex(sha, hex);
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return mv_fail(error_r, MV_ERR_NOT_FOUND, "blob %s is missing", hex);
+	}
+	if (PQgetlength(r, 0, 0) != 8 || PQgetlength(r, 0, 1) != 4 || PQgetlength(r, 0, 2) != 4) {
+		PQclear(r);
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "blob %s has a malformed record", hex);
+	}
+	st = mv_blobstore_pg_decode(base, sha, mv_db_get_int8(r, 0, 0), mv_db_get_int4(r, 0, 1),
+	                            mv_db_get_int4(r, 0, 2), PQgetvalue(r, 0, 3),
+	                            (size_t)PQgetlength(r, 0, 3), data_r, error_r);
+	PQclear(r);
+	return st;
 }
 
 static mv_status pg_prepare(mv_blobstore *base, char **error_r)

@@ -56,6 +56,12 @@ mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
  * store's current dictionary (PostgreSQL back end: stored in zstd_dict). */
 mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **error_r)
 	MV_WARN_UNUSED;
+/* Decompress and verify one blob row read by the caller (the PostgreSQL
+ * back end's blob columns raw_size, codec, dict_id, data), as get does:
+ * for callers that read many blobs in one query.  *data_r: g_bytes_unref. */
+mv_status mv_blobstore_pg_decode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                 gint64 raw_size, int codec, int dict_id, const void *data,
+                                 size_t len, GBytes **data_r, char **error_r) MV_WARN_UNUSED;
 /* Whether the store has a current dictionary. */
 gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store);
 

@@ -96,6 +96,13 @@ mv_status mv_codec_compress(const void *in, size_t len, int level, const mv_zdic
 	return MV_OK;
 }
 
+static void free_dctx(gpointer dctx)
+{
+	ZSTD_freeDCtx(dctx);
+}
+
+static GPrivate thread_dctx = G_PRIVATE_INIT(free_dctx);
+
 mv_status mv_codec_decompress(mv_codec codec, const void *in, size_t len, size_t raw_size,
                               const mv_zdict *dict, GBytes **out_r, char **error_r)
 {
@@ -116,13 +123,21 @@ mv_status mv_codec_decompress(mv_codec codec, const void *in, size_t len, size_t
 		return mv_fail(error_r, MV_ERR_INTEGRITY,
 		               "compressed blob declares %llu bytes, expected %zu", declared, raw_size);
 	void *buf = g_malloc(raw_size > 0 ? raw_size : 1);
-	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	/* One decompression context per thread, kept (and freed when the
+	 * thread ends): creating one per blob cost as much as decompressing a
+	 * small blob. */
+	ZSTD_DCtx *dctx = g_private_get(&thread_dctx);
+	if (dctx == NULL) {
+		dctx = ZSTD_createDCtx();
+		g_private_set(&thread_dctx, dctx);
+	}
 	size_t n;
-	if (codec == MV_CODEC_ZSTD_DICT)
+	if (dctx == NULL)
+		n = (size_t)-1;
+	else if (codec == MV_CODEC_ZSTD_DICT)
 		n = ZSTD_decompress_usingDDict(dctx, buf, raw_size, in, len, dict->ddict);
 	else
 		n = ZSTD_decompressDCtx(dctx, buf, raw_size, in, len);
-	ZSTD_freeDCtx(dctx);
 	if (ZSTD_isError(n) || n != raw_size) {
 		g_free(buf);
 		return mv_fail(error_r, MV_ERR_INTEGRITY, "stored blob does not decompress: %s",

@@ -165,6 +165,20 @@ mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **er
 	return st;
 }
 
+gint64 mv_db_get_int8(const PGresult *r, int row, int col)
+{
+	guint64 be;
+	memcpy(&be, PQgetvalue(r, row, col), 8);
+	return (gint64)GUINT64_FROM_BE(be);
+}
+
+gint32 mv_db_get_int4(const PGresult *r, int row, int col)
+{
+	guint32 be;
+	memcpy(&be, PQgetvalue(r, row, col), 4);
+	return (gint32)GUINT32_FROM_BE(be);
+}
+
 mv_status mv_db_exec(mv_db *db, const char *sql, char **error_r)
 {
 	PGresult *r = PQexec(db->conn, sql);

@@ -68,6 +68,11 @@ mv_status mv_db_end(mv_db *db, mv_status st, char **error_r) MV_WARN_UNUSED;
  * second ("2026-11-28T13:05:00Z"), for query text. */
 #define MV_SQL_ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
+/* A binary-format result's int8 / int4 value (the caller checked the
+ * length and that it is not NULL). */
+gint64 mv_db_get_int8(const PGresult *r, int row, int col);
+gint32 mv_db_get_int4(const PGresult *r, int row, int col);
+
 /* Run a parameterised statement; values are text unless formats says
  * binary.  On success *res_r holds the result (PQclear it). */
 mv_status mv_db_query(mv_db *db, const char *sql, int n_params, const char *const *values,

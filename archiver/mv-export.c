@@ -760,6 +760,7 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 	gsize raw_len = g_bytes_get_size(raw);
 	mv_parse_limits limits = x->limits;
 	limits.max_text_bytes = MAX(limits.max_text_bytes, 2 * raw_len + 65536);
+	limits.no_type_detection = TRUE; /* the text is all the bundle needs */
 	if (mv_message_parse(raw, &limits, &msg, &perr) != MV_OK) {
 		g_free(perr); /* the text file then has the header summary only */
 		msg = NULL;
@@ -905,22 +906,21 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 	return st;
 }
 
-static mv_status export_message(exporter *x, const meta *m, char **error_r)
+/* One message read by mv_store_get_raw_each: raw, or why it could not be
+ * read (read_status, read_error). */
+static mv_status export_message(exporter *x, const meta *m, GBytes *raw, mv_status read_status,
+                                const char *read_error, char **error_r)
 {
 	char *doc_id = doc_id_of(m);
-	GBytes *raw = NULL;
-	char *err = NULL;
-	mv_status st = mv_store_get_raw(x->db, x->blobs, m->id, &raw, &err);
+	mv_status st = read_status;
 	if (st == MV_ERR_INTEGRITY || st == MV_ERR_NOT_FOUND || st == MV_ERR_INPUT) {
 		/* Listed, and the export goes on. */
-		add_error(x, m, doc_id, err);
-		g_free(err);
+		add_error(x, m, doc_id, read_error);
 		g_free(doc_id);
 		return MV_OK;
 	}
 	if (st != MV_OK) {
-		mv_fail(error_r, st, "%s", err);
-		g_free(err);
+		mv_fail(error_r, st, "%s", read_error != NULL ? read_error : "cannot read the message");
 		g_free(doc_id);
 		return st;
 	}
@@ -948,9 +948,33 @@ static mv_status export_message(exporter *x, const meta *m, char **error_r)
 		g_free(p->last_doc);
 		p->last_doc = g_strdup(doc_id);
 	}
-	g_bytes_unref(raw);
 	g_free(doc_id);
 	return st;
+}
+
+typedef struct {
+	exporter *x;
+	GArray *metas;
+	mv_status st;
+	char *error;
+} page_reader;
+
+static void export_read(void *context, guint index, GBytes *raw, mv_status status,
+                        const char *error)
+{
+	page_reader *pr = context;
+	if (pr->st != MV_OK)
+		return; /* a fatal error earlier in the page: stop writing */
+	exporter *x = pr->x;
+	pr->st = export_message(x, &g_array_index(pr->metas, meta, index), raw, status, error,
+	                        &pr->error);
+	const mv_export_options *o = x->o;
+	if (o->progress != NULL) {
+		mv_export_summary *sum = x->sum;
+		mv_export_progress p = {sum->selected, sum->exported, sum->failed, sum->bytes,
+		                        x->p != NULL ? x->p->number : 0};
+		o->progress(o->progress_context, &p);
+	}
 }
 
 /* ---- selection ---- */
@@ -1093,14 +1117,20 @@ mv_status mv_export_run(mv_db *db, mv_blobstore *blobs, const mv_export_options 
 		guint n = MIN(PAGE, ids->len - off);
 		g_array_set_size(metas, 0);
 		st = read_meta(db, &g_array_index(ids, gint64, off), n, o->hold, metas, error_r);
-		for (guint i = 0; st == MV_OK && i < metas->len; i++) {
-			st = export_message(&x, &g_array_index(metas, meta, i), error_r);
-			if (o->progress != NULL) {
-				mv_export_progress pr = {sum->selected, sum->exported, sum->failed, sum->bytes,
-				                         x.p != NULL ? x.p->number : 0};
-				o->progress(o->progress_context, &pr);
-			}
+		/* One read per page of messages, not several per message. */
+		gint64 *page_ids = g_new(gint64, MAX(metas->len, 1));
+		for (guint i = 0; i < metas->len; i++)
+			page_ids[i] = g_array_index(metas, meta, i).id;
+		page_reader pr = {&x, metas, MV_OK, NULL};
+		if (st == MV_OK)
+			st = mv_store_get_raw_each(db, x.blobs, page_ids, metas->len, export_read, &pr,
+			                           error_r);
+		g_free(page_ids);
+		if (st == MV_OK && pr.st != MV_OK) {
+			st = pr.st;
+			mv_fail(error_r, st, "%s", pr.error != NULL ? pr.error : "export failed");
 		}
+		g_free(pr.error);
 		for (guint i = 0; i < metas->len; i++)
 			meta_clear(&g_array_index(metas, meta, i));
 	}

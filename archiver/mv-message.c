@@ -32,6 +32,7 @@ void mv_parse_limits_default(mv_parse_limits *limits)
 	limits->max_parts = 5000;
 	limits->max_text_bytes = 256 * 1024;
 	limits->min_splice_bytes = 2048;
+	limits->no_type_detection = FALSE;
 }
 
 mv_status mv_parser_init(char **error_r)
@@ -291,7 +292,8 @@ static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 	g_mime_data_wrapper_write_to_stream(content, decoded);
 	GByteArray *bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(decoded));
 	rec->size = bytes->len;
-	rec->detected_type = detect_type(bytes->data, bytes->len, is_text);
+	if (!c->limits->no_type_detection)
+		rec->detected_type = detect_type(bytes->data, bytes->len, is_text);
 
 	gboolean body_text = is_text && (rec->filename == NULL || !rec->is_attachment);
 	if (body_text && c->body->len < c->limits->max_text_bytes) {

@@ -26,6 +26,8 @@ typedef struct {
 	gsize max_text_bytes;     /* body text kept for search (default 256 KiB) */
 	gsize min_splice_bytes;   /* non-text parts at least this big are stored
 	                             as their own deduplicated blob (default 2048) */
+	gboolean no_type_detection; /* leave parts' detected_type NULL: for readers
+	                               that want only the text (default FALSE) */
 } mv_parse_limits;
 
 void mv_parse_limits_default(mv_parse_limits *limits);

@@ -531,78 +531,75 @@ mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **erro
 	return MV_OK;
 }
 
-mv_status mv_store_get_raw(mv_db *db, mv_blobstore *blobs, gint64 id, GBytes **raw_r,
-                           char **error_r)
+/* Messages of one read: at most this many bytes of them at a time. */
+#define READ_CHUNK_BYTES (32 * 1024 * 1024)
+#define READ_CHUNK_MESSAGES 200
+
+/* Rebuild message rows [*row, ...) of one message (rows ordered by seq, the
+ * skeleton first as seq -1) and check it; *row moves past them. */
+static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **raw_r,
+                          char **error_r)
 {
 	*raw_r = NULL;
-	char idtext[24];
-	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, id);
-	const char *values[] = {idtext};
-	PGresult *r = NULL;
-	mv_status st = mv_db_query(db,
-	                           "SELECT m.sha256, m.size, m.skeleton_sha256, s.\"offset\", s.blob_sha256 "
-	                           "FROM message m LEFT JOIN message_splice s ON s.message_id = m.id "
-	                           "WHERE m.id = $1 ORDER BY s.seq",
-	                           1, values, NULL, NULL, 1, &r, error_r);
-	if (st != MV_OK)
-		return st;
-	int rows = PQntuples(r);
-	if (rows == 0) {
-		PQclear(r);
-		return mv_fail(error_r, MV_ERR_NOT_FOUND, "no message %s in the archive", idtext);
-	}
-	if (PQgetlength(r, 0, 0) != MV_SHA256_LEN || PQgetlength(r, 0, 2) != MV_SHA256_LEN ||
-	    PQgetlength(r, 0, 1) != 8) {
-		PQclear(r);
-		return mv_fail(error_r, MV_ERR_INTEGRITY, "message %s has a malformed record", idtext);
-	}
-	uint8_t sha[MV_SHA256_LEN], skel_sha[MV_SHA256_LEN];
-	memcpy(sha, PQgetvalue(r, 0, 0), MV_SHA256_LEN);
-	memcpy(skel_sha, PQgetvalue(r, 0, 2), MV_SHA256_LEN);
-	guint64 size_be;
-	memcpy(&size_be, PQgetvalue(r, 0, 1), 8);
-	gint64 size = (gint64)GUINT64_FROM_BE(size_be);
-
-	GBytes *skel = NULL;
-	st = mv_blobstore_get(blobs, skel_sha, &skel, error_r);
-	if (st == MV_ERR_NOT_FOUND)
-		st = MV_ERR_INTEGRITY;
-	if (st != MV_OK) {
-		PQclear(r);
-		return st;
-	}
-	gsize skel_len = 0;
-	const guint8 *skel_data = g_bytes_get_data(skel, &skel_len);
+	int first = *row, rows = PQntuples(r);
+	gint64 id = mv_db_get_int8(r, first, 0);
+	int last = first;
+	while (last + 1 < rows && mv_db_get_int8(r, last + 1, 0) == id)
+		last++;
+	*row = last + 1;
+	if (PQgetlength(r, first, 1) != MV_SHA256_LEN || PQgetlength(r, first, 2) != 8)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "message %" G_GINT64_FORMAT
+		               " has a malformed record", id);
+	const uint8_t *sha = (const uint8_t *)PQgetvalue(r, first, 1);
+	gint64 size = mv_db_get_int8(r, first, 2);
 	GByteArray *out = g_byte_array_sized_new((guint)MAX(size, 0));
-	gsize pos = 0;
-	for (int i = 0; i < rows && st == MV_OK; i++) {
-		if (PQgetisnull(r, i, 3))
+	GBytes *skel = NULL;
+	gsize pos = 0, skel_len = 0;
+	const guint8 *skel_data = NULL;
+	mv_status st = MV_OK;
+	for (int i = first; i <= last && st == MV_OK; i++) {
+		gint32 seq = mv_db_get_int4(r, i, 3);
+		if ((i == first) != (seq == -1) || PQgetlength(r, i, 5) != MV_SHA256_LEN) {
+			st = mv_fail(error_r, MV_ERR_INTEGRITY,
+			             "message %" G_GINT64_FORMAT " has a malformed splice list", id);
+			break;
+		}
+		const uint8_t *bsha = (const uint8_t *)PQgetvalue(r, i, 5);
+		if (PQgetisnull(r, i, 6)) {
+			char hex[MV_SHA256_HEX_LEN + 1];
+			mv_sha256_to_hex(bsha, hex);
+			st = mv_fail(error_r, MV_ERR_INTEGRITY, "blob %s is missing", hex);
+			break;
+		}
+		GBytes *blob = NULL;
+		st = mv_blobstore_pg_decode(blobs, bsha, mv_db_get_int8(r, i, 6), mv_db_get_int4(r, i, 7),
+		                            mv_db_get_int4(r, i, 8), PQgetvalue(r, i, 9),
+		                            (size_t)PQgetlength(r, i, 9), &blob, error_r);
+		if (st != MV_OK)
+			break;
+		if (seq == -1) {
+			skel = blob;
+			skel_data = g_bytes_get_data(skel, &skel_len);
 			continue;
-		guint64 off_be;
-		memcpy(&off_be, PQgetvalue(r, i, 3), 8);
-		gsize off = (gsize)GUINT64_FROM_BE(off_be);
-		if (off < pos || off > skel_len || PQgetlength(r, i, 4) != MV_SHA256_LEN) {
-			st = mv_fail(error_r, MV_ERR_INTEGRITY, "message %s has a malformed splice list",
-			             idtext);
+		}
+		gsize off = (gsize)mv_db_get_int8(r, i, 4);
+		if (off < pos || off > skel_len) {
+			g_bytes_unref(blob);
+			st = mv_fail(error_r, MV_ERR_INTEGRITY,
+			             "message %" G_GINT64_FORMAT " has a malformed splice list", id);
 			break;
 		}
 		g_byte_array_append(out, skel_data + pos, (guint)(off - pos));
 		pos = off;
-		GBytes *part = NULL;
-		st = mv_blobstore_get(blobs, (const uint8_t *)PQgetvalue(r, i, 4), &part, error_r);
-		if (st == MV_ERR_NOT_FOUND)
-			st = MV_ERR_INTEGRITY;
-		if (st == MV_OK) {
-			gsize plen = 0;
-			const guint8 *pdata = g_bytes_get_data(part, &plen);
-			g_byte_array_append(out, pdata, (guint)plen);
-			g_bytes_unref(part);
-		}
+		gsize plen = 0;
+		const guint8 *pdata = g_bytes_get_data(blob, &plen);
+		g_byte_array_append(out, pdata, (guint)plen);
+		g_bytes_unref(blob);
 	}
-	PQclear(r);
 	if (st == MV_OK)
 		g_byte_array_append(out, skel_data + pos, (guint)(skel_len - pos));
-	g_bytes_unref(skel);
+	if (skel != NULL)
+		g_bytes_unref(skel);
 	if (st != MV_OK) {
 		g_byte_array_free(out, TRUE);
 		return st;
@@ -614,10 +611,181 @@ mv_status mv_store_get_raw(mv_db *db, mv_blobstore *blobs, gint64 id, GBytes **r
 		char hex[MV_SHA256_HEX_LEN + 1];
 		mv_sha256_to_hex(sha, hex);
 		return mv_fail(error_r, MV_ERR_INTEGRITY,
-		               "message %s does not match its SHA-256 %s: the stored copy is damaged",
-		               idtext, hex);
+		               "message %" G_GINT64_FORMAT " does not match its SHA-256 %s: the stored "
+		               "copy is damaged", id, hex);
 	}
 	*raw_r = g_byte_array_free_to_bytes(out);
+	return MV_OK;
+}
+
+static char *id_array(const gint64 *ids, guint n)
+{
+	GString *s = g_string_new("{");
+	for (guint i = 0; i < n; i++)
+		g_string_append_printf(s, "%s%" G_GINT64_FORMAT, i ? "," : "", ids[i]);
+	g_string_append_c(s, '}');
+	return g_string_free(s, FALSE);
+}
+
+/* One query for a chunk of messages: each message's row and its blobs,
+ * the skeleton first (seq -1), then the splices in order. */
+#define READ_CHUNK_SQL                                                                          \
+	"SELECT m.id, m.sha256, m.size, p.seq, p.off, p.sha, b.raw_size, b.codec::int4, "         \
+	"coalesce(b.dict_id, 0)::int4, b.data FROM message m "                                    \
+	"CROSS JOIN LATERAL (SELECT -1 AS seq, 0::bigint AS off, m.skeleton_sha256 AS sha "        \
+	"  UNION ALL SELECT s.seq, s.\"offset\", s.blob_sha256 FROM message_splice s "              \
+	"  WHERE s.message_id = m.id) p "                                                         \
+	"LEFT JOIN blob b ON b.sha256 = p.sha "                                                   \
+	"WHERE m.id = ANY ($1::bigint[]) ORDER BY m.id, p.seq"
+
+static mv_status read_chunk(mv_db *db, mv_blobstore *blobs, const gint64 *ids, guint n,
+                            mv_store_raw_fn *fn, void *context, char **error_r)
+{
+	char *arr = id_array(ids, n);
+	const char *v[] = {arr};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, READ_CHUNK_SQL, 1, v, NULL, NULL, 1, &r, error_r);
+	g_free(arr);
+	if (st != MV_OK)
+		return st;
+	/* Rows come in id order; hand the messages over in the caller's. */
+	GArray *msg_ids = g_array_sized_new(FALSE, FALSE, sizeof(gint64), n);
+	GArray *firsts = g_array_sized_new(FALSE, FALSE, sizeof(int), n);
+	int rows = PQntuples(r);
+	for (int i = 0; i < rows; i++) {
+		if (PQgetlength(r, i, 0) != 8 || PQgetlength(r, i, 2) != 8 || PQgetlength(r, i, 3) != 4 ||
+		    PQgetlength(r, i, 4) != 8 ||
+		    (!PQgetisnull(r, i, 6) && (PQgetlength(r, i, 6) != 8 || PQgetlength(r, i, 7) != 4 ||
+		                               PQgetlength(r, i, 8) != 4))) {
+			st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading messages");
+			break;
+		}
+		gint64 id = mv_db_get_int8(r, i, 0);
+		if (i == 0 || mv_db_get_int8(r, i - 1, 0) != id) {
+			g_array_append_val(msg_ids, id);
+			g_array_append_val(firsts, i);
+		}
+	}
+	for (guint k = 0; st == MV_OK && k < n; k++) {
+		GBytes *raw = NULL;
+		char *err = NULL;
+		mv_status ms;
+		guint lo = 0, hi = msg_ids->len; /* binary search: msg_ids ascend */
+		while (lo < hi) {
+			guint mid = lo + (hi - lo) / 2;
+			if (g_array_index(msg_ids, gint64, mid) < ids[k])
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == msg_ids->len || g_array_index(msg_ids, gint64, lo) != ids[k]) {
+			ms = mv_fail(&err, MV_ERR_NOT_FOUND, "no message %" G_GINT64_FORMAT " in the archive",
+			             ids[k]);
+		} else {
+			int row = g_array_index(firsts, int, lo);
+			ms = assemble(r, &row, blobs, &raw, &err);
+		}
+		fn(context, k, raw, ms, err);
+		if (raw != NULL)
+			g_bytes_unref(raw);
+		g_free(err);
+	}
+	g_array_free(msg_ids, TRUE);
+	g_array_free(firsts, TRUE);
+	PQclear(r);
+	return st;
+}
+
+typedef struct {
+	mv_store_raw_fn *fn;
+	void *context;
+	guint offset;
+} index_shift;
+
+static void shift_index(void *context, guint index, GBytes *raw, mv_status status,
+                        const char *error)
+{
+	index_shift *s = context;
+	s->fn(s->context, s->offset + index, raw, status, error);
+}
+
+mv_status mv_store_get_raw_each(mv_db *db, mv_blobstore *blobs, const gint64 *ids, guint n,
+                                mv_store_raw_fn *fn, void *context, char **error_r)
+{
+	if (n == 0)
+		return MV_OK;
+	/* Sizes first, so that a chunk holds a bounded number of bytes. */
+	char *arr = id_array(ids, n);
+	const char *v[] = {arr};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT id::text, size::text FROM message WHERE id = ANY ($1::bigint[])",
+	                           1, v, NULL, NULL, 0, &r, error_r);
+	g_free(arr);
+	if (st != MV_OK)
+		return st;
+	GHashTable *sizes = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+	for (int i = 0; i < PQntuples(r); i++) {
+		gint64 *id = g_new(gint64, 1);
+		*id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		g_hash_table_insert(sizes, id,
+		                    GSIZE_TO_POINTER((gsize)g_ascii_strtoull(PQgetvalue(r, i, 1), NULL, 10)));
+	}
+	PQclear(r);
+	guint start = 0;
+	while (st == MV_OK && start < n) {
+		guint end = start;
+		gsize bytes = 0;
+		while (end < n && end - start < READ_CHUNK_MESSAGES) {
+			gsize sz = GPOINTER_TO_SIZE(g_hash_table_lookup(sizes, &ids[end]));
+			if (end > start && bytes + sz > READ_CHUNK_BYTES)
+				break;
+			bytes += sz;
+			end++;
+		}
+		/* fn sees indexes into the caller's array */
+		index_shift shift = {fn, context, start};
+		st = read_chunk(db, blobs, ids + start, end - start, shift_index, &shift, error_r);
+		start = end;
+	}
+	g_hash_table_destroy(sizes);
+	return st;
+}
+
+typedef struct {
+	GBytes *raw;
+	mv_status status;
+	char *error;
+} one_result;
+
+static void keep_one(void *context, guint index, GBytes *raw, mv_status status,
+                     const char *error)
+{
+	(void)index;
+	one_result *o = context;
+	o->status = status;
+	o->raw = raw != NULL ? g_bytes_ref(raw) : NULL;
+	o->error = g_strdup(error);
+}
+
+mv_status mv_store_get_raw(mv_db *db, mv_blobstore *blobs, gint64 id, GBytes **raw_r,
+                           char **error_r)
+{
+	*raw_r = NULL;
+	one_result o = {NULL, MV_ERR_INTERNAL, NULL};
+	mv_status st = mv_store_get_raw_each(db, blobs, &id, 1, keep_one, &o, error_r);
+	if (st != MV_OK) {
+		g_free(o.error);
+		if (o.raw != NULL)
+			g_bytes_unref(o.raw);
+		return st;
+	}
+	if (o.status != MV_OK) {
+		mv_fail(error_r, o.status, "%s", o.error != NULL ? o.error : "cannot read the message");
+		g_free(o.error);
+		return o.status;
+	}
+	g_free(o.error);
+	*raw_r = o.raw;
 	return MV_OK;
 }
 

@@ -74,6 +74,21 @@ mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **erro
 mv_status mv_store_get_raw(mv_db *db, mv_blobstore *blobs, gint64 id, GBytes **raw_r,
                            char **error_r) MV_WARN_UNUSED;
 
+/* Called for each message read, in the order asked: raw (only valid during
+ * the call) when status is MV_OK, else the status (MV_ERR_NOT_FOUND,
+ * MV_ERR_INTEGRITY) and error of that message. */
+typedef void mv_store_raw_fn(void *context, guint index, GBytes *raw, mv_status status,
+                             const char *error);
+
+/* mv_store_get_raw for ids[0..n): one query per chunk of messages (at most
+ * 200 messages or 32 MiB, or one larger message) instead of several per
+ * message; every message is checked as mv_store_get_raw checks it.  Returns
+ * an error only when the database fails (the messages not yet handed to fn
+ * are then not read). */
+mv_status mv_store_get_raw_each(mv_db *db, mv_blobstore *blobs, const gint64 *ids, guint n,
+                                mv_store_raw_fn *fn, void *context, char **error_r)
+	MV_WARN_UNUSED;
+
 /* Compute search vectors for messages that have none, batch_size at a time,
  * until none are left or max_total (0: no limit) are done. */
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,
