@@ -16,6 +16,29 @@ static const char help[] =
 	"  --sample N      check N messages chosen at random instead of all\n"
 	"  --json          {checked, damaged: [{id, sha256, error}]}\n" MV_CLI_COMMON_HELP;
 
+typedef struct {
+	PGresult *rows; /* id, sha256 hex */
+	const gint64 *ids;
+	GPtrArray *damaged;
+	gint64 *checked;
+	gboolean tty;
+} verify_page;
+
+static void verify_one(void *context, guint index, GBytes *raw, mv_status status,
+                       const char *error)
+{
+	(void)raw;
+	verify_page *p = context;
+	(*p->checked)++;
+	if (status != MV_OK)
+		g_ptr_array_add(p->damaged, g_strdup_printf("%" G_GINT64_FORMAT "\t%s\t%s", p->ids[index],
+		                                            PQgetvalue(p->rows, (int)index, 1),
+		                                            error != NULL ? error : "unreadable"));
+	if (p->tty && *p->checked % 200 == 0)
+		fprintf(stderr, "\r\033[Kverify: %" G_GINT64_FORMAT " checked, %u damaged", *p->checked,
+		        p->damaged->len);
+}
+
 int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
@@ -68,27 +91,14 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 		if (st != MV_OK)
 			break;
 		int rows = PQntuples(r);
-		for (int i = 0; i < rows; i++) {
-			gint64 id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
-			after = id;
-			GBytes *raw = NULL;
-			char *e = NULL;
-			mv_status s = mv_store_get_raw(db, blobs, id, &raw, &e);
-			checked++;
-			if (s == MV_OK) {
-				g_bytes_unref(raw);
-			} else if (s == MV_ERR_INTEGRITY || s == MV_ERR_NOT_FOUND) {
-				g_ptr_array_add(damaged, g_strdup_printf("%" G_GINT64_FORMAT "\t%s\t%s", id,
-				                                         PQgetvalue(r, i, 1), e));
-			} else {
-				st = s;
-				err = g_strdup(e);
-			}
-			g_free(e);
-			if (tty && checked % 200 == 0)
-				fprintf(stderr, "\r\033[Kverify: %" G_GINT64_FORMAT " checked, %u damaged", checked,
-				        damaged->len);
-		}
+		gint64 *ids = g_new(gint64, MAX(rows, 1));
+		for (int i = 0; i < rows; i++)
+			ids[i] = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		if (rows > 0)
+			after = ids[rows - 1];
+		verify_page page = {r, ids, damaged, &checked, tty};
+		st = mv_store_get_raw_each(db, blobs, ids, (guint)rows, verify_one, &page, &err);
+		g_free(ids);
 		PQclear(r);
 		if (st != MV_OK || rows == 0 || sample > 0)
 			break;
