@@ -16,6 +16,7 @@ struct mv_db {
 	void *result_context;
 	char *pipe_error;     /* first failure */
 	mv_status pipe_status; /* and its status */
+	char last_sqlstate[6]; /* of the last failure mv_db_fail saw, or "" */
 };
 
 typedef struct {
@@ -153,6 +154,8 @@ static mv_status result_status(const PGresult *res)
 mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **error_r)
 {
 	const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	g_strlcpy(db->last_sqlstate, state != NULL ? state : "", sizeof db->last_sqlstate);
 	if (msg == NULL || *msg == '\0')
 		msg = PQerrorMessage(db->conn);
 	char *clean = g_strstrip(g_strdup(msg));
@@ -163,6 +166,12 @@ mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **er
 	                       result_status(res) == MV_ERR_DENIED ? DENIED_HINT : "");
 	g_free(clean);
 	return st;
+}
+
+gboolean mv_db_failure_is_transient(const mv_db *db)
+{
+	/* 40001 serialization_failure, 40P01 deadlock_detected */
+	return strcmp(db->last_sqlstate, "40001") == 0 || strcmp(db->last_sqlstate, "40P01") == 0;
 }
 
 gint64 mv_db_get_int8(const PGresult *r, int row, int col)
@@ -262,6 +271,8 @@ static void pipe_note_error(mv_db *db, const PGresult *r)
 		*nl = '\0';
 	db->pipe_error = clean;
 	db->pipe_status = result_status(r);
+	const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	g_strlcpy(db->last_sqlstate, state != NULL ? state : "", sizeof db->last_sqlstate);
 }
 
 mv_status mv_db_pipeline_send(mv_db *db, const char *name, const char *sql, int n_params,

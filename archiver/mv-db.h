@@ -110,5 +110,8 @@ mv_status mv_db_pipeline_end(mv_db *db, char **error_r) MV_WARN_UNUSED;
 
 /* Map a failed result or connection to a status and message. */
 mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **error_r);
+/* Whether the last failure (as seen by mv_db_fail) was a deadlock or a
+ * serialization failure: the transaction may simply be run again. */
+gboolean mv_db_failure_is_transient(const mv_db *db);
 
 #endif

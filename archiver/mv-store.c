@@ -454,7 +454,7 @@ mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const 
 	/* Isolate the failure: one message per transaction. */
 	guint failed = 0;
 	mv_status last = MV_OK;
-	for (guint i = 0; i < n; i++) {
+	for (guint i = 0, attempt = 1; i < n; i++) {
 		char *e = NULL;
 		mv_store_result *res = &results[i];
 		*res = (mv_store_result){0};
@@ -474,6 +474,17 @@ mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const 
 		}
 		if (s == MV_OK)
 			s = mv_db_exec(db, "COMMIT", &e);
+		/* A deadlock (say with a purge over a shared blob) is retried. */
+		if (s != MV_OK && attempt < 4 && !connection_lost(db) && mv_db_failure_is_transient(db)) {
+			rollback(db, blobs);
+			g_free(e);
+			g_free(res->error);
+			g_usleep(attempt * 20000);
+			attempt++;
+			i--; /* again */
+			continue;
+		}
+		attempt = 1;
 		if (s != MV_OK) {
 			rollback(db, blobs);
 			res->status = s;

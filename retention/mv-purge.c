@@ -403,8 +403,22 @@ mv_status mv_purge(mv_db *db, const mv_policy *policy, gint64 policy_version, gi
 			}
 			PQclear(r);
 		}
-		if (st == MV_OK)
-			st = destroy_batch(db, batch, disp, item_fn, context, &res->count, error_r);
+		/* A deadlock with a concurrent ingest over a shared blob rolls the
+		 * batch back whole; it is simply run again. */
+		for (int attempt = 1; st == MV_OK; attempt++) {
+			char *berr = NULL;
+			st = destroy_batch(db, batch, disp, item_fn, context, &res->count, &berr);
+			if (st != MV_OK && attempt < 5 && mv_db_failure_is_transient(db)) {
+				g_free(berr);
+				g_usleep((gulong)attempt * 50000);
+				st = MV_OK;
+				continue;
+			}
+			if (st != MV_OK)
+				mv_fail(error_r, st, "%s", berr);
+			g_free(berr);
+			break;
+		}
 		PQclear(batch);
 	}
 	/* Even after a failure, what was destroyed gets its certificate. */
