@@ -18,7 +18,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$dv/other-key.pem" -out "$dv/other.pem" 2>/dev/null
 : > "$dv/passwd"
-for u in journal seen del jr big rs cfga cfgb poll; do
+for u in journal seen del jr big rs cfga cfgb poll term; do
   echo "$u:{PLAIN}secret" >> "$dv/passwd"
   mkdir -p "$dv/mail/$u/cur" "$dv/mail/$u/new" "$dv/mail/$u/tmp"
 done
@@ -451,5 +451,55 @@ rc=$?
 set -e
 expect_eq "poll: SIGTERM stops cleanly" 0 "$rc"
 check "poll: one log line per pass that did something" grep -q "imap:.*fetched=5 new=" "$WORK/poll.log"
+
+# ---- 12. SIGTERM in the middle of a pull: the batch in flight finishes ----
+python3 - <<'PY'
+import os
+d = os.environ['dv'] + '/mail/term/new'
+for i in range(1500):
+    m = (f"From: t{i % 13}@example.com\r\nTo: u{i % 7}@example.org\r\nSubject: term {i}\r\n"
+         f"Message-ID: <term{i}@example.com>\r\nDate: Fri, 06 Nov 2026 11:{i % 60:02d}:00 +0000\r\n\r\n"
+         f"body {i}\r\n" + "y" * (i % 900) + "\r\n").encode()
+    open(f"{d}/{1710000000 + i}.M{i}P1.test", "wb").write(m)
+PY
+shas_of_dir "$dv/mail/term/new" > "$WORK/term.all"
+chown -R mailvault "$dv/mail/term"
+term_archived() { sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:term@%'"; }
+"$MAILVAULT_BIN" --home "$MV_HOME" ingest imap "${TLS[@]}" --password-file "$WORK/pw" \
+  --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user term --after-archive delete --batch-size 25 \
+  >/dev/null 2>"$WORK/term.err" &
+pid=$!
+for i in $(seq 1 300); do
+  [ "$(term_archived)" -ge 100 ] && break
+  sleep 0.02
+done
+kill -TERM "$pid"
+set +e
+wait "$pid"
+rc=$?
+set -e
+got=$(term_archived)
+expect_eq "SIGTERM mid-pull: exits 0" 0 "$rc"
+check "SIGTERM mid-pull: it stopped before the end ($got of 1500 archived)" test "$got" -lt 1500
+imapc term "
+for b in bodies(): print(hashlib.sha256(b).hexdigest())" | sort > "$WORK/term.left"
+sql "SELECT encode(m.sha256, 'hex') FROM message m JOIN arrival a ON a.message_id = m.id WHERE a.source LIKE 'imap:term@%'" | sort > "$WORK/term.archived"
+expect_eq "SIGTERM mid-pull: the mailbox lost nothing that is not archived" 0 \
+  "$(comm -23 "$WORK/term.all" "$WORK/term.left" | comm -23 - "$WORK/term.archived" | wc -l)"
+expect_eq "SIGTERM mid-pull: the cursor is at the last archived UID" "$got" \
+  "$(sql "SELECT last_uid FROM ingest_cursor WHERE source LIKE 'imap:term@%'")"
+ingest --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user term --after-archive delete >/dev/null
+expect_eq "SIGTERM mid-pull: the next run archives the rest, each once" "1500 1500" \
+  "$(sql "SELECT count(*), count(DISTINCT message_id) FROM arrival WHERE source LIKE 'imap:term@%'" | tr '|' ' ')"
+
+# ---- 13. configuration errors are one clear line each ----
+printf '[imap:broken]\nuser = x\n' > "$WORK/broken.conf"
+set +e
+mv ingest imap --config "$WORK/broken.conf" --once >/dev/null 2>"$WORK/broken.err"
+rc=$?
+set -e
+expect_eq "a source without a url: configuration error (78)" 78 "$rc"
+check "and the error names the source" grep -q "broken" "$WORK/broken.err"
+expect_eq "and it is one line" 1 "$(wc -l < "$WORK/broken.err")"
 
 finish
