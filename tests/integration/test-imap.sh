@@ -502,4 +502,40 @@ expect_eq "a source without a url: configuration error (78)" 78 "$rc"
 check "and the error names the source" grep -q "broken" "$WORK/broken.err"
 expect_eq "and it is one line" 1 "$(wc -l < "$WORK/broken.err")"
 
+# ---- 14. a server without TLS: refused unless --allow-plaintext ----
+PLAIN_PORT=$(port)
+mkdir -p "$dv/base2" "$dv/state2"
+sed -e "s|^base_dir = .*|base_dir = $dv/base2|" -e "s|^state_dir = .*|state_dir = $dv/state2|" \
+    -e "s|^log_path = .*|log_path = $dv/dovecot2.log|" -e "s|^ssl = yes|ssl = no|" \
+    -e "/^ssl_cert\|^ssl_key/d" -e "s|port = $IMAP_PORT|port = $PLAIN_PORT|" \
+    "$dv/dovecot.conf" | python3 -c '
+import re, sys
+conf = sys.stdin.read()
+# no implicit-TLS listener on the plain server
+print(re.sub(r"  inet_listener imaps \{.*?\n  \}\n", "", conf, flags=re.S), end="")' > "$dv/plain.conf"
+stop_plain() { doveadm -c "$dv/plain.conf" stop >/dev/null 2>&1 || true; }
+trap 'stop_plain; stop_all' EXIT
+dovecot -c "$dv/plain.conf" || { cat "$dv/dovecot2.log"; fail "plain dovecot starts"; }
+append_msgs rs "$WORK"/small/000[0-2].eml
+rs_count=$(imapc rs "print(len(bodies()))")
+check "the plain server's mailbox has mail to pull ($rs_count)" test "$rs_count" -ge 3
+PLAIN_URL="imap://127.0.0.1:$PLAIN_PORT/INBOX"
+set +e
+mv ingest imap --url "$PLAIN_URL" --user rs --password-file "$WORK/pw" --once >/dev/null 2>"$WORK/plain.err"
+rc=$?
+set -e
+check "no TLS offered: refused without --allow-plaintext (rc $rc)" test "$rc" -ne 0
+check "and the error says how to allow it" grep -q "allow-plaintext" "$WORK/plain.err"
+check "and the password is not in it" bash -c "! grep -q secret '$WORK/plain.err'"
+before=$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:rs@127.0.0.1:$PLAIN_PORT%'")
+expect_eq "nothing was pulled" 0 "$before"
+set +e
+mv ingest imap --url "$PLAIN_URL" --user rs --password-file "$WORK/pw" --once --allow-plaintext >/dev/null 2>"$WORK/plain2.err"
+rc=$?
+set -e
+expect_eq "with --allow-plaintext: pulled" 0 "$rc"
+expect_eq "with --allow-plaintext: every message of the mailbox archived" "$rs_count" \
+  "$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:rs@127.0.0.1:$PLAIN_PORT%'")"
+stop_plain
+
 finish
