@@ -168,6 +168,43 @@ mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **er
 	return st;
 }
 
+static void array_sep(GString *s)
+{
+	if (s->len > 1)
+		g_string_append_c(s, ',');
+}
+
+void mv_db_array_text(GString *s, const char *v)
+{
+	array_sep(s);
+	if (v == NULL) {
+		g_string_append(s, "NULL");
+		return;
+	}
+	g_string_append_c(s, '"');
+	for (const char *p = v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_c(s, '\\');
+		g_string_append_c(s, *p);
+	}
+	g_string_append_c(s, '"');
+}
+
+void mv_db_array_int(GString *s, gint64 v)
+{
+	array_sep(s);
+	g_string_append_printf(s, "%" G_GINT64_FORMAT, v);
+}
+
+char *mv_db_int_array(const gint64 *v, guint n)
+{
+	GString *s = g_string_new("{");
+	for (guint i = 0; i < n; i++)
+		mv_db_array_int(s, v[i]);
+	g_string_append_c(s, '}');
+	return g_string_free(s, FALSE);
+}
+
 gboolean mv_db_failure_is_transient(const mv_db *db)
 {
 	/* 40001 serialization_failure, 40P01 deadlock_detected */

@@ -68,6 +68,14 @@ mv_status mv_db_end(mv_db *db, mv_status st, char **error_r) MV_WARN_UNUSED;
  * second ("2026-11-28T13:05:00Z"), for query text. */
 #define MV_SQL_ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
+/* PostgreSQL array literals for text parameters: start a GString with
+ * "{", append elements (a comma is put between them), end with "}".  Text
+ * elements are quoted and escaped; a NULL text element is NULL. */
+void mv_db_array_text(GString *s, const char *v);
+void mv_db_array_int(GString *s, gint64 v);
+/* "{v[0],v[1],...}"; g_free. */
+char *mv_db_int_array(const gint64 *v, guint n);
+
 /* A binary-format result's int8 / int4 value (the caller checked the
  * length and that it is not NULL). */
 gint64 mv_db_get_int8(const PGresult *r, int row, int col);

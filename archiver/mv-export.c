@@ -151,15 +151,12 @@ static const char meta_sql[] =
 static mv_status read_meta(mv_db *db, const gint64 *ids, guint n, const char *hold, GArray *out,
                            char **error_r)
 {
-	GString *arr = g_string_new("{");
-	for (guint i = 0; i < n; i++)
-		g_string_append_printf(arr, "%s%" G_GINT64_FORMAT, i ? "," : "", ids[i]);
-	g_string_append_c(arr, '}');
-	const char *v[] = {arr->str, hold != NULL ? hold : ""};
+	char *arr = mv_db_int_array(ids, n);
+	const char *v[] = {arr, hold != NULL ? hold : ""};
 	PGresult *r = NULL;
 	mv_status st = mv_db_query_prepared(db, "mv_export_meta", meta_sql, 2, v, NULL, NULL, 0, &r,
 	                                    error_r);
-	g_string_free(arr, TRUE);
+	g_free(arr);
 	if (st != MV_OK)
 		return st;
 #define COL(c) (PQgetisnull(r, i, c) ? NULL : g_strdup(PQgetvalue(r, i, c)))

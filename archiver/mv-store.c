@@ -19,28 +19,6 @@ static void array_sep(GString *s)
 		g_string_append_c(s, ',');
 }
 
-static void array_text(GString *s, const char *v)
-{
-	array_sep(s);
-	if (v == NULL) {
-		g_string_append(s, "NULL");
-		return;
-	}
-	g_string_append_c(s, '"');
-	for (const char *p = v; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			g_string_append_c(s, '\\');
-		g_string_append_c(s, *p);
-	}
-	g_string_append_c(s, '"');
-}
-
-static void array_int(GString *s, gint64 v)
-{
-	array_sep(s);
-	g_string_append_printf(s, "%" G_GINT64_FORMAT, v);
-}
-
 static void array_sha(GString *s, const uint8_t *sha)
 {
 	array_sep(s);
@@ -138,7 +116,7 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 		if (!p->spliced)
 			continue;
 		g_byte_array_append(skel, raw + pos, (guint)(p->raw_offset - pos));
-		array_int(a.splice_off, skel->len);
+		mv_db_array_int(a.splice_off, skel->len);
 		array_sha(a.splice_sha, p->blob_sha256);
 		st = mv_blobstore_put(blobs, p->blob_sha256, raw + p->raw_offset, p->raw_len, error_r);
 		pos = p->raw_offset + p->raw_len;
@@ -161,9 +139,9 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 	array_begin(a.addr_name);
 	for (guint i = 0; i < msg->addresses->len; i++) {
 		const mv_address *ad = msg->addresses->pdata[i];
-		array_text(a.addr_role, ad->role);
-		array_text(a.addr, ad->address);
-		array_text(a.addr_name, ad->name);
+		mv_db_array_text(a.addr_role, ad->role);
+		mv_db_array_text(a.addr, ad->address);
+		mv_db_array_text(a.addr_name, ad->name);
 	}
 	array_end(a.addr_role);
 	array_end(a.addr);
@@ -173,23 +151,23 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 		array_begin(parts_all[k]);
 	for (guint i = 0; i < msg->parts->len; i++) {
 		const mv_part *p = msg->parts->pdata[i];
-		array_text(a.part_path, p->path);
-		array_text(a.part_decl, p->declared_type);
-		array_text(a.part_det, p->detected_type);
-		array_text(a.part_fn, p->filename);
-		array_int(a.part_size, p->size);
+		mv_db_array_text(a.part_path, p->path);
+		mv_db_array_text(a.part_decl, p->declared_type);
+		mv_db_array_text(a.part_det, p->detected_type);
+		mv_db_array_text(a.part_fn, p->filename);
+		mv_db_array_int(a.part_size, p->size);
 		array_sha(a.part_blob, p->spliced ? p->blob_sha256 : NULL);
 	}
 	for (gsize k = 0; k < G_N_ELEMENTS(parts_all); k++)
 		array_end(parts_all[k]);
 	array_begin(a.flags);
 	for (guint i = 0; i < msg->flags->len; i++)
-		array_text(a.flags, msg->flags->pdata[i]);
+		mv_db_array_text(a.flags, msg->flags->pdata[i]);
 	array_end(a.flags);
 	array_begin(a.env_to);
 	for (const char *const *r = arr->envelope_to; r != NULL && *r != NULL; r++) {
 		char *clean = mv_utf8_clean(*r, -1);
-		array_text(a.env_to, clean);
+		mv_db_array_text(a.env_to, clean);
 		g_free(clean);
 	}
 	array_end(a.env_to);
@@ -213,7 +191,7 @@ static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg
 		pg_timestamp(ret->archive_date, archived);
 	GString *tags = g_string_new("{");
 	for (guint i = 0; ret->tags != NULL && i < ret->tags->len; i++)
-		array_text(tags, ret->tags->pdata[i]);
+		mv_db_array_text(tags, ret->tags->pdata[i]);
 	array_end(tags);
 	const char *values[] = {
 		(const char *)msg->sha256, size, (const char *)skel_sha, a.splice_off->str,
@@ -629,15 +607,6 @@ static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **r
 	return MV_OK;
 }
 
-static char *id_array(const gint64 *ids, guint n)
-{
-	GString *s = g_string_new("{");
-	for (guint i = 0; i < n; i++)
-		g_string_append_printf(s, "%s%" G_GINT64_FORMAT, i ? "," : "", ids[i]);
-	g_string_append_c(s, '}');
-	return g_string_free(s, FALSE);
-}
-
 /* One query for a chunk of messages: each message's row and its blobs,
  * the skeleton first (seq -1), then the splices in order. */
 #define READ_CHUNK_SQL                                                                          \
@@ -652,7 +621,7 @@ static char *id_array(const gint64 *ids, guint n)
 static mv_status read_chunk(mv_db *db, mv_blobstore *blobs, const gint64 *ids, guint n,
                             mv_store_raw_fn *fn, void *context, char **error_r)
 {
-	char *arr = id_array(ids, n);
+	char *arr = mv_db_int_array(ids, n);
 	const char *v[] = {arr};
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(db, READ_CHUNK_SQL, 1, v, NULL, NULL, 1, &r, error_r);
@@ -726,7 +695,7 @@ mv_status mv_store_get_raw_each(mv_db *db, mv_blobstore *blobs, const gint64 *id
 	if (n == 0)
 		return MV_OK;
 	/* Sizes first, so that a chunk holds a bounded number of bytes. */
-	char *arr = id_array(ids, n);
+	char *arr = mv_db_int_array(ids, n);
 	const char *v[] = {arr};
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(db, "SELECT id::text, size::text FROM message WHERE id = ANY ($1::bigint[])",

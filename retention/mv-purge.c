@@ -25,17 +25,8 @@ static char *class_array(const mv_policy *policy)
 	GString *s = g_string_new("{");
 	for (guint i = 0; policy != NULL && i < mv_policy_class_count(policy); i++) {
 		const mv_retention_class *c = mv_policy_class(policy, i);
-		if (c->disposition != MV_DISPOSITION_PURGE)
-			continue;
-		if (s->len > 1)
-			g_string_append_c(s, ',');
-		g_string_append_c(s, '"');
-		for (const char *p = c->name; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				g_string_append_c(s, '\\');
-			g_string_append_c(s, *p);
-		}
-		g_string_append_c(s, '"');
+		if (c->disposition == MV_DISPOSITION_PURGE)
+			mv_db_array_text(s, c->name);
 	}
 	g_string_append_c(s, '}');
 	return g_string_free(s, FALSE);
@@ -291,7 +282,7 @@ static mv_status destroy_batch(mv_db *db, PGresult *batch, const char *disp,
 	int rows = PQntuples(batch);
 	GString *ids = g_string_new("{");
 	for (int i = 0; i < rows; i++)
-		g_string_append_printf(ids, "%s%s", i ? "," : "", PQgetvalue(batch, i, 0));
+		mv_db_array_int(ids, g_ascii_strtoll(PQgetvalue(batch, i, 0), NULL, 10));
 	g_string_append_c(ids, '}');
 	GHashTable *destroyed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	mv_status st = mv_db_exec(db, "BEGIN", error_r);

@@ -101,17 +101,8 @@ static gboolean same_tags(const char *stored, const mv_message_retention *ret)
 static char *tags_literal(const mv_message_retention *ret)
 {
 	GString *s = g_string_new("{");
-	for (guint i = 0; ret->tags != NULL && i < ret->tags->len; i++) {
-		if (i)
-			g_string_append_c(s, ',');
-		g_string_append_c(s, '"');
-		for (const char *c = ret->tags->pdata[i]; *c; c++) {
-			if (*c == '"' || *c == '\\')
-				g_string_append_c(s, '\\');
-			g_string_append_c(s, *c);
-		}
-		g_string_append_c(s, '"');
-	}
+	for (guint i = 0; ret->tags != NULL && i < ret->tags->len; i++)
+		mv_db_array_text(s, ret->tags->pdata[i]);
 	g_string_append_c(s, '}');
 	return g_string_free(s, FALSE);
 }

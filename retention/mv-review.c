@@ -21,19 +21,6 @@ void mv_review_item_free(gpointer p)
 	g_free(it);
 }
 
-static void append_array_element(GString *s, const char *name)
-{
-	if (s->len > 1)
-		g_string_append_c(s, ',');
-	g_string_append_c(s, '"');
-	for (const char *p = name; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			g_string_append_c(s, '\\');
-		g_string_append_c(s, *p);
-	}
-	g_string_append_c(s, '"');
-}
-
 void mv_review_class_arrays(const mv_policy *policy, char **review_r, char **four_eyes_r)
 {
 	GString *review = g_string_new("{"), *four = g_string_new("{");
@@ -41,9 +28,9 @@ void mv_review_class_arrays(const mv_policy *policy, char **review_r, char **fou
 		const mv_retention_class *c = mv_policy_class(policy, i);
 		if (c->disposition != MV_DISPOSITION_REVIEW)
 			continue;
-		append_array_element(review, c->name);
+		mv_db_array_text(review, c->name);
 		if (c->four_eyes)
-			append_array_element(four, c->name);
+			mv_db_array_text(four, c->name);
 	}
 	g_string_append_c(review, '}');
 	g_string_append_c(four, '}');
