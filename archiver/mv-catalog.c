@@ -45,18 +45,11 @@ mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArra
 		"FROM message m WHERE %s "
 		"ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT $1",
 		q->where);
-	guint n = q->params->len + 1;
-	const char **values = g_new0(const char *, n);
 	char lim[24];
-	if (limit > 0) {
-		g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, limit);
-		values[0] = lim;
-	}
-	for (guint i = 0; i < q->params->len; i++)
-		values[i + 1] = q->params->pdata[i];
+	g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, limit);
+	const char *lead[] = {limit > 0 ? lim : NULL};
 	PGresult *r = NULL;
-	st = mv_db_query(db, sql, (int)n, values, NULL, NULL, 0, &r, error_r);
-	g_free(values);
+	st = mv_db_query_params(db, sql, lead, 1, q->params, &r, error_r);
 	g_free(sql);
 	mv_query_sql_free(&q);
 	if (st != MV_OK)

@@ -168,6 +168,21 @@ mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **er
 	return st;
 }
 
+mv_status mv_db_query_params(mv_db *db, const char *sql, const char *const *lead, guint n_lead,
+                             const GPtrArray *more, PGresult **res_r, char **error_r)
+{
+	guint n_more = more != NULL ? more->len : 0;
+	const char **values = g_new0(const char *, MAX(n_lead + n_more, 1));
+	for (guint i = 0; i < n_lead; i++)
+		values[i] = lead[i];
+	for (guint i = 0; i < n_more; i++)
+		values[n_lead + i] = more->pdata[i];
+	mv_status st = mv_db_query(db, sql, (int)(n_lead + n_more), values, NULL, NULL, 0, res_r,
+	                           error_r);
+	g_free(values);
+	return st;
+}
+
 static void array_sep(GString *s)
 {
 	if (s->len > 1)

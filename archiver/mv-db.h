@@ -68,6 +68,13 @@ mv_status mv_db_end(mv_db *db, mv_status st, char **error_r) MV_WARN_UNUSED;
  * second ("2026-11-28T13:05:00Z"), for query text. */
 #define MV_SQL_ISO_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
+/* mv_db_query with text parameters lead[0..n_lead) followed by the
+ * strings of more (char*, may be NULL): for SQL around a compiled query's
+ * WHERE clause (mv_query_compile numbers its parameters after the lead). */
+mv_status mv_db_query_params(mv_db *db, const char *sql, const char *const *lead, guint n_lead,
+                             const GPtrArray *more, PGresult **res_r, char **error_r)
+	MV_WARN_UNUSED;
+
 /* PostgreSQL array literals for text parameters: start a GString with
  * "{", append elements (a comma is put between them), end with "}".  Text
  * elements are quoted and escaped; a NULL text element is NULL. */

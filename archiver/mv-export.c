@@ -1012,8 +1012,7 @@ static mv_status select_ids(exporter *x, GArray *ids, char **error_r)
 		if (st != MV_OK)
 			return st;
 		char *sql = g_strdup_printf("SELECT m.id FROM message m WHERE %s ORDER BY m.id", q->where);
-		st = mv_db_query(x->db, sql, (int)q->params->len, (const char *const *)q->params->pdata,
-		                 NULL, NULL, 0, &r, error_r);
+		st = mv_db_query_params(x->db, sql, NULL, 0, q->params, &r, error_r);
 		g_free(sql);
 		mv_query_sql_free(&q);
 	}

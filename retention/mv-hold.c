@@ -53,16 +53,11 @@ mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, cons
 		char *sql = g_strdup_printf("INSERT INTO hold_item (hold_id, message_id) "
 		                            "SELECT $1::integer, m.id FROM message m WHERE %s",
 		                            q->where);
-		guint n = q->params->len + 1;
-		const char **v = g_new0(const char *, n);
-		v[0] = id;
-		for (guint i = 0; i < q->params->len; i++)
-			v[i + 1] = q->params->pdata[i];
-		st = mv_db_query(db, sql, (int)n, v, NULL, NULL, 0, &r, error_r);
+		const char *lead[] = {id};
+		st = mv_db_query_params(db, sql, lead, 1, q->params, &r, error_r);
 		if (st == MV_OK)
 			*held_r = g_ascii_strtoll(PQcmdTuples(r), NULL, 10);
 		PQclear(r);
-		g_free(v);
 		g_free(sql);
 	}
 	if (st == MV_OK) {
