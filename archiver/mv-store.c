@@ -694,6 +694,8 @@ mv_status mv_store_get_raw_each(mv_db *db, mv_blobstore *blobs, const gint64 *id
 {
 	if (n == 0)
 		return MV_OK;
+	if (n == 1) /* one message is one chunk whatever its size */
+		return read_chunk(db, blobs, ids, 1, fn, context, error_r);
 	/* Sizes first, so that a chunk holds a bounded number of bytes. */
 	char *arr = mv_db_int_array(ids, n);
 	const char *v[] = {arr};

@@ -19,6 +19,11 @@ typedef struct {
 
 void mv_hold_info_free(gpointer info);
 
+/* SQL: message m (by that alias) is under an active hold. */
+#define MV_SQL_M_UNDER_HOLD                                                \
+	"EXISTS (SELECT 1 FROM hold_item i JOIN hold h ON h.id = i.hold_id " \
+	"WHERE i.message_id = m.id AND h.released_at IS NULL)"
+
 /* MV_ERR_QUERY for a bad query, MV_ERR_USAGE when the name is taken. */
 mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, const char *reason,
                          const char *query, gboolean ongoing, const char *actor,

@@ -5,6 +5,7 @@
 
 #include "mv-audit.h"
 #include "mv-hash.h"
+#include "mv-hold.h"
 #include "mv-review.h"
 
 #define PURGE_LOCK_KEY "7231980414"
@@ -250,13 +251,9 @@ static mv_status due_batch(mv_db *db, const char *const classes[3], gint64 after
 		"AND (m.retention_class = ANY ($1::text[]) "
 		/* review classes: once approved for this expiry by enough reviewers */
 		"     OR (m.retention_class = ANY ($3::text[]) "
-		"         AND (SELECT count(DISTINCT d.decided_by) FROM review_decision d "
-		"              WHERE d.message_id = m.id AND d.decision = 'approve' "
-		"              AND d.expires_at = m.expires_at) "
+		"         AND (SELECT count(DISTINCT d.decided_by) " MV_SQL_M_APPROVALS ") "
 		"             >= CASE WHEN m.retention_class = ANY ($4::text[]) THEN 2 ELSE 1 END)) "
-		"AND NOT EXISTS (SELECT 1 FROM hold_item i JOIN hold h ON h.id = i.hold_id "
-		"WHERE i.message_id = m.id AND h.released_at IS NULL) "
-		"ORDER BY m.id LIMIT $5",
+		"AND NOT " MV_SQL_M_UNDER_HOLD " ORDER BY m.id LIMIT $5",
 		5, v, NULL, NULL, 0, r_r, error_r);
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mv-audit.h"
+#include "mv-hold.h"
 
 void mv_review_item_free(gpointer p)
 {
@@ -42,14 +43,10 @@ void mv_review_class_arrays(const mv_policy *policy, char **review_r, char **fou
 #define ITEM_COLUMNS                                                                              \
 	"m.id, m.registration, encode(m.sha256, 'hex'), " MV_SQL_ISO_UTC("m.date") ", m.from_addr, " \
 	"m.subject, m.retention_class, " MV_SQL_ISO_UTC("m.expires_at") ", "                         \
-	"(SELECT count(DISTINCT d.decided_by) FROM review_decision d WHERE d.message_id = m.id "      \
-	" AND d.decision = 'approve' AND d.expires_at = m.expires_at), "                              \
+	"(SELECT count(DISTINCT d.decided_by) " MV_SQL_M_APPROVALS "), "                              \
 	"CASE WHEN m.retention_class = ANY ($2::text[]) THEN 2 ELSE 1 END, "                          \
-	"(SELECT string_agg(DISTINCT d.decided_by, ',') FROM review_decision d "                      \
-	" WHERE d.message_id = m.id AND d.decision = 'approve' AND d.expires_at = m.expires_at), "    \
-	"EXISTS (SELECT 1 FROM hold_item i JOIN hold h ON h.id = i.hold_id "                          \
-	" WHERE i.message_id = m.id AND h.released_at IS NULL), "                                     \
-	"m.expires_at < now(), m.retention_class = ANY ($1::text[])"
+	"(SELECT string_agg(DISTINCT d.decided_by, ',') " MV_SQL_M_APPROVALS "), "                    \
+	MV_SQL_M_UNDER_HOLD ", m.expires_at < now(), m.retention_class = ANY ($1::text[])"
 
 enum { C_ID, C_REG, C_SHA, C_DATE, C_FROM, C_SUBJECT, C_CLASS, C_EXPIRES, C_APPROVALS, C_NEEDED,
        C_APPROVED_BY, C_HELD, C_EXPIRED, C_REVIEW_CLASS };
@@ -88,9 +85,7 @@ mv_status mv_review_list(mv_db *db, const mv_policy *policy, gint64 limit, GPtrA
 		db,
 		"SELECT " ITEM_COLUMNS " FROM message m "
 		"WHERE m.expires_at < now() AND m.retention_class = ANY ($1::text[]) "
-		"AND NOT EXISTS (SELECT 1 FROM hold_item i JOIN hold h ON h.id = i.hold_id "
-		"WHERE i.message_id = m.id AND h.released_at IS NULL) "
-		"ORDER BY m.expires_at, m.id LIMIT $3",
+		"AND NOT " MV_SQL_M_UNDER_HOLD " ORDER BY m.expires_at, m.id LIMIT $3",
 		3, v, NULL, NULL, 0, &r, error_r);
 	g_free(review);
 	g_free(four);
@@ -104,17 +99,20 @@ mv_status mv_review_list(mv_db *db, const mv_policy *policy, gint64 limit, GPtrA
 	return MV_OK;
 }
 
-/* Lock message id and read it as an item; MV_ERR_NOT_FOUND when absent. */
-static mv_status lock_item(mv_db *db, const char *review, const char *four, gint64 id,
-                           mv_review_item **item_r, gboolean *expired_r,
+/* Read message id as an item, with a row lock for a decision (lock) or
+ * without, for the report after it; MV_ERR_NOT_FOUND when absent. */
+static mv_status read_item(mv_db *db, const char *review, const char *four, gint64 id,
+                           gboolean lock, mv_review_item **item_r, gboolean *expired_r,
                            gboolean *review_class_r, char **error_r)
 {
 	char idt[24];
 	g_snprintf(idt, sizeof idt, "%" G_GINT64_FORMAT, id);
 	const char *v[] = {review, four, idt};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(db, "SELECT " ITEM_COLUMNS " FROM message m WHERE m.id = $3 "
-	                               "FOR UPDATE OF m",
+	mv_status st = mv_db_query(db,
+	                           lock ? "SELECT " ITEM_COLUMNS " FROM message m WHERE m.id = $3 "
+	                                  "FOR UPDATE OF m"
+	                                : "SELECT " ITEM_COLUMNS " FROM message m WHERE m.id = $3",
 	                           3, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
@@ -174,7 +172,7 @@ static mv_status decide(mv_db *db, const mv_policy *policy, decision_kind kind, 
 		mv_review_item *it = NULL;
 		gboolean expired = FALSE, review_class = FALSE;
 		char name[96];
-		st = lock_item(db, review, four, ids[k], &it, &expired, &review_class, error_r);
+		st = read_item(db, review, four, ids[k], TRUE, &it, &expired, &review_class, error_r);
 		if (st != MV_OK)
 			break;
 		item_name(it, name, sizeof name);
@@ -252,7 +250,7 @@ static mv_status decide(mv_db *db, const mv_policy *policy, decision_kind kind, 
 		mv_review_item *it = items->pdata[k];
 		gboolean expired, review_class;
 		mv_review_item *now = NULL;
-		st = lock_item(db, review, four, it->id, &now, &expired, &review_class, error_r);
+		st = read_item(db, review, four, it->id, FALSE, &now, &expired, &review_class, error_r);
 		if (st == MV_OK) {
 			mv_review_item_free(it);
 			items->pdata[k] = now;

@@ -32,6 +32,13 @@ typedef struct {
 
 void mv_review_item_free(gpointer item);
 
+/* SQL: the decisions approving the destruction of message m (by that
+ * alias) at its current expiry, as "FROM ... WHERE ..." over alias d; the
+ * number of distinct d.decided_by is its count of approvals. */
+#define MV_SQL_M_APPROVALS                                         \
+	"FROM review_decision d WHERE d.message_id = m.id "        \
+	"AND d.decision = 'approve' AND d.expires_at = m.expires_at"
+
 /* The review queue: expired messages of review classes that no active hold
  * covers, oldest expiry first, at most limit (0: all). */
 mv_status mv_review_list(mv_db *db, const mv_policy *policy, gint64 limit, GPtrArray **items_r,
