@@ -42,45 +42,13 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 p=$(port)
-mkdir -p "$dv/base" "$dv/state" "$dv/mail" "$home/mv" "$home/near"
+mkdir -p "$dv" "$home/mv" "$home/near"
 chmod 755 "$home/mv"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$dv/key.pem" -out "$dv/cert.pem" 2>/dev/null
-chmod 644 "$dv/key.pem"
+. "$SCRIPT_DIR/../integration/dovecot.sh"
+dovecot_cert "$dv" cert
 echo 'journal:{PLAIN}secret' > "$dv/passwd"
 echo secret > "$home/pw"
-cat > "$dv/dovecot.conf" <<CF
-protocols = imap
-listen = 127.0.0.1
-base_dir = $dv/base
-state_dir = $dv/state
-log_path = $dv/dovecot.log
-ssl = yes
-ssl_cert = <$dv/cert.pem
-ssl_key = <$dv/key.pem
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:$dv/mail/%u
-mail_uid = mailvault
-mail_gid = mailvault
-first_valid_uid = 1
-default_login_user = dovenull
-default_internal_user = dovecot
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $p
-  }
-}
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u $dv/passwd
-}
-userdb {
-  driver = static
-  args = uid=mailvault gid=mailvault home=$dv/mail/%u
-}
-CF
+dovecot_conf "$dv" "$p" > "$dv/dovecot.conf"
 python3 "$SCRIPT_DIR/../corpus/mvgen.py" --seed 11 --count "$messages" --out "$dv/mail/journal" \
   --format maildir --crlf --quiet
 chown -R mailvault "$dv/mail"

@@ -12,54 +12,16 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 IMAP_PORT=$(port)
 IMAPS_PORT=$(port)
 dv=$WORK/dovecot
-mkdir -p "$dv/base" "$dv/state" "$dv/mail"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$dv/key.pem" -out "$dv/cert.pem" 2>/dev/null
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$dv/other-key.pem" -out "$dv/other.pem" 2>/dev/null
+. "$(dirname "$0")/dovecot.sh"
+mkdir -p "$dv"
+dovecot_cert "$dv" cert
+dovecot_cert "$dv" other
 : > "$dv/passwd"
 for u in journal seen del jr big rs cfga cfgb poll term; do
   echo "$u:{PLAIN}secret" >> "$dv/passwd"
   mkdir -p "$dv/mail/$u/cur" "$dv/mail/$u/new" "$dv/mail/$u/tmp"
 done
-cat > "$dv/dovecot.conf" <<CF
-protocols = imap
-listen = 127.0.0.1
-base_dir = $dv/base
-state_dir = $dv/state
-log_path = $dv/dovecot.log
-ssl = yes
-ssl_cert = <$dv/cert.pem
-ssl_key = <$dv/key.pem
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:$dv/mail/%u
-mail_uid = mailvault
-mail_gid = mailvault
-first_valid_uid = 1
-default_login_user = dovenull
-default_internal_user = dovecot
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $IMAP_PORT
-  }
-  inet_listener imaps {
-    address = 127.0.0.1
-    port = $IMAPS_PORT
-    ssl = yes
-  }
-}
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u $dv/passwd
-}
-userdb {
-  driver = static
-  args = uid=mailvault gid=mailvault home=$dv/mail/%u
-}
-CF
-chmod 644 "$dv/key.pem"
+dovecot_conf "$dv" "$IMAP_PORT" "$IMAPS_PORT" > "$dv/dovecot.conf"
 echo secret > "$WORK/pw"
 echo wrong > "$WORK/badpw"
 chmod 600 "$WORK/pw" "$WORK/badpw"
