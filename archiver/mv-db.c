@@ -197,10 +197,14 @@ void mv_db_array_text(GString *s, const char *v)
 		return;
 	}
 	g_string_append_c(s, '"');
-	for (const char *p = v; *p; p++) {
-		if (*p == '"' || *p == '\\')
+	for (const char *p = v; *p;) {
+		size_t plain = strcspn(p, "\"\\");
+		g_string_append_len(s, p, (gssize)plain);
+		p += plain;
+		if (*p) {
 			g_string_append_c(s, '\\');
-		g_string_append_c(s, *p);
+			g_string_append_c(s, *p++);
+		}
 	}
 	g_string_append_c(s, '"');
 }

@@ -50,181 +50,256 @@ static void pg_timestamp(gint64 t, char out[40])
 	g_date_time_unref(dt);
 }
 
-/* ---- one message ---- */
+/* ---- a batch: the parameters of one mv_ingest_batch() call ---- */
 
-#define INGEST_SQL                                                                    \
-	"SELECT o_id, o_new, o_registration FROM mv_ingest_message($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, " \
-	"$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, " \
-	"$28, $29, $30, $31, $32, $33, $34, $35, $36)"
-#define INGEST_PARAMS 36
+/* The function's parameters, in order (schema/010-ingest-batch.sql). */
+enum {
+	B_SHA, B_SIZE, B_SKEL, B_MID, B_DATE, B_DATE_RAW, B_FROM_ADDR, B_FROM_NAME, B_SUBJECT,
+	B_HAS_ATT, B_STATUS, B_DOC, B_CLASS, B_EXPIRES, B_RULE, B_VERSION, B_DIRECTION,
+	B_ARCHIVED, B_SOURCE, B_SOURCE_REF, B_ENV_FROM, B_DETAILS, B_FLAG_MSG, B_FLAGS,
+	B_TAG_MSG, B_TAGS, B_SPLICE_MSG, B_SPLICE_OFF, B_SPLICE_BLOB, B_ADDR_MSG, B_ADDR_ROLE,
+	B_ADDR, B_ADDR_NAME, B_PART_MSG, B_PART_PATH, B_PART_DECL, B_PART_DET, B_PART_FN,
+	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT,
+	B_N
+};
+
+#define INGEST_SQL                                                                         \
+	"SELECT o_pos, o_id, o_new, o_registration FROM mv_ingest_batch($1, $2, $3, $4, $5, " \
+	"$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, " \
+	"$24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, " \
+	"$41, $42)"
+
+typedef struct {
+	GString *param[B_N]; /* PostgreSQL array literals, text format */
+	guint n;             /* messages added */
+} batch_params;
+
+/* Where a batch's result rows go: results[pos - 1]. */
+typedef struct {
+	mv_store_result *results;
+	guint n;
+} batch_results;
+
+static void batch_init(batch_params *b)
+{
+	for (int i = 0; i < B_N; i++)
+		b->param[i] = g_string_sized_new(i == B_DOC ? 65536 : 256);
+	b->n = 0;
+	for (int i = 0; i < B_N; i++)
+		array_begin(b->param[i]);
+}
+
+static void batch_free(batch_params *b)
+{
+	for (int i = 0; i < B_N; i++)
+		g_string_free(b->param[i], TRUE);
+}
 
 static void ingest_result(void *context, void *tag, const PGresult *r)
 {
 	(void)context;
-	mv_store_result *res = tag;
-	if (PQntuples(r) != 1)
-		return;
-	res->id = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	res->is_new = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
-	g_strlcpy(res->registration, PQgetvalue(r, 0, 2), sizeof res->registration);
-	res->status = MV_OK;
+	batch_results *br = tag;
+	for (int row = 0; row < PQntuples(r); row++) {
+		gint64 pos = g_ascii_strtoll(PQgetvalue(r, row, 0), NULL, 10);
+		if (pos < 1 || pos > br->n)
+			continue;
+		mv_store_result *res = &br->results[pos - 1];
+		res->id = g_ascii_strtoll(PQgetvalue(r, row, 1), NULL, 10);
+		res->is_new = strcmp(PQgetvalue(r, row, 2), "t") == 0;
+		g_strlcpy(res->registration, PQgetvalue(r, row, 3), sizeof res->registration);
+		res->status = MV_OK;
+	}
 }
 
-typedef struct {
-	GString *splice_off, *splice_sha;
-	GString *addr_role, *addr, *addr_name;
-	GString *part_path, *part_decl, *part_det, *part_fn, *part_size, *part_blob;
-	GString *flags, *env_to;
-} arrays;
-
-static void arrays_init(arrays *a)
+static void add_text(batch_params *b, int k, const char *v)
 {
-	GString **all[] = {&a->splice_off, &a->splice_sha, &a->addr_role, &a->addr, &a->addr_name,
-	                   &a->part_path, &a->part_decl, &a->part_det, &a->part_fn, &a->part_size,
-	                   &a->part_blob, &a->flags, &a->env_to};
-	for (gsize i = 0; i < G_N_ELEMENTS(all); i++)
-		*all[i] = g_string_new("{");
+	mv_db_array_text(b->param[k], v);
 }
 
-static void arrays_free(arrays *a)
+/* A text value that did not come through the parser (envelope, source) is
+ * made valid UTF-8 first. */
+static void add_clean(batch_params *b, int k, const char *v)
 {
-	GString *all[] = {a->splice_off, a->splice_sha, a->addr_role, a->addr, a->addr_name,
-	                  a->part_path, a->part_decl, a->part_det, a->part_fn, a->part_size,
-	                  a->part_blob, a->flags, a->env_to};
-	for (gsize i = 0; i < G_N_ELEMENTS(all); i++)
-		g_string_free(all[i], TRUE);
+	char *clean = mv_utf8_clean(v, -1);
+	mv_db_array_text(b->param[k], clean);
+	g_free(clean);
 }
 
-static mv_status store_one(mv_db *db, mv_blobstore *blobs, const mv_message *msg,
-                           const mv_arrival_info *arr, mv_store_result *res, char **error_r)
+static void add_time(batch_params *b, int k, gboolean set, gint64 t)
+{
+	char ts[40] = "";
+	if (set)
+		pg_timestamp(t, ts);
+	mv_db_array_text(b->param[k], *ts ? ts : NULL);
+}
+
+/* One list entry of the message at position pos. */
+static void add_pos(batch_params *b, int k, guint pos)
+{
+	mv_db_array_int(b->param[k], pos);
+}
+
+/* Put msg's blobs (skeleton and spliced parts) and add its values to b. */
+static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_message *msg,
+                           const mv_arrival_info *arr, char **error_r)
 {
 	gsize raw_len = 0;
 	const guint8 *raw = g_bytes_get_data(msg->raw, &raw_len);
 	if (raw == NULL)
 		raw = (const guint8 *)"";
-	arrays a;
-	arrays_init(&a);
-	array_begin(a.splice_off);
-	array_begin(a.splice_sha);
+	guint pos = b->n + 1;
 
 	/* Skeleton: the raw bytes without the spliced part contents. */
 	GByteArray *skel = g_byte_array_sized_new((guint)MIN(raw_len, G_MAXUINT));
-	gsize pos = 0;
+	gsize at = 0;
 	mv_status st = MV_OK;
+	GString *splice_off = g_string_new("");
+	GString *splice_blob = g_string_new("");
+	guint splices = 0;
 	for (guint i = 0; i < msg->parts->len && st == MV_OK; i++) {
 		const mv_part *p = msg->parts->pdata[i];
 		if (!p->spliced)
 			continue;
-		g_byte_array_append(skel, raw + pos, (guint)(p->raw_offset - pos));
-		mv_db_array_int(a.splice_off, skel->len);
-		array_sha(a.splice_sha, p->blob_sha256);
+		g_byte_array_append(skel, raw + at, (guint)(p->raw_offset - at));
+		splices++;
+		g_string_append_printf(splice_off, ",%u", skel->len);
+		char hex[MV_SHA256_HEX_LEN + 1];
+		mv_sha256_to_hex(p->blob_sha256, hex);
+		g_string_append_printf(splice_blob, ",\"\\\\x%s\"", hex);
 		st = mv_blobstore_put(blobs, p->blob_sha256, raw + p->raw_offset, p->raw_len, error_r);
-		pos = p->raw_offset + p->raw_len;
+		at = p->raw_offset + p->raw_len;
 	}
-	g_byte_array_append(skel, raw + pos, (guint)(raw_len - pos));
-	array_end(a.splice_off);
-	array_end(a.splice_sha);
+	g_byte_array_append(skel, raw + at, (guint)(raw_len - at));
 	uint8_t skel_sha[MV_SHA256_LEN];
 	mv_sha256(skel->data, skel->len, skel_sha);
 	if (st == MV_OK)
 		st = mv_blobstore_put(blobs, skel_sha, skel->data, skel->len, error_r);
 	g_byte_array_free(skel, TRUE);
 	if (st != MV_OK) {
-		arrays_free(&a);
+		g_string_free(splice_off, TRUE);
+		g_string_free(splice_blob, TRUE);
 		return st;
 	}
+	/* The splice lists are appended whole: their entries are built above
+	 * with a leading comma each. */
+	for (guint i = 0; i < splices; i++)
+		add_pos(b, B_SPLICE_MSG, pos);
+	GString *so = b->param[B_SPLICE_OFF], *sb = b->param[B_SPLICE_BLOB];
+	if (splices > 0) {
+		g_string_append(so, splice_off->str + (so->len > 1 ? 0 : 1));
+		g_string_append(sb, splice_blob->str + (sb->len > 1 ? 0 : 1));
+	}
+	g_string_free(splice_off, TRUE);
+	g_string_free(splice_blob, TRUE);
 
-	array_begin(a.addr_role);
-	array_begin(a.addr);
-	array_begin(a.addr_name);
+	array_sha(b->param[B_SHA], msg->sha256);
+	mv_db_array_int(b->param[B_SIZE], (gint64)raw_len);
+	array_sha(b->param[B_SKEL], skel_sha);
+	add_text(b, B_MID, msg->message_id);
+	add_time(b, B_DATE, msg->has_date, msg->date);
+	add_text(b, B_DATE_RAW, msg->date_raw);
+	add_text(b, B_FROM_ADDR, msg->from_addr);
+	add_text(b, B_FROM_NAME, msg->from_name);
+	add_text(b, B_SUBJECT, msg->subject);
+	add_text(b, B_HAS_ATT, msg->has_attachment ? "t" : "f");
+	add_text(b, B_STATUS, msg->parse_status);
+	add_text(b, B_DOC, msg->text->str);
+
+	const mv_message_retention *ret = &msg->retention;
+	add_text(b, B_CLASS, ret->class_name);
+	add_time(b, B_EXPIRES, ret->class_name != NULL, ret->expiry);
+	add_text(b, B_RULE, ret->rule);
+	if (ret->class_name != NULL)
+		mv_db_array_int(b->param[B_VERSION], ret->policy_version);
+	else
+		add_text(b, B_VERSION, NULL);
+	add_text(b, B_DIRECTION, ret->direction);
+	add_time(b, B_ARCHIVED, ret->archive_date > 0, ret->archive_date);
+	for (guint i = 0; ret->tags != NULL && i < ret->tags->len; i++) {
+		add_pos(b, B_TAG_MSG, pos);
+		add_text(b, B_TAGS, ret->tags->pdata[i]);
+	}
+
+	add_clean(b, B_SOURCE, arr->source != NULL ? arr->source : "unknown");
+	add_clean(b, B_SOURCE_REF, arr->source_ref);
+	add_clean(b, B_ENV_FROM, arr->envelope_from);
+	add_clean(b, B_DETAILS, arr->details);
+	for (const char *const *r = arr->envelope_to; r != NULL && *r != NULL; r++) {
+		add_pos(b, B_RCPT_MSG, pos);
+		add_clean(b, B_RCPT, *r);
+	}
+
+	for (guint i = 0; i < msg->flags->len; i++) {
+		add_pos(b, B_FLAG_MSG, pos);
+		add_text(b, B_FLAGS, msg->flags->pdata[i]);
+	}
 	for (guint i = 0; i < msg->addresses->len; i++) {
 		const mv_address *ad = msg->addresses->pdata[i];
-		mv_db_array_text(a.addr_role, ad->role);
-		mv_db_array_text(a.addr, ad->address);
-		mv_db_array_text(a.addr_name, ad->name);
+		add_pos(b, B_ADDR_MSG, pos);
+		add_text(b, B_ADDR_ROLE, ad->role);
+		add_text(b, B_ADDR, ad->address);
+		add_text(b, B_ADDR_NAME, ad->name);
 	}
-	array_end(a.addr_role);
-	array_end(a.addr);
-	array_end(a.addr_name);
-	GString *parts_all[] = {a.part_path, a.part_decl, a.part_det, a.part_fn, a.part_size, a.part_blob};
-	for (gsize k = 0; k < G_N_ELEMENTS(parts_all); k++)
-		array_begin(parts_all[k]);
 	for (guint i = 0; i < msg->parts->len; i++) {
 		const mv_part *p = msg->parts->pdata[i];
-		mv_db_array_text(a.part_path, p->path);
-		mv_db_array_text(a.part_decl, p->declared_type);
-		mv_db_array_text(a.part_det, p->detected_type);
-		mv_db_array_text(a.part_fn, p->filename);
-		mv_db_array_int(a.part_size, p->size);
-		array_sha(a.part_blob, p->spliced ? p->blob_sha256 : NULL);
+		add_pos(b, B_PART_MSG, pos);
+		add_text(b, B_PART_PATH, p->path);
+		add_text(b, B_PART_DECL, p->declared_type);
+		add_text(b, B_PART_DET, p->detected_type);
+		add_text(b, B_PART_FN, p->filename);
+		mv_db_array_int(b->param[B_PART_SIZE], (gint64)p->size);
+		array_sha(b->param[B_PART_BLOB], p->spliced ? p->blob_sha256 : NULL);
 	}
-	for (gsize k = 0; k < G_N_ELEMENTS(parts_all); k++)
-		array_end(parts_all[k]);
-	array_begin(a.flags);
-	for (guint i = 0; i < msg->flags->len; i++)
-		mv_db_array_text(a.flags, msg->flags->pdata[i]);
-	array_end(a.flags);
-	array_begin(a.env_to);
-	for (const char *const *r = arr->envelope_to; r != NULL && *r != NULL; r++) {
-		char *clean = mv_utf8_clean(*r, -1);
-		mv_db_array_text(a.env_to, clean);
-		g_free(clean);
-	}
-	array_end(a.env_to);
+	b->n++;
+	return MV_OK;
+}
 
-	char size[24], date[40] = "";
-	g_snprintf(size, sizeof size, "%zu", raw_len);
-	if (msg->has_date)
-		pg_timestamp(msg->date, date);
-	char *src = mv_utf8_clean(arr->source != NULL ? arr->source : "unknown", -1);
-	char *src_ref = mv_utf8_clean(arr->source_ref, -1);
-	char *env_from = mv_utf8_clean(arr->envelope_from, -1);
-	char *details = mv_utf8_clean(arr->details, -1);
-	const mv_message_retention *ret = &msg->retention;
-	char expires[40] = "", version[24] = "";
-	if (ret->class_name != NULL) {
-		pg_timestamp(ret->expiry, expires);
-		g_snprintf(version, sizeof version, "%" G_GINT64_FORMAT, ret->policy_version);
+/* Send b's call: in the pipeline when one is open (results arrive through
+ * ingest_result with br as tag), else synchronously. */
+static mv_status batch_send(mv_db *db, batch_params *b, batch_results *br, char **error_r)
+{
+	const char *values[B_N];
+	GString *closed[B_N];
+	for (int i = 0; i < B_N; i++) {
+		closed[i] = b->param[i];
+		array_end(closed[i]);
+		values[i] = closed[i]->str;
 	}
-	char archived[40] = "";
-	if (ret->archive_date > 0)
-		pg_timestamp(ret->archive_date, archived);
-	GString *tags = g_string_new("{");
-	for (guint i = 0; ret->tags != NULL && i < ret->tags->len; i++)
-		mv_db_array_text(tags, ret->tags->pdata[i]);
-	array_end(tags);
-	const char *values[] = {
-		(const char *)msg->sha256, size, (const char *)skel_sha, a.splice_off->str,
-		a.splice_sha->str, msg->message_id, *date ? date : NULL, msg->date_raw,
-		msg->from_addr, msg->from_name, msg->subject, msg->has_attachment ? "t" : "f",
-		msg->parse_status, a.flags->str, msg->text->str, a.addr_role->str, a.addr->str,
-		a.addr_name->str, a.part_path->str, a.part_decl->str, a.part_det->str, a.part_fn->str,
-		a.part_size->str, a.part_blob->str, src, src_ref, env_from, a.env_to->str, details,
-		ret->class_name, *expires ? expires : NULL, ret->rule, *version ? version : NULL,
-		tags->str, ret->direction, *archived ? archived : NULL,
-	};
-	int lengths[G_N_ELEMENTS(values)] = {0};
-	int formats[G_N_ELEMENTS(values)] = {0};
-	lengths[0] = lengths[2] = MV_SHA256_LEN;
-	formats[0] = formats[2] = 1;
+	mv_status st;
 	if (mv_db_in_pipeline(db)) {
-		st = mv_db_pipeline_send(db, "mv_ingest_message", INGEST_SQL, (int)G_N_ELEMENTS(values),
-		                         values, lengths, formats, res, error_r);
+		st = mv_db_pipeline_send(db, "mv_ingest_batch", INGEST_SQL, B_N, values, NULL, NULL,
+		                         br, error_r);
 	} else {
 		PGresult *r = NULL;
-		st = mv_db_query_prepared(db, "mv_ingest_message", INGEST_SQL,
-		                          (int)G_N_ELEMENTS(values), values, lengths, formats, 0, &r,
-		                          error_r);
+		st = mv_db_query_prepared(db, "mv_ingest_batch", INGEST_SQL, B_N, values, NULL, NULL, 0,
+		                          &r, error_r);
 		if (st == MV_OK)
-			ingest_result(NULL, res, r);
+			ingest_result(NULL, br, r);
 		PQclear(r);
 	}
-	g_free(src);
-	g_free(src_ref);
-	g_free(env_from);
-	g_free(details);
-	g_string_free(tags, TRUE);
-	arrays_free(&a);
+	/* Take the closing braces off again; the caller may reset or free. */
+	for (int i = 0; i < B_N; i++)
+		g_string_truncate(closed[i], closed[i]->len - 1);
+	return st;
+}
+
+/* Store msgs[0..n) in the current transaction (or pipeline); their results
+ * go to br (which must live until the pipeline ends). */
+static mv_status store_messages(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
+                                const mv_arrival_info *arrivals, guint n, batch_results *br,
+                                char **error_r)
+{
+	batch_params b;
+	batch_init(&b);
+	mv_status st = MV_OK;
+	for (guint i = 0; i < n && st == MV_OK; i++) {
+		st = batch_add(&b, blobs, msgs[i], &arrivals[i], error_r);
+		if (st == MV_OK && mv_db_in_pipeline(db))
+			st = mv_db_pipeline_poll(db, error_r);
+	}
+	if (st == MV_OK)
+		st = batch_send(db, &b, br, error_r);
+	batch_free(&b);
 	return st;
 }
 
@@ -353,6 +428,7 @@ mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const 
 	if (n == 0)
 		return MV_OK;
 	char *err = NULL;
+	batch_results br = {results, n};
 	/* The whole batch is one pipelined transaction: statements stream to
 	 * the server while the next blobs are being compressed. */
 	GPtrArray *holds = NULL;
@@ -371,18 +447,15 @@ mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const 
 	}
 	st = mv_blobstore_prepare(blobs, &err);
 	if (st == MV_OK)
-		st = mv_db_prepare(db, "mv_ingest_message", INGEST_SQL, INGEST_PARAMS, &err);
+		st = mv_db_prepare(db, "mv_ingest_batch", INGEST_SQL, B_N, &err);
 	if (st == MV_OK)
 		st = mv_db_pipeline_begin(db, ingest_result, NULL, &err);
 	if (st == MV_OK) {
 		for (guint i = 0; i < n; i++)
 			results[i].status = MV_ERR_INTERNAL;
 		st = mv_db_pipeline_send(db, NULL, "BEGIN", 0, NULL, NULL, NULL, NULL, &err);
-		for (guint i = 0; i < n && st == MV_OK; i++) {
-			st = store_one(db, blobs, msgs[i], &arrivals[i], &results[i], &err);
-			if (st == MV_OK)
-				st = mv_db_pipeline_poll(db, &err);
-		}
+		if (st == MV_OK)
+			st = store_messages(db, blobs, msgs, arrivals, n, &br, &err);
 		char *details = batch_details(msgs, arrivals, n);
 		char *shas = sha_array(msgs, n);
 		if (st == MV_OK)
@@ -437,8 +510,9 @@ mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const 
 		mv_store_result *res = &results[i];
 		*res = (mv_store_result){0};
 		mv_status s = mv_db_exec(db, "BEGIN", &e);
+		batch_results one = {res, 1};
 		if (s == MV_OK)
-			s = store_one(db, blobs, msgs[i], &arrivals[i], res, &e);
+			s = store_messages(db, blobs, &msgs[i], &arrivals[i], 1, &one, &e);
 		if (s == MV_OK && holds != NULL) {
 			char *shas = sha_array(&msgs[i], 1);
 			s = send_hold_inserts(db, holds, shas, &e);

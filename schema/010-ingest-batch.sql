@@ -1,0 +1,163 @@
+-- 010-ingest-batch: archive a whole batch of messages in one call.
+--
+-- mv_ingest_message() stored one message per call: eight statements, each
+-- with its own executor start-up, for every message.  mv_ingest_batch()
+-- takes the batch as parallel arrays and inserts each table's rows for the
+-- whole batch with one statement, so the per-statement cost is paid once
+-- per batch.  The rules are those of mv_ingest_message, which it replaces:
+--
+--  * a message and its rows are inserted only by the transaction that wins
+--    the insert on message.sha256 (ON CONFLICT DO NOTHING, race-free under
+--    concurrent writers); the same bytes twice in one batch are one message;
+--  * every element of the batch adds an arrival, and its envelope addresses
+--    once per message;
+--  * blobs must have been inserted before the call.
+--
+-- Per-message values are arrays indexed by the message's position in the
+-- batch (1-based).  A message's lists (flags, tags, splices, addresses,
+-- parts, envelope recipients) are flattened into arrays whose p_*_msg
+-- element names the position each entry belongs to; entries keep their
+-- order.  The result is one row per position: its message id, whether this
+-- position stored the message, and its registration number.
+
+CREATE FUNCTION mv_ingest_batch(
+    p_sha256 bytea[], p_size bigint[], p_skeleton bytea[],
+    p_message_id text[], p_date timestamptz[], p_date_raw text[],
+    p_from_addr text[], p_from_name text[], p_subject text[],
+    p_has_attachment boolean[], p_parse_status text[], p_doc text[],
+    p_class text[], p_expires timestamptz[], p_rule text[], p_policy_version integer[],
+    p_direction text[], p_archived_at timestamptz[],
+    p_source text[], p_source_ref text[], p_envelope_from text[], p_details text[],
+    p_flag_msg integer[], p_flags text[],
+    p_tag_msg integer[], p_tags text[],
+    p_splice_msg integer[], p_splice_offsets bigint[], p_splice_blobs bytea[],
+    p_addr_msg integer[], p_addr_roles text[], p_addrs text[], p_addr_names text[],
+    p_part_msg integer[], p_part_paths text[], p_part_declared text[], p_part_detected text[],
+    p_part_filenames text[], p_part_sizes bigint[], p_part_blobs bytea[],
+    p_rcpt_msg integer[], p_rcpts text[])
+RETURNS TABLE (o_pos integer, o_id bigint, o_new boolean, o_registration text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    n       integer := coalesce(array_length(p_sha256, 1), 0);
+    v_ids   bigint[];
+    v_new   boolean[];
+    v_reg   text[];
+    v_fresh bigint[];
+BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+
+    WITH m AS (
+        SELECT * FROM unnest(p_sha256, p_size, p_skeleton, p_message_id, p_date, p_date_raw,
+                             p_from_addr, p_from_name, p_subject, p_has_attachment,
+                             p_parse_status, p_class, p_expires, p_rule, p_policy_version,
+                             p_direction, p_archived_at)
+               WITH ORDINALITY AS u(sha, size, skel, mid, date, date_raw, from_addr, from_name,
+                                    subject, has_att, status, class, expires, rule, version,
+                                    direction, archived_at, pos)),
+    fl AS (
+        SELECT f.pos, array_agg(f.flag ORDER BY f.k) AS flags
+          FROM unnest(p_flag_msg, p_flags) WITH ORDINALITY AS f(pos, flag, k) GROUP BY f.pos),
+    tg AS (
+        SELECT t.pos, array_agg(t.tag ORDER BY t.k) AS tags
+          FROM unnest(p_tag_msg, p_tags) WITH ORDINALITY AS t(pos, tag, k) GROUP BY t.pos),
+    ins AS (
+        INSERT INTO message (sha256, size, skeleton_sha256, message_id, date, date_raw,
+                             from_addr, from_name, subject, has_attachment, parse_status, flags,
+                             retention_class, expires_at, deciding_rule, policy_version, tags,
+                             direction, registration, archived_at)
+        SELECT m.sha, m.size, m.skel, m.mid, m.date, m.date_raw, m.from_addr, m.from_name,
+               m.subject, m.has_att, m.status, coalesce(fl.flags, '{}'), m.class, m.expires,
+               m.rule, m.version, coalesce(tg.tags, '{}'), m.direction,
+               mv_next_registration(extract(year FROM coalesce(m.archived_at, now()))::integer),
+               coalesce(m.archived_at, now())
+          FROM m LEFT JOIN fl ON fl.pos = m.pos LEFT JOIN tg ON tg.pos = m.pos
+         ORDER BY m.pos
+        ON CONFLICT (sha256) DO NOTHING
+        RETURNING id)
+    SELECT array_agg(id) INTO v_fresh FROM ins;
+
+    -- Every position's message, stored now or before (by this batch, an
+    -- earlier one, or a concurrent writer whose insert we waited for).
+    -- A position stored the message when its row is fresh and it is the
+    -- first position with those bytes.
+    SELECT array_agg(msg.id ORDER BY u.pos),
+           array_agg(msg.id = ANY (coalesce(v_fresh, '{}')) AND u.first ORDER BY u.pos),
+           array_agg(msg.registration ORDER BY u.pos)
+      INTO v_ids, v_new, v_reg
+      FROM (SELECT s.sha, s.pos,
+                   row_number() OVER (PARTITION BY s.sha ORDER BY s.pos) = 1 AS first
+              FROM unnest(p_sha256) WITH ORDINALITY AS s(sha, pos)) u
+      JOIN message msg ON msg.sha256 = u.sha;
+    IF coalesce(array_length(v_ids, 1), 0) <> n THEN
+        RAISE EXCEPTION 'mv_ingest_batch: % of % messages found after insert',
+            coalesce(array_length(v_ids, 1), 0), n;
+    END IF;
+
+    INSERT INTO message_splice (message_id, seq, "offset", blob_sha256)
+    SELECT v_ids[s.pos], (row_number() OVER (PARTITION BY s.pos ORDER BY s.k))::integer,
+           s.off, s.blob
+      FROM unnest(p_splice_msg, p_splice_offsets, p_splice_blobs)
+           WITH ORDINALITY AS s(pos, off, blob, k)
+     WHERE v_new[s.pos];
+
+    INSERT INTO message_text (message_id, doc)
+    SELECT v_ids[d.pos], coalesce(d.doc, '')
+      FROM unnest(p_doc) WITH ORDINALITY AS d(doc, pos)
+     WHERE v_new[d.pos];
+
+    INSERT INTO address (message_id, role, address, name)
+    SELECT v_ids[a.pos], a.role, a.addr, a.name
+      FROM unnest(p_addr_msg, p_addr_roles, p_addrs, p_addr_names)
+           WITH ORDINALITY AS a(pos, role, addr, name, k)
+     WHERE v_new[a.pos]
+     ORDER BY a.k;
+
+    INSERT INTO part (message_id, path, declared_type, detected_type, filename, size, blob_sha256)
+    SELECT v_ids[p.pos], p.path, p.decl, p.det, p.fn, p.sz, p.blob
+      FROM unnest(p_part_msg, p_part_paths, p_part_declared, p_part_detected, p_part_filenames,
+                  p_part_sizes, p_part_blobs) AS p(pos, path, decl, det, fn, sz, blob)
+     WHERE v_new[p.pos];
+
+    INSERT INTO arrival (message_id, source, source_ref, envelope_from, envelope_to, details)
+    SELECT v_ids[a.pos], a.source, a.ref, a.env_from, coalesce(r.rcpts, '{}'), a.details
+      FROM unnest(p_source, p_source_ref, p_envelope_from, p_details)
+           WITH ORDINALITY AS a(source, ref, env_from, details, pos)
+      LEFT JOIN (SELECT x.pos, array_agg(x.rcpt ORDER BY x.k) AS rcpts
+                   FROM unnest(p_rcpt_msg, p_rcpts) WITH ORDINALITY AS x(pos, rcpt, k)
+                  GROUP BY x.pos) r ON r.pos = a.pos
+     ORDER BY a.pos;
+
+    -- Envelope addresses: once per message, however many arrivals bring them.
+    INSERT INTO address (message_id, role, address, name)
+    SELECT DISTINCT e.id, e.role, e.addr, NULL::text
+      FROM (SELECT v_ids[x.pos] AS id, 'envelope-rcpt' AS role, lower(x.rcpt) AS addr
+              FROM unnest(p_rcpt_msg, p_rcpts) AS x(pos, rcpt)
+            UNION ALL
+            SELECT v_ids[f.pos], 'envelope-from', lower(f.env_from)
+              FROM unnest(p_envelope_from) WITH ORDINALITY AS f(env_from, pos)
+             WHERE f.env_from IS NOT NULL AND f.env_from <> '') e
+     WHERE NOT EXISTS (SELECT 1 FROM address x WHERE x.message_id = e.id
+                          AND x.role = e.role AND x.address = e.addr);
+
+    RETURN QUERY SELECT g.pos::integer, v_ids[g.pos], v_new[g.pos], v_reg[g.pos]
+                   FROM generate_series(1, n) AS g(pos);
+END;
+$$;
+
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION mv_ingest_batch SECURITY DEFINER SET search_path = %I, pg_temp',
+                   current_schema());
+END;
+$$;
+REVOKE ALL ON FUNCTION mv_ingest_batch FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mv_ingest_batch TO mailvault_ingest;
+
+-- Nothing calls the one-message function any more; one definition of how a
+-- message is archived is kept.
+DROP FUNCTION mv_ingest_message(bytea, bigint, bytea, bigint[], bytea[], text, timestamptz, text,
+    text, text, text, boolean, text, text[], text, text[], text[], text[], text[], text[], text[],
+    text[], bigint[], bytea[], text, text, text, text[], text, text, timestamptz, text, integer,
+    text[], text, timestamptz);
