@@ -67,14 +67,21 @@ typedef struct job {
 	mv_arrival_info arrival;
 	mv_store_result result;
 	gboolean done;
+	GCond done_cond;           /* signalled (under server.lock) when done */
 } job;
 
 typedef struct {
 	const mv_smtpd_config *cfg;
+	GMutex log_lock;           /* the log file, alone: a log line never
+	                              waits on the writer's lock */
+	GThreadPool *session_pool; /* session threads, reused across connections */
 	GMutex lock;               /* everything below */
-	GCond cond;
+	GCond cond;                /* sessions count, big-parse slots */
+	GCond writer_cond;         /* a job queued, or writer_stop */
 	GQueue jobs;               /* job* waiting for the writer */
 	gboolean writer_stop;
+	GCond index_cond;          /* index_wanted set, or writer_stop */
+	gboolean index_wanted;     /* a group committed since the indexer looked */
 	guint sessions;            /* active session threads */
 	SSL_CTX *tls;              /* current TLS context (ref-counted) */
 	GPtrArray *allow;          /* GInetAddressMask* */
@@ -98,11 +105,11 @@ static void log_line(server *srv, const char *fmt, ...)
 	va_end(ap);
 	GDateTime *now = g_date_time_new_now_utc();
 	char *ts = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S");
-	g_mutex_lock(&srv->lock);
+	g_mutex_lock(&srv->log_lock);
 	FILE *f = srv->log != NULL ? srv->log : stderr;
 	fprintf(f, "%s.%03dZ mailvault smtpd: %s\n", ts, g_date_time_get_microsecond(now) / 1000, msg);
 	fflush(f);
-	g_mutex_unlock(&srv->lock);
+	g_mutex_unlock(&srv->log_lock);
 	g_free(ts);
 	g_date_time_unref(now);
 	g_free(msg);
@@ -116,7 +123,6 @@ static gpointer writer_main(gpointer data)
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
 	gint64 retry_after = 0;
-	gboolean index_pending = TRUE;
 	GPtrArray *samples = NULL; /* GBytes: message starts for a dictionary */
 	for (;;) {
 		if (samples != NULL && samples->len >= TRAIN_MESSAGES && blobs != NULL) {
@@ -133,21 +139,8 @@ static gpointer writer_main(gpointer data)
 			samples = NULL;
 		}
 		g_mutex_lock(&srv->lock);
-		/* Idle: compute search vectors of what was committed (search
-		 * works before, only more slowly), a small batch at a time so a
-		 * new message never waits long. */
-		while (g_queue_is_empty(&srv->jobs) && !srv->writer_stop && db != NULL &&
-		       index_pending) {
-			g_mutex_unlock(&srv->lock);
-			gint64 done = 0;
-			char *ierr = NULL;
-			if (mv_store_index_pending(db, 50, 50, &done, &ierr) != MV_OK || done == 0)
-				index_pending = FALSE;
-			g_free(ierr);
-			g_mutex_lock(&srv->lock);
-		}
 		while (g_queue_is_empty(&srv->jobs) && !srv->writer_stop)
-			g_cond_wait(&srv->cond, &srv->lock);
+			g_cond_wait(&srv->writer_cond, &srv->lock);
 		if (g_queue_is_empty(&srv->jobs) && srv->writer_stop) {
 			g_mutex_unlock(&srv->lock);
 			break;
@@ -202,8 +195,12 @@ static gpointer writer_main(gpointer data)
 			}
 		}
 		g_free(err);
-		if (st == MV_OK)
-			index_pending = TRUE;
+		if (st == MV_OK) {
+			g_mutex_lock(&srv->lock);
+			srv->index_wanted = TRUE;
+			g_cond_signal(&srv->index_cond);
+			g_mutex_unlock(&srv->lock);
+		}
 		for (guint i = 0; st == MV_OK && samples != NULL && i < n && samples->len < TRAIN_MESSAGES;
 		     i++) {
 			gsize len = 0;
@@ -214,8 +211,8 @@ static gpointer writer_main(gpointer data)
 		for (guint i = 0; i < n; i++) {
 			batch[i]->result = res[i];
 			batch[i]->done = TRUE;
+			g_cond_signal(&batch[i]->done_cond);
 		}
-		g_cond_broadcast(&srv->cond);
 		g_mutex_unlock(&srv->lock);
 		g_free(msgs);
 		g_free(arr);
@@ -229,15 +226,61 @@ static gpointer writer_main(gpointer data)
 	return NULL;
 }
 
+/* The indexer: computes the search vectors of committed messages on its
+ * own connection (search works before, only more slowly), so that a
+ * group's commit never waits on indexing. */
+static gpointer indexer_main(gpointer data)
+{
+	server *srv = data;
+	mv_db *db = NULL;
+	gboolean stop = FALSE;
+	while (!stop) {
+		g_mutex_lock(&srv->lock);
+		while (!srv->index_wanted && !srv->writer_stop)
+			g_cond_wait(&srv->index_cond, &srv->lock);
+		stop = srv->writer_stop;
+		srv->index_wanted = FALSE;
+		g_mutex_unlock(&srv->lock);
+		if (stop)
+			break;
+		if (db != NULL && PQstatus(mv_db_conn(db)) != CONNECTION_OK)
+			mv_db_close(&db);
+		char *err = NULL;
+		if (db == NULL) {
+			mv_db_options o = srv->cfg->db;
+			o.no_start = TRUE;
+			o.no_migrate = TRUE;
+			if (mv_db_open(&o, &db, &err) != MV_OK) {
+				/* The writer reports an unavailable database; the
+				 * next committed group wakes this thread again. */
+				g_free(err);
+				continue;
+			}
+		}
+		gint64 done = 0;
+		do {
+			if (mv_store_index_pending(db, 200, 200, &done, &err) != MV_OK) {
+				log_line(srv, "indexing: %s", err);
+				g_clear_pointer(&err, g_free);
+				break;
+			}
+		} while (done > 0 && !g_atomic_int_get(&srv->stop));
+	}
+	mv_db_close(&db);
+	return NULL;
+}
+
 /* Hand a message to the writer and wait until it is committed or failed. */
 static void commit_and_wait(server *srv, job *j)
 {
+	g_cond_init(&j->done_cond);
 	g_mutex_lock(&srv->lock);
 	g_queue_push_tail(&srv->jobs, j);
-	g_cond_broadcast(&srv->cond);
+	g_cond_signal(&srv->writer_cond);
 	while (!j->done)
-		g_cond_wait(&srv->cond, &srv->lock);
+		g_cond_wait(&j->done_cond, &srv->lock);
 	g_mutex_unlock(&srv->lock);
+	g_cond_clear(&j->done_cond);
 }
 
 /* ---- spooling message data: memory first, then an unlinked file ---- */
@@ -805,10 +848,10 @@ static gboolean client_allowed(server *srv, GInetAddress *addr)
 	return ok;
 }
 
-static gpointer session_main(gpointer data)
+static void session_main(gpointer data, gpointer pool_data)
 {
 	accepted *a = data;
-	server *srv = a->srv;
+	server *srv = pool_data;
 	const mv_smtpd_config *cfg = srv->cfg;
 	session s = {.srv = srv, .client_addr = a->addr, .rcpts = g_ptr_array_new_with_free_func(g_free)};
 	s.conn = mv_smtp_conn_new(a->fd, cfg->idle_timeout, &srv->stop);
@@ -858,7 +901,6 @@ static gpointer session_main(gpointer data)
 	srv->sessions--;
 	g_cond_broadcast(&srv->cond);
 	g_mutex_unlock(&srv->lock);
-	return NULL;
 }
 
 /* ---- configuration pieces that SIGHUP reloads ---- */
@@ -1125,8 +1167,22 @@ static void accept_one(server *srv, int lfd)
 	a->srv = srv;
 	a->fd = fd;
 	a->addr = addr;
-	GThread *t = g_thread_new("mv-smtp-session", session_main, a);
-	g_thread_unref(t);
+	GError *gerr = NULL;
+	if (!g_thread_pool_push(srv->session_pool, a, &gerr)) {
+		static const char busy[] = "421 4.3.0 Cannot start a session, try again later\r\n";
+		if (write(fd, busy, sizeof busy - 1) < 0) {
+			/* ditto */
+		}
+		log_line(srv, "client=%s refused: %s", addr, gerr->message);
+		g_error_free(gerr);
+		close(fd);
+		g_free(addr);
+		g_free(a);
+		g_mutex_lock(&srv->lock);
+		srv->sessions--;
+		g_cond_broadcast(&srv->cond);
+		g_mutex_unlock(&srv->lock);
+	}
 }
 
 mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
@@ -1137,7 +1193,10 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 		return mv_fail(error_r, MV_ERR_USAGE, "at most %d --listen addresses", MAX_LISTENERS);
 	server srv = {.cfg = cfg};
 	g_mutex_init(&srv.lock);
+	g_mutex_init(&srv.log_lock);
 	g_cond_init(&srv.cond);
+	g_cond_init(&srv.writer_cond);
+	g_cond_init(&srv.index_cond);
 	g_queue_init(&srv.jobs);
 	mv_status st = load_allow(cfg, FALSE, &srv.allow, error_r);
 	if (st == MV_OK)
@@ -1187,6 +1246,13 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 		g_ptr_array_free(srv.old_policies, TRUE);
 		return st;
 	}
+	/* Threads are kept for reuse instead of made per connection: a
+	 * journaling server opens a connection per message. */
+	srv.session_pool = g_thread_pool_new(session_main, &srv, (gint)MAX(cfg->max_connections, 1),
+	                                     FALSE, NULL);
+	g_thread_pool_set_max_unused_threads(MIN((gint)cfg->max_connections, 256));
+	srv.index_wanted = TRUE; /* what an earlier run left unindexed */
+	GThread *indexer = g_thread_new("mv-smtp-index", indexer_main, &srv);
 	guint nwriters = MAX(cfg->writers, 1);
 	GThread **writers = g_new(GThread *, nwriters);
 	for (guint i = 0; i < nwriters; i++)
@@ -1225,8 +1291,10 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 	while (srv.sessions > 0)
 		g_cond_wait(&srv.cond, &srv.lock);
 	srv.writer_stop = TRUE;
-	g_cond_broadcast(&srv.cond);
+	g_cond_broadcast(&srv.writer_cond);
+	g_cond_signal(&srv.index_cond);
 	g_mutex_unlock(&srv.lock);
+	g_thread_join(indexer);
 	for (guint i = 0; i < nwriters; i++)
 		g_thread_join(writers[i]);
 	g_free(writers);
@@ -1239,7 +1307,11 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 		fclose(srv.log);
 	mv_policy_free(&srv.policy);
 	g_ptr_array_free(srv.old_policies, TRUE);
+	g_thread_pool_free(srv.session_pool, FALSE, TRUE);
 	g_mutex_clear(&srv.lock);
+	g_mutex_clear(&srv.log_lock);
 	g_cond_clear(&srv.cond);
+	g_cond_clear(&srv.writer_cond);
+	g_cond_clear(&srv.index_cond);
 	return MV_OK;
 }

@@ -82,6 +82,8 @@ BEGIN
     -- earlier one, or a concurrent writer whose insert we waited for).
     -- A position stored the message when its row is fresh and it is the
     -- first position with those bytes.
+    -- (The lookups are LATERAL ... LIMIT 1 so that they stay index probes
+    -- per position: as a plain join the planner may hash the whole table.)
     SELECT array_agg(msg.id ORDER BY u.pos),
            array_agg(msg.id = ANY (coalesce(v_fresh, '{}')) AND u.first ORDER BY u.pos),
            array_agg(msg.registration ORDER BY u.pos)
@@ -89,7 +91,8 @@ BEGIN
       FROM (SELECT s.sha, s.pos,
                    row_number() OVER (PARTITION BY s.sha ORDER BY s.pos) = 1 AS first
               FROM unnest(p_sha256) WITH ORDINALITY AS s(sha, pos)) u
-      JOIN message msg ON msg.sha256 = u.sha;
+      CROSS JOIN LATERAL (SELECT m.id, m.registration FROM message m
+                           WHERE m.sha256 = u.sha LIMIT 1) msg;
     IF coalesce(array_length(v_ids, 1), 0) <> n THEN
         RAISE EXCEPTION 'mv_ingest_batch: % of % messages found after insert',
             coalesce(array_length(v_ids, 1), 0), n;
@@ -129,17 +132,23 @@ BEGIN
                   GROUP BY x.pos) r ON r.pos = a.pos
      ORDER BY a.pos;
 
-    -- Envelope addresses: once per message, however many arrivals bring them.
+    -- Envelope addresses: once per message, however many arrivals bring
+    -- them.  A message stored by this call has none yet, so only the
+    -- others are probed (DISTINCT covers repeats within the batch).
     INSERT INTO address (message_id, role, address, name)
     SELECT DISTINCT e.id, e.role, e.addr, NULL::text
-      FROM (SELECT v_ids[x.pos] AS id, 'envelope-rcpt' AS role, lower(x.rcpt) AS addr
+      FROM (SELECT v_ids[x.pos] AS id, v_new[x.pos] AS fresh, 'envelope-rcpt' AS role,
+                   lower(x.rcpt) AS addr
               FROM unnest(p_rcpt_msg, p_rcpts) AS x(pos, rcpt)
             UNION ALL
-            SELECT v_ids[f.pos], 'envelope-from', lower(f.env_from)
+            SELECT v_ids[f.pos], v_new[f.pos], 'envelope-from', lower(f.env_from)
               FROM unnest(p_envelope_from) WITH ORDINALITY AS f(env_from, pos)
              WHERE f.env_from IS NOT NULL AND f.env_from <> '') e
-     WHERE NOT EXISTS (SELECT 1 FROM address x WHERE x.message_id = e.id
-                          AND x.role = e.role AND x.address = e.addr);
+      LEFT JOIN LATERAL (SELECT 1 AS hit FROM address x
+                          WHERE NOT e.fresh AND x.message_id = e.id AND x.role = e.role
+                            AND x.address = e.addr
+                          LIMIT 1) known ON true
+     WHERE known.hit IS NULL;
 
     RETURN QUERY SELECT g.pos::integer, v_ids[g.pos], v_new[g.pos], v_reg[g.pos]
                    FROM generate_series(1, n) AS g(pos);

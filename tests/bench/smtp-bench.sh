@@ -5,6 +5,7 @@
 # of smtp-sink's rate while committing every message before its 250.
 #
 #   tests/bench/smtp-bench.sh [--messages N] [--sessions S] [--size BYTES]
+#                             [--writers W]
 #
 # Needs postfix (for smtp-source and smtp-sink); as root it installs it.
 # Loopback only; bounded by the message count; cleans up after itself.
@@ -14,12 +15,14 @@ MAILVAULT_BIN=${MAILVAULT_BIN:-$SCRIPT_DIR/../../build/mailvault}
 messages=5000
 sessions=50
 size=8000
+writers=
 while [ $# -gt 0 ]; do
   case $1 in
     --messages) messages=$2; shift 2 ;;
     --sessions) sessions=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
-    *) echo "usage: $0 [--messages N] [--sessions S] [--size BYTES]" >&2; exit 64 ;;
+    --writers) writers=$2; shift 2 ;;
+    *) echo "usage: $0 [--messages N] [--sessions S] [--size BYTES] [--writers W]" >&2; exit 64 ;;
   esac
 done
 if ! command -v smtp-source >/dev/null; then
@@ -56,7 +59,7 @@ now() { date +%s.%N; }
 "$MAILVAULT_BIN" --home "$home" db init >/dev/null
 mv_port=$(port)
 "$MAILVAULT_BIN" --home "$home" smtpd --listen "127.0.0.1:$mv_port" --log "$home/smtpd.log" \
-  --max-connections 1000 &
+  --max-connections 1000 ${writers:+--writers "$writers"} &
 pids+=($!)
 sink_port=$(port)
 sink_user=()
@@ -74,7 +77,7 @@ run() { # port -> seconds
   t1=$(now)
   python3 -c "print(f'{$t1 - $t0:.3f}')"
 }
-echo "smtpd benchmark: $messages messages of $size bytes, $sessions sessions, 3 recipients each, loopback, $(nproc) cores"
+echo "smtpd benchmark: $messages messages of $size bytes, $sessions sessions, 3 recipients each, loopback, $(nproc) cores${writers:+, $writers writers}"
 t_sink=$(run "$sink_port")
 t_mv=$(run "$mv_port")
 stats=$("$MAILVAULT_BIN" --home "$home" stats --json)
