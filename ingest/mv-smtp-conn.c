@@ -3,6 +3,7 @@
 #include "mv-smtp-conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <string.h>
@@ -20,8 +21,11 @@ struct mv_smtp_conn {
 	const gint *stop;
 	guint8 buf[BUF_SIZE];
 	gsize start, end; /* buffered bytes are buf[start..end) */
+	GString *out;     /* replies not yet sent */
 	char *tls_info;
 };
+
+static mv_conn_status flush(mv_smtp_conn *c);
 
 mv_smtp_conn *mv_smtp_conn_new(int fd, guint idle_timeout_s, const gint *stop)
 {
@@ -29,6 +33,13 @@ mv_smtp_conn *mv_smtp_conn_new(int fd, guint idle_timeout_s, const gint *stop)
 	c->fd = fd;
 	c->idle_timeout_s = idle_timeout_s;
 	c->stop = stop;
+	c->out = g_string_sized_new(512);
+	/* Non-blocking: a read is tried first and poll() is called only when
+	 * nothing is there; a write to a client that stopped reading waits at
+	 * most the idle timeout. */
+	int flags = fcntl(fd, F_GETFL);
+	if (flags >= 0)
+		(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 	return c;
 }
 
@@ -37,21 +48,22 @@ void mv_smtp_conn_free(mv_smtp_conn **conn)
 	if (conn == NULL || *conn == NULL)
 		return;
 	mv_smtp_conn *c = *conn;
+	(void)flush(c); /* a last reply (221, 421) if the client still listens */
 	if (c->ssl != NULL) {
 		SSL_shutdown(c->ssl);
 		SSL_free(c->ssl);
 	}
 	close(c->fd);
+	g_string_free(c->out, TRUE);
 	g_free(c->tls_info);
 	g_free(c);
 	*conn = NULL;
 }
 
-/* Wait until the socket is readable (or TLS has data pending). */
-static mv_conn_status wait_readable(mv_smtp_conn *c, gboolean stoppable)
+/* Wait until the socket is readable (events POLLIN) or writable (POLLOUT),
+ * at most the idle timeout. */
+static mv_conn_status wait_for(mv_smtp_conn *c, short events, gboolean stoppable)
 {
-	if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
-		return MV_CONN_OK;
 	gint64 deadline = g_get_monotonic_time() + (gint64)c->idle_timeout_s * G_USEC_PER_SEC;
 	for (;;) {
 		if (stoppable && c->stop != NULL && g_atomic_int_get(c->stop))
@@ -59,7 +71,7 @@ static mv_conn_status wait_readable(mv_smtp_conn *c, gboolean stoppable)
 		gint64 left_ms = (deadline - g_get_monotonic_time()) / 1000;
 		if (left_ms <= 0)
 			return MV_CONN_TIMEOUT;
-		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		struct pollfd p = {.fd = c->fd, .events = events};
 		int r = poll(&p, 1, (int)MIN(left_ms, POLL_SLICE_MS));
 		if (r > 0)
 			return MV_CONN_OK;
@@ -68,8 +80,13 @@ static mv_conn_status wait_readable(mv_smtp_conn *c, gboolean stoppable)
 	}
 }
 
+/* Read more input.  Replies still buffered are sent first: replies to
+ * pipelined commands go out together, once the commands read are done. */
 static mv_conn_status fill(mv_smtp_conn *c, gboolean stoppable)
 {
+	mv_conn_status fst = flush(c);
+	if (fst != MV_CONN_OK)
+		return fst;
 	if (c->start == c->end)
 		c->start = c->end = 0;
 	else if (c->start > 0) {
@@ -78,9 +95,10 @@ static mv_conn_status fill(mv_smtp_conn *c, gboolean stoppable)
 		c->start = 0;
 	}
 	for (;;) {
-		mv_conn_status st = wait_readable(c, stoppable);
-		if (st != MV_CONN_OK)
-			return st;
+		/* Between commands a stopping server stops reading. */
+		if (stoppable && c->stop != NULL && g_atomic_int_get(c->stop))
+			return MV_CONN_STOP;
+		short want;
 		if (c->ssl != NULL) {
 			int n = SSL_read(c->ssl, c->buf + c->end, (int)(BUF_SIZE - c->end));
 			if (n > 0) {
@@ -88,19 +106,28 @@ static mv_conn_status fill(mv_smtp_conn *c, gboolean stoppable)
 				return MV_CONN_OK;
 			}
 			int e = SSL_get_error(c->ssl, n);
-			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			if (e == SSL_ERROR_ZERO_RETURN)
+				return MV_CONN_CLOSED;
+			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+				return MV_CONN_ERROR;
+			want = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+		} else {
+			ssize_t n = read(c->fd, c->buf + c->end, BUF_SIZE - c->end);
+			if (n > 0) {
+				c->end += (gsize)n;
+				return MV_CONN_OK;
+			}
+			if (n == 0)
+				return MV_CONN_CLOSED;
+			if (errno == EINTR)
 				continue;
-			return e == SSL_ERROR_ZERO_RETURN ? MV_CONN_CLOSED : MV_CONN_ERROR;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return MV_CONN_ERROR;
+			want = POLLIN;
 		}
-		ssize_t n = read(c->fd, c->buf + c->end, BUF_SIZE - c->end);
-		if (n > 0) {
-			c->end += (gsize)n;
-			return MV_CONN_OK;
-		}
-		if (n == 0)
-			return MV_CONN_CLOSED;
-		if (errno != EINTR && errno != EAGAIN)
-			return MV_CONN_ERROR;
+		mv_conn_status st = wait_for(c, want, stoppable);
+		if (st != MV_CONN_OK)
+			return st;
 	}
 }
 
@@ -186,31 +213,55 @@ void mv_smtp_conn_discard_buffered(mv_smtp_conn *c)
 	c->start = c->end = 0;
 }
 
-mv_conn_status mv_smtp_conn_write(mv_smtp_conn *c, const char *data, gsize len)
+/* Send everything in c->out. */
+static mv_conn_status flush(mv_smtp_conn *c)
 {
-	while (len > 0) {
+	const char *data = c->out->str;
+	gsize len = c->out->len;
+	mv_conn_status st = MV_CONN_OK;
+	while (len > 0 && st == MV_CONN_OK) {
+		short want;
 		if (c->ssl != NULL) {
 			int n = SSL_write(c->ssl, data, (int)MIN(len, (gsize)G_MAXINT));
-			if (n <= 0) {
-				int e = SSL_get_error(c->ssl, n);
-				if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-					continue;
-				return MV_CONN_ERROR;
-			}
-			data += n;
-			len -= (gsize)n;
-			continue;
-		}
-		ssize_t n = write(c->fd, data, len);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (n > 0) {
+				data += n;
+				len -= (gsize)n;
 				continue;
-			return MV_CONN_ERROR;
+			}
+			int e = SSL_get_error(c->ssl, n);
+			if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+				st = MV_CONN_ERROR;
+				break;
+			}
+			want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+		} else {
+			ssize_t n = write(c->fd, data, len);
+			if (n >= 0) {
+				data += n;
+				len -= (gsize)n;
+				continue;
+			}
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				st = MV_CONN_ERROR;
+				break;
+			}
+			want = POLLOUT;
 		}
-		data += n;
-		len -= (gsize)n;
+		st = wait_for(c, want, FALSE);
 	}
-	return MV_CONN_OK;
+	g_string_truncate(c->out, 0);
+	return st;
+}
+
+/* Replies are buffered and sent when the connection next waits for input
+ * (or when much is waiting): one write for the replies to a pipelined
+ * group of commands. */
+mv_conn_status mv_smtp_conn_write(mv_smtp_conn *c, const char *data, gsize len)
+{
+	g_string_append_len(c->out, data, (gssize)len);
+	return c->out->len >= BUF_SIZE ? flush(c) : MV_CONN_OK;
 }
 
 mv_conn_status mv_smtp_conn_printf(mv_smtp_conn *c, const char *fmt, ...)
@@ -226,6 +277,10 @@ mv_conn_status mv_smtp_conn_printf(mv_smtp_conn *c, const char *fmt, ...)
 
 gboolean mv_smtp_conn_start_tls(mv_smtp_conn *c, SSL_CTX *ctx, char **error_r)
 {
+	if (flush(c) != MV_CONN_OK) { /* the "220 Ready to start TLS" */
+		*error_r = g_strdup("the client is gone");
+		return FALSE;
+	}
 	c->ssl = SSL_new(ctx);
 	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
 		*error_r = g_strdup("cannot create a TLS session");
@@ -237,7 +292,7 @@ gboolean mv_smtp_conn_start_tls(mv_smtp_conn *c, SSL_CTX *ctx, char **error_r)
 			break;
 		int e = SSL_get_error(c->ssl, r);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			if (wait_readable(c, FALSE) != MV_CONN_OK) {
+			if (wait_for(c, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, FALSE) != MV_CONN_OK) {
 				*error_r = g_strdup("TLS handshake timed out");
 				return FALSE;
 			}
