@@ -148,6 +148,40 @@ with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
     c.sendmail("alice@corp.example", ["bob@corp.example"], m1)
 check("second copy: one message with two arrivals", len(show(sha(m1))["arrivals"]) == 2)
 
+# Twelve copies of one message at once (several land in one committed
+# group, so one mv_ingest_batch call sees the same bytes more than once):
+# one message, twelve arrivals, and each envelope address recorded once
+# (recipients compared without case).
+m_dup = message(900)
+dup_rcpts = [["Ann@corp.example", "bob@corp.example"], ["ann@corp.example", "carl@corp.example"],
+             ["BOB@corp.example"]]
+dup_codes = []
+
+
+def send_dup(i):
+    try:
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
+            dup_codes.append(c.sendmail("journal@corp.example", dup_rcpts[i % 3], m_dup) == {})
+    except (OSError, smtplib.SMTPException):
+        dup_codes.append(False)
+
+
+threads = [threading.Thread(target=send_dup, args=(i,)) for i in range(12)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+rec = show(sha(m_dup))
+check("12 concurrent copies: all accepted", dup_codes.count(True) == 12)
+check("12 concurrent copies: one message, 12 arrivals", len(rec["arrivals"]) == 12)
+env_rcpts = sorted(a["address"] for a in rec["addresses"] if a["role"] == "envelope-rcpt")
+check("12 concurrent copies: each envelope recipient once (%s)" % env_rcpts,
+      env_rcpts == ["ann@corp.example", "bob@corp.example", "carl@corp.example"])
+check("12 concurrent copies: the envelope sender once",
+      [a["address"] for a in rec["addresses"] if a["role"] == "envelope-from"]
+      == ["journal@corp.example"])
+check("12 concurrent copies: byte-exact", archived(sha(m_dup)) == m_dup)
+
 # BDAT (CHUNKING), with binary bytes and a bare LF, pipelined.
 m2 = b"From: x@corp.example\r\nSubject: bdat\r\n\r\nbinary \x00\x01\xff and bare\nLF\r\n.\r\n"
 s, f = raw_session(d.port)
