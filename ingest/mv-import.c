@@ -533,8 +533,22 @@ mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *pat
 	consume(&imp);
 	g_thread_join(producer);
 	g_atomic_int_set(&imp.import_done, 1);
-	if (indexer != NULL)
+	if (indexer != NULL) {
+		/* What is left unindexed is shared with a second connection
+		 * (mv_index_pending takes rows with SKIP LOCKED), so the tail
+		 * of an import uses both cores instead of one. */
+		mv_db *tail_db = NULL;
+		char *err = NULL;
+		if (mv_db_open(options->index_with, &tail_db, &err) == MV_OK) {
+			gint64 n = 0;
+			do {
+				g_clear_pointer(&err, g_free);
+			} while (mv_store_index_pending(tail_db, 200, 200, &n, &err) == MV_OK && n > 0);
+			mv_db_close(&tail_db);
+		}
+		g_free(err); /* the indexer thread reports what matters */
 		g_thread_join(indexer);
+	}
 	mv_db_close(&imp.index_db);
 	g_free(imp.index_error);
 	/* After a fatal error the producer may have handed over more. */
