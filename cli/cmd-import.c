@@ -20,7 +20,9 @@ static const char help[] =
 	"  --mbox-format F    mboxrd (default) or mboxo: how '>From ' lines are unescaped\n"
 	"  --batch N          messages per transaction (default 200)\n"
 	"  --max-size BYTES   largest message accepted (default 268435456)\n"
-	"  --zstd-level N     compression level 1..19 (default 9; MAILVAULT_ZSTD_LEVEL)\n"
+	"  --zstd-level N     compression level 1..19 (default 3; MAILVAULT_ZSTD_LEVEL)\n"
+	"  --parse-threads N  threads parsing messages (default: one per processor, at\n"
+	"                     most 8); messages are stored in the order they are read\n"
 	"  --no-index         leave full-text indexing for later ('mailvault index')\n"
 	"  --quiet            no summary on success\n" MV_CLI_COMMON_HELP;
 
@@ -65,6 +67,7 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		{"max-size", required_argument, NULL, 's'},
 		{"zstd-level", required_argument, NULL, 'z'},
 		{"no-index", no_argument, NULL, 'n'},
+		{"parse-threads", required_argument, NULL, 'p'},
 		{"quiet", no_argument, NULL, 'q'},
 		{NULL, 0, NULL, 0}};
 	mv_import_options opt;
@@ -108,6 +111,11 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 			break;
 		case 'n':
 			index = FALSE;
+			break;
+		case 'p':
+			if (!parse_int(optarg, 1, 64, &v))
+				return mv_cli_usage_error(cli, "--parse-threads takes a number from 1 to 64");
+			opt.parse_threads = (guint)v;
 			break;
 		case 'q':
 			quiet = TRUE;

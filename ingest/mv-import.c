@@ -21,6 +21,15 @@ typedef struct {
 	char *envelope_from;
 } pending;
 
+/* A message read and waiting in the handoff queue, in reading order; a
+ * parse thread fills in msg and sets ready (under importer.lock).  Ready
+ * with msg NULL: it failed to parse (the failure is already recorded). */
+typedef struct {
+	pending p;
+	GBytes *raw;    /* until parsed */
+	gboolean ready;
+} slot;
+
 typedef struct {
 	mv_db *db;
 	mv_blobstore *blobs;
@@ -38,8 +47,9 @@ typedef struct {
 	 * stores them (the consumer), so parsing overlaps the database. */
 	GMutex lock;            /* stats, failures, current, handoff */
 	GCond cond;
-	GQueue handoff;         /* of pending* */
+	GQueue handoff;         /* of slot*, in reading order */
 	guint handoff_max;
+	GThreadPool *parsers;   /* parse slots; NULL: the producer parses */
 	gboolean producer_done;
 	gint stop;              /* atomic: the consumer hit a fatal error */
 	const char *const *paths;
@@ -196,39 +206,65 @@ static gboolean batch_ready(importer *imp)
 	return imp->queue->len >= imp->opt->batch_size || imp->queue_bytes >= imp->opt->batch_bytes;
 }
 
-/* Producer: parse and hand over (waits while the consumer is behind). */
-static void add_message(importer *imp, GBytes *raw, const char *ref, const char *envelope_from)
+/* Parse and classify a slot's message, then mark it ready.  Runs in a
+ * parse thread (or in the producer when there is none). */
+static void parse_slot(gpointer data, gpointer user_data)
 {
-	STAT(imp, imp->stats->seen++; imp->stats->bytes += (gint64)g_bytes_get_size(raw));
+	slot *sl = data;
+	importer *imp = user_data;
 	mv_message *msg = NULL;
 	char *err = NULL;
-	if (mv_message_parse(raw, &imp->opt->limits, &msg, &err) != MV_OK) {
-		add_failure(imp, ref, err);
-		g_free(err);
-		return;
-	}
-	if (imp->opt->policy != NULL) {
+	if (stopped(imp)) {
+		add_failure(imp, sl->p.ref, "not stored: the import stopped");
+	} else if (mv_message_parse(sl->raw, &imp->opt->limits, &msg, &err) != MV_OK) {
+		add_failure(imp, sl->p.ref, err);
+		g_clear_pointer(&err, g_free);
+	} else if (imp->opt->policy != NULL) {
 		const char *env_to[] = {NULL};
-		mv_classify_context cc = {.source = imp->opt->source, .envelope_from = envelope_from,
+		mv_classify_context cc = {.source = imp->opt->source, .envelope_from = sl->p.envelope_from,
 		                          .envelope_to = env_to, .archive_date = g_get_real_time() / G_USEC_PER_SEC};
 		if (mv_classify_message(imp->opt->policy, imp->opt->policy_version, msg, &cc, NULL,
 		                        &err) != MV_OK) {
-			add_failure(imp, ref, err);
+			add_failure(imp, sl->p.ref, err);
 			g_free(err);
 			mv_message_free(&msg);
-			return;
 		}
 	}
-	pending *p = g_new0(pending, 1);
-	p->msg = msg;
-	p->ref = g_strdup(ref);
-	p->envelope_from = g_strdup(envelope_from);
+	g_clear_pointer(&sl->raw, g_bytes_unref);
+	g_mutex_lock(&imp->lock);
+	sl->p.msg = msg;
+	sl->ready = TRUE;
+	g_cond_broadcast(&imp->cond);
+	g_mutex_unlock(&imp->lock);
+}
+
+/* Producer: queue the message in reading order and have it parsed (waits
+ * while the consumer is behind). */
+static void add_message(importer *imp, GBytes *raw, const char *ref, const char *envelope_from)
+{
+	STAT(imp, imp->stats->seen++; imp->stats->bytes += (gint64)g_bytes_get_size(raw));
+	slot *sl = g_new0(slot, 1);
+	sl->raw = g_bytes_ref(raw);
+	sl->p.ref = g_strdup(ref);
+	sl->p.envelope_from = g_strdup(envelope_from);
 	g_mutex_lock(&imp->lock);
 	while (imp->handoff.length >= imp->handoff_max && !stopped(imp))
 		g_cond_wait(&imp->cond, &imp->lock);
-	g_queue_push_tail(&imp->handoff, p);
+	g_queue_push_tail(&imp->handoff, sl);
 	g_cond_broadcast(&imp->cond);
 	g_mutex_unlock(&imp->lock);
+	if (imp->parsers == NULL || !g_thread_pool_push(imp->parsers, sl, NULL))
+		parse_slot(sl, imp);
+}
+
+static void slot_free(slot *sl)
+{
+	if (sl->raw != NULL)
+		g_bytes_unref(sl->raw);
+	mv_message_free(&sl->p.msg);
+	g_free(sl->p.ref);
+	g_free(sl->p.envelope_from);
+	g_free(sl);
 }
 
 /* Consumer: take parsed messages, store them in batches. */
@@ -236,16 +272,21 @@ static void consume(importer *imp)
 {
 	for (;;) {
 		g_mutex_lock(&imp->lock);
-		while (imp->handoff.length == 0 && !imp->producer_done)
+		slot *sl;
+		while ((sl = g_queue_peek_head(&imp->handoff)) == NULL ? !imp->producer_done : !sl->ready)
 			g_cond_wait(&imp->cond, &imp->lock);
-		pending *p = g_queue_pop_head(&imp->handoff);
+		g_queue_pop_head(&imp->handoff);
 		g_cond_broadcast(&imp->cond);
 		g_mutex_unlock(&imp->lock);
-		if (p == NULL)
+		if (sl == NULL)
 			break; /* producer done, nothing left */
-		g_array_append_val(imp->queue, *p);
-		imp->queue_bytes += g_bytes_get_size(p->msg->raw);
-		g_free(p);
+		if (sl->p.msg == NULL) { /* not parsed; its failure is recorded */
+			slot_free(sl);
+			continue;
+		}
+		g_array_append_val(imp->queue, sl->p);
+		imp->queue_bytes += g_bytes_get_size(sl->p.msg->raw);
+		g_free(sl);
 		if (batch_ready(imp))
 			flush(imp, FALSE);
 	}
@@ -521,6 +562,10 @@ mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *pat
 	g_cond_init(&imp.cond);
 	g_queue_init(&imp.handoff);
 	imp.handoff_max = MAX(options->batch_size, 64);
+	guint nparse = options->parse_threads != 0 ? options->parse_threads
+	                                           : CLAMP(g_get_num_processors(), 1, 8);
+	if (nparse > 1)
+		imp.parsers = g_thread_pool_new(parse_slot, &imp, (gint)nparse, TRUE, NULL);
 	GThread *indexer = NULL;
 	if (options->index_with != NULL) {
 		char *err = NULL;
@@ -532,6 +577,8 @@ mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *pat
 	GThread *producer = g_thread_new("mv-import-read", produce, &imp);
 	consume(&imp);
 	g_thread_join(producer);
+	if (imp.parsers != NULL)
+		g_thread_pool_free(imp.parsers, FALSE, TRUE); /* every slot is parsed */
 	g_atomic_int_set(&imp.import_done, 1);
 	if (indexer != NULL) {
 		/* What is left unindexed is shared with a second connection
@@ -552,9 +599,13 @@ mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *pat
 	mv_db_close(&imp.index_db);
 	g_free(imp.index_error);
 	/* After a fatal error the producer may have handed over more. */
-	pending *left;
+	slot *left;
 	while ((left = g_queue_pop_head(&imp.handoff)) != NULL) {
-		g_array_append_val(imp.queue, *left);
+		if (left->p.msg == NULL) {
+			slot_free(left);
+			continue;
+		}
+		g_array_append_val(imp.queue, left->p);
 		g_free(left);
 	}
 	/* Anything still queued after a fatal error was not stored. */

@@ -59,6 +59,9 @@ typedef struct {
 	 * full-text vectors while the import runs, and the import returns only
 	 * when every message it stored is indexed. */
 	const mv_db_options *index_with;
+	/* Threads parsing messages (default: one per processor, at most 8);
+	 * messages are stored in the order they are read whatever the count. */
+	guint parse_threads;
 	mv_import_progress_fn progress;
 	void *progress_context;
 } mv_import_options;

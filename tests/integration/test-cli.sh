@@ -55,6 +55,19 @@ expect_eq "db init refuses an external database: 64" 64 "$(rc_of "$MAILVAULT_BIN
 # An external database that is unreachable: 69, one line.
 expect_eq "unreachable database: 69" 69 "$(rc_of "$MAILVAULT_BIN" --db "host=$WORK port=1 connect_timeout=2" stats)"
 
+# Messages are parsed by several threads but stored in the order they are
+# read: file names sort the Maildir, so ids follow the subjects 000..119.
+mkdir -p "$WORK/ordered/cur" "$WORK/ordered/new"
+for i in $(seq -w 0 119); do
+  printf 'From: o@corp.example\nSubject: order-%s\nMessage-ID: <order-%s@corp.example>\n\nbody %s\n' \
+    "$i" "$i" "$i" >"$WORK/ordered/cur/$i"
+done
+out=$(mv import --json --parse-threads 4 "$WORK/ordered")
+expect_eq "ordered import: 120 new" 120 "$(echo "$out" | json_get new)"
+expect_eq "ordered import: ids follow the reading order" \
+  "$(seq -f 'order-%03g' 0 119 | tr '\n' ' ')" \
+  "$(sql "SELECT subject FROM message WHERE subject LIKE 'order-%' ORDER BY id" | tr '\n' ' ')"
+
 # Stopping and starting the embedded cluster.
 mv db stop >/dev/null
 expect_eq "db status after stop: 69" 69 "$(rc_of mv db status)"
