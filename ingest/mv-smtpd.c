@@ -24,6 +24,7 @@
 #include "mv-message.h"
 #include "mv-smtp-conn.h"
 #include "mv-classify.h"
+#include "mv-journal.h"
 #include "mv-policy-store.h"
 #include "mv-store.h"
 
@@ -80,8 +81,10 @@ typedef struct {
 	GCond writer_cond;         /* a job queued, or writer_stop */
 	GQueue jobs;               /* job* waiting for the writer */
 	gboolean writer_stop;
-	GCond index_cond;          /* index_wanted set, or writer_stop */
-	gboolean index_wanted;     /* a group committed since the indexer looked */
+	GCond index_cond;          /* a group committed, or writer_stop */
+	gint64 unindexed;          /* committed messages not yet indexed (an
+	                              upper bound; G_MAXINT32 at start) */
+	gint64 last_commit;        /* monotonic time the writer last committed */
 	guint sessions;            /* active session threads */
 	SSL_CTX *tls;              /* current TLS context (ref-counted) */
 	GPtrArray *allow;          /* GInetAddressMask* */
@@ -197,7 +200,8 @@ static gpointer writer_main(gpointer data)
 		g_free(err);
 		if (st == MV_OK) {
 			g_mutex_lock(&srv->lock);
-			srv->index_wanted = TRUE;
+			srv->unindexed += n;
+			srv->last_commit = g_get_monotonic_time();
 			g_cond_signal(&srv->index_cond);
 			g_mutex_unlock(&srv->lock);
 		}
@@ -226,20 +230,48 @@ static gpointer writer_main(gpointer data)
 	return NULL;
 }
 
+/* Indexing waits while messages keep arriving (INDEX_QUIET_US without a
+ * commit counts as a pause), unless this many are waiting for it. */
+#define INDEX_QUIET_US (100 * 1000)
+#define INDEX_BACKLOG_MAX 5000
+#define INDEX_BATCH 200
+
+/* Should the indexer run now?  Under srv->lock; *wait_until_r: when to
+ * look again if not. */
+static gboolean index_now(server *srv, gint64 *wait_until_r)
+{
+	*wait_until_r = 0;
+	if (srv->unindexed <= 0)
+		return FALSE;
+	if (srv->unindexed >= INDEX_BACKLOG_MAX)
+		return TRUE;
+	gint64 quiet_at = srv->last_commit + INDEX_QUIET_US;
+	if (g_get_monotonic_time() >= quiet_at)
+		return TRUE;
+	*wait_until_r = quiet_at;
+	return FALSE;
+}
+
 /* The indexer: computes the search vectors of committed messages on its
- * own connection (search works before, only more slowly), so that a
- * group's commit never waits on indexing. */
+ * own connection, so that a group's commit never waits on indexing.  It
+ * works in the pauses of the feed, so a burst is archived at full speed,
+ * and at once when INDEX_BACKLOG_MAX messages wait (search finds messages
+ * not yet indexed too, only more slowly). */
 static gpointer indexer_main(gpointer data)
 {
 	server *srv = data;
 	mv_db *db = NULL;
-	gboolean stop = FALSE;
+	gboolean stop = FALSE, failing = FALSE;
 	while (!stop) {
 		g_mutex_lock(&srv->lock);
-		while (!srv->index_wanted && !srv->writer_stop)
-			g_cond_wait(&srv->index_cond, &srv->lock);
+		gint64 until = 0;
+		while (!srv->writer_stop && !index_now(srv, &until)) {
+			if (until > 0)
+				g_cond_wait_until(&srv->index_cond, &srv->lock, until);
+			else
+				g_cond_wait(&srv->index_cond, &srv->lock);
+		}
 		stop = srv->writer_stop;
-		srv->index_wanted = FALSE;
 		g_mutex_unlock(&srv->lock);
 		if (stop)
 			break;
@@ -251,37 +283,33 @@ static gpointer indexer_main(gpointer data)
 			o.no_start = TRUE;
 			o.no_migrate = TRUE;
 			if (mv_db_open(&o, &db, &err) != MV_OK) {
-				/* The writer reports an unavailable database; the
-				 * next committed group wakes this thread again. */
+				/* The writer reports an unavailable database. */
 				g_free(err);
+				g_usleep(500 * 1000);
 				continue;
 			}
 		}
 		gint64 done = 0;
-		do {
-			if (mv_store_index_pending(db, 200, 200, &done, &err) != MV_OK) {
+		if (mv_store_index_pending(db, INDEX_BATCH, INDEX_BATCH, &done, &err) != MV_OK) {
+			if (!failing) /* one line per outage, not one per attempt */
 				log_line(srv, "indexing: %s", err);
-				g_clear_pointer(&err, g_free);
-				break;
-			}
-		} while (done > 0 && !g_atomic_int_get(&srv->stop));
+			failing = TRUE;
+			g_free(err);
+			mv_db_close(&db);
+			g_usleep(500 * 1000);
+			continue;
+		}
+		failing = FALSE;
+		/* A full batch: there may be more (left by an earlier run or an
+		 * outage) even when the count says none. */
+		g_mutex_lock(&srv->lock);
+		srv->unindexed = done < INDEX_BATCH ? 0 : MAX(srv->unindexed - done, 1);
+		g_mutex_unlock(&srv->lock);
 	}
 	mv_db_close(&db);
 	return NULL;
 }
 
-/* Hand a message to the writer and wait until it is committed or failed. */
-static void commit_and_wait(server *srv, job *j)
-{
-	g_cond_init(&j->done_cond);
-	g_mutex_lock(&srv->lock);
-	g_queue_push_tail(&srv->jobs, j);
-	g_cond_signal(&srv->writer_cond);
-	while (!j->done)
-		g_cond_wait(&j->done_cond, &srv->lock);
-	g_mutex_unlock(&srv->lock);
-	g_cond_clear(&j->done_cond);
-}
 
 /* ---- spooling message data: memory first, then an unlinked file ---- */
 
@@ -565,8 +593,70 @@ static void cmd_rcpt(session *s, const char *arg)
 	reply(s, 250, "2.1.5", "Ok");
 }
 
+/* Parse raw and classify it under the current policy into j, ready to
+ * commit with the given envelope and details (borrowed until the commit).
+ * flag (or NULL) is added to the message's flags. */
+static mv_status prepare_job(session *s, GBytes *raw, const char *envelope_from,
+                             const char *const *envelope_to, const char *details,
+                             const char *flag, job *j, char **error_r)
+{
+	const mv_smtpd_config *cfg = s->srv->cfg;
+	*j = (job){0};
+	mv_parse_limits limits;
+	mv_parse_limits_default(&limits);
+	mv_status st = mv_message_parse(raw, &limits, &j->msg, error_r);
+	if (st != MV_OK)
+		return st;
+	if (flag != NULL)
+		g_ptr_array_add(j->msg->flags, g_strdup(flag));
+	g_mutex_lock(&s->srv->lock);
+	const mv_policy *policy = s->srv->policy;
+	gint64 pversion = s->srv->policy_version;
+	g_mutex_unlock(&s->srv->lock);
+	if (policy != NULL) {
+		/* Policies are immutable; a reload swaps the pointer and frees
+		 * the old one only at exit. */
+		mv_classify_context cc = {.source = cfg->lmtp ? "lmtp" : "smtp",
+		                          .envelope_from = envelope_from,
+		                          .envelope_to = envelope_to,
+		                          .archive_date = g_get_real_time() / G_USEC_PER_SEC};
+		char *cerr = NULL;
+		if (mv_classify_message(policy, pversion, j->msg, &cc, NULL, &cerr) != MV_OK) {
+			log_line(s->srv, "qid=%s classification failed: %s", s->qid, cerr);
+			g_free(cerr);
+		}
+	}
+	j->arrival.source = cfg->lmtp ? "lmtp" : "smtp";
+	j->arrival.source_ref = s->qid;
+	j->arrival.envelope_from = envelope_from;
+	j->arrival.envelope_to = envelope_to;
+	j->arrival.details = details;
+	return MV_OK;
+}
+
+/* Hand jobs[0..n) to the writer together and wait until each is committed
+ * or failed. */
+static void commit_and_wait(server *srv, job *const *jobs, guint n)
+{
+	for (guint i = 0; i < n; i++)
+		g_cond_init(&jobs[i]->done_cond);
+	g_mutex_lock(&srv->lock);
+	for (guint i = 0; i < n; i++)
+		g_queue_push_tail(&srv->jobs, jobs[i]);
+	g_cond_signal(&srv->writer_cond);
+	for (guint i = 0; i < n; i++)
+		while (!jobs[i]->done)
+			g_cond_wait(&jobs[i]->done_cond, &srv->lock);
+	g_mutex_unlock(&srv->lock);
+	for (guint i = 0; i < n; i++)
+		g_cond_clear(&jobs[i]->done_cond);
+}
+
 /* Commit the transaction's message and answer (one reply, or one per
- * recipient in LMTP). */
+ * recipient in LMTP).  A journal report (mv-journal.h) is two records, as
+ * from an IMAP journal: the original, byte-exact, with the envelope the
+ * report lists (Bcc included), and the report itself with the SMTP
+ * envelope; 250 only when both are committed. */
 static void finish_message(session *s)
 {
 	gint64 t0 = g_get_monotonic_time();
@@ -586,55 +676,88 @@ static void finish_message(session *s)
 			g_mutex_unlock(&s->srv->lock);
 		}
 		GBytes *raw = s->data.io_error ? NULL : spool_bytes(&s->data);
-		mv_message *msg = NULL;
+		const char *tls = mv_smtp_conn_tls_info(s->conn);
+		char *details = g_strdup_printf("client=%s helo=%s%s%s proto=%s", s->client_addr,
+		                                s->helo != NULL ? s->helo : "",
+		                                tls != NULL ? " tls=" : "", tls != NULL ? tls : "",
+		                                cfg->lmtp ? "LMTP" : (s->esmtp ? "ESMTP" : "SMTP"));
+		g_ptr_array_add(s->rcpts, NULL);
+		const char *const *rcpts = (const char *const *)s->rcpts->pdata;
+		mv_journal_report rep = {.kind = MV_JOURNAL_NONE};
+		if (raw != NULL)
+			mv_journal_unwrap(raw, &rep);
+		job jobs[2];
+		job *pjobs[2] = {&jobs[0], &jobs[1]};
+		guint njobs = 0;
+		char *orig_details = NULL, *wrap_details = NULL, *flag = NULL;
 		char *err = NULL;
-		mv_parse_limits limits;
-		mv_parse_limits_default(&limits);
-		if (raw == NULL || mv_message_parse(raw, &limits, &msg, &err) != MV_OK) {
+		mv_status st = raw == NULL ? mv_fail(&err, MV_ERR_IO, "spool failed") : MV_OK;
+		if (st == MV_OK && rep.kind == MV_JOURNAL_REPORT) {
+			char orig_hex[MV_SHA256_HEX_LEN + 1], wrap_hex[MV_SHA256_HEX_LEN + 1];
+			uint8_t h[MV_SHA256_LEN];
+			gsize olen = 0, wlen = 0;
+			const guint8 *od = g_bytes_get_data(rep.original, &olen);
+			const guint8 *wd = g_bytes_get_data(raw, &wlen);
+			mv_sha256(od != NULL ? od : (const guint8 *)"", olen, h);
+			mv_sha256_to_hex(h, orig_hex);
+			mv_sha256(wd != NULL ? wd : (const guint8 *)"", wlen, h);
+			mv_sha256_to_hex(h, wrap_hex);
+			GString *d = g_string_new(details);
+			g_string_append_printf(d, " journal-report=%s", wrap_hex);
+			for (guint i = 0; i < rep.bcc->len; i++)
+				g_string_append_printf(d, "%s%s", i ? "," : " bcc=", (char *)rep.bcc->pdata[i]);
+			orig_details = g_string_free(d, FALSE);
+			wrap_details = g_strdup_printf("%s journal-report-of=%s", details, orig_hex);
+			g_ptr_array_add(rep.recipients, NULL);
+			st = prepare_job(s, rep.original, rep.sender,
+			                 (const char *const *)rep.recipients->pdata, orig_details, NULL,
+			                 &jobs[njobs], &err);
+			if (st == MV_OK)
+				njobs++;
+			if (st == MV_OK)
+				st = prepare_job(s, raw, s->mail_from, rcpts, wrap_details, NULL, &jobs[njobs],
+				                 &err);
+			if (st == MV_OK)
+				njobs++;
+		} else if (st == MV_OK) {
+			if (rep.kind == MV_JOURNAL_MALFORMED) {
+				flag = g_strdup_printf("journal report not unwrapped: %s", rep.problem);
+				char *d = g_strdup_printf("%s journal-report-malformed=\"%s\"", details,
+				                          rep.problem);
+				g_free(details);
+				details = d;
+			}
+			st = prepare_job(s, raw, s->mail_from, rcpts, details, flag, &jobs[njobs], &err);
+			if (st == MV_OK)
+				njobs++;
+		}
+		if (st != MV_OK) {
 			kind = R_PARSE_FAILED;
-			log_line(s->srv, "qid=%s error=%s", s->qid, err != NULL ? err : "spool failed");
-			g_free(err);
+			log_line(s->srv, "qid=%s error=%s", s->qid, err != NULL ? err : "parse failed");
 		} else {
-			mv_sha256_to_hex(msg->sha256, sha_hex);
-			g_ptr_array_add(s->rcpts, NULL);
-			g_mutex_lock(&s->srv->lock);
-			const mv_policy *policy = s->srv->policy;
-			gint64 pversion = s->srv->policy_version;
-			g_mutex_unlock(&s->srv->lock);
-			if (policy != NULL) {
-				/* Policies are immutable; a reload swaps the pointer
-				 * and frees the old one only at exit. */
-				mv_classify_context cc = {.source = cfg->lmtp ? "lmtp" : "smtp",
-				                          .envelope_from = s->mail_from,
-				                          .envelope_to = (const char *const *)s->rcpts->pdata,
-				                          .archive_date = g_get_real_time() / G_USEC_PER_SEC};
-				char *cerr = NULL;
-				if (mv_classify_message(policy, pversion, msg, &cc, NULL, &cerr) != MV_OK) {
-					log_line(s->srv, "qid=%s classification failed: %s", s->qid, cerr);
-					g_free(cerr);
+			/* The message the client sent: the report itself when unwrapped. */
+			mv_sha256_to_hex(jobs[njobs - 1].msg->sha256, sha_hex);
+			commit_and_wait(s->srv, pjobs, njobs);
+			kind = R_OK_QUEUED;
+			for (guint i = 0; i < njobs; i++) {
+				if (jobs[i].result.status != MV_OK) {
+					kind = R_DB_FAILED;
+					log_line(s->srv, "qid=%s database error: %s", s->qid,
+					         jobs[i].result.error != NULL ? jobs[i].result.error : "unknown");
 				}
 			}
-			const char *tls = mv_smtp_conn_tls_info(s->conn);
-			char *details = g_strdup_printf("client=%s helo=%s%s%s proto=%s", s->client_addr,
-			                                s->helo != NULL ? s->helo : "",
-			                                tls != NULL ? " tls=" : "", tls != NULL ? tls : "",
-			                                cfg->lmtp ? "LMTP" : (s->esmtp ? "ESMTP" : "SMTP"));
-			job j = {.msg = msg};
-			j.arrival.source = cfg->lmtp ? "lmtp" : "smtp";
-			j.arrival.source_ref = s->qid;
-			j.arrival.envelope_from = s->mail_from;
-			j.arrival.envelope_to = (const char *const *)s->rcpts->pdata;
-			j.arrival.details = details;
-			commit_and_wait(s->srv, &j);
-			g_ptr_array_set_size(s->rcpts, s->rcpts->len - 1);
-			kind = j.result.status == MV_OK ? R_OK_QUEUED : R_DB_FAILED;
-			if (j.result.status != MV_OK)
-				log_line(s->srv, "qid=%s database error: %s", s->qid,
-				         j.result.error != NULL ? j.result.error : "unknown");
-			g_free(j.result.error);
-			g_free(details);
-			mv_message_free(&msg);
 		}
+		for (guint i = 0; i < njobs; i++) {
+			g_free(jobs[i].result.error);
+			mv_message_free(&jobs[i].msg);
+		}
+		g_free(err);
+		g_free(flag);
+		g_free(orig_details);
+		g_free(wrap_details);
+		g_free(details);
+		mv_journal_report_clear(&rep);
+		g_ptr_array_set_size(s->rcpts, s->rcpts->len - 1);
 		if (raw != NULL)
 			g_bytes_unref(raw);
 		if (big) {
@@ -1251,7 +1374,7 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 	srv.session_pool = g_thread_pool_new(session_main, &srv, (gint)MAX(cfg->max_connections, 1),
 	                                     FALSE, NULL);
 	g_thread_pool_set_max_unused_threads(MIN((gint)cfg->max_connections, 256));
-	srv.index_wanted = TRUE; /* what an earlier run left unindexed */
+	srv.unindexed = G_MAXINT32; /* what an earlier run left unindexed */
 	GThread *indexer = g_thread_new("mv-smtp-index", indexer_main, &srv);
 	guint nwriters = MAX(cfg->writers, 1);
 	GThread **writers = g_new(GThread *, nwriters);
