@@ -33,6 +33,10 @@ static const char help[] =
 	"  --idle-timeout SEC     close idle sessions (default 300)\n"
 	"  --hostname NAME        name in the greeting (default: this host's name)\n"
 	"  --log FILE             one line per message (default: standard error)\n"
+	"  --journal-reports      this listener receives journal reports (Exchange\n"
+	"                         journaling): archive each report's original with\n"
+	"                         the envelope the report lists, and the report\n"
+	"                         (off: every message is archived as received)\n"
 	"  --writers N            database connections committing groups of messages\n"
 	"                         (default 1; more help only with more cores)\n"
 	"  --config FILE          read settings from FILE (MAILVAULT_CONFIG)\n" MV_CLI_COMMON_HELP;
@@ -66,6 +70,8 @@ static gboolean apply(mv_cli *cli, settings *st, const char *name, const char *v
 		g_ptr_array_add(st->allow, (char *)value);
 	else if (strcmp(name, "lmtp") == 0)
 		c->lmtp = value == NULL || g_ascii_strcasecmp(value, "true") == 0;
+	else if (strcmp(name, "journal-reports") == 0)
+		c->journal_reports = value == NULL || g_ascii_strcasecmp(value, "true") == 0;
 	else if (strcmp(name, "require-tls") == 0)
 		c->require_tls = value == NULL || g_ascii_strcasecmp(value, "true") == 0;
 	else if (strcmp(name, "tls-cert") == 0)
@@ -139,6 +145,7 @@ int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv)
 		{"log", required_argument, NULL, 12},
 		{"config", required_argument, NULL, 13},
 		{"writers", required_argument, NULL, 14},
+		{"journal-reports", no_argument, NULL, 15},
 		{NULL, 0, NULL, 0}};
 	settings st = {.listen = g_ptr_array_new(), .allow = g_ptr_array_new(),
 	               .strings = g_ptr_array_new_with_free_func(g_free)};
@@ -168,8 +175,8 @@ int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv)
 		}
 		if (o == 13)
 			continue;
-		if (o == 14) {
-			if (!apply(cli, &st, "writers", optarg))
+		if (o == 14 || o == 15) {
+			if (!apply(cli, &st, o == 14 ? "writers" : "journal-reports", optarg))
 				rc = MV_EXIT_USAGE;
 			continue;
 		}

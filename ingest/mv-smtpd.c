@@ -653,8 +653,8 @@ static void commit_and_wait(server *srv, job *const *jobs, guint n)
 }
 
 /* Commit the transaction's message and answer (one reply, or one per
- * recipient in LMTP).  A journal report (mv-journal.h) is two records, as
- * from an IMAP journal: the original, byte-exact, with the envelope the
+ * recipient in LMTP).  With journal_reports, a journal report
+ * (mv-journal.h) is two records, as from an IMAP journal: the original, byte-exact, with the envelope the
  * report lists (Bcc included), and the report itself with the SMTP
  * envelope; 250 only when both are committed. */
 static void finish_message(session *s)
@@ -684,7 +684,7 @@ static void finish_message(session *s)
 		g_ptr_array_add(s->rcpts, NULL);
 		const char *const *rcpts = (const char *const *)s->rcpts->pdata;
 		mv_journal_report rep = {.kind = MV_JOURNAL_NONE};
-		if (raw != NULL)
+		if (raw != NULL && cfg->journal_reports)
 			mv_journal_unwrap(raw, &rep);
 		job jobs[2];
 		job *pjobs[2] = {&jobs[0], &jobs[1]};

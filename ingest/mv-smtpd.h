@@ -30,6 +30,9 @@ typedef struct {
 	gboolean lmtp;
 	const char *tls_cert, *tls_key;
 	gboolean require_tls;
+	gboolean journal_reports; /* unwrap journal reports (mv-journal.h): only
+	                             for a listener that receives nothing else, as
+	                             anyone can send a message that looks like one */
 	GPtrArray *allow;         /* CIDR strings; empty: loopback only */
 	const char *allow_file;   /* when set, SIGHUP reads the allow list again
 	                             from this file's [smtpd] allow key (empty or

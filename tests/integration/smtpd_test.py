@@ -182,8 +182,8 @@ check("12 concurrent copies: the envelope sender once",
       == ["journal@corp.example"])
 check("12 concurrent copies: byte-exact", archived(sha(m_dup)) == m_dup)
 
-# Exchange journaling over SMTP (sent with BDAT, as Exchange does): the
-# report is unwrapped; the original is archived byte-exact with the
+# Exchange journaling over SMTP (sent with BDAT, as Exchange does) to a
+# listener started with --journal-reports: the report is unwrapped; the original is archived byte-exact with the
 # envelope the report lists (Bcc included), the report itself with the
 # SMTP envelope, the two linked; a report marked but not unwrappable is
 # archived as sent and flagged.
@@ -205,8 +205,18 @@ j_env = (b"Sender: alice@corp.example\r\nSubject: Board minutes\r\n"
          b"Bcc: carol@corp.example\r\nRecipient: dave@corp.example, Expanded: board@corp.example\r\n")
 j_rep = j_report(j_orig, j_env)
 j_bad = j_report(b"not a message", b"Sender: alice@corp.example\r\n", b"text/plain")
+# A listener without --journal-reports (an always_bcc feed, where anyone's
+# mail arrives) archives a report as received: a sender cannot make it
+# record an envelope of their choosing for an attached message.
+j_plain = j_report(j_orig.replace(b"smtp-minutes", b"plain-minutes"), j_env)
+with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
+    c.sendmail("journal@corp.example", ["archive@corp.example"], j_plain)
+check("without --journal-reports: a report is archived as received",
+      archived(sha(j_plain)) == j_plain
+      and archived(sha(j_orig.replace(b"smtp-minutes", b"plain-minutes"))) is None)
+jd = Daemon("--journal-reports", name="journal")
 for msg in (j_rep, j_bad):
-    s, f = raw_session(d.port)
+    s, f = raw_session(jd.port)
     read_reply(f)
     s.sendall(b"EHLO exchange.corp.example\r\n")
     read_reply(f)
@@ -235,6 +245,7 @@ bad = show(sha(j_bad))
 check("malformed journal report: archived as sent, byte-exact", archived(sha(j_bad)) == j_bad)
 check("malformed journal report: flagged (%s)" % bad["flags"],
       any(fl.startswith("journal report not unwrapped") for fl in bad["flags"]))
+jd.stop()
 
 # The indexer computes search vectors in the feed's pauses: soon after the
 # messages above, nothing is left unindexed (bounded wait).
