@@ -333,6 +333,31 @@ t0 = time.time()
 code, _ = read_reply(f)
 check("idle session: 421 after the timeout (%.1fs)" % (time.time() - t0), code == 421)
 s.close()
+
+# A client that sends commands but never reads the replies: once the
+# socket buffers are full the session's write waits at most the idle
+# timeout, then the session ends and the daemon goes on serving.  The
+# client keeps sending until the server closes (its send fails); a session
+# blocked for ever would leave the client's send waiting into its timeout.
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", idle.port))
+s.settimeout(15)
+chunk = b"NOOP\r\n" * 10000
+t0 = time.time()
+outcome = "still open after 30 s"
+try:
+    while time.time() - t0 < 30:
+        s.sendall(chunk)
+except socket.timeout:
+    outcome = "send blocked for 15 s: the session never gave up"
+except OSError as e:
+    outcome = "closed by the server (%s)" % e.__class__.__name__
+s.close()
+check("client that never reads: the session ends (%s after %.1fs)" % (outcome, time.time() - t0),
+      outcome.startswith("closed"))
+with smtplib.SMTP("127.0.0.1", idle.port, timeout=30) as c:
+    check("client that never reads: daemon still serving", c.noop()[0] == 250)
 idle.stop()
 
 # Allow list: a client outside it gets 554 at connect.
