@@ -305,6 +305,90 @@ static void test_truncated(void **state)
 	g_bytes_unref(full);
 }
 
+/* Mutations (a fixed seed, so every run checks the same inputs): byte
+ * flips, deletions, insertions of the bytes that matter to the parser
+ * (CR, LF, '-', ':', '"', ';', '=', NUL) and spans copied elsewhere, from
+ * reports in each encoding.  Under ASan this is a bounded fuzz run; the
+ * checks hold for any input: a valid kind, and for a report an original
+ * no longer than the input, a sender and at least one recipient. */
+static void insert_bytes(GByteArray *a, guint at, const guint8 *data, guint len)
+{
+	guint old = a->len;
+	g_byte_array_set_size(a, old + len);
+	memmove(a->data + at + len, a->data + at, old - at);
+	memcpy(a->data + at, data, len);
+}
+
+static void test_mutations(void **state)
+{
+	(void)state;
+	GBytes *seeds[] = {
+		report(envelope_plain, NULL, original, TRUE),
+		report(envelope_plain, NULL, original, FALSE),
+		report(envelope_plain, "base64",
+		       "RnJvbTogQWxpY2UgPGFsaWNlQGV4YW1wbGUuY29tPg0KVG86IGJvYkBleGFtcGxlLmNvbQ0KDQpIaQ0K",
+		       TRUE),
+		report(envelope_plain, "quoted-printable", "From: a@example.com=0D=0A=0D=0AHi=3D=\r\nthere", TRUE),
+	};
+	static const char special[] = "\r\n-:\";=\0 \t";
+	GRand *rng = g_rand_new_with_seed(20261128);
+	guint reports = 0;
+	for (guint round = 0; round < 20000; round++) {
+		gsize n = 0;
+		const guint8 *d = g_bytes_get_data(seeds[round % G_N_ELEMENTS(seeds)], &n);
+		GByteArray *m = g_byte_array_new();
+		g_byte_array_append(m, d, (guint)n);
+		guint edits = 1 + (guint)g_rand_int_range(rng, 0, 8);
+		for (guint e = 0; e < edits && m->len > 0; e++) {
+			guint at = (guint)g_rand_int_range(rng, 0, (gint32)m->len);
+			switch (g_rand_int_range(rng, 0, 4)) {
+			case 0:
+				m->data[at] = (guint8)g_rand_int_range(rng, 0, 256);
+				break;
+			case 1: {
+				guint want = (guint)g_rand_int_range(rng, 1, 40); /* MIN evaluates twice */
+				g_byte_array_remove_range(m, at, MIN(m->len - at, want));
+				break;
+			}
+			case 2: {
+				guint8 c = (guint8)special[g_rand_int_range(rng, 0, (gint32)sizeof special - 1)];
+				insert_bytes(m, at, &c, 1);
+				break;
+			}
+			default: {
+				guint want = (guint)g_rand_int_range(rng, 1, 200);
+				guint len = MIN(m->len - at, want);
+				guint8 *copy = g_memdup2(m->data + at, len);
+				guint to = (guint)g_rand_int_range(rng, 0, (gint32)m->len);
+				insert_bytes(m, to, copy, len);
+				g_free(copy);
+			}
+			}
+		}
+		GBytes *raw = g_byte_array_free_to_bytes(m);
+		mv_journal_report r;
+		mv_journal_unwrap(raw, &r);
+		assert_true(r.kind == MV_JOURNAL_NONE || r.kind == MV_JOURNAL_REPORT ||
+		            r.kind == MV_JOURNAL_MALFORMED);
+		if (r.kind == MV_JOURNAL_REPORT) {
+			reports++;
+			assert_non_null(r.sender);
+			assert_true(r.recipients->len > 0);
+			assert_true(g_bytes_get_size(r.original) > 0);
+			assert_true(g_bytes_get_size(r.original) <= g_bytes_get_size(raw));
+		} else if (r.kind == MV_JOURNAL_MALFORMED) {
+			assert_non_null(r.problem);
+		}
+		mv_journal_report_clear(&r);
+		g_bytes_unref(raw);
+	}
+	/* Light mutations leave many reports whole: the checks above ran. */
+	assert_true(reports > 1000);
+	g_rand_free(rng);
+	for (gsize i = 0; i < G_N_ELEMENTS(seeds); i++)
+		g_bytes_unref(seeds[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -317,6 +401,7 @@ int main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_not_a_report),
 		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
