@@ -498,6 +498,52 @@ set -e
 expect_eq "with --allow-plaintext: pulled" 0 "$rc"
 expect_eq "with --allow-plaintext: every message of the mailbox archived" "$rs_count" \
   "$(sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:rs@127.0.0.1:$PLAIN_PORT%'")"
+
+# ---- 15. a hostile server: mangled responses ----
+# The pull goes through a proxy that mangles what the server says
+# (imap_mangler.py: flipped bytes, inserted NULs, CRLFs, huge literal
+# counts, stray parentheses, forged tagged replies, BYE, cut connections),
+# 30 seeds.  The reader must end each pull with a clean result: no crash
+# (the suite also runs under ASan), no internal error, one line of error
+# at most, and the archive stays consistent.
+append_msgs rs "$WORK"/small/00[0-2][0-9].eml
+crashes=0; internal=0; chatty=0; outcomes=""
+for seed in $(seq 1 30); do
+  mport=$(port)
+  python3 "$TESTS_DIR/integration/imap_mangler.py" "$mport" "$PLAIN_PORT" "$seed" >"$WORK/mangler.out" &
+  mpid=$!
+  for _ in $(seq 50); do grep -q ready "$WORK/mangler.out" 2>/dev/null && break; sleep 0.1; done
+  set +e
+  timeout 60 "$MAILVAULT_BIN" --home "$MV_HOME" ingest imap --url "imap://127.0.0.1:$mport/INBOX" \
+    --user rs --password-file "$WORK/pw" --once --allow-plaintext --timeout 5 \
+    >/dev/null 2>"$WORK/mangled.err"
+  rc=$?
+  set -e
+  kill "$mpid" 2>/dev/null || true
+  wait "$mpid" 2>/dev/null || true
+  outcomes="$outcomes $rc"
+  # documented outcomes only: 0 pulled, 65 data, 69 database, 74 I/O
+  # (the server broke the session), 75 busy, 78 configuration; anything
+  # else (a signal, a timeout, a sanitizer's exit) is a crash
+  case $rc in
+    0 | 65 | 69 | 74 | 75 | 78) ;;
+    70) internal=$((internal + 1)) ;;
+    *) crashes=$((crashes + 1)) ;;
+  esac
+  if [ "$(wc -l < "$WORK/mangled.err")" -gt 1 ]; then chatty=$((chatty + 1)); cat "$WORK/mangled.err" >&2; fi
+done
+echo "# mangled pulls, exit statuses:$outcomes"
+expect_eq "mangled server: no crash or hang in 30 pulls" 0 "$crashes"
+expect_eq "mangled server: no internal error" 0 "$internal"
+expect_eq "mangled server: at most one line of error each" 0 "$chatty"
+ok_pulls=$(echo "$outcomes" | tr ' ' '\n' | grep -c '^0$' || true)
+check "mangled server: some pulls still succeed ($ok_pulls of 30)" test "$ok_pulls" -gt 0
+check "mangled server: some pulls fail cleanly ($((30 - ok_pulls)) of 30)" test "$ok_pulls" -lt 30
+set +e
+mv verify >/dev/null 2>&1
+vrc=$?
+set -e
+expect_eq "mangled server: the archive verifies" 0 "$vrc"
 stop_plain
 
 finish
