@@ -6,4 +6,8 @@
 . "$(dirname "$0")/lib.sh"
 mv db init >/dev/null
 export MV_HOME WORK MAILVAULT_BIN
-exec python3 "$(dirname "$0")/smtpd_test.py"
+# Not exec: the EXIT trap (lib.sh) must still stop the cluster and remove
+# the temporary directories when the Python part ends.
+rc=0
+python3 "$(dirname "$0")/smtpd_test.py" || rc=$?
+exit "$rc"
