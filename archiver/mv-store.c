@@ -82,11 +82,11 @@ typedef struct {
 
 static void batch_init(batch_params *b)
 {
-	for (int i = 0; i < B_N; i++)
+	for (int i = 0; i < B_N; i++) {
 		b->param[i] = g_string_sized_new(i == B_DOC ? 65536 : 256);
-	b->n = 0;
-	for (int i = 0; i < B_N; i++)
 		array_begin(b->param[i]);
+	}
+	b->n = 0;
 }
 
 static void batch_free(batch_params *b)
@@ -139,7 +139,8 @@ static void add_pos(batch_params *b, int k, guint pos)
 	mv_db_array_int(b->param[k], pos);
 }
 
-/* Put msg's blobs (skeleton and spliced parts) and add its values to b. */
+/* Put msg's blobs (skeleton and spliced parts) and add its values to b.
+ * On failure b is left part-filled: the caller drops the whole batch. */
 static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_message *msg,
                            const mv_arrival_info *arr, char **error_r)
 {
@@ -153,19 +154,14 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	GByteArray *skel = g_byte_array_sized_new((guint)MIN(raw_len, G_MAXUINT));
 	gsize at = 0;
 	mv_status st = MV_OK;
-	GString *splice_off = g_string_new("");
-	GString *splice_blob = g_string_new("");
-	guint splices = 0;
 	for (guint i = 0; i < msg->parts->len && st == MV_OK; i++) {
 		const mv_part *p = msg->parts->pdata[i];
 		if (!p->spliced)
 			continue;
 		g_byte_array_append(skel, raw + at, (guint)(p->raw_offset - at));
-		splices++;
-		g_string_append_printf(splice_off, ",%u", skel->len);
-		char hex[MV_SHA256_HEX_LEN + 1];
-		mv_sha256_to_hex(p->blob_sha256, hex);
-		g_string_append_printf(splice_blob, ",\"\\\\x%s\"", hex);
+		add_pos(b, B_SPLICE_MSG, pos);
+		mv_db_array_int(b->param[B_SPLICE_OFF], skel->len);
+		array_sha(b->param[B_SPLICE_BLOB], p->blob_sha256);
 		st = mv_blobstore_put(blobs, p->blob_sha256, raw + p->raw_offset, p->raw_len, error_r);
 		at = p->raw_offset + p->raw_len;
 	}
@@ -175,22 +171,8 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	if (st == MV_OK)
 		st = mv_blobstore_put(blobs, skel_sha, skel->data, skel->len, error_r);
 	g_byte_array_free(skel, TRUE);
-	if (st != MV_OK) {
-		g_string_free(splice_off, TRUE);
-		g_string_free(splice_blob, TRUE);
+	if (st != MV_OK)
 		return st;
-	}
-	/* The splice lists are appended whole: their entries are built above
-	 * with a leading comma each. */
-	for (guint i = 0; i < splices; i++)
-		add_pos(b, B_SPLICE_MSG, pos);
-	GString *so = b->param[B_SPLICE_OFF], *sb = b->param[B_SPLICE_BLOB];
-	if (splices > 0) {
-		g_string_append(so, splice_off->str + (so->len > 1 ? 0 : 1));
-		g_string_append(sb, splice_blob->str + (sb->len > 1 ? 0 : 1));
-	}
-	g_string_free(splice_off, TRUE);
-	g_string_free(splice_blob, TRUE);
 
 	array_sha(b->param[B_SHA], msg->sha256);
 	mv_db_array_int(b->param[B_SIZE], (gint64)raw_len);
@@ -254,16 +236,15 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	return MV_OK;
 }
 
-/* Send b's call: in the pipeline when one is open (results arrive through
- * ingest_result with br as tag), else synchronously. */
+/* Close b's arrays and send its call: in the pipeline when one is open
+ * (results arrive through ingest_result with br as tag), else
+ * synchronously.  b is complete afterwards; only batch_free remains. */
 static mv_status batch_send(mv_db *db, batch_params *b, batch_results *br, char **error_r)
 {
 	const char *values[B_N];
-	GString *closed[B_N];
 	for (int i = 0; i < B_N; i++) {
-		closed[i] = b->param[i];
-		array_end(closed[i]);
-		values[i] = closed[i]->str;
+		array_end(b->param[i]);
+		values[i] = b->param[i]->str;
 	}
 	mv_status st;
 	if (mv_db_in_pipeline(db)) {
@@ -277,9 +258,6 @@ static mv_status batch_send(mv_db *db, batch_params *b, batch_results *br, char 
 			ingest_result(NULL, br, r);
 		PQclear(r);
 	}
-	/* Take the closing braces off again; the caller may reset or free. */
-	for (int i = 0; i < B_N; i++)
-		g_string_truncate(closed[i], closed[i]->len - 1);
 	return st;
 }
 
