@@ -693,32 +693,30 @@ static void finish_message(session *s)
 		char *err = NULL;
 		mv_status st = raw == NULL ? mv_fail(&err, MV_ERR_IO, "spool failed") : MV_OK;
 		if (st == MV_OK && rep.kind == MV_JOURNAL_REPORT) {
-			char orig_hex[MV_SHA256_HEX_LEN + 1], wrap_hex[MV_SHA256_HEX_LEN + 1];
-			uint8_t h[MV_SHA256_LEN];
-			gsize olen = 0, wlen = 0;
-			const guint8 *od = g_bytes_get_data(rep.original, &olen);
-			const guint8 *wd = g_bytes_get_data(raw, &wlen);
-			mv_sha256(od != NULL ? od : (const guint8 *)"", olen, h);
-			mv_sha256_to_hex(h, orig_hex);
-			mv_sha256(wd != NULL ? wd : (const guint8 *)"", wlen, h);
-			mv_sha256_to_hex(h, wrap_hex);
-			GString *d = g_string_new(details);
-			g_string_append_printf(d, " journal-report=%s", wrap_hex);
-			for (guint i = 0; i < rep.bcc->len; i++)
-				g_string_append_printf(d, "%s%s", i ? "," : " bcc=", (char *)rep.bcc->pdata[i]);
-			orig_details = g_string_free(d, FALSE);
-			wrap_details = g_strdup_printf("%s journal-report-of=%s", details, orig_hex);
 			g_ptr_array_add(rep.recipients, NULL);
 			st = prepare_job(s, rep.original, rep.sender,
-			                 (const char *const *)rep.recipients->pdata, orig_details, NULL,
+			                 (const char *const *)rep.recipients->pdata, NULL, NULL,
 			                 &jobs[njobs], &err);
 			if (st == MV_OK)
 				njobs++;
 			if (st == MV_OK)
-				st = prepare_job(s, raw, s->mail_from, rcpts, wrap_details, NULL, &jobs[njobs],
-				                 &err);
-			if (st == MV_OK)
+				st = prepare_job(s, raw, s->mail_from, rcpts, NULL, NULL, &jobs[njobs], &err);
+			if (st == MV_OK) {
 				njobs++;
+				/* Each names the other by the SHA-256 the parse computed. */
+				char orig_hex[MV_SHA256_HEX_LEN + 1], wrap_hex[MV_SHA256_HEX_LEN + 1];
+				mv_sha256_to_hex(jobs[0].msg->sha256, orig_hex);
+				mv_sha256_to_hex(jobs[1].msg->sha256, wrap_hex);
+				GString *d = g_string_new(details);
+				g_string_append_printf(d, " journal-report=%s", wrap_hex);
+				for (guint i = 0; i < rep.bcc->len; i++)
+					g_string_append_printf(d, "%s%s", i ? "," : " bcc=",
+					                       (char *)rep.bcc->pdata[i]);
+				orig_details = g_string_free(d, FALSE);
+				wrap_details = g_strdup_printf("%s journal-report-of=%s", details, orig_hex);
+				jobs[0].arrival.details = orig_details;
+				jobs[1].arrival.details = wrap_details;
+			}
 		} else if (st == MV_OK) {
 			if (rep.kind == MV_JOURNAL_MALFORMED) {
 				flag = g_strdup_printf("journal report not unwrapped: %s", rep.problem);
