@@ -73,6 +73,23 @@ for f in sys.argv[1:]:
 " "$@"
 }
 shas_of_dir() { find "$1" -type f -print0 | xargs -0 sha256sum | cut -c1-64 | sort -u; }
+# load_mail USER COUNT WORD STAMP FILL: COUNT generated messages ("WORD i",
+# bodies padded with up to FILL bytes) straight into USER's Maildir new/,
+# named from STAMP; prints their SHA-256s.
+load_mail() {
+  USER_DIR="$dv/mail/$1/new" COUNT=$2 WORD=$3 STAMP=$4 FILL=$5 python3 - <<'PY'
+import os
+d, word = os.environ['USER_DIR'], os.environ['WORD']
+stamp, fill = int(os.environ['STAMP']), int(os.environ['FILL'])
+for i in range(int(os.environ['COUNT'])):
+    m = (f"From: {word}{i % 37}@example.com\r\nTo: r{i % 11}@example.org\r\nSubject: {word} {i}\r\n"
+         f"Message-ID: <{word}{i}@example.com>\r\nDate: Thu, 05 Nov 2026 10:{i % 60:02d}:00 +0000\r\n\r\n"
+         f"body {i}\r\n" + "x" * (i % fill) + "\r\n").encode()
+    open(f"{d}/{stamp + i}.M{i}P1.test", "wb").write(m)
+PY
+  shas_of_dir "$dv/mail/$1/new"
+  chown -R mailvault "$dv/mail/$1"
+}
 
 # ---- 1. everything archived byte-exact ----
 out=$(ingest --url "$URL" --user journal --json)
@@ -249,17 +266,7 @@ check "a password in the URL is not echoed" bash -c "! grep -q s3cr3t '$WORK/url
 check "a password on the command line is not echoed" bash -c "! grep -q s3cr3t '$WORK/pass.err'"
 
 # ---- 9. kill -9 during a large pull, with --after-archive delete ----
-python3 - <<'PY'
-import os
-d = os.environ['dv'] + '/mail/big/new'
-for i in range(2000):
-    m = (f"From: s{i % 37}@example.com\r\nTo: r{i % 11}@example.org\r\nSubject: load {i}\r\n"
-         f"Message-ID: <load{i}@example.com>\r\nDate: Thu, 05 Nov 2026 10:{i % 60:02d}:00 +0000\r\n\r\n"
-         f"body {i}\r\n" + "x" * (i % 700) + "\r\n").encode()
-    open(f"{d}/{1700000000 + i}.M{i}P1.test", "wb").write(m)
-PY
-shas_of_dir "$dv/mail/big/new" > "$WORK/big.all"
-chown -R mailvault "$dv/mail/big"
+load_mail big 2000 load 1700000000 700 > "$WORK/big.all"
 BIG=(--url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user big --after-archive delete --batch-size 25)
 big_archived() { sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:big@%'"; }
 lost=0
@@ -419,17 +426,7 @@ expect_eq "poll: one log line per pass that did something, 7 fetched in all" 7 \
   "$(grep -o 'imap:poll@[^ ]*.* fetched=[0-9]*' "$WORK/poll.log" | sed 's/.*fetched=//' | awk '{s += $1} END {print s + 0}')"
 
 # ---- 12. SIGTERM in the middle of a pull: the batch in flight finishes ----
-python3 - <<'PY'
-import os
-d = os.environ['dv'] + '/mail/term/new'
-for i in range(1500):
-    m = (f"From: t{i % 13}@example.com\r\nTo: u{i % 7}@example.org\r\nSubject: term {i}\r\n"
-         f"Message-ID: <term{i}@example.com>\r\nDate: Fri, 06 Nov 2026 11:{i % 60:02d}:00 +0000\r\n\r\n"
-         f"body {i}\r\n" + "y" * (i % 900) + "\r\n").encode()
-    open(f"{d}/{1710000000 + i}.M{i}P1.test", "wb").write(m)
-PY
-shas_of_dir "$dv/mail/term/new" > "$WORK/term.all"
-chown -R mailvault "$dv/mail/term"
+load_mail term 1500 term 1710000000 900 > "$WORK/term.all"
 term_archived() { sql "SELECT count(*) FROM arrival WHERE source LIKE 'imap:term@%'"; }
 "$MAILVAULT_BIN" --home "$MV_HOME" ingest imap "${TLS[@]}" --password-file "$WORK/pw" \
   --url "imap://127.0.0.1:$IMAP_PORT/INBOX" --user term --after-archive delete --batch-size 25 \
