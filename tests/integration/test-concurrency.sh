@@ -15,6 +15,8 @@ done
 wait
 new_total=0
 for i in 1 2 3; do
+  # What an importer printed when it is not the JSON summary (diagnosis).
+  json_get failed < "$WORK/out$i" >/dev/null 2>&1 || { echo "importer $i printed:"; head -c 2000 "$WORK/out$i"; } >&2
   expect_eq "importer $i: none failed" 0 "$(json_get failed < "$WORK/out$i")"
   new_total=$((new_total + $(json_get new < "$WORK/out$i")))
 done
