@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mv-query.h"
+#include "mv-store.h"
 
 static char *dup_value(const PGresult *r, int row, int col)
 {
@@ -117,6 +118,31 @@ static void part_free(gpointer p)
 	g_free(a->filename);
 	g_free(a->blob_sha256);
 	g_free(a);
+}
+
+/* The arrival's typed facts (columns first..first+11 of r) as the one
+ * line `show` prints (mv_arrival_details). */
+static char *arrival_details(const PGresult *r, int row, int first)
+{
+	uint8_t report[MV_SHA256_LEN], original[MV_SHA256_LEN];
+	const char *v[12];
+	for (int k = 0; k < 12; k++)
+		v[k] = PQgetisnull(r, row, first + k) ? NULL : PQgetvalue(r, row, first + k);
+	mv_arrival_info a = {
+		.client_addr = v[0], .helo = v[1], .tls = v[2], .protocol = v[3],
+		.imap = v[5] != NULL, .imap_mailbox = v[4],
+		.imap_uidvalidity = v[5] != NULL ? g_ascii_strtoull(v[5], NULL, 10) : 0,
+		.imap_uid = v[6] != NULL ? g_ascii_strtoull(v[6], NULL, 10) : 0,
+		.imap_internaldate = v[7] != NULL ? g_ascii_strtoll(v[7], NULL, 10) : 0,
+		.journal_report = v[8] != NULL && mv_sha256_from_hex(v[8], report) == 0 ? report : NULL,
+		.journal_original = v[9] != NULL && mv_sha256_from_hex(v[9], original) == 0 ? original : NULL,
+		.journal_problem = v[10],
+	};
+	char **bcc = v[11] != NULL && *v[11] != '\0' ? g_strsplit(v[11], ",", -1) : NULL;
+	a.envelope_bcc = (const char *const *)bcc;
+	char *details = mv_arrival_details(&a);
+	g_strfreev(bcc);
+	return details;
 }
 
 static void arrival_free(gpointer p)
@@ -245,7 +271,11 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 	if (st == MV_OK)
 		st = mv_db_query(db,
 		                 "SELECT id, source, source_ref, " MV_SQL_ISO_UTC("received_at") ", "
-		                 "envelope_from, details FROM arrival WHERE message_id = $1 ORDER BY id",
+		                 "envelope_from, host(client_addr), helo, tls, protocol, imap_mailbox, "
+		                 "imap_uidvalidity, imap_uid, extract(epoch FROM imap_internaldate)::bigint, "
+		                 "encode(journal_report_sha256, 'hex'), encode(journal_original_sha256, 'hex'), "
+		                 "journal_problem, array_to_string(envelope_bcc, ',') "
+		                 "FROM arrival WHERE message_id = $1 ORDER BY id",
 		                 1, v, NULL, NULL, 0, &r, error_r);
 	GHashTable *by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
 	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
@@ -255,7 +285,7 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 		a->source_ref = dup_value(r, i, 2);
 		a->received_at = dup_value(r, i, 3);
 		a->envelope_from = dup_value(r, i, 4);
-		a->details = dup_value(r, i, 5);
+		a->details = arrival_details(r, i, 5);
 		a->envelope_to = g_ptr_array_new_with_free_func(g_free);
 		g_ptr_array_add(m->arrivals, a);
 		g_hash_table_insert(by_id, &a->id, a);

@@ -346,6 +346,22 @@ mv_status mv_db_pipeline_send(mv_db *db, const char *name, const char *sql, int 
 	return MV_OK;
 }
 
+gboolean mv_db_connected(mv_db *db)
+{
+	return db != NULL && PQstatus(db->conn) == CONNECTION_OK;
+}
+
+mv_status mv_db_send(mv_db *db, const char *sql, int n_params, const char *const *values,
+                     char **error_r)
+{
+	if (mv_db_in_pipeline(db))
+		return mv_db_pipeline_send(db, NULL, sql, n_params, values, NULL, NULL, NULL, error_r);
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, sql, n_params, values, NULL, NULL, 0, &r, error_r);
+	PQclear(r);
+	return st;
+}
+
 /* Hand out results; with block FALSE only those already received. */
 static mv_status pipe_drain(mv_db *db, gboolean block, char **error_r)
 {

@@ -47,6 +47,8 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 void mv_db_close(mv_db **db);
 
 PGconn *mv_db_conn(mv_db *db);
+/* Whether the connection is still usable. */
+gboolean mv_db_connected(mv_db *db);
 /* A description of where the database is, for messages (no password). */
 const char *mv_db_describe(const mv_db *db);
 
@@ -122,6 +124,12 @@ mv_status mv_db_pipeline_send(mv_db *db, const char *name, const char *sql, int 
 mv_status mv_db_pipeline_poll(mv_db *db, char **error_r) MV_WARN_UNUSED;
 /* Send a sync, wait for every result, leave pipeline mode. */
 mv_status mv_db_pipeline_end(mv_db *db, char **error_r) MV_WARN_UNUSED;
+
+/* A statement whose result is not needed (an insert, a function call), in
+ * the current transaction: queued in the pipeline when one is open, else
+ * run at once.  Used by ingest hooks that run in either mode. */
+mv_status mv_db_send(mv_db *db, const char *sql, int n_params, const char *const *values,
+                     char **error_r) MV_WARN_UNUSED;
 
 /* Map a failed result or connection to a status and message. */
 mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **error_r);

@@ -486,7 +486,7 @@ mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_messag
 	if (data != NULL && memchr(data, '\0', len) != NULL)
 		add_flag(msg, "nul-bytes");
 
-	GMimeStream *stream = g_mime_stream_mem_new_with_buffer((const char *)data, len);
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(data != NULL ? (const char *)data : "", len);
 	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
 	g_mime_parser_set_persist_stream(parser, TRUE);
 	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
@@ -544,6 +544,17 @@ mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_messag
 	msg->text = doc;
 	*msg_r = msg;
 	return MV_OK;
+}
+
+mv_message *mv_message_new_unparsed(GBytes *raw, const char *flag)
+{
+	gsize len = 0;
+	const guint8 *data = g_bytes_get_data(raw, &len);
+	mv_message *msg = message_new(raw);
+	mv_sha256(data != NULL ? data : (const guint8 *)"", len, msg->sha256);
+	msg->parse_status = "unparsable";
+	add_flag(msg, flag);
+	return msg;
 }
 
 void mv_message_free(mv_message **msg)

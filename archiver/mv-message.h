@@ -99,6 +99,11 @@ mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_messag
                            char **error_r) MV_WARN_UNUSED;
 void mv_message_free(mv_message **msg);
 
+/* A message that no stage could make sense of: raw (a reference is taken)
+ * with its SHA-256, parse_status "unparsable" and flag (copied) as the
+ * only flag; nothing else.  It is stored all the same.  Never fails. */
+mv_message *mv_message_new_unparsed(GBytes *raw, const char *flag);
+
 /* Make s valid UTF-8 without NUL characters (invalid bytes become U+FFFD,
  * NUL is dropped).  Returns a new string (g_free) or NULL for NULL. */
 char *mv_utf8_clean(const char *s, gssize len);

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "mv-audit.h"
-#include "mv-query.h"
 
 /* ---- array literals for parameters (text format) ---- */
 
@@ -50,16 +49,60 @@ static void pg_timestamp(gint64 t, char out[40])
 	g_date_time_unref(dt);
 }
 
+/* ---- arrival facts ---- */
+
+char *mv_arrival_details(const mv_arrival_info *a)
+{
+	GString *d = g_string_new(NULL);
+	if (a->client_addr != NULL || a->helo != NULL || a->protocol != NULL)
+		g_string_append_printf(d, "client=%s helo=%s%s%s proto=%s",
+		                       a->client_addr != NULL ? a->client_addr : "-",
+		                       a->helo != NULL ? a->helo : "", a->tls != NULL ? " tls=" : "",
+		                       a->tls != NULL ? a->tls : "",
+		                       a->protocol != NULL ? a->protocol : "SMTP");
+	if (a->imap) {
+		GDateTime *dt = g_date_time_new_from_unix_utc(a->imap_internaldate);
+		char *when = dt != NULL ? g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ") : g_strdup("-");
+		if (dt != NULL)
+			g_date_time_unref(dt);
+		g_string_append_printf(d, "%simap uidvalidity=%" G_GUINT64_FORMAT
+		                       " uid=%" G_GUINT64_FORMAT " internaldate=%s",
+		                       d->len ? " " : "", a->imap_uidvalidity, a->imap_uid, when);
+		g_free(when);
+	}
+	char hex[MV_SHA256_HEX_LEN + 1];
+	if (a->journal_report != NULL) {
+		mv_sha256_to_hex(a->journal_report, hex);
+		g_string_append_printf(d, "%sjournal-report=%s", d->len ? " " : "", hex);
+		for (const char *const *b = a->envelope_bcc; b != NULL && *b != NULL; b++)
+			g_string_append_printf(d, "%s%s", b == a->envelope_bcc ? " bcc=" : ",", *b);
+	}
+	if (a->journal_original != NULL) {
+		mv_sha256_to_hex(a->journal_original, hex);
+		g_string_append_printf(d, "%sjournal-report-of=%s", d->len ? " " : "", hex);
+	}
+	if (a->journal_problem != NULL)
+		g_string_append_printf(d, "%sjournal-report-malformed=\"%s\"", d->len ? " " : "",
+		                       a->journal_problem);
+	if (d->len == 0) {
+		g_string_free(d, TRUE);
+		return NULL;
+	}
+	return g_string_free(d, FALSE);
+}
+
 /* ---- a batch: the parameters of one mv_ingest_batch() call ---- */
 
 /* The function's parameters, in order (schema/010-ingest-batch.sql). */
 enum {
 	B_SHA, B_SIZE, B_SKEL, B_MID, B_DATE, B_DATE_RAW, B_FROM_ADDR, B_FROM_NAME, B_SUBJECT,
 	B_HAS_ATT, B_STATUS, B_DOC, B_CLASS, B_EXPIRES, B_RULE, B_VERSION, B_DIRECTION,
-	B_ARCHIVED, B_SOURCE, B_SOURCE_REF, B_ENV_FROM, B_DETAILS, B_FLAG_MSG, B_FLAGS,
+	B_ARCHIVED, B_SOURCE, B_SOURCE_REF, B_ENV_FROM, B_CLIENT, B_HELO, B_TLS, B_PROTO,
+	B_IMAP_MAILBOX, B_IMAP_UIDVALIDITY, B_IMAP_UID, B_IMAP_INTERNALDATE, B_JREPORT,
+	B_JORIGINAL, B_JPROBLEM, B_FLAG_MSG, B_FLAGS,
 	B_TAG_MSG, B_TAGS, B_SPLICE_MSG, B_SPLICE_OFF, B_SPLICE_BLOB, B_ADDR_MSG, B_ADDR_ROLE,
 	B_ADDR, B_ADDR_NAME, B_PART_MSG, B_PART_PATH, B_PART_DECL, B_PART_DET, B_PART_FN,
-	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT,
+	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC,
 	B_N
 };
 
@@ -67,7 +110,8 @@ enum {
 	"SELECT o_pos, o_id, o_new, o_registration FROM mv_ingest_batch($1, $2, $3, $4, $5, " \
 	"$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, " \
 	"$24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, " \
-	"$41, $42)"
+	"$41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54)"
+G_STATIC_ASSERT(B_N == 54);
 
 typedef struct {
 	GString *param[B_N]; /* PostgreSQL array literals, text format */
@@ -205,10 +249,29 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	add_clean(b, B_SOURCE, arr->source != NULL ? arr->source : "unknown");
 	add_clean(b, B_SOURCE_REF, arr->source_ref);
 	add_clean(b, B_ENV_FROM, arr->envelope_from);
-	add_clean(b, B_DETAILS, arr->details);
+	add_clean(b, B_CLIENT, arr->client_addr);
+	add_clean(b, B_HELO, arr->helo);
+	add_clean(b, B_TLS, arr->tls);
+	add_clean(b, B_PROTO, arr->protocol);
+	add_clean(b, B_IMAP_MAILBOX, arr->imap ? arr->imap_mailbox : NULL);
+	if (arr->imap) {
+		mv_db_array_int(b->param[B_IMAP_UIDVALIDITY], (gint64)MIN(arr->imap_uidvalidity, G_MAXINT64));
+		mv_db_array_int(b->param[B_IMAP_UID], (gint64)MIN(arr->imap_uid, G_MAXINT64));
+	} else {
+		add_text(b, B_IMAP_UIDVALIDITY, NULL);
+		add_text(b, B_IMAP_UID, NULL);
+	}
+	add_time(b, B_IMAP_INTERNALDATE, arr->imap, arr->imap_internaldate);
+	array_sha(b->param[B_JREPORT], arr->journal_report);
+	array_sha(b->param[B_JORIGINAL], arr->journal_original);
+	add_clean(b, B_JPROBLEM, arr->journal_problem);
 	for (const char *const *r = arr->envelope_to; r != NULL && *r != NULL; r++) {
 		add_pos(b, B_RCPT_MSG, pos);
 		add_clean(b, B_RCPT, *r);
+	}
+	for (const char *const *r = arr->envelope_bcc; r != NULL && *r != NULL; r++) {
+		add_pos(b, B_BCC_MSG, pos);
+		add_clean(b, B_BCC, *r);
 	}
 
 	for (guint i = 0; i < msg->flags->len; i++) {
@@ -296,161 +359,53 @@ static char *batch_details(mv_message *const *msgs, const mv_arrival_info *arriv
 	return g_string_free(s, FALSE);
 }
 
-/* Ongoing holds: each active one's compiled query, applied to the batch's
- * messages inside the batch transaction. */
-typedef struct {
-	char *id;
-	mv_query_sql *sql;
-	char *insert;
-} ongoing_hold;
-
-static void ongoing_holds_free(GPtrArray *holds)
-{
-	for (guint i = 0; holds != NULL && i < holds->len; i++) {
-		ongoing_hold *h = holds->pdata[i];
-		g_free(h->id);
-		mv_query_sql_free(&h->sql);
-		g_free(h->insert);
-		g_free(h);
-	}
-	if (holds != NULL)
-		g_ptr_array_free(holds, TRUE);
-}
-
-static mv_status load_ongoing_holds(mv_db *db, GPtrArray **holds_r, char **error_r)
-{
-	*holds_r = g_ptr_array_new();
-	PGresult *r = NULL;
-	mv_status st = mv_db_query(db,
-	                           "SELECT id, query FROM hold WHERE ongoing AND released_at IS NULL "
-	                           "ORDER BY id",
-	                           0, NULL, NULL, NULL, 0, &r, error_r);
-	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
-		ongoing_hold *h = g_new0(ongoing_hold, 1);
-		h->id = g_strdup(PQgetvalue(r, i, 0));
-		char *qerr = NULL;
-		if (mv_query_compile(PQgetvalue(r, i, 1), 3, &h->sql, &qerr) != MV_OK) {
-			/* Stored queries were compiled when the hold was created. */
-			st = mv_fail(error_r, MV_ERR_INTERNAL, "hold %s: %s", h->id, qerr);
-			g_free(qerr);
-		} else {
-			h->insert = g_strdup_printf(
-				"INSERT INTO hold_item (hold_id, message_id) SELECT $1::integer, m.id "
-				"FROM message m WHERE m.sha256 = ANY ($2::bytea[]) AND (%s) "
-				"ON CONFLICT DO NOTHING",
-				h->sql->where);
-		}
-		g_ptr_array_add(*holds_r, h);
-	}
-	PQclear(r);
-	return st;
-}
-
-static char *sha_array(mv_message *const *msgs, guint n)
-{
-	GString *s = g_string_new("{");
-	for (guint i = 0; i < n; i++)
-		array_sha(s, msgs[i]->sha256);
-	array_end(s);
-	return g_string_free(s, FALSE);
-}
-
-static mv_status send_hold_inserts(mv_db *db, GPtrArray *holds, const char *shas, char **error_r)
-{
-	mv_status st = MV_OK;
-	for (guint i = 0; st == MV_OK && holds != NULL && i < holds->len; i++) {
-		ongoing_hold *h = holds->pdata[i];
-		guint n = h->sql->params->len + 2;
-		const char **v = g_new0(const char *, n);
-		v[0] = h->id;
-		v[1] = shas;
-		for (guint k = 0; k < h->sql->params->len; k++)
-			v[k + 2] = h->sql->params->pdata[k];
-		if (mv_db_in_pipeline(db)) {
-			st = mv_db_pipeline_send(db, NULL, h->insert, (int)n, v, NULL, NULL, NULL, error_r);
-		} else {
-			PGresult *r = NULL;
-			st = mv_db_query(db, h->insert, (int)n, v, NULL, NULL, 0, &r, error_r);
-			PQclear(r);
-		}
-		g_free(v);
-	}
-	return st;
-}
-
 static void rollback(mv_db *db, mv_blobstore *blobs)
 {
 	PQclear(PQexec(mv_db_conn(db), "ROLLBACK"));
 	mv_blobstore_reset(blobs);
 }
 
-static gboolean connection_lost(mv_db *db)
-{
-	return PQstatus(mv_db_conn(db)) != CONNECTION_OK;
-}
-
-mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
-                         const mv_arrival_info *arrivals, guint n, mv_store_result *results,
-                         char **error_r)
-{
-	return mv_store_batch_with(db, blobs, msgs, arrivals, n, NULL, results, error_r);
-}
-
-mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
-                              const mv_arrival_info *arrivals, guint n,
-                              const mv_store_extra *extra, mv_store_result *results,
-                              char **error_r)
+mv_status mv_store_commit(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
+                          const mv_arrival_info *arrivals, guint n,
+                          const mv_store_hook *const *hooks, guint n_hooks,
+                          mv_store_result *results, char **error_r)
 {
 	for (guint i = 0; i < n; i++)
-		results[i] = (mv_store_result){0};
-	if (n == 0)
-		return MV_OK;
+		results[i] = (mv_store_result){.status = MV_ERR_INTERNAL};
 	char *err = NULL;
 	batch_results br = {results, n};
+	mv_status st = MV_OK;
+	for (guint h = 0; st == MV_OK && h < n_hooks; h++)
+		if (hooks[h]->prepare != NULL)
+			st = hooks[h]->prepare(db, hooks[h]->context, &err);
 	/* The whole batch is one pipelined transaction: statements stream to
 	 * the server while the next blobs are being compressed. */
-	GPtrArray *holds = NULL;
-	/* Without the ongoing holds nothing may be stored: a message that one
-	 * of them should take must never be archived outside it. */
-	mv_status st = load_ongoing_holds(db, &holds, &err);
-	if (st != MV_OK) {
-		for (guint i = 0; i < n; i++) {
-			results[i].status = st;
-			results[i].error = g_strdup(err);
-		}
-		mv_fail(error_r, st, "%s", err);
-		g_free(err);
-		ongoing_holds_free(holds);
-		return st;
-	}
-	st = mv_blobstore_prepare(blobs, &err);
+	if (st == MV_OK)
+		st = mv_blobstore_prepare(blobs, &err);
 	if (st == MV_OK)
 		st = mv_db_prepare(db, "mv_ingest_batch", INGEST_SQL, B_N, &err);
+	gboolean began = FALSE;
 	if (st == MV_OK)
 		st = mv_db_pipeline_begin(db, ingest_result, NULL, &err);
 	if (st == MV_OK) {
-		for (guint i = 0; i < n; i++)
-			results[i].status = MV_ERR_INTERNAL;
+		began = TRUE;
 		st = mv_db_pipeline_send(db, NULL, "BEGIN", 0, NULL, NULL, NULL, NULL, &err);
-		if (st == MV_OK)
+		if (st == MV_OK && n > 0)
 			st = store_messages(db, blobs, msgs, arrivals, n, &br, &err);
-		char *details = batch_details(msgs, arrivals, n);
-		char *shas = sha_array(msgs, n);
-		if (st == MV_OK)
-			st = send_hold_inserts(db, holds, shas, &err);
-		if (st == MV_OK && extra != NULL)
-			st = mv_db_pipeline_send(db, NULL, extra->sql, extra->n_params, extra->values,
-			                         NULL, NULL, NULL, &err);
-		const char *av[] = {arrivals[0].source != NULL ? arrivals[0].source : "ingest",
-		                    "ingest.batch", "", details};
-		if (st == MV_OK)
-			st = mv_db_pipeline_send(db, NULL, MV_AUDIT_APPEND_SQL, 4, av, NULL, NULL, NULL, &err);
+		for (guint h = 0; st == MV_OK && h < n_hooks; h++)
+			st = hooks[h]->send(db, hooks[h]->context, msgs, n, &err);
+		if (st == MV_OK && n > 0) {
+			char *details = batch_details(msgs, arrivals, n);
+			const char *av[] = {arrivals[0].source != NULL ? arrivals[0].source : "ingest",
+			                    "ingest.batch", "", details};
+			st = mv_db_pipeline_send(db, NULL, MV_AUDIT_APPEND_SQL, 4, av, NULL, NULL, NULL,
+			                         &err);
+			g_free(details);
+		}
 		if (st == MV_OK)
 			st = mv_db_pipeline_send(db, NULL, "COMMIT", 0, NULL, NULL, NULL, NULL, &err);
 		char *end_err = NULL;
 		mv_status end = mv_db_pipeline_end(db, &end_err);
-		g_free(details);
-		g_free(shas);
 		if (st == MV_OK) {
 			st = end;
 			err = end_err;
@@ -458,85 +413,46 @@ mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const 
 			g_free(end_err);
 		}
 	}
-	if (st == MV_OK) {
-		for (guint i = 0; i < n; i++)
-			if (results[i].status != MV_OK)
-				st = mv_fail(&err, MV_ERR_INTERNAL, "no result for message %u of the batch", i);
-	}
-	if (st == MV_OK) {
-		ongoing_holds_free(holds);
+	for (guint i = 0; st == MV_OK && i < n; i++)
+		if (results[i].status != MV_OK)
+			st = mv_fail(&err, MV_ERR_INTERNAL, "no result for message %u of the batch", i);
+	if (st == MV_OK)
 		return MV_OK;
+	if (began)
+		rollback(db, blobs);
+	else
+		mv_blobstore_reset(blobs);
+	for (guint i = 0; i < n; i++) {
+		results[i].status = st;
+		results[i].error = g_strdup(err);
 	}
-	rollback(db, blobs);
-	if (connection_lost(db) || n == 1 || st == MV_ERR_DENIED || extra != NULL) {
-		for (guint i = 0; i < n; i++) {
-			results[i].status = st;
-			results[i].error = g_strdup(err);
-		}
-		mv_fail(error_r, st, "%s", err);
-		g_free(err);
-		ongoing_holds_free(holds);
-		return st;
-	}
+	mv_fail(error_r, st, "%s", err);
 	g_free(err);
+	return st;
+}
 
-	/* Isolate the failure: one message per transaction. */
-	guint failed = 0;
-	mv_status last = MV_OK;
-	for (guint i = 0, attempt = 1; i < n; i++) {
-		char *e = NULL;
-		mv_store_result *res = &results[i];
-		*res = (mv_store_result){0};
-		mv_status s = mv_db_exec(db, "BEGIN", &e);
-		batch_results one = {res, 1};
-		if (s == MV_OK)
-			s = store_messages(db, blobs, &msgs[i], &arrivals[i], 1, &one, &e);
-		if (s == MV_OK && holds != NULL) {
-			char *shas = sha_array(&msgs[i], 1);
-			s = send_hold_inserts(db, holds, shas, &e);
-			g_free(shas);
-		}
-		if (s == MV_OK) {
-			char *details = batch_details(&msgs[i], &arrivals[i], 1);
-			s = mv_audit_append(db, arrivals[i].source != NULL ? arrivals[i].source : "ingest",
-			                    "ingest.batch", "", details, NULL, &e);
-			g_free(details);
-		}
-		if (s == MV_OK)
-			s = mv_db_exec(db, "COMMIT", &e);
-		/* A deadlock (say with a purge over a shared blob) is retried. */
-		if (s != MV_OK && attempt < 4 && !connection_lost(db) && mv_db_failure_is_transient(db)) {
-			rollback(db, blobs);
-			g_free(e);
-			g_free(res->error);
-			g_usleep(attempt * 20000);
-			attempt++;
-			i--; /* again */
-			continue;
-		}
-		attempt = 1;
-		if (s != MV_OK) {
-			rollback(db, blobs);
-			res->status = s;
-			res->error = e;
-			failed++;
-			last = s;
-			if (connection_lost(db)) {
-				for (guint j = i + 1; j < n; j++) {
-					results[j].status = s;
-					results[j].error = g_strdup(e);
-				}
-				failed += n - i - 1;
-				break;
-			}
-		}
-	}
-	ongoing_holds_free(holds);
-	if (failed == 0)
+mv_status mv_store_arrived_from(mv_db *db, const char *source, const uint8_t (*shas)[MV_SHA256_LEN],
+                                guint n, GHashTable *known, char **error_r)
+{
+	if (n == 0)
 		return MV_OK;
-	if (failed == n)
-		return mv_fail(error_r, last, "%s", results[n - 1].error);
-	return mv_fail(error_r, MV_ERR_PARTIAL, "%u of %u messages failed", failed, n);
+	GString *arr = g_string_new("{");
+	for (guint i = 0; i < n; i++)
+		array_sha(arr, shas[i]);
+	array_end(arr);
+	const char *v[] = {source, arr->str};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db,
+	                           "SELECT DISTINCT m.sha256 FROM message m "
+	                           "JOIN arrival a ON a.message_id = m.id "
+	                           "WHERE a.source = $1 AND m.sha256 = ANY ($2::bytea[])",
+	                           2, v, NULL, NULL, 1, &r, error_r);
+	g_string_free(arr, TRUE);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++)
+		if (PQgetlength(r, i, 0) == MV_SHA256_LEN)
+			g_hash_table_add(known, g_bytes_new(PQgetvalue(r, i, 0), MV_SHA256_LEN));
+	PQclear(r);
+	return st;
 }
 
 mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **error_r)
@@ -820,6 +736,91 @@ mv_status mv_store_get_raw(mv_db *db, mv_blobstore *blobs, gint64 id, GBytes **r
 	}
 	g_free(o.error);
 	*raw_r = o.raw;
+	return MV_OK;
+}
+
+void mv_store_damage_free(gpointer damage)
+{
+	mv_store_damage *d = damage;
+	if (d == NULL)
+		return;
+	g_free(d->error);
+	g_free(d);
+}
+
+typedef struct {
+	PGresult *rows; /* id, sha256 hex */
+	const gint64 *ids;
+	GPtrArray *damaged;
+	gint64 checked;
+	mv_store_verify_progress_fn *progress;
+	void *context;
+} verify_page;
+
+static void verify_one(void *context, guint index, GBytes *raw, mv_status status,
+                       const char *error)
+{
+	(void)raw;
+	verify_page *p = context;
+	/* Gone since the page was listed: destroyed by a purge running at the
+	 * same time, not damage (a missing blob is MV_ERR_INTEGRITY). */
+	if (status == MV_ERR_NOT_FOUND)
+		return;
+	p->checked++;
+	if (status != MV_OK) {
+		mv_store_damage *d = g_new0(mv_store_damage, 1);
+		d->id = p->ids[index];
+		g_strlcpy(d->sha256, PQgetvalue(p->rows, (int)index, 1), sizeof d->sha256);
+		d->error = g_strdup(error != NULL ? error : "unreadable");
+		g_ptr_array_add(p->damaged, d);
+	}
+	if (p->progress != NULL && p->checked % 200 == 0)
+		p->progress(p->context, p->checked, p->damaged->len);
+}
+
+mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
+                          mv_store_verify_progress_fn *progress, void *context,
+                          gint64 *checked_r, GPtrArray **damaged_r, char **error_r)
+{
+	verify_page page = {.damaged = g_ptr_array_new_with_free_func(mv_store_damage_free),
+	                    .progress = progress, .context = context};
+	gint64 after = 0;
+	mv_status st = MV_OK;
+	for (;;) {
+		char aft[24], lim[24];
+		g_snprintf(aft, sizeof aft, "%" G_GINT64_FORMAT, after);
+		g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, sample);
+		const char *v[] = {sample > 0 ? lim : aft};
+		PGresult *r = NULL;
+		st = mv_db_query(db,
+		                 sample > 0 ? "SELECT id, encode(sha256, 'hex') FROM message "
+		                              "ORDER BY random() LIMIT $1"
+		                            : "SELECT id, encode(sha256, 'hex') FROM message "
+		                              "WHERE id > $1 ORDER BY id LIMIT 500",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			break;
+		int rows = PQntuples(r);
+		gint64 *ids = g_new(gint64, MAX(rows, 1));
+		for (int i = 0; i < rows; i++)
+			ids[i] = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		if (rows > 0)
+			after = ids[rows - 1];
+		page.rows = r;
+		page.ids = ids;
+		st = mv_store_get_raw_each(db, blobs, ids, (guint)rows, verify_one, &page, error_r);
+		g_free(ids);
+		PQclear(r);
+		if (st != MV_OK || rows == 0 || sample > 0)
+			break;
+	}
+	*checked_r = page.checked;
+	if (st != MV_OK) {
+		g_ptr_array_free(page.damaged, TRUE);
+		*damaged_r = NULL;
+		return st;
+	}
+	*damaged_r = page.damaged;
 	return MV_OK;
 }
 

@@ -19,14 +19,35 @@
 #include "mv-message.h"
 #include "mv-status.h"
 
-/* How one copy of a message reached mailvault. */
+/* How one copy of a message reached mailvault: the facts its source knew,
+ * typed.  All pointers are borrowed for the call. */
 typedef struct {
-	const char *source;          /* "import", "smtp", "imap:NAME", ... */
-	const char *source_ref;      /* file path, queue id, UID, ... or NULL */
+	const char *source;          /* "import", "smtp", "lmtp", "imap:NAME" */
+	const char *source_ref;      /* file path, queue id, "UIDVALIDITY/UID", or NULL */
 	const char *envelope_from;   /* or NULL */
-	const char *const *envelope_to; /* NULL-terminated, or NULL */
-	const char *details;         /* free text (client, TLS), or NULL */
+	const char *const *envelope_to; /* NULL-terminated, Bcc included, or NULL */
+	const char *const *envelope_bcc; /* those of envelope_to a journal report
+	                                    listed as Bcc; NULL-terminated or NULL */
+	/* SMTP / LMTP */
+	const char *client_addr;     /* peer IP address, or NULL */
+	const char *helo;            /* EHLO / HELO / LHLO name, or NULL */
+	const char *tls;             /* "TLSv1.3 TLS_AES_256_GCM_SHA384", or NULL */
+	const char *protocol;        /* "ESMTP", "SMTP", "LMTP", or NULL */
+	/* IMAP */
+	gboolean imap;               /* the fields below are set */
+	const char *imap_mailbox;    /* or NULL */
+	guint64 imap_uidvalidity, imap_uid;
+	gint64 imap_internaldate;    /* seconds since the epoch */
+	/* Journal reports (mv-journal.h) */
+	const uint8_t *journal_report;      /* the report this original came in */
+	const uint8_t *journal_original;    /* this report's original */
+	const char *journal_problem;        /* marked as a report, not unwrapped */
 } mv_arrival_info;
+
+/* The arrival's facts as one line of text ("client=... helo=... proto=...",
+ * "imap uidvalidity=... uid=... internaldate=...", journal links), as
+ * `show` prints them.  g_free; NULL when there is nothing to say. */
+char *mv_arrival_details(const mv_arrival_info *arrival);
 
 typedef struct {
 	gint64 id;          /* message id (valid when status is MV_OK) */
@@ -36,33 +57,38 @@ typedef struct {
 	char *error;        /* g_free; set when status != MV_OK */
 } mv_store_result;
 
-/* Store n messages with their arrivals in one transaction; on a failure the
- * batch is retried one message per transaction so that one bad message
- * cannot fail the others.  results[i] (caller-allocated, n entries; free
- * each .error) says what happened to msgs[i].  Returns MV_OK when every
- * message committed, MV_ERR_PARTIAL when some failed, or the error that
- * failed all of them (e.g. MV_ERR_DB when the database is gone). */
-mv_status mv_store_batch(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
-                         const mv_arrival_info *arrivals, guint n, mv_store_result *results,
-                         char **error_r) MV_WARN_UNUSED;
-
-/* One more statement for a batch's transaction, run after the messages and
- * before COMMIT (a pulled source advancing its cursor with the messages it
- * covers).  Text parameters; values are borrowed. */
+/* More statements for an ingest transaction, run after the messages are
+ * stored and before COMMIT: a puller's cursor advancing with the messages
+ * it covers, ongoing holds taking new messages.  The store knows neither;
+ * each module brings its own hook.
+ *
+ * prepare (may be NULL) runs before the transaction, where it may query;
+ * send runs inside it and must only send statements with mv_db_send (the
+ * transaction may be pipelined).  msgs are the messages of the transaction
+ * (n may be 0).  An error from either fails the whole transaction. */
 typedef struct {
-	const char *sql;
-	int n_params;
-	const char *const *values;
-} mv_store_extra;
+	const char *name;
+	mv_status (*prepare)(mv_db *db, void *context, char **error_r);
+	mv_status (*send)(mv_db *db, void *context, mv_message *const *msgs, guint n,
+	                  char **error_r);
+	void *context;
+} mv_store_hook;
 
-/* mv_store_batch, with extra (or NULL) in the batch's transaction.  With
- * extra the batch is all or nothing: when anything fails (extra included)
- * the whole transaction rolls back, every result carries the error, and no
- * message is retried alone, so nothing commits without extra. */
-mv_status mv_store_batch_with(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
-                              const mv_arrival_info *arrivals, guint n,
-                              const mv_store_extra *extra, mv_store_result *results,
-                              char **error_r) MV_WARN_UNUSED;
+/* Store n messages (n may be 0) with their arrivals and run the hooks, all
+ * in one transaction, all or nothing, with one audit entry naming every
+ * message.  results[i] (caller-allocated, n entries; free each .error) says
+ * what happened to msgs[i]; on failure every result carries the error.
+ * Retrying and isolating a failure is the caller's (the ingest pipeline's)
+ * decision. */
+mv_status mv_store_commit(mv_db *db, mv_blobstore *blobs, mv_message *const *msgs,
+                          const mv_arrival_info *arrivals, guint n,
+                          const mv_store_hook *const *hooks, guint n_hooks,
+                          mv_store_result *results, char **error_r) MV_WARN_UNUSED;
+
+/* Which of shas[0..n) (SHA-256 values) already have an arrival from
+ * source: added to known (a set of GBytes of 32 bytes, the caller's). */
+mv_status mv_store_arrived_from(mv_db *db, const char *source, const uint8_t (*shas)[MV_SHA256_LEN],
+                                guint n, GHashTable *known, char **error_r) MV_WARN_UNUSED;
 
 /* Resolve "123" (message id) or 64 hex digits (SHA-256) to a message id.
  * MV_ERR_USAGE when ref is neither, MV_ERR_NOT_FOUND when absent. */
@@ -87,6 +113,28 @@ typedef void mv_store_raw_fn(void *context, guint index, GBytes *raw, mv_status 
  * are then not read). */
 mv_status mv_store_get_raw_each(mv_db *db, mv_blobstore *blobs, const gint64 *ids, guint n,
                                 mv_store_raw_fn *fn, void *context, char **error_r)
+	MV_WARN_UNUSED;
+
+/* A message `verify` found damaged. */
+typedef struct {
+	gint64 id;
+	char sha256[MV_SHA256_HEX_LEN + 1];
+	char *error;
+} mv_store_damage;
+
+void mv_store_damage_free(gpointer damage);
+
+/* Called every so often while verifying: messages checked, damaged. */
+typedef void mv_store_verify_progress_fn(void *context, gint64 checked, guint damaged);
+
+/* Rebuild every stored message (sample > 0: that many chosen at random)
+ * from its blobs and check every SHA-256 and size, a page at a time.  A
+ * message destroyed by a purge meanwhile is not counted.  *damaged_r:
+ * mv_store_damage* (free function set), in id order.  Returns an error
+ * only when the database fails. */
+mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
+                          mv_store_verify_progress_fn *progress, void *context,
+                          gint64 *checked_r, GPtrArray **damaged_r, char **error_r)
 	MV_WARN_UNUSED;
 
 /* Compute search vectors for messages that have none, batch_size at a time,

@@ -3,8 +3,6 @@
 
 #include "mv-cli.h"
 #include "mv-import.h"
-#include "mv-policy-store.h"
-#include "mv-store.h"
 
 static const char help[] =
 	"Usage: mailvault import [OPTIONS] PATH...\n"
@@ -12,8 +10,9 @@ static const char help[] =
 	"Archive every message in each PATH: a single message file (.eml), a Maildir\n"
 	"(cur/ and new/), an mbox file, or a directory tree of them.  Messages are\n"
 	"committed in batches; the summary counts new messages, duplicate arrivals\n"
-	"(bytes already archived), flagged ones (stored raw but not fully parsable)\n"
-	"and failures.  Exit status 65 when any message failed.\n"
+	"(bytes already archived), flagged ones (stored raw but not fully parsable, or\n"
+	"a stage such as classification failed on them) and failures.  Exit status 65\n"
+	"when any message failed.\n"
 	"\n"
 	"Options:\n"
 	"  --json             print the summary as JSON (new, duplicate, flagged, failed, ...)\n"
@@ -24,6 +23,9 @@ static const char help[] =
 	"  --parse-threads N  threads parsing messages (default: one per processor, at\n"
 	"                     most 8); messages are stored in the order they are read\n"
 	"  --no-index         leave full-text indexing for later ('mailvault index')\n"
+	"  --journal-reports  unwrap journal reports (an exported journal mailbox): the\n"
+	"                     original is archived with the envelope the report lists,\n"
+	"                     Bcc included, and the report too; never for other mail\n"
 	"  --quiet            no summary on success\n" MV_CLI_COMMON_HELP;
 
 typedef struct {
@@ -69,6 +71,7 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		{"no-index", no_argument, NULL, 'n'},
 		{"parse-threads", required_argument, NULL, 'p'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"journal-reports", no_argument, NULL, 'J'},
 		{NULL, 0, NULL, 0}};
 	mv_import_options opt;
 	mv_import_options_default(&opt);
@@ -120,6 +123,9 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		case 'q':
 			quiet = TRUE;
 			break;
+		case 'J':
+			opt.journal_reports = TRUE;
+			break;
 		default:
 			return mv_cli_usage_error(cli, "unknown option");
 		}
@@ -131,24 +137,14 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	int rc = mv_cli_open(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;
-	mv_policy *policy = NULL;
-	char *perr = NULL;
-	if (mv_policy_store_current(db, &policy, &opt.policy_version, &perr) != MV_OK) {
-		rc = mv_cli_fail(cli, MV_ERR_CONFIG, perr);
-		g_free(perr);
-		mv_blobstore_free(&blobs);
-		mv_db_close(&db);
-		return rc;
-	}
-	opt.policy = policy;
 	progress_state ps = {0};
 	if (mv_cli_progress_enabled()) {
 		opt.progress = on_progress;
 		opt.progress_context = &ps;
 	}
-	mv_db_options index_db = {.home = cli->home, .conninfo = cli->db, .no_migrate = TRUE};
-	if (index)
-		opt.index_with = &index_db;
+	mv_db_options more_db = {.home = cli->home, .conninfo = cli->db, .no_migrate = TRUE};
+	opt.db_options = &more_db;
+	opt.index = index;
 	mv_import_stats stats;
 	GPtrArray *failures = g_ptr_array_new_with_free_func(mv_import_failure_free);
 	char *err = NULL;
@@ -156,13 +152,6 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	                               failures, &err);
 	if (ps.printed)
 		fputs("\r\033[K", stderr);
-	if (index && (st == MV_OK || st == MV_ERR_PARTIAL) && opt.index_with == NULL) {
-		char *ierr = NULL;
-		if (mv_store_index_pending(db, 1000, 0, NULL, &ierr) != MV_OK) {
-			fprintf(stderr, "mailvault: import: full-text indexing deferred: %s\n", ierr);
-			g_free(ierr);
-		}
-	}
 	for (guint i = 0; i < failures->len && i < 50; i++) {
 		mv_import_failure *f = failures->pdata[i];
 		fprintf(stderr, "mailvault: import: %s: %s\n", f->where, f->error);
@@ -208,7 +197,6 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		putchar('\n');
 	}
 	g_ptr_array_free(failures, TRUE);
-	mv_policy_free(&policy);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	if (st != MV_OK) {

@@ -3,11 +3,11 @@
  * Each source has a cursor in PostgreSQL (table ingest_cursor: the
  * mailbox's UIDVALIDITY and the highest UID archived).  A pass selects the
  * mailbox, finds the UIDs above the cursor, fetches them in batches (one
- * UID FETCH per batch on one connection), unwraps journal reports
- * (mv-journal.h), parses and classifies every message, and stores each
- * batch with mv_store_batch_with, whose transaction also advances the
- * cursor: the cursor never covers an uncommitted message, and a committed
- * message is never fetched again.  Only then does --after-archive act on
+ * UID FETCH per batch on one connection) and hands every message to the
+ * ingest pipeline (mv-pipeline.h: journal reports unwrapped, parsed,
+ * classified, committed), with a cursor hook that advances the cursor in
+ * the same transaction as the messages it covers: the cursor never covers
+ * an uncommitted message, and a committed message is never fetched again.  Only then does --after-archive act on
  * the mailbox (\Seen, or \Deleted and UID EXPUNGE); at the start of every
  * pass it is applied again to every UID at or below the cursor, so a crash
  * between the commit and the flag change only delays it.
@@ -25,6 +25,7 @@
 
 #include "mv-blobstore.h"
 #include "mv-db.h"
+#include "mv-cursor.h"
 #include "mv-imap.h"
 #include "mv-message.h"
 #include "mv-status.h"
@@ -69,7 +70,7 @@ typedef struct {
  * the same source moved the cursor), MV_ERR_LIMIT (a message over the
  * size limit: the cursor stays before it).  The error is also recorded as
  * the source's last_error. */
-mv_status mv_imap_ingest_pass(mv_db *db, mv_blobstore *blobs,
+mv_status mv_imap_ingest_pass(mv_db *db, mv_blobstore *blobs, const mv_db_options *db_options,
                               const mv_imap_ingest_options *options,
                               mv_imap_ingest_stats *stats_r, char **error_r) MV_WARN_UNUSED;
 
@@ -84,20 +85,5 @@ mv_status mv_imap_ingest_run(const mv_db_options *db_options,
                              const mv_imap_ingest_options *options, guint poll_seconds,
                              mv_imap_ingest_log_fn log, void *log_context,
                              mv_imap_ingest_stats *stats_r, char **error_r) MV_WARN_UNUSED;
-
-typedef struct {
-	char *source, *url, *username;
-	gboolean has_uidvalidity;
-	guint64 uidvalidity, last_uid;
-	char *last_success;  /* ISO 8601 UTC, or NULL */
-	char *last_error;    /* or NULL */
-	char *updated;       /* ISO 8601 UTC */
-} mv_ingest_source_status;
-
-void mv_ingest_source_status_free(gpointer status);
-
-/* Every source's cursor, by name.  *rows_r: mv_ingest_source_status*
- * (free function set). */
-mv_status mv_ingest_status_list(mv_db *db, GPtrArray **rows_r, char **error_r) MV_WARN_UNUSED;
 
 #endif

@@ -1,5 +1,6 @@
 /* mv-import: bulk import of .eml files, Maildirs, mbox files and directory
- * trees of them, through the ingest pipeline (parse, batch, store).
+ * trees of them.  This module only reads the sources and counts outcomes:
+ * each message goes through the ingest pipeline (mv-pipeline.h).
  *
  * What a path is: a directory with cur/ and new/ is a Maildir (tmp/ is
  * skipped: messages there are still being delivered); any other directory
@@ -21,7 +22,6 @@
 #include "mv-db.h"
 #include "mv-mbox.h"
 #include "mv-message.h"
-#include "mv-policy.h"
 #include "mv-status.h"
 
 typedef struct {
@@ -53,12 +53,16 @@ typedef struct {
 	gboolean train_dictionary; /* train a zstd dictionary from the first
 	                              messages when the store has none */
 	const char *source;        /* arrival source (default "import") */
-	const mv_policy *policy;   /* classify under this policy (NULL: none) */
-	gint64 policy_version;
-	/* When set, a second connection opened with these options computes
-	 * full-text vectors while the import runs, and the import returns only
-	 * when every message it stored is indexed. */
-	const mv_db_options *index_with;
+	gboolean journal_reports;  /* unwrap journal reports (mv-journal.h): for
+	                              an exported journal mailbox, whose every
+	                              message is one; the original and the
+	                              report each count as a message */
+	/* How to open more connections (required): the indexer's. */
+	const mv_db_options *db_options;
+	/* Compute full-text vectors on a second connection while the import
+	 * runs, and return only when every message it stored is indexed
+	 * (default TRUE). */
+	gboolean index;
 	/* Threads parsing messages (default: one per processor, at most 8);
 	 * messages are stored in the order they are read whatever the count. */
 	guint parse_threads;

@@ -19,8 +19,9 @@
  * header that cannot be unwrapped is MV_JOURNAL_MALFORMED (archive it as
  * it is, flagged); any other message is MV_JOURNAL_NONE.
  *
- * Untrusted input: raw comes from the journal mailbox.  The scan is linear,
- * bounded by the input, and copies at most the input's size.
+ * Untrusted input: raw comes from the journal mailbox.  GMime's parse and
+ * the scans for the part's delimiter are bounded by the input; the
+ * original is at most the input's size.
  *
  * Ownership: mv_journal_unwrap fills a caller's mv_journal_report; release
  * its contents with mv_journal_report_clear. */
@@ -28,6 +29,8 @@
 #define MV_JOURNAL_H
 
 #include <glib.h>
+
+#include "mv-message.h"
 
 typedef enum {
 	MV_JOURNAL_NONE,      /* not a journal report: archive as it is */
@@ -47,8 +50,17 @@ typedef struct {
 } mv_journal_report;
 
 /* Classify raw and unwrap it when it is a report.  Never fails: a message
- * that is not a well-formed report is NONE or MALFORMED. */
+ * that is not a well-formed report is NONE or MALFORMED.  GMime parses the
+ * report; the original is cut from raw at the offsets GMime recorded and
+ * decoded with GMime's decoder (base64, quoted-printable, uuencode; any
+ * other encoding byte for byte). */
 void mv_journal_unwrap(GBytes *raw, mv_journal_report *report);
+
+/* Whether a parsed message may be a journal report (marked with
+ * X-MS-Journal-Report, or a multipart/mixed or multipart/report whose
+ * second part is message/rfc822): only those are handed to
+ * mv_journal_unwrap, so ordinary mail is parsed once. */
+gboolean mv_journal_candidate(const mv_message *msg);
 void mv_journal_report_clear(mv_journal_report *report);
 
 #endif

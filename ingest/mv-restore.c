@@ -26,11 +26,8 @@ static mv_status select_items(mv_db *db, const char *query, gint64 limit, GPtrAr
 		 * was pulled from (recorded in the arrival), else its Date, else
 		 * when it first arrived. */
 		"SELECT m.id, encode(m.sha256, 'hex'), extract(epoch FROM coalesce("
-		"(SELECT substring(a.details FROM "
-		"'internaldate=([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)')::timestamptz "
-		" FROM arrival a WHERE a.message_id = m.id AND a.details ~ "
-		"'internaldate=[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z' "
-		" ORDER BY a.received_at, a.id LIMIT 1), m.date, "
+		"(SELECT a.imap_internaldate FROM arrival a WHERE a.message_id = m.id "
+		" AND a.imap_internaldate IS NOT NULL ORDER BY a.received_at, a.id LIMIT 1), m.date, "
 		"(SELECT min(a.received_at) FROM arrival a WHERE a.message_id = m.id)))::bigint "
 		"FROM message m WHERE %s ORDER BY m.id LIMIT $1",
 		q->where);

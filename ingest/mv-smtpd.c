@@ -20,31 +20,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mv-blobstore.h"
-#include "mv-message.h"
+#include "mv-hash.h"
+#include "mv-pipeline.h"
 #include "mv-smtp-conn.h"
-#include "mv-classify.h"
-#include "mv-journal.h"
-#include "mv-policy-store.h"
-#include "mv-store.h"
 
 #define MAX_COMMAND_LINE 2048   /* RFC 5321 asks for 512; be generous */
 #define DATA_CHUNK 65536
 #define SPOOL_MEMORY_MAX (256 * 1024)
 #define MAX_LISTENERS 16
-/* Messages larger than the in-memory spool are parsed at most this many at
- * a time, so memory stays bounded however many sessions send big mail at
- * once: sessions x SPOOL_MEMORY_MAX + BIG_PARSE_SLOTS x 2 x max-size. */
-#define BIG_PARSE_SLOTS 4
-/* An archive fed only by smtpd trains its zstd dictionary, as import does,
- * from the start of its first messages (copies: at most 8 MB held). */
-#define TRAIN_MESSAGES 1000
-#define TRAIN_SAMPLE_BYTES (8 * 1024)
 
 /* ---- replies: one table, as Postfix does ---- */
 
 typedef enum {
-	R_OK_QUEUED, R_DB_FAILED, R_TOO_BIG, R_PARSE_FAILED, R_STOPPING,
+	R_OK_QUEUED, R_DB_FAILED, R_TOO_BIG, R_SPOOL_FAILED, R_STOPPING,
 } reply_kind;
 
 static const struct {
@@ -55,47 +43,25 @@ static const struct {
 	[R_OK_QUEUED] = {250, "2.0.0", "Ok: archived"},
 	[R_DB_FAILED] = {451, "4.3.0", "Archive temporarily unavailable, try again later"},
 	[R_TOO_BIG] = {552, "5.3.4", "Message too big"},
-	[R_PARSE_FAILED] = {451, "4.3.0", "Internal error, try again later"},
+	[R_SPOOL_FAILED] = {451, "4.3.0", "Internal error, try again later"},
 	[R_STOPPING] = {421, "4.3.2", "Service shutting down"},
 };
 
-static void mv_policy_free_ptr(mv_policy *policy);
-
 /* ---- shared server state ---- */
-
-typedef struct job {
-	mv_message *msg;
-	mv_arrival_info arrival;
-	mv_store_result result;
-	gboolean done;
-	GCond done_cond;           /* signalled (under server.lock) when done */
-} job;
 
 typedef struct {
 	const mv_smtpd_config *cfg;
 	GMutex log_lock;           /* the log file, alone: a log line never
-	                              waits on the writer's lock */
+	                              waits on the server's lock */
 	GThreadPool *session_pool; /* session threads, reused across connections */
+	mv_pipeline *pipeline;     /* parse, classify, commit, index */
 	GMutex lock;               /* everything below */
-	GCond cond;                /* sessions count, big-parse slots */
-	GCond writer_cond;         /* a job queued, or writer_stop */
-	GQueue jobs;               /* job* waiting for the writer */
-	gboolean writer_stop;
-	GCond index_cond;          /* a group committed, or writer_stop */
-	gint64 unindexed;          /* committed messages not yet indexed (an
-	                              upper bound; G_MAXINT32 at start) */
-	gint64 last_commit;        /* monotonic time the writer last committed */
+	GCond cond;                /* sessions count */
 	guint sessions;            /* active session threads */
 	SSL_CTX *tls;              /* current TLS context (ref-counted) */
 	GPtrArray *allow;          /* GInetAddressMask* */
 	FILE *log;
 	gint stop;                 /* atomic: stop serving */
-	mv_policy *policy;         /* current retention policy, or NULL */
-	gint64 policy_version;
-	GPtrArray *old_policies;   /* replaced by SIGHUP; freed at exit, as
-	                              sessions may still be using them */
-	guint big_parsing;         /* sessions parsing a spooled (large) message */
-	gint64 next_id;
 } server;
 
 static void log_line(server *srv, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
@@ -118,198 +84,10 @@ static void log_line(server *srv, const char *fmt, ...)
 	g_free(msg);
 }
 
-/* ---- the writer: group commit ---- */
-
-static gpointer writer_main(gpointer data)
+static void pipeline_log(void *context, const char *line)
 {
-	server *srv = data;
-	mv_db *db = NULL;
-	mv_blobstore *blobs = NULL;
-	gint64 retry_after = 0;
-	GPtrArray *samples = NULL; /* GBytes: message starts for a dictionary */
-	for (;;) {
-		if (samples != NULL && samples->len >= TRAIN_MESSAGES && blobs != NULL) {
-			char *terr = NULL;
-			/* A failed training is not an error: blobs are then
-			 * compressed without a dictionary. */
-			if (mv_blobstore_pg_train(blobs, samples, &terr) == MV_OK)
-				log_line(srv, "trained a compression dictionary from %u messages",
-				         samples->len);
-			else
-				log_line(srv, "no compression dictionary: %s", terr);
-			g_free(terr);
-			g_ptr_array_free(samples, TRUE);
-			samples = NULL;
-		}
-		g_mutex_lock(&srv->lock);
-		while (g_queue_is_empty(&srv->jobs) && !srv->writer_stop)
-			g_cond_wait(&srv->writer_cond, &srv->lock);
-		if (g_queue_is_empty(&srv->jobs) && srv->writer_stop) {
-			g_mutex_unlock(&srv->lock);
-			break;
-		}
-		guint n = MIN(g_queue_get_length(&srv->jobs), srv->cfg->group_max);
-		job **batch = g_new(job *, n);
-		for (guint i = 0; i < n; i++)
-			batch[i] = g_queue_pop_head(&srv->jobs);
-		g_mutex_unlock(&srv->lock);
-
-		char *err = NULL;
-		mv_status st = MV_OK;
-		if (db != NULL && PQstatus(mv_db_conn(db)) != CONNECTION_OK) {
-			mv_blobstore_free(&blobs);
-			mv_db_close(&db);
-		}
-		if (db == NULL) {
-			if (g_get_monotonic_time() < retry_after) {
-				st = mv_fail(&err, MV_ERR_DB, "database unavailable");
-			} else {
-				mv_db_options o = srv->cfg->db;
-				o.no_start = TRUE;
-				o.no_migrate = TRUE;
-				st = mv_db_open(&o, &db, &err);
-				mv_blobstore_settings bs;
-				mv_blobstore_settings_default(&bs);
-				if (st == MV_OK)
-					st = mv_blobstore_pg_new(db, &bs, &blobs, &err);
-				if (st == MV_OK && samples == NULL && !mv_blobstore_pg_has_dictionary(blobs))
-					samples = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
-				if (st != MV_OK) {
-					mv_db_close(&db);
-					retry_after = g_get_monotonic_time() + G_USEC_PER_SEC;
-					log_line(srv, "database unavailable: %s", err);
-				}
-			}
-		}
-		mv_message **msgs = g_new(mv_message *, n);
-		mv_arrival_info *arr = g_new(mv_arrival_info, n);
-		mv_store_result *res = g_new0(mv_store_result, n);
-		for (guint i = 0; i < n; i++) {
-			msgs[i] = batch[i]->msg;
-			arr[i] = batch[i]->arrival;
-		}
-		if (st == MV_OK) {
-			g_clear_pointer(&err, g_free);
-			st = mv_store_batch(db, blobs, msgs, arr, n, res, &err);
-		} else {
-			for (guint i = 0; i < n; i++) {
-				res[i].status = st;
-				res[i].error = g_strdup(err);
-			}
-		}
-		g_free(err);
-		if (st == MV_OK) {
-			g_mutex_lock(&srv->lock);
-			srv->unindexed += n;
-			srv->last_commit = g_get_monotonic_time();
-			g_cond_signal(&srv->index_cond);
-			g_mutex_unlock(&srv->lock);
-		}
-		for (guint i = 0; st == MV_OK && samples != NULL && i < n && samples->len < TRAIN_MESSAGES;
-		     i++) {
-			gsize len = 0;
-			const guint8 *data = g_bytes_get_data(msgs[i]->raw, &len);
-			g_ptr_array_add(samples, g_bytes_new(data, MIN(len, TRAIN_SAMPLE_BYTES)));
-		}
-		g_mutex_lock(&srv->lock);
-		for (guint i = 0; i < n; i++) {
-			batch[i]->result = res[i];
-			batch[i]->done = TRUE;
-			g_cond_signal(&batch[i]->done_cond);
-		}
-		g_mutex_unlock(&srv->lock);
-		g_free(msgs);
-		g_free(arr);
-		g_free(res);
-		g_free(batch);
-	}
-	if (samples != NULL)
-		g_ptr_array_free(samples, TRUE);
-	mv_blobstore_free(&blobs);
-	mv_db_close(&db);
-	return NULL;
+	log_line(context, "%s", line);
 }
-
-/* Indexing waits while messages keep arriving (INDEX_QUIET_US without a
- * commit counts as a pause), unless this many are waiting for it. */
-#define INDEX_QUIET_US (100 * 1000)
-#define INDEX_BACKLOG_MAX 5000
-#define INDEX_BATCH 200
-
-/* Should the indexer run now?  Under srv->lock; *wait_until_r: when to
- * look again if not. */
-static gboolean index_now(server *srv, gint64 *wait_until_r)
-{
-	*wait_until_r = 0;
-	if (srv->unindexed <= 0)
-		return FALSE;
-	if (srv->unindexed >= INDEX_BACKLOG_MAX)
-		return TRUE;
-	gint64 quiet_at = srv->last_commit + INDEX_QUIET_US;
-	if (g_get_monotonic_time() >= quiet_at)
-		return TRUE;
-	*wait_until_r = quiet_at;
-	return FALSE;
-}
-
-/* The indexer: computes the search vectors of committed messages on its
- * own connection, so that a group's commit never waits on indexing.  It
- * works in the pauses of the feed, so a burst is archived at full speed,
- * and at once when INDEX_BACKLOG_MAX messages wait (search finds messages
- * not yet indexed too, only more slowly). */
-static gpointer indexer_main(gpointer data)
-{
-	server *srv = data;
-	mv_db *db = NULL;
-	gboolean stop = FALSE, failing = FALSE;
-	while (!stop) {
-		g_mutex_lock(&srv->lock);
-		gint64 until = 0;
-		while (!srv->writer_stop && !index_now(srv, &until)) {
-			if (until > 0)
-				g_cond_wait_until(&srv->index_cond, &srv->lock, until);
-			else
-				g_cond_wait(&srv->index_cond, &srv->lock);
-		}
-		stop = srv->writer_stop;
-		g_mutex_unlock(&srv->lock);
-		if (stop)
-			break;
-		if (db != NULL && PQstatus(mv_db_conn(db)) != CONNECTION_OK)
-			mv_db_close(&db);
-		char *err = NULL;
-		if (db == NULL) {
-			mv_db_options o = srv->cfg->db;
-			o.no_start = TRUE;
-			o.no_migrate = TRUE;
-			if (mv_db_open(&o, &db, &err) != MV_OK) {
-				/* The writer reports an unavailable database. */
-				g_free(err);
-				g_usleep(500 * 1000);
-				continue;
-			}
-		}
-		gint64 done = 0;
-		if (mv_store_index_pending(db, INDEX_BATCH, INDEX_BATCH, &done, &err) != MV_OK) {
-			if (!failing) /* one line per outage, not one per attempt */
-				log_line(srv, "indexing: %s", err);
-			failing = TRUE;
-			g_free(err);
-			mv_db_close(&db);
-			g_usleep(500 * 1000);
-			continue;
-		}
-		failing = FALSE;
-		/* A full batch: there may be more (left by an earlier run or an
-		 * outage) even when the count says none. */
-		g_mutex_lock(&srv->lock);
-		srv->unindexed = done < INDEX_BATCH ? 0 : MAX(srv->unindexed - done, 1);
-		g_mutex_unlock(&srv->lock);
-	}
-	mv_db_close(&db);
-	return NULL;
-}
-
 
 /* ---- spooling message data: memory first, then an unlinked file ---- */
 
@@ -593,176 +371,66 @@ static void cmd_rcpt(session *s, const char *arg)
 	reply(s, 250, "2.1.5", "Ok");
 }
 
-/* Parse raw and classify it under the current policy into j, ready to
- * commit with the given envelope and details (borrowed until the commit).
- * flag (or NULL) is added to the message's flags. */
-static mv_status prepare_job(session *s, GBytes *raw, const char *envelope_from,
-                             const char *const *envelope_to, const char *details,
-                             const char *flag, job *j, char **error_r)
-{
-	const mv_smtpd_config *cfg = s->srv->cfg;
-	*j = (job){0};
-	mv_parse_limits limits;
-	mv_parse_limits_default(&limits);
-	mv_status st = mv_message_parse(raw, &limits, &j->msg, error_r);
-	if (st != MV_OK)
-		return st;
-	if (flag != NULL)
-		g_ptr_array_add(j->msg->flags, g_strdup(flag));
-	g_mutex_lock(&s->srv->lock);
-	const mv_policy *policy = s->srv->policy;
-	gint64 pversion = s->srv->policy_version;
-	g_mutex_unlock(&s->srv->lock);
-	if (policy != NULL) {
-		/* Policies are immutable; a reload swaps the pointer and frees
-		 * the old one only at exit. */
-		mv_classify_context cc = {.source = cfg->lmtp ? "lmtp" : "smtp",
-		                          .envelope_from = envelope_from,
-		                          .envelope_to = envelope_to,
-		                          .archive_date = g_get_real_time() / G_USEC_PER_SEC};
-		char *cerr = NULL;
-		if (mv_classify_message(policy, pversion, j->msg, &cc, NULL, &cerr) != MV_OK) {
-			log_line(s->srv, "qid=%s classification failed: %s", s->qid, cerr);
-			g_free(cerr);
-		}
-	}
-	j->arrival.source = cfg->lmtp ? "lmtp" : "smtp";
-	j->arrival.source_ref = s->qid;
-	j->arrival.envelope_from = envelope_from;
-	j->arrival.envelope_to = envelope_to;
-	j->arrival.details = details;
-	return MV_OK;
-}
+/* What the session needs of the pipeline's outcome: the SHA-256 of the
+ * message the client sent (the report itself when it was unwrapped). */
+typedef struct {
+	char sha_hex[MV_SHA256_HEX_LEN + 1];
+	char *error;
+	const char *failed_stage;
+} outcome_copy;
 
-/* Hand jobs[0..n) to the writer together and wait until each is committed
- * or failed. */
-static void commit_and_wait(server *srv, job *const *jobs, guint n)
+static void on_done(void *context, const mv_pipeline_outcome *o)
 {
-	for (guint i = 0; i < n; i++)
-		g_cond_init(&jobs[i]->done_cond);
-	g_mutex_lock(&srv->lock);
-	for (guint i = 0; i < n; i++)
-		g_queue_push_tail(&srv->jobs, jobs[i]);
-	g_cond_signal(&srv->writer_cond);
-	for (guint i = 0; i < n; i++)
-		while (!jobs[i]->done)
-			g_cond_wait(&jobs[i]->done_cond, &srv->lock);
-	g_mutex_unlock(&srv->lock);
-	for (guint i = 0; i < n; i++)
-		g_cond_clear(&jobs[i]->done_cond);
+	outcome_copy *c = context;
+	if (o->n > 0)
+		mv_sha256_to_hex(o->records[o->n - 1].sha256, c->sha_hex);
+	c->error = o->status != MV_OK ? g_strdup(o->error) : NULL;
+	for (guint i = 0; i < o->n && c->failed_stage == NULL; i++)
+		c->failed_stage = o->records[i].failed_stage;
 }
 
 /* Commit the transaction's message and answer (one reply, or one per
- * recipient in LMTP).  With journal_reports, a journal report
- * (mv-journal.h) is two records, as from an IMAP journal: the original, byte-exact, with the envelope the
- * report lists (Bcc included), and the report itself with the SMTP
- * envelope; 250 only when both are committed. */
+ * recipient in LMTP) from the pipeline's outcome: 250 once committed (with
+ * --journal-reports, a journal report is two records, both committed),
+ * 451 when the database failed, so the client keeps it and retries. */
 static void finish_message(session *s)
 {
 	gint64 t0 = g_get_monotonic_time();
 	const mv_smtpd_config *cfg = s->srv->cfg;
 	reply_kind kind;
-	char sha_hex[MV_SHA256_HEX_LEN + 1] = "-";
+	outcome_copy oc = {.sha_hex = "-"};
 	guint64 size = s->data.size;
 	if (s->data.too_big) {
 		kind = R_TOO_BIG;
 	} else {
-		gboolean big = s->data.fd >= 0;
-		if (big) {
-			g_mutex_lock(&s->srv->lock);
-			while (s->srv->big_parsing >= BIG_PARSE_SLOTS)
-				g_cond_wait(&s->srv->cond, &s->srv->lock);
-			s->srv->big_parsing++;
-			g_mutex_unlock(&s->srv->lock);
-		}
 		GBytes *raw = s->data.io_error ? NULL : spool_bytes(&s->data);
-		const char *tls = mv_smtp_conn_tls_info(s->conn);
-		char *details = g_strdup_printf("client=%s helo=%s%s%s proto=%s", s->client_addr,
-		                                s->helo != NULL ? s->helo : "",
-		                                tls != NULL ? " tls=" : "", tls != NULL ? tls : "",
-		                                cfg->lmtp ? "LMTP" : (s->esmtp ? "ESMTP" : "SMTP"));
-		g_ptr_array_add(s->rcpts, NULL);
-		const char *const *rcpts = (const char *const *)s->rcpts->pdata;
-		mv_journal_report rep = {.kind = MV_JOURNAL_NONE};
-		if (raw != NULL && cfg->journal_reports)
-			mv_journal_unwrap(raw, &rep);
-		job jobs[2];
-		job *pjobs[2] = {&jobs[0], &jobs[1]};
-		guint njobs = 0;
-		char *orig_details = NULL, *wrap_details = NULL, *flag = NULL;
-		char *err = NULL;
-		mv_status st = raw == NULL ? mv_fail(&err, MV_ERR_IO, "spool failed") : MV_OK;
-		if (st == MV_OK && rep.kind == MV_JOURNAL_REPORT) {
-			g_ptr_array_add(rep.recipients, NULL);
-			st = prepare_job(s, rep.original, rep.sender,
-			                 (const char *const *)rep.recipients->pdata, NULL, NULL,
-			                 &jobs[njobs], &err);
-			if (st == MV_OK)
-				njobs++;
-			if (st == MV_OK)
-				st = prepare_job(s, raw, s->mail_from, rcpts, NULL, NULL, &jobs[njobs], &err);
-			if (st == MV_OK) {
-				njobs++;
-				/* Each names the other by the SHA-256 the parse computed. */
-				char orig_hex[MV_SHA256_HEX_LEN + 1], wrap_hex[MV_SHA256_HEX_LEN + 1];
-				mv_sha256_to_hex(jobs[0].msg->sha256, orig_hex);
-				mv_sha256_to_hex(jobs[1].msg->sha256, wrap_hex);
-				GString *d = g_string_new(details);
-				g_string_append_printf(d, " journal-report=%s", wrap_hex);
-				for (guint i = 0; i < rep.bcc->len; i++)
-					g_string_append_printf(d, "%s%s", i ? "," : " bcc=",
-					                       (char *)rep.bcc->pdata[i]);
-				orig_details = g_string_free(d, FALSE);
-				wrap_details = g_strdup_printf("%s journal-report-of=%s", details, orig_hex);
-				jobs[0].arrival.details = orig_details;
-				jobs[1].arrival.details = wrap_details;
-			}
-		} else if (st == MV_OK) {
-			if (rep.kind == MV_JOURNAL_MALFORMED) {
-				flag = g_strdup_printf("journal report not unwrapped: %s", rep.problem);
-				char *d = g_strdup_printf("%s journal-report-malformed=\"%s\"", details,
-				                          rep.problem);
-				g_free(details);
-				details = d;
-			}
-			st = prepare_job(s, raw, s->mail_from, rcpts, details, flag, &jobs[njobs], &err);
-			if (st == MV_OK)
-				njobs++;
-		}
-		if (st != MV_OK) {
-			kind = R_PARSE_FAILED;
-			log_line(s->srv, "qid=%s error=%s", s->qid, err != NULL ? err : "parse failed");
+		if (raw == NULL) {
+			kind = R_SPOOL_FAILED;
+			log_line(s->srv, "qid=%s error=spool failed", s->qid);
 		} else {
-			/* The message the client sent: the report itself when unwrapped. */
-			mv_sha256_to_hex(jobs[njobs - 1].msg->sha256, sha_hex);
-			commit_and_wait(s->srv, pjobs, njobs);
-			kind = R_OK_QUEUED;
-			for (guint i = 0; i < njobs; i++) {
-				if (jobs[i].result.status != MV_OK) {
-					kind = R_DB_FAILED;
-					log_line(s->srv, "qid=%s database error: %s", s->qid,
-					         jobs[i].result.error != NULL ? jobs[i].result.error : "unknown");
-				}
-			}
-		}
-		for (guint i = 0; i < njobs; i++) {
-			g_free(jobs[i].result.error);
-			mv_message_free(&jobs[i].msg);
-		}
-		g_free(err);
-		g_free(flag);
-		g_free(orig_details);
-		g_free(wrap_details);
-		g_free(details);
-		mv_journal_report_clear(&rep);
-		g_ptr_array_set_size(s->rcpts, s->rcpts->len - 1);
-		if (raw != NULL)
+			g_ptr_array_add(s->rcpts, NULL);
+			mv_arrival_info arrival = {
+				.source_ref = s->qid,
+				.envelope_from = s->mail_from,
+				.envelope_to = (const char *const *)s->rcpts->pdata,
+				.client_addr = s->client_addr,
+				.helo = s->helo != NULL ? s->helo : "",
+				.tls = mv_smtp_conn_tls_info(s->conn),
+				.protocol = cfg->lmtp ? "LMTP" : (s->esmtp ? "ESMTP" : "SMTP"),
+			};
+			mv_pipeline_submission sub = {.raw = raw, .arrival = &arrival,
+			                              .unwrap_journal = cfg->journal_reports,
+			                              .done = on_done, .done_context = &oc};
+			mv_status st = mv_pipeline_submit_wait(s->srv->pipeline, &sub);
+			g_ptr_array_set_size(s->rcpts, s->rcpts->len - 1);
 			g_bytes_unref(raw);
-		if (big) {
-			g_mutex_lock(&s->srv->lock);
-			s->srv->big_parsing--;
-			g_cond_broadcast(&s->srv->cond);
-			g_mutex_unlock(&s->srv->lock);
+			kind = st == MV_OK ? R_OK_QUEUED : R_DB_FAILED;
+			if (st != MV_OK)
+				log_line(s->srv, "qid=%s database error: %s", s->qid,
+				         oc.error != NULL ? oc.error : "unknown");
+			if (oc.failed_stage != NULL)
+				log_line(s->srv, "qid=%s stored flagged: stage %s failed", s->qid,
+				         oc.failed_stage);
 		}
 	}
 	guint n = cfg->lmtp ? s->rcpts->len : 1;
@@ -774,8 +442,9 @@ static void finish_message(session *s)
 		g_free(text);
 	}
 	log_line(s->srv, "qid=%s sha256=%s size=%" G_GUINT64_FORMAT " rcpts=%u result=%d ms=%" G_GINT64_FORMAT,
-	         s->qid, sha_hex, size, s->rcpts->len, replies[kind].code,
+	         s->qid, oc.sha_hex, size, s->rcpts->len, replies[kind].code,
 	         (g_get_monotonic_time() - t0) / 1000);
+	g_free(oc.error);
 	reset_transaction(s);
 }
 
@@ -1123,35 +792,15 @@ static mv_status open_log(const mv_smtpd_config *cfg, FILE **log_r, char **error
 	return MV_OK;
 }
 
-static void mv_policy_free_ptr(mv_policy *policy)
-{
-	mv_policy_free(&policy);
-}
-
 static void reload_policy(server *srv)
 {
-	mv_db_options o = srv->cfg->db;
-	o.no_start = TRUE;
-	o.no_migrate = TRUE;
-	mv_db *db = NULL;
-	mv_policy *policy = NULL;
 	gint64 version = 0;
 	char *err = NULL;
-	if (mv_db_open(&o, &db, &err) != MV_OK ||
-	    mv_policy_store_current(db, &policy, &version, &err) != MV_OK) {
-		log_line(srv, "policy not reloaded, keeping version %" G_GINT64_FORMAT ": %s",
-		         srv->policy_version, err);
+	if (mv_pipeline_reload_policy(srv->pipeline, &version, &err) != MV_OK) {
+		log_line(srv, "policy not reloaded, keeping the one in force: %s", err);
 		g_free(err);
-		mv_db_close(&db);
 		return;
 	}
-	mv_db_close(&db);
-	g_mutex_lock(&srv->lock);
-	if (srv->policy != NULL)
-		g_ptr_array_add(srv->old_policies, srv->policy);
-	srv->policy = policy;
-	srv->policy_version = version;
-	g_mutex_unlock(&srv->lock);
 	log_line(srv, "retention policy version %" G_GINT64_FORMAT " in force", version);
 }
 
@@ -1316,9 +965,6 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 	g_mutex_init(&srv.lock);
 	g_mutex_init(&srv.log_lock);
 	g_cond_init(&srv.cond);
-	g_cond_init(&srv.writer_cond);
-	g_cond_init(&srv.index_cond);
-	g_queue_init(&srv.jobs);
 	mv_status st = load_allow(cfg, FALSE, &srv.allow, error_r);
 	if (st == MV_OK)
 		st = load_tls(cfg, &srv.tls, error_r);
@@ -1331,28 +977,39 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 		if (st == MV_OK)
 			nl++;
 	}
-	/* Check the database before accepting anything. */
-	srv.old_policies = g_ptr_array_new_with_free_func((GDestroyNotify)mv_policy_free_ptr);
-	if (st == MV_OK) {
-		mv_db *db = NULL;
-		st = mv_db_open(&cfg->db, &db, error_r);
-		if (st == MV_OK)
-			st = mv_policy_store_current(db, &srv.policy, &srv.policy_version, error_r);
-		mv_db_close(&db);
-	}
-	sigset_t mask;
+	sigset_t mask, old_mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	int sfd = -1;
 	if (st == MV_OK) {
-		/* Block the signals in every thread; the main loop reads them. */
-		pthread_sigmask(SIG_BLOCK, &mask, NULL);
+		/* Block the signals in every thread (so before the pipeline
+		 * starts its threads); the main loop reads them. */
+		pthread_sigmask(SIG_BLOCK, &mask, &old_mask);
 		signal(SIGPIPE, SIG_IGN);
 		sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 		if (sfd < 0)
 			st = mv_fail(error_r, MV_ERR_INTERNAL, "signalfd: %s", g_strerror(errno));
+	}
+	/* The pipeline checks the database before anything is accepted. */
+	if (st == MV_OK) {
+		mv_pipeline_options po;
+		mv_pipeline_options_default(&po);
+		po.source = cfg->lmtp ? "lmtp" : "smtp";
+		po.db = &cfg->db;
+		po.writers = MAX(cfg->writers, 1);
+		po.group_max = cfg->group_max;
+		po.in_flight_max = MAX(cfg->max_connections, 1);
+		po.ordered = FALSE; /* a large message does not hold up the others */
+		po.index = MV_PIPELINE_INDEX_IN_PAUSES;
+		po.log = pipeline_log;
+		po.log_context = &srv;
+		st = mv_pipeline_new(&po, &srv.pipeline, error_r);
+		if (st != MV_OK) {
+			close(sfd);
+			pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+		}
 	}
 	if (st != MV_OK) {
 		for (guint i = 0; i < nl; i++)
@@ -1363,8 +1020,7 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 			SSL_CTX_free(srv.tls);
 		if (srv.log != NULL)
 			fclose(srv.log);
-		mv_policy_free(&srv.policy);
-		g_ptr_array_free(srv.old_policies, TRUE);
+		mv_pipeline_free(&srv.pipeline);
 		return st;
 	}
 	/* Threads are kept for reuse instead of made per connection: a
@@ -1372,12 +1028,6 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 	srv.session_pool = g_thread_pool_new(session_main, &srv, (gint)MAX(cfg->max_connections, 1),
 	                                     FALSE, NULL);
 	g_thread_pool_set_max_unused_threads(MIN((gint)cfg->max_connections, 256));
-	srv.unindexed = G_MAXINT32; /* what an earlier run left unindexed */
-	GThread *indexer = g_thread_new("mv-smtp-index", indexer_main, &srv);
-	guint nwriters = MAX(cfg->writers, 1);
-	GThread **writers = g_new(GThread *, nwriters);
-	for (guint i = 0; i < nwriters; i++)
-		writers[i] = g_thread_new("mv-smtp-writer", writer_main, &srv);
 	for (guint i = 0; i < cfg->listen->len; i++)
 		log_line(&srv, "listening on %s (%s)", (const char *)cfg->listen->pdata[i],
 		         cfg->lmtp ? "LMTP" : "SMTP");
@@ -1411,14 +1061,8 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 	g_mutex_lock(&srv.lock);
 	while (srv.sessions > 0)
 		g_cond_wait(&srv.cond, &srv.lock);
-	srv.writer_stop = TRUE;
-	g_cond_broadcast(&srv.writer_cond);
-	g_cond_signal(&srv.index_cond);
 	g_mutex_unlock(&srv.lock);
-	g_thread_join(indexer);
-	for (guint i = 0; i < nwriters; i++)
-		g_thread_join(writers[i]);
-	g_free(writers);
+	mv_pipeline_free(&srv.pipeline);
 	log_line(&srv, "stopped");
 	close(sfd);
 	g_ptr_array_free(srv.allow, TRUE);
@@ -1426,13 +1070,9 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 		SSL_CTX_free(srv.tls);
 	if (srv.log != NULL)
 		fclose(srv.log);
-	mv_policy_free(&srv.policy);
-	g_ptr_array_free(srv.old_policies, TRUE);
 	g_thread_pool_free(srv.session_pool, FALSE, TRUE);
 	g_mutex_clear(&srv.lock);
 	g_mutex_clear(&srv.log_lock);
 	g_cond_clear(&srv.cond);
-	g_cond_clear(&srv.writer_cond);
-	g_cond_clear(&srv.index_cond);
 	return MV_OK;
 }

@@ -158,3 +158,106 @@ mv_status mv_hold_show(mv_db *db, const char *name, mv_hold_info **hold_r, char 
 	PQclear(r);
 	return MV_OK;
 }
+
+/* ---- ongoing holds as an ingest stage ---- */
+
+typedef struct {
+	char *id;
+	mv_query_sql *sql;
+	char *insert;
+} ongoing_hold;
+
+static void ongoing_holds_clear(GPtrArray *holds)
+{
+	for (guint i = 0; i < holds->len; i++) {
+		ongoing_hold *h = holds->pdata[i];
+		g_free(h->id);
+		mv_query_sql_free(&h->sql);
+		g_free(h->insert);
+		g_free(h);
+	}
+	g_ptr_array_set_size(holds, 0);
+}
+
+static mv_status ongoing_prepare(mv_db *db, void *context, char **error_r)
+{
+	GPtrArray *holds = context;
+	ongoing_holds_clear(holds);
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db,
+	                           "SELECT id, query FROM hold WHERE ongoing AND released_at IS NULL "
+	                           "ORDER BY id",
+	                           0, NULL, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		ongoing_hold *h = g_new0(ongoing_hold, 1);
+		h->id = g_strdup(PQgetvalue(r, i, 0));
+		char *qerr = NULL;
+		if (mv_query_compile(PQgetvalue(r, i, 1), 3, &h->sql, &qerr) != MV_OK) {
+			/* Stored queries were compiled when the hold was created. */
+			st = mv_fail(error_r, MV_ERR_INTERNAL, "hold %s: %s", h->id, qerr);
+			g_free(qerr);
+		} else {
+			h->insert = g_strdup_printf(
+				"INSERT INTO hold_item (hold_id, message_id) SELECT $1::integer, m.id "
+				"FROM message m WHERE m.sha256 = ANY ($2::bytea[]) AND (%s) "
+				"ON CONFLICT DO NOTHING",
+				h->sql->where);
+		}
+		g_ptr_array_add(holds, h);
+	}
+	PQclear(r);
+	if (st != MV_OK)
+		ongoing_holds_clear(holds);
+	return st;
+}
+
+static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs, guint n,
+                              char **error_r)
+{
+	GPtrArray *holds = context;
+	if (n == 0 || holds->len == 0)
+		return MV_OK;
+	GString *shas = g_string_new("{");
+	for (guint i = 0; i < n; i++) {
+		char hex[MV_SHA256_HEX_LEN + 1];
+		mv_sha256_to_hex(msgs[i]->sha256, hex);
+		g_string_append_printf(shas, "%s\"\\\\x%s\"", i ? "," : "", hex);
+	}
+	g_string_append_c(shas, '}');
+	mv_status st = MV_OK;
+	for (guint i = 0; st == MV_OK && i < holds->len; i++) {
+		ongoing_hold *h = holds->pdata[i];
+		guint np = h->sql->params->len + 2;
+		const char **v = g_new0(const char *, np);
+		v[0] = h->id;
+		v[1] = shas->str;
+		for (guint k = 0; k < h->sql->params->len; k++)
+			v[k + 2] = h->sql->params->pdata[k];
+		st = mv_db_send(db, h->insert, (int)np, v, error_r);
+		g_free(v);
+	}
+	/* A pipelined send copies its parameters: shas may go now. */
+	g_string_free(shas, TRUE);
+	return st;
+}
+
+mv_store_hook *mv_hold_ongoing_hook_new(void)
+{
+	mv_store_hook *hook = g_new0(mv_store_hook, 1);
+	hook->name = "ongoing holds";
+	hook->prepare = ongoing_prepare;
+	hook->send = ongoing_send;
+	hook->context = g_ptr_array_new();
+	return hook;
+}
+
+void mv_hold_ongoing_hook_free(mv_store_hook **hook)
+{
+	if (hook == NULL || *hook == NULL)
+		return;
+	GPtrArray *holds = (*hook)->context;
+	ongoing_holds_clear(holds);
+	g_ptr_array_free(holds, TRUE);
+	g_free(*hook);
+	*hook = NULL;
+}

@@ -1,6 +1,7 @@
 /* mv-hold: legal holds.  A hold freezes every message its query matches,
  * at once; an ongoing hold also takes matching new messages inside their
- * ingest transaction (see mv_store_batch).  Holds are released with a
+ * ingest transaction (mv_hold_ongoing_hook, a stage of the ingest
+ * pipeline).  Holds are released with a
  * reason, never deleted; creation and release are audit entries.
  *
  * Ownership: mv_hold_info values are freed with mv_hold_info_free. */
@@ -8,6 +9,7 @@
 #define MV_HOLD_H
 
 #include "mv-db.h"
+#include "mv-store.h"
 
 typedef struct {
 	char *name, *case_ref, *reason, *query;
@@ -34,5 +36,15 @@ mv_status mv_hold_release(mv_db *db, const char *name, const char *reason, const
 mv_status mv_hold_list(mv_db *db, GPtrArray **holds_r, char **error_r) MV_WARN_UNUSED;
 mv_status mv_hold_show(mv_db *db, const char *name, mv_hold_info **hold_r, char **error_r)
 	MV_WARN_UNUSED;
+
+/* The ingest stage that applies the ongoing holds: before each ingest
+ * transaction it loads the active ongoing holds (their queries compiled),
+ * inside it inserts into hold_item every message of the transaction that a
+ * hold's query matches.  A transaction whose holds cannot be loaded fails:
+ * a message one of them should take is never archived outside it.
+ * One hook per connection (it keeps the loaded holds between prepare and
+ * send); free with mv_hold_ongoing_hook_free. */
+mv_store_hook *mv_hold_ongoing_hook_new(void);
+void mv_hold_ongoing_hook_free(mv_store_hook **hook);
 
 #endif
