@@ -4,13 +4,13 @@
  * EHLO/HELO, MAIL with SIZE, BODY and SMTPUTF8, RCPT, DATA, BDAT (RFC
  * 3030), RSET, NOOP, VRFY, QUIT, STARTTLS (RFC 3207), PIPELINING,
  * ENHANCEDSTATUSCODES) or LMTP (RFC 2033: one reply per recipient).  A
- * received message is parsed in its session's thread and handed with its
- * envelope to one writer thread, which commits whatever messages are waiting
- * as one transaction (group commit: one disk flush for many messages); the
- * session replies 250 only after that COMMIT, and 451 4.3.0 when the
- * database failed, so the client keeps the message and retries.
+ * received message is submitted with its envelope to the ingest pipeline
+ * (mv-pipeline.h: parsed on its threads, committed by its writer with
+ * whatever else is waiting, one disk flush for many messages); the session
+ * replies 250 only once the pipeline says committed, and 451 4.3.0 when
+ * the database failed, so the client keeps the message and retries.
  *
- * Protocol handling never touches SQL: it hands messages to the writer.
+ * Protocol handling never touches SQL: it only receives and answers.
  * Large messages are spooled to an unlinked temporary file, not memory.
  *
  * SECURITY: all network input is untrusted: command lines, recipients,
