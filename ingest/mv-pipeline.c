@@ -403,6 +403,12 @@ static guint in_flight_limit(mv_pipeline *p)
 	return limit;
 }
 
+/* A waiting submitter parses a message up to this size itself instead of
+ * handing it to a parse thread (it would only wait): one context switch
+ * less per message for a daemon's sessions.  Larger ones go to the pool,
+ * whose size bounds how many are parsed at once. */
+#define INLINE_PARSE_MAX (256 * 1024)
+
 static group *enqueue(mv_pipeline *p, const mv_pipeline_submission *s, GCond *waiter)
 {
 	group *g = group_new(p, s);
@@ -425,7 +431,8 @@ static group *enqueue(mv_pipeline *p, const mv_pipeline_submission *s, GCond *wa
 	g->seq = p->next_seq++;
 	g_queue_push_tail(&p->pending, g);
 	g_mutex_unlock(&p->lock);
-	if (!g_thread_pool_push(p->parsers, g, NULL))
+	if ((waiter != NULL && g->bytes <= INLINE_PARSE_MAX) ||
+	    !g_thread_pool_push(p->parsers, g, NULL))
 		parse_group(g, p);
 	return g;
 }
