@@ -470,8 +470,14 @@ static void cmd_data(session *s)
 	if (!transaction_ready(s))
 		return;
 	reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+	/* RFC 5321 4.1.1.4 and 2.3.8: only <CRLF>.<CRLF> ends the data.  A
+	 * bare LF or CR is data, kept byte for byte, never a line end, so
+	 * nothing after it is read as a command (SMTP smuggling).  A line
+	 * (after <CRLF>) that starts with ".." loses its first dot; every other
+	 * byte is archived as sent. */
 	GByteArray *chunk = g_byte_array_new();
-	gboolean at_line_start = TRUE;
+	gboolean at_line_start = TRUE; /* after <CRLF>, or at the start */
+	gboolean last_cr = FALSE;      /* the data so far ends with CR */
 	for (;;) {
 		gboolean complete = FALSE;
 		mv_conn_status st = mv_smtp_conn_read_chunk(s->conn, chunk, DATA_CHUNK, &complete);
@@ -483,14 +489,17 @@ static void cmd_data(session *s)
 		}
 		const guint8 *p = chunk->data;
 		gsize len = chunk->len;
-		if (at_line_start && len > 0 && p[0] == '.') {
-			if ((len == 2 && p[1] == '\n') || (len == 3 && p[1] == '\r' && p[2] == '\n'))
-				break; /* end of data */
+		if (at_line_start && len == 3 && memcmp(p, ".\r\n", 3) == 0)
+			break; /* end of data */
+		/* A chunk ends where a line feed ends it (or at DATA_CHUNK). */
+		gboolean crlf = complete && ((len >= 2 && p[len - 2] == '\r') || (len == 1 && last_cr));
+		last_cr = len > 0 && p[len - 1] == '\r';
+		if (at_line_start && len >= 2 && p[0] == '.' && p[1] == '.') {
 			p++; /* dot-unstuffing */
 			len--;
 		}
 		spool_add(&s->data, p, len);
-		at_line_start = complete;
+		at_line_start = crlf;
 	}
 	g_byte_array_free(chunk, TRUE);
 	finish_message(s);
@@ -668,10 +677,18 @@ static void session_main(gpointer data, gpointer pool_data)
 		}
 		if (st != MV_CONN_OK)
 			break;
-		/* Strip CRLF / LF; a NUL makes the command invalid. */
+		/* A command ends with CRLF (RFC 5321 2.3.8): a line ended by a bare
+		 * LF, or holding a bare CR, is refused, never run. */
 		gsize len = line->len;
-		while (len > 0 && (line->data[len - 1] == '\n' || line->data[len - 1] == '\r'))
-			len--;
+		if (len < 2 || line->data[len - 2] != '\r') {
+			reply(&s, 500, "5.5.2", "Syntax error: a command ends with <CR><LF>, not a bare <LF>");
+			continue;
+		}
+		len -= 2;
+		if (memchr(line->data, '\r', len) != NULL) {
+			reply(&s, 500, "5.5.2", "Syntax error: bare <CR> in a command");
+			continue;
+		}
 		if (memchr(line->data, '\0', len) != NULL) {
 			reply(&s, 500, "5.5.2", "NUL character in command");
 			continue;

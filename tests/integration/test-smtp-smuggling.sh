@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# SMTP smuggling (RFC 5321 2.3.8, 4.1.1.4): only <CRLF>.<CRLF> ends DATA.
+# A message carrying a forged second transaction behind a bare-LF or
+# bare-CR "end of data" is archived as one message, exactly as sent, and
+# nothing after the fake end is run as a command; a command ended by a
+# bare LF is refused.  Raw sockets on loopback; the daemon is stopped here.
+. "$(dirname "$0")/lib.sh"
+mv db init >/dev/null
+export MV_HOME WORK MAILVAULT_BIN
+rc=0
+python3 - <<'PY' || rc=$?
+import hashlib, os, signal, socket, subprocess, sys, time
+
+BIN, HOME, WORK = os.environ["MAILVAULT_BIN"], os.environ["MV_HOME"], os.environ["WORK"]
+passed = failed = 0
+def check(what, cond):
+    global passed, failed
+    print(("ok - " if cond else "not ok - ") + what, flush=True)
+    if cond: passed += 1
+    else: failed += 1
+def mv(*args):
+    return subprocess.run([BIN, "--home", HOME] + list(args), capture_output=True)
+def sql(q):
+    conn = "host=%s/run dbname=mailvault user=mailvault" % HOME
+    return subprocess.run(["runuser", "-u", "mailvault", "--", "psql", "-X", "-q", "-t", "-A", conn,
+                           "-c", q], capture_output=True, text=True).stdout.strip()
+
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+proc = subprocess.Popen([BIN, "--home", HOME, "smtpd", "--listen", "127.0.0.1:%d" % port,
+                         "--log", os.path.join(WORK, "smtpd.log")], stderr=subprocess.DEVNULL)
+try:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close(); break
+        except OSError:
+            time.sleep(0.1)
+
+    def session(data):
+        """Send data after the greeting, then read replies until the server
+        closes (QUIT is at the end of data); returns the reply codes."""
+        c = socket.create_connection(("127.0.0.1", port), timeout=20)
+        f = c.makefile("rb")
+        codes = []
+        def reply():
+            while True:
+                line = f.readline()
+                if not line:
+                    return None
+                if line[3:4] != b"-":
+                    return int(line[:3])
+        codes.append(reply())
+        c.sendall(data)
+        while True:
+            r = reply()
+            if r is None:
+                break
+            codes.append(r)
+        c.close()
+        return codes
+
+    forged = (b"MAIL FROM:<ceo@corp.example>\r\nRCPT TO:<arch@corp.example>\r\nDATA\r\n"
+              b"Subject: smuggled\r\n\r\nx\r\n")
+    variants = {"<LF>.<LF>": b"\n.\n", "<LF>.<CR><LF>": b"\n.\r\n", "<CR><LF>.<LF>": b"\r\n.\n",
+                "<CR>.<CR>": b"\r.\r", "<CR>.<CR><LF>": b"\r.\r\n"}
+    for name, sep in variants.items():
+        body = b"Subject: a " + name.encode() + b"\r\n\r\nfirst" + sep + forged
+        codes = session(b"EHLO attacker.example\r\nMAIL FROM:<a@example.net>\r\n"
+                        b"RCPT TO:<arch@corp.example>\r\nDATA\r\n" + body + b".\r\nQUIT\r\n")
+        check("%s: one transaction, one 250, nothing run after the fake end (%s)" % (name, codes),
+              codes == [220, 250, 250, 250, 354, 250, 221])
+        got = mv("get", hashlib.sha256(body).hexdigest())
+        check("%s: archived exactly as sent" % name, got.returncode == 0 and got.stdout == body)
+    check("no forged record", sql("SELECT count(*) FROM message WHERE subject = 'smuggled'") == "0")
+    check("no forged envelope", sql("SELECT count(*) FROM arrival WHERE envelope_from = 'ceo@corp.example'") == "0")
+    check("one record per variant", sql("SELECT count(*) FROM message") == str(len(variants)))
+
+    # Dot-stuffing: only a line that starts with ".." loses a dot.
+    body = b"Subject: dots\r\n\r\n..stuffed\r\n.single kept\r\nend\r\n"
+    codes = session(b"EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@corp.example>\r\n"
+                    b"DATA\r\n" + body + b".\r\nQUIT\r\n")
+    want = b"Subject: dots\r\n\r\n.stuffed\r\n.single kept\r\nend\r\n"
+    got = mv("get", hashlib.sha256(want).hexdigest())
+    check("dot-unstuffing of <CRLF>.. only (%s)" % codes, got.returncode == 0 and got.stdout == want)
+
+    # Commands end with CRLF: a bare LF or a bare CR is refused, never run.
+    codes = session(b"EHLO c.example\r\nNOOP\nRSET\rNOOP\r\nQUIT\r\n")
+    check("bare LF and bare CR in commands refused, CRLF ones run (%s)" % codes,
+          codes == [220, 250, 500, 500, 221])
+finally:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill(); proc.wait()
+print("test-smtp-smuggling: %d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
+PY
+exit "$rc"
