@@ -515,9 +515,12 @@ static void discard_sink(void *context, const guint8 *data, gsize len)
 static void cmd_bdat(session *s, const char *arg)
 {
 	char **words = g_strsplit(arg, " ", 3);
-	char *end = NULL;
-	guint64 n = words[0] != NULL ? g_ascii_strtoull(words[0], &end, 10) : 0;
-	gboolean ok = words[0] != NULL && end != words[0] && *end == '\0';
+	/* RFC 3030: chunk-size is 1*DIGIT; strtoull would take "-1" and
+	 * overflow silently, so the digits are checked first. */
+	const char *size = words[0];
+	gboolean ok = size != NULL && *size != '\0' && strspn(size, "0123456789") == strlen(size) &&
+	              strlen(size) <= 19;
+	guint64 n = ok ? g_ascii_strtoull(size, NULL, 10) : 0;
 	gboolean last = ok && words[1] != NULL && g_ascii_strcasecmp(words[1], "LAST") == 0;
 	if (ok && words[1] != NULL && !last)
 		ok = FALSE;
@@ -525,6 +528,13 @@ static void cmd_bdat(session *s, const char *arg)
 	if (!ok) {
 		/* The chunk's size is unknown: the session cannot continue. */
 		reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+		s->quit = TRUE;
+		return;
+	}
+	if (n > s->srv->cfg->max_size) {
+		/* Not read: a chunk over the message limit is refused with the
+		 * connection, instead of reading (and discarding) that much. */
+		reply(s, 552, "5.3.4", "Message too big");
 		s->quit = TRUE;
 		return;
 	}

@@ -26,8 +26,9 @@ def sql(q):
                            "-c", q], capture_output=True, text=True).stdout.strip()
 
 s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+errlog = open(os.path.join(WORK, "smtpd.stderr"), "wb")
 proc = subprocess.Popen([BIN, "--home", HOME, "smtpd", "--listen", "127.0.0.1:%d" % port,
-                         "--log", os.path.join(WORK, "smtpd.log")], stderr=subprocess.DEVNULL)
+                         "--log", os.path.join(WORK, "smtpd.log")], stderr=errlog)
 try:
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -87,12 +88,31 @@ try:
     codes = session(b"EHLO c.example\r\nNOOP\nRSET\rNOOP\r\nQUIT\r\n")
     check("bare LF and bare CR in commands refused, CRLF ones run (%s)" % codes,
           codes == [220, 250, 500, 500, 221])
+    # BDAT sizes that are not 1*DIGIT, or larger than any message may be,
+    # are answered at once and end the session (the data cannot be framed).
+    for arg, want in ((b"-1", 501), (b"99999999999999999999999", 501), (b"1x", 501),
+                      (b"999999999999", 552)):
+        t0 = time.time()
+        codes = session(b"EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@corp.example>\r\n"
+                        b"BDAT " + arg + b" LAST\r\n")
+        check("BDAT %s: %d at once and the session ends (%s, %.1fs)"
+              % (arg.decode(), want, codes, time.time() - t0),
+              codes == [220, 250, 250, 250, want] and time.time() - t0 < 10)
+    # An empty message (DATA then "."): archived, flagged, no GLib warning.
+    codes = session(b"EHLO c.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@corp.example>\r\n"
+                    b"DATA\r\n.\r\nQUIT\r\n")
+    got = mv("get", hashlib.sha256(b"").hexdigest())
+    check("empty message: 250 and archived (%s)" % codes,
+          codes == [220, 250, 250, 250, 354, 250, 221] and got.returncode == 0 and got.stdout == b"")
 finally:
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill(); proc.wait()
+errlog.close()
+stderr = open(os.path.join(WORK, "smtpd.stderr"), "rb").read()
+check("no GLib warning or critical from the daemon", b"CRITICAL" not in stderr and b"WARNING" not in stderr)
 print("test-smtp-smuggling: %d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)
 PY
