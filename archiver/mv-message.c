@@ -379,6 +379,118 @@ static void walk(walk_ctx *c, GMimeObject *obj, const char *path, guint depth)
 	}
 }
 
+/* ---- the pre-scan: bounds before GMime spends memory ----
+ *
+ * GMime builds the whole MIME tree before any limit of ours applies: a
+ * 10 MB message of a million empty parts cost 1.5 GB, and a chain of
+ * nested message/rfc822 parts recurses once per level.  One linear pass
+ * over the bytes first counts what would become parts (delimiter lines of
+ * the boundaries the message declares, and Content-Type fields: every
+ * nested message and every multipart has one) and the fields of the
+ * top-level header block.  Over the limits, GMime sees only the top-level
+ * header block (too many parts) or nothing (too many header fields), and
+ * the message is stored raw and flagged.  Its cost is that of the bytes:
+ * the boundary set and a line at a time. */
+
+#define PRESCAN_MAX_HEADER_LINES 10000
+/* Parts GMime may build: twice max_parts (delimiters count opening and
+ * closing lines), at least this many. */
+#define PRESCAN_MIN_PART_BOUND 10000
+#define PRESCAN_MAX_BOUNDARIES 10000
+
+typedef struct {
+	gsize header_end;     /* bytes of the top-level header block and its empty line */
+	gsize header_lines;   /* lines in it */
+	gsize parts;          /* estimated parts: max(delimiters, content-type fields) */
+} prescan_result;
+
+static gboolean line_starts_ci(const guint8 *line, gsize len, const char *prefix)
+{
+	gsize n = strlen(prefix);
+	return len >= n && g_ascii_strncasecmp((const char *)line, prefix, n) == 0;
+}
+
+/* Add the boundary parameter values of line (an unfolded piece of a field)
+ * to set. */
+static void note_boundaries(const guint8 *line, gsize len, GHashTable *set)
+{
+	static const char key[] = "boundary=";
+	for (gsize i = 0; i + sizeof key - 1 < len; i++) {
+		if (g_ascii_strncasecmp((const char *)line + i, key, sizeof key - 1) != 0)
+			continue;
+		gsize j = i + sizeof key - 1, start, end;
+		if (j < len && line[j] == '"') {
+			start = ++j;
+			while (j < len && line[j] != '"' && line[j] != '\r' && line[j] != '\n')
+				j++;
+		} else {
+			start = j;
+			while (j < len && line[j] != ';' && line[j] != ' ' && line[j] != '\t' &&
+			       line[j] != '\r' && line[j] != '\n')
+				j++;
+		}
+		end = j;
+		if (end > start && end - start <= 200 && g_hash_table_size(set) < PRESCAN_MAX_BOUNDARIES) {
+			/* Already there: the set keeps one copy. */
+			g_hash_table_add(set, g_bytes_new(line + start, end - start));
+		}
+		i = j;
+	}
+}
+
+/* Is line "--BOUNDARY" or "--BOUNDARY--" (white space after) for a
+ * boundary of set? */
+static gboolean is_delimiter(const guint8 *line, gsize len, GHashTable *set)
+{
+	if (len < 3 || line[0] != '-' || line[1] != '-' || g_hash_table_size(set) == 0)
+		return FALSE;
+	gsize end = len;
+	while (end > 2 && (line[end - 1] == '\n' || line[end - 1] == '\r' || line[end - 1] == ' ' ||
+	                   line[end - 1] == '\t'))
+		end--;
+	GBytes *key = g_bytes_new_static(line + 2, end - 2);
+	gboolean hit = g_hash_table_contains(set, key);
+	g_bytes_unref(key);
+	if (!hit && end - 2 >= 2 && line[end - 1] == '-' && line[end - 2] == '-') {
+		key = g_bytes_new_static(line + 2, end - 4);
+		hit = g_hash_table_contains(set, key);
+		g_bytes_unref(key);
+	}
+	return hit;
+}
+
+static void prescan(const guint8 *data, gsize len, prescan_result *r)
+{
+	*r = (prescan_result){.header_end = len};
+	GHashTable *boundaries = g_hash_table_new_full(g_bytes_hash, g_bytes_equal,
+	                                               (GDestroyNotify)g_bytes_unref, NULL);
+	gsize delimiters = 0, content_types = 0;
+	gboolean in_top_header = TRUE;
+	const guint8 *end = data + len;
+	for (const guint8 *line = data; line < end;) {
+		const guint8 *nl = memchr(line, '\n', (gsize)(end - line));
+		gsize l = nl != NULL ? (gsize)(nl - line) + 1 : (gsize)(end - line);
+		gboolean empty = (l == 1 && line[0] == '\n') || (l == 2 && line[0] == '\r' && line[1] == '\n');
+		if (in_top_header) {
+			if (empty) {
+				in_top_header = FALSE;
+				r->header_end = (gsize)(line - data) + l;
+			} else {
+				r->header_lines++;
+			}
+		}
+		if (line_starts_ci(line, l, "content-type:"))
+			content_types++;
+		if (memchr(line, '=', l) != NULL)
+			note_boundaries(line, l, boundaries);
+		if (line[0] == '-' && is_delimiter(line, l, boundaries))
+			delimiters++;
+		line += l;
+	}
+	r->parts = MAX(delimiters, content_types);
+	g_hash_table_destroy(boundaries);
+}
+
 static mv_message *message_new(GBytes *raw)
 {
 	mv_message *msg = g_new0(mv_message, 1);
@@ -486,7 +598,36 @@ mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_messag
 	if (data != NULL && memchr(data, '\0', len) != NULL)
 		add_flag(msg, "nul-bytes");
 
-	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(data != NULL ? (const char *)data : "", len);
+	/* Bounds before GMime: over them, GMime parses only the top-level
+	 * header block, or nothing. */
+	prescan_result pre;
+	prescan(data != NULL ? data : (const guint8 *)"", len, &pre);
+	gsize parse_len = len;
+	gboolean body_skipped = FALSE;
+	if (pre.header_lines > PRESCAN_MAX_HEADER_LINES) {
+		char *why = g_strdup_printf("header-limit: more than %d header lines, not parsed",
+		                            PRESCAN_MAX_HEADER_LINES);
+		mv_message_free(&msg);
+		msg = mv_message_new_unparsed(raw, why);
+		g_free(why);
+		char *clean = mv_utf8_clean((const char *)(data != NULL ? data : (const guint8 *)""),
+		                            (gssize)MIN(len, limits->max_text_bytes));
+		text_append(msg->text, clean, strlen(clean), limits->max_text_bytes);
+		g_free(clean);
+		*msg_r = msg;
+		return MV_OK;
+	}
+	gsize part_bound = MAX(2 * (gsize)limits->max_parts, PRESCAN_MIN_PART_BOUND);
+	if (pre.parts > part_bound) {
+		char *why = g_strdup_printf("mime-part-limit: about %zu parts (over %zu), body not parsed",
+		                            pre.parts, part_bound);
+		add_flag(msg, why);
+		g_free(why);
+		parse_len = pre.header_end;
+		body_skipped = TRUE;
+	}
+
+	GMimeStream *stream = g_mime_stream_mem_new_with_buffer(data != NULL ? (const char *)data : "", parse_len);
 	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
 	g_mime_parser_set_persist_stream(parser, TRUE);
 	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
@@ -534,9 +675,12 @@ mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_messag
 			if (strcmp(msg->flags->pdata[i], "bad-date") != 0)
 				msg->parse_status = "partial";
 	}
-	if (strcmp(msg->parse_status, "unparsable") == 0 && len > 0) {
-		/* Keep whatever text there is searchable. */
-		char *clean = mv_utf8_clean((const char *)data, (gssize)MIN(len, limits->max_text_bytes));
+	gsize text_from = body_skipped ? parse_len : 0;
+	if ((strcmp(msg->parse_status, "unparsable") == 0 || body_skipped) && len > text_from) {
+		/* Keep whatever text there is searchable (of a skipped body: its
+		 * bytes as they are). */
+		char *clean = mv_utf8_clean((const char *)data + text_from,
+		                            (gssize)MIN(len - text_from, limits->max_text_bytes));
 		text_append(doc, clean, strlen(clean), limits->max_text_bytes);
 		g_free(clean);
 	}

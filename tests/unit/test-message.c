@@ -856,6 +856,75 @@ static void test_deep_nesting(void **state)
 	g_string_free(s, TRUE);
 }
 
+/* The pre-scan: what would cost GMime memory out of all proportion (parts,
+ * nesting, header fields) is counted before GMime runs; over the bounds the
+ * message keeps its top-level fields (or none) and is flagged. */
+static void test_prescan_many_parts(void **state)
+{
+	(void)state;
+	GString *s = g_string_new("From: a@example.com\nSubject: bomb\n"
+	                          "Content-Type: multipart/mixed; boundary=b\n\n");
+	for (int i = 0; i < 1100000; i++)
+		g_string_append(s, "--b\n\n");
+	g_string_append(s, "--b--\n");
+	mv_message *msg = parse_len(s->str, s->len);
+	assert_string_equal(msg->parse_status, "partial");
+	char *flags = flags_str(msg);
+	assert_non_null(strstr(flags, "mime-part-limit: about 1100001 parts (over 10000)"));
+	g_free(flags);
+	assert_true(msg->parts->len <= 1);
+	assert_string_equal(msg->from_addr, "a@example.com");
+	assert_string_equal(msg->subject, "bomb");
+	mv_message_free(&msg);
+
+	/* Under the bound (9,000 parts): GMime parses it; the walk keeps
+	 * max_parts as before. */
+	g_string_assign(s, "From: a@example.com\nContent-Type: multipart/mixed; boundary=b\n\n");
+	for (int i = 0; i < 9000; i++)
+		g_string_append(s, "--b\n\n");
+	g_string_append(s, "--b--\n");
+	msg = parse_len(s->str, s->len);
+	assert_int_equal(msg->parts->len, 5000);
+	assert_flag(msg, "mime-part-limit");
+	mv_message_free(&msg);
+	g_string_free(s, TRUE);
+}
+
+static void test_prescan_many_headers(void **state)
+{
+	(void)state;
+	GString *s = g_string_new("From: a@example.com\n");
+	for (int i = 0; i < 200000; i++)
+		g_string_append(s, "X-Filler: v\n");
+	g_string_append(s, "\nbody text here\n");
+	mv_message *msg = parse_len(s->str, s->len);
+	assert_string_equal(msg->parse_status, "unparsable");
+	char *flags = flags_str(msg);
+	assert_non_null(strstr(flags, "header-limit"));
+	g_free(flags);
+	assert_int_equal(msg->headers->len, 0);
+	assert_text_contains(msg, "From: a@example.com"); /* bounded: the start of the bytes */
+	mv_message_free(&msg);
+	g_string_free(s, TRUE);
+}
+
+static void test_prescan_deep_rfc822(void **state)
+{
+	(void)state;
+	GString *s = g_string_new(NULL);
+	for (int i = 0; i < 100000; i++)
+		g_string_append(s, "From: a@example.com\nContent-Type: message/rfc822\n\n");
+	g_string_append(s, "From: z@example.com\n\nend\n");
+	mv_message *msg = parse_len(s->str, s->len);
+	assert_string_equal(msg->parse_status, "partial");
+	char *flags = flags_str(msg);
+	assert_non_null(strstr(flags, "mime-part-limit"));
+	g_free(flags);
+	assert_string_equal(msg->from_addr, "a@example.com");
+	mv_message_free(&msg);
+	g_string_free(s, TRUE);
+}
+
 static void test_mixed_line_endings(void **state)
 {
 	(void)state;
@@ -1062,6 +1131,9 @@ int main(void)
 		cmocka_unit_test(test_garbage_header_line),
 		cmocka_unit_test(test_nul_bytes),
 		cmocka_unit_test(test_deep_nesting),
+		cmocka_unit_test(test_prescan_many_parts),
+		cmocka_unit_test(test_prescan_many_headers),
+		cmocka_unit_test(test_prescan_deep_rfc822),
 		cmocka_unit_test(test_mixed_line_endings),
 		cmocka_unit_test(test_hostile_mime),
 		cmocka_unit_test(test_utf8_clean),
