@@ -3,6 +3,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-json.h"
 
 static const char help[] =
 	"Usage: mailvault audit log [--since YYYY-MM-DD] [--json]\n"
@@ -77,35 +78,31 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 	if (action[0] == 'l') {
 		GPtrArray *entries = NULL;
 		st = mv_audit_list(db, since, &entries, &err);
-		for (guint i = 0; st == MV_OK && i < entries->len; i++) {
-			const mv_audit_entry *e = entries->pdata[i];
-			if (cli->json) {
-				gboolean first = TRUE;
-				fputs(i == 0 ? "[{" : ",{", stdout);
-				mv_json_key(stdout, "seq", &first);
-				printf("%" G_GINT64_FORMAT, e->seq);
-				mv_json_key(stdout, "at", &first);
-				mv_json_string(stdout, e->at);
-				mv_json_key(stdout, "actor", &first);
-				mv_json_string(stdout, e->actor);
-				mv_json_key(stdout, "action", &first);
-				mv_json_string(stdout, e->action);
-				mv_json_key(stdout, "subject", &first);
-				mv_json_string(stdout, e->subject);
-				mv_json_key(stdout, "details", &first);
-				mv_json_string(stdout, e->details);
-				mv_json_key(stdout, "hash", &first);
-				mv_json_string(stdout, e->hash);
-				fputc('}', stdout);
-			} else {
-				char *oneline = g_strdelimit(g_strdup(e->details), "\n", ' ');
-				printf("%-6" G_GINT64_FORMAT " %s %-12s %-16s %s %.160s\n", e->seq, e->at, e->actor,
-				       e->action, e->subject, oneline);
-				g_free(oneline);
+		if (st == MV_OK && cli->json) {
+			g_autoptr(JsonBuilder) b = json_builder_new();
+			json_builder_begin_array(b);
+			for (guint i = 0; i < entries->len; i++) {
+				const mv_audit_entry *e = entries->pdata[i];
+				mv_json_begin_object(b, NULL);
+				mv_json_add_int(b, "seq", e->seq);
+				mv_json_add_string(b, "at", e->at);
+				mv_json_add_string(b, "actor", e->actor);
+				mv_json_add_string(b, "action", e->action);
+				mv_json_add_string(b, "subject", e->subject);
+				mv_json_add_string(b, "details", e->details);
+				mv_json_add_string(b, "hash", e->hash);
+				json_builder_end_object(b);
 			}
+			json_builder_end_array(b);
+			mv_json_write(b, stdout);
 		}
-		if (st == MV_OK && cli->json)
-			fputs(entries->len == 0 ? "[]\n" : "]\n", stdout);
+		for (guint i = 0; st == MV_OK && !cli->json && i < entries->len; i++) {
+			const mv_audit_entry *e = entries->pdata[i];
+			char *oneline = g_strdelimit(g_strdup(e->details), "\n", ' ');
+			printf("%-6" G_GINT64_FORMAT " %s %-12s %-16s %s %.160s\n", e->seq, e->at, e->actor,
+			       e->action, e->subject, oneline);
+			g_free(oneline);
+		}
 		if (entries != NULL)
 			g_ptr_array_unref(entries);
 	} else {
@@ -115,19 +112,20 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 		                     &checked, &bad, &top, &err);
 		char *head = st == MV_OK && top.seq > 0 ? g_strdup(top.hash) : NULL;
 		if (cli->json) {
-			printf("{\"intact\":%s,\"checked\":%" G_GINT64_FORMAT ",\"first_bad\":", st == MV_OK ? "true" : "false", checked);
+			g_autoptr(JsonBuilder) b = json_builder_new();
+			json_builder_begin_object(b);
+			mv_json_add_bool(b, "intact", st == MV_OK);
+			mv_json_add_int(b, "checked", checked);
 			if (bad > 0)
-				printf("%" G_GINT64_FORMAT, bad);
+				mv_json_add_int(b, "first_bad", bad);
 			else
-				fputs("null", stdout);
-			fputs(",\"error\":", stdout);
-			mv_json_string(stdout, st == MV_OK ? NULL : err);
-			fputs(",\"head\":", stdout);
-			mv_json_string(stdout, head);
-			fputs(",\"head_seq\":", stdout);
-			printf("%" G_GINT64_FORMAT, st == MV_OK ? top.seq : 0);
-			fputs(",\"anchors_checked\":", stdout);
-			printf("%u}\n", st == MV_OK ? anchors->len : 0);
+				mv_json_add_null(b, "first_bad");
+			mv_json_add_string(b, "error", st == MV_OK ? NULL : err);
+			mv_json_add_string(b, "head", head);
+			mv_json_add_int(b, "head_seq", st == MV_OK ? top.seq : 0);
+			mv_json_add_int(b, "anchors_checked", st == MV_OK ? anchors->len : 0);
+			json_builder_end_object(b);
+			mv_json_write(b, stdout);
 		} else if (st == MV_OK) {
 			printf("audit trail intact: %" G_GINT64_FORMAT " entries; newest hash %s\n", checked,
 			       head != NULL ? head : "-");

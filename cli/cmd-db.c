@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-cluster.h"
 
 static const char help[] =
@@ -123,20 +124,16 @@ int mv_cmd_db(mv_cli *cli, int argc, char **argv)
 			mv_db_close(&db);
 		}
 		if (cli->json) {
-			gboolean first = TRUE;
-			fputc('{', stdout);
-			mv_json_key(stdout, "embedded", &first);
-			fputs(embedded ? "true" : "false", stdout);
-			mv_json_key(stdout, "home", &first);
-			mv_json_string(stdout, c != NULL ? mv_cluster_home(c) : NULL);
-			mv_json_key(stdout, "initialised", &first);
-			fputs(initialised ? "true" : "false", stdout);
-			mv_json_key(stdout, "running", &first);
-			fputs(running ? "true" : "false", stdout);
-			mv_json_key(stdout, "schema_version", &first);
-			printf("%d", version);
-			mv_json_key(stdout, "schema_latest", &first);
-			printf("%d}\n", mv_migrations_count);
+			g_autoptr(JsonBuilder) b = json_builder_new();
+			json_builder_begin_object(b);
+			mv_json_add_bool(b, "embedded", embedded);
+			mv_json_add_string(b, "home", c != NULL ? mv_cluster_home(c) : NULL);
+			mv_json_add_bool(b, "initialised", initialised);
+			mv_json_add_bool(b, "running", running);
+			mv_json_add_int(b, "schema_version", version);
+			mv_json_add_int(b, "schema_latest", mv_migrations_count);
+			json_builder_end_object(b);
+			mv_json_write(b, stdout);
 		} else {
 			if (embedded)
 				printf("database: embedded, in %s\n", mv_cluster_home(c));

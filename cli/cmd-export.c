@@ -3,6 +3,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-export.h"
 
 #ifndef MV_VERSION
@@ -61,56 +62,39 @@ static void on_progress(void *context, const mv_export_progress *p)
 static void print_summary(const mv_export_summary *s, gboolean json)
 {
 	if (json) {
-		gboolean f = TRUE;
-		fputc('{', stdout);
-		mv_json_key(stdout, "selected", &f);
-		printf("%" G_GINT64_FORMAT, s->selected);
-		mv_json_key(stdout, "exported", &f);
-		printf("%" G_GINT64_FORMAT, s->exported);
-		mv_json_key(stdout, "attachments", &f);
-		printf("%" G_GINT64_FORMAT, s->attachments);
-		mv_json_key(stdout, "failed", &f);
-		printf("%" G_GINT64_FORMAT, s->failed);
-		mv_json_key(stdout, "bytes", &f);
-		printf("%" G_GUINT64_FORMAT, s->bytes);
-		mv_json_key(stdout, "audit_seq", &f);
-		printf("%" G_GINT64_FORMAT, s->audit_seq);
-		mv_json_key(stdout, "parts", &f);
-		fputc('[', stdout);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_int(b, "selected", s->selected);
+		mv_json_add_int(b, "exported", s->exported);
+		mv_json_add_int(b, "attachments", s->attachments);
+		mv_json_add_int(b, "failed", s->failed);
+		mv_json_add_int(b, "bytes", (gint64)s->bytes);
+		mv_json_add_int(b, "audit_seq", s->audit_seq);
+		mv_json_begin_array(b, "parts");
 		for (guint i = 0; s->parts != NULL && i < s->parts->len; i++) {
 			const mv_export_part *p = s->parts->pdata[i];
-			gboolean g = TRUE;
-			fputs(i ? ",{" : "{", stdout);
-			mv_json_key(stdout, "path", &g);
-			mv_json_string(stdout, p->path);
-			mv_json_key(stdout, "sha256", &g);
-			mv_json_string(stdout, p->sha256);
-			mv_json_key(stdout, "messages", &g);
-			printf("%" G_GINT64_FORMAT, p->messages);
-			mv_json_key(stdout, "attachments", &g);
-			printf("%" G_GINT64_FORMAT, p->attachments);
-			mv_json_key(stdout, "failed", &g);
-			printf("%" G_GINT64_FORMAT, p->failed);
-			fputc('}', stdout);
+			mv_json_begin_object(b, NULL);
+			mv_json_add_string(b, "path", p->path);
+			mv_json_add_string(b, "sha256", p->sha256);
+			mv_json_add_int(b, "messages", p->messages);
+			mv_json_add_int(b, "attachments", p->attachments);
+			mv_json_add_int(b, "failed", p->failed);
+			json_builder_end_object(b);
 		}
-		fputc(']', stdout);
-		mv_json_key(stdout, "errors", &f);
-		fputc('[', stdout);
+		json_builder_end_array(b);
+		mv_json_begin_array(b, "errors");
 		for (guint i = 0; s->errors != NULL && i < s->errors->len; i++) {
 			const mv_export_error *e = s->errors->pdata[i];
-			gboolean g = TRUE;
-			fputs(i ? ",{" : "{", stdout);
-			mv_json_key(stdout, "doc_id", &g);
-			mv_json_string(stdout, e->doc_id);
-			mv_json_key(stdout, "id", &g);
-			printf("%" G_GINT64_FORMAT, e->id);
-			mv_json_key(stdout, "sha256", &g);
-			mv_json_string(stdout, e->sha256);
-			mv_json_key(stdout, "error", &g);
-			mv_json_string(stdout, e->error);
-			fputc('}', stdout);
+			mv_json_begin_object(b, NULL);
+			mv_json_add_string(b, "doc_id", e->doc_id);
+			mv_json_add_int(b, "id", e->id);
+			mv_json_add_string(b, "sha256", e->sha256);
+			mv_json_add_string(b, "error", e->error);
+			json_builder_end_object(b);
 		}
-		fputs("]}\n", stdout);
+		json_builder_end_array(b);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 		return;
 	}
 	printf("exported %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " messages (%.1f MB), %"

@@ -3,6 +3,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-hold.h"
 
 static const char help[] =
@@ -27,41 +28,31 @@ static const char help[] =
 	"  --ongoing       also hold matching messages archived later\n"
 	"  --json          machine-readable output\n" MV_CLI_COMMON_HELP;
 
-static void print_hold(const mv_hold_info *h, gboolean json, gboolean first_of_list)
+static void print_hold(const mv_hold_info *h)
 {
-	if (!json) {
-		printf("%-20s case %-12s %s %-8s %6" G_GINT64_FORMAT " messages  by %s at %s%s%s\n",
-		       h->name, h->case_ref, h->released_at != NULL ? "released" : "active  ",
-		       h->ongoing ? "ongoing" : "", h->messages, h->created_by, h->created_at,
-		       h->released_at != NULL ? "; released " : "",
-		       h->released_at != NULL ? h->released_at : "");
-		return;
-	}
-	gboolean f = TRUE;
-	fputs(first_of_list ? "{" : ",{", stdout);
-	mv_json_key(stdout, "name", &f);
-	mv_json_string(stdout, h->name);
-	mv_json_key(stdout, "case", &f);
-	mv_json_string(stdout, h->case_ref);
-	mv_json_key(stdout, "reason", &f);
-	mv_json_string(stdout, h->reason);
-	mv_json_key(stdout, "query", &f);
-	mv_json_string(stdout, h->query);
-	mv_json_key(stdout, "ongoing", &f);
-	fputs(h->ongoing ? "true" : "false", stdout);
-	mv_json_key(stdout, "messages", &f);
-	printf("%" G_GINT64_FORMAT, h->messages);
-	mv_json_key(stdout, "created_by", &f);
-	mv_json_string(stdout, h->created_by);
-	mv_json_key(stdout, "created_at", &f);
-	mv_json_string(stdout, h->created_at);
-	mv_json_key(stdout, "released_by", &f);
-	mv_json_string(stdout, h->released_by);
-	mv_json_key(stdout, "released_at", &f);
-	mv_json_string(stdout, h->released_at);
-	mv_json_key(stdout, "release_reason", &f);
-	mv_json_string(stdout, h->release_reason);
-	fputc('}', stdout);
+	printf("%-20s case %-12s %s %-8s %6" G_GINT64_FORMAT " messages  by %s at %s%s%s\n",
+	       h->name, h->case_ref, h->released_at != NULL ? "released" : "active  ",
+	       h->ongoing ? "ongoing" : "", h->messages, h->created_by, h->created_at,
+	       h->released_at != NULL ? "; released " : "",
+	       h->released_at != NULL ? h->released_at : "");
+}
+
+/* One hold as a JSON object. */
+static void add_hold(JsonBuilder *b, const mv_hold_info *h)
+{
+	json_builder_begin_object(b);
+	mv_json_add_string(b, "name", h->name);
+	mv_json_add_string(b, "case", h->case_ref);
+	mv_json_add_string(b, "reason", h->reason);
+	mv_json_add_string(b, "query", h->query);
+	mv_json_add_bool(b, "ongoing", h->ongoing);
+	mv_json_add_int(b, "messages", h->messages);
+	mv_json_add_string(b, "created_by", h->created_by);
+	mv_json_add_string(b, "created_at", h->created_at);
+	mv_json_add_string(b, "released_by", h->released_by);
+	mv_json_add_string(b, "released_at", h->released_at);
+	mv_json_add_string(b, "release_reason", h->release_reason);
+	json_builder_end_object(b);
 }
 
 int mv_cmd_hold(mv_cli *cli, int argc, char **argv)
@@ -117,12 +108,12 @@ int mv_cmd_hold(mv_cli *cli, int argc, char **argv)
 		st = mv_hold_create(db, name, case_ref, reason, query, ongoing, mv_audit_actor(), &held, &err);
 		if (st == MV_OK) {
 			if (cli->json) {
-				gboolean f = TRUE;
-				fputc('{', stdout);
-				mv_json_key(stdout, "name", &f);
-				mv_json_string(stdout, name);
-				mv_json_key(stdout, "messages", &f);
-				printf("%" G_GINT64_FORMAT "}\n", held);
+				g_autoptr(JsonBuilder) b = json_builder_new();
+				json_builder_begin_object(b);
+				mv_json_add_string(b, "name", name);
+				mv_json_add_int(b, "messages", held);
+				json_builder_end_object(b);
+				mv_json_write(b, stdout);
 			} else
 				printf("hold %s: %" G_GINT64_FORMAT " messages held%s\n", name, held,
 				       ongoing ? "; new matching messages will be held as they arrive" : "");
@@ -135,12 +126,17 @@ int mv_cmd_hold(mv_cli *cli, int argc, char **argv)
 		GPtrArray *holds = NULL;
 		st = mv_hold_list(db, &holds, &err);
 		if (st == MV_OK) {
-			if (cli->json)
-				fputc('[', stdout);
-			for (guint i = 0; i < holds->len; i++)
-				print_hold(holds->pdata[i], cli->json, i == 0);
-			if (cli->json)
-				fputs("]\n", stdout);
+			if (cli->json) {
+				g_autoptr(JsonBuilder) b = json_builder_new();
+				json_builder_begin_array(b);
+				for (guint i = 0; i < holds->len; i++)
+					add_hold(b, holds->pdata[i]);
+				json_builder_end_array(b);
+				mv_json_write(b, stdout);
+			} else {
+				for (guint i = 0; i < holds->len; i++)
+					print_hold(holds->pdata[i]);
+			}
 			g_ptr_array_unref(holds);
 		}
 	} else {
@@ -148,10 +144,11 @@ int mv_cmd_hold(mv_cli *cli, int argc, char **argv)
 		st = mv_hold_show(db, name, &h, &err);
 		if (st == MV_OK) {
 			if (cli->json) {
-				print_hold(h, TRUE, TRUE);
-				putchar('\n');
+				g_autoptr(JsonBuilder) b = json_builder_new();
+				add_hold(b, h);
+				mv_json_write(b, stdout);
 			} else {
-				print_hold(h, FALSE, TRUE);
+				print_hold(h);
 				printf("  query:  %s\n  reason: %s\n", h->query, h->reason);
 				if (h->release_reason != NULL)
 					printf("  released by %s: %s\n", h->released_by, h->release_reason);

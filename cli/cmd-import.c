@@ -3,6 +3,7 @@
 
 #include "mv-cli.h"
 #include "mv-import.h"
+#include "mv-json.h"
 
 static const char help[] =
 	"Usage: mailvault import [OPTIONS] PATH...\n"
@@ -159,35 +160,26 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	if (failures->len > 50)
 		fprintf(stderr, "mailvault: import: ... and %u more failures\n", failures->len - 50);
 	if (cli->json) {
-		gboolean first = TRUE;
-		fputc('{', stdout);
-		mv_json_key(stdout, "new", &first);
-		printf("%" G_GINT64_FORMAT, stats.new_count);
-		mv_json_key(stdout, "duplicate", &first);
-		printf("%" G_GINT64_FORMAT, stats.duplicate);
-		mv_json_key(stdout, "flagged", &first);
-		printf("%" G_GINT64_FORMAT, stats.flagged);
-		mv_json_key(stdout, "failed", &first);
-		printf("%" G_GINT64_FORMAT, stats.failed);
-		mv_json_key(stdout, "read", &first);
-		printf("%" G_GINT64_FORMAT, stats.seen);
-		mv_json_key(stdout, "bytes", &first);
-		printf("%" G_GINT64_FORMAT, stats.bytes);
-		mv_json_key(stdout, "empty_files", &first);
-		printf("%" G_GINT64_FORMAT, stats.empty_files);
-		mv_json_key(stdout, "failures", &first);
-		fputc('[', stdout);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_int(b, "new", stats.new_count);
+		mv_json_add_int(b, "duplicate", stats.duplicate);
+		mv_json_add_int(b, "flagged", stats.flagged);
+		mv_json_add_int(b, "failed", stats.failed);
+		mv_json_add_int(b, "read", stats.seen);
+		mv_json_add_int(b, "bytes", stats.bytes);
+		mv_json_add_int(b, "empty_files", stats.empty_files);
+		mv_json_begin_array(b, "failures");
 		for (guint i = 0; i < failures->len; i++) {
 			mv_import_failure *f = failures->pdata[i];
-			gboolean ff = TRUE;
-			fputs(i ? ",{" : "{", stdout);
-			mv_json_key(stdout, "where", &ff);
-			mv_json_string(stdout, f->where);
-			mv_json_key(stdout, "error", &ff);
-			mv_json_string(stdout, f->error);
-			fputc('}', stdout);
+			mv_json_begin_object(b, NULL);
+			mv_json_add_string(b, "where", f->where);
+			mv_json_add_string(b, "error", f->error);
+			json_builder_end_object(b);
 		}
-		fputs("]}\n", stdout);
+		json_builder_end_array(b);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 	} else if (!quiet || st != MV_OK) {
 		printf("imported %" G_GINT64_FORMAT " messages: %" G_GINT64_FORMAT " new, %" G_GINT64_FORMAT
 		       " duplicate, %" G_GINT64_FORMAT " flagged, %" G_GINT64_FORMAT " failed",

@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-imap-ingest.h"
 #include "mv-message.h"
 
@@ -241,37 +242,32 @@ static gpointer worker(gpointer data)
 static void print_results(mv_cli *cli, GPtrArray *sources)
 {
 	if (cli->json) {
-		fputs("{\"sources\":[", stdout);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_begin_array(b, "sources");
 		for (guint i = 0; i < sources->len; i++) {
 			source *s = sources->pdata[i];
 			const mv_imap_ingest_stats *t = &s->stats;
-			gboolean first = TRUE;
-			fputs(i ? ",{" : "{", stdout);
-			char *src = g_strdup_printf("imap:%s", s->opt.name);
-			mv_json_key(stdout, "source", &first);
-			mv_json_string(stdout, src);
-			g_free(src);
-			mv_json_key(stdout, "status", &first);
-			mv_json_string(stdout, s->status == MV_OK ? "ok" : "error");
-			mv_json_key(stdout, "error", &first);
-			mv_json_string(stdout, s->status == MV_OK ? NULL : s->error);
-			const char *keys[] = {"fetched", "new", "duplicate", "already_archived", "reports",
-			                      "malformed_reports", "removed"};
-			gint64 vals[] = {t->fetched, t->new_count, t->duplicate, t->already, t->reports,
-			                 t->malformed, t->removed};
-			for (gsize k = 0; k < G_N_ELEMENTS(keys); k++) {
-				mv_json_key(stdout, keys[k], &first);
-				printf("%" G_GINT64_FORMAT, vals[k]);
-			}
-			mv_json_key(stdout, "uidvalidity", &first);
-			printf("%" G_GUINT64_FORMAT, t->uidvalidity);
-			mv_json_key(stdout, "last_uid", &first);
-			printf("%" G_GUINT64_FORMAT, t->last_uid);
-			mv_json_key(stdout, "rescanned", &first);
-			fputs(t->rescanned ? "true" : "false", stdout);
-			fputc('}', stdout);
+			mv_json_begin_object(b, NULL);
+			g_autofree char *src = g_strdup_printf("imap:%s", s->opt.name);
+			mv_json_add_string(b, "source", src);
+			mv_json_add_string(b, "status", s->status == MV_OK ? "ok" : "error");
+			mv_json_add_string(b, "error", s->status == MV_OK ? NULL : s->error);
+			mv_json_add_int(b, "fetched", t->fetched);
+			mv_json_add_int(b, "new", t->new_count);
+			mv_json_add_int(b, "duplicate", t->duplicate);
+			mv_json_add_int(b, "already_archived", t->already);
+			mv_json_add_int(b, "reports", t->reports);
+			mv_json_add_int(b, "malformed_reports", t->malformed);
+			mv_json_add_int(b, "removed", t->removed);
+			mv_json_add_int(b, "uidvalidity", (gint64)t->uidvalidity);
+			mv_json_add_int(b, "last_uid", (gint64)t->last_uid);
+			mv_json_add_bool(b, "rescanned", t->rescanned);
+			json_builder_end_object(b);
 		}
-		fputs("]}\n", stdout);
+		json_builder_end_array(b);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 		return;
 	}
 	for (guint i = 0; i < sources->len; i++) {
@@ -490,33 +486,28 @@ static int cmd_status(mv_cli *cli, int argc, char **argv)
 		return rc;
 	}
 	if (cli->json) {
-		fputs("{\"sources\":[", stdout);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_begin_array(b, "sources");
 		for (guint i = 0; i < rows->len; i++) {
 			mv_ingest_source_status *s = rows->pdata[i];
-			gboolean first = TRUE;
-			fputs(i ? ",{" : "{", stdout);
-			mv_json_key(stdout, "source", &first);
-			mv_json_string(stdout, s->source);
-			mv_json_key(stdout, "url", &first);
-			mv_json_string(stdout, s->url);
-			mv_json_key(stdout, "user", &first);
-			mv_json_string(stdout, s->username);
-			mv_json_key(stdout, "uidvalidity", &first);
+			mv_json_begin_object(b, NULL);
+			mv_json_add_string(b, "source", s->source);
+			mv_json_add_string(b, "url", s->url);
+			mv_json_add_string(b, "user", s->username);
 			if (s->has_uidvalidity)
-				printf("%" G_GUINT64_FORMAT, s->uidvalidity);
+				mv_json_add_int(b, "uidvalidity", (gint64)s->uidvalidity);
 			else
-				fputs("null", stdout);
-			mv_json_key(stdout, "last_uid", &first);
-			printf("%" G_GUINT64_FORMAT, s->last_uid);
-			mv_json_key(stdout, "last_success", &first);
-			mv_json_string(stdout, s->last_success);
-			mv_json_key(stdout, "last_error", &first);
-			mv_json_string(stdout, s->last_error);
-			mv_json_key(stdout, "updated", &first);
-			mv_json_string(stdout, s->updated);
-			fputc('}', stdout);
+				mv_json_add_null(b, "uidvalidity");
+			mv_json_add_int(b, "last_uid", (gint64)s->last_uid);
+			mv_json_add_string(b, "last_success", s->last_success);
+			mv_json_add_string(b, "last_error", s->last_error);
+			mv_json_add_string(b, "updated", s->updated);
+			json_builder_end_object(b);
 		}
-		fputs("]}\n", stdout);
+		json_builder_end_array(b);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 	} else if (rows->len == 0) {
 		puts("no ingest sources yet");
 	} else {

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-policy-store.h"
 
 static const char help[] =
@@ -129,31 +130,28 @@ int mv_cmd_policy(mv_cli *cli, int argc, char **argv)
 	} else if (strcmp(action, "history") == 0) {
 		GPtrArray *versions = NULL;
 		st = mv_policy_store_history(db, &versions, &err);
-		for (guint i = 0; st == MV_OK && i < versions->len; i++) {
-			const mv_policy_version *v = versions->pdata[i];
-			if (cli->json) {
-				gboolean first = TRUE;
-				fputs(i == 0 ? "[{" : ",{", stdout);
-				mv_json_key(stdout, "version", &first);
-				printf("%" G_GINT64_FORMAT, v->version);
-				mv_json_key(stdout, "name", &first);
-				mv_json_string(stdout, v->name);
-				mv_json_key(stdout, "loaded_at", &first);
-				mv_json_string(stdout, v->loaded_at);
-				mv_json_key(stdout, "loaded_by", &first);
-				mv_json_string(stdout, v->loaded_by);
-				mv_json_key(stdout, "source_file", &first);
-				mv_json_string(stdout, v->source_file);
-				mv_json_key(stdout, "sha256", &first);
-				mv_json_string(stdout, v->sha256);
-				fputc('}', stdout);
-			} else {
-				printf("%-4" G_GINT64_FORMAT " %s  %-12s %s  %s\n", v->version, v->loaded_at,
-				       v->loaded_by, v->sha256, v->source_file != NULL ? v->source_file : "-");
+		if (st == MV_OK && cli->json) {
+			g_autoptr(JsonBuilder) b = json_builder_new();
+			json_builder_begin_array(b);
+			for (guint i = 0; i < versions->len; i++) {
+				const mv_policy_version *v = versions->pdata[i];
+				mv_json_begin_object(b, NULL);
+				mv_json_add_int(b, "version", v->version);
+				mv_json_add_string(b, "name", v->name);
+				mv_json_add_string(b, "loaded_at", v->loaded_at);
+				mv_json_add_string(b, "loaded_by", v->loaded_by);
+				mv_json_add_string(b, "source_file", v->source_file);
+				mv_json_add_string(b, "sha256", v->sha256);
+				json_builder_end_object(b);
 			}
+			json_builder_end_array(b);
+			mv_json_write(b, stdout);
 		}
-		if (st == MV_OK && cli->json)
-			fputs(versions->len == 0 ? "[]\n" : "]\n", stdout);
+		for (guint i = 0; st == MV_OK && !cli->json && i < versions->len; i++) {
+			const mv_policy_version *v = versions->pdata[i];
+			printf("%-4" G_GINT64_FORMAT " %s  %-12s %s  %s\n", v->version, v->loaded_at,
+			       v->loaded_by, v->sha256, v->source_file != NULL ? v->source_file : "-");
+		}
 		if (versions != NULL)
 			g_ptr_array_free(versions, TRUE);
 	} else {

@@ -1,6 +1,7 @@
 /* mailvault purge: dispose of expired records (for cron). */
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-policy-store.h"
 #include "mv-purge.h"
 
@@ -36,17 +37,14 @@ static void print_item(void *context, const mv_purge_item *it)
 {
 	purge_output *out = context;
 	if (out->json) {
-		gboolean f = TRUE;
-		fputs(out->n++ ? ",{" : "{", stdout);
-		mv_json_key(stdout, "registration", &f);
-		mv_json_string(stdout, it->registration);
-		mv_json_key(stdout, "sha256", &f);
-		mv_json_string(stdout, it->sha256);
-		mv_json_key(stdout, "class", &f);
-		mv_json_string(stdout, it->class_name);
-		mv_json_key(stdout, "expires_at", &f);
-		mv_json_string(stdout, it->expires_at);
-		fputc('}', stdout);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_string(b, "registration", it->registration);
+		mv_json_add_string(b, "sha256", it->sha256);
+		mv_json_add_string(b, "class", it->class_name);
+		mv_json_add_string(b, "expires_at", it->expires_at);
+		json_builder_end_object(b);
+		mv_json_stream_element(stdout, b, out->n++ == 0);
 	} else if (out->dry_run && !out->quiet) {
 		printf("due: %s %s %s expired %s\n", it->registration != NULL ? it->registration : "-",
 		       it->sha256, it->class_name, it->expires_at);
@@ -66,15 +64,13 @@ static int show_certificate(mv_cli *cli, mv_db *db, gint64 disposition)
 	mv_status st = mv_purge_certificate(db, disposition, cli->json ? NULL : write_stdout, NULL,
 	                                    sha, &err);
 	if (cli->json && (st == MV_OK || st == MV_ERR_INTEGRITY)) {
-		gboolean f = TRUE;
-		fputc('{', stdout);
-		mv_json_key(stdout, "disposition", &f);
-		printf("%" G_GINT64_FORMAT, disposition);
-		mv_json_key(stdout, "intact", &f);
-		fputs(st == MV_OK ? "true" : "false", stdout);
-		mv_json_key(stdout, "certificate_sha256", &f);
-		mv_json_string(stdout, sha[0] ? sha : NULL);
-		fputs("}\n", stdout);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_int(b, "disposition", disposition);
+		mv_json_add_bool(b, "intact", st == MV_OK);
+		mv_json_add_string(b, "certificate_sha256", sha[0] ? sha : NULL);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 	} else if (st == MV_OK) {
 		printf("certificate sha256: %s (matches the stored one)\n", sha);
 	}
@@ -136,25 +132,28 @@ int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 	gint64 version = 0;
 	mv_purge_result *res = NULL;
 	purge_output out = {.json = cli->json, .dry_run = dry_run, .quiet = quiet};
-	if (cli->json)
-		printf("{\"dry_run\":%s,\"records\":[", dry_run ? "true" : "false");
+	if (cli->json) {
+		/* The records are written as they are destroyed. */
+		g_autoptr(JsonBuilder) head = json_builder_new();
+		json_builder_begin_object(head);
+		mv_json_add_bool(head, "dry_run", dry_run);
+		json_builder_end_object(head);
+		mv_json_stream_begin(stdout, head, "records");
+	}
 	mv_status st = mv_policy_store_current(db, &policy, &version, &err);
 	if (st == MV_OK)
 		st = mv_purge(db, policy, version, limit, dry_run, mv_audit_actor(), print_item, &out,
 		              &res, &err);
 	mv_policy_free(&policy);
 	if (cli->json) {
-		gboolean f = FALSE;
-		fputc(']', stdout);
-		mv_json_key(stdout, "disposition", &f);
-		printf("%" G_GINT64_FORMAT, res != NULL ? res->disposition_id : 0);
-		mv_json_key(stdout, dry_run ? "due" : "destroyed", &f);
-		printf("%" G_GINT64_FORMAT, res != NULL ? res->count : 0);
-		mv_json_key(stdout, "certificate_sha256", &f);
-		mv_json_string(stdout, res != NULL ? res->certificate_sha256 : NULL);
-		mv_json_key(stdout, "error", &f);
-		mv_json_string(stdout, st == MV_OK ? NULL : err);
-		fputs("}\n", stdout);
+		g_autoptr(JsonBuilder) tail = json_builder_new();
+		json_builder_begin_object(tail);
+		mv_json_add_int(tail, "disposition", res != NULL ? res->disposition_id : 0);
+		mv_json_add_int(tail, dry_run ? "due" : "destroyed", res != NULL ? res->count : 0);
+		mv_json_add_string(tail, "certificate_sha256", res != NULL ? res->certificate_sha256 : NULL);
+		mv_json_add_string(tail, "error", st == MV_OK ? NULL : err);
+		json_builder_end_object(tail);
+		mv_json_stream_end(stdout, tail);
 	} else if (st == MV_OK && !quiet) {
 		if (dry_run) {
 			printf("%" G_GINT64_FORMAT " messages due for destruction (dry run: nothing destroyed)\n",

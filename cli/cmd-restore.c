@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-restore.h"
 
 #define PASSWORD_ENV "MAILVAULT_IMAP_PASSWORD"
@@ -137,41 +138,30 @@ int mv_cmd_restore(mv_cli *cli, int argc, char **argv)
 	if (mv_imap_parse_url(io.url, &mailbox, &display, &perr) != MV_OK)
 		g_free(perr);
 	if (cli->json && items != NULL) {
-		gboolean first = TRUE;
-		fputc('{', stdout);
-		mv_json_key(stdout, "restored", &first);
-		printf("%u", restored);
-		mv_json_key(stdout, "failed", &first);
-		printf("%u", total - restored);
-		mv_json_key(stdout, "mailbox", &first);
-		mv_json_string(stdout, display);
-		mv_json_key(stdout, "messages", &first);
-		fputc('[', stdout);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_int(b, "restored", restored);
+		mv_json_add_int(b, "failed", total - restored);
+		mv_json_add_string(b, "mailbox", display);
+		mv_json_begin_array(b, "messages");
 		for (guint i = 0; i < items->len; i++) {
 			mv_restore_item *it = items->pdata[i];
-			gboolean f = TRUE;
-			fputs(i ? ",{" : "{", stdout);
-			mv_json_key(stdout, "id", &f);
-			printf("%" G_GINT64_FORMAT, it->id);
-			mv_json_key(stdout, "sha256", &f);
-			mv_json_string(stdout, it->sha256);
-			mv_json_key(stdout, "internal_date", &f);
-			GDateTime *dt = g_date_time_new_from_unix_utc(it->internal_date);
-			char *d = dt != NULL ? g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ") : NULL;
-			mv_json_string(stdout, d);
-			g_free(d);
-			if (dt != NULL)
-				g_date_time_unref(dt);
-			mv_json_key(stdout, "uid", &f);
+			mv_json_begin_object(b, NULL);
+			mv_json_add_int(b, "id", it->id);
+			mv_json_add_string(b, "sha256", it->sha256);
+			g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(it->internal_date);
+			g_autofree char *d = dt != NULL ? g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ") : NULL;
+			mv_json_add_string(b, "internal_date", d);
 			if (it->status == MV_OK && it->uid > 0)
-				printf("%" G_GUINT64_FORMAT, it->uid);
+				mv_json_add_int(b, "uid", (gint64)it->uid);
 			else
-				fputs("null", stdout);
-			mv_json_key(stdout, "error", &f);
-			mv_json_string(stdout, it->status == MV_OK ? NULL : it->error);
-			fputc('}', stdout);
+				mv_json_add_null(b, "uid");
+			mv_json_add_string(b, "error", it->status == MV_OK ? NULL : it->error);
+			json_builder_end_object(b);
 		}
-		fputs("]}\n", stdout);
+		json_builder_end_array(b);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 	} else if (items != NULL) {
 		for (guint i = 0; i < items->len; i++) {
 			mv_restore_item *it = items->pdata[i];

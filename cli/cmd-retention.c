@@ -3,6 +3,7 @@
 
 #include "mv-catalog.h"
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-policy-store.h"
 #include "mv-retention.h"
 #include "mv-store.h"
@@ -63,47 +64,31 @@ static int explain(mv_cli *cli, mv_db *db, mv_blobstore *blobs, const mv_policy 
 	}
 	char *exp = iso(res->expiry);
 	if (cli->json) {
-		FILE *f = stdout;
-		gboolean first = TRUE;
-		fputc('{', f);
-		mv_json_key(f, "id", &first);
-		fprintf(f, "%" G_GINT64_FORMAT, id);
-		mv_json_key(f, "registration", &first);
-		mv_json_string(f, rec->registration);
-		mv_json_key(f, "policy_version", &first);
-		fprintf(f, "%" G_GINT64_FORMAT, version);
-		mv_json_key(f, "matches", &first);
-		fputc('[', f);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_int(b, "id", id);
+		mv_json_add_string(b, "registration", rec->registration);
+		mv_json_add_int(b, "policy_version", version);
+		mv_json_begin_array(b, "matches");
 		for (guint i = 0; i < res->matches->len; i++) {
 			const mv_rules_match *m = &g_array_index(res->matches, mv_rules_match, i);
-			gboolean mf = TRUE;
-			char *mexp = m->cls != NULL ? iso(m->expiry) : NULL;
-			fputs(i ? ",{" : "{", f);
-			mv_json_key(f, "rule", &mf);
-			mv_json_string(f, m->rule->name);
-			mv_json_key(f, "class", &mf);
-			mv_json_string(f, m->cls != NULL ? m->cls->name : NULL);
-			mv_json_key(f, "expires_at", &mf);
-			mv_json_string(f, mexp);
-			fputc('}', f);
-			g_free(mexp);
+			g_autofree char *mexp = m->cls != NULL ? iso(m->expiry) : NULL;
+			mv_json_begin_object(b, NULL);
+			mv_json_add_string(b, "rule", m->rule->name);
+			mv_json_add_string(b, "class", m->cls != NULL ? m->cls->name : NULL);
+			mv_json_add_string(b, "expires_at", mexp);
+			json_builder_end_object(b);
 		}
-		fputc(']', f);
-		mv_json_key(f, "class", &first);
-		mv_json_string(f, res->cls->name);
-		mv_json_key(f, "rule", &first);
-		mv_json_string(f, res->rule != NULL ? res->rule->name : NULL);
-		mv_json_key(f, "expires_at", &first);
-		mv_json_string(f, exp);
-		mv_json_key(f, "reason", &first);
-		mv_json_string(f, res->reason);
-		mv_json_key(f, "tags", &first);
-		mv_json_string_array(f, res->tags);
-		mv_json_key(f, "stored_class", &first);
-		mv_json_string(f, rec->retention_class);
-		mv_json_key(f, "stored_expires_at", &first);
-		mv_json_string(f, rec->expires_at);
-		fputs("}\n", f);
+		json_builder_end_array(b);
+		mv_json_add_string(b, "class", res->cls->name);
+		mv_json_add_string(b, "rule", res->rule != NULL ? res->rule->name : NULL);
+		mv_json_add_string(b, "expires_at", exp);
+		mv_json_add_string(b, "reason", res->reason);
+		mv_json_add_strings(b, "tags", res->tags);
+		mv_json_add_string(b, "stored_class", rec->retention_class);
+		mv_json_add_string(b, "stored_expires_at", rec->expires_at);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 	} else {
 		printf("message %" G_GINT64_FORMAT " (registration %s) under policy version %" G_GINT64_FORMAT "\n",
 		       id, rec->registration != NULL ? rec->registration : "-", version);
@@ -190,12 +175,18 @@ int mv_cmd_retention(mv_cli *cli, int argc, char **argv)
 		if (st != MV_OK) {
 			rc = mv_cli_fail(cli, st, err);
 		} else if (cli->json) {
-			printf("{\"policy_version\":%" G_GINT64_FORMAT ",\"dry_run\":%s,\"examined\":%" G_GINT64_FORMAT
-			       ",\"changed\":%" G_GINT64_FORMAT ",\"class_changed\":%" G_GINT64_FORMAT
-			       ",\"expiry_changed\":%" G_GINT64_FORMAT ",\"kept_by_lock\":%" G_GINT64_FORMAT
-			       ",\"failed\":%" G_GINT64_FORMAT "}\n",
-			       version, dry_run ? "true" : "false", s.examined, s.changed, s.class_changed,
-			       s.expiry_changed, s.kept_by_lock, s.failed);
+			g_autoptr(JsonBuilder) b = json_builder_new();
+			json_builder_begin_object(b);
+			mv_json_add_int(b, "policy_version", version);
+			mv_json_add_bool(b, "dry_run", dry_run);
+			mv_json_add_int(b, "examined", s.examined);
+			mv_json_add_int(b, "changed", s.changed);
+			mv_json_add_int(b, "class_changed", s.class_changed);
+			mv_json_add_int(b, "expiry_changed", s.expiry_changed);
+			mv_json_add_int(b, "kept_by_lock", s.kept_by_lock);
+			mv_json_add_int(b, "failed", s.failed);
+			json_builder_end_object(b);
+			mv_json_write(b, stdout);
 		} else {
 			printf("policy version %" G_GINT64_FORMAT "%s: %" G_GINT64_FORMAT " examined, %" G_GINT64_FORMAT
 			       " changed (%" G_GINT64_FORMAT " class, %" G_GINT64_FORMAT " expiry), %" G_GINT64_FORMAT

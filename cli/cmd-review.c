@@ -4,6 +4,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-policy-store.h"
 #include "mv-review.h"
 #include "mv-store.h"
@@ -40,47 +41,38 @@ static const char help[] =
 
 static void print_items(const GPtrArray *items, gboolean json)
 {
-	if (json)
-		fputc('[', stdout);
-	for (guint i = 0; i < items->len; i++) {
-		const mv_review_item *it = items->pdata[i];
-		if (!json) {
+	if (!json) {
+		for (guint i = 0; i < items->len; i++) {
+			const mv_review_item *it = items->pdata[i];
 			printf("%-8" G_GINT64_FORMAT " %-16s %-14s expired %s  %u/%u approvals%s%s  %.60s\n",
 			       it->id, it->registration != NULL ? it->registration : "-", it->class_name,
 			       it->expires_at, it->approvals, it->needed,
 			       it->approved_by != NULL ? " by " : "",
 			       it->approved_by != NULL ? it->approved_by : "",
 			       it->subject != NULL ? it->subject : "");
-			continue;
 		}
-		gboolean f = TRUE;
-		fputs(i ? ",{" : "{", stdout);
-		mv_json_key(stdout, "id", &f);
-		printf("%" G_GINT64_FORMAT, it->id);
-		mv_json_key(stdout, "registration", &f);
-		mv_json_string(stdout, it->registration);
-		mv_json_key(stdout, "sha256", &f);
-		mv_json_string(stdout, it->sha256);
-		mv_json_key(stdout, "date", &f);
-		mv_json_string(stdout, it->date);
-		mv_json_key(stdout, "from", &f);
-		mv_json_string(stdout, it->from);
-		mv_json_key(stdout, "subject", &f);
-		mv_json_string(stdout, it->subject);
-		mv_json_key(stdout, "class", &f);
-		mv_json_string(stdout, it->class_name);
-		mv_json_key(stdout, "expires_at", &f);
-		mv_json_string(stdout, it->expires_at);
-		mv_json_key(stdout, "approvals", &f);
-		printf("%u", it->approvals);
-		mv_json_key(stdout, "needed", &f);
-		printf("%u", it->needed);
-		mv_json_key(stdout, "approved_by", &f);
-		mv_json_string(stdout, it->approved_by);
-		fputc('}', stdout);
+		return;
 	}
-	if (json)
-		fputs("]\n", stdout);
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	json_builder_begin_array(b);
+	for (guint i = 0; i < items->len; i++) {
+		const mv_review_item *it = items->pdata[i];
+		mv_json_begin_object(b, NULL);
+		mv_json_add_int(b, "id", it->id);
+		mv_json_add_string(b, "registration", it->registration);
+		mv_json_add_string(b, "sha256", it->sha256);
+		mv_json_add_string(b, "date", it->date);
+		mv_json_add_string(b, "from", it->from);
+		mv_json_add_string(b, "subject", it->subject);
+		mv_json_add_string(b, "class", it->class_name);
+		mv_json_add_string(b, "expires_at", it->expires_at);
+		mv_json_add_int(b, "approvals", it->approvals);
+		mv_json_add_int(b, "needed", it->needed);
+		mv_json_add_string(b, "approved_by", it->approved_by);
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
+	mv_json_write(b, stdout);
 }
 
 int mv_cmd_review(mv_cli *cli, int argc, char **argv)

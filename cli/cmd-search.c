@@ -4,6 +4,7 @@
 #include "mv-audit.h"
 #include "mv-catalog.h"
 #include "mv-cli.h"
+#include "mv-json.h"
 
 static const char help[] =
 	"Usage: mailvault search [OPTIONS] QUERY...\n"
@@ -134,40 +135,34 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 		g_free(err);
 		return rc;
 	}
-	if (count) {
-		if (cli->json)
-			printf("{\"count\":%u}\n", hits->len);
-		else
-			printf("%u\n", hits->len);
+	if (count && !cli->json) {
+		printf("%u\n", hits->len);
+	} else if (count) {
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_int(b, "count", hits->len);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 	} else if (cli->json) {
-		fputc('[', stdout);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_array(b);
 		for (guint i = 0; i < hits->len; i++) {
 			const mv_hit *h = hits->pdata[i];
-			gboolean first = TRUE;
-			fputs(i ? ",{" : "{", stdout);
-			mv_json_key(stdout, "id", &first);
-			printf("%" G_GINT64_FORMAT, h->id);
-			mv_json_key(stdout, "sha256", &first);
-			mv_json_string(stdout, h->sha256);
-			mv_json_key(stdout, "date", &first);
-			mv_json_string(stdout, h->date);
-			mv_json_key(stdout, "from", &first);
-			mv_json_string(stdout, h->from);
-			mv_json_key(stdout, "subject", &first);
-			mv_json_string(stdout, h->subject);
-			mv_json_key(stdout, "size", &first);
-			printf("%" G_GINT64_FORMAT, h->size);
-			mv_json_key(stdout, "has_attachment", &first);
-			fputs(h->has_attachment ? "true" : "false", stdout);
-			mv_json_key(stdout, "parse_status", &first);
-			mv_json_string(stdout, h->parse_status);
-			mv_json_key(stdout, "registration", &first);
-			mv_json_string(stdout, h->registration);
-			mv_json_key(stdout, "class", &first);
-			mv_json_string(stdout, h->retention_class);
-			fputc('}', stdout);
+			mv_json_begin_object(b, NULL);
+			mv_json_add_int(b, "id", h->id);
+			mv_json_add_string(b, "sha256", h->sha256);
+			mv_json_add_string(b, "date", h->date);
+			mv_json_add_string(b, "from", h->from);
+			mv_json_add_string(b, "subject", h->subject);
+			mv_json_add_int(b, "size", h->size);
+			mv_json_add_bool(b, "has_attachment", h->has_attachment);
+			mv_json_add_string(b, "parse_status", h->parse_status);
+			mv_json_add_string(b, "registration", h->registration);
+			mv_json_add_string(b, "class", h->retention_class);
+			json_builder_end_object(b);
 		}
-		fputs("]\n", stdout);
+		json_builder_end_array(b);
+		mv_json_write(b, stdout);
 	} else {
 		for (guint i = 0; i < hits->len; i++) {
 			const mv_hit *h = hits->pdata[i];

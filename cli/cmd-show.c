@@ -1,6 +1,7 @@
 /* mailvault show: everything known of one message. */
 #include "mv-catalog.h"
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-store.h"
 
 static const char help[] =
@@ -16,113 +17,71 @@ static const char help[] =
 
 static void print_json(const mv_record *m)
 {
-	FILE *f = stdout;
-	gboolean first = TRUE;
-	fputc('{', f);
-	mv_json_key(f, "id", &first);
-	fprintf(f, "%" G_GINT64_FORMAT, m->id);
-	mv_json_key(f, "sha256", &first);
-	mv_json_string(f, m->sha256);
-	mv_json_key(f, "size", &first);
-	fprintf(f, "%" G_GINT64_FORMAT, m->size);
-	mv_json_key(f, "message_id", &first);
-	mv_json_string(f, m->message_id);
-	mv_json_key(f, "date", &first);
-	mv_json_string(f, m->date);
-	mv_json_key(f, "date_raw", &first);
-	mv_json_string(f, m->date_raw);
-	mv_json_key(f, "from", &first);
-	mv_json_string(f, m->from);
-	mv_json_key(f, "subject", &first);
-	mv_json_string(f, m->subject);
-	mv_json_key(f, "parse_status", &first);
-	mv_json_string(f, m->parse_status);
-	mv_json_key(f, "has_attachment", &first);
-	fputs(m->has_attachment ? "true" : "false", f);
-	mv_json_key(f, "archived_at", &first);
-	mv_json_string(f, m->archived_at);
-	mv_json_key(f, "registration", &first);
-	mv_json_string(f, m->registration);
-	mv_json_key(f, "retention", &first);
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	json_builder_begin_object(b);
+	mv_json_add_int(b, "id", m->id);
+	mv_json_add_string(b, "sha256", m->sha256);
+	mv_json_add_int(b, "size", m->size);
+	mv_json_add_string(b, "message_id", m->message_id);
+	mv_json_add_string(b, "date", m->date);
+	mv_json_add_string(b, "date_raw", m->date_raw);
+	mv_json_add_string(b, "from", m->from);
+	mv_json_add_string(b, "subject", m->subject);
+	mv_json_add_string(b, "parse_status", m->parse_status);
+	mv_json_add_bool(b, "has_attachment", m->has_attachment);
+	mv_json_add_string(b, "archived_at", m->archived_at);
+	mv_json_add_string(b, "registration", m->registration);
 	if (m->retention_class == NULL) {
-		fputs("null", f);
+		mv_json_add_null(b, "retention");
 	} else {
-		gboolean rf = TRUE;
-		fputc('{', f);
-		mv_json_key(f, "class", &rf);
-		mv_json_string(f, m->retention_class);
-		mv_json_key(f, "expires_at", &rf);
-		mv_json_string(f, m->expires_at);
-		mv_json_key(f, "rule", &rf);
-		mv_json_string(f, m->deciding_rule);
-		mv_json_key(f, "policy_version", &rf);
-		fprintf(f, "%" G_GINT64_FORMAT, m->policy_version);
-		mv_json_key(f, "direction", &rf);
-		mv_json_string(f, m->direction);
-		fputc('}', f);
+		mv_json_begin_object(b, "retention");
+		mv_json_add_string(b, "class", m->retention_class);
+		mv_json_add_string(b, "expires_at", m->expires_at);
+		mv_json_add_string(b, "rule", m->deciding_rule);
+		mv_json_add_int(b, "policy_version", m->policy_version);
+		mv_json_add_string(b, "direction", m->direction);
+		json_builder_end_object(b);
 	}
-	mv_json_key(f, "tags", &first);
-	mv_json_string_array(f, m->tags);
-	mv_json_key(f, "addresses", &first);
-	fputc('[', f);
+	mv_json_add_strings(b, "tags", m->tags);
+	mv_json_begin_array(b, "addresses");
 	for (guint i = 0; i < m->addresses->len; i++) {
 		const mv_record_address *a = m->addresses->pdata[i];
-		gboolean ff = TRUE;
-		fputs(i ? ",{" : "{", f);
-		mv_json_key(f, "role", &ff);
-		mv_json_string(f, a->role);
-		mv_json_key(f, "address", &ff);
-		mv_json_string(f, a->address);
-		mv_json_key(f, "name", &ff);
-		mv_json_string(f, a->name);
-		fputc('}', f);
+		mv_json_begin_object(b, NULL);
+		mv_json_add_string(b, "role", a->role);
+		mv_json_add_string(b, "address", a->address);
+		mv_json_add_string(b, "name", a->name);
+		json_builder_end_object(b);
 	}
-	fputc(']', f);
-	mv_json_key(f, "parts", &first);
-	fputc('[', f);
+	json_builder_end_array(b);
+	mv_json_begin_array(b, "parts");
 	for (guint i = 0; i < m->parts->len; i++) {
 		const mv_record_part *p = m->parts->pdata[i];
-		gboolean ff = TRUE;
-		fputs(i ? ",{" : "{", f);
-		mv_json_key(f, "path", &ff);
-		mv_json_string(f, p->path);
-		mv_json_key(f, "declared_type", &ff);
-		mv_json_string(f, p->declared_type);
-		mv_json_key(f, "detected_type", &ff);
-		mv_json_string(f, p->detected_type);
-		mv_json_key(f, "filename", &ff);
-		mv_json_string(f, p->filename);
-		mv_json_key(f, "size", &ff);
-		fprintf(f, "%" G_GINT64_FORMAT, p->size);
-		mv_json_key(f, "blob_sha256", &ff);
-		mv_json_string(f, p->blob_sha256);
-		fputc('}', f);
+		mv_json_begin_object(b, NULL);
+		mv_json_add_string(b, "path", p->path);
+		mv_json_add_string(b, "declared_type", p->declared_type);
+		mv_json_add_string(b, "detected_type", p->detected_type);
+		mv_json_add_string(b, "filename", p->filename);
+		mv_json_add_int(b, "size", p->size);
+		mv_json_add_string(b, "blob_sha256", p->blob_sha256);
+		json_builder_end_object(b);
 	}
-	fputc(']', f);
-	mv_json_key(f, "arrivals", &first);
-	fputc('[', f);
+	json_builder_end_array(b);
+	mv_json_begin_array(b, "arrivals");
 	for (guint i = 0; i < m->arrivals->len; i++) {
 		const mv_record_arrival *a = m->arrivals->pdata[i];
-		gboolean ff = TRUE;
-		fputs(i ? ",{" : "{", f);
-		mv_json_key(f, "source", &ff);
-		mv_json_string(f, a->source);
-		mv_json_key(f, "source_ref", &ff);
-		mv_json_string(f, a->source_ref);
-		mv_json_key(f, "received_at", &ff);
-		mv_json_string(f, a->received_at);
-		mv_json_key(f, "envelope_from", &ff);
-		mv_json_string(f, a->envelope_from);
-		mv_json_key(f, "envelope_to", &ff);
-		mv_json_string_array(f, a->envelope_to);
-		mv_json_key(f, "details", &ff);
-		mv_json_string(f, a->details);
-		fputc('}', f);
+		mv_json_begin_object(b, NULL);
+		mv_json_add_string(b, "source", a->source);
+		mv_json_add_string(b, "source_ref", a->source_ref);
+		mv_json_add_string(b, "received_at", a->received_at);
+		mv_json_add_string(b, "envelope_from", a->envelope_from);
+		mv_json_add_strings(b, "envelope_to", a->envelope_to);
+		mv_json_add_string(b, "details", a->details);
+		json_builder_end_object(b);
 	}
-	fputc(']', f);
-	mv_json_key(f, "flags", &first);
-	mv_json_string_array(f, m->flags);
-	fputs("}\n", f);
+	json_builder_end_array(b);
+	mv_json_add_strings(b, "flags", m->flags);
+	json_builder_end_object(b);
+	mv_json_write(b, stdout);
 }
 
 static const char *or_dash(const char *s)

@@ -1,6 +1,7 @@
 /* mailvault stats and mailvault index. */
 #include "mv-catalog.h"
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-store.h"
 
 static const char stats_help[] =
@@ -57,12 +58,20 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 	}
 	double ratio = s.raw_bytes > 0 ? (double)s.stored_bytes / (double)s.raw_bytes : 0.0;
 	if (cli->json) {
-		printf("{\"messages\":%" G_GINT64_FORMAT ",\"arrivals\":%" G_GINT64_FORMAT
-		       ",\"raw_bytes\":%" G_GINT64_FORMAT ",\"stored_bytes\":%" G_GINT64_FORMAT
-		       ",\"ratio\":%.4f,\"blobs\":%" G_GINT64_FORMAT ",\"flagged\":%" G_GINT64_FORMAT
-		       ",\"pending_index\":%" G_GINT64_FORMAT "}\n",
-		       s.messages, s.arrivals, s.raw_bytes, s.stored_bytes, ratio, s.blobs, s.flagged,
-		       s.pending_index);
+		/* The ratio as it was always printed, four decimals. */
+		char r[G_ASCII_DTOSTR_BUF_SIZE];
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_int(b, "messages", s.messages);
+		mv_json_add_int(b, "arrivals", s.arrivals);
+		mv_json_add_int(b, "raw_bytes", s.raw_bytes);
+		mv_json_add_int(b, "stored_bytes", s.stored_bytes);
+		mv_json_add_double(b, "ratio", g_ascii_strtod(g_ascii_formatd(r, sizeof r, "%.4f", ratio), NULL));
+		mv_json_add_int(b, "blobs", s.blobs);
+		mv_json_add_int(b, "flagged", s.flagged);
+		mv_json_add_int(b, "pending_index", s.pending_index);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 	} else {
 		printf("messages:     %" G_GINT64_FORMAT "\n", s.messages);
 		printf("arrivals:     %" G_GINT64_FORMAT "\n", s.arrivals);

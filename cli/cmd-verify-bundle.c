@@ -1,5 +1,6 @@
 /* mailvault verify-bundle: check a case bundle without the archive. */
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-export.h"
 
 static const char help[] =
@@ -41,29 +42,21 @@ int mv_cmd_verify_bundle(mv_cli *cli, int argc, char **argv)
 	mv_status st = mv_export_verify(path, &r, &err);
 	int rc = 0;
 	if (cli->json) {
-		gboolean f = TRUE;
-		fputc('{', stdout);
-		mv_json_key(stdout, "path", &f);
-		mv_json_string(stdout, path);
-		mv_json_key(stdout, "ok", &f);
-		fputs(st == MV_OK ? "true" : "false", stdout);
-		mv_json_key(stdout, "format", &f);
-		mv_json_string(stdout, r.format);
-		mv_json_key(stdout, "files", &f);
-		printf("%" G_GINT64_FORMAT, r.files);
-		mv_json_key(stdout, "bytes", &f);
-		printf("%" G_GUINT64_FORMAT, r.bytes);
-		mv_json_key(stdout, "documents", &f);
-		printf("%" G_GINT64_FORMAT, r.documents);
-		mv_json_key(stdout, "attachments", &f);
-		printf("%" G_GINT64_FORMAT, r.attachments);
-		mv_json_key(stdout, "errors", &f);
-		printf("%" G_GINT64_FORMAT, r.errors);
-		mv_json_key(stdout, "sha256sums", &f);
-		mv_json_string(stdout, r.sums_sha256 != NULL && *r.sums_sha256 ? r.sums_sha256 : NULL);
-		mv_json_key(stdout, "problem", &f);
-		mv_json_string(stdout, st == MV_OK ? NULL : err);
-		fputs("}\n", stdout);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_string(b, "path", path);
+		mv_json_add_bool(b, "ok", st == MV_OK);
+		mv_json_add_string(b, "format", r.format);
+		mv_json_add_int(b, "files", r.files);
+		mv_json_add_int(b, "bytes", (gint64)r.bytes);
+		mv_json_add_int(b, "documents", r.documents);
+		mv_json_add_int(b, "attachments", r.attachments);
+		mv_json_add_int(b, "errors", r.errors);
+		mv_json_add_string(b, "sha256sums",
+		                   r.sums_sha256 != NULL && *r.sums_sha256 ? r.sums_sha256 : NULL);
+		mv_json_add_string(b, "problem", st == MV_OK ? NULL : err);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 	} else if (st == MV_OK) {
 		printf("%s: intact (%s): %" G_GINT64_FORMAT " files, %" G_GINT64_FORMAT " messages, %"
 		       G_GINT64_FORMAT " attachments, %" G_GINT64_FORMAT " listed errors; SHA256SUMS %s\n",

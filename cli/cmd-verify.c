@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "mv-cli.h"
+#include "mv-json.h"
 #include "mv-store.h"
 
 static const char help[] =
@@ -16,31 +17,10 @@ static const char help[] =
 	"  --sample N      check N messages chosen at random instead of all\n"
 	"  --json          {checked, damaged: [{id, sha256, error}]}\n" MV_CLI_COMMON_HELP;
 
-typedef struct {
-	PGresult *rows; /* id, sha256 hex */
-	const gint64 *ids;
-	GPtrArray *damaged;
-	gint64 *checked;
-	gboolean tty;
-} verify_page;
-
-static void verify_one(void *context, guint index, GBytes *raw, mv_status status,
-                       const char *error)
+static void on_progress(void *context, gint64 checked, guint damaged)
 {
-	(void)raw;
-	verify_page *p = context;
-	/* Gone since the page was listed: destroyed by a purge running at the
-	 * same time, not damage (a missing blob is MV_ERR_INTEGRITY). */
-	if (status == MV_ERR_NOT_FOUND)
-		return;
-	(*p->checked)++;
-	if (status != MV_OK)
-		g_ptr_array_add(p->damaged, g_strdup_printf("%" G_GINT64_FORMAT "\t%s\t%s", p->ids[index],
-		                                            PQgetvalue(p->rows, (int)index, 1),
-		                                            error != NULL ? error : "unreadable"));
-	if (p->tty && *p->checked % 200 == 0)
-		fprintf(stderr, "\r\033[Kverify: %" G_GINT64_FORMAT " checked, %u damaged", *p->checked,
-		        p->damaged->len);
+	(void)context;
+	fprintf(stderr, "\r\033[Kverify: %" G_GINT64_FORMAT " checked, %u damaged", checked, damaged);
 }
 
 int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
@@ -78,35 +58,11 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 	if (rc != 0)
 		return rc;
 	gboolean tty = mv_cli_progress_enabled();
-	gint64 checked = 0, after = 0;
-	GPtrArray *damaged = g_ptr_array_new_with_free_func(g_free);
+	gint64 checked = 0;
+	GPtrArray *damaged = NULL;
 	char *err = NULL;
-	mv_status st = MV_OK;
-	for (;;) {
-		char aft[24], lim[24];
-		g_snprintf(aft, sizeof aft, "%" G_GINT64_FORMAT, after);
-		g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, sample);
-		const char *v[] = {sample > 0 ? lim : aft};
-		PGresult *r = NULL;
-		st = mv_db_query(db,
-		                 sample > 0 ? "SELECT id, encode(sha256, 'hex') FROM message ORDER BY random() LIMIT $1"
-		                            : "SELECT id, encode(sha256, 'hex') FROM message WHERE id > $1 ORDER BY id LIMIT 500",
-		                 1, v, NULL, NULL, 0, &r, &err);
-		if (st != MV_OK)
-			break;
-		int rows = PQntuples(r);
-		gint64 *ids = g_new(gint64, MAX(rows, 1));
-		for (int i = 0; i < rows; i++)
-			ids[i] = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
-		if (rows > 0)
-			after = ids[rows - 1];
-		verify_page page = {r, ids, damaged, &checked, tty};
-		st = mv_store_get_raw_each(db, blobs, ids, (guint)rows, verify_one, &page, &err);
-		g_free(ids);
-		PQclear(r);
-		if (st != MV_OK || rows == 0 || sample > 0)
-			break;
-	}
+	mv_status st = mv_store_verify(db, blobs, sample, tty ? on_progress : NULL, NULL, &checked,
+	                               &damaged, &err);
 	if (tty)
 		fputs("\r\033[K", stderr);
 	mv_blobstore_free(&blobs);
@@ -114,28 +70,29 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 	if (st != MV_OK) {
 		rc = mv_cli_fail(cli, st, err);
 		g_free(err);
-		g_ptr_array_free(damaged, TRUE);
 		return rc;
 	}
 	if (cli->json) {
-		printf("{\"checked\":%" G_GINT64_FORMAT ",\"damaged\":[", checked);
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_int(b, "checked", checked);
+		mv_json_begin_array(b, "damaged");
 		for (guint i = 0; i < damaged->len; i++) {
-			char **f = g_strsplit(damaged->pdata[i], "\t", 3);
-			gboolean first = TRUE;
-			fputs(i ? ",{" : "{", stdout);
-			mv_json_key(stdout, "id", &first);
-			fputs(f[0], stdout);
-			mv_json_key(stdout, "sha256", &first);
-			mv_json_string(stdout, f[1]);
-			mv_json_key(stdout, "error", &first);
-			mv_json_string(stdout, f[2]);
-			fputc('}', stdout);
-			g_strfreev(f);
+			const mv_store_damage *d = damaged->pdata[i];
+			mv_json_begin_object(b, NULL);
+			mv_json_add_int(b, "id", d->id);
+			mv_json_add_string(b, "sha256", d->sha256);
+			mv_json_add_string(b, "error", d->error);
+			json_builder_end_object(b);
 		}
-		fputs("]}\n", stdout);
+		json_builder_end_array(b);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
 	} else {
-		for (guint i = 0; i < damaged->len; i++)
-			printf("damaged: %s\n", (const char *)damaged->pdata[i]);
+		for (guint i = 0; i < damaged->len; i++) {
+			const mv_store_damage *d = damaged->pdata[i];
+			printf("damaged: %" G_GINT64_FORMAT "\t%s\t%s\n", d->id, d->sha256, d->error);
+		}
 		printf("%" G_GINT64_FORMAT " messages checked, %u damaged\n", checked, damaged->len);
 	}
 	rc = damaged->len > 0 ? MV_EXIT_INTEGRITY : 0;

@@ -113,52 +113,6 @@ gboolean mv_cli_progress_enabled(void)
 	return isatty(STDERR_FILENO) && g_getenv("MAILVAULT_NO_PROGRESS") == NULL;
 }
 
-void mv_json_string(FILE *f, const char *s)
-{
-	if (s == NULL) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		switch (*p) {
-		case '"': fputs("\\\"", f); break;
-		case '\\': fputs("\\\\", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\t': fputs("\\t", f); break;
-		case '\b': fputs("\\b", f); break;
-		case '\f': fputs("\\f", f); break;
-		default:
-			if (*p < 0x20)
-				fprintf(f, "\\u%04x", *p);
-			else
-				fputc(*p, f);
-		}
-	}
-	fputc('"', f);
-}
-
-void mv_json_string_array(FILE *f, const GPtrArray *strings)
-{
-	fputc('[', f);
-	for (guint i = 0; strings != NULL && i < strings->len; i++) {
-		if (i)
-			fputc(',', f);
-		mv_json_string(f, strings->pdata[i]);
-	}
-	fputc(']', f);
-}
-
-void mv_json_key(FILE *f, const char *key, gboolean *first)
-{
-	if (!*first)
-		fputc(',', f);
-	*first = FALSE;
-	mv_json_string(f, key);
-	fputc(':', f);
-}
-
 char *mv_cli_read_secret(const mv_cli *cli, const char *file, const char *env)
 {
 	char *secret = NULL;

@@ -1,6 +1,6 @@
 /* mv-cli: what the subcommands of the mailvault command share: common
  * options, opening the archive, turning statuses into one error line and a
- * sysexits-style exit code, and a small JSON writer for --json output. */
+ * sysexits-style exit code.  --json output goes through mv-json.h. */
 #ifndef MV_CLI_H
 #define MV_CLI_H
 
@@ -65,11 +65,6 @@ int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r);
 
 /* Progress on stderr, only when stderr is a terminal. */
 gboolean mv_cli_progress_enabled(void);
-
-/* JSON output. */
-void mv_json_string(FILE *f, const char *s); /* "..." or null */
-void mv_json_key(FILE *f, const char *key, gboolean *first);
-void mv_json_string_array(FILE *f, const GPtrArray *strings); /* [..]; NULL: [] */
 
 /* A secret (an IMAP password): the first line of file, else the value of
  * the environment variable env.  Never printed.  NULL with a one-line
