@@ -72,6 +72,19 @@ static char *find_bindir(void)
 	return NULL;
 }
 
+/* The folder of initdb and pg_ctl, found on first use (pg_config is a
+ * shell script on Debian: some 20 ms that a `get` need not pay). */
+static const char *bindir_of(mv_cluster *c, char **error_r)
+{
+	if (c->bindir == NULL)
+		c->bindir = find_bindir();
+	if (c->bindir == NULL)
+		mv_fail(error_r, MV_ERR_CONFIG,
+		        "PostgreSQL server programs (initdb, pg_ctl) not found; install "
+		        "the postgresql package or set MAILVAULT_PG_BINDIR");
+	return c->bindir;
+}
+
 mv_status mv_cluster_new(const char *home, mv_cluster **cluster_r, char **error_r)
 {
 	*cluster_r = NULL;
@@ -95,13 +108,8 @@ mv_status mv_cluster_new(const char *home, mv_cluster **cluster_r, char **error_
 		mv_cluster_free(&c);
 		return st;
 	}
-	c->bindir = find_bindir();
-	if (c->bindir == NULL) {
-		mv_cluster_free(&c);
-		return mv_fail(error_r, MV_ERR_CONFIG,
-		               "PostgreSQL server programs (initdb, pg_ctl) not found; install "
-		               "the postgresql package or set MAILVAULT_PG_BINDIR");
-	}
+	/* The server programs are looked up only when one must run
+	 * (bindir_of): connecting to a running cluster needs none of them. */
 	if (geteuid() == 0) {
 		const char *user = g_getenv("MAILVAULT_USER");
 		c->user = g_strdup(user != NULL && *user != '\0' ? user : "mailvault");
@@ -307,7 +315,10 @@ mv_status mv_cluster_start(mv_cluster *c, char **error_r)
 		if (chown(c->logfile, c->uid, c->gid) != 0)
 			return mv_fail(error_r, MV_ERR_IO, "cannot chown %s", c->logfile);
 	}
-	char *pg_ctl = g_build_filename(c->bindir, "pg_ctl", NULL);
+	const char *bin = bindir_of(c, error_r);
+	if (bin == NULL)
+		return MV_ERR_CONFIG;
+	char *pg_ctl = g_build_filename(bin, "pg_ctl", NULL);
 	const char *argv[] = {pg_ctl, "start", "-w", "-t", "60", "-s", "-D", c->pgdata, "-l", c->logfile, NULL};
 	st = run_pg(c, argv, error_r);
 	g_free(pg_ctl);
@@ -321,7 +332,10 @@ mv_status mv_cluster_stop(mv_cluster *c, char **error_r)
 	mv_status st = resolve_user(c, error_r);
 	if (st != MV_OK)
 		return st;
-	char *pg_ctl = g_build_filename(c->bindir, "pg_ctl", NULL);
+	const char *bin = bindir_of(c, error_r);
+	if (bin == NULL)
+		return MV_ERR_CONFIG;
+	char *pg_ctl = g_build_filename(bin, "pg_ctl", NULL);
 	const char *argv[] = {pg_ctl, "stop", "-w", "-t", "60", "-s", "-m", "fast", "-D", c->pgdata, NULL};
 	st = run_pg(c, argv, error_r);
 	g_free(pg_ctl);
@@ -366,7 +380,10 @@ mv_status mv_cluster_init(mv_cluster *c, char **error_r)
 		st = make_dir(c, c->pgdata, 0700, error_r);
 		if (st != MV_OK)
 			return st;
-		char *initdb = g_build_filename(c->bindir, "initdb", NULL);
+		const char *bin = bindir_of(c, error_r);
+		if (bin == NULL)
+			return MV_ERR_CONFIG;
+		char *initdb = g_build_filename(bin, "initdb", NULL);
 		const char *argv[] = {initdb, "-D", c->pgdata, "-U", "mailvault", "-E", "UTF8",
 		                      "--no-locale", "--auth-local=trust", "--auth-host=reject",
 		                      "--no-instructions", NULL};

@@ -57,32 +57,41 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 	char *describe = NULL;
 	gboolean embedded = mv_db_uses_embedded(options);
 	mv_status st = MV_OK;
+	mv_cluster *cluster = NULL;
 	if (embedded) {
-		mv_cluster *cluster = NULL;
 		st = mv_cluster_new(options->home, &cluster, error_r);
 		if (st != MV_OK)
 			return st;
-		if (options->no_start)
-			st = MV_OK;
-		else if (!mv_cluster_is_initialised(cluster))
+		if (!options->no_start && !mv_cluster_is_initialised(cluster))
 			st = mv_cluster_init(cluster, error_r);
-		else
-			st = mv_cluster_start(cluster, error_r);
-		if (st == MV_OK) {
-			conninfo = mv_cluster_conninfo(cluster, MV_DB_NAME);
-			describe = g_strdup_printf("embedded database in %s", mv_cluster_home(cluster));
-		}
-		mv_cluster_free(&cluster);
-		if (st != MV_OK)
+		if (st != MV_OK) {
+			mv_cluster_free(&cluster);
 			return st;
+		}
+		conninfo = mv_cluster_conninfo(cluster, MV_DB_NAME);
+		describe = g_strdup_printf("embedded database in %s", mv_cluster_home(cluster));
 	} else {
 		const char *ci = options->conninfo != NULL ? options->conninfo : env_nonempty("MAILVAULT_DB");
 		conninfo = g_strdup(ci != NULL ? ci : "");
 		describe = g_strdup("external database");
 	}
 
+	/* A running embedded server is simply connected to (no ping, no
+	 * server programs looked up); only when that fails is it started. */
 	PGconn *conn = PQconnectdb(conninfo);
+	if (PQstatus(conn) != CONNECTION_OK && embedded && !options->no_start) {
+		PQfinish(conn);
+		conn = NULL;
+		st = mv_cluster_start(cluster, error_r);
+		if (st == MV_OK)
+			conn = PQconnectdb(conninfo);
+	}
+	mv_cluster_free(&cluster);
 	g_free(conninfo);
+	if (st != MV_OK) {
+		g_free(describe);
+		return st;
+	}
 	if (PQstatus(conn) != CONNECTION_OK) {
 		char *msg = g_strstrip(g_strdup(PQerrorMessage(conn)));
 		st = mv_fail(error_r, MV_ERR_DB, "cannot connect to the %s: %s", describe, msg);
