@@ -206,6 +206,13 @@ static void import_file(importer *imp, const char *path, gboolean allow_mbox)
 		g_free(e);
 		return;
 	}
+	if (!S_ISREG(sb.st_mode)) {
+		/* A FIFO or a device would block or never end. */
+		char *e = g_strdup_printf("%s is not a regular file", path);
+		add_failure(imp, path, e);
+		g_free(e);
+		return;
+	}
 	g_mutex_lock(&imp->lock);
 	g_free(imp->current);
 	imp->current = g_strdup(path);
@@ -370,14 +377,16 @@ mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *pat
 		return st;
 	}
 	for (const char *const *p = paths; *p != NULL && !stopped(&imp); p++) {
-		if (g_file_test(*p, G_FILE_TEST_IS_DIR))
-			import_dir(&imp, *p, 0);
-		else if (g_file_test(*p, G_FILE_TEST_EXISTS))
-			import_file(&imp, *p, TRUE);
-		else {
-			char *e = g_strdup_printf("%s: no such file or directory", *p);
+		struct stat sb;
+		if (stat(*p, &sb) != 0) {
+			/* The system's reason: no such file, a symlink loop, ... */
+			char *e = g_strdup_printf("%s: %s", *p, g_strerror(errno));
 			add_failure(&imp, *p, e);
 			g_free(e);
+		} else if (S_ISDIR(sb.st_mode)) {
+			import_dir(&imp, *p, 0);
+		} else {
+			import_file(&imp, *p, TRUE);
 		}
 	}
 	mv_pipeline_flush(imp.pipeline);

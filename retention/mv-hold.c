@@ -28,6 +28,17 @@ mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, cons
                          gint64 *held_r, char **error_r)
 {
 	*held_r = 0;
+	/* A name is printed by `hold list` and named in audit entries: 1 to
+	 * 200 characters of valid UTF-8, none of them a control character
+	 * (a terminal escape sequence could rewrite what an operator sees). */
+	gboolean name_ok = name != NULL && *name != '\0' && g_utf8_validate(name, -1, NULL) &&
+	                   g_utf8_strlen(name, -1) <= 200;
+	for (const char *c = name; name_ok && *c != '\0'; c = g_utf8_next_char(c))
+		if (g_unichar_iscntrl(g_utf8_get_char(c)))
+			name_ok = FALSE;
+	if (!name_ok)
+		return mv_fail(error_r, MV_ERR_USAGE,
+		               "a hold name is 1 to 200 printable characters (no control characters)");
 	mv_query_sql *q = NULL;
 	mv_status st = mv_query_compile(query, 2, &q, error_r);
 	if (st != MV_OK)

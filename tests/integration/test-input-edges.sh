@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Careless or hostile input on the command line gets a clear error and
+# loses nothing: a symlink loop, a FIFO and a device are named as such
+# (import exits 65, nothing blocks), and a hold name must be printable (an
+# empty name or one with a terminal escape sequence is refused, exit 64).
+. "$(dirname "$0")/lib.sh"
+rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
+mv db init >/dev/null
+printf 'From: a@example.com\r\nSubject: ok\r\n\r\nbody\r\n' > "$WORK/ok.eml"
+ln -s "$WORK/loop2" "$WORK/loop1"
+ln -s "$WORK/loop1" "$WORK/loop2"
+mkfifo "$WORK/fifo"
+expect_eq "import of a loop, a FIFO, a device, a missing file and a message: exit 65" 65 \
+  "$(rc_of timeout 60 "$MAILVAULT_BIN" --home "$MV_HOME" import "$WORK/loop1" "$WORK/fifo" /dev/zero "$WORK/nosuch" "$WORK/ok.eml")"
+check "the symlink loop is named as one" grep -q "loop1: Too many levels of symbolic links" "$WORK/err"
+check "the FIFO is not a regular file" grep -q "fifo is not a regular file" "$WORK/err"
+check "the device is not a regular file" grep -q "/dev/zero is not a regular file" "$WORK/err"
+check "the missing file is named" grep -q "nosuch: No such file or directory" "$WORK/err"
+expect_eq "the good message is archived all the same" 1 "$(sql "SELECT count(*) FROM message")"
+expect_eq "hold with an empty name: exit 64" 64 \
+  "$(rc_of mv hold create '' --case C-1 --reason r --query 'from:a@example.com')"
+expect_eq "hold with a terminal escape in its name: exit 64" 64 \
+  "$(rc_of mv hold create $'x\e[2Jy' --case C-1 --reason r --query 'from:a@example.com')"
+check "the refusal says what a name may be" grep -q "printable characters" "$WORK/err"
+expect_eq "no hold was created" 0 "$(sql "SELECT count(*) FROM hold")"
+expect_eq "a printable name is fine" 0 \
+  "$(rc_of mv hold create 'Lit 2026 — Müller' --case C-1 --reason r --query 'from:a@example.com')"
+finish
