@@ -15,6 +15,9 @@
  * (retention class), tag:, registration:.  A bare word or
  * phrase is full-text search over subject, addresses and body text.
  *
+ * Limits (each a syntax error naming its column): 100 terms, nesting 64
+ * deep, a value of 1,024 bytes, a quoted phrase of 64 words.
+ *
  * SECURITY: the query is untrusted user input; values only ever reach SQL as
  * parameters.
  *

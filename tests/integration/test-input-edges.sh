@@ -25,4 +25,18 @@ check "the refusal says what a name may be" grep -q "printable characters" "$WOR
 expect_eq "no hold was created" 0 "$(sql "SELECT count(*) FROM hold")"
 expect_eq "a printable name is fine" 0 \
   "$(rc_of mv hold create 'Lit 2026 — Müller' --case C-1 --reason r --query 'from:a@example.com')"
+
+# Queries with limits: 250 address terms, a phrase of 16,000 words and a
+# 150-term ongoing hold are query errors (exit 65, with a column), not
+# minutes of planning or a server stack overflow.
+many=$(python3 -c 'print(" OR ".join("from:u%d@example.com" % i for i in range(250)))')
+expect_eq "search of 250 terms: exit 65" 65 "$(rc_of mv search "$many")"
+check "and the error names the column and the limit" grep -q "column .*more than 100 terms" "$WORK/err"
+phrase=$(python3 -c 'print("\"" + " ".join("w%d" % i for i in range(16000)) + "\"")')
+expect_eq "search of a 16,000-word phrase: exit 65" 65 "$(rc_of mv search "$phrase")"
+check "and the error names a limit of the value" grep -Eq "column 1: (a value longer than 1024 bytes|a phrase of more than 64 words)" "$WORK/err"
+hold150=$(python3 -c 'print(" OR ".join("from:h%d@example.com" % i for i in range(150)))')
+expect_eq "an ongoing hold of 150 terms is refused: exit 65" 65 \
+  "$(rc_of mv hold create big --case C-2 --reason r --ongoing --query "$hold150")"
+expect_eq "and ingest goes on" 0 "$(rc_of mv import "$WORK/ok.eml")"
 finish

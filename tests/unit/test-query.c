@@ -636,15 +636,34 @@ static void test_error_limits(void **state)
 	expect_error(q->str, 65, "nested too deeply");
 	g_string_free(q, TRUE);
 
-	/* 256 terms are fine, the 257th is not. */
+	/* 100 terms are fine, the 101st is not (issue 17: 250 terms took
+	 * PostgreSQL 105 s). */
 	q = g_string_new(NULL);
-	for (int i = 0; i < 256; i++)
+	for (int i = 0; i < 100; i++)
 		g_string_append(q, "w ");
 	mv_query_sql *sql = compile_ok(q->str, 1);
-	assert_int_equal(sql->params->len, 256);
+	assert_int_equal(sql->params->len, 100);
 	mv_query_sql_free(&sql);
 	g_string_append(q, "w");
-	expect_error(q->str, 513, "more than 256 terms");
+	expect_error(q->str, 201, "more than 100 terms");
+	g_string_free(q, TRUE);
+
+	/* A phrase of 64 words is fine, 65 are not; the column is the quote's. */
+	q = g_string_new("subject:x \"");
+	for (int i = 0; i < 64; i++)
+		g_string_append(q, "w ");
+	g_string_append_c(q, '"');
+	sql = compile_ok(q->str, 1);
+	mv_query_sql_free(&sql);
+	g_string_insert(q, 11, "w ");
+	expect_error(q->str, 11, "a phrase of more than 64 words");
+	g_string_free(q, TRUE);
+
+	/* A value of 1,024 bytes at most; the column is the value's. */
+	q = g_string_new("from:");
+	for (int i = 0; i < 1025; i++)
+		g_string_append_c(q, 'w');
+	expect_error(q->str, 6, "a value longer than 1024 bytes");
 	g_string_free(q, TRUE);
 
 	/* A very deep query does not crash. */
