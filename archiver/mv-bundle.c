@@ -9,6 +9,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <unzip.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -522,6 +523,105 @@ static mv_status scan_dir(scan *s, const char *root, const char *rel, guint dept
 	return st;
 }
 
+/* One entry as a reader of the archive sees it. */
+typedef struct {
+	char *name;
+	guint64 size; /* bytes read */
+} entry_seen;
+
+static void entry_seen_free(gpointer p)
+{
+	entry_seen *e = p;
+	g_free(e->name);
+	g_free(e);
+}
+
+/* A zip read the way `unzip -l`/`sha256sum` after `unzip` see it is read
+ * through its central directory (zip_seekable); a streaming reader sees
+ * the local headers.  An attacker can make them differ (a name changed in
+ * the central directory only, a CRC in one of them), so a zip is read
+ * both ways, every entry's data in full (libarchive checks each CRC), and
+ * the two lists must agree. */
+static mv_status zip_local_entries(const char *path, GPtrArray *seen, char **error_r)
+{
+	struct archive *a = archive_read_new();
+	archive_read_support_format_zip_streamable(a);
+	archive_read_support_filter_none(a);
+	mv_status st = MV_OK;
+	if (archive_read_open_filename(a, path, CHUNK) != ARCHIVE_OK) {
+		st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: local headers unreadable: %s", path,
+		             archive_error_string(a));
+		archive_read_free(a);
+		return st;
+	}
+	guint8 *buf = g_malloc(CHUNK);
+	struct archive_entry *e;
+	int r;
+	while (st == MV_OK && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname_utf8(e);
+		if (name == NULL)
+			name = archive_entry_pathname(e);
+		entry_seen *x = g_new0(entry_seen, 1);
+		x->name = g_strdup(name != NULL ? name : "");
+		la_ssize_t n;
+		while ((n = archive_read_data(a, buf, CHUNK)) > 0)
+			x->size += (guint64)n;
+		g_ptr_array_add(seen, x);
+		if (n < 0)
+			st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: damaged in its local header or data: %s",
+			             x->name, archive_error_string(a));
+	}
+	if (st == MV_OK && r != ARCHIVE_EOF)
+		st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: damaged local headers: %s", path,
+		             archive_error_string(a));
+	g_free(buf);
+	archive_read_free(a);
+	return st;
+}
+
+/* The zip's central directory as unzip reads it (minizip: names and
+ * uncompressed sizes of the records, in order). */
+static mv_status zip_central_entries(const char *path, GPtrArray *seen, char **error_r)
+{
+	unzFile z = unzOpen64(path);
+	if (z == NULL)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "%s: its central directory cannot be read", path);
+	mv_status st = MV_OK;
+	int r = unzGoToFirstFile(z);
+	while (st == MV_OK && r == UNZ_OK) {
+		unz_file_info64 info;
+		char name[4096];
+		if (unzGetCurrentFileInfo64(z, &info, name, sizeof name, NULL, 0, NULL, 0) != UNZ_OK ||
+		    info.size_filename >= sizeof name) {
+			st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: a damaged central directory record", path);
+			break;
+		}
+		entry_seen *x = g_new0(entry_seen, 1);
+		x->name = g_strdup(name);
+		x->size = info.uncompressed_size;
+		g_ptr_array_add(seen, x);
+		r = unzGoToNextFile(z);
+	}
+	if (st == MV_OK && r != UNZ_END_OF_LIST_OF_FILE)
+		st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: a damaged central directory", path);
+	unzClose(z);
+	return st;
+}
+
+/* Two views of a zip's entries must agree, entry by entry. */
+static mv_status same_entries(GPtrArray *a, GPtrArray *b, const char *what, char **error_r)
+{
+	for (guint i = 0; i < MAX(a->len, b->len); i++) {
+		entry_seen *x = i < a->len ? a->pdata[i] : NULL;
+		entry_seen *y = i < b->len ? b->pdata[i] : NULL;
+		if (x == NULL || y == NULL || strcmp(x->name, y->name) != 0 || x->size != y->size)
+			return mv_fail(error_r, MV_ERR_INTEGRITY,
+			               "the zip's %s disagree at entry %u (%s, %s)", what, i + 1,
+			               x != NULL ? x->name : "nothing", y != NULL ? y->name : "nothing");
+	}
+	return MV_OK;
+}
+
 static mv_status scan_archive(scan *s, const char *path, mv_bundle_format *format_r,
                               char **error_r)
 {
@@ -536,6 +636,7 @@ static mv_status scan_archive(scan *s, const char *path, mv_bundle_format *forma
 		archive_read_free(a);
 		return st;
 	}
+	GPtrArray *seen = g_ptr_array_new_with_free_func(entry_seen_free);
 	struct archive_entry *e;
 	int r;
 	gboolean first = TRUE;
@@ -552,15 +653,22 @@ static mv_status scan_archive(scan *s, const char *path, mv_bundle_format *forma
 			st = mv_fail(error_r, MV_ERR_INTEGRITY, "an entry without a name");
 			break;
 		}
-		if (archive_entry_filetype(e) == AE_IFDIR)
-			continue;
+		/* mailvault writes regular files only: anything else (a
+		 * directory, a link, a device) is an extra entry. */
 		if (archive_entry_filetype(e) != AE_IFREG) {
-			st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: not a regular file (extra file)", name);
+			st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: not a regular file (extra entry)", name);
 			break;
 		}
 		char *copy = g_strdup(name);
 		st = hash_entry(s, copy, read_archive, a, error_r);
-		g_free(copy);
+		if (st == MV_OK) {
+			entry_seen *x = g_new0(entry_seen, 1);
+			x->name = copy;
+			x->size = ((found_file *)g_hash_table_lookup(s->found, copy))->size;
+			g_ptr_array_add(seen, x);
+		} else {
+			g_free(copy);
+		}
 	}
 	if (st == MV_OK && first && r != ARCHIVE_EOF)
 		st = mv_fail(error_r, MV_ERR_INPUT, "%s is not a zip or tar bundle: %s", path,
@@ -569,6 +677,20 @@ static mv_status scan_archive(scan *s, const char *path, mv_bundle_format *forma
 		st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: damaged archive: %s", path,
 		             archive_error_string(a));
 	archive_read_free(a);
+	if (st == MV_OK && !first && *format_r == MV_BUNDLE_ZIP) {
+		GPtrArray *local = g_ptr_array_new_with_free_func(entry_seen_free);
+		GPtrArray *central = g_ptr_array_new_with_free_func(entry_seen_free);
+		st = zip_local_entries(path, local, error_r);
+		if (st == MV_OK)
+			st = zip_central_entries(path, central, error_r);
+		if (st == MV_OK)
+			st = same_entries(central, local, "central directory and its local headers", error_r);
+		if (st == MV_OK)
+			st = same_entries(central, seen, "central directory and its contents", error_r);
+		g_ptr_array_free(local, TRUE);
+		g_ptr_array_free(central, TRUE);
+	}
+	g_ptr_array_free(seen, TRUE);
 	return st;
 }
 
