@@ -107,6 +107,11 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 	db->prepared = g_hash_table_new(g_str_hash, g_str_equal);
 	st = mv_db_exec(db, "SET client_min_messages = warning; SET TimeZone = 'UTC'; "
 	                    "SET application_name = 'mailvault'", error_r);
+	if (st == MV_OK && options->statement_timeout_ms > 0) {
+		char *set = g_strdup_printf("SET statement_timeout = %u", options->statement_timeout_ms);
+		st = mv_db_exec(db, set, error_r);
+		g_free(set);
+	}
 	if (st == MV_OK && embedded && !options->no_migrate)
 		st = mv_db_migrate(db, NULL, error_r);
 	if (st == MV_OK && !embedded && !options->no_migrate) {
@@ -152,11 +157,16 @@ const char *mv_db_describe(const mv_db *db)
 	return db->describe;
 }
 
-/* SQLSTATE 42501, insufficient_privilege: the role lacks a grant. */
+/* SQLSTATE 42501, insufficient_privilege: the role lacks a grant;
+ * 57014, query_canceled: the statement timeout ran out. */
 static mv_status result_status(const PGresult *res)
 {
 	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	return state != NULL && strcmp(state, "42501") == 0 ? MV_ERR_DENIED : MV_ERR_DB;
+	if (state != NULL && strcmp(state, "42501") == 0)
+		return MV_ERR_DENIED;
+	if (state != NULL && strcmp(state, "57014") == 0)
+		return MV_ERR_LIMIT;
+	return MV_ERR_DB;
 }
 #define DENIED_HINT " (this database role lacks the grant; see docs/database-roles.md)"
 
@@ -172,7 +182,10 @@ mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **er
 	if (nl != NULL)
 		*nl = '\0';
 	mv_status st = mv_fail(error_r, result_status(res), "%s: %s%s", what, clean,
-	                       result_status(res) == MV_ERR_DENIED ? DENIED_HINT : "");
+	                       result_status(res) == MV_ERR_DENIED ? DENIED_HINT
+	                       : result_status(res) == MV_ERR_LIMIT
+	                               ? " (longer than the statement timeout, MAILVAULT_STATEMENT_TIMEOUT)"
+	                               : "");
 	g_free(clean);
 	return st;
 }

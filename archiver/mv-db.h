@@ -27,6 +27,8 @@ typedef struct {
 	                          initialise or start it (a daemon reconnecting
 	                          after an outage must not restart a server an
 	                          administrator stopped) */
+	guint statement_timeout_ms; /* cancel any statement running longer (an
+	                               interactive command's bound); 0: none */
 } mv_db_options;
 
 typedef struct {

@@ -152,6 +152,7 @@ int mv_cmd_show(mv_cli *cli, int argc, char **argv)
 	if (optind + 1 != argc)
 		return mv_cli_usage_error(cli, "expected one message ID or SHA-256");
 	mv_db *db = NULL;
+	cli->interactive = TRUE; /* a person waits for the answer */
 	int rc = mv_cli_open(cli, &db, NULL);
 	if (rc != 0)
 		return rc;

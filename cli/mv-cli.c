@@ -86,6 +86,11 @@ int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r)
 		*blobs_r = NULL;
 	mv_status st = mv_parser_init(&err);
 	mv_db_options opts = {.home = cli->home, .conninfo = cli->db};
+	if (cli->interactive) {
+		const char *t = g_getenv("MAILVAULT_STATEMENT_TIMEOUT");
+		gint64 ms = t != NULL && *t != '\0' ? g_ascii_strtoll(t, NULL, 10) : 60000;
+		opts.statement_timeout_ms = (guint)CLAMP(ms, 0, G_MAXINT32);
+	}
 	if (st == MV_OK)
 		st = mv_db_open(&opts, db_r, &err);
 	if (st == MV_OK && blobs_r != NULL) {

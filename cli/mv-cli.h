@@ -31,6 +31,8 @@ typedef struct {
 	gboolean json;        /* --json (commands that offer it) */
 	int zstd_level;       /* --zstd-level / MAILVAULT_ZSTD_LEVEL */
 	const char *command;  /* subcommand name, for messages */
+	gboolean interactive; /* a person waits: statements are bounded by
+	                         MAILVAULT_STATEMENT_TIMEOUT (ms, default 60000) */
 } mv_cli;
 
 typedef struct {

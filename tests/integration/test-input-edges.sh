@@ -39,4 +39,20 @@ hold150=$(python3 -c 'print(" OR ".join("from:h%d@example.com" % i for i in rang
 expect_eq "an ongoing hold of 150 terms is refused: exit 65" 65 \
   "$(rc_of mv hold create big --case C-2 --reason r --ongoing --query "$hold150")"
 expect_eq "and ingest goes on" 0 "$(rc_of mv import "$WORK/ok.eml")"
+
+# Interactive queries have a statement timeout: a search that waits behind
+# a lock ends after MAILVAULT_STATEMENT_TIMEOUT milliseconds, exit 65.
+conn="host=$MV_HOME/run dbname=mailvault user=mailvault"
+runuser -u mailvault -- psql -X -q "$conn" -c "BEGIN; LOCK TABLE message IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
+locker=$!
+for i in $(seq 1 100); do
+  [ "$(sql "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'message' AND l.mode = 'AccessExclusiveLock' AND l.granted")" = 1 ] && break
+  sleep 0.1
+done
+expect_eq "a search blocked behind a lock ends at the statement timeout: exit 65" 65 \
+  "$(MAILVAULT_STATEMENT_TIMEOUT=500 rc_of mv search body)"
+check "and says so" grep -q "statement timeout" "$WORK/err"
+sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$locker" 2>/dev/null || true
+expect_eq "without the lock the search answers" 0 "$(rc_of mv search body)"
 finish
