@@ -45,10 +45,13 @@ expect_eq "and ingest goes on" 0 "$(rc_of mv import "$WORK/ok.eml")"
 conn="host=$MV_HOME/run dbname=mailvault user=mailvault"
 runuser -u mailvault -- psql -X -q "$conn" -c "BEGIN; LOCK TABLE message IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
 locker=$!
-for i in $(seq 1 100); do
-  [ "$(sql "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'message' AND l.mode = 'AccessExclusiveLock' AND l.granted")" = 1 ] && break
+locked=0
+for i in $(seq 1 600); do  # up to a minute on a loaded machine
+  locked=$(sql "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'message' AND l.mode = 'AccessExclusiveLock' AND l.granted")
+  [ "$locked" = 1 ] && break
   sleep 0.1
 done
+expect_eq "the message table is locked by another session" 1 "$locked"
 expect_eq "a search blocked behind a lock ends at the statement timeout: exit 65" 65 \
   "$(MAILVAULT_STATEMENT_TIMEOUT=500 rc_of mv search body)"
 check "and says so" grep -q "statement timeout" "$WORK/err"
