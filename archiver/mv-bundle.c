@@ -579,14 +579,21 @@ static mv_status zip_local_entries(const char *path, GPtrArray *seen, char **err
 	return st;
 }
 
-/* The zip's central directory as unzip reads it (minizip: names and
- * uncompressed sizes of the records, in order). */
+/* The zip's central directory as unzip reads it (minizip): each record's
+ * name and size, and its data read through it (minizip checks that the
+ * local header agrees with the record, and the CRC the record holds).
+ * Flags other than deflate options, a data descriptor and UTF-8 names
+ * (encryption, patched data, ...), methods other than stored and deflate
+ * and a version needed above 4.5 (zip64) are refused: mailvault writes none, and a reader may not
+ * extract such an entry at all. */
+#define ZIP_FLAGS_ALLOWED (0x0002 | 0x0004 | 0x0008 | 0x0800)
 static mv_status zip_central_entries(const char *path, GPtrArray *seen, char **error_r)
 {
 	unzFile z = unzOpen64(path);
 	if (z == NULL)
 		return mv_fail(error_r, MV_ERR_INTEGRITY, "%s: its central directory cannot be read", path);
 	mv_status st = MV_OK;
+	char *buf = g_malloc(CHUNK);
 	int r = unzGoToFirstFile(z);
 	while (st == MV_OK && r == UNZ_OK) {
 		unz_file_info64 info;
@@ -594,6 +601,31 @@ static mv_status zip_central_entries(const char *path, GPtrArray *seen, char **e
 		if (unzGetCurrentFileInfo64(z, &info, name, sizeof name, NULL, 0, NULL, 0) != UNZ_OK ||
 		    info.size_filename >= sizeof name) {
 			st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: a damaged central directory record", path);
+			break;
+		}
+		if ((info.flag & ~(uLong)ZIP_FLAGS_ALLOWED) != 0 ||
+		    (info.compression_method != 0 && info.compression_method != Z_DEFLATED) ||
+		    info.version_needed > 45) {
+			st = mv_fail(error_r, MV_ERR_INTEGRITY,
+			             "%s: flags 0x%lx, method %lu or version %lu in the central directory "
+			             "(not written by mailvault; a reader may not extract it)",
+			             name, (unsigned long)info.flag, (unsigned long)info.compression_method,
+			             (unsigned long)info.version_needed);
+			break;
+		}
+		guint64 n = 0;
+		int rd = 0;
+		if (unzOpenCurrentFile(z) != UNZ_OK) {
+			st = mv_fail(error_r, MV_ERR_INTEGRITY,
+			             "%s: its local header disagrees with the central directory", name);
+			break;
+		}
+		while ((rd = unzReadCurrentFile(z, buf, CHUNK)) > 0)
+			n += (guint64)rd;
+		int closed = unzCloseCurrentFile(z);
+		if (rd < 0 || closed != UNZ_OK || n != info.uncompressed_size) {
+			st = mv_fail(error_r, MV_ERR_INTEGRITY,
+			             "%s: its data does not match the central directory (size or CRC)", name);
 			break;
 		}
 		entry_seen *x = g_new0(entry_seen, 1);
@@ -604,6 +636,7 @@ static mv_status zip_central_entries(const char *path, GPtrArray *seen, char **e
 	}
 	if (st == MV_OK && r != UNZ_END_OF_LIST_OF_FILE)
 		st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: a damaged central directory", path);
+	g_free(buf);
 	unzClose(z);
 	return st;
 }
