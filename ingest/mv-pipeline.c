@@ -36,7 +36,6 @@ typedef struct {
 } record;
 
 typedef struct group {
-	guint64 seq;
 	GBytes *raw;
 	gsize bytes;
 	mv_pipeline_submission sub;
@@ -114,7 +113,6 @@ struct mv_pipeline {
 	GCond space_cond;           /* submitters and flushers: a group done */
 	GCond index_cond;           /* indexer: a commit, stop */
 	GQueue pending;             /* group*, submitted and not yet taken */
-	guint64 next_seq;
 	guint in_flight;            /* submitted, done not yet called */
 	gsize in_flight_bytes;
 	guint draining;             /* flushes waiting: hold nothing back */
@@ -222,8 +220,6 @@ static void run_stages(mv_pipeline *p, record *r)
 			r->failed_stage = stages[i].name;
 		g_free(flag);
 		g_free(err);
-		if (r->msg == NULL) /* cannot happen: parse leaves a message */
-			break;
 	}
 }
 
@@ -367,7 +363,6 @@ static void finish_group(mv_pipeline *p, group *g)
 			out->flagged = strcmp(r->msg->parse_status, "ok") != 0 || r->failed_stage != NULL;
 		}
 		out->failed_stage = r->failed_stage;
-		out->journal_original = g->journal == MV_JOURNAL_REPORT && i == 0;
 	}
 	if (g->sub.done != NULL)
 		g->sub.done(g->sub.done_context, o);
@@ -428,7 +423,6 @@ static group *enqueue(mv_pipeline *p, const mv_pipeline_submission *s, GCond *wa
 		g_free(err);
 		return g;
 	}
-	g->seq = p->next_seq++;
 	g_queue_push_tail(&p->pending, g);
 	g_mutex_unlock(&p->lock);
 	if ((waiter != NULL && g->bytes <= INLINE_PARSE_MAX) ||

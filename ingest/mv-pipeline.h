@@ -113,7 +113,6 @@ typedef struct {
 	const char *parse_status; /* "ok", "partial", "unparsable" */
 	gboolean flagged;         /* parse_status is not "ok", or a stage failed */
 	const char *failed_stage; /* the first stage that failed, or NULL */
-	gboolean journal_original; /* the original a journal report carried */
 } mv_pipeline_record;
 
 typedef struct {
