@@ -9,23 +9,14 @@
 # pre-scan, the million parts alone cost 1.5 GB and 52 s.)
 . "$(dirname "$0")/lib.sh"
 mv db init >/dev/null
-export MV_HOME WORK MAILVAULT_BIN
+export MV_HOME WORK MAILVAULT_BIN TESTS_INTEGRATION=$(dirname "$0")
 rc=0
 python3 - <<'PY' || rc=$?
-import hashlib, os, resource, signal, smtplib, socket, subprocess, sys, time
+import hashlib, os, smtplib, subprocess, sys, time
+sys.path.insert(0, os.environ["TESTS_INTEGRATION"])
+from mvtest import BIN, HOME, WORK, Smtpd, check, finish, mv, sql
 
-BIN, HOME, WORK = os.environ["MAILVAULT_BIN"], os.environ["MV_HOME"], os.environ["WORK"]
 IMPORT_BOUND_MB, SMTPD_BOUND_MB = 200, 300
-passed = failed = 0
-def check(what, cond):
-    global passed, failed
-    print(("ok - " if cond else "not ok - ") + what, flush=True)
-    if cond: passed += 1
-    else: failed += 1
-def sql(q):
-    conn = "host=%s/run dbname=mailvault user=mailvault" % HOME
-    return subprocess.run(["runuser", "-u", "mailvault", "--", "psql", "-X", "-q", "-t", "-A", conn,
-                           "-c", q], capture_output=True, text=True).stdout.strip()
 
 def crlf(b):
     return b.replace(b"\n", b"\r\n")
@@ -38,7 +29,7 @@ msgs["nested"] = crlf(b"From: a@example.com\nSubject: nested\nContent-Type: mess
                       + b"From: z@example.com\n\nend\n")
 
 def archived(m):
-    r = subprocess.run([BIN, "--home", HOME, "get", hashlib.sha256(m).hexdigest()], capture_output=True)
+    r = mv("get", hashlib.sha256(m).hexdigest())
     return r.returncode == 0 and r.stdout == m
 def flags(m):
     return sql("SELECT parse_status || ' ' || array_to_string(flags, ',') FROM message "
@@ -68,34 +59,18 @@ for name, m in msgs.items():
 
 # smtpd: the same messages again (as new bytes), the daemon's high-water mark.
 resend = {k: m.replace(b"Subject: ", b"Subject: smtp ", 1) for k, m in msgs.items()}
-s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-proc = subprocess.Popen([BIN, "--home", HOME, "smtpd", "--listen", "127.0.0.1:%d" % port,
-                         "--log", os.path.join(WORK, "smtpd.log")], stderr=subprocess.DEVNULL)
-try:
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close(); break
-        except OSError:
-            time.sleep(0.1)
+with Smtpd() as daemon:
     for name, m in resend.items():
-        with smtplib.SMTP("127.0.0.1", port, timeout=120) as c:
+        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=120) as c:
             c.sendmail("a@example.com", ["arch@corp.example"], m)
         check("smtpd %s: 250, archived byte-exact" % name, archived(m))
         check("smtpd %s: flagged" % name, "limit" in flags(m))
     hwm = 0
-    for line in open("/proc/%d/status" % proc.pid):
+    for line in open("/proc/%d/status" % daemon.proc.pid):
         if line.startswith("VmHWM:"):
             hwm = int(line.split()[1]) / 1024
     print("# smtpd: peak RSS %.0f MB (bound %d)" % (hwm, SMTPD_BOUND_MB), flush=True)
     check("smtpd: peak RSS under %d MB" % SMTPD_BOUND_MB, 0 < hwm < SMTPD_BOUND_MB)
-finally:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill(); proc.wait()
-print("test-parse-bounds: %d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish("test-parse-bounds")
 PY
 exit "$rc"

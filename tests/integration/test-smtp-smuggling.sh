@@ -6,36 +6,15 @@
 # bare LF is refused.  Raw sockets on loopback; the daemon is stopped here.
 . "$(dirname "$0")/lib.sh"
 mv db init >/dev/null
-export MV_HOME WORK MAILVAULT_BIN
+export MV_HOME WORK MAILVAULT_BIN TESTS_INTEGRATION=$(dirname "$0")
 rc=0
 python3 - <<'PY' || rc=$?
-import hashlib, os, signal, socket, subprocess, sys, time
+import hashlib, os, socket, sys, time
+sys.path.insert(0, os.environ["TESTS_INTEGRATION"])
+from mvtest import Smtpd, check, finish, mv, sql
 
-BIN, HOME, WORK = os.environ["MAILVAULT_BIN"], os.environ["MV_HOME"], os.environ["WORK"]
-passed = failed = 0
-def check(what, cond):
-    global passed, failed
-    print(("ok - " if cond else "not ok - ") + what, flush=True)
-    if cond: passed += 1
-    else: failed += 1
-def mv(*args):
-    return subprocess.run([BIN, "--home", HOME] + list(args), capture_output=True)
-def sql(q):
-    conn = "host=%s/run dbname=mailvault user=mailvault" % HOME
-    return subprocess.run(["runuser", "-u", "mailvault", "--", "psql", "-X", "-q", "-t", "-A", conn,
-                           "-c", q], capture_output=True, text=True).stdout.strip()
-
-s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-errlog = open(os.path.join(WORK, "smtpd.stderr"), "wb")
-proc = subprocess.Popen([BIN, "--home", HOME, "smtpd", "--listen", "127.0.0.1:%d" % port,
-                         "--log", os.path.join(WORK, "smtpd.log")], stderr=errlog)
-try:
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close(); break
-        except OSError:
-            time.sleep(0.1)
+with Smtpd() as daemon:
+    port = daemon.port
 
     def session(data):
         """Send data after the greeting, then read replies until the server
@@ -104,16 +83,8 @@ try:
     got = mv("get", hashlib.sha256(b"").hexdigest())
     check("empty message: 250 and archived (%s)" % codes,
           codes == [220, 250, 250, 250, 354, 250, 221] and got.returncode == 0 and got.stdout == b"")
-finally:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill(); proc.wait()
-errlog.close()
-stderr = open(os.path.join(WORK, "smtpd.stderr"), "rb").read()
-check("no GLib warning or critical from the daemon", b"CRITICAL" not in stderr and b"WARNING" not in stderr)
-print("test-smtp-smuggling: %d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+check("no GLib warning or critical from the daemon",
+      b"CRITICAL" not in daemon.stderr() and b"WARNING" not in daemon.stderr())
+finish("test-smtp-smuggling")
 PY
 exit "$rc"
