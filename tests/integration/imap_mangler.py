@@ -7,7 +7,11 @@ literal count, a stray close parenthesis, a forged tagged reply, BYE), or
 the connection cut.  Deterministic by seed; exits after the connection
 ends or LIFETIME seconds, whichever comes first.
 
-usage: imap_mangler.py PORT UPSTREAM SEED"""
+With --cut-after N it mangles nothing and cuts the connection after the
+first N bytes from the server: a server that goes away in the middle of a
+pull, at the same point whatever the machine's speed.
+
+usage: imap_mangler.py PORT UPSTREAM SEED [--cut-after N]"""
 import random
 import select
 import socket
@@ -23,6 +27,7 @@ INSERTS = [b"\x00", b"\r\n", b"{99999999999}\r\n", b"{4294967296}\r\n", b")", b"
 
 def main():
     port, upstream, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    cut_after = int(sys.argv[5]) if len(sys.argv) == 6 and sys.argv[4] == "--cut-after" else None
     rng = random.Random(seed)
     lst = socket.socket()
     lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -47,7 +52,11 @@ def main():
                 if s is cli:
                     srv.sendall(data)
                     continue
-                if from_server + len(data) > KEEP and rng.random() < 0.35:
+                if cut_after is not None:
+                    if from_server + len(data) >= cut_after:
+                        cli.sendall(data[:cut_after - from_server])
+                        return  # cut the connection
+                elif from_server + len(data) > KEEP and rng.random() < 0.35:
                     at = rng.randrange(max(0, KEEP - from_server), len(data) + 1) \
                         if from_server < KEEP else rng.randrange(0, len(data) + 1)
                     what = rng.randrange(3)
