@@ -252,6 +252,11 @@ gboolean mv_db_failure_is_transient(const mv_db *db)
 	return strcmp(db->last_sqlstate, "40001") == 0 || strcmp(db->last_sqlstate, "40P01") == 0;
 }
 
+gboolean mv_db_failure_is_timeout(const mv_db *db)
+{
+	return strcmp(db->last_sqlstate, "57014") == 0;
+}
+
 gint64 mv_db_get_int8(const PGresult *r, int row, int col)
 {
 	guint64 be;

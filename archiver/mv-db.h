@@ -138,5 +138,8 @@ mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **er
 /* Whether the last failure (as seen by mv_db_fail) was a deadlock or a
  * serialization failure: the transaction may simply be run again. */
 gboolean mv_db_failure_is_transient(const mv_db *db);
+/* Whether the last failure was a statement cancelled by its timeout
+ * (57014, query_canceled). */
+gboolean mv_db_failure_is_timeout(const mv_db *db);
 
 #endif

@@ -144,7 +144,7 @@ static const char meta_sql[] =
 	ADDRS("to") ", " ADDRS("cc") ", " ADDRS("bcc") ", "
 	"(SELECT " MV_SQL_ISO_UTC("min(r.received_at)") " FROM arrival r WHERE r.message_id = m.id), "
 	"(SELECT string_agg(h.name, '; ' ORDER BY h.name) FROM hold_item hi JOIN hold h ON h.id = hi.hold_id "
-	" WHERE hi.message_id = m.id AND (h.released_at IS NULL OR h.name = $2)), "
+	" WHERE hi.message_id = m.id AND NOT hi.pending AND (h.released_at IS NULL OR h.name = $2)), "
 	"(SELECT r.envelope_from FROM arrival r WHERE r.message_id = m.id ORDER BY r.id LIMIT 1) "
 	"FROM message m WHERE m.id = ANY($1::bigint[]) ORDER BY m.id";
 
@@ -1003,7 +1003,8 @@ static mv_status select_ids(exporter *x, GArray *ids, char **error_r)
 		x->hold_released_at = PQgetisnull(r, 0, 6) ? NULL : g_strdup(PQgetvalue(r, 0, 6));
 		PQclear(r);
 		const char *v2[] = {hid};
-		st = mv_db_query(x->db, "SELECT message_id FROM hold_item WHERE hold_id = $1 ORDER BY message_id",
+		st = mv_db_query(x->db, "SELECT message_id FROM hold_item WHERE hold_id = $1 AND NOT pending "
+		                 "ORDER BY message_id",
 		                 1, v2, NULL, NULL, 0, &r, error_r);
 		g_free(hid);
 	} else {

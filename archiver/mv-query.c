@@ -326,7 +326,7 @@ static mv_status term(parser *p, token *t)
 	} else if (strcmp(f, "hold") == 0) {
 		int n = param(p, g_strdup(v));
 		g_string_append_printf(s, "EXISTS (SELECT 1 FROM hold_item hi JOIN hold h ON h.id = hi.hold_id "
-		                          "WHERE hi.message_id = m.id AND h.released_at IS NULL "
+		                          "WHERE hi.message_id = m.id AND NOT hi.pending AND h.released_at IS NULL "
 		                          "AND (h.name = $%d OR h.case_ref = $%d))",
 		                       n, n);
 	} else if (strcmp(f, "registration") == 0) {

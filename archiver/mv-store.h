@@ -65,12 +65,18 @@ typedef struct {
  * prepare (may be NULL) runs before the transaction, where it may query;
  * send runs inside it and must only send statements with mv_db_send (the
  * transaction may be pipelined).  msgs are the messages of the transaction
- * (n may be 0).  An error from either fails the whole transaction. */
+ * (n may be 0).  An error from either fails the whole transaction.
+ *
+ * degrade (may be NULL) is asked after a transaction failed: may the hook
+ * do less next time so that a retry commits?  It returns TRUE when it
+ * changed what its next send does (the ongoing holds defer a query that
+ * ran out of time); the caller then retries once. */
 typedef struct {
 	const char *name;
 	mv_status (*prepare)(mv_db *db, void *context, char **error_r);
 	mv_status (*send)(mv_db *db, void *context, mv_message *const *msgs, guint n,
 	                  char **error_r);
+	gboolean (*degrade)(mv_db *db, void *context);
 	void *context;
 } mv_store_hook;
 

@@ -70,6 +70,7 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 	if (strcmp(action, "log") != 0 && strcmp(action, "verify") != 0)
 		return mv_cli_usage_error(cli, "unknown action '%s'", action);
 	mv_db *db = NULL;
+	cli->interactive = action[0] == 'l'; /* verify walks the whole chain */
 	int rc = mv_cli_open(cli, &db, NULL);
 	if (rc != 0)
 		return rc;

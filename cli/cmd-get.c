@@ -47,6 +47,7 @@ int mv_cmd_get(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "expected one message ID or SHA-256");
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
+	cli->interactive = TRUE; /* a person or a script waits for the answer */
 	int rc = mv_cli_open(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;

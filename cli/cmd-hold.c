@@ -35,6 +35,10 @@ static void print_hold(const mv_hold_info *h)
 	       h->ongoing ? "ongoing" : "", h->messages, h->created_by, h->created_at,
 	       h->released_at != NULL ? "; released " : "",
 	       h->released_at != NULL ? h->released_at : "");
+	if (h->pending > 0)
+		printf("%-20s %" G_GINT64_FORMAT " new messages protected, waiting for the hold's query "
+		       "(it ran out of time at ingest; `mailvault index` settles them)\n",
+		       "", h->pending);
 }
 
 /* One hold as a JSON object. */
@@ -47,6 +51,7 @@ static void add_hold(JsonBuilder *b, const mv_hold_info *h)
 	mv_json_add_string(b, "query", h->query);
 	mv_json_add_bool(b, "ongoing", h->ongoing);
 	mv_json_add_int(b, "messages", h->messages);
+	mv_json_add_int(b, "pending", h->pending);
 	mv_json_add_string(b, "created_by", h->created_by);
 	mv_json_add_string(b, "created_at", h->created_at);
 	mv_json_add_string(b, "released_by", h->released_by);
@@ -98,6 +103,9 @@ int mv_cmd_hold(mv_cli *cli, int argc, char **argv)
 	    strcmp(action, "list") != 0 && strcmp(action, "show") != 0)
 		return mv_cli_usage_error(cli, "unknown action '%s'", action);
 	mv_db *db = NULL;
+	/* list and show only read; create and release are administrative
+	 * actions that must be allowed to finish on a large archive. */
+	cli->interactive = strcmp(action, "list") == 0 || strcmp(action, "show") == 0;
 	int rc = mv_cli_open(cli, &db, NULL);
 	if (rc != 0)
 		return rc;

@@ -473,6 +473,7 @@ static int cmd_status(mv_cli *cli, int argc, char **argv)
 	if (optind != argc)
 		return mv_cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
 	mv_db *db = NULL;
+	cli->interactive = TRUE; /* ingest status only reads */
 	int rc = mv_cli_open(cli, &db, NULL);
 	if (rc != 0)
 		return rc;

@@ -119,6 +119,7 @@ int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 	if (certificate > 0 && (dry_run || limit > 0))
 		return mv_cli_usage_error(cli, "--certificate shows a past run; it takes no --dry-run or --limit");
 	mv_db *db = NULL;
+	cli->interactive = certificate > 0; /* showing a past run only reads */
 	int rc = mv_cli_open(cli, &db, NULL);
 	if (rc != 0)
 		return rc;

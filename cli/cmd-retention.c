@@ -152,6 +152,7 @@ int mv_cmd_retention(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "expected explain ID or apply");
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
+	cli->interactive = is_explain; /* explain only reads */
 	int rc = mv_cli_open(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;

@@ -126,6 +126,7 @@ int mv_cmd_review(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "--until and --reason belong to review extend");
 
 	mv_db *db = NULL;
+	cli->interactive = list; /* review list only reads */
 	int rc = mv_cli_open(cli, &db, NULL);
 	if (rc != 0)
 		return rc;

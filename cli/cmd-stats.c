@@ -1,6 +1,8 @@
 /* mailvault stats and mailvault index. */
 #include "mv-catalog.h"
+#include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-hold.h"
 #include "mv-json.h"
 #include "mv-store.h"
 
@@ -45,6 +47,7 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 	if (rc != 0)
 		return rc < 0 ? 0 : rc;
 	mv_db *db = NULL;
+	cli->interactive = TRUE; /* stats only reads */
 	if ((rc = mv_cli_open(cli, &db, NULL)) != 0)
 		return rc;
 	mv_stats s;
@@ -92,7 +95,8 @@ static const char index_help[] =
 	"\n"
 	"Compute the full-text search vectors of messages imported with --no-index or\n"
 	"whose indexing was interrupted.  Such messages are searchable before this runs,\n"
-	"only more slowly.\n"
+	"only more slowly.  It also settles the new messages ongoing holds deferred\n"
+	"when their query ran out of time at ingest (see `hold list`).\n"
 	"\n"
 	"Options:\n" MV_CLI_COMMON_HELP;
 
@@ -107,6 +111,9 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 	gint64 done = 0;
 	char *err = NULL;
 	mv_status st = mv_store_index_pending(db, 1000, 0, &done, &err);
+	gint64 settled = 0;
+	if (st == MV_OK)
+		st = mv_hold_settle_pending(db, mv_audit_actor(), &settled, &err);
 	mv_db_close(&db);
 	if (st != MV_OK) {
 		rc = mv_cli_fail(cli, st, err);
@@ -114,5 +121,7 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 		return rc;
 	}
 	printf("indexed %" G_GINT64_FORMAT " messages\n", done);
+	if (settled > 0)
+		printf("settled %" G_GINT64_FORMAT " messages deferred by ongoing holds\n", settled);
 	return 0;
 }

@@ -669,7 +669,7 @@ static mv_status source_hook_send(mv_db *db, void *context, mv_message *const *m
 
 /* Commit groups gs[0..n) in one transaction (skipped groups bring only
  * their hook arguments); sets each group's outcome status. */
-static mv_status commit_groups(writer *w, group *const *gs, guint n, char **error_r)
+static mv_status commit_groups_once(writer *w, group *const *gs, guint n, char **error_r)
 {
 	GPtrArray *msgs = g_ptr_array_new();
 	GArray *arrivals = g_array_new(FALSE, FALSE, sizeof(mv_arrival_info));
@@ -733,6 +733,26 @@ static mv_status commit_groups(writer *w, group *const *gs, guint n, char **erro
 	g_ptr_array_free(msgs, TRUE);
 	g_array_free(arrivals, TRUE);
 	return st;
+}
+
+/* commit_groups_once, and once more when it failed and a stage's hook can
+ * do less next time (the ongoing holds defer a query that ran out of its
+ * time, so that no hold can stop ingest). */
+static mv_status commit_groups(writer *w, group *const *gs, guint n, char **error_r)
+{
+	mv_status st = commit_groups_once(w, gs, n, error_r);
+	if (st == MV_OK || !mv_db_connected(w->db))
+		return st;
+	gboolean degraded = FALSE;
+	for (guint h = 0; h < w->n_hooks; h++) {
+		mv_store_hook *hook = w->hooks[h];
+		if (hook->degrade != NULL && hook->degrade(w->db, hook->context))
+			degraded = TRUE;
+	}
+	if (!degraded)
+		return st;
+	g_clear_pointer(error_r, g_free);
+	return commit_groups_once(w, gs, n, error_r);
 }
 
 /* once_per_source: mark the groups whose submitted bytes already have an
@@ -1012,6 +1032,15 @@ static gpointer indexer_main(gpointer data)
 			continue;
 		}
 		failing = FALSE;
+		/* New messages an ongoing hold deferred (its query ran out of
+		 * time in the ingest transaction) are decided here, outside it. */
+		gint64 settled = 0;
+		if (mv_hold_settle_pending(db, "mailvault ingest", &settled, &err) != MV_OK) {
+			logf_(p, "ongoing holds: settling deferred messages: %s", err);
+			g_clear_pointer(&err, g_free);
+		} else if (settled > 0) {
+			logf_(p, "ongoing holds: %" G_GINT64_FORMAT " deferred messages settled", settled);
+		}
 		/* A full batch: there may be more (left by an earlier run or an
 		 * outage) even when the count says none. */
 		g_mutex_lock(&p->lock);

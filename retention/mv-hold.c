@@ -23,6 +23,40 @@ void mv_hold_info_free(gpointer p)
 	g_free(h);
 }
 
+/* Run an ongoing hold's query the way ingest will, on the newest
+ * MV_HOLD_TRIAL_BATCH messages, within MV_HOLD_TRIAL_MS. */
+static mv_status ongoing_trial(mv_db *db, const char *query, char **error_r)
+{
+	mv_query_sql *q = NULL;
+	mv_status st = mv_query_compile(query, 1, &q, error_r);
+	if (st != MV_OK)
+		return st;
+	st = mv_db_exec(db, "BEGIN", error_r);
+	if (st == MV_OK)
+		st = mv_db_exec(db, "SET LOCAL statement_timeout = " G_STRINGIFY(MV_HOLD_TRIAL_MS), error_r);
+	if (st == MV_OK) {
+		char *sql = g_strdup_printf(
+			"SELECT count(*) FROM message m WHERE m.sha256 = ANY (ARRAY("
+			"SELECT sha256 FROM message ORDER BY id DESC LIMIT %d)) AND (%s)",
+			MV_HOLD_TRIAL_BATCH, q->where);
+		PGresult *r = NULL;
+		st = mv_db_query_params(db, sql, NULL, 0, q->params, &r, error_r);
+		PQclear(r);
+		g_free(sql);
+	}
+	mv_query_sql_free(&q);
+	mv_status end = mv_db_exec(db, "ROLLBACK", NULL);
+	if (st == MV_ERR_LIMIT) {
+		g_clear_pointer(error_r, g_free);
+		return mv_fail(error_r, MV_ERR_LIMIT,
+		               "the query is too slow for an ongoing hold: it must answer within %d ms "
+		               "for a batch of %d new messages, as it runs in every ingest transaction "
+		               "(narrow it, or create the hold without --ongoing)",
+		               MV_HOLD_TRIAL_MS, MV_HOLD_TRIAL_BATCH);
+	}
+	return st != MV_OK ? st : end;
+}
+
 mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, const char *reason,
                          const char *query, gboolean ongoing, const char *actor,
                          gint64 *held_r, char **error_r)
@@ -43,6 +77,13 @@ mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, cons
 	mv_status st = mv_query_compile(query, 2, &q, error_r);
 	if (st != MV_OK)
 		return st;
+	if (ongoing) {
+		st = ongoing_trial(db, query, error_r);
+		if (st != MV_OK) {
+			mv_query_sql_free(&q);
+			return st;
+		}
+	}
 	st = mv_db_exec(db, "BEGIN", error_r);
 	PGresult *r = NULL;
 	char *id = NULL;
@@ -115,7 +156,8 @@ mv_status mv_hold_release(mv_db *db, const char *name, const char *reason, const
 	"h.name, h.case_ref, h.reason, h.query, h.ongoing, h.created_by, "                          \
 	MV_SQL_ISO_UTC("h.created_at") ", h.released_by, "                                           \
 	MV_SQL_ISO_UTC("h.released_at") ", "                                                         \
-	"h.release_reason, (SELECT count(*) FROM hold_item i WHERE i.hold_id = h.id)"
+	"h.release_reason, (SELECT count(*) FROM hold_item i WHERE i.hold_id = h.id AND NOT i.pending), " \
+	"(SELECT count(*) FROM hold_item i WHERE i.hold_id = h.id AND i.pending)"
 
 static mv_hold_info *row(const PGresult *r, int i)
 {
@@ -133,6 +175,7 @@ static mv_hold_info *row(const PGresult *r, int i)
 	h->release_reason = COL(9);
 #undef COL
 	h->messages = g_ascii_strtoll(PQgetvalue(r, i, 10), NULL, 10);
+	h->pending = g_ascii_strtoll(PQgetvalue(r, i, 11), NULL, 10);
 	return h;
 }
 
@@ -178,6 +221,13 @@ typedef struct {
 	char *insert;
 } ongoing_hold;
 
+typedef struct {
+	GPtrArray *holds;        /* ongoing_hold*, loaded by prepare */
+	char timeout_ms[16];     /* each hold query's statement timeout */
+	gboolean defer_next;     /* the next send defers the evaluation */
+	gboolean force_timeout;  /* MAILVAULT_TEST_FAIL_STAGE=ongoing-holds */
+} ongoing_context;
+
 static void ongoing_holds_clear(GPtrArray *holds)
 {
 	for (guint i = 0; i < holds->len; i++) {
@@ -192,7 +242,7 @@ static void ongoing_holds_clear(GPtrArray *holds)
 
 static mv_status ongoing_prepare(mv_db *db, void *context, char **error_r)
 {
-	GPtrArray *holds = context;
+	GPtrArray *holds = ((ongoing_context *)context)->holds;
 	ongoing_holds_clear(holds);
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(db,
@@ -222,10 +272,15 @@ static mv_status ongoing_prepare(mv_db *db, void *context, char **error_r)
 	return st;
 }
 
+/* Every hold query runs under the hook's statement timeout.  Deferred (the
+ * transaction before ran out of time), every message of the transaction
+ * goes into every active ongoing hold as a pending item instead, a
+ * statement whose cost no query can raise (schema/012-hold-pending.sql). */
 static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs, guint n,
                               char **error_r)
 {
-	GPtrArray *holds = context;
+	ongoing_context *c = context;
+	GPtrArray *holds = c->holds;
 	if (n == 0 || holds->len == 0)
 		return MV_OK;
 	GString *shas = g_string_new("{");
@@ -235,7 +290,23 @@ static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs,
 		g_string_append_printf(shas, "%s\"\\\\x%s\"", i ? "," : "", hex);
 	}
 	g_string_append_c(shas, '}');
-	mv_status st = MV_OK;
+	mv_status st;
+	if (c->defer_next) {
+		c->defer_next = FALSE;
+		const char *v[] = {shas->str};
+		st = mv_db_send(db,
+		                "INSERT INTO hold_item (hold_id, message_id, pending) "
+		                "SELECT h.id, m.id, true FROM hold h CROSS JOIN message m "
+		                "WHERE h.ongoing AND h.released_at IS NULL AND m.sha256 = ANY ($1::bytea[]) "
+		                "ON CONFLICT DO NOTHING",
+		                1, v, error_r);
+		g_string_free(shas, TRUE);
+		return st;
+	}
+	const char *t[] = {c->timeout_ms};
+	st = mv_db_send(db, "SELECT set_config('statement_timeout', $1, true)", 1, t, error_r);
+	if (st == MV_OK && c->force_timeout)
+		st = mv_db_send(db, "SELECT pg_sleep(3600)", 0, NULL, error_r);
 	for (guint i = 0; st == MV_OK && i < holds->len; i++) {
 		ongoing_hold *h = holds->pdata[i];
 		guint np = h->sql->params->len + 2;
@@ -247,18 +318,38 @@ static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs,
 		st = mv_db_send(db, h->insert, (int)np, v, error_r);
 		g_free(v);
 	}
+	if (st == MV_OK)
+		st = mv_db_send(db, "SET LOCAL statement_timeout = DEFAULT", 0, NULL, error_r);
 	/* A pipelined send copies its parameters: shas may go now. */
 	g_string_free(shas, TRUE);
 	return st;
 }
 
+/* A hold query ran out of its time: defer the evaluation in the retry. */
+static gboolean ongoing_degrade(mv_db *db, void *context)
+{
+	ongoing_context *c = context;
+	if (c->holds->len == 0 || c->defer_next || !mv_db_failure_is_timeout(db))
+		return FALSE;
+	c->defer_next = TRUE;
+	return TRUE;
+}
+
 mv_store_hook *mv_hold_ongoing_hook_new(void)
 {
+	ongoing_context *c = g_new0(ongoing_context, 1);
+	c->holds = g_ptr_array_new();
+	const char *t = g_getenv("MAILVAULT_HOLD_TIMEOUT");
+	gint64 ms = t != NULL && *t != '\0' ? g_ascii_strtoll(t, NULL, 10) : MV_HOLD_INGEST_TIMEOUT_MS;
+	g_snprintf(c->timeout_ms, sizeof c->timeout_ms, "%" G_GINT64_FORMAT, CLAMP(ms, 1, G_MAXINT32));
+	const char *fail = g_getenv("MAILVAULT_TEST_FAIL_STAGE");
+	c->force_timeout = fail != NULL && strcmp(fail, "ongoing-holds") == 0;
 	mv_store_hook *hook = g_new0(mv_store_hook, 1);
 	hook->name = "ongoing holds";
 	hook->prepare = ongoing_prepare;
 	hook->send = ongoing_send;
-	hook->context = g_ptr_array_new();
+	hook->degrade = ongoing_degrade;
+	hook->context = c;
 	return hook;
 }
 
@@ -266,9 +357,68 @@ void mv_hold_ongoing_hook_free(mv_store_hook **hook)
 {
 	if (hook == NULL || *hook == NULL)
 		return;
-	GPtrArray *holds = (*hook)->context;
-	ongoing_holds_clear(holds);
-	g_ptr_array_free(holds, TRUE);
+	ongoing_context *c = (*hook)->context;
+	ongoing_holds_clear(c->holds);
+	g_ptr_array_free(c->holds, TRUE);
+	g_free(c);
 	g_free(*hook);
 	*hook = NULL;
+}
+
+mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r, char **error_r)
+{
+	*settled_r = 0;
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db,
+	                           "SELECT h.id, h.name, h.query FROM hold h WHERE EXISTS "
+	                           "(SELECT 1 FROM hold_item i WHERE i.hold_id = h.id AND i.pending) "
+	                           "ORDER BY h.id",
+	                           0, NULL, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		const char *id = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
+		mv_query_sql *q = NULL;
+		st = mv_query_compile(PQgetvalue(r, i, 2), 2, &q, error_r);
+		/* One snapshot for both statements: a pending item ingest adds
+		 * meanwhile is neither decided nor removed here. */
+		if (st == MV_OK)
+			st = mv_db_exec(db, "BEGIN ISOLATION LEVEL REPEATABLE READ", error_r);
+		if (st != MV_OK) {
+			mv_query_sql_free(&q);
+			break;
+		}
+		const char *lead[] = {id};
+		PGresult *u = NULL;
+		gint64 kept = 0, dropped = 0;
+		char *sql = g_strdup_printf("UPDATE hold_item i SET pending = false FROM message m "
+		                            "WHERE i.hold_id = $1::integer AND i.pending "
+		                            "AND m.id = i.message_id AND (%s)",
+		                            q->where);
+		st = mv_db_query_params(db, sql, lead, 1, q->params, &u, error_r);
+		if (st == MV_OK)
+			kept = g_ascii_strtoll(PQcmdTuples(u), NULL, 10);
+		PQclear(u);
+		g_free(sql);
+		if (st == MV_OK) {
+			st = mv_db_query(db, "DELETE FROM hold_item WHERE hold_id = $1::integer AND pending",
+			                 1, lead, NULL, NULL, 0, &u, error_r);
+			if (st == MV_OK)
+				dropped = g_ascii_strtoll(PQcmdTuples(u), NULL, 10);
+			PQclear(u);
+		}
+		if (st == MV_OK) {
+			char *subject = g_strdup_printf("hold %s", name);
+			char *details = g_strdup_printf("deferred at ingest, now settled: held=%" G_GINT64_FORMAT
+			                                "\nnot matching=%" G_GINT64_FORMAT,
+			                                kept, dropped);
+			st = mv_audit_append(db, actor, "hold.settle", subject, details, NULL, error_r);
+			g_free(subject);
+			g_free(details);
+		}
+		st = mv_db_end(db, st, error_r);
+		mv_query_sql_free(&q);
+		if (st == MV_OK)
+			*settled_r += kept + dropped;
+	}
+	PQclear(r);
+	return st;
 }

@@ -17,6 +17,7 @@ typedef struct {
 	char *created_by, *created_at;
 	char *released_by, *released_at, *release_reason; /* NULL while active */
 	gint64 messages;
+	gint64 pending;  /* new messages deferred at ingest, not yet settled */
 } mv_hold_info;
 
 void mv_hold_info_free(gpointer info);
@@ -26,7 +27,19 @@ void mv_hold_info_free(gpointer info);
 	"EXISTS (SELECT 1 FROM hold_item i JOIN hold h ON h.id = i.hold_id " \
 	"WHERE i.message_id = m.id AND h.released_at IS NULL)"
 
-/* MV_ERR_QUERY for a bad query, MV_ERR_USAGE when the name is taken. */
+/* An ongoing hold's query runs in every ingest transaction.  When it is
+ * created, it is tried on the newest MV_HOLD_TRIAL_BATCH messages (a full
+ * transaction of new mail) and refused (MV_ERR_LIMIT) unless it answers
+ * within MV_HOLD_TRIAL_MS.  At ingest each hold statement may run
+ * MV_HOLD_INGEST_TIMEOUT_MS (the MAILVAULT_HOLD_TIMEOUT environment variable
+ * changes it); one that runs out is deferred, never a reason to refuse a
+ * message (see mv_hold_ongoing_hook_new). */
+#define MV_HOLD_TRIAL_BATCH 200
+#define MV_HOLD_TRIAL_MS 2000
+#define MV_HOLD_INGEST_TIMEOUT_MS 10000
+
+/* MV_ERR_QUERY for a bad query, MV_ERR_USAGE when the name is taken,
+ * MV_ERR_LIMIT for an ongoing hold whose query is too slow (above). */
 mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, const char *reason,
                          const char *query, gboolean ongoing, const char *actor,
                          gint64 *held_r, char **error_r) MV_WARN_UNUSED;
@@ -42,9 +55,26 @@ mv_status mv_hold_show(mv_db *db, const char *name, mv_hold_info **hold_r, char 
  * inside it inserts into hold_item every message of the transaction that a
  * hold's query matches.  A transaction whose holds cannot be loaded fails:
  * a message one of them should take is never archived outside it.
+ *
+ * No hold can stop ingest: each hold statement runs under a statement
+ * timeout, and when one runs out the hook's degrade tells the pipeline to
+ * retry with the evaluation deferred: every message of the transaction
+ * then enters every active ongoing hold as a pending item, protected as if
+ * held (purge and the delete guard see it) until mv_hold_settle_pending
+ * decides.  MAILVAULT_TEST_FAIL_STAGE=ongoing-holds makes every evaluation
+ * run out of time (tests only).
+ *
  * One hook per connection (it keeps the loaded holds between prepare and
  * send); free with mv_hold_ongoing_hook_free. */
 mv_store_hook *mv_hold_ongoing_hook_new(void);
 void mv_hold_ongoing_hook_free(mv_store_hook **hook);
+
+/* Settle the pending items ingest deferred: for each hold that has some,
+ * in one transaction with an audit entry (hold.settle, by actor), the
+ * items its query matches become ordinary items and the others are
+ * removed.  No statement timeout of its own: run it outside ingest (the
+ * pipeline's indexer, `mailvault index`).  *settled_r: items decided. */
+mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r,
+                                 char **error_r) MV_WARN_UNUSED;
 
 #endif

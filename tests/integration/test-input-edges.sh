@@ -43,7 +43,7 @@ expect_eq "and ingest goes on" 0 "$(rc_of mv import "$WORK/ok.eml")"
 # Interactive queries have a statement timeout: a search that waits behind
 # a lock ends after MAILVAULT_STATEMENT_TIMEOUT milliseconds, exit 65.
 conn="host=$MV_HOME/run dbname=mailvault user=mailvault"
-runuser -u mailvault -- psql -X -q "$conn" -c "BEGIN; LOCK TABLE message IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
+runuser -u mailvault -- psql -X -q "$conn" -c "BEGIN; LOCK TABLE message, hold, audit_event, ingest_cursor, policy, disposition, tombstone IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
 locker=$!
 locked=0
 for i in $(seq 1 600); do  # up to a minute on a loaded machine
@@ -55,7 +55,21 @@ expect_eq "the message table is locked by another session" 1 "$locked"
 expect_eq "a search blocked behind a lock ends at the statement timeout: exit 65" 65 \
   "$(MAILVAULT_STATEMENT_TIMEOUT=500 rc_of mv search body)"
 check "and says so" grep -q "statement timeout" "$WORK/err"
+# Every command that only reads is bounded the same way.
+for cmd in "show 1" "get 1" "stats" "hold list" "audit log" "review list" "retention explain 1" \
+           "ingest status" "purge --certificate 1"; do
+  # shellcheck disable=SC2086
+  expect_eq "$cmd blocked behind the lock: exit 65" 65 "$(MAILVAULT_STATEMENT_TIMEOUT=500 rc_of mv $cmd)"
+done
+# An ongoing hold's query is tried the way ingest will run it; one that
+# cannot answer in time (here: blocked) is refused, and nothing is created.
+expect_eq "an ongoing hold whose query cannot answer in time is refused: exit 65" 65 \
+  "$(rc_of mv hold create slow --case C-3 --reason r --ongoing --query 'from:a@corp.example')"
+check "and the error says why" grep -q "too slow for an ongoing hold" "$WORK/err"
 sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
 wait "$locker" 2>/dev/null || true
 expect_eq "without the lock the search answers" 0 "$(rc_of mv search body)"
+expect_eq "the refused hold was not created" 0 "$(sql "SELECT count(*) FROM hold WHERE name = 'slow'")"
+expect_eq "without the lock the same ongoing hold is created" 0 \
+  "$(rc_of mv hold create slow --case C-3 --reason r --ongoing --query 'from:a@corp.example')"
 finish

@@ -137,4 +137,42 @@ expect_eq "after the last purge: no expired purge-class message is left" 0 "$(sq
 expect_eq "verify: every live message is whole" 0 "$(rc_of mv verify)"
 expect_eq "no blob without a referrer survives" 0 "$(sql "SELECT count(*) FROM blob b WHERE NOT EXISTS (SELECT 1 FROM message m WHERE m.skeleton_sha256 = b.sha256) AND NOT EXISTS (SELECT 1 FROM message_splice s WHERE s.blob_sha256 = b.sha256) AND NOT EXISTS (SELECT 1 FROM part p WHERE p.blob_sha256 = b.sha256)")"
 expect_eq "shared attachments survive for the live messages" 6 "$(sql "SELECT count(DISTINCT p.blob_sha256) FROM part p JOIN message m ON m.id = p.message_id WHERE p.filename = 's.bin'")"
+# An ongoing hold whose query runs out of time at ingest never stops ingest:
+# the transaction is retried with the new messages deferred into the hold as
+# pending items, which protect them as if held until `mailvault index`
+# settles them by the hold's query.  (MAILVAULT_TEST_FAIL_STAGE makes every
+# evaluation sleep past MAILVAULT_HOLD_TIMEOUT.)
+mv hold create slow-hold --case C-9 --reason test --ongoing --query 'subject:"ephemeral five"' >/dev/null
+for n in five six; do
+  printf 'Date: Mon, 6 Jan 2020 10:00:00 +0000\nFrom: a@corp.example\nTo: b@corp.example\nSubject: ephemeral %s\nMessage-ID: <eph-%s@x>\n\nephemeral %s\n' \
+    "$n" "$n" "$n" > "$WORK/mail/eph-$n.eml"
+done
+expect_eq "ingest while every hold evaluation runs out of time: exit 0" 0 \
+  "$(MAILVAULT_TEST_FAIL_STAGE=ongoing-holds MAILVAULT_HOLD_TIMEOUT=200 rc_of mv import --no-index "$WORK/mail/eph-five.eml" "$WORK/mail/eph-six.eml")"
+expect_eq "both messages archived" 2 "$(sql "SELECT count(*) FROM message WHERE message_id IN ('eph-five@x', 'eph-six@x')")"
+pending_of() { sql "SELECT count(*) FROM hold_item i JOIN hold h ON h.id = i.hold_id WHERE h.name = 'slow-hold' AND i.pending"; }
+expect_eq "both wait in the hold as pending items" 2 "$(pending_of)"
+check "hold list says so" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' hold list | grep -q '2 new messages protected, waiting'"
+expect_eq "hold list --json: pending" 2 "$(mv hold show --json slow-hold | json_get pending)"
+expect_eq "a pending item is no hit of hold:" 0 "$(mv search --count hold:slow-hold)"
+dry=$(mv purge --dry-run --json)
+check "a pending message is not due for purge" sh -c "! echo '$dry' | grep -q '$(sha eph-six)'"
+set +e; sql "SELECT mv_purge_message((SELECT id FROM message WHERE message_id = 'eph-six@x'), 1)" > "$WORK/p" 2>&1; set -e
+expect_eq "the purge function refuses a pending message" f "$(cat "$WORK/p")"
+set +e; sql "UPDATE hold_item SET hold_id = hold_id + 1 WHERE pending" >/dev/null 2>&1; rc=$?; set -e
+check "a pending item cannot be moved to another hold (rc $rc)" test "$rc" -ne 0
+mv index > "$WORK/index.out"
+check "mailvault index settles them" grep -q "^settled 2 messages deferred by ongoing holds" "$WORK/index.out"
+expect_eq "no pending item left" 0 "$(pending_of)"
+expect_eq "the matching message is held" 1 "$(mv search --count 'hold:slow-hold message-id:eph-five@x')"
+expect_eq "the other is not" 0 "$(mv search --count 'hold:slow-hold message-id:eph-six@x')"
+dry=$(mv purge --dry-run --json)
+check "now the unmatched one is due for purge" sh -c "echo '$dry' | grep -q '$(sha eph-six)'"
+check "and the held one is not" sh -c "! echo '$dry' | grep -q '$(sha eph-five)'"
+check "the settling is an audit entry" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' audit log | grep -q 'hold.settle'"
+sed 's/eph-five@x/eph-five-again@x/' "$WORK/mail/eph-five.eml" > "$WORK/mail/eph-five-again.eml"
+mv import --quiet --no-index "$WORK/mail/eph-five-again.eml"
+expect_eq "without the fault, a new matching message is held in its ingest transaction" 1 \
+  "$(mv search --count 'hold:slow-hold message-id:eph-five-again@x')"
+expect_eq "audit trail intact" 0 "$(rc_of mv audit verify)"
 finish
