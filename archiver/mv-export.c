@@ -108,6 +108,11 @@ typedef struct {
 	gint64 id;
 	char *sha256, *message_id, *date, *date_raw, *from, *subject, *archived_at;
 	char *registration, *retention_class, *to, *cc, *bcc, *received, *holds, *envelope_from;
+	/* The envelope of every arrival: senders, recipients, the recipients
+	 * the header does not name (blind copies), and where each recipient
+	 * is known from ("b@x.example (header to, SMTP envelope)"). */
+	char *envelope_senders, *envelope_rcpts, *blind, *rcpt_sources;
+	char *bcc_all; /* header Bcc and blind, merged */
 	gint64 size;
 } meta;
 
@@ -128,6 +133,11 @@ static void meta_clear(meta *m)
 	g_free(m->received);
 	g_free(m->holds);
 	g_free(m->envelope_from);
+	g_free(m->envelope_senders);
+	g_free(m->envelope_rcpts);
+	g_free(m->blind);
+	g_free(m->rcpt_sources);
+	g_free(m->bcc_all);
 	*m = (meta){0};
 }
 
@@ -145,7 +155,26 @@ static const char meta_sql[] =
 	"(SELECT " MV_SQL_ISO_UTC("min(r.received_at)") " FROM arrival r WHERE r.message_id = m.id), "
 	"(SELECT string_agg(h.name, '; ' ORDER BY h.name) FROM hold_item hi JOIN hold h ON h.id = hi.hold_id "
 	" WHERE hi.message_id = m.id AND NOT hi.pending AND (h.released_at IS NULL OR h.name = $2)), "
-	"(SELECT r.envelope_from FROM arrival r WHERE r.message_id = m.id ORDER BY r.id LIMIT 1) "
+	"(SELECT r.envelope_from FROM arrival r WHERE r.message_id = m.id ORDER BY r.id LIMIT 1), "
+	"(SELECT string_agg(DISTINCT r.envelope_from, '; ') FROM arrival r "
+	" WHERE r.message_id = m.id AND r.envelope_from <> ''), "
+	"(SELECT string_agg(DISTINCT lower(t.rcpt), '; ') FROM arrival r, unnest(r.envelope_to) t(rcpt) "
+	" WHERE r.message_id = m.id), "
+	"(SELECT string_agg(DISTINCT lower(t.rcpt), '; ') "
+	" FROM arrival r, unnest(r.envelope_to || r.envelope_bcc) t(rcpt) WHERE r.message_id = m.id "
+	" AND NOT EXISTS (SELECT 1 FROM address a WHERE a.message_id = m.id "
+	" AND a.role IN ('to', 'cc', 'bcc') AND a.address = lower(t.rcpt))), "
+	"(SELECT string_agg(s.addr || ' (' || s.srcs || ')', '; ' ORDER BY s.addr) FROM ("
+	" SELECT x.addr, string_agg(DISTINCT x.src, ', ') AS srcs FROM ("
+	"  SELECT a.address AS addr, 'header ' || a.role AS src FROM address a "
+	"   WHERE a.message_id = m.id AND a.role IN ('to', 'cc', 'bcc') "
+	"  UNION ALL SELECT lower(t.rcpt), CASE WHEN r.journal_report_sha256 IS NOT NULL "
+	"   THEN 'journal report' WHEN r.protocol IS NOT NULL THEN r.protocol || ' envelope' "
+	"   ELSE 'envelope of ' || r.source END "
+	"   FROM arrival r, unnest(r.envelope_to) t(rcpt) WHERE r.message_id = m.id "
+	"  UNION ALL SELECT lower(b.rcpt), 'journal report Bcc' "
+	"   FROM arrival r, unnest(r.envelope_bcc) b(rcpt) WHERE r.message_id = m.id"
+	" ) x GROUP BY x.addr) s) "
 	"FROM message m WHERE m.id = ANY($1::bigint[]) ORDER BY m.id";
 
 static mv_status read_meta(mv_db *db, const gint64 *ids, guint n, const char *hold, GArray *out,
@@ -179,6 +208,12 @@ static mv_status read_meta(mv_db *db, const gint64 *ids, guint n, const char *ho
 		m.received = COL(14);
 		m.holds = COL(15);
 		m.envelope_from = COL(16);
+		m.envelope_senders = COL(17);
+		m.envelope_rcpts = COL(18);
+		m.blind = COL(19);
+		m.rcpt_sources = COL(20);
+		m.bcc_all = m.bcc != NULL && m.blind != NULL ? g_strconcat(m.bcc, "; ", m.blind, NULL)
+		            : g_strdup(m.bcc != NULL ? m.bcc : m.blind);
 		g_array_append_val(out, m);
 	}
 #undef COL
@@ -681,6 +716,10 @@ static GString *text_of(const meta *m, const char *doc_id, const mv_message *msg
 	line(s, "Bcc", m->bcc);
 	line(s, "Subject", m->subject);
 	line(s, "Message-ID", m->message_id);
+	line(s, "Envelope-From", m->envelope_senders);
+	line(s, "Envelope-To", m->envelope_rcpts);
+	line(s, "Blind recipients (in the envelope, not in the header)", m->blind);
+	line(s, "Recipients known from", m->rcpt_sources);
 	if (names != NULL && names->len > 0) {
 		g_string_append(s, "Attachments:");
 		for (guint i = 0; i < names->len; i++)
@@ -820,7 +859,7 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 		{"#From", "Text", m->from},
 		{"#To", "Text", m->to},
 		{"#CC", "Text", m->cc},
-		{"#BCC", "Text", m->bcc},
+		{"#BCC", "Text", m->bcc_all},
 		{"#Subject", "Text", m->subject},
 		{"#DateSent", "DateTime", m->date},
 		{"#DateReceived", "DateTime", m->received},
@@ -831,6 +870,10 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 		{"RetentionClass", "Text", m->retention_class},
 		{"Hold", "Text", m->holds},
 		{"ArchivedAt", "DateTime", m->archived_at},
+		{"EnvelopeFrom", "Text", m->envelope_senders},
+		{"EnvelopeTo", "Text", m->envelope_rcpts},
+		{"BlindRecipients", "Text", m->blind},
+		{"RecipientSources", "Text", m->rcpt_sources},
 		{"MailvaultID", "Integer", idtext},
 		{"SHA256", "Text", m->sha256},
 	};
@@ -878,8 +921,10 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 		if (st == MV_OK)
 			p->attachments++;
 	}
-	mv_index_row row = {m->date, m->from, m->to, m->subject, m->retention_class, doc_id,
-	                    names->len, txt, (const mv_index_link *)(void *)links->data, links->len};
+	mv_index_row row = {.date = m->date, .from = m->from, .to = m->to, .subject = m->subject,
+	                    .retention_class = m->retention_class, .registration = doc_id,
+	                    .bcc = m->bcc_all, .attachments = names->len, .text_href = txt,
+	                    .links = (const mv_index_link *)(void *)links->data, .n_links = links->len};
 	if (st == MV_OK)
 		st = mv_index_html_row(p->index, &row, error_r);
 	if (st == MV_OK) {

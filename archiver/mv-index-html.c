@@ -124,7 +124,7 @@ mv_status mv_index_html_open(const char *path, const char *title, const char *su
 	            "placeholder=\"Filter: any text in a row\" aria-label=\"Filter\">"
 	            "<span id=\"count\"></span></div>\n"
 	            "<table id=\"docs\">\n<thead><tr><th>Date (UTC)</th><th>From</th><th>To</th>"
-	            "<th>Subject</th><th data-type=\"num\">Attachments</th><th>Class</th>"
+	            "<th>Bcc (header and envelope)</th><th>Subject</th><th data-type=\"num\">Attachments</th><th>Class</th>"
 	            "<th>Registration</th><th>Files</th></tr></thead>\n<tbody>\n"))
 		return failed(w, error_r);
 	return MV_OK;
@@ -137,6 +137,7 @@ mv_status mv_index_html_row(mv_index_html *w, const mv_index_row *r, char **erro
 	gboolean ok = put(w, "<tr><td class=\"d\" data-v=\"") && put_text(w, r->date != NULL ? r->date : "") &&
 	              put(w, "\">") && put_text(w, r->date) && put(w, "</td><td>") &&
 	              put_text(w, r->from) && put(w, "</td><td>") && put_text(w, r->to) &&
+	              put(w, "</td><td>") && put_text(w, r->bcc) &&
 	              put(w, "</td><td><a href=") && put_href(w, r->text_href) && put(w, ">") &&
 	              put_text(w, r->subject != NULL && *r->subject != '\0' ? r->subject : "(no subject)") &&
 	              put(w, "</a></td><td class=\"n\">") && put(w, n) && put(w, "</td><td>") &&

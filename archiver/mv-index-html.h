@@ -28,6 +28,8 @@ typedef struct {
 typedef struct {
 	const char *date;          /* ISO 8601, or NULL */
 	const char *from, *to, *subject, *retention_class, *registration;
+	const char *bcc;           /* header Bcc and the envelope's blind
+	                              recipients, or NULL */
 	gint64 attachments;
 	const char *text_href;     /* the .txt */
 	const mv_index_link *links; /* .eml, .txt, attachments */

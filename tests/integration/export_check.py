@@ -14,6 +14,13 @@
                                        rows, dates in descending order
   export_check.py hostile DIR DOCID    the attachments of the hand-made hostile
                                        message: prints their names, one a line
+  export_check.py envelope DIR MSGID ADDR...
+                                       the message whose Message-ID is MSGID
+                                       names each ADDR as a blind recipient in
+                                       the load file (#BCC, BlindRecipients,
+                                       RecipientSources), in its text and in
+                                       its index.html row; prints "ok" or
+                                       what is missing, and RecipientSources
 """
 import html.parser
 import os
@@ -171,6 +178,33 @@ def hostile(d, doc_id):
         print(n)
 
 
+def envelope(d, msgid, addrs):
+    root = ET.parse(os.path.join(d, 'loadfile.xml')).getroot()
+    for doc in root.iter('Document'):
+        tags = {t.get('TagName'): t.get('TagValue') or '' for t in doc.iter('Tag')}
+        if doc.get('DocType') == 'Message' and tags.get('#MessageID', '').strip('<>') == msgid:
+            break
+    else:
+        sys.exit(f'no document with Message-ID {msgid}')
+    text_file = [f for f in doc.iter('File') if f.get('FileType') == 'Text'][0].find('ExternalFile')
+    text = open(os.path.join(d, text_file.get('FilePath'), text_file.get('FileName')),
+                encoding='utf-8').read()
+    blind_line = [ln for ln in text.splitlines() if ln.startswith('Blind recipients')]
+    rows = [r for r in open(os.path.join(d, 'index.html'), encoding='utf-8').read().split('<tr>')
+            if doc.get('DocID') in r]
+    missing = []
+    for a in addrs:
+        for what, where in (('#BCC', tags.get('#BCC', '')),
+                            ('BlindRecipients', tags.get('BlindRecipients', '')),
+                            ('RecipientSources', tags.get('RecipientSources', '')),
+                            ('the text', blind_line[0] if blind_line else ''),
+                            ('index.html', rows[0] if rows else '')):
+            if a not in where:
+                missing.append(f'{a} not in {what}')
+    print('ok' if not missing else '; '.join(missing))
+    print(tags.get('RecipientSources', ''))
+
+
 if __name__ == '__main__':
     cmd = sys.argv[1]
     if cmd == 'names':
@@ -185,5 +219,7 @@ if __name__ == '__main__':
         dom(sys.argv[2], int(sys.argv[3]))
     elif cmd == 'hostile':
         hostile(sys.argv[2], sys.argv[3])
+    elif cmd == 'envelope':
+        envelope(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
         sys.exit(__doc__)

@@ -143,6 +143,25 @@ check("envelope recipients kept, Bcc included",
       env["envelope_to"] == ["bob@corp.example", "audit@corp.example"])
 check("arrival records the client and HELO", "client=127.0.0.1" in (env["details"] or ""))
 
+# The envelope reaches a case bundle: the Bcc recipient known only from the
+# SMTP envelope is in the load file's #BCC and its own fields, in the text
+# and in index.html, in every format (export_check.py envelope).
+CHECK = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "export_check.py")]
+for fmt in ("dir", "zip", "tar"):
+    out = os.path.join(WORK, "env-export." + fmt)
+    mv("export", "--query", "message-id:m1@corp.example", "--out", out, "--format", fmt)
+    b = out
+    if fmt != "dir":
+        b = out + ".unpacked"
+        subprocess.run(CHECK + ["unpack", out, b], check=True)
+    r = subprocess.run(CHECK + ["envelope", b, "m1@corp.example", "audit@corp.example"],
+                       capture_output=True, text=True)
+    lines = r.stdout.splitlines()
+    check("export (%s): the envelope-only Bcc is in the load file, the text and index.html (%s)"
+          % (fmt, lines[0] if lines else r.stderr), lines[:1] == ["ok"])
+    check("export (%s): where each recipient is known from (%s)" % (fmt, lines[1:]),
+          lines[1:] == ["audit@corp.example (ESMTP envelope); bob@corp.example (ESMTP envelope, header to)"])
+
 # The same journal copy twice: one message, two arrivals.
 with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as c:
     c.sendmail("alice@corp.example", ["bob@corp.example"], m1)

@@ -227,6 +227,23 @@ check "journal: a malformed report is archived as it is, flagged" bash -c \
 check "journal: a plain message is archived as it is" bash -c \
   "mv get $(sha256sum < "$WORK/small/0020.eml" | cut -c1-64) | cmp -s - '$WORK/small/0020.eml'"
 
+# The envelope reaches the bundle: the report's blind recipients (its Bcc
+# and a recipient the header does not name) are in the load file's #BCC and
+# fields of their own, in the text and in index.html, in every format.
+CHECK="python3 $TESTS_DIR/integration/export_check.py"
+for fmt in dir zip tar; do
+  mv export --query 'message-id:minutes@corp.example' --out "$WORK/jexp.$fmt" --format "$fmt" >/dev/null
+  if [ "$fmt" = dir ]; then b="$WORK/jexp.dir"; else b="$WORK/jexp-unpacked.$fmt"; $CHECK unpack "$WORK/jexp.$fmt" "$b"; fi
+  $CHECK envelope "$b" minutes@corp.example carol@corp.example dave@corp.example > "$WORK/jexp.out"
+  expect_eq "journal export ($fmt): the blind recipients are in the load file, the text and index.html" ok "$(head -1 "$WORK/jexp.out")"
+  check "journal export ($fmt): where each recipient is known from" \
+    grep -q "bob@corp.example (header to, journal report); carol@corp.example (journal report, journal report Bcc)" "$WORK/jexp.out"
+  check "journal export ($fmt): the load file is valid EDRM" \
+    xmllint --noout --schema "$TESTS_DIR/../schema/edrm-1.2.xsd" "$b/loadfile.xml"
+done
+check "journal export: a recipient the header names is not blind" \
+  bash -c "! grep -q 'TagName=\"BlindRecipients\"[^>]*bob@' '$WORK/jexp.dir/loadfile.xml'"
+
 # ---- 8. login refused, TLS wrong ----
 set +e
 mv ingest imap --url "$URL" --user journal --password-file "$WORK/badpw" "${TLS[@]}" >/dev/null 2>"$WORK/login.err"
