@@ -10,7 +10,9 @@
  * replies 250 only once the pipeline says committed, and 451 4.3.0 when
  * the database failed, so the client keeps the message and retries.
  *
- * Protocol handling never touches SQL: it only receives and answers.
+ * Protocol handling (mv-smtp-session.h, one session per connection) never
+ * touches SQL: it only receives and answers; this module is the server
+ * around it (listeners, allow list, TLS, log, signals, the pipeline).
  * Large messages are spooled to an unlinked temporary file, not memory.
  *
  * SECURITY: all network input is untrusted: command lines, recipients,
