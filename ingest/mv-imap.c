@@ -5,6 +5,7 @@
  * and every wait at options.timeout seconds.  After any I/O or protocol
  * error the session is marked broken and refuses further commands. */
 #include "mv-imap.h"
+#include "mv-imap-testing.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -26,6 +27,11 @@ struct mv_imap {
 	gsize in_pos;
 	guint tag;
 	gboolean broken;
+	/* The test seam (mv-imap-testing.h): the server's bytes, borrowed, or
+	 * NULL for a real connection; reads take them from mem_pos on, sends
+	 * are dropped. */
+	const guint8 *mem;
+	gsize mem_len, mem_pos;
 };
 
 /* One response: its text with each literal's {N} marker left in place (CRLF
@@ -165,6 +171,8 @@ static mv_status wait_socket(mv_imap *imap, short events, char **error_r)
 static mv_status send_all(mv_imap *imap, const void *data, gsize len, char **error_r)
 {
 	const char *p = data;
+	if (imap->mem != NULL)
+		return MV_OK;
 	while (len > 0) {
 		size_t n = 0;
 		CURLcode rc = curl_easy_send(imap->curl, p, len, &n);
@@ -197,7 +205,14 @@ static mv_status fill(mv_imap *imap, char **error_r)
 	g_byte_array_set_size(imap->in, old + RECV_CHUNK);
 	for (;;) {
 		size_t n = 0;
-		CURLcode rc = curl_easy_recv(imap->curl, imap->in->data + old, RECV_CHUNK, &n);
+		CURLcode rc = CURLE_OK;
+		if (imap->mem != NULL) {
+			n = MIN(RECV_CHUNK, imap->mem_len - imap->mem_pos);
+			memcpy(imap->in->data + old, imap->mem + imap->mem_pos, n);
+			imap->mem_pos += n;
+		} else {
+			rc = curl_easy_recv(imap->curl, imap->in->data + old, RECV_CHUNK, &n);
+		}
 		if (rc == CURLE_OK) {
 			g_byte_array_set_size(imap->in, old + (guint)n);
 			if (n == 0)
@@ -567,13 +582,9 @@ static mv_status curl_failure(CURLcode rc, const char *errbuf, const mv_imap_opt
 	}
 }
 
-mv_status mv_imap_connect(const mv_imap_options *options, mv_imap **imap_r, char **error_r)
+/* A session not yet connected; takes mailbox and display. */
+static mv_imap *session_new(const mv_imap_options *options, char *mailbox, char *display)
 {
-	*imap_r = NULL;
-	char *mailbox = NULL, *display = NULL;
-	mv_status st = mv_imap_parse_url(options->url, &mailbox, &display, error_r);
-	if (st != MV_OK)
-		return st;
 	mv_imap *imap = g_new0(mv_imap, 1);
 	imap->mailbox = mailbox;
 	imap->display = display;
@@ -582,6 +593,29 @@ mv_status mv_imap_connect(const mv_imap_options *options, mv_imap **imap_r, char
 	imap->caps = g_ptr_array_new_with_free_func(g_free);
 	imap->in = g_byte_array_new();
 	imap->sock = CURL_SOCKET_BAD;
+	return imap;
+}
+
+/* The first command once logged in; closes imap when it fails. */
+static mv_status session_start(mv_imap *imap, mv_imap **imap_r, char **error_r)
+{
+	mv_status st = simple_command(imap, "CAPABILITY", "CAPABILITY", on_capability, NULL, error_r);
+	if (st != MV_OK) {
+		mv_imap_close(&imap);
+		return st;
+	}
+	*imap_r = imap;
+	return MV_OK;
+}
+
+mv_status mv_imap_connect(const mv_imap_options *options, mv_imap **imap_r, char **error_r)
+{
+	*imap_r = NULL;
+	char *mailbox = NULL, *display = NULL;
+	mv_status st = mv_imap_parse_url(options->url, &mailbox, &display, error_r);
+	if (st != MV_OK)
+		return st;
+	mv_imap *imap = session_new(options, mailbox, display);
 	imap->curl = curl_easy_init();
 	if (imap->curl == NULL) {
 		mv_imap_close(&imap);
@@ -633,13 +667,25 @@ mv_status mv_imap_connect(const mv_imap_options *options, mv_imap **imap_r, char
 		mv_imap_close(&imap);
 		return mv_fail(error_r, MV_ERR_INTERNAL, "libcurl gave no socket for the IMAP session");
 	}
-	st = simple_command(imap, "CAPABILITY", "CAPABILITY", on_capability, NULL, error_r);
-	if (st != MV_OK) {
-		mv_imap_close(&imap);
-		return st;
+	return session_start(imap, imap_r, error_r);
+}
+
+mv_status mv_imap_open_memory(const guint8 *server_bytes, gsize len,
+                              const mv_imap_options *options, mv_imap **imap_r, char **error_r)
+{
+	*imap_r = NULL;
+	char *mailbox = NULL, *display = NULL;
+	if (options->url != NULL) {
+		mv_status st = mv_imap_parse_url(options->url, &mailbox, &display, error_r);
+		if (st != MV_OK)
+			return st;
+	} else {
+		mailbox = g_strdup("INBOX");
 	}
-	*imap_r = imap;
-	return MV_OK;
+	mv_imap *imap = session_new(options, mailbox, display);
+	imap->mem = server_bytes != NULL ? server_bytes : (const guint8 *)"";
+	imap->mem_len = server_bytes != NULL ? len : 0;
+	return session_start(imap, imap_r, error_r);
 }
 
 void mv_imap_close(mv_imap **imap_p)
@@ -648,7 +694,7 @@ void mv_imap_close(mv_imap **imap_p)
 	if (imap == NULL)
 		return;
 	*imap_p = NULL;
-	if (imap->sock != CURL_SOCKET_BAD && !imap->broken) {
+	if ((imap->sock != CURL_SOCKET_BAD || imap->mem != NULL) && !imap->broken) {
 		char *err = NULL;
 		guint t = imap->timeout;
 		imap->timeout = MIN(t, 5u);
@@ -760,6 +806,13 @@ mv_status mv_imap_uid_search(mv_imap *imap, const char *criteria, GArray **uids_
 		return st;
 	}
 	g_array_sort(uids, compare_u64);
+	/* A set: a UID the server repeated (or sent in two SEARCH lines)
+	 * counts once. */
+	guint n = 0;
+	for (guint i = 0; i < uids->len; i++)
+		if (n == 0 || g_array_index(uids, guint64, i) != g_array_index(uids, guint64, n - 1))
+			g_array_index(uids, guint64, n++) = g_array_index(uids, guint64, i);
+	g_array_set_size(uids, n);
 	*uids_r = uids;
 	return MV_OK;
 }
@@ -770,11 +823,11 @@ typedef struct {
 	GPtrArray *msgs;
 	gboolean body;
 	gboolean bad;
+	gsize too_big; /* size of a quoted body over max_literal, or 0 */
 } fetch_ctx;
 
 static void on_fetch(mv_imap *imap, void *vctx, const response *r)
 {
-	(void)imap;
 	fetch_ctx *ctx = vctx;
 	const char *s = r->text->str + 2;
 	guint64 seq = 0;
@@ -812,6 +865,12 @@ static void on_fetch(mv_imap *imap, void *vctx, const response *r)
 				m.internaldate = 0;
 		} else if (g_ascii_strcasecmp(key->str, "BODY[]") == 0 &&
 		           (v == T_LITERAL || v == T_STRING)) {
+			/* A literal over the limit was refused as it came; a quoted
+			 * string is only capped by the line length. */
+			if (v == T_STRING && val->len > imap->max_literal) {
+				ctx->too_big = MAX(ctx->too_big, val->len);
+				continue;
+			}
 			if (m.raw != NULL)
 				g_bytes_unref(m.raw);
 			m.raw = v == T_LITERAL ? g_bytes_ref(lit) : g_bytes_new(val->str, val->len);
@@ -847,6 +906,10 @@ mv_status mv_imap_uid_fetch(mv_imap *imap, const char *uid_set, gboolean body, G
 	g_free(cmd);
 	if (st == MV_OK && ctx.bad)
 		st = broken(imap, error_r, MV_ERR_IO, "the IMAP server sent a malformed FETCH response");
+	else if (st == MV_OK && ctx.too_big > 0)
+		st = mv_fail(error_r, MV_ERR_LIMIT,
+		             "the IMAP server sent a %zu-byte message, over the %zu-byte limit",
+		             ctx.too_big, imap->max_literal);
 	if (st != MV_OK) {
 		g_ptr_array_free(ctx.msgs, TRUE);
 		return st;
