@@ -16,6 +16,7 @@ void mv_audit_entry_free(gpointer p)
 	g_free(e->subject);
 	g_free(e->details);
 	g_free(e->hash);
+	g_free(e->prev_hash);
 	g_free(e);
 }
 
@@ -44,7 +45,29 @@ mv_status mv_audit_append(mv_db *db, const char *actor, const char *action, cons
 
 #define ENTRY_COLUMNS                                                                    \
 	"seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), actor, " \
-	"action, subject, details, prev_hash, hash"
+	"action, subject, details, prev_hash, hash, format"
+
+/* The entries of a result of SELECT ENTRY_COLUMNS; r is cleared. */
+static GPtrArray *entries_of(PGresult *r)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func(mv_audit_entry_free);
+	for (int i = 0; i < PQntuples(r); i++) {
+		mv_audit_entry *e = g_new0(mv_audit_entry, 1);
+		e->seq = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		e->at = g_strdup(PQgetvalue(r, i, 1));
+		e->actor = g_strdup(PQgetvalue(r, i, 2));
+		e->action = g_strdup(PQgetvalue(r, i, 3));
+		e->subject = g_strdup(PQgetvalue(r, i, 4));
+		e->details = g_strdup(PQgetvalue(r, i, 5));
+		/* bytea as text: \x followed by hex */
+		e->hash = g_strdup(PQgetvalue(r, i, 7) + 2);
+		e->prev_hash = g_strdup(PQgetvalue(r, i, 6) + 2);
+		e->format = (int)g_ascii_strtoll(PQgetvalue(r, i, 8), NULL, 10);
+		g_ptr_array_add(out, e);
+	}
+	PQclear(r);
+	return out;
+}
 
 mv_status mv_audit_list(mv_db *db, const char *since, GPtrArray **entries_r, char **error_r)
 {
@@ -57,22 +80,56 @@ mv_status mv_audit_list(mv_db *db, const char *since, GPtrArray **entries_r, cha
 	                           1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
-	GPtrArray *out = g_ptr_array_new_with_free_func(mv_audit_entry_free);
-	for (int i = 0; i < PQntuples(r); i++) {
-		mv_audit_entry *e = g_new0(mv_audit_entry, 1);
-		e->seq = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
-		e->at = g_strdup(PQgetvalue(r, i, 1));
-		e->actor = g_strdup(PQgetvalue(r, i, 2));
-		e->action = g_strdup(PQgetvalue(r, i, 3));
-		e->subject = g_strdup(PQgetvalue(r, i, 4));
-		e->details = g_strdup(PQgetvalue(r, i, 5));
-		/* bytea as text: \x followed by hex */
-		e->hash = g_strdup(PQgetvalue(r, i, 7) + 2);
-		g_ptr_array_add(out, e);
-	}
-	PQclear(r);
-	*entries_r = out;
+	*entries_r = entries_of(r);
 	return MV_OK;
+}
+
+mv_status mv_audit_get(mv_db *db, const gint64 *seqs, guint n, GPtrArray **entries_r,
+                       char **error_r)
+{
+	*entries_r = NULL;
+	char *arr = mv_db_int_array(seqs, n);
+	const char *v[] = {arr};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db,
+	                           "SELECT " ENTRY_COLUMNS " FROM audit_event "
+	                           "WHERE seq = ANY($1::bigint[]) ORDER BY seq",
+	                           1, v, NULL, NULL, 0, &r, error_r);
+	g_free(arr);
+	if (st != MV_OK)
+		return st;
+	*entries_r = entries_of(r);
+	return MV_OK;
+}
+
+static void append_field(GString *s, const char *v)
+{
+	g_string_append_printf(s, "%zu:%s,", strlen(v), v);
+}
+
+gboolean mv_audit_entry_hash(int format, const char *seq, const char *at, const char *actor,
+                             const char *action, const char *subject, const char *details,
+                             const uint8_t prev[MV_SHA256_LEN], uint8_t hash_r[MV_SHA256_LEN])
+{
+	GString *text = g_string_new(NULL);
+	if (format == 1) {
+		g_string_append_printf(text, "%s\n%s\n%s\n%s\n%s\n%s", seq, at, actor, action, subject,
+		                       details);
+	} else if (format == 2) {
+		g_string_append(text, "mailvault-audit-2:");
+		const char *fields[] = {seq, at, actor, action, subject, details};
+		for (gsize i = 0; i < G_N_ELEMENTS(fields); i++)
+			append_field(text, fields[i]);
+	} else {
+		g_string_free(text, TRUE);
+		return FALSE;
+	}
+	mv_sha256_ctx *ctx = mv_sha256_new();
+	mv_sha256_update(ctx, prev, MV_SHA256_LEN);
+	mv_sha256_update(ctx, text->str, text->len);
+	mv_sha256_finish(&ctx, hash_r);
+	g_string_free(text, TRUE);
+	return TRUE;
 }
 
 mv_status mv_audit_anchor_parse(const char *text, mv_audit_anchor *anchor_r, char **error_r)
@@ -116,6 +173,7 @@ mv_status mv_audit_verify(mv_db *db, const mv_audit_anchor *anchors, guint n_anc
 		*head_r = (mv_audit_anchor){0};
 	uint8_t prev[MV_SHA256_LEN] = {0};
 	gint64 expect = 1, after = 0;
+	gboolean seen_v2 = FALSE;
 	for (;;) {
 		char aft[24];
 		g_snprintf(aft, sizeof aft, "%" G_GINT64_FORMAT, after);
@@ -155,17 +213,22 @@ mv_status mv_audit_verify(mv_db *db, const mv_audit_anchor *anchors, guint n_anc
 				               "audit entry %" G_GINT64_FORMAT " does not follow the entry before it "
 				               "(removed, inserted or reordered entries)", seq);
 			}
-			GString *text = g_string_new(NULL);
-			g_string_append_printf(text, "%s\n%s\n%s\n%s\n%s\n%s", PQgetvalue(r, i, 0),
-			                       PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
-			                       PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
-			mv_sha256_ctx *ctx = mv_sha256_new();
-			mv_sha256_update(ctx, prev, MV_SHA256_LEN);
-			mv_sha256_update(ctx, text->str, text->len);
 			uint8_t computed[MV_SHA256_LEN];
-			mv_sha256_finish(&ctx, computed);
-			g_string_free(text, TRUE);
-			if (memcmp(computed, stored_hash, MV_SHA256_LEN) != 0) {
+			int format = (int)g_ascii_strtoll(PQgetvalue(r, i, 8), NULL, 10);
+			/* Format 1 is only ever older than format 2: a format-1 entry
+			 * after a format-2 one was downgraded. */
+			if (format == 1 && seen_v2) {
+				*bad_seq_r = seq;
+				PQclear(r);
+				return mv_fail(error_r, MV_ERR_INTEGRITY,
+				               "audit entry %" G_GINT64_FORMAT " claims the old hash format after "
+				               "newer entries: it was altered", seq);
+			}
+			seen_v2 = seen_v2 || format == 2;
+			if (!mv_audit_entry_hash(format, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+			                         PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+			                         PQgetvalue(r, i, 5), prev, computed) ||
+			    memcmp(computed, stored_hash, MV_SHA256_LEN) != 0) {
 				*bad_seq_r = seq;
 				PQclear(r);
 				return mv_fail(error_r, MV_ERR_INTEGRITY,

@@ -25,9 +25,21 @@ typedef struct {
 	char *at;       /* YYYY-MM-DDTHH:MM:SS.ffffffZ */
 	char *actor, *action, *subject, *details;
 	char *hash;     /* hex */
+	char *prev_hash; /* hex */
+	int format;     /* 1 or 2: how the hash covers the fields (below) */
 } mv_audit_entry;
 
 void mv_audit_entry_free(gpointer entry);
+
+/* An entry's hash: SHA-256 of the previous entry's hash followed by the
+ * entry's text in its format.  Format 1 (entries written before schema
+ * 013): seq LF at LF actor LF action LF subject LF details, which lets text
+ * move between fields unnoticed.  Format 2: "mailvault-audit-2:" and each
+ * field as LENGTH ":" BYTES "," (lengths in bytes), unambiguous.  at is
+ * YYYY-MM-DDTHH:MM:SS.ffffffZ.  FALSE for an unknown format. */
+gboolean mv_audit_entry_hash(int format, const char *seq, const char *at, const char *actor,
+                             const char *action, const char *subject, const char *details,
+                             const uint8_t prev[MV_SHA256_LEN], uint8_t hash_r[MV_SHA256_LEN]);
 
 /* Append an entry in its own statement (inside the caller's transaction if
  * one is open).  *seq_r may be NULL. */
@@ -37,6 +49,11 @@ mv_status mv_audit_append(mv_db *db, const char *actor, const char *action, cons
 /* Entries at or after since (YYYY-MM-DD, or NULL for all), in order. */
 mv_status mv_audit_list(mv_db *db, const char *since, GPtrArray **entries_r, char **error_r)
 	MV_WARN_UNUSED;
+
+/* The entries numbered seqs[0..n) that exist, in order (an entry that
+ * does not exist is left out). */
+mv_status mv_audit_get(mv_db *db, const gint64 *seqs, guint n, GPtrArray **entries_r,
+                       char **error_r) MV_WARN_UNUSED;
 
 /* A point of the chain recorded outside the database (printed by `audit
  * verify`, kept by an auditor): entry seq had this hash.  A chain cut short

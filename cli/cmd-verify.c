@@ -1,21 +1,31 @@
 /* mailvault verify: re-read stored messages and check every SHA-256. */
 #include <string.h>
 
+#include "mv-audit.h"
 #include "mv-cli.h"
 #include "mv-json.h"
+#include "mv-seal.h"
 #include "mv-store.h"
+
+#define MAX_RECORD_FINDINGS 1000
 
 static const char help[] =
 	"Usage: mailvault verify [--sample N] [--json]\n"
 	"\n"
 	"Rebuild stored messages from their blobs and check each blob's and each\n"
-	"message's SHA-256 and size.  Lists every message that is damaged or has a\n"
-	"missing blob.  Exit status 0 when everything checked is whole, 79 when\n"
-	"anything is damaged.\n"
+	"message's SHA-256 and size.  Then check the audit trail's chain and every\n"
+	"record against it: each message's metadata must match the seal the trail\n"
+	"last recorded for it, every message the trail names must be here or have\n"
+	"a tombstone, and every message here must be named by the trail.  Lists\n"
+	"every message that is damaged, changed, deleted or unknown to the trail.\n"
+	"Exit status 0 when everything checked is whole, 79 when anything is not.\n"
 	"\n"
 	"Options:\n"
-	"  --sample N      check N messages chosen at random instead of all\n"
-	"  --json          {checked, damaged: [{id, sha256, error}]}\n" MV_CLI_COMMON_HELP;
+	"  --sample N      rebuild N messages chosen at random instead of all (the\n"
+	"                  records are always all checked against the trail)\n"
+	"  --json          {checked, damaged: [{id, sha256, error}], audit: {intact,\n"
+	"                  entries, error}, records: {checked, findings: [{id,\n"
+	"                  problem, detail}], more}}\n" MV_CLI_COMMON_HELP;
 
 static void on_progress(void *context, gint64 checked, guint damaged)
 {
@@ -65,13 +75,33 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 	                               &damaged, &err);
 	if (tty)
 		fputs("\r\033[K", stderr);
+	/* The chain first: the seals are read from it. */
+	gint64 entries = 0, bad_seq = 0, sealed = 0;
+	char *chain_err = NULL;
+	GPtrArray *findings = NULL;
+	gboolean more = FALSE;
+	if (st == MV_OK) {
+		st = mv_audit_verify(db, NULL, 0, &entries, &bad_seq, NULL, &chain_err);
+		if (st == MV_ERR_INTEGRITY)
+			st = MV_OK; /* reported below */
+		else if (st != MV_OK)
+			err = g_steal_pointer(&chain_err);
+	}
+	if (st == MV_OK)
+		st = mv_seal_check(db, MAX_RECORD_FINDINGS, &sealed, &findings, &more, &err);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	if (st != MV_OK) {
 		rc = mv_cli_fail(cli, st, err);
 		g_free(err);
+		g_free(chain_err);
+		if (damaged != NULL)
+			g_ptr_array_free(damaged, TRUE);
 		return rc;
 	}
+	static const char *const problems[] = {[MV_SEAL_CHANGED] = "changed",
+	                                       [MV_SEAL_DELETED] = "deleted",
+	                                       [MV_SEAL_UNSEALED] = "unsealed"};
 	if (cli->json) {
 		g_autoptr(JsonBuilder) b = json_builder_new();
 		json_builder_begin_object(b);
@@ -86,6 +116,25 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 			json_builder_end_object(b);
 		}
 		json_builder_end_array(b);
+		mv_json_begin_object(b, "audit");
+		mv_json_add_bool(b, "intact", chain_err == NULL);
+		mv_json_add_int(b, "entries", entries);
+		mv_json_add_string(b, "error", chain_err);
+		json_builder_end_object(b);
+		mv_json_begin_object(b, "records");
+		mv_json_add_int(b, "checked", sealed);
+		mv_json_begin_array(b, "findings");
+		for (guint i = 0; i < findings->len; i++) {
+			const mv_seal_finding *f = findings->pdata[i];
+			mv_json_begin_object(b, NULL);
+			mv_json_add_int(b, "id", f->id);
+			mv_json_add_string(b, "problem", problems[f->problem]);
+			mv_json_add_string(b, "detail", f->detail);
+			json_builder_end_object(b);
+		}
+		json_builder_end_array(b);
+		mv_json_add_bool(b, "more", more);
+		json_builder_end_object(b);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 	} else {
@@ -93,9 +142,22 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 			const mv_store_damage *d = damaged->pdata[i];
 			printf("damaged: %" G_GINT64_FORMAT "\t%s\t%s\n", d->id, d->sha256, d->error);
 		}
-		printf("%" G_GINT64_FORMAT " messages checked, %u damaged\n", checked, damaged->len);
+		if (chain_err != NULL)
+			printf("audit trail: %s\n", chain_err);
+		for (guint i = 0; i < findings->len; i++) {
+			const mv_seal_finding *f = findings->pdata[i];
+			printf("record %" G_GINT64_FORMAT ": %s\n", f->id, f->detail);
+		}
+		if (more)
+			printf("(more records not listed: the first %u are)\n", MAX_RECORD_FINDINGS);
+		printf("%" G_GINT64_FORMAT " messages checked, %u damaged; audit trail %s (%" G_GINT64_FORMAT
+		       " entries); %" G_GINT64_FORMAT " records checked against it, %u not as recorded%s\n",
+		       checked, damaged->len, chain_err == NULL ? "intact" : "BROKEN", entries, sealed,
+		       findings->len, more ? " or more" : "");
 	}
-	rc = damaged->len > 0 ? MV_EXIT_INTEGRITY : 0;
+	rc = damaged->len > 0 || chain_err != NULL || findings->len > 0 ? MV_EXIT_INTEGRITY : 0;
 	g_ptr_array_free(damaged, TRUE);
+	g_ptr_array_free(findings, TRUE);
+	g_free(chain_err);
 	return rc;
 }

@@ -68,7 +68,7 @@ tamper "UPDATE audit_event a SET actor = b.actor, action = b.action, subject = b
      FROM audit_backup b WHERE (a.seq, b.seq) IN ((2, 3), (3, 2))" >/dev/null
 expect_eq "reordered entries 2 and 3: found at 2" "False 2" "$(first_bad)"
 restore
-tamper "UPDATE audit_event SET hash = sha256(prev_hash || convert_to(mv_audit_text(seq, at, actor, action, subject, details || 'x'), 'UTF8')),
+tamper "UPDATE audit_event SET hash = sha256(prev_hash || convert_to(mv_audit_entry_text(format, seq, at, actor, action, subject, details || 'x'), 'UTF8')),
        details = details || 'x' WHERE seq = 4" >/dev/null
 expect_eq "altered entry with its own hash recomputed: the next entry breaks" "False 5" "$(first_bad)"
 restore
@@ -88,7 +88,7 @@ expect_eq "truncated, with the anchor: exit 79" 79 "$(rc_of mv audit verify --an
 check "and the error says entries were removed from its end" grep -q "removed from its end" "$WORK/err"
 restore
 tamper "UPDATE audit_event SET details = details || 'x' WHERE seq = $aseq;
-        UPDATE audit_event SET hash = sha256(prev_hash || convert_to(mv_audit_text(seq, at, actor, action, subject, details), 'UTF8')) WHERE seq = $aseq" >/dev/null
+        UPDATE audit_event SET hash = sha256(prev_hash || convert_to(mv_audit_entry_text(format, seq, at, actor, action, subject, details), 'UTF8')) WHERE seq = $aseq" >/dev/null
 tamper "DELETE FROM audit_event WHERE seq > $aseq" >/dev/null
 expect_eq "rewritten newest entry, rehashed: the chain alone looks intact" 0 "$(rc_of mv audit verify)"
 expect_eq "with the anchor: exit 79 naming the entry" "False $aseq" \
