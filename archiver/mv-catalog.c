@@ -28,6 +28,7 @@ void mv_hit_free(gpointer hit)
 	g_free(h->parse_status);
 	g_free(h->registration);
 	g_free(h->retention_class);
+	g_free(h->destroyed_at);
 	g_free(h);
 }
 
@@ -35,17 +36,50 @@ void mv_hit_free(gpointer hit)
 mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArray **hits_r,
                             char **error_r)
 {
+	return mv_catalog_find(db, query, limit, FALSE, hits_r, error_r);
+}
+
+mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean include_destroyed,
+                          GPtrArray **hits_r, char **error_r)
+{
 	*hits_r = NULL;
-	mv_query_sql *q = NULL;
+	mv_query_sql *q = NULL, *tq = NULL;
 	mv_status st = mv_query_compile(query, 2, &q, error_r);
 	if (st != MV_OK)
 		return st;
-	char *sql = g_strdup_printf(
-		"SELECT m.id, encode(m.sha256, 'hex'), m.size, " MV_SQL_ISO_UTC("m.date") ", m.from_addr, "
-		"m.subject, m.has_attachment, m.parse_status, m.registration, m.retention_class "
-		"FROM message m WHERE %s "
-		"ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT $1",
-		q->where);
+	char *sql = NULL;
+	if (include_destroyed || q->mentions_destroyed) {
+		/* Destroyed records too: the tombstones, by the same query. */
+		st = mv_query_compile_for(query, MV_QUERY_TOMBSTONES, 2 + (int)q->params->len, &tq,
+		                          error_r);
+		if (st != MV_OK) {
+			mv_query_sql_free(&q);
+			return st;
+		}
+		for (guint i = 0; i < tq->params->len; i++)
+			g_ptr_array_add(q->params, g_strdup(tq->params->pdata[i]));
+		sql = g_strdup_printf(
+			"SELECT m.id, encode(m.sha256, 'hex'), m.size, " MV_SQL_ISO_UTC("m.date") ", "
+			"m.from_addr, m.subject, m.has_attachment, m.parse_status, m.registration, "
+			"m.retention_class, false, NULL::text, NULL::integer, m.date "
+			"FROM message m WHERE %s "
+			"UNION ALL "
+			"SELECT m.id, encode(m.sha256, 'hex'), m.size, " MV_SQL_ISO_UTC("m.date") ", "
+			"m.from_addr, NULL::text, false, NULL::text, m.registration, m.retention_class, "
+			"true, " MV_SQL_ISO_UTC("m.destroyed_at") ", d.run, m.date "
+			"FROM " MV_QUERY_TOMBSTONE_SOURCE " m JOIN disposition d ON d.id = m.disposition_id "
+			"WHERE %s "
+			"ORDER BY 14 DESC NULLS LAST, 1 DESC LIMIT $1",
+			q->where, tq->where);
+		mv_query_sql_free(&tq);
+	} else {
+		sql = g_strdup_printf(
+			"SELECT m.id, encode(m.sha256, 'hex'), m.size, " MV_SQL_ISO_UTC("m.date") ", "
+			"m.from_addr, m.subject, m.has_attachment, m.parse_status, m.registration, "
+			"m.retention_class FROM message m WHERE %s "
+			"ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT $1",
+			q->where);
+	}
 	char lim[24];
 	g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, limit);
 	const char *lead[] = {limit > 0 ? lim : NULL};
@@ -68,6 +102,11 @@ mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArra
 		h->parse_status = dup_value(r, i, 7);
 		h->registration = dup_value(r, i, 8);
 		h->retention_class = dup_value(r, i, 9);
+		if (PQnfields(r) > 10) {
+			h->destroyed = strcmp(PQgetvalue(r, i, 10), "t") == 0;
+			h->destroyed_at = dup_value(r, i, 11);
+			h->purge_run = int_value(r, i, 12);
+		}
 		g_ptr_array_add(hits, h);
 	}
 	PQclear(r);

@@ -22,6 +22,10 @@ typedef struct {
 	char *parse_status;
 	char *registration;    /* or NULL */
 	char *retention_class; /* or NULL */
+	gboolean destroyed;    /* a destroyed record's tombstone (mv_catalog_find):
+	                          no subject, parse status or attachments */
+	char *destroyed_at;    /* ISO 8601 UTC, destroyed records only */
+	gint64 purge_run;      /* the purge run that destroyed it, or 0 */
 } mv_hit;
 
 void mv_hit_free(gpointer hit);
@@ -30,6 +34,13 @@ void mv_hit_free(gpointer hit);
  * (0: no limit).  *hits_r: GPtrArray of mv_hit* (g_ptr_array_unref). */
 mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArray **hits_r,
                             char **error_r) MV_WARN_UNUSED;
+
+/* The same, over destroyed records too when include_destroyed is set or
+ * the query has a destroyed: term: their tombstones match as
+ * MV_QUERY_TOMBSTONES says (mv-query.h) and are hits with destroyed set,
+ * in the same order (by date, newest first). */
+mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean include_destroyed,
+                          GPtrArray **hits_r, char **error_r) MV_WARN_UNUSED;
 
 typedef struct {
 	gint64 messages;

@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "mv-store.h"
+
 /* Bounds that keep a query's cost for PostgreSQL small: each term is a
  * subquery (250 address terms took 105 s to plan and run on 290
  * messages), and a phrase is one tsquery node per word (16,000 words
@@ -33,6 +35,8 @@ typedef struct {
 	int first_param;
 	int depth;
 	int terms;
+	gboolean tombstone;          /* compiling for MV_QUERY_TOMBSTONES */
+	gboolean mentions_destroyed; /* a destroyed: term was seen */
 	char **error_r;
 } parser;
 
@@ -235,17 +239,72 @@ static void address_term(parser *p, const char *roles, const char *v)
 	}
 }
 
-static gboolean valid_date(const char *v)
+/* YYYY, YYYY-MM or YYYY-MM-DD as the date of its first day
+ * ("YYYY-MM-DD", g_free), or NULL when v is none of them or no such day. */
+static char *period_start(const char *v)
 {
-	if (strlen(v) != 10 || v[4] != '-' || v[7] != '-')
-		return FALSE;
-	for (int i = 0; i < 10; i++)
-		if (i != 4 && i != 7 && !g_ascii_isdigit(v[i]))
-			return FALSE;
+	gsize len = strlen(v);
+	if (len != 4 && len != 7 && len != 10)
+		return NULL;
+	for (gsize i = 0; i < len; i++)
+		if ((i == 4 || i == 7) ? v[i] != '-' : !g_ascii_isdigit(v[i]))
+			return NULL;
 	int y = (int)g_ascii_strtoll(v, NULL, 10);
-	int mo = (int)g_ascii_strtoll(v + 5, NULL, 10);
-	int d = (int)g_ascii_strtoll(v + 8, NULL, 10);
-	return g_date_valid_dmy((GDateDay)d, (GDateMonth)mo, (GDateYear)y);
+	int mo = len >= 7 ? (int)g_ascii_strtoll(v + 5, NULL, 10) : 1;
+	int d = len == 10 ? (int)g_ascii_strtoll(v + 8, NULL, 10) : 1;
+	if (!g_date_valid_dmy((GDateDay)d, (GDateMonth)mo, (GDateYear)y))
+		return NULL;
+	return g_strdup_printf("%04d-%02d-%02d", y, mo, d);
+}
+
+/* The From address a tombstone keeps, matched as from: matches an
+ * address: exact, @domain, or part of it. */
+static void tombstone_from(parser *p, const char *v)
+{
+	GString *s = p->sql;
+	if (v[0] == '@') {
+		int n = param(p, g_utf8_strdown(v + 1, -1));
+		g_string_append_printf(s, "coalesce(split_part(m.from_addr, '@', 2) = $%d, false)", n);
+	} else if (strchr(v, '@') != NULL) {
+		int n = param(p, g_utf8_strdown(v, -1));
+		g_string_append_printf(s, "coalesce(m.from_addr = $%d, false)", n);
+	} else {
+		char *e = like_escape(v);
+		int n = param(p, g_strdup_printf("%%%s%%", e));
+		g_free(e);
+		g_string_append_printf(s, "coalesce(m.from_addr ILIKE $%d, false)", n);
+	}
+}
+
+/* A term over a tombstone (see mv-query.h), where it differs from the term
+ * over a message; *handled_r FALSE where it does not (the columns a
+ * tombstone shares with message: the message form applies). */
+static mv_status tombstone_term(parser *p, token *t, gboolean *handled_r)
+{
+	const char *f = t->field, *v = t->value;
+	GString *s = p->sql;
+	*handled_r = TRUE;
+	if (f == NULL || strcmp(f, "to") == 0 || strcmp(f, "cc") == 0 || strcmp(f, "bcc") == 0 ||
+	    strcmp(f, "subject") == 0 || strcmp(f, "filename") == 0 || strcmp(f, "type") == 0 ||
+	    strcmp(f, "tag") == 0) {
+		g_string_append(s, "NULL::boolean"); /* not kept: unknown */
+	} else if (strcmp(f, "has") == 0) {
+		if (g_ascii_strcasecmp(v, "attachment") != 0)
+			return syntax(p, t->value_pos, "unknown has: value '%s' (try has:attachment)", v);
+		g_string_append(s, "NULL::boolean");
+	} else if (strcmp(f, "from") == 0) {
+		tombstone_from(p, v);
+	} else if (strcmp(f, "addr") == 0) {
+		/* the From address, or another role nobody knows any more */
+		g_string_append(s, "(");
+		tombstone_from(p, v);
+		g_string_append(s, " OR NULL::boolean)");
+	} else if (strcmp(f, "hold") == 0) {
+		g_string_append(s, "FALSE"); /* a destroyed record is under no hold */
+	} else {
+		*handled_r = FALSE;
+	}
+	return MV_OK;
 }
 
 static guint count_words(const char *v)
@@ -274,6 +333,12 @@ static mv_status term(parser *p, token *t)
 		              G_STRINGIFY(MAX_PHRASE_WORDS));
 	const char *f = t->field;
 	const char *v = t->value;
+	if (p->tombstone) {
+		gboolean handled = FALSE;
+		mv_status st = tombstone_term(p, t, &handled);
+		if (st != MV_OK || handled)
+			return st;
+	}
 	if (f == NULL) {
 		int n = param(p, g_strdup(v));
 		const char *fn = t->quoted ? "phraseto_tsquery" : "plainto_tsquery";
@@ -291,15 +356,19 @@ static mv_status term(parser *p, token *t)
 		address_term(p, "'cc'", v);
 	} else if (strcmp(f, "bcc") == 0) {
 		address_term(p, "'bcc', 'envelope-rcpt'", v);
+	} else if (strcmp(f, "addr") == 0) {
+		address_term(p, "'from', 'sender', 'reply-to', 'to', 'cc', 'bcc', 'envelope-from', "
+		                "'envelope-rcpt'", v);
 	} else if (strcmp(f, "subject") == 0) {
 		char *e = like_escape(v);
 		int n = param(p, g_strdup_printf("%%%s%%", e));
 		g_free(e);
 		g_string_append_printf(s, "coalesce(m.subject ILIKE $%d, false)", n);
 	} else if (strcmp(f, "after") == 0 || strcmp(f, "before") == 0) {
-		if (!valid_date(v))
-			return syntax(p, t->value_pos, "'%s' is not a date (YYYY-MM-DD)", v);
-		int n = param(p, g_strdup(v));
+		char *day = period_start(v);
+		if (day == NULL)
+			return syntax(p, t->value_pos, "'%s' is not a date (YYYY, YYYY-MM or YYYY-MM-DD)", v);
+		int n = param(p, day);
 		g_string_append_printf(s, "coalesce(m.date %s $%d::date, false)",
 		                       f[0] == 'a' ? ">=" : "<", n);
 	} else if (strcmp(f, "has") == 0) {
@@ -330,8 +399,15 @@ static mv_status term(parser *p, token *t)
 		                          "AND (h.name = $%d OR h.case_ref = $%d))",
 		                       n, n);
 	} else if (strcmp(f, "registration") == 0) {
-		int n = param(p, g_strdup(v));
+		char *canonical = mv_store_registration_canonical(v);
+		int n = param(p, canonical != NULL ? canonical : g_strdup(v));
 		g_string_append_printf(s, "coalesce(m.registration = $%d, false)", n);
+	} else if (strcmp(f, "destroyed") == 0) {
+		gboolean yes = g_ascii_strcasecmp(v, "yes") == 0;
+		if (!yes && g_ascii_strcasecmp(v, "no") != 0)
+			return syntax(p, t->value_pos, "destroyed: takes yes or no, not '%s'", v);
+		p->mentions_destroyed = TRUE;
+		g_string_append(s, yes == p->tombstone ? "TRUE" : "FALSE");
 	} else if (strcmp(f, "message-id") == 0 || strcmp(f, "msgid") == 0) {
 		const char *id = v[0] == '<' ? v + 1 : v;
 		char *copy = g_strdup(id);
@@ -424,6 +500,12 @@ static mv_status or_expr(parser *p)
 mv_status mv_query_compile(const char *query, int first_param, mv_query_sql **sql_r,
                            char **error_r)
 {
+	return mv_query_compile_for(query, MV_QUERY_MESSAGES, first_param, sql_r, error_r);
+}
+
+mv_status mv_query_compile_for(const char *query, mv_query_target target, int first_param,
+                               mv_query_sql **sql_r, char **error_r)
+{
 	*sql_r = NULL;
 	if (query == NULL)
 		query = "";
@@ -431,7 +513,8 @@ mv_status mv_query_compile(const char *query, int first_param, mv_query_sql **sq
 		return mv_fail(error_r, MV_ERR_QUERY, "query error: the query is not valid UTF-8");
 	parser p = {.q = query, .toks = g_array_new(FALSE, TRUE, sizeof(token)),
 	            .sql = g_string_new(NULL), .params = g_ptr_array_new_with_free_func(g_free),
-	            .first_param = first_param, .error_r = error_r};
+	            .first_param = first_param, .tombstone = target == MV_QUERY_TOMBSTONES,
+	            .error_r = error_r};
 	mv_status st = tokenize(&p);
 	if (st == MV_OK) {
 		if (peek(&p)->kind == T_END) {
@@ -453,6 +536,7 @@ mv_status mv_query_compile(const char *query, int first_param, mv_query_sql **sq
 	mv_query_sql *out = g_new0(mv_query_sql, 1);
 	out->where = g_string_free(p.sql, FALSE);
 	out->params = p.params;
+	out->mentions_destroyed = p.mentions_destroyed;
 	*sql_r = out;
 	return MV_OK;
 }

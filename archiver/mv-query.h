@@ -9,11 +9,25 @@
  *   term    := FIELD ":" value | value
  *   value   := WORD | "quoted phrase"
  *
- * Fields: from: to: cc: bcc: (address, @domain or part of a name),
- * subject:, after:/before: (YYYY-MM-DD, UTC), has:attachment, filename:
- * (glob), type: (MIME type, trailing star allowed), message-id:, class:
- * (retention class), tag:, registration:.  A bare word or
- * phrase is full-text search over subject, addresses and body text.
+ * Fields: from: to: cc: bcc: (address, @domain or part of a name), addr:
+ * (the same, in any role: from, sender, reply-to, to, cc, bcc and the
+ * envelope's sender and recipients), subject:, after:/before: (YYYY,
+ * YYYY-MM or YYYY-MM-DD, UTC: a year or month stands for its first day, so
+ * after:2025 is on or after 2025-01-01 and before:2025-03 is before
+ * 2025-03-01), has:attachment, filename: (glob), type: (MIME type,
+ * trailing star allowed), message-id:, class: (retention class), tag:,
+ * hold:, registration: (2026-0000123, or without the leading zeros:
+ * 2026-123), destroyed:yes|no.  A bare word or phrase is full-text search
+ * over subject, addresses and body text.
+ *
+ * Destroyed records: a query compiled for MV_QUERY_TOMBSTONES is a
+ * condition on the tombstones of purged records (MV_QUERY_TOMBSTONE_SOURCE
+ * as `m`).  A tombstone keeps the registration, Message-ID, date, From
+ * address, class and expiry; a term on what it does not keep (text,
+ * subject, to/cc/bcc, attachments, tags) is unknown there (SQL NULL): it
+ * never makes a destroyed record match, nor does its negation; addr:
+ * matches its From address.  destroyed:yes is false for messages and true
+ * for tombstones, destroyed:no the reverse.
  *
  * Limits (each a syntax error naming its column): 100 terms, nesting 64
  * deep, a value of 1,024 bytes, a quoted phrase of 64 words.
@@ -34,12 +48,28 @@
 typedef struct {
 	char *where;        /* SQL boolean expression using $first.. params */
 	GPtrArray *params;  /* char*, owned; params->pdata[i] is $(first + i) */
+	gboolean mentions_destroyed; /* the query has a destroyed: term */
 } mv_query_sql;
+
+typedef enum {
+	MV_QUERY_MESSAGES,   /* a condition on `message m` */
+	MV_QUERY_TOMBSTONES, /* a condition on MV_QUERY_TOMBSTONE_SOURCE `m` */
+} mv_query_target;
+
+/* The tombstones as the relation a MV_QUERY_TOMBSTONES condition reads:
+ * "FROM " MV_QUERY_TOMBSTONE_SOURCE " m WHERE " condition. */
+#define MV_QUERY_TOMBSTONE_SOURCE                                                          \
+	"(SELECT t.message_id AS id, t.sha256, t.size, t.date, t.from_addr, t.registration, " \
+	"t.retention_class, t.expires_at, t.message_id_hdr AS message_id, t.destroyed_at, "  \
+	"t.disposition_id FROM tombstone t)"
 
 /* Compile query; parameters are numbered from first_param (1 when the
  * condition is the statement's only use of parameters). */
 mv_status mv_query_compile(const char *query, int first_param, mv_query_sql **sql_r,
                            char **error_r) MV_WARN_UNUSED;
+/* The same for either target (mv_query_compile: MV_QUERY_MESSAGES). */
+mv_status mv_query_compile_for(const char *query, mv_query_target target, int first_param,
+                               mv_query_sql **sql_r, char **error_r) MV_WARN_UNUSED;
 void mv_query_sql_free(mv_query_sql **sql);
 
 #endif

@@ -18,6 +18,8 @@ static const char *const status_names[MV_STATUS_COUNT] = {
 	[MV_ERR_PARTIAL] = "some items failed",
 	[MV_ERR_BUSY] = "busy",
 	[MV_ERR_DENIED] = "permission denied",
+	[MV_ERR_DESTROYED] = "destroyed by purge",
+	[MV_ERR_SIGNATURE] = "bad signature",
 };
 
 const char *mv_status_to_string(mv_status status)

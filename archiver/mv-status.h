@@ -26,6 +26,8 @@ typedef enum {
 	MV_ERR_PARTIAL,      /* some items of a batch failed (see summary) */
 	MV_ERR_BUSY,         /* another run holds the lock; try again later */
 	MV_ERR_DENIED,       /* the database role may not do this */
+	MV_ERR_DESTROYED,    /* the record was destroyed by purge (its tombstone remains) */
+	MV_ERR_SIGNATURE,    /* an OpenPGP signature does not check out */
 	MV_STATUS_COUNT
 } mv_status;
 

@@ -344,19 +344,23 @@ static mv_status store_messages(mv_db *db, mv_blobstore *blobs, mv_message *cons
 	return st;
 }
 
-/* The audit entry of a committed batch: the SHA-256 of every message in it,
- * so the chain vouches for each archived message. */
-static char *batch_details(mv_message *const *msgs, const mv_arrival_info *arrivals, guint n)
+/* The audit entry of a committed batch, written by the database
+ * (mv_audit_ingest, schema/013-record-guards.sql): the SHA-256, source, id
+ * and seal of every message in it, so the chain vouches for each archived
+ * message and its metadata.  Its two array parameters. */
+static void batch_audit_params(mv_message *const *msgs, const mv_arrival_info *arrivals, guint n,
+                               GString *shas, GString *sources)
 {
-	GString *s = g_string_new(NULL);
-	g_string_append_printf(s, "messages=%u", n);
+	g_string_assign(shas, "{");
+	g_string_assign(sources, "{");
 	for (guint i = 0; i < n; i++) {
-		char hex[MV_SHA256_HEX_LEN + 1];
-		mv_sha256_to_hex(msgs[i]->sha256, hex);
-		g_string_append_printf(s, "\nsha256=%s source=%s", hex,
-		                       arrivals[i].source != NULL ? arrivals[i].source : "-");
+		array_sha(shas, msgs[i]->sha256);
+		char *clean = mv_utf8_clean(arrivals[i].source != NULL ? arrivals[i].source : "unknown", -1);
+		mv_db_array_text(sources, clean);
+		g_free(clean);
 	}
-	return g_string_free(s, FALSE);
+	array_end(shas);
+	array_end(sources);
 }
 
 static void rollback(mv_db *db, mv_blobstore *blobs)
@@ -395,12 +399,14 @@ mv_status mv_store_commit(mv_db *db, mv_blobstore *blobs, mv_message *const *msg
 		for (guint h = 0; st == MV_OK && h < n_hooks; h++)
 			st = hooks[h]->send(db, hooks[h]->context, msgs, n, &err);
 		if (st == MV_OK && n > 0) {
-			char *details = batch_details(msgs, arrivals, n);
+			GString *shas = g_string_new(NULL), *sources = g_string_new(NULL);
+			batch_audit_params(msgs, arrivals, n, shas, sources);
 			const char *av[] = {arrivals[0].source != NULL ? arrivals[0].source : "ingest",
-			                    "ingest.batch", "", details};
-			st = mv_db_pipeline_send(db, NULL, MV_AUDIT_APPEND_SQL, 4, av, NULL, NULL, NULL,
-			                         &err);
-			g_free(details);
+			                    shas->str, sources->str};
+			st = mv_db_pipeline_send(db, NULL, "SELECT mv_audit_ingest($1, $2::bytea[], $3::text[])",
+			                         3, av, NULL, NULL, NULL, &err);
+			g_string_free(shas, TRUE);
+			g_string_free(sources, TRUE);
 		}
 		if (st == MV_OK)
 			st = mv_db_pipeline_send(db, NULL, "COMMIT", 0, NULL, NULL, NULL, NULL, &err);
@@ -455,28 +461,83 @@ mv_status mv_store_arrived_from(mv_db *db, const char *source, const uint8_t (*s
 	return st;
 }
 
+static gboolean all_digits(const char *s, gsize max)
+{
+	gsize n = strlen(s);
+	if (n == 0 || n > max)
+		return FALSE;
+	for (const char *p = s; *p; p++)
+		if (!g_ascii_isdigit(*p))
+			return FALSE;
+	return TRUE;
+}
+
+char *mv_store_registration_canonical(const char *text)
+{
+	if (strlen(text) < 6 || text[4] != '-')
+		return NULL;
+	char year[5];
+	memcpy(year, text, 4);
+	year[4] = '\0';
+	if (!all_digits(year, 4) || !all_digits(text + 5, 18))
+		return NULL;
+	const char *n = text + 5;
+	while (n[0] == '0' && n[1] != '\0')
+		n++;
+	GString *s = g_string_new(year);
+	g_string_append_c(s, '-');
+	for (gsize len = strlen(n); len < 7; len++)
+		g_string_append_c(s, '0');
+	g_string_append(s, n);
+	return g_string_free(s, FALSE);
+}
+
+mv_status mv_store_ref_parse(const char *ref, mv_ref_kind *kind_r, char **value_r, int *len_r,
+                             char **error_r)
+{
+	*value_r = NULL;
+	*len_r = 0;
+	if (all_digits(ref, 18)) {
+		*kind_r = MV_REF_ID;
+		*value_r = g_strdup(ref);
+		return MV_OK;
+	}
+	char *reg = mv_store_registration_canonical(ref);
+	if (reg != NULL) {
+		*kind_r = MV_REF_REGISTRATION;
+		*value_r = reg;
+		return MV_OK;
+	}
+	uint8_t sha[MV_SHA256_LEN];
+	if (mv_sha256_from_hex(ref, sha) != 0)
+		return mv_fail(error_r, MV_ERR_USAGE,
+		               "'%s' is neither a message id, a SHA-256 (64 hex digits) nor a "
+		               "registration number (2026-0000123)", ref);
+	*kind_r = MV_REF_SHA256;
+	*value_r = g_memdup2(sha, MV_SHA256_LEN);
+	*len_r = MV_SHA256_LEN;
+	return MV_OK;
+}
+
 mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **error_r)
 {
 	*id_r = 0;
-	gboolean digits = *ref != '\0' && strlen(ref) <= 18;
-	for (const char *p = ref; *p && digits; p++)
-		digits = g_ascii_isdigit(*p);
+	mv_ref_kind kind;
+	char *value = NULL;
+	int len = 0;
+	mv_status st = mv_store_ref_parse(ref, &kind, &value, &len, error_r);
+	if (st != MV_OK)
+		return st;
+	static const char *const sql[] = {
+		[MV_REF_ID] = "SELECT id FROM message WHERE id = $1",
+		[MV_REF_SHA256] = "SELECT id FROM message WHERE sha256 = $1",
+		[MV_REF_REGISTRATION] = "SELECT id FROM message WHERE registration = $1",
+	};
+	const char *values[] = {value};
+	int lengths[] = {len}, formats[] = {kind == MV_REF_SHA256};
 	PGresult *r = NULL;
-	mv_status st;
-	if (digits) {
-		const char *values[] = {ref};
-		st = mv_db_query(db, "SELECT id FROM message WHERE id = $1", 1, values, NULL, NULL, 0,
-		                 &r, error_r);
-	} else {
-		uint8_t sha[MV_SHA256_LEN];
-		if (mv_sha256_from_hex(ref, sha) != 0)
-			return mv_fail(error_r, MV_ERR_USAGE,
-			               "'%s' is neither a message id nor a SHA-256 (64 hex digits)", ref);
-		const char *values[] = {(const char *)sha};
-		int lengths[] = {MV_SHA256_LEN}, formats[] = {1};
-		st = mv_db_query(db, "SELECT id FROM message WHERE sha256 = $1", 1, values, lengths,
-		                 formats, 0, &r, error_r);
-	}
+	st = mv_db_query(db, sql[kind], 1, values, lengths, formats, 0, &r, error_r);
+	g_free(value);
 	if (st != MV_OK)
 		return st;
 	if (PQntuples(r) != 1) {

@@ -96,10 +96,26 @@ mv_status mv_store_commit(mv_db *db, mv_blobstore *blobs, mv_message *const *msg
 mv_status mv_store_arrived_from(mv_db *db, const char *source, const uint8_t (*shas)[MV_SHA256_LEN],
                                 guint n, GHashTable *known, char **error_r) MV_WARN_UNUSED;
 
-/* Resolve "123" (message id) or 64 hex digits (SHA-256) to a message id.
- * MV_ERR_USAGE when ref is neither, MV_ERR_NOT_FOUND when absent. */
+/* Resolve "123" (message id), 64 hex digits (SHA-256) or a registration
+ * number ("2026-0000123", also "2026-123") to a message id.  MV_ERR_USAGE
+ * when ref is none of them, MV_ERR_NOT_FOUND when absent (a destroyed
+ * record's tombstone: mv_purge_tombstone_find in retention/). */
 mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **error_r)
 	MV_WARN_UNUSED;
+
+/* What a message reference names. */
+typedef enum { MV_REF_ID, MV_REF_SHA256, MV_REF_REGISTRATION } mv_ref_kind;
+
+/* Classify ref.  *value_r (g_free) gets what to look up: the id's digits,
+ * the 32 bytes of the SHA-256 (*len_r 32), or the registration number as
+ * stored.  MV_ERR_USAGE when ref is none of them. */
+mv_status mv_store_ref_parse(const char *ref, mv_ref_kind *kind_r, char **value_r, int *len_r,
+                             char **error_r) MV_WARN_UNUSED;
+
+/* A registration number ("YYYY-N", N of 1 to 18 digits) in its stored form,
+ * the number padded to 7 digits ("2026-0000123"); NULL (nothing
+ * allocated) when text is not one.  g_free. */
+char *mv_store_registration_canonical(const char *text);
 
 /* The exact bytes of message id, rebuilt from its blobs and verified against
  * its SHA-256 (MV_ERR_INTEGRITY on any mismatch).  *raw_r: g_bytes_unref. */

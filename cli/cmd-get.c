@@ -5,14 +5,19 @@
 #include <unistd.h>
 
 #include "mv-cli.h"
+#include "mv-purge.h"
 #include "mv-store.h"
 
 static const char help[] =
-	"Usage: mailvault get [OPTIONS] ID|SHA256\n"
+	"Usage: mailvault get [OPTIONS] ID|SHA256|REGISTRATION\n"
 	"\n"
 	"Write the exact bytes of a message, as received, to standard output or a file.\n"
-	"The bytes are rebuilt from the store and checked against the message's SHA-256\n"
-	"first: if they do not match, nothing is written and the exit status is 79.\n"
+	"The message is named by its id, its SHA-256 or its registration number\n"
+	"(2026-0000123).  The bytes are rebuilt from the store and checked against the\n"
+	"message's SHA-256 first: if they do not match, nothing is written and the exit\n"
+	"status is 79.  A record destroyed by purge has no bytes any more: the error\n"
+	"says by which purge run and when (exit 80; `mailvault show` prints its\n"
+	"tombstone).\n"
 	"\n"
 	"Options:\n"
 	"  -o, --output FILE   write to FILE (replaced atomically) instead of stdout\n" MV_CLI_COMMON_HELP;
@@ -44,7 +49,7 @@ int mv_cmd_get(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "unknown option");
 	}
 	if (optind + 1 != argc)
-		return mv_cli_usage_error(cli, "expected one message ID or SHA-256");
+		return mv_cli_usage_error(cli, "expected one message ID, SHA-256 or registration number");
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
 	cli->interactive = TRUE; /* a person or a script waits for the answer */
@@ -57,6 +62,25 @@ int mv_cmd_get(mv_cli *cli, int argc, char **argv)
 	mv_status st = mv_store_resolve(db, argv[optind], &id, &err);
 	if (st == MV_OK)
 		st = mv_store_get_raw(db, blobs, id, &raw, &err);
+	if (st == MV_ERR_NOT_FOUND) {
+		mv_tombstone *t = NULL;
+		char *terr = NULL;
+		mv_status tst = mv_purge_tombstone_find(db, argv[optind], &t, &terr);
+		if (tst == MV_OK) {
+			char *what = mv_tombstone_describe(t);
+			g_free(err);
+			err = g_strdup_printf("%s; its content is gone (mailvault show %s prints what "
+			                      "the archive keeps of it)", what, argv[optind]);
+			g_free(what);
+			st = MV_ERR_DESTROYED;
+			mv_tombstone_free(&t);
+		} else if (tst != MV_ERR_NOT_FOUND) {
+			g_free(err);
+			err = g_strdup(terr);
+			st = tst;
+		}
+		g_free(terr);
+	}
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	if (st != MV_OK) {

@@ -11,20 +11,30 @@ static const char help[] =
 	"\n"
 	"Find messages, newest first.  QUERY words are joined with spaces.\n"
 	"  from:ADDR to:ADDR cc:ADDR bcc:ADDR   an address, @domain, or part of a name\n"
-	"  subject:TEXT  after:YYYY-MM-DD  before:YYYY-MM-DD  has:attachment\n"
-	"  filename:GLOB  type:MIME/TYPE  message-id:ID  class:NAME  tag:NAME\n"
-	"  hold:NAME  registration:NUMBER\n"
+	"  addr:ADDR      the same in any role, the envelope's sender and recipients too\n"
+	"  subject:TEXT  has:attachment  filename:GLOB  type:MIME/TYPE  message-id:ID\n"
+	"  after:DATE before:DATE   DATE is YYYY, YYYY-MM or YYYY-MM-DD (UTC); a year or\n"
+	"                 month means its first day: after:2025 is on or after\n"
+	"                 2025-01-01, before:2025-03 before 2025-03-01\n"
+	"  class:NAME  tag:NAME  hold:NAME  registration:2026-0000123\n"
+	"  destroyed:yes  destroyed records (their tombstones) only; destroyed:no\n"
 	"  word \"a phrase\"   full text over subject, addresses and body\n"
 	"  -term  NOT term  a OR b  ( ... )\n"
 	"A query that does not parse is an error naming the column (exit status 65).\n"
+	"Destroyed records are searched with --include-destroyed or a destroyed: term;\n"
+	"a tombstone keeps registration, Message-ID, date, From, class and expiry, and\n"
+	"a term on anything else (text, subject, to, ...) never matches one.\n"
 	"Every search is an entry of the audit trail (who, the query, how many\n"
 	"matched); a search that cannot be recorded returns nothing.\n"
 	"\n"
 	"Options:\n"
 	"  --json          print a JSON array of {id, sha256, date, from, subject, size,\n"
-	"                  has_attachment, parse_status}\n"
+	"                  has_attachment, parse_status, registration, class, destroyed,\n"
+	"                  destroyed_at, purge_run}\n"
 	"  --limit N       at most N results (default 100; 0 for all)\n"
-	"  --count         print only the number of matches\n" MV_CLI_COMMON_HELP;
+	"  --count         print only the number of matches\n"
+	"  --include-destroyed\n"
+	"                  also list destroyed records that match (marked as such)\n" MV_CLI_COMMON_HELP;
 
 /* text cut or padded to width characters (not bytes: names are UTF-8). */
 static char *column(const char *text, glong width)
@@ -63,7 +73,7 @@ static gboolean option_value(int argc, char **argv, int *i, const char *name,
 int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 {
 	gint64 limit = 100;
-	gboolean count = FALSE;
+	gboolean count = FALSE, include_destroyed = FALSE;
 	/* Options may come before or after the query; any other word is part
 	 * of the query, so "-term" negates without needing "--"; after "--"
 	 * everything is query. */
@@ -84,6 +94,8 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 			cli->json = TRUE;
 		} else if (strcmp(a, "--count") == 0) {
 			count = TRUE;
+		} else if (strcmp(a, "--include-destroyed") == 0) {
+			include_destroyed = TRUE;
 		} else if (option_value(argc, argv, &i, "--limit", &val)) {
 			char *end = NULL;
 			limit = val != NULL ? g_ascii_strtoll(val, &end, 10) : -1;
@@ -118,12 +130,17 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 	}
 	GPtrArray *hits = NULL;
 	char *err = NULL;
-	mv_status st = mv_catalog_search(db, query, count ? 0 : limit, &hits, &err);
+	mv_status st = mv_catalog_find(db, query, count ? 0 : limit, include_destroyed, &hits, &err);
 	if (st == MV_OK) {
-		char *details = g_strdup_printf("results=%u%s", hits->len,
+		guint destroyed = 0;
+		for (guint i = 0; i < hits->len; i++)
+			destroyed += ((const mv_hit *)hits->pdata[i])->destroyed;
+		char *extra = destroyed > 0 ? g_strdup_printf(" (%u destroyed)", destroyed) : g_strdup("");
+		char *details = g_strdup_printf("results=%u%s%s", hits->len, extra,
 		                                !count && limit > 0 && hits->len == (guint)limit
 		                                    ? " (limit reached)"
 		                                    : "");
+		g_free(extra);
 		st = mv_audit_append(db, mv_audit_actor(), "search", query, details, NULL, &err);
 		g_free(details);
 		if (st != MV_OK)
@@ -156,10 +173,19 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 			mv_json_add_string(b, "from", h->from);
 			mv_json_add_string(b, "subject", h->subject);
 			mv_json_add_int(b, "size", h->size);
-			mv_json_add_bool(b, "has_attachment", h->has_attachment);
+			if (h->destroyed)
+				mv_json_add_null(b, "has_attachment"); /* not kept */
+			else
+				mv_json_add_bool(b, "has_attachment", h->has_attachment);
 			mv_json_add_string(b, "parse_status", h->parse_status);
 			mv_json_add_string(b, "registration", h->registration);
 			mv_json_add_string(b, "class", h->retention_class);
+			mv_json_add_bool(b, "destroyed", h->destroyed);
+			mv_json_add_string(b, "destroyed_at", h->destroyed_at);
+			if (h->destroyed)
+				mv_json_add_int(b, "purge_run", h->purge_run);
+			else
+				mv_json_add_null(b, "purge_run");
 			json_builder_end_object(b);
 		}
 		json_builder_end_array(b);
@@ -168,9 +194,15 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 		for (guint i = 0; i < hits->len; i++) {
 			const mv_hit *h = hits->pdata[i];
 			char *from = column(h->from != NULL ? h->from : "-", 32);
+			char *subject = h->destroyed
+			                    ? g_strdup_printf("[destroyed %s by purge run %" G_GINT64_FORMAT "]",
+			                                      h->destroyed_at != NULL ? h->destroyed_at : "-",
+			                                      h->purge_run)
+			                    : g_strdup(h->subject != NULL ? h->subject : "");
 			printf("%-8" G_GINT64_FORMAT " %-12s %-20s %s %s\n", h->id,
 			       h->registration != NULL ? h->registration : "-",
-			       h->date != NULL ? h->date : "-", from, h->subject != NULL ? h->subject : "");
+			       h->date != NULL ? h->date : "-", from, subject);
+			g_free(subject);
 			g_free(from);
 		}
 	}

@@ -2,24 +2,33 @@
 #include "mv-catalog.h"
 #include "mv-cli.h"
 #include "mv-json.h"
+#include "mv-purge.h"
 #include "mv-store.h"
 
 static const char help[] =
-	"Usage: mailvault show [OPTIONS] ID|SHA256\n"
+	"Usage: mailvault show [OPTIONS] ID|SHA256|REGISTRATION\n"
 	"\n"
 	"Show a message's record: id, sha256, size, Message-ID, date, from, subject,\n"
 	"addresses (role, address, name), MIME parts (path, declared and detected type,\n"
-	"file name, size), arrivals (source, time, envelope) and flags.\n"
+	"file name, size), arrivals (source, time, envelope) and flags.  The message is\n"
+	"named by its id, its SHA-256 or its registration number (2026-0000123).\n"
+	"\n"
+	"A record destroyed by purge is shown from its tombstone: what it was\n"
+	"(registration, Message-ID, date, from, size, SHA-256, class, expiry), when\n"
+	"and by which purge run it was destroyed, and who approved its destruction;\n"
+	"the exit status is then 80.\n"
 	"\n"
 	"Options:\n"
 	"  --json          JSON with the stable keys id, sha256, size, message_id, date,\n"
-	"                  from, subject, addresses, parts, arrivals, flags (docs/cli.md)\n" MV_CLI_COMMON_HELP;
+	"                  from, subject, addresses, parts, arrivals, flags, destroyed\n"
+	"                  (docs/cli.md)\n" MV_CLI_COMMON_HELP;
 
 static void print_json(const mv_record *m)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	json_builder_begin_object(b);
 	mv_json_add_int(b, "id", m->id);
+	mv_json_add_bool(b, "destroyed", FALSE);
 	mv_json_add_string(b, "sha256", m->sha256);
 	mv_json_add_int(b, "size", m->size);
 	mv_json_add_string(b, "message_id", m->message_id);
@@ -129,6 +138,77 @@ static void print_text(const mv_record *m)
 	}
 }
 
+/* A destroyed record: its tombstone. */
+static void print_tombstone_json(const mv_tombstone *t)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	json_builder_begin_object(b);
+	mv_json_add_int(b, "id", t->id);
+	mv_json_add_bool(b, "destroyed", TRUE);
+	mv_json_add_string(b, "sha256", t->sha256);
+	mv_json_add_int(b, "size", t->size);
+	mv_json_add_string(b, "message_id", t->message_id);
+	mv_json_add_string(b, "date", t->date);
+	mv_json_add_string(b, "from", t->from);
+	mv_json_add_string(b, "registration", t->registration);
+	mv_json_add_string(b, "archived_at", t->archived_at);
+	if (t->class_name == NULL) {
+		mv_json_add_null(b, "retention");
+	} else {
+		mv_json_begin_object(b, "retention");
+		mv_json_add_string(b, "class", t->class_name);
+		mv_json_add_string(b, "expires_at", t->expires_at);
+		mv_json_add_string(b, "rule", t->deciding_rule);
+		mv_json_add_int(b, "policy_version", t->policy_version);
+		json_builder_end_object(b);
+	}
+	mv_json_begin_object(b, "destruction");
+	mv_json_add_int(b, "run", t->run);
+	mv_json_add_int(b, "disposition", t->disposition_id);
+	mv_json_add_string(b, "destroyed_at", t->destroyed_at);
+	mv_json_add_string(b, "state", t->run_state);
+	mv_json_add_string(b, "performed_by", t->performed_by);
+	mv_json_add_string(b, "finished_at", t->run_finished_at);
+	mv_json_add_string(b, "certificate_sha256", t->certificate_sha256);
+	json_builder_end_object(b);
+	mv_json_begin_array(b, "approvals");
+	for (guint i = 0; i < t->approvals->len; i++) {
+		const mv_purge_approval *a = t->approvals->pdata[i];
+		mv_json_begin_object(b, NULL);
+		mv_json_add_string(b, "by", a->by);
+		mv_json_add_string(b, "actor", a->actor);
+		mv_json_add_string(b, "at", a->at);
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
+	json_builder_end_object(b);
+	mv_json_write(b, stdout);
+}
+
+static void print_tombstone_text(const mv_tombstone *t)
+{
+	printf("id:          %" G_GINT64_FORMAT "\n", t->id);
+	printf("DESTROYED:   %s by purge run %" G_GINT64_FORMAT " (%s, performed by %s)\n",
+	       or_dash(t->destroyed_at), t->run, or_dash(t->run_state), or_dash(t->performed_by));
+	printf("certificate: %s (mailvault purge --certificate %" G_GINT64_FORMAT ")\n",
+	       or_dash(t->certificate_sha256), t->run);
+	printf("sha256:      %s\n", t->sha256);
+	printf("size:        %" G_GINT64_FORMAT "\n", t->size);
+	printf("message-id:  %s\n", or_dash(t->message_id));
+	printf("date:        %s\n", or_dash(t->date));
+	printf("from:        %s\n", or_dash(t->from));
+	printf("registration: %s\n", or_dash(t->registration));
+	printf("archived:    %s\n", or_dash(t->archived_at));
+	if (t->class_name != NULL)
+		printf("retention:   %s until %s (rule %s, policy version %" G_GINT64_FORMAT ")\n",
+		       t->class_name, or_dash(t->expires_at), or_dash(t->deciding_rule),
+		       t->policy_version);
+	for (guint i = 0; i < t->approvals->len; i++) {
+		const mv_purge_approval *a = t->approvals->pdata[i];
+		printf("approved:    %s at %s (command run by %s)\n", a->by, a->at, a->actor);
+	}
+}
+
 int mv_cmd_show(mv_cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
@@ -150,7 +230,7 @@ int mv_cmd_show(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "unknown option");
 	}
 	if (optind + 1 != argc)
-		return mv_cli_usage_error(cli, "expected one message ID or SHA-256");
+		return mv_cli_usage_error(cli, "expected one message ID, SHA-256 or registration number");
 	mv_db *db = NULL;
 	cli->interactive = TRUE; /* a person waits for the answer */
 	int rc = mv_cli_open(cli, &db, NULL);
@@ -162,6 +242,27 @@ int mv_cmd_show(mv_cli *cli, int argc, char **argv)
 	mv_status st = mv_store_resolve(db, argv[optind], &id, &err);
 	if (st == MV_OK)
 		st = mv_catalog_record(db, id, &m, &err);
+	if (st == MV_ERR_NOT_FOUND) {
+		/* Not in the archive: destroyed, perhaps. */
+		mv_tombstone *t = NULL;
+		char *terr = NULL;
+		mv_status tst = mv_purge_tombstone_find(db, argv[optind], &t, &terr);
+		if (tst == MV_OK) {
+			if (cli->json)
+				print_tombstone_json(t);
+			else
+				print_tombstone_text(t);
+			g_free(err);
+			err = mv_tombstone_describe(t);
+			st = MV_ERR_DESTROYED;
+			mv_tombstone_free(&t);
+		} else if (tst != MV_ERR_NOT_FOUND) {
+			g_free(err);
+			err = g_strdup(terr);
+			st = tst;
+		}
+		g_free(terr);
+	}
 	mv_db_close(&db);
 	if (st != MV_OK) {
 		rc = mv_cli_fail(cli, st, err);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mv-audit.h"
 #include "mv-codec.h"
 #include "mv-message.h"
 
@@ -23,6 +24,8 @@ static const int exit_codes[MV_STATUS_COUNT] = {
 	[MV_ERR_PARTIAL] = MV_EXIT_DATAERR,
 	[MV_ERR_BUSY] = MV_EXIT_TEMPFAIL,
 	[MV_ERR_DENIED] = MV_EXIT_NOPERM,
+	[MV_ERR_DESTROYED] = MV_EXIT_DESTROYED,
+	[MV_ERR_SIGNATURE] = MV_EXIT_BADSIG,
 };
 
 int mv_cli_exit_code(mv_status status)
@@ -93,6 +96,17 @@ int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r)
 	}
 	if (st == MV_OK)
 		st = mv_db_open(&opts, db_r, &err);
+	if (st == MV_OK) {
+		/* Who acts, for the audit entries the database writes itself
+		 * (schema/013-record-guards.sql): the same actor as ours. */
+		const char *v[] = {mv_audit_actor()};
+		PGresult *r = NULL;
+		st = mv_db_query(*db_r, "SELECT set_config('mailvault.actor', $1, false)", 1, v, NULL,
+		                 NULL, 0, &r, &err);
+		PQclear(r);
+		if (st != MV_OK)
+			mv_db_close(db_r);
+	}
 	if (st == MV_OK && blobs_r != NULL) {
 		mv_blobstore_settings settings;
 		mv_blobstore_settings_default(&settings);

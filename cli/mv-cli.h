@@ -24,6 +24,8 @@
 #define MV_EXIT_NOPERM 77      /* EX_NOPERM: the database role may not do this */
 #define MV_EXIT_CONFIG 78      /* EX_CONFIG */
 #define MV_EXIT_INTEGRITY 79   /* stored data failed its SHA-256 check */
+#define MV_EXIT_DESTROYED 80   /* the record was destroyed by purge: show prints its tombstone */
+#define MV_EXIT_BADSIG 81      /* verify-bundle: the bundle's OpenPGP signature is bad */
 
 typedef struct {
 	const char *home;     /* --home */

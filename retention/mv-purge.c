@@ -7,6 +7,7 @@
 #include "mv-hash.h"
 #include "mv-hold.h"
 #include "mv-review.h"
+#include "mv-store.h"
 
 #define PURGE_LOCK_KEY "7231980414"
 #define PURGE_BATCH 500
@@ -36,8 +37,9 @@ static char *class_array(const mv_policy *policy)
 /* ---- certificates ---- */
 
 typedef struct {
-	gint64 disposition_id, policy_version, destroyed;
-	const char *performed_by, *completed_at;
+	gint64 disposition_id, run, policy_version, destroyed;
+	int format;
+	const char *performed_by, *completed_at, *started_at, *state;
 } certificate_header;
 
 typedef struct {
@@ -64,22 +66,53 @@ static void sink_printf(certificate_sink *sink, const char *fmt, ...)
 	g_free(text);
 }
 
+/* Reviewer names are free text: no tab or line end may break a line. */
+static char *one_line(const char *text)
+{
+	char *s = g_strdup(text);
+	for (char *c = s; *c != '\0'; c++)
+		if (*c == '\t' || *c == '\n' || *c == '\r')
+			*c = ' ';
+	return s;
+}
+
+/* The approvals of tombstone t's destruction, separated by US (0x1f). */
+#define SQL_T_APPROVERS                                                                  \
+	"(SELECT string_agg(d.decided_by, E'\\x1f' ORDER BY d.decided_at, d.id) "         \
+	"FROM review_decision d WHERE d.message_id = t.message_id AND d.decision = 'approve' " \
+	"AND d.expires_at = t.expires_at AND d.decided_at <= t.destroyed_at)"
+
 /* The canonical text: a header, then one line per destroyed record in
  * message id order, read from the run's tombstones page by page. */
 static mv_status render(mv_db *db, const certificate_header *h, mv_purge_write_fn *write,
-                        void *context, char *sha256_hex_r, char **error_r)
+                        mv_purge_item_fn *record_fn, void *context, char *sha256_hex_r,
+                        char **error_r)
 {
 	certificate_sink sink = {mv_sha256_new(), write, context};
-	sink_printf(&sink,
-	            "mailvault destruction certificate\n"
-	            "disposition: %" G_GINT64_FORMAT "\n"
-	            "performed by: %s\n"
-	            "completed at: %s\n"
-	            "policy version: %" G_GINT64_FORMAT "\n"
-	            "records destroyed: %" G_GINT64_FORMAT "\n"
-	            "registration\tsha256\tdate\tclass\texpired\tpolicy version\n",
-	            h->disposition_id, h->performed_by, h->completed_at, h->policy_version,
-	            h->destroyed);
+	if (h->format == 1)
+		sink_printf(&sink,
+		            "mailvault destruction certificate\n"
+		            "disposition: %" G_GINT64_FORMAT "\n"
+		            "performed by: %s\n"
+		            "completed at: %s\n"
+		            "policy version: %" G_GINT64_FORMAT "\n"
+		            "records destroyed: %" G_GINT64_FORMAT "\n"
+		            "registration\tsha256\tdate\tclass\texpired\tpolicy version\n",
+		            h->disposition_id, h->performed_by, h->completed_at, h->policy_version,
+		            h->destroyed);
+	else
+		sink_printf(&sink,
+		            "mailvault destruction certificate\n"
+		            "run: %" G_GINT64_FORMAT "\n"
+		            "state: %s\n"
+		            "performed by: %s\n"
+		            "started at: %s\n"
+		            "completed at: %s\n"
+		            "policy version: %" G_GINT64_FORMAT "\n"
+		            "records destroyed: %" G_GINT64_FORMAT "\n"
+		            "registration\tsha256\tdate\tclass\texpired\tpolicy version\tapproved by\n",
+		            h->run, h->state, h->performed_by, h->started_at, h->completed_at,
+		            h->policy_version, h->destroyed);
 	char disp[24], after[24] = "0";
 	g_snprintf(disp, sizeof disp, "%" G_GINT64_FORMAT, h->disposition_id);
 	mv_status st = MV_OK;
@@ -88,19 +121,53 @@ static mv_status render(mv_db *db, const certificate_header *h, mv_purge_write_f
 		const char *v[] = {disp, after};
 		PGresult *r = NULL;
 		st = mv_db_query(db,
-		                 "SELECT message_id, coalesce(registration, '-'), encode(sha256, 'hex'), "
-		                 "coalesce(" MV_SQL_ISO_UTC("date") ", '-'), coalesce(retention_class, '-'), "
-		                 "coalesce(" MV_SQL_ISO_UTC("expires_at") ", '-'), coalesce(policy_version, 0) "
-		                 "FROM tombstone WHERE disposition_id = $1 AND message_id > $2 "
-		                 "ORDER BY message_id LIMIT " G_STRINGIFY(CERTIFICATE_PAGE),
+		                 "SELECT t.message_id, coalesce(t.registration, '-'), encode(t.sha256, 'hex'), "
+		                 "coalesce(" MV_SQL_ISO_UTC("t.date") ", '-'), coalesce(t.retention_class, '-'), "
+		                 "coalesce(" MV_SQL_ISO_UTC("t.expires_at") ", '-'), "
+		                 "coalesce(t.policy_version, 0), " SQL_T_APPROVERS " "
+		                 "FROM tombstone t WHERE t.disposition_id = $1 AND t.message_id > $2 "
+		                 "ORDER BY t.message_id LIMIT " G_STRINGIFY(CERTIFICATE_PAGE),
 		                 2, v, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
 			break;
 		int rows = PQntuples(r);
-		for (int i = 0; i < rows; i++)
-			sink_printf(&sink, "%s\t%s\t%s\t%s\t%s\t%s\n", PQgetvalue(r, i, 1),
-			            PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
-			            PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+		for (int i = 0; i < rows; i++) {
+			char **approvers = PQgetisnull(r, i, 7) ? g_new0(char *, 1)
+			                                        : g_strsplit(PQgetvalue(r, i, 7), "\x1f", -1);
+			if (h->format == 1) {
+				sink_printf(&sink, "%s\t%s\t%s\t%s\t%s\t%s\n", PQgetvalue(r, i, 1),
+				            PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+				            PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+			} else {
+				GString *names = g_string_new(NULL);
+				for (char **a = approvers; *a != NULL; a++) {
+					char *clean = one_line(*a);
+					g_string_append_printf(names, "%s%s", names->len ? ", " : "", clean);
+					g_free(clean);
+				}
+				sink_printf(&sink, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", PQgetvalue(r, i, 1),
+				            PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+				            PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
+				            names->len ? names->str : "-");
+				g_string_free(names, TRUE);
+			}
+			if (record_fn != NULL) {
+#define DASH_NULL(n) (strcmp(PQgetvalue(r, i, n), "-") == 0 ? NULL : PQgetvalue(r, i, n))
+				mv_purge_item it = {
+					.id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10),
+					.registration = DASH_NULL(1),
+					.sha256 = PQgetvalue(r, i, 2),
+					.date = DASH_NULL(3),
+					.class_name = DASH_NULL(4),
+					.expires_at = DASH_NULL(5),
+					.policy_version = g_ascii_strtoll(PQgetvalue(r, i, 6), NULL, 10),
+					.approved_by = approvers,
+				};
+#undef DASH_NULL
+				record_fn(context, &it);
+			}
+			g_strfreev(approvers);
+		}
 		if (rows > 0)
 			g_strlcpy(after, PQgetvalue(r, rows - 1, 0), sizeof after);
 		lines += rows;
@@ -112,21 +179,22 @@ static mv_status render(mv_db *db, const certificate_header *h, mv_purge_write_f
 	mv_sha256_finish(&sink.sha, sha);
 	if (st == MV_OK && lines != h->destroyed)
 		st = mv_fail(error_r, MV_ERR_INTEGRITY,
-		             "disposition %" G_GINT64_FORMAT " records %" G_GINT64_FORMAT
+		             "purge run %" G_GINT64_FORMAT " records %" G_GINT64_FORMAT
 		             " destroyed messages but has %" G_GINT64_FORMAT " tombstones",
-		             h->disposition_id, h->destroyed, lines);
+		             h->run, h->destroyed, lines);
 	if (st == MV_OK)
 		mv_sha256_to_hex(sha, sha256_hex_r);
 	return st;
 }
 
 /* Complete run disposition_id (destroyed records counted from its
- * tombstones): render its certificate, store the completion and the
- * certificate's SHA-256, and record it in the audit trail, in one
- * transaction.  Also completes a run that was interrupted. */
+ * tombstones) in state `state`: render its certificate, store the
+ * completion and the certificate's SHA-256, and record it in the audit
+ * trail, in one transaction.  note (may be NULL) is added to the audit
+ * entry's details. */
 static mv_status finish_run(mv_db *db, gint64 disposition_id, const char *actor,
-                            gboolean interrupted, char **sha256_r, gint64 *count_r,
-                            char **error_r)
+                            const char *state, const char *note, char **sha256_r,
+                            gint64 *count_r, char **error_r)
 {
 	char disp[24];
 	g_snprintf(disp, sizeof disp, "%" G_GINT64_FORMAT, disposition_id);
@@ -137,7 +205,8 @@ static mv_status finish_run(mv_db *db, gint64 disposition_id, const char *actor,
 		st = mv_db_query(db,
 		                 "SELECT d.performed_by, coalesce(d.policy_version, 0), "
 		                 MV_SQL_ISO_UTC("now()") ", "
-		                 "(SELECT count(*) FROM tombstone t WHERE t.disposition_id = d.id) "
+		                 "(SELECT count(*) FROM tombstone t WHERE t.disposition_id = d.id), "
+		                 "d.run, " MV_SQL_ISO_UTC("d.started_at") ", d.certificate_format "
 		                 "FROM disposition d WHERE d.id = $1 FOR UPDATE",
 		                 1, v, NULL, NULL, 0, &r, error_r);
 	}
@@ -151,25 +220,31 @@ static mv_status finish_run(mv_db *db, gint64 disposition_id, const char *actor,
 		h.policy_version = g_ascii_strtoll(PQgetvalue(r, 0, 1), NULL, 10);
 		h.completed_at = PQgetvalue(r, 0, 2);
 		h.destroyed = g_ascii_strtoll(PQgetvalue(r, 0, 3), NULL, 10);
-		st = render(db, &h, NULL, NULL, hex, error_r);
+		h.run = g_ascii_strtoll(PQgetvalue(r, 0, 4), NULL, 10);
+		h.started_at = PQgetvalue(r, 0, 5);
+		h.format = (int)g_ascii_strtoll(PQgetvalue(r, 0, 6), NULL, 10);
+		h.state = state;
+		st = render(db, &h, NULL, NULL, NULL, hex, error_r);
 	}
 	if (st == MV_OK) {
 		uint8_t sha[MV_SHA256_LEN];
 		mv_sha256_from_hex(hex, sha);
 		char n[24];
 		g_snprintf(n, sizeof n, "%" G_GINT64_FORMAT, h.destroyed);
-		const char *uv[] = {disp, n, h.completed_at, (const char *)sha};
-		int lengths[] = {0, 0, 0, MV_SHA256_LEN}, formats[] = {0, 0, 0, 1};
+		const char *uv[] = {disp, n, h.completed_at, (const char *)sha, state};
+		int lengths[] = {0, 0, 0, MV_SHA256_LEN, 0}, formats[] = {0, 0, 0, 1, 0};
 		PGresult *u = NULL;
 		st = mv_db_query(db,
 		                 "UPDATE disposition SET finished_at = $3::timestamptz, destroyed = $2, "
-		                 "certificate_sha256 = $4 WHERE id = $1",
-		                 4, uv, lengths, formats, 0, &u, error_r);
+		                 "certificate_sha256 = $4, state = $5 WHERE id = $1",
+		                 5, uv, lengths, formats, 0, &u, error_r);
 		PQclear(u);
 		if (st == MV_OK) {
-			char *subject = g_strdup_printf("disposition %s", disp);
-			char *details = g_strdup_printf("destroyed=%s\ncertificate_sha256=%s%s", n, hex,
-			                                interrupted ? "\ncompleted after an interruption" : "");
+			char *subject = g_strdup_printf("run %" G_GINT64_FORMAT, h.run);
+			char *details = g_strdup_printf("run=%" G_GINT64_FORMAT "\nstate=%s%s%s\ndestroyed=%s\n"
+			                                "certificate_sha256=%s\ndisposition=%s",
+			                                h.run, state, note ? "\n" : "", note ? note : "", n,
+			                                hex, disp);
 			st = mv_audit_append(db, actor, "purge", subject, details, NULL, error_r);
 			g_free(subject);
 			g_free(details);
@@ -184,25 +259,31 @@ static mv_status finish_run(mv_db *db, gint64 disposition_id, const char *actor,
 	return st;
 }
 
-mv_status mv_purge_certificate(mv_db *db, gint64 disposition_id, mv_purge_write_fn *write,
-                               void *context, char *sha256_hex_r, char **error_r)
+mv_status mv_purge_certificate(mv_db *db, gint64 run, mv_purge_write_fn *write,
+                               mv_purge_item_fn *record_fn, void *context, char *sha256_hex_r,
+                               char **error_r)
 {
-	char disp[24];
-	g_snprintf(disp, sizeof disp, "%" G_GINT64_FORMAT, disposition_id);
-	const char *v[] = {disp};
+	char num[24];
+	g_snprintf(num, sizeof num, "%" G_GINT64_FORMAT, run);
+	const char *v[] = {num};
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(db,
 	                           "SELECT performed_by, coalesce(policy_version, 0), "
 	                           MV_SQL_ISO_UTC("finished_at") ", destroyed, "
-	                           "encode(certificate_sha256, 'hex'), certificate "
-	                           "FROM disposition WHERE id = $1 AND finished_at IS NOT NULL",
+	                           "encode(certificate_sha256, 'hex'), certificate, id, state, "
+	                           MV_SQL_ISO_UTC("started_at") ", certificate_format "
+	                           "FROM disposition WHERE run = $1",
 	                           1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
-	if (PQntuples(r) != 1) {
+	if (PQntuples(r) != 1 || PQgetisnull(r, 0, 2) || PQgetisnull(r, 0, 4)) {
+		const char *why = PQntuples(r) != 1 ? "there is no such run"
+		                  : strcmp(PQgetvalue(r, 0, 7), "refused-busy") == 0
+		                          ? "it was refused (another purge was running) and has no certificate"
+		                          : "it has not finished";
+		st = mv_fail(error_r, MV_ERR_NOT_FOUND, "no certificate of purge run %s: %s", num, why);
 		PQclear(r);
-		return mv_fail(error_r, MV_ERR_NOT_FOUND, "no completed purge run (disposition) %s",
-		               disp);
+		return st;
 	}
 	char *stored = g_strdup(PQgetvalue(r, 0, 4));
 	if (!PQgetisnull(r, 0, 5)) {
@@ -216,21 +297,222 @@ mv_status mv_purge_certificate(mv_db *db, gint64 disposition_id, mv_purge_write_
 			write(context, text, len);
 	} else {
 		certificate_header h = {
-			.disposition_id = disposition_id,
+			.disposition_id = g_ascii_strtoll(PQgetvalue(r, 0, 6), NULL, 10),
+			.run = run,
 			.performed_by = PQgetvalue(r, 0, 0),
 			.policy_version = g_ascii_strtoll(PQgetvalue(r, 0, 1), NULL, 10),
 			.completed_at = PQgetvalue(r, 0, 2),
 			.destroyed = g_ascii_strtoll(PQgetvalue(r, 0, 3), NULL, 10),
+			.state = PQgetvalue(r, 0, 7),
+			.started_at = PQgetvalue(r, 0, 8),
+			.format = (int)g_ascii_strtoll(PQgetvalue(r, 0, 9), NULL, 10),
 		};
-		st = render(db, &h, write, context, sha256_hex_r, error_r);
+		st = render(db, &h, write, record_fn, context, sha256_hex_r, error_r);
 	}
 	PQclear(r);
 	if (st == MV_OK && g_ascii_strcasecmp(stored, sha256_hex_r) != 0)
 		st = mv_fail(error_r, MV_ERR_INTEGRITY,
-		             "the certificate of disposition %s no longer matches its stored SHA-256 "
-		             "(%s): its records were altered", disp, stored);
+		             "the certificate of purge run %s no longer matches its stored SHA-256 "
+		             "(%s): its records were altered", num, stored);
 	g_free(stored);
 	return st;
+}
+
+/* ---- recorded runs ---- */
+
+void mv_purge_run_free(gpointer run)
+{
+	mv_purge_run *r = run;
+	if (r == NULL)
+		return;
+	g_free(r->state);
+	g_free(r->performed_by);
+	g_free(r->started_at);
+	g_free(r->finished_at);
+	g_free(r->certificate_sha256);
+	g_free(r);
+}
+
+/* An unfinished run is running while a purge holds the lock and it is the
+ * newest unfinished one; otherwise it was interrupted (the next run
+ * completes it). */
+#define SQL_RUN_STATE                                                                         \
+	"CASE WHEN d.finished_at IS NOT NULL THEN d.state "                                      \
+	"WHEN d.run = (SELECT max(x.run) FROM disposition x WHERE x.finished_at IS NULL) "       \
+	"AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "       \
+	"AND l.classid::bigint * 4294967296 + l.objid::bigint = " PURGE_LOCK_KEY                  \
+	" AND l.objsubid = 1) THEN 'running' ELSE 'interrupted' END"
+
+mv_status mv_purge_runs(mv_db *db, gint64 run, GPtrArray **runs_r, char **error_r)
+{
+	*runs_r = NULL;
+	char num[24];
+	g_snprintf(num, sizeof num, "%" G_GINT64_FORMAT, run);
+	const char *v[] = {run > 0 ? num : NULL};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(
+		db,
+		"SELECT d.run, d.id, " SQL_RUN_STATE ", d.performed_by, " MV_SQL_ISO_UTC("d.started_at") ", "
+		MV_SQL_ISO_UTC("d.finished_at") ", coalesce(d.policy_version, 0), d.destroyed, "
+		"encode(d.certificate_sha256, 'hex') "
+		"FROM disposition d WHERE $1::integer IS NULL OR d.run = $1 ORDER BY d.run",
+		1, v, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	if (run > 0 && PQntuples(r) == 0) {
+		PQclear(r);
+		return mv_fail(error_r, MV_ERR_NOT_FOUND, "no purge run %s", num);
+	}
+	GPtrArray *runs = g_ptr_array_new_with_free_func(mv_purge_run_free);
+	for (int i = 0; i < PQntuples(r); i++) {
+#define COL(n) (PQgetisnull(r, i, n) ? NULL : g_strdup(PQgetvalue(r, i, n)))
+		mv_purge_run *x = g_new0(mv_purge_run, 1);
+		x->run = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		x->disposition_id = g_ascii_strtoll(PQgetvalue(r, i, 1), NULL, 10);
+		x->state = COL(2);
+		x->performed_by = COL(3);
+		x->started_at = COL(4);
+		x->finished_at = COL(5);
+		x->policy_version = g_ascii_strtoll(PQgetvalue(r, i, 6), NULL, 10);
+		x->destroyed = g_ascii_strtoll(PQgetvalue(r, i, 7), NULL, 10);
+		x->certificate_sha256 = COL(8);
+#undef COL
+		g_ptr_array_add(runs, x);
+	}
+	PQclear(r);
+	*runs_r = runs;
+	return MV_OK;
+}
+
+/* ---- tombstones ---- */
+
+void mv_tombstone_free(mv_tombstone **tombstone)
+{
+	if (tombstone == NULL || *tombstone == NULL)
+		return;
+	mv_tombstone *t = *tombstone;
+	g_free(t->sha256);
+	g_free(t->registration);
+	g_free(t->message_id);
+	g_free(t->date);
+	g_free(t->from);
+	g_free(t->class_name);
+	g_free(t->expires_at);
+	g_free(t->deciding_rule);
+	g_free(t->archived_at);
+	g_free(t->destroyed_at);
+	g_free(t->run_state);
+	g_free(t->performed_by);
+	g_free(t->run_finished_at);
+	g_free(t->certificate_sha256);
+	if (t->approvals != NULL)
+		g_ptr_array_unref(t->approvals);
+	g_free(t);
+	*tombstone = NULL;
+}
+
+char *mv_tombstone_describe(const mv_tombstone *t)
+{
+	return g_strdup_printf("message %" G_GINT64_FORMAT "%s%s%s was destroyed by purge run %"
+	                       G_GINT64_FORMAT " at %s", t->id, t->registration ? " (" : "",
+	                       t->registration ? t->registration : "", t->registration ? ")" : "",
+	                       t->run, t->destroyed_at ? t->destroyed_at : "an unknown time");
+}
+
+static void approval_free(gpointer p)
+{
+	mv_purge_approval *a = p;
+	g_free(a->by);
+	g_free(a->actor);
+	g_free(a->at);
+	g_free(a);
+}
+
+mv_status mv_purge_tombstone_find(mv_db *db, const char *ref, mv_tombstone **tombstone_r,
+                                  char **error_r)
+{
+	*tombstone_r = NULL;
+	mv_ref_kind kind;
+	char *value = NULL;
+	int len = 0;
+	mv_status st = mv_store_ref_parse(ref, &kind, &value, &len, error_r);
+	if (st != MV_OK)
+		return st;
+	static const char *const where[] = {
+		[MV_REF_ID] = "t.message_id = $1",
+		[MV_REF_SHA256] = "t.sha256 = $1",
+		[MV_REF_REGISTRATION] = "t.registration = $1",
+	};
+	char *sql = g_strdup_printf(
+		"SELECT t.message_id, encode(t.sha256, 'hex'), t.size, t.registration, t.message_id_hdr, "
+		MV_SQL_ISO_UTC("t.date") ", t.from_addr, t.retention_class, "
+		MV_SQL_ISO_UTC("t.expires_at") ", t.deciding_rule, coalesce(t.policy_version, 0), "
+		MV_SQL_ISO_UTC("t.archived_at") ", " MV_SQL_ISO_UTC("t.destroyed_at") ", "
+		"d.run, d.id, " SQL_RUN_STATE ", d.performed_by, " MV_SQL_ISO_UTC("d.finished_at") ", "
+		"encode(d.certificate_sha256, 'hex') "
+		"FROM tombstone t JOIN disposition d ON d.id = t.disposition_id WHERE %s "
+		"ORDER BY t.destroyed_at DESC, t.message_id DESC LIMIT 1",
+		where[kind]);
+	const char *v[] = {value};
+	int lengths[] = {len}, formats[] = {kind == MV_REF_SHA256};
+	PGresult *r = NULL;
+	st = mv_db_query(db, sql, 1, v, lengths, formats, 0, &r, error_r);
+	g_free(sql);
+	g_free(value);
+	if (st != MV_OK)
+		return st;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return mv_fail(error_r, MV_ERR_NOT_FOUND, "no message %s in the archive", ref);
+	}
+	mv_tombstone *t = g_new0(mv_tombstone, 1);
+#define COL(n) (PQgetisnull(r, 0, n) ? NULL : g_strdup(PQgetvalue(r, 0, n)))
+	t->id = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	t->sha256 = COL(1);
+	t->size = g_ascii_strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+	t->registration = COL(3);
+	t->message_id = COL(4);
+	t->date = COL(5);
+	t->from = COL(6);
+	t->class_name = COL(7);
+	t->expires_at = COL(8);
+	t->deciding_rule = COL(9);
+	t->policy_version = g_ascii_strtoll(PQgetvalue(r, 0, 10), NULL, 10);
+	t->archived_at = COL(11);
+	t->destroyed_at = COL(12);
+	t->run = g_ascii_strtoll(PQgetvalue(r, 0, 13), NULL, 10);
+	t->disposition_id = g_ascii_strtoll(PQgetvalue(r, 0, 14), NULL, 10);
+	t->run_state = COL(15);
+	t->performed_by = COL(16);
+	t->run_finished_at = COL(17);
+	t->certificate_sha256 = COL(18);
+#undef COL
+	PQclear(r);
+	t->approvals = g_ptr_array_new_with_free_func(approval_free);
+	char id[24];
+	g_snprintf(id, sizeof id, "%" G_GINT64_FORMAT, t->id);
+	const char *av[] = {id};
+	st = mv_db_query(db,
+	                 "SELECT d.decided_by, d.actor, " MV_SQL_ISO_UTC("d.decided_at") " "
+	                 "FROM review_decision d JOIN tombstone t ON t.message_id = d.message_id "
+	                 "WHERE t.message_id = $1 AND d.decision = 'approve' "
+	                 "AND d.expires_at = t.expires_at AND d.decided_at <= t.destroyed_at "
+	                 "ORDER BY d.decided_at, d.id",
+	                 1, av, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		mv_purge_approval *a = g_new0(mv_purge_approval, 1);
+		a->by = g_strdup(PQgetvalue(r, i, 0));
+		a->actor = g_strdup(PQgetvalue(r, i, 1));
+		a->at = g_strdup(PQgetvalue(r, i, 2));
+		g_ptr_array_add(t->approvals, a);
+	}
+	PQclear(r);
+	if (st != MV_OK) {
+		mv_tombstone_free(&t);
+		return st;
+	}
+	*tombstone_r = t;
+	return MV_OK;
 }
 
 /* ---- runs ---- */
@@ -309,50 +591,152 @@ static mv_status destroy_batch(mv_db *db, PGresult *batch, const char *disp,
 }
 
 /* Complete runs left unfinished by an interrupted purge (we hold the lock,
- * so none is running). */
-static mv_status finish_interrupted(mv_db *db, const char *actor, char **error_r)
+ * so none is running), other than ours (disposition_id, run). */
+static mv_status finish_interrupted(mv_db *db, const char *actor, gint64 disposition_id,
+                                    gint64 run, char **error_r)
 {
+	char disp[24];
+	g_snprintf(disp, sizeof disp, "%" G_GINT64_FORMAT, disposition_id);
+	const char *v[] = {disp};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(db, "SELECT id FROM disposition WHERE finished_at IS NULL ORDER BY id",
-	                           0, NULL, NULL, NULL, 0, &r, error_r);
+	mv_status st = mv_db_query(db,
+	                           "SELECT id FROM disposition WHERE finished_at IS NULL AND id <> $1 "
+	                           "ORDER BY id",
+	                           1, v, NULL, NULL, 0, &r, error_r);
+	char *note = g_strdup_printf("completed after an interruption, by run %" G_GINT64_FORMAT, run);
 	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
 		char *sha = NULL;
 		gint64 n = 0;
-		st = finish_run(db, g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10), actor, TRUE, &sha,
-		                &n, error_r);
+		st = finish_run(db, g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10), actor, "interrupted",
+		                note, &sha, &n, error_r);
 		g_free(sha);
 	}
+	g_free(note);
 	PQclear(r);
 	return st;
 }
 
-mv_status mv_purge(mv_db *db, const mv_policy *policy, gint64 policy_version, gint64 limit,
-                   gboolean dry_run, const char *actor, mv_purge_item_fn *item_fn,
-                   void *context, mv_purge_result **result_r, char **error_r)
+/* Take the purge lock, waiting up to wait_seconds for a running purge. */
+static mv_status take_lock(mv_db *db, guint wait_seconds, gboolean *locked_r, char **error_r)
+{
+	PGresult *r = NULL;
+	mv_status st;
+	if (wait_seconds == 0) {
+		st = mv_db_query(db, "SELECT pg_try_advisory_lock(" PURGE_LOCK_KEY ")", 0, NULL, NULL,
+		                 NULL, 0, &r, error_r);
+	} else {
+		char ms[24];
+		g_snprintf(ms, sizeof ms, "%" G_GUINT64_FORMAT, (guint64)MIN(wait_seconds, 2000000u) * 1000);
+		const char *v[] = {ms};
+		st = mv_db_query(db, "SELECT mv_advisory_lock_wait(" PURGE_LOCK_KEY ", $1::integer)", 1, v,
+		                 NULL, NULL, 0, &r, error_r);
+	}
+	if (st == MV_OK)
+		*locked_r = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return st;
+}
+
+/* A run's row: started now by actor, numbered by the database.  state NULL:
+ * running; else the run is recorded as finished in that state, with its
+ * audit entry (details), in one transaction. */
+static mv_status open_run(mv_db *db, const char *actor, gint64 policy_version, const char *state,
+                          const char *details, gint64 *disposition_r, gint64 *run_r,
+                          char **error_r)
+{
+	char ver[24];
+	g_snprintf(ver, sizeof ver, "%" G_GINT64_FORMAT, policy_version);
+	const char *v[] = {actor, policy_version > 0 ? ver : NULL, state};
+	PGresult *r = NULL;
+	mv_status st = MV_OK;
+	if (state != NULL)
+		st = mv_db_exec(db, "BEGIN", error_r);
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 state == NULL
+		                     ? "INSERT INTO disposition (performed_by, policy_version) "
+		                       "VALUES ($1, $2) RETURNING id, run"
+		                     : "INSERT INTO disposition (performed_by, policy_version, state, "
+		                       "finished_at) VALUES ($1, $2, $3, now()) RETURNING id, run",
+		                 state == NULL ? 2 : 3, v, NULL, NULL, 0, &r, error_r);
+	if (st == MV_OK) {
+		*disposition_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		*run_r = g_ascii_strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+	}
+	PQclear(r);
+	if (state == NULL)
+		return st;
+	if (st == MV_OK) {
+		char *subject = g_strdup_printf("run %" G_GINT64_FORMAT, *run_r);
+		char *all = g_strdup_printf("run=%" G_GINT64_FORMAT "\nstate=%s\ndisposition=%" G_GINT64_FORMAT
+		                            "\n%s", *run_r, state, *disposition_r, details);
+		st = mv_audit_append(db, actor, "purge", subject, all, NULL, error_r);
+		g_free(subject);
+		g_free(all);
+	}
+	return mv_db_end(db, st, error_r);
+}
+
+mv_status mv_purge(mv_db *db, const mv_policy *policy, gint64 policy_version,
+                   const mv_purge_options *o, mv_purge_item_fn *item_fn, void *context,
+                   mv_purge_result **result_r, char **error_r)
 {
 	*result_r = NULL;
-	PGresult *r = NULL;
-	mv_status st = mv_db_query(db, "SELECT pg_try_advisory_lock(" PURGE_LOCK_KEY ")", 0, NULL,
-	                           NULL, NULL, 0, &r, error_r);
+	gboolean locked = FALSE;
+	mv_status st = take_lock(db, o->wait_seconds, &locked, error_r);
 	if (st != MV_OK)
 		return st;
-	gboolean locked = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-	PQclear(r);
-	if (!locked)
-		return mv_fail(error_r, MV_ERR_BUSY, "another purge is running; try again later");
+	if (!locked) {
+		char *waited = o->wait_seconds > 0
+		                   ? g_strdup_printf(" after waiting %u s", o->wait_seconds)
+		                   : g_strdup("");
+		if (o->dry_run) {
+			st = mv_fail(error_r, MV_ERR_BUSY, "another purge is running%s; try again later",
+			             waited);
+			g_free(waited);
+			return st;
+		}
+		/* A refused run is a run too: numbered, listed, audited. */
+		mv_purge_result *res = g_new0(mv_purge_result, 1);
+		char *details = g_strdup_printf("another purge held the lock%s", waited);
+		char *rerr = NULL;
+		mv_status rst = open_run(db, o->actor, policy_version, "refused-busy", details,
+		                         &res->disposition_id, &res->run, &rerr);
+		g_free(details);
+		if (rst != MV_OK) {
+			st = mv_fail(error_r, rst, "another purge is running%s, and the refusal could not "
+			             "be recorded: %s", waited, rerr);
+			mv_purge_result_free(&res);
+		} else {
+			res->state = "refused-busy";
+			*result_r = res;
+			st = mv_fail(error_r, MV_ERR_BUSY,
+			             "another purge is running%s; this attempt is recorded as run %"
+			             G_GINT64_FORMAT " (refused-busy); try again later or use --wait SECONDS",
+			             waited, res->run);
+		}
+		g_free(rerr);
+		g_free(waited);
+		return st;
+	}
 
 	mv_purge_result *res = g_new0(mv_purge_result, 1);
 	char *review = NULL, *four_eyes = NULL, *purge_classes = class_array(policy);
 	mv_review_class_arrays(policy, &review, &four_eyes);
 	const char *classes[3] = {purge_classes, review, four_eyes};
 	char disp[24] = "";
-	if (!dry_run)
-		st = finish_interrupted(db, actor, error_r);
+	if (!o->dry_run) {
+		st = open_run(db, o->actor, policy_version, NULL, NULL, &res->disposition_id, &res->run,
+		              error_r);
+		g_snprintf(disp, sizeof disp, "%" G_GINT64_FORMAT, res->disposition_id);
+		if (st == MV_OK)
+			st = finish_interrupted(db, o->actor, res->disposition_id, res->run, error_r);
+	}
 	gint64 after = 0;
 	while (st == MV_OK) {
 		gint64 n = PURGE_BATCH;
-		if (limit > 0)
-			n = MIN(n, limit - res->count);
+		if (o->limit > 0)
+			n = MIN(n, o->limit - res->count);
 		if (n <= 0)
 			break;
 		PGresult *batch = NULL;
@@ -365,7 +749,7 @@ mv_status mv_purge(mv_db *db, const mv_policy *policy, gint64 policy_version, gi
 			break;
 		}
 		after = g_ascii_strtoll(PQgetvalue(batch, rows - 1, 0), NULL, 10);
-		if (dry_run) {
+		if (o->dry_run) {
 			for (int i = 0; i < rows; i++) {
 				res->count++;
 				if (item_fn != NULL) {
@@ -376,20 +760,6 @@ mv_status mv_purge(mv_db *db, const mv_policy *policy, gint64 policy_version, gi
 			}
 			PQclear(batch);
 			continue;
-		}
-		if (res->disposition_id == 0) {
-			char ver[24];
-			g_snprintf(ver, sizeof ver, "%" G_GINT64_FORMAT, policy_version);
-			const char *v[] = {actor, policy_version > 0 ? ver : NULL};
-			st = mv_db_query(db,
-			                 "INSERT INTO disposition (performed_by, policy_version) "
-			                 "VALUES ($1, $2) RETURNING id",
-			                 2, v, NULL, NULL, 0, &r, error_r);
-			if (st == MV_OK) {
-				res->disposition_id = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-				g_snprintf(disp, sizeof disp, "%" G_GINT64_FORMAT, res->disposition_id);
-			}
-			PQclear(r);
 		}
 		/* A deadlock with a concurrent ingest over a shared blob rolls the
 		 * batch back whole; it is simply run again. */
@@ -409,11 +779,13 @@ mv_status mv_purge(mv_db *db, const mv_policy *policy, gint64 policy_version, gi
 		}
 		PQclear(batch);
 	}
-	/* Even after a failure, what was destroyed gets its certificate. */
+	/* Every run that started gets its certificate and audit entry; after a
+	 * failure it certifies what was destroyed. */
 	if (res->disposition_id != 0) {
 		char *ferr = NULL;
 		gint64 n = 0;
-		mv_status fst = finish_run(db, res->disposition_id, actor, FALSE,
+		res->state = st != MV_OK ? "failed" : res->count > 0 ? "complete" : "nothing-due";
+		mv_status fst = finish_run(db, res->disposition_id, o->actor, res->state, NULL,
 		                           &res->certificate_sha256, &n, &ferr);
 		if (st == MV_OK) {
 			st = fst;
@@ -426,10 +798,10 @@ mv_status mv_purge(mv_db *db, const mv_policy *policy, gint64 policy_version, gi
 	g_free(review);
 	g_free(four_eyes);
 	PQclear(PQexec(mv_db_conn(db), "SELECT pg_advisory_unlock(" PURGE_LOCK_KEY ")"));
-	if (st != MV_OK) {
+	if (st != MV_OK && res->run == 0) {
 		mv_purge_result_free(&res);
 		return st;
 	}
 	*result_r = res;
-	return MV_OK;
+	return st;
 }

@@ -19,6 +19,9 @@ expect_eq "db status --json says running" True "$(mv db status --json | json_get
 
 expect_eq "get of an unknown id: 66" 66 "$(rc_of mv get 999999)"
 expect_eq "get of a malformed reference: 64" 64 "$(rc_of mv get not-a-hash)"
+check "which names the three forms" grep -q "neither a message id, a SHA-256 (64 hex digits) nor a registration number" "$WORK/err"
+expect_eq "get of an unknown registration number: 66" 66 "$(rc_of mv get 2026-0999999)"
+expect_eq "show of a malformed registration number: 64" 64 "$(rc_of mv show 2026-)"
 expect_eq "show of an unknown sha: 66" 66 "$(rc_of mv show 0000000000000000000000000000000000000000000000000000000000000000)"
 expect_eq "bad query: 65" 65 "$(rc_of mv search 'from:a (subject:b')"
 check "bad query: the error names the column" grep -q "column 18" "$WORK/err"

@@ -57,7 +57,7 @@ expect_eq "a search blocked behind a lock ends at the statement timeout: exit 65
 check "and says so" grep -q "statement timeout" "$WORK/err"
 # Every command that only reads is bounded the same way.
 for cmd in "show 1" "get 1" "stats" "hold list" "audit log" "review list" "retention explain 1" \
-           "ingest status" "purge --certificate 1"; do
+           "ingest status" "purge --certificate 1" "purge --list"; do
   # shellcheck disable=SC2086
   expect_eq "$cmd blocked behind the lock: exit 65" 65 "$(MAILVAULT_STATEMENT_TIMEOUT=500 rc_of mv $cmd)"
 done

@@ -27,6 +27,20 @@ def utc(d):
     return datetime.datetime.fromisoformat(d["date"]).astimezone(datetime.timezone.utc)
 lo, hi = datetime.datetime(2024, 6, 1, tzinfo=datetime.timezone.utc), datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
 print("daterange", sum(1 for d in u if lo <= utc(d) < hi))
+def since(y, m=1):
+    return sum(1 for d in u if utc(d) >= datetime.datetime(y, m, 1, tzinfo=datetime.timezone.utc))
+print("after2025", since(2025))
+print("after2024_03", since(2024, 3))
+print("before2024_03", len(u) - since(2024, 3))
+# addr: any role; an address that is a sender of some messages and a
+# recipient of others.
+roles = collections.defaultdict(lambda: [set(), set()])
+for d in u:
+    roles[d["from"].lower()][0].add(d["sha256"])
+    for a in set(d["to"]) | set(d["cc"]) | set(d["bcc"]):
+        roles[a.lower()][1].add(d["sha256"])
+both = max((a for a in roles if roles[a][0] and roles[a][1]), key=lambda a: (len(roles[a][0]) + len(roles[a][1]), a))
+print("addr", both, len(roles[both][0] | roles[both][1]), len(roles[both][0]))
 print("total", len(u))
 # free text: a project code word, over subject and text bodies (incl. forwarded)
 paths = {}
@@ -69,6 +83,22 @@ total=$(get total)
 expect_eq "-has:attachment" "$((total - $(get has_attachment)))" "$(count -has:attachment)"
 expect_eq "filename:*.pdf" "$(get pdf)" "$(count 'filename:*.pdf')"
 expect_eq "after:2024-06-01 before:2025-01-01" "$(get daterange)" "$(count after:2024-06-01 before:2025-01-01)"
+# A year or a month stands for its first day.
+expect_eq "after:2024-06 before:2025 (a month, a year)" "$(get daterange)" "$(count after:2024-06 before:2025)"
+expect_eq "after:2025 is on or after 2025-01-01" "$(get after2025)" "$(count after:2025)"
+expect_eq "after:2024-03 is on or after 2024-03-01" "$(get after2024_03)" "$(count after:2024-03)"
+expect_eq "before:2024-03 is before 2024-03-01" "$(get before2024_03)" "$(count before:2024-03)"
+rc_of() { set +e; "$@" >/dev/null 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
+for bad in after:2025-13 before:2025-3 after:24 after:2025-02-30 addr: 'after:2025 before:'; do
+  expect_eq "search '$bad': query error 65" 65 "$(rc_of mv search "$bad")"
+done
+mv search after:2025-13 2> "$WORK/err" >/dev/null || true
+check "a bad month names the column and the forms" grep -q "column 7: '2025-13' is not a date (YYYY, YYYY-MM or YYYY-MM-DD)" "$WORK/err"
+# addr: matches any role.
+read -r anyaddr n nfrom <<<"$(get addr)"
+expect_eq "addr:$anyaddr (sender of some, recipient of others)" "$n" "$(count "addr:$anyaddr")"
+expect_eq "from:$anyaddr is only the part it sent" "$nfrom" "$(count "from:$anyaddr")"
+expect_eq "addr:@domain" "$(count "from:@${anyaddr#*@} OR to:@${anyaddr#*@} OR cc:@${anyaddr#*@} OR bcc:@${anyaddr#*@}")" "$(count "addr:@${anyaddr#*@}")"
 expect_eq "'' matches everything" "$total" "$(count '')"
 read -r word n <<<"$(get word)"
 expect_eq "free text $word" "$n" "$(count "$word")"
@@ -86,4 +116,21 @@ expect_eq "free text before indexing" "$n" "$(count "$word")"
 mv index >/dev/null
 expect_eq "free text after 'mailvault index'" "$n" "$(count "$word")"
 expect_eq "nothing left to index" 0 "$(mv stats --json | json_get pending_index)"
+# ... and the envelope: an mbox's From_ line is the envelope sender.
+printf 'From bounce-77@lists.example Mon Jan  6 10:00:00 2020\nFrom: news@lists.example\nTo: x@corp.example\nSubject: envelope only\nMessage-ID: <env1@x>\n\nbody\n' > "$WORK/env.mbox"
+mv import --quiet "$WORK/env.mbox"
+expect_eq "addr: matches the envelope sender" 1 "$(count addr:bounce-77@lists.example)"
+expect_eq "from: does not" 0 "$(count from:bounce-77@lists.example)"
+# Registration numbers: in the query, and for get and show.
+reg=$(mv search --json --limit 1 message-id:env1@x | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["registration"])')
+short="${reg%%-*}-$(echo "${reg#*-}" | sed 's/^0*//')"
+expect_eq "registration:$reg" 1 "$(count "registration:$reg")"
+expect_eq "registration:$short (without the leading zeros)" 1 "$(count "registration:$short")"
+expect_eq "get $reg: the message's bytes" \
+  "$(printf 'From: news@lists.example\nTo: x@corp.example\nSubject: envelope only\nMessage-ID: <env1@x>\n\nbody\n' | sha256sum)" \
+  "$(mv get "$reg" | sha256sum)"
+expect_eq "get $short gives the same bytes as get by SHA-256" \
+  "$(mv get "$(mv search --json message-id:env1@x | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["sha256"])')" | sha256sum)" \
+  "$(mv get "$short" | sha256sum)"
+expect_eq "show --json $reg" "$reg env1@x" "$(mv show --json "$reg" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["registration"], d["message_id"])')"
 finish

@@ -64,7 +64,8 @@ static char *addr_name_sql(const char *roles, int n)
 /* The only SQL string literals the compiler may emit: none comes from the
  * query text. */
 static const char *const allowed_literals[] = {
-	"from", "sender", "to", "cc", "bcc", "envelope-rcpt", "english", "@", NULL,
+	"from", "sender", "reply-to", "to", "cc", "bcc", "envelope-from", "envelope-rcpt", "english",
+	"@", NULL,
 };
 
 static void check_sql_sane(const mv_query_sql *sql, int first_param)
@@ -259,6 +260,14 @@ static void test_bcc(void **state)
 	check_address_field("bcc", "'bcc', 'envelope-rcpt'");
 }
 
+/* addr: every address role, the envelope's too. */
+static void test_addr(void **state)
+{
+	(void)state;
+	check_address_field("addr", "'from', 'sender', 'reply-to', 'to', 'cc', 'bcc', "
+	                            "'envelope-from', 'envelope-rcpt'");
+}
+
 static void test_address_unicode_lowercase(void **state)
 {
 	(void)state;
@@ -302,6 +311,32 @@ static void test_dates_valid(void **state)
 	expect_sql("after:2023-01-01 before:2023-02-01", 1,
 	           "(coalesce(m.date >= $1::date, false) AND coalesce(m.date < $2::date, false))",
 	           "2023-01-01", "2023-02-01", NULL);
+}
+
+/* A year or a month stands for its first day: after: from it on,
+ * before: up to it. */
+static void test_dates_periods(void **state)
+{
+	(void)state;
+	expect_sql("after:2025", 1, "(coalesce(m.date >= $1::date, false))", "2025-01-01", NULL);
+	expect_sql("after:2025-03", 1, "(coalesce(m.date >= $1::date, false))", "2025-03-01", NULL);
+	expect_sql("before:2025", 1, "(coalesce(m.date < $1::date, false))", "2025-01-01", NULL);
+	expect_sql("before:2025-03", 1, "(coalesce(m.date < $1::date, false))", "2025-03-01", NULL);
+	expect_sql("after:2024-02 before:2024-03", 1,
+	           "(coalesce(m.date >= $1::date, false) AND coalesce(m.date < $2::date, false))",
+	           "2024-02-01", "2024-03-01", NULL);
+	expect_sql("after:\"1999-12\"", 3, "(coalesce(m.date >= $3::date, false))", "1999-12-01", NULL);
+	expect_error("after:2025-13", 7, "'2025-13' is not a date (YYYY, YYYY-MM or YYYY-MM-DD)");
+	expect_error("after:2025-00", 7, "is not a date");
+	expect_error("before:2025-3", 8, "is not a date");
+	expect_error("before:2025-", 8, "is not a date");
+	expect_error("after:0000", 7, "is not a date");
+	expect_error("after:202", 7, "is not a date");
+	expect_error("after:25", 7, "is not a date");
+	expect_error("after:20255", 7, "is not a date");
+	expect_error("after:2025-03-", 7, "is not a date");
+	expect_error("after:2025/03", 7, "is not a date");
+	expect_error("after:-2025", 7, "is not a date");
 }
 
 static void test_dates_invalid(void **state)
@@ -380,6 +415,97 @@ static void test_message_id(void **state)
 	expect_sql("msgid:<x@y>", 1, "(coalesce(m.message_id = $1, false))", "x@y", NULL);
 	/* Only one bracket on each side is removed; nothing is lower-cased. */
 	expect_sql("message-id:<<Ab>>", 1, "(coalesce(m.message_id = $1, false))", "<Ab>", NULL);
+}
+
+/* ---- registration: and destroyed: ---- */
+
+static void test_registration(void **state)
+{
+	(void)state;
+	const char *e = "(coalesce(m.registration = $1, false))";
+	expect_sql("registration:2026-0000123", 1, e, "2026-0000123", NULL);
+	/* Without the leading zeros, or with more: the stored form. */
+	expect_sql("registration:2026-123", 1, e, "2026-0000123", NULL);
+	expect_sql("registration:2026-000000123", 1, e, "2026-0000123", NULL);
+	expect_sql("registration:2026-12345678", 1, e, "2026-12345678", NULL);
+	/* Anything else is compared as it is (and matches nothing). */
+	expect_sql("registration:ID-12", 1, e, "ID-12", NULL);
+	expect_sql("registration:2026-12a", 1, e, "2026-12a", NULL);
+}
+
+static mv_query_sql *compile_for_ok(const char *q, mv_query_target target)
+{
+	mv_query_sql *sql = NULL;
+	char *err = NULL;
+	mv_status st = mv_query_compile_for(q, target, 1, &sql, &err);
+	if (st != MV_OK)
+		fail_msg("query '%s' failed: %s", q, err ? err : "(no message)");
+	check_sql_sane(sql, 1);
+	return sql;
+}
+
+static void expect_for(const char *q, mv_query_target target, const char *where, guint n_params)
+{
+	mv_query_sql *sql = compile_for_ok(q, target);
+	if (strcmp(sql->where, where) != 0)
+		fail_msg("query '%s' (target %d):\n  expected: %s\n  got:      %s", q, (int)target, where,
+		         sql->where);
+	assert_int_equal(sql->params->len, n_params);
+	mv_query_sql_free(&sql);
+}
+
+static void test_destroyed(void **state)
+{
+	(void)state;
+	/* Messages are never destroyed; tombstones always are. */
+	expect_for("destroyed:yes", MV_QUERY_MESSAGES, "(FALSE)", 0);
+	expect_for("destroyed:no", MV_QUERY_MESSAGES, "(TRUE)", 0);
+	expect_for("Destroyed:YES", MV_QUERY_TOMBSTONES, "(TRUE)", 0);
+	expect_for("destroyed:no", MV_QUERY_TOMBSTONES, "(FALSE)", 0);
+	mv_query_sql *sql = compile_for_ok("from:a@b destroyed:yes", MV_QUERY_MESSAGES);
+	assert_true(sql->mentions_destroyed);
+	mv_query_sql_free(&sql);
+	sql = compile_for_ok("from:a@b", MV_QUERY_MESSAGES);
+	assert_false(sql->mentions_destroyed);
+	mv_query_sql_free(&sql);
+	expect_error("destroyed:maybe", 11, "destroyed: takes yes or no");
+}
+
+/* Over tombstones: what they keep is compared, what they do not is
+ * unknown (NULL), a hold never covers one. */
+static void test_tombstone_target(void **state)
+{
+	(void)state;
+	const mv_query_target t = MV_QUERY_TOMBSTONES;
+	expect_for("subject:x", t, "(NULL::boolean)", 0);
+	expect_for("to:a@b cc:c bcc:@d", t, "(NULL::boolean AND NULL::boolean AND NULL::boolean)", 0);
+	expect_for("word \"a phrase\"", t, "(NULL::boolean AND NULL::boolean)", 0);
+	expect_for("has:attachment filename:*.pdf type:text/* tag:x", t,
+	           "(NULL::boolean AND NULL::boolean AND NULL::boolean AND NULL::boolean)", 0);
+	expect_for("-subject:x", t, "(NOT (NULL::boolean))", 0);
+	expect_for("hold:case-1", t, "(FALSE)", 0);
+	expect_for("from:A@B.example", t, "(coalesce(m.from_addr = $1, false))", 1);
+	expect_for("from:@B.example", t, "(coalesce(split_part(m.from_addr, '@', 2) = $1, false))", 1);
+	expect_for("from:alice", t, "(coalesce(m.from_addr ILIKE $1, false))", 1);
+	expect_for("addr:a@b", t, "((coalesce(m.from_addr = $1, false) OR NULL::boolean))", 1);
+	/* The columns a tombstone shares with a message: the same SQL. */
+	expect_for("class:c registration:2026-1 message-id:<x@y> after:2025", t,
+	           "(coalesce(m.retention_class = $1, false) AND coalesce(m.registration = $2, false) "
+	           "AND coalesce(m.message_id = $3, false) AND coalesce(m.date >= $4::date, false))",
+	           4);
+	/* Errors are the same on both targets. */
+	mv_query_sql *sql = (mv_query_sql *)0x1;
+	char *err = NULL;
+	assert_int_equal(mv_query_compile_for("has:nothing", t, 1, &sql, &err), MV_ERR_QUERY);
+	assert_null(sql);
+	assert_non_null(strstr(err, "column 5"));
+	g_free(err);
+	err = NULL;
+	assert_int_equal(mv_query_compile_for("after:2025-13", t, 1, &sql, &err), MV_ERR_QUERY);
+	g_free(err);
+	err = NULL;
+	assert_int_equal(mv_query_compile_for("nosuch:x", t, 1, &sql, &err), MV_ERR_QUERY);
+	g_free(err);
 }
 
 /* ---- full text ---- */
@@ -762,10 +888,15 @@ int main(void)
 		cmocka_unit_test(test_to),
 		cmocka_unit_test(test_cc),
 		cmocka_unit_test(test_bcc),
+		cmocka_unit_test(test_addr),
 		cmocka_unit_test(test_address_unicode_lowercase),
 		cmocka_unit_test(test_subject),
 		cmocka_unit_test(test_dates_valid),
+		cmocka_unit_test(test_dates_periods),
 		cmocka_unit_test(test_dates_invalid),
+		cmocka_unit_test(test_registration),
+		cmocka_unit_test(test_destroyed),
+		cmocka_unit_test(test_tombstone_target),
 		cmocka_unit_test(test_has),
 		cmocka_unit_test(test_filename),
 		cmocka_unit_test(test_type),
