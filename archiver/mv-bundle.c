@@ -29,6 +29,9 @@ struct mv_bundle_writer {
 	struct archive *ar;   /* zip, tar */
 	FILE *sums;           /* SHA256SUMS lines so far (temporary file) */
 	GHashTable *dirs;     /* directories made (dir format) */
+	char *folder;         /* top-level folder of zip and tar entries, or NULL */
+	mv_bundle_sign_fn sign;
+	void *sign_context;
 	guint64 bytes, files;
 	gboolean broken;      /* a write failed: the container is unusable */
 };
@@ -70,21 +73,26 @@ static gboolean safe_path(const char *name)
 }
 
 mv_status mv_bundle_writer_open(const char *path, mv_bundle_format format, gint64 mtime,
-                                mv_bundle_writer **writer_r, char **error_r)
+                                const char *folder, mv_bundle_writer **writer_r, char **error_r)
 {
 	*writer_r = NULL;
 	struct stat st;
 	if (lstat(path, &st) == 0)
 		return mv_fail(error_r, MV_ERR_USAGE, "%s exists already; a bundle is written to a new path",
 		               path);
+	if (format != MV_BUNDLE_DIR && folder != NULL &&
+	    !mv_safename_is_safe(folder, MV_BUNDLE_FOLDER_MAX))
+		return mv_fail(error_r, MV_ERR_INTERNAL, "unsafe bundle folder name '%s'", folder);
 	mv_bundle_writer *w = g_new0(mv_bundle_writer, 1);
 	w->format = format;
 	w->path = g_strdup(path);
 	w->mtime = mtime;
+	w->folder = format != MV_BUNDLE_DIR ? g_strdup(folder) : NULL;
 	w->sums = tmpfile();
 	if (w->sums == NULL) {
 		mv_status s = mv_fail(error_r, MV_ERR_IO, "cannot create a temporary file: %s",
 		                      g_strerror(errno));
+		g_free(w->folder);
 		g_free(w->path);
 		g_free(w);
 		return s;
@@ -94,6 +102,7 @@ mv_status mv_bundle_writer_open(const char *path, mv_bundle_format format, gint6
 			mv_status s = mv_fail(error_r, MV_ERR_IO, "cannot create %s: %s", path,
 			                      g_strerror(errno));
 			fclose(w->sums);
+			g_free(w->folder);
 			g_free(w->path);
 			g_free(w);
 			return s;
@@ -114,6 +123,7 @@ mv_status mv_bundle_writer_open(const char *path, mv_bundle_format format, gint6
 			                      archive_error_string(w->ar));
 			archive_write_free(w->ar);
 			fclose(w->sums);
+			g_free(w->folder);
 			g_free(w->path);
 			g_free(w);
 			return s;
@@ -121,6 +131,12 @@ mv_status mv_bundle_writer_open(const char *path, mv_bundle_format format, gint6
 	}
 	*writer_r = w;
 	return MV_OK;
+}
+
+void mv_bundle_writer_set_signer(mv_bundle_writer *w, mv_bundle_sign_fn sign, void *context)
+{
+	w->sign = sign;
+	w->sign_context = context;
 }
 
 /* Directory format: make the parents of name under the root. */
@@ -171,14 +187,13 @@ typedef struct {
 	guint64 size;
 } adding;
 
-static mv_status add_begin(mv_bundle_writer *w, const char *name, guint64 size, adding *a,
-                           char **error_r)
+/* Start a file, whatever its name (SHA256SUMS and its signature too). */
+static mv_status begin_file(mv_bundle_writer *w, const char *name, guint64 size, adding *a,
+                            char **error_r)
 {
 	*a = (adding){.w = w, .name = name, .fd = -1};
 	if (w->broken)
 		return mv_fail(error_r, MV_ERR_IO, "%s: an earlier write failed", w->path);
-	if (!safe_path(name) || strcmp(name, MV_BUNDLE_SUMS) == 0)
-		return mv_fail(error_r, MV_ERR_INTERNAL, "unsafe bundle file name '%s'", name);
 	if (w->format == MV_BUNDLE_DIR) {
 		mv_status s = make_parents(w, name, error_r);
 		if (s != MV_OK)
@@ -193,7 +208,9 @@ static mv_status add_begin(mv_bundle_writer *w, const char *name, guint64 size, 
 		g_free(full);
 	} else {
 		struct archive_entry *e = archive_entry_new();
-		archive_entry_set_pathname_utf8(e, name);
+		char *full = w->folder != NULL ? g_strconcat(w->folder, "/", name, NULL) : g_strdup(name);
+		archive_entry_set_pathname_utf8(e, full);
+		g_free(full);
 		archive_entry_set_size(e, (la_int64_t)size);
 		archive_entry_set_filetype(e, AE_IFREG);
 		archive_entry_set_perm(e, 0644);
@@ -208,6 +225,15 @@ static mv_status add_begin(mv_bundle_writer *w, const char *name, guint64 size, 
 	}
 	a->sha = mv_sha256_new();
 	return MV_OK;
+}
+
+static mv_status add_begin(mv_bundle_writer *w, const char *name, guint64 size, adding *a,
+                           char **error_r)
+{
+	*a = (adding){.w = w, .name = name, .fd = -1};
+	if (!safe_path(name) || strcmp(name, MV_BUNDLE_SUMS) == 0 || strcmp(name, MV_BUNDLE_SIG) == 0)
+		return mv_fail(error_r, MV_ERR_INTERNAL, "unsafe bundle file name '%s'", name);
+	return begin_file(w, name, size, a, error_r);
 }
 
 static mv_status add_data(adding *a, const void *data, gsize len, char **error_r)
@@ -333,8 +359,31 @@ static void writer_free(mv_bundle_writer *w)
 		fclose(w->sums);
 	if (w->dirs != NULL)
 		g_hash_table_destroy(w->dirs);
+	g_free(w->folder);
 	g_free(w->path);
 	g_free(w);
+}
+
+/* The signature of SHA256SUMS (the temporary file sums), as the file
+ * SHA256SUMS.asc: not listed. */
+static mv_status add_signature(mv_bundle_writer *w, FILE *sums, char **error_r)
+{
+	GBytes *sig = NULL;
+	if (lseek(fileno(sums), 0, SEEK_SET) != 0)
+		return mv_fail(error_r, MV_ERR_IO, "cannot read back a temporary file: %s", g_strerror(errno));
+	mv_status st = w->sign(w->sign_context, fileno(sums), &sig, error_r);
+	if (st != MV_OK)
+		return st;
+	gsize len = 0;
+	const void *data = g_bytes_get_data(sig, &len);
+	adding a;
+	st = begin_file(w, MV_BUNDLE_SIG, len, &a, error_r);
+	if (st == MV_OK) {
+		st = add_data(&a, data, len, error_r);
+		st = add_end(&a, st, FALSE, NULL, error_r);
+	}
+	g_bytes_unref(sig);
+	return st;
 }
 
 mv_status mv_bundle_writer_close(mv_bundle_writer **wp, char sums_hex_r[MV_SHA256_HEX_LEN + 1],
@@ -346,33 +395,16 @@ mv_status mv_bundle_writer_close(mv_bundle_writer **wp, char sums_hex_r[MV_SHA25
 	if (fflush(w->sums) != 0 || fseek(w->sums, 0, SEEK_SET) != 0)
 		st = mv_fail(error_r, MV_ERR_IO, "cannot read back a temporary file: %s", g_strerror(errno));
 	/* SHA256SUMS itself is not listed in SHA256SUMS.  add_begin refuses
-	 * that name from callers, so it is opened here. */
+	 * that name from callers, so it is begun here. */
 	FILE *sums = w->sums;
 	w->sums = NULL;
 	struct stat stt;
 	adding a = {.w = w, .name = MV_BUNDLE_SUMS, .fd = -1};
 	if (st == MV_OK && fstat(fileno(sums), &stt) != 0)
 		st = mv_fail(error_r, MV_ERR_IO, "cannot read a temporary file: %s", g_strerror(errno));
-	if (st == MV_OK && w->format == MV_BUNDLE_DIR) {
-		char *full = g_build_filename(w->path, MV_BUNDLE_SUMS, NULL);
-		a.fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-		if (a.fd < 0)
-			st = mv_fail(error_r, MV_ERR_IO, "cannot create %s: %s", full, g_strerror(errno));
-		g_free(full);
-	} else if (st == MV_OK) {
-		struct archive_entry *e = archive_entry_new();
-		archive_entry_set_pathname_utf8(e, MV_BUNDLE_SUMS);
-		archive_entry_set_size(e, (la_int64_t)stt.st_size);
-		archive_entry_set_filetype(e, AE_IFREG);
-		archive_entry_set_perm(e, 0644);
-		archive_entry_set_mtime(e, (time_t)w->mtime, 0);
-		if (archive_write_header(w->ar, e) != ARCHIVE_OK)
-			st = mv_fail(error_r, MV_ERR_IO, "%s: cannot add %s: %s", w->path, MV_BUNDLE_SUMS,
-			             archive_error_string(w->ar));
-		archive_entry_free(e);
-	}
+	if (st == MV_OK)
+		st = begin_file(w, MV_BUNDLE_SUMS, (guint64)stt.st_size, &a, error_r);
 	if (st == MV_OK) {
-		a.sha = mv_sha256_new();
 		guint8 *buf = g_malloc(CHUNK);
 		size_t n;
 		while (st == MV_OK && (n = fread(buf, 1, CHUNK, sums)) > 0)
@@ -382,6 +414,8 @@ mv_status mv_bundle_writer_close(mv_bundle_writer **wp, char sums_hex_r[MV_SHA25
 		g_free(buf);
 	}
 	st = add_end(&a, st, FALSE, sums_hex_r, error_r);
+	if (st == MV_OK && w->sign != NULL)
+		st = add_signature(w, sums, error_r);
 	fclose(sums);
 	if (w->ar != NULL) {
 		if (archive_write_close(w->ar) != ARCHIVE_OK && st == MV_OK)
@@ -409,6 +443,7 @@ typedef struct {
 	char hex[MV_SHA256_HEX_LEN + 1];
 	guint64 size;
 	GBytes *content; /* kept for checks, or NULL */
+	gboolean oversize; /* a signature file too large to be one */
 } found_file;
 
 static void found_free(gpointer p)
@@ -428,13 +463,32 @@ typedef struct {
 /* Hash one file's content from a read function. */
 typedef la_ssize_t (*read_fn)(void *src, void *buf, size_t len);
 
+/* Is name (or name without a top-level folder) one whose content is
+ * kept?  Which folder a zip or tar uses is known only once every entry is
+ * read, so both are asked. */
+static gboolean keep_content(scan *s, const char *name, gboolean *is_sig_r)
+{
+	const char *slash = strchr(name, '/');
+	const char *names[] = {name, slash != NULL ? slash + 1 : NULL};
+	*is_sig_r = FALSE;
+	gboolean keep = FALSE;
+	for (gsize i = 0; i < G_N_ELEMENTS(names) && names[i] != NULL; i++) {
+		if (strcmp(names[i], MV_BUNDLE_SIG) == 0)
+			*is_sig_r = keep = TRUE;
+		else if (strcmp(names[i], MV_BUNDLE_SUMS) == 0 ||
+		         (s->checks != NULL && s->checks->want_content != NULL &&
+		          s->checks->want_content(s->checks->context, names[i])))
+			keep = TRUE;
+	}
+	return keep;
+}
+
 static mv_status hash_entry(scan *s, const char *name, read_fn rd, void *src, char **error_r)
 {
 	if (g_hash_table_contains(s->found, name))
 		return mv_fail(error_r, MV_ERR_INTEGRITY, "%s: appears twice in the bundle", name);
-	gboolean keep = strcmp(name, MV_BUNDLE_SUMS) == 0 ||
-	                (s->checks != NULL && s->checks->want_content != NULL &&
-	                 s->checks->want_content(s->checks->context, name));
+	gboolean is_sig = FALSE;
+	gboolean keep = keep_content(s, name, &is_sig);
 	GByteArray *content = keep ? g_byte_array_new() : NULL;
 	mv_sha256_ctx *ctx = mv_sha256_new();
 	guint8 *buf = g_malloc(CHUNK);
@@ -443,6 +497,11 @@ static mv_status hash_entry(scan *s, const char *name, read_fn rd, void *src, ch
 	while ((n = rd(src, buf, CHUNK)) > 0) {
 		mv_sha256_update(ctx, buf, (size_t)n);
 		f->size += (guint64)n;
+		if (content != NULL && is_sig && f->size > MV_BUNDLE_SIG_MAX) {
+			g_byte_array_unref(content);
+			content = NULL;
+			f->oversize = TRUE;
+		}
 		if (content != NULL)
 			g_byte_array_append(content, buf, (guint)n);
 	}
@@ -732,6 +791,69 @@ static gint compare_str(gconstpointer a, gconstpointer b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Where SHA256SUMS is: at the top (a directory, or a flat zip or tar of an
+ * older mailvault: names stay as they are), or in the one top-level folder
+ * FOLDER that holds every file (FOLDER/ is taken off every name, and
+ * folder_r receives FOLDER).  Anything beside that folder is extra. */
+static mv_status strip_folder(scan *s, char folder_r[MV_BUNDLE_FOLDER_MAX + 1], char **error_r)
+{
+	folder_r[0] = '\0';
+	if (g_hash_table_contains(s->found, MV_BUNDLE_SUMS))
+		return MV_OK;
+	char *folder = NULL;
+	guint candidates = 0;
+	GHashTableIter it;
+	gpointer k;
+	g_hash_table_iter_init(&it, s->found);
+	while (g_hash_table_iter_next(&it, &k, NULL)) {
+		const char *slash = strchr(k, '/');
+		if (slash != NULL && strcmp(slash + 1, MV_BUNDLE_SUMS) == 0) {
+			candidates++;
+			g_free(folder);
+			folder = g_strndup(k, (gsize)(slash - (const char *)k));
+		}
+	}
+	if (candidates != 1) {
+		g_free(folder);
+		return candidates == 0 ? MV_OK /* reported as SHA256SUMS missing */
+		       : mv_fail(error_r, MV_ERR_INTEGRITY, "%u top-level folders hold a %s: one bundle "
+		                 "has one folder", candidates, MV_BUNDLE_SUMS);
+	}
+	if (strlen(folder) > MV_BUNDLE_FOLDER_MAX || !mv_safename_is_safe(folder, MV_BUNDLE_FOLDER_MAX)) {
+		mv_status st = mv_fail(error_r, MV_ERR_INTEGRITY, "the bundle's folder has an unsafe name");
+		g_free(folder);
+		return st;
+	}
+	gsize flen = strlen(folder);
+	GHashTable *stripped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, found_free);
+	GPtrArray *outside = g_ptr_array_new();
+	g_hash_table_iter_init(&it, s->found);
+	gpointer v;
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		const char *name = k;
+		if (strncmp(name, folder, flen) == 0 && name[flen] == '/' && name[flen + 1] != '\0') {
+			g_hash_table_iter_steal(&it);
+			g_hash_table_insert(stripped, g_strdup(name + flen + 1), v);
+			g_free(k);
+		} else {
+			g_ptr_array_add(outside, g_strdup(name));
+		}
+	}
+	mv_status st = MV_OK;
+	if (outside->len > 0) {
+		g_ptr_array_sort(outside, compare_str);
+		st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: extra file, outside the bundle's folder %s/",
+		             (const char *)outside->pdata[0], folder);
+	}
+	g_ptr_array_set_free_func(outside, g_free);
+	g_ptr_array_unref(outside);
+	g_hash_table_destroy(s->found);
+	s->found = stripped;
+	g_strlcpy(folder_r, folder, MV_BUNDLE_FOLDER_MAX + 1);
+	g_free(folder);
+	return st;
+}
+
 mv_status mv_bundle_verify(const char *path, const mv_bundle_checks *checks,
                            mv_bundle_report *report_r, char **error_r)
 {
@@ -749,10 +871,21 @@ mv_status mv_bundle_verify(const char *path, const mv_bundle_checks *checks,
 	} else {
 		st = scan_archive(&s, path, &report_r->format, error_r);
 	}
+	if (st == MV_OK)
+		st = strip_folder(&s, report_r->folder, error_r);
 	found_file *sums = st == MV_OK ? g_hash_table_lookup(s.found, MV_BUNDLE_SUMS) : NULL;
 	if (st == MV_OK && sums == NULL)
 		st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: missing (not a bundle, or it was removed)",
 		             MV_BUNDLE_SUMS);
+	found_file *sig = st == MV_OK ? g_hash_table_lookup(s.found, MV_BUNDLE_SIG) : NULL;
+	if (sig != NULL) {
+		report_r->is_signed = TRUE;
+		if (sig->oversize || sig->content == NULL)
+			st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: larger than a signature can be (%"
+			             G_GUINT64_FORMAT " bytes)", MV_BUNDLE_SIG, sig->size);
+		else if (checks != NULL && checks->check_signature != NULL)
+			st = checks->check_signature(checks->context, sums->content, sig->content, error_r);
+	}
 	GHashTable *listed = g_hash_table_new(g_str_hash, g_str_equal);
 	char **lines = NULL;
 	char *sums_text = NULL;
@@ -785,7 +918,7 @@ mv_status mv_bundle_verify(const char *path, const mv_bundle_checks *checks,
 			st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: line %zu has no SHA-256", MV_BUNDLE_SUMS, i + 1);
 			break;
 		}
-		if (!safe_path(name) || strcmp(name, MV_BUNDLE_SUMS) == 0) {
+		if (!safe_path(name) || strcmp(name, MV_BUNDLE_SUMS) == 0 || strcmp(name, MV_BUNDLE_SIG) == 0) {
 			st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: line %zu names an unsafe path",
 			             MV_BUNDLE_SUMS, i + 1);
 			break;
@@ -817,7 +950,8 @@ mv_status mv_bundle_verify(const char *path, const mv_bundle_checks *checks,
 		gpointer k;
 		g_hash_table_iter_init(&it, s.found);
 		while (g_hash_table_iter_next(&it, &k, NULL))
-			if (strcmp(k, MV_BUNDLE_SUMS) != 0 && !g_hash_table_contains(listed, k))
+			if (strcmp(k, MV_BUNDLE_SUMS) != 0 && strcmp(k, MV_BUNDLE_SIG) != 0 &&
+			    !g_hash_table_contains(listed, k))
 				g_ptr_array_add(extra, k);
 		if (extra->len > 0) {
 			g_ptr_array_sort(extra, compare_str);

@@ -27,6 +27,7 @@
 #include "mv-message.h"
 #include "mv-query.h"
 #include "mv-safename.h"
+#include "mv-sign.h"
 #include "mv-store.h"
 
 #define PAGE 100               /* messages whose metadata is read at once */
@@ -99,6 +100,8 @@ void mv_export_summary_clear(mv_export_summary *s)
 		g_ptr_array_unref(s->parts);
 	if (s->errors != NULL)
 		g_ptr_array_unref(s->errors);
+	g_free(s->destroyed_runs);
+	g_free(s->signer);
 	*s = (mv_export_summary){0};
 }
 
@@ -362,6 +365,9 @@ typedef struct {
 	char *hold_xml_case, *hold_xml_reason, *hold_xml_query, *hold_created_by, *hold_created_at,
 		*hold_released_at;
 	char *audit_path;     /* audit.xml, written once, copied into each part */
+	char *destroyed_path; /* destroyed.xml, likewise */
+	char *hold_id;        /* the hold's id (hold exports) */
+	guint64 fixed_bytes;  /* of audit.xml and destroyed.xml, in every part */
 	char *tmproot;
 	part *p;
 	mv_parse_limits limits;
@@ -372,6 +378,33 @@ static char *part_path(const exporter *x, guint number)
 	if (x->o->split_size == 0)
 		return g_strdup(x->o->out);
 	return g_strdup_printf("%s.%03u", x->o->out, number);
+}
+
+/* The top-level folder of a zip or tar part: the output file's name
+ * without .zip/.tar, with the part's number when split. */
+static char *folder_of(const exporter *x, guint number)
+{
+	char *base = g_path_get_basename(x->o->out);
+	const char *ext = x->o->format == MV_EXPORT_ZIP ? ".zip" : ".tar";
+	gsize n = strlen(base), e = strlen(ext);
+	if (n > e && g_ascii_strcasecmp(base + n - e, ext) == 0)
+		base[n - e] = '\0';
+	char *name = x->o->split_size > 0 ? g_strdup_printf("%s.%03u", base, number) : g_strdup(base);
+	char *safe = mv_safename(name, -1, MV_BUNDLE_FOLDER_MAX, "bundle");
+	g_free(name);
+	g_free(base);
+	return safe;
+}
+
+static mv_status sign_sums(void *context, int fd, GBytes **sig_r, char **error_r)
+{
+	exporter *x = context;
+	char *fpr = NULL;
+	mv_status st = mv_sign_detached(x->o->sign_key, fd, sig_r, &fpr, error_r);
+	if (st == MV_OK && g_strcmp0(fpr, x->sum->signer) != 0)
+		st = mv_fail(error_r, MV_ERR_CONFIG, "the key '%s' changed while exporting", x->o->sign_key);
+	g_free(fpr);
+	return st;
 }
 
 static mv_status part_open(exporter *x, guint number, char **error_r)
@@ -400,15 +433,24 @@ static mv_status part_open(exporter *x, guint number, char **error_r)
 	mv_bundle_format bf = x->o->format == MV_EXPORT_ZIP   ? MV_BUNDLE_ZIP
 	                      : x->o->format == MV_EXPORT_TAR ? MV_BUNDLE_TAR
 	                                                      : MV_BUNDLE_DIR;
-	mv_status st = mv_bundle_writer_open(p->path, bf, x->now, &p->bundle, error_r);
+	char *folder = bf != MV_BUNDLE_DIR ? folder_of(x, number) : NULL;
+	mv_status st = mv_bundle_writer_open(p->path, bf, x->now, folder, &p->bundle, error_r);
+	g_free(folder);
+	if (st == MV_OK && x->o->sign_key != NULL)
+		mv_bundle_writer_set_signer(p->bundle, sign_sums, x);
 	char *lf = g_build_filename(p->tmpdir, "loadfile.xml", NULL);
 	char *ix = g_build_filename(p->tmpdir, "index.html", NULL);
 	if (st == MV_OK)
 		st = mv_edrm_open(lf, x->description, &p->edrm, error_r);
 	char *part_note = x->o->split_size > 0 ? g_strdup_printf("; part %u", number) : g_strdup("");
-	char *sub = g_strdup_printf("Exported %s by %s with mailvault %s%s", x->exported_at,
-	                            x->o->actor, x->o->version, part_note);
+	char *destroyed_note = x->sum->destroyed > 0
+	                       ? g_strdup_printf("; %" G_GINT64_FORMAT " records of the hold were destroyed "
+	                                         "by purge (listed in destroyed.xml)", x->sum->destroyed)
+	                       : g_strdup("");
+	char *sub = g_strdup_printf("Exported %s by %s with mailvault %s%s%s", x->exported_at,
+	                            x->o->actor, x->o->version, part_note, destroyed_note);
 	g_free(part_note);
+	g_free(destroyed_note);
 	if (st == MV_OK)
 		st = mv_index_html_open(ix, x->description, sub, &p->index, error_r);
 	g_free(sub);
@@ -466,43 +508,328 @@ static mv_status xml_close(xmlTextWriterPtr w, const char *path, gboolean ok, ch
 	          : mv_fail(error_r, MV_ERR_IO, "cannot write %s: %s", path, g_strerror(errno));
 }
 
-static mv_status write_audit_file(exporter *x, char **error_r)
+/* XML 1.0 can carry s exactly (mv_xml_clean leaves it as it is)? */
+static gboolean xml_exact(const char *s)
 {
-	const char *v[] = {x->selection};
+	char *clean = mv_xml_clean(s);
+	gboolean same = g_strcmp0(clean, s) == 0;
+	g_free(clean);
+	return same;
+}
+
+static void wattr_b64(xmlTextWriterPtr w, const char *name, const char *value, gboolean b64,
+                      gboolean *okp)
+{
+	if (!b64) {
+		wattr(w, name, value, okp);
+		return;
+	}
+	char *enc = g_base64_encode((const guchar *)value, strlen(value));
+	wattr(w, name, enc, okp);
+	g_free(enc);
+}
+
+/* SQL: an audit entry that records items of the hold whose id is $2
+ * (schema 013: "hold=ID added=N pending=no ids=1,2,3", a line each hold). */
+#define HOLD_ITEMS_ENTRY                                                                          \
+	"(action = 'record.hold-items' AND (details LIKE 'hold=' || $2 || ' %' "                   \
+	"OR details LIKE '%' || chr(10) || 'hold=' || $2 || ' %'))"
+
+/* The seq numbers of the case's audit entries: those about the selection
+ * ("hold NAME" / "query Q"), and for a hold the record.hold-items entries
+ * (schema 013) that name it. */
+static mv_status audit_seqs(exporter *x, GArray *seqs, char **error_r)
+{
+	const char *v[] = {x->selection, x->hold_id != NULL ? x->hold_id : ""};
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(
 		x->db,
-		"SELECT seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), actor, "
-		"action, subject, details, encode(hash, 'hex') FROM audit_event WHERE subject = $1 "
+		"SELECT seq FROM audit_event WHERE subject = $1 OR ($2 <> '' AND " HOLD_ITEMS_ENTRY ") "
 		"ORDER BY seq",
-		1, v, NULL, NULL, 0, &r, error_r);
+		2, v, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++) {
+		gint64 seq = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		g_array_append_val(seqs, seq);
+	}
+	PQclear(r);
+	return MV_OK;
+}
+
+/* audit.xml: each entry whole (its fields, format, prev_hash and hash), so
+ * that the excerpt can be rechecked without the archive: hash =
+ * SHA-256(prev_hash || the entry's text in its format; mv_audit_entry_hash).
+ * A field XML cannot carry exactly (control characters) makes the entry
+ * encoding="base64": at, actor, action, subject and details base64 of
+ * their UTF-8. */
+static mv_status write_audit_file(exporter *x, char **error_r)
+{
+	GArray *seqs = g_array_new(FALSE, FALSE, sizeof(gint64));
+	GPtrArray *entries = NULL;
+	mv_status st = audit_seqs(x, seqs, error_r);
+	if (st == MV_OK)
+		st = mv_audit_get(x->db, (const gint64 *)(void *)seqs->data, seqs->len, &entries, error_r);
+	g_array_free(seqs, TRUE);
 	if (st != MV_OK)
 		return st;
 	x->audit_path = g_build_filename(x->tmproot, "audit.xml", NULL);
 	xmlTextWriterPtr w = xml_open(x->audit_path, "AuditTrail");
 	if (w == NULL) {
-		PQclear(r);
+		g_ptr_array_unref(entries);
 		return mv_fail(error_r, MV_ERR_IO, "cannot create %s: %s", x->audit_path, g_strerror(errno));
 	}
 	gboolean ok = TRUE;
 	wattr(w, "subject", x->selection, &ok);
 	wattr(w, "note", "entries of the mailvault audit trail about this case before this export; "
-	      "the export's own entry follows them in the trail (mailvault audit log)", &ok);
-	for (int i = 0; ok && i < PQntuples(r); i++) {
+	      "the export's own entry follows them in the trail (mailvault audit log).  Each entry's "
+	      "hash is SHA-256(prev_hash || text): format 1 text is seq LF at LF actor LF action LF "
+	      "subject LF details; format 2 text is 'mailvault-audit-2:' and each of those six "
+	      "fields as LENGTH ':' UTF-8 BYTES ',' (LENGTH in bytes).  Consecutive entries link: "
+	      "an entry's prev_hash is the hash of the entry before it", &ok);
+	wattr(w, "hash_rules", "mailvault-audit-1 mailvault-audit-2", &ok);
+	for (guint i = 0; ok && i < entries->len; i++) {
+		const mv_audit_entry *e = entries->pdata[i];
+		gboolean b64 = !xml_exact(e->at) || !xml_exact(e->actor) || !xml_exact(e->action) ||
+		               !xml_exact(e->subject) || !xml_exact(e->details);
 		W(xmlTextWriterStartElement(w, BAD_CAST "Entry"));
-		wattr(w, "seq", PQgetvalue(r, i, 0), &ok);
-		wattr(w, "at", PQgetvalue(r, i, 1), &ok);
-		wattr(w, "actor", PQgetvalue(r, i, 2), &ok);
-		wattr(w, "action", PQgetvalue(r, i, 3), &ok);
-		wattr(w, "subject", PQgetvalue(r, i, 4), &ok);
-		wattr(w, "hash", PQgetvalue(r, i, 6), &ok);
-		char *d = mv_xml_clean(PQgetvalue(r, i, 5));
-		W(xmlTextWriterWriteString(w, BAD_CAST d));
-		g_free(d);
+		wattr_int(w, "seq", e->seq, &ok);
+		wattr_b64(w, "at", e->at, b64, &ok);
+		wattr_b64(w, "actor", e->actor, b64, &ok);
+		wattr_b64(w, "action", e->action, b64, &ok);
+		wattr_b64(w, "subject", e->subject, b64, &ok);
+		wattr_int(w, "format", e->format, &ok);
+		wattr(w, "prev_hash", e->prev_hash, &ok);
+		wattr(w, "hash", e->hash, &ok);
+		if (b64)
+			wattr(w, "encoding", "base64", &ok);
+		if (b64) {
+			char *enc = g_base64_encode((const guchar *)e->details, strlen(e->details));
+			W(xmlTextWriterWriteString(w, BAD_CAST enc));
+			g_free(enc);
+		} else {
+			W(xmlTextWriterWriteString(w, BAD_CAST e->details));
+		}
 		W(xmlTextWriterEndElement(w));
 	}
-	PQclear(r);
+	g_ptr_array_unref(entries);
 	return xml_close(w, x->audit_path, ok, error_r);
+}
+
+/* ---- records of the hold destroyed by purge ---- */
+
+/* Add the ids of "1,2,5-9" (as far as it parses) to set. */
+static void parse_ids(const char *s, GHashTable *set)
+{
+	while (s != NULL && g_ascii_isdigit(*s)) {
+		char *end = NULL;
+		gint64 a = g_ascii_strtoll(s, &end, 10), b = a;
+		if (end != NULL && *end == '-' && g_ascii_isdigit(end[1]))
+			b = g_ascii_strtoll(end + 1, &end, 10);
+		for (gint64 id = a; id <= b && id - a < 10000000; id++)
+			g_hash_table_add(set, g_memdup2(&id, sizeof id));
+		if (end == NULL || *end != ',')
+			break;
+		s = end + 1;
+	}
+}
+
+/* "1-3,7,9-12" of sorted ids. */
+static void append_ranges(GString *out, const gint64 *ids, guint n)
+{
+	for (guint i = 0; i < n;) {
+		guint j = i;
+		while (j + 1 < n && ids[j + 1] == ids[j] + 1)
+			j++;
+		if (i > 0)
+			g_string_append_c(out, ',');
+		if (j > i)
+			g_string_append_printf(out, "%" G_GINT64_FORMAT "-%" G_GINT64_FORMAT, ids[i], ids[j]);
+		else
+			g_string_append_printf(out, "%" G_GINT64_FORMAT, ids[i]);
+		i = j + 1;
+	}
+}
+
+static gint compare_id(gconstpointer a, gconstpointer b)
+{
+	gint64 x = *(const gint64 *)a, y = *(const gint64 *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The message ids the audit trail says the hold had: its record.hold-items
+ * entries (held, or pending and then settled) and the message_ids= of its
+ * earlier exports. */
+static mv_status recorded_ids(exporter *x, GHashTable *set, char **error_r)
+{
+	const char *v[] = {x->selection, x->hold_id};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(
+		x->db,
+		"SELECT action, details FROM audit_event WHERE (action = 'export' AND subject = $1) "
+		"OR " HOLD_ITEMS_ENTRY " ORDER BY seq",
+		2, v, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	char *prefix = g_strdup_printf("hold=%s ", x->hold_id);
+	for (int i = 0; i < PQntuples(r); i++) {
+		gboolean is_export = strcmp(PQgetvalue(r, i, 0), "export") == 0;
+		char **lines = g_strsplit(PQgetvalue(r, i, 1), "\n", -1);
+		for (char **l = lines; *l != NULL; l++) {
+			if (is_export) {
+				if (g_str_has_prefix(*l, "message_ids="))
+					parse_ids(*l + strlen("message_ids="), set);
+				continue;
+			}
+			/* hold=H added=N pending=no ids=...; hold=H settled=N ids=...
+			 * (a pending item is not yet the hold's: it may be removed) */
+			const char *ids = strstr(*l, " ids=");
+			if (!g_str_has_prefix(*l, prefix) || ids == NULL || strstr(*l, " removed=") != NULL ||
+			    strstr(*l, " pending=yes ") != NULL || strstr(*l, " pending=true ") != NULL ||
+			    strstr(*l, " pending=t ") != NULL)
+				continue;
+			parse_ids(ids + strlen(" ids="), set);
+		}
+		g_strfreev(lines);
+	}
+	g_free(prefix);
+	PQclear(r);
+	return MV_OK;
+}
+
+/* messages=N of the hold's hold.create entry, or -1. */
+static gint64 held_at_creation(exporter *x)
+{
+	const char *v[] = {x->selection};
+	PGresult *r = NULL;
+	char *ignored = NULL;
+	gint64 n = -1;
+	if (mv_db_query(x->db, "SELECT details FROM audit_event WHERE subject = $1 AND "
+	                "action = 'hold.create' ORDER BY seq LIMIT 1",
+	                1, v, NULL, NULL, 0, &r, &ignored) != MV_OK) {
+		g_free(ignored);
+		return -1;
+	}
+	if (PQntuples(r) == 1) {
+		char **lines = g_strsplit(PQgetvalue(r, 0, 0), "\n", -1);
+		for (char **l = lines; *l != NULL; l++)
+			if (g_str_has_prefix(*l, "messages=") && g_ascii_isdigit((*l)[9]))
+				n = g_ascii_strtoll(*l + 9, NULL, 10);
+		g_strfreev(lines);
+	}
+	PQclear(r);
+	return n;
+}
+
+#define TOMB_ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+/* destroyed.xml: the tombstone of every record the hold had that purge
+ * destroyed (written for every bundle; a query selects stored messages only,
+ * so its list is empty). */
+static mv_status write_destroyed_file(exporter *x, const GArray *present, char **error_r)
+{
+	x->destroyed_path = g_build_filename(x->tmproot, "destroyed.xml", NULL);
+	x->sum->held_at_creation = -1;
+	GArray *candidates = g_array_new(FALSE, FALSE, sizeof(gint64));
+	PGresult *r = NULL;
+	gint64 still_here = 0;
+	mv_status st = MV_OK;
+	if (x->o->hold != NULL) {
+		x->sum->held_at_creation = held_at_creation(x);
+		GHashTable *set = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+		st = recorded_ids(x, set, error_r);
+		for (guint i = 0; i < present->len; i++)
+			g_hash_table_remove(set, &g_array_index(present, gint64, i));
+		GHashTableIter it;
+		gpointer k;
+		g_hash_table_iter_init(&it, set);
+		while (g_hash_table_iter_next(&it, &k, NULL))
+			g_array_append_val(candidates, *(gint64 *)k);
+		g_hash_table_destroy(set);
+		g_array_sort(candidates, compare_id);
+	}
+	if (st == MV_OK && candidates->len > 0) {
+		char *arr = mv_db_int_array((const gint64 *)(void *)candidates->data, candidates->len);
+		const char *v[] = {arr};
+		PGresult *c = NULL;
+		st = mv_db_query(x->db, "SELECT count(*) FROM message WHERE id = ANY($1::bigint[])", 1, v,
+		                 NULL, NULL, 0, &c, error_r);
+		if (st == MV_OK)
+			still_here = g_ascii_strtoll(PQgetvalue(c, 0, 0), NULL, 10);
+		PQclear(c);
+		/* The run number (schema 014) where there is one, else the row's id. */
+		if (st == MV_OK)
+			st = mv_db_query(
+				x->db,
+				"SELECT t.message_id, encode(t.sha256, 'hex'), t.size, t.registration, "
+				"t.message_id_hdr, " TOMB_ISO("t.date") ", t.from_addr, t.retention_class, "
+				TOMB_ISO("t.expires_at") ", " TOMB_ISO("t.archived_at") ", "
+				TOMB_ISO("t.destroyed_at") ", coalesce((to_jsonb(d) ->> 'run')::bigint, d.id), "
+				"d.id, d.performed_by, encode(d.certificate_sha256, 'hex') "
+				"FROM tombstone t JOIN disposition d ON d.id = t.disposition_id "
+				"WHERE t.message_id = ANY($1::bigint[]) ORDER BY t.message_id",
+				1, v, NULL, NULL, 0, &r, error_r);
+		g_free(arr);
+	}
+	xmlTextWriterPtr w = NULL;
+	if (st == MV_OK && (w = xml_open(x->destroyed_path, "Destroyed")) == NULL)
+		st = mv_fail(error_r, MV_ERR_IO, "cannot create %s: %s", x->destroyed_path, g_strerror(errno));
+	if (st != MV_OK) {
+		PQclear(r);
+		g_array_free(candidates, TRUE);
+		return st;
+	}
+	gboolean ok = TRUE;
+	int n = r != NULL ? PQntuples(r) : 0;
+	x->sum->destroyed = n;
+	x->sum->unaccounted = MAX(0, (gint64)candidates->len - n - still_here);
+	wattr(w, "selection", x->selection, &ok);
+	wattr_int(w, "count", n, &ok);
+	if (x->o->hold != NULL) {
+		wattr_int(w, "unaccounted", x->sum->unaccounted, &ok);
+		if (x->sum->held_at_creation >= 0)
+			wattr_int(w, "heldAtCreation", x->sum->held_at_creation, &ok);
+	}
+	wattr(w, "note", x->o->hold != NULL
+	      ? "records of this hold that purge destroyed: their tombstones (metadata and hashes, no "
+	        "content).  Purge deletes a destroyed record's hold items, so they are found by the "
+	        "message ids the audit trail recorded for the hold (record.hold-items entries and "
+	        "earlier exports' message_ids); unaccounted counts ids recorded there that are "
+	        "neither in the archive nor tombstoned"
+	      : "a query selects stored messages only: destroyed records are listed for hold exports",
+	      &ok);
+	GArray *runs = g_array_new(FALSE, FALSE, sizeof(gint64));
+	for (int i = 0; ok && i < n; i++) {
+		meta m = {.id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10),
+		          .registration = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3)};
+		char *doc_id = doc_id_of(&m);
+		W(xmlTextWriterStartElement(w, BAD_CAST "Record"));
+		wattr(w, "DocID", doc_id, &ok);
+		g_free(doc_id);
+		static const char *const names[] = {"id", "sha256", "size", "registration", "messageId",
+		                                    "date", "from", "retentionClass", "expiresAt",
+		                                    "archivedAt", "destroyedAt", "purgeRun", "disposition",
+		                                    "performedBy", "certificateSha256"};
+		for (int c = 0; c < (int)G_N_ELEMENTS(names); c++)
+			if (!PQgetisnull(r, i, c))
+				wattr(w, names[c], PQgetvalue(r, i, c), &ok);
+		W(xmlTextWriterEndElement(w));
+		gint64 run = g_ascii_strtoll(PQgetvalue(r, i, 11), NULL, 10);
+		g_array_append_val(runs, run);
+	}
+	PQclear(r);
+	g_array_free(candidates, TRUE);
+	g_array_sort(runs, compare_id);
+	GString *list = g_string_new(NULL);
+	for (guint i = 0; i < runs->len; i++)
+		if (i == 0 || g_array_index(runs, gint64, i) != g_array_index(runs, gint64, i - 1))
+			g_string_append_printf(list, "%s%" G_GINT64_FORMAT, list->len > 0 ? ", " : "",
+			                       g_array_index(runs, gint64, i));
+	g_array_free(runs, TRUE);
+	x->sum->destroyed_runs = list->len > 0 ? g_string_free(list, FALSE) : NULL;
+	if (x->sum->destroyed_runs == NULL)
+		g_string_free(list, TRUE);
+	return xml_close(w, x->destroyed_path, ok, error_r);
 }
 
 static mv_status write_errors_file(part *p, const char *path, char **error_r)
@@ -545,6 +872,10 @@ static mv_status write_manifest(exporter *x, part *p, const char *path, guint64 
 	wattr(w, "withAttachments", x->o->with_attachments ? "true" : "false", &ok);
 	wattr_int(w, "splitSize", (gint64)x->o->split_size, &ok);
 	wattr_int(w, "part", p->number, &ok);
+	if (x->sum->signer != NULL) {
+		wattr(w, "signature", MV_BUNDLE_SIG, &ok);
+		wattr(w, "signer", x->sum->signer, &ok);
+	}
 	W(xmlTextWriterEndElement(w));
 	W(xmlTextWriterStartElement(w, BAD_CAST "Selection"));
 	wattr(w, "type", x->o->hold != NULL ? "hold" : "query", &ok);
@@ -561,8 +892,17 @@ static mv_status write_manifest(exporter *x, part *p, const char *path, guint64 
 	wattr_int(w, "documents", p->messages, &ok);
 	wattr_int(w, "attachments", p->attachments, &ok);
 	wattr_int(w, "errors", (gint64)p->errors->len, &ok);
+	wattr_int(w, "destroyed", x->sum->destroyed, &ok);
 	wattr_int(w, "files", (gint64)files, &ok);
 	W(xmlTextWriterEndElement(w));
+	if (x->sum->destroyed > 0 || x->sum->unaccounted > 0) {
+		W(xmlTextWriterStartElement(w, BAD_CAST "Destroyed"));
+		wattr_int(w, "records", x->sum->destroyed, &ok);
+		wattr(w, "purgeRuns", x->sum->destroyed_runs, &ok);
+		wattr_int(w, "unaccounted", x->sum->unaccounted, &ok);
+		wattr(w, "file", "destroyed.xml", &ok);
+		W(xmlTextWriterEndElement(w));
+	}
 	W(xmlTextWriterStartElement(w, BAD_CAST "Documents"));
 	wattr(w, "first", p->first_doc, &ok);
 	wattr(w, "last", p->last_doc, &ok);
@@ -644,6 +984,9 @@ static mv_status part_close(exporter *x, char **error_r)
 		if (st == MV_OK)
 			st = mv_bundle_add_file(p->bundle, "errors.xml", er, NULL, NULL, error_r);
 		if (st == MV_OK)
+			st = mv_bundle_add_file(p->bundle, "destroyed.xml", x->destroyed_path, NULL, NULL,
+			                        error_r);
+		if (st == MV_OK)
 			st = write_manifest(x, p, mf, mv_bundle_file_count(p->bundle) + 1, error_r);
 		if (st == MV_OK)
 			st = mv_bundle_add_file(p->bundle, "manifest.xml", mf, NULL, NULL, error_r);
@@ -674,8 +1017,8 @@ static guint64 part_estimate(const exporter *x, guint64 extra, guint64 extra_fil
 	const part *p = x->p;
 	if (p->mbox != NULL)
 		return p->mbox_bytes + extra + 128 * extra_files;
-	guint64 files = mv_bundle_file_count(p->bundle) + extra_files + 7;
-	return mv_bundle_content_bytes(p->bundle) + extra + mv_edrm_bytes(p->edrm) +
+	guint64 files = mv_bundle_file_count(p->bundle) + extra_files + 9;
+	return mv_bundle_content_bytes(p->bundle) + extra + x->fixed_bytes + mv_edrm_bytes(p->edrm) +
 	       mv_index_html_bytes(p->index) + files * (ENTRY_OVERHEAD + SUMS_LINE) +
 	       mv_edrm_xsd_len + 8192 + 1024 * (p->errors->len + 1) +
 	       (guint64)(extra_files * 1200);
@@ -1040,6 +1383,7 @@ static mv_status select_ids(exporter *x, GArray *ids, char **error_r)
 			return mv_fail(error_r, MV_ERR_NOT_FOUND, "no hold named '%s'", o->hold);
 		}
 		char *hid = g_strdup(PQgetvalue(r, 0, 0));
+		x->hold_id = g_strdup(hid);
 		x->hold_xml_case = g_strdup(PQgetvalue(r, 0, 1));
 		x->hold_xml_reason = g_strdup(PQgetvalue(r, 0, 2));
 		x->hold_xml_query = g_strdup(PQgetvalue(r, 0, 3));
@@ -1072,7 +1416,7 @@ static mv_status select_ids(exporter *x, GArray *ids, char **error_r)
 	return MV_OK;
 }
 
-static char *audit_details(const exporter *x)
+static char *audit_details(const exporter *x, const GArray *ids)
 {
 	const mv_export_options *o = x->o;
 	static const char *const fmt[] = {"dir", "zip", "tar", "mbox"};
@@ -1097,6 +1441,13 @@ static char *audit_details(const exporter *x)
 		const mv_export_error *e = x->sum->errors->pdata[i];
 		g_string_append_printf(d, "\nerror=%s %s", e->doc_id, e->sha256 != NULL ? e->sha256 : "");
 	}
+	if (x->sum->signer != NULL)
+		g_string_append_printf(d, "\nsigned_by=%s", x->sum->signer);
+	g_string_append_printf(d, "\ndestroyed=%" G_GINT64_FORMAT, x->sum->destroyed);
+	/* Which records this export selected, by message id: a later export
+	 * of the hold finds those that purge destroyed since. */
+	g_string_append(d, "\nmessage_ids=");
+	append_ranges(d, (const gint64 *)(void *)ids->data, ids->len);
 	return g_string_free(d, FALSE);
 }
 
@@ -1120,6 +1471,11 @@ mv_status mv_export_run(mv_db *db, mv_blobstore *blobs, const mv_export_options 
 		return mv_fail(error_r, MV_ERR_USAGE, "%s exists already; a bundle is written to a new path",
 		               o->out);
 	}
+	if (o->sign_key != NULL && o->format == MV_EXPORT_MBOX)
+		return mv_fail(error_r, MV_ERR_USAGE, "an mbox export has no SHA256SUMS to sign");
+	/* A key that cannot sign fails now, not after the export. */
+	if (o->sign_key != NULL && mv_sign_key_check(o->sign_key, &sum->signer, error_r) != MV_OK)
+		return MV_ERR_CONFIG;
 	exporter x = {.db = db, .blobs = blobs, .o = o, .sum = sum};
 	mv_parse_limits_default(&x.limits);
 	GDateTime *now = g_date_time_new_now_utc();
@@ -1152,6 +1508,13 @@ mv_status mv_export_run(mv_db *db, mv_blobstore *blobs, const mv_export_options 
 	}
 	if (st == MV_OK && o->format != MV_EXPORT_MBOX)
 		st = write_audit_file(&x, error_r);
+	if (st == MV_OK) /* for mbox too: the summary and the exit status tell */
+		st = write_destroyed_file(&x, ids, error_r);
+	if (st == MV_OK && o->format != MV_EXPORT_MBOX) {
+		struct stat a, b;
+		if (stat(x.audit_path, &a) == 0 && stat(x.destroyed_path, &b) == 0)
+			x.fixed_bytes = (guint64)a.st_size + (guint64)b.st_size;
+	}
 	if (st == MV_OK)
 		st = part_open(&x, 1, error_r);
 	GArray *metas = g_array_new(FALSE, TRUE, sizeof(meta));
@@ -1190,7 +1553,7 @@ mv_status mv_export_run(mv_db *db, mv_blobstore *blobs, const mv_export_options 
 	}
 	/* Every finished export is an audit entry, partial ones too. */
 	if (st == MV_OK) {
-		char *details = audit_details(&x);
+		char *details = audit_details(&x, ids);
 		st = mv_audit_append(db, o->actor, "export", x.selection, details, &sum->audit_seq, error_r);
 		g_free(details);
 		if (st != MV_OK) {
@@ -1215,11 +1578,27 @@ mv_status mv_export_run(mv_db *db, mv_blobstore *blobs, const mv_export_options 
 		st = mv_fail(error_r, MV_ERR_PARTIAL, "%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
 		             " messages could not be exported (%s)", sum->failed, sum->selected,
 		             o->format == MV_EXPORT_MBOX ? "see the summary" : "listed in errors.xml");
+	/* A hold whose records are all gone: the bundle says which, the exit
+	 * status says nothing could be exported. */
+	if (st == MV_OK && o->hold != NULL && sum->exported == 0 && sum->destroyed > 0)
+		st = mv_fail(error_r, MV_ERR_DESTROYED, "nothing exported: the %" G_GINT64_FORMAT
+		             " records of hold '%s' were destroyed by purge run%s %s (listed in "
+		             "destroyed.xml)", sum->destroyed, o->hold,
+		             strchr(sum->destroyed_runs, ',') != NULL ? "s" : "", sum->destroyed_runs);
+	else if (st == MV_OK && o->hold != NULL && sum->exported == 0 &&
+	         (sum->unaccounted > 0 || sum->held_at_creation > 0))
+		st = mv_fail(error_r, MV_ERR_DESTROYED, "nothing exported: hold '%s' held %" G_GINT64_FORMAT
+		             " messages when it was created and none is in the archive now; the audit trail "
+		             "does not name them (purge removes a destroyed record's hold items): see "
+		             "the purge certificates", o->hold,
+		             MAX(sum->held_at_creation, sum->unaccounted));
 	g_array_free(ids, TRUE);
 	if (x.tmproot != NULL)
 		rm_tree(x.tmproot);
 	g_free(x.tmproot);
 	g_free(x.audit_path);
+	g_free(x.destroyed_path);
+	g_free(x.hold_id);
 	g_free(x.selection);
 	g_free(x.description);
 	g_free(x.exported_at);

@@ -11,9 +11,17 @@
  *   edrm-1.2.xsd                      the schema of loadfile.xml
  *   index.html                        offline, sortable, filterable table
  *   manifest.xml                      what, who, when, counts
- *   audit.xml                         the audit trail entries of the case
+ *   audit.xml                         the audit trail entries of the case,
+ *                                     each with its prev_hash and hash
  *   errors.xml                        what could not be exported, and why
+ *   destroyed.xml                     records of the hold destroyed by purge
+ *                                     (their tombstones)
  *   SHA256SUMS                        every file's SHA-256
+ *   SHA256SUMS.asc                    with sign_key: an OpenPGP detached
+ *                                     signature of SHA256SUMS
+ *
+ * A zip or tar holds these in one top-level folder, named after the output
+ * file without its .zip/.tar (and with the part's number for split parts).
  *
  * DOCID is the message's registration number, or "ID-" and its id padded
  * to 12 digits when it has none: stable across exports.  With split_size
@@ -26,6 +34,12 @@
  * A message that cannot be read (its blobs fail their SHA-256 check, or it
  * is gone) is listed in errors.xml and the export goes on: the result is
  * MV_ERR_PARTIAL.
+ *
+ * Destroyed records: purge deletes a destroyed message's hold_item rows, so
+ * the records a hold had are found through the audit trail instead: the
+ * message ids its record.hold-items entries (schema 013) and its earlier
+ * export entries (message_ids=) name; those now tombstoned are listed in
+ * destroyed.xml.
  *
  * Ownership: the summary is filled by mv_export_run and freed by
  * mv_export_summary_clear. */
@@ -61,6 +75,7 @@ typedef struct {
 	gboolean with_attachments;
 	guint64 split_size;        /* 0: one part */
 	const char *actor;         /* who exports (audit, manifest) */
+	const char *sign_key;      /* OpenPGP key (GnuPG keyring) to sign SHA256SUMS with, or NULL */
 	const char *version;       /* mailvault version (manifest) */
 	void (*progress)(void *context, const mv_export_progress *progress);
 	void *progress_context;
@@ -90,13 +105,20 @@ typedef struct {
 	GPtrArray *parts;    /* mv_export_part* */
 	GPtrArray *errors;   /* mv_export_error* */
 	gint64 audit_seq;    /* the export's audit entry */
+	gint64 destroyed;    /* records of the hold destroyed by purge (destroyed.xml) */
+	char *destroyed_runs; /* their purge runs, "2" or "2, 5"; NULL when none */
+	gint64 unaccounted;  /* ids the hold's audit entries name, neither here nor tombstoned */
+	gint64 held_at_creation; /* the hold's hold.create entry: messages=N; -1 unknown */
+	char *signer;        /* fingerprint of the key that signed, or NULL */
 } mv_export_summary;
 
 void mv_export_summary_clear(mv_export_summary *summary);
 
 /* Export.  MV_OK: every selected message is in the bundle; MV_ERR_PARTIAL:
- * some are listed in errors (summary says which); MV_ERR_NOT_FOUND: no
- * such hold; MV_ERR_QUERY: a bad query; MV_ERR_USAGE: bad options or out
+ * some are listed in errors (summary says which); MV_ERR_DESTROYED: a hold
+ * export found no message to export, and records of the hold were destroyed
+ * (the bundle is written, with destroyed.xml, and audited); MV_ERR_NOT_FOUND: no
+ * such hold; MV_ERR_CONFIG: sign_key cannot be used; MV_ERR_QUERY: a bad query; MV_ERR_USAGE: bad options or out
  * exists; MV_ERR_IO, MV_ERR_DB: the export stopped (what was written is
  * not a bundle to hand out; no audit entry is made).  summary_r is filled
  * whatever the outcome. */
@@ -115,18 +137,39 @@ typedef struct {
 	gint64 selected;     /* the manifest's count of selected messages */
 	char *format;        /* "dir", "zip", "tar" */
 	char *sums_sha256;   /* SHA-256 of SHA256SUMS (compare with the audit entry) */
+	char *folder;        /* the zip's or tar's top-level folder; "" for a flat bundle */
+	gint64 destroyed;    /* entries of destroyed.xml */
+	gint64 audit_entries; /* entries of audit.xml */
+	gboolean audit_checked; /* their hashes and links were rechecked (FALSE: an older
+	                           audit.xml without prev_hash) */
+	char *signature;     /* "none", "good", "bad", "no-public-key" */
+	char *signer;        /* the signer's primary key fingerprint, or NULL */
+	char *signer_uid;    /* and user id */
+	char *signer_validity; /* GnuPG's validity of that key: "ultimate", "full", ... */
 } mv_export_verify_report;
 
 void mv_export_verify_report_clear(mv_export_verify_report *report);
 
-/* Check a case bundle (directory, zip or tar): every file against
+/* Check a case bundle (directory, zip or tar): the signature of
+ * SHA256SUMS when there is one (GnuPG keyring), every file against
  * SHA256SUMS, no file missing or extra (mv_bundle_verify); the load file
  * valid against the EDRM schema, each of its ExternalFile entries naming a
- * file of the bundle with that size and SHA-256; and the manifest's counts
- * (files, documents, attachments, errors) matching the bundle.
- * MV_ERR_INTEGRITY with *error_r naming the first discrepancy;
- * MV_ERR_NOT_FOUND / MV_ERR_INPUT as mv_bundle_verify. */
+ * file of the bundle with that size and SHA-256; the manifest's counts
+ * (files, documents, attachments, errors, destroyed) matching the bundle;
+ * and audit.xml's chain excerpt (each entry's hash from its fields and
+ * prev_hash, consecutive entries linked).
+ * MV_ERR_SIGNATURE: the signature is bad (SHA256SUMS is not what was
+ * signed); MV_ERR_CONFIG: signed, but the signer's public key is not in the
+ * keyring (or GnuPG is missing); MV_ERR_INTEGRITY with *error_r naming the
+ * first discrepancy; MV_ERR_NOT_FOUND / MV_ERR_INPUT as mv_bundle_verify. */
 mv_status mv_export_verify(const char *path, mv_export_verify_report *report_r, char **error_r)
+	MV_WARN_UNUSED;
+
+/* The same; with signer (a fingerprint, NULL for any) the bundle must be
+ * signed by that key (primary or subkey fingerprint): MV_ERR_SIGNATURE
+ * otherwise. */
+mv_status mv_export_verify_signed(const char *path, const char *signer,
+                                  mv_export_verify_report *report_r, char **error_r)
 	MV_WARN_UNUSED;
 
 #endif

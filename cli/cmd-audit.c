@@ -8,6 +8,7 @@
 static const char help[] =
 	"Usage: mailvault audit log [--since YYYY-MM-DD] [--json]\n"
 	"       mailvault audit verify [--anchor SEQ:HASH]... [--json]\n"
+	"       mailvault audit show SEQ [--json]\n"
 	"\n"
 	"  log       the audit trail: policy loads, retention runs, and every committed\n"
 	"            ingest batch with the SHA-256 of each message\n"
@@ -16,12 +17,66 @@ static const char help[] =
 	"            prints the newest entry as SEQ:HASH: an auditor who records it\n"
 	"            and passes it back with --anchor later detects a trail cut short\n"
 	"            or rewritten since\n"
+	"  show      one entry whole: every field, its hash format, prev_hash and hash\n"
+	"            (exit 66 when there is no entry SEQ)\n"
 	"\n"
 	"Options:\n"
 	"  --since DATE    entries from that day on (UTC)\n"
 	"  --anchor SEQ:HASH  an entry recorded earlier; verify fails (exit 79) when\n"
 	"                  the trail no longer reaches it or no longer matches it\n"
 	"  --json          machine-readable output\n" MV_CLI_COMMON_HELP;
+
+/* audit show SEQ: one entry, every field whole. */
+static int show(mv_cli *cli, const char *arg)
+{
+	char *end = NULL;
+	gint64 seq = g_ascii_strtoll(arg, &end, 10);
+	if (!g_ascii_isdigit(*arg) || end == NULL || *end != '\0' || seq <= 0)
+		return mv_cli_usage_error(cli, "SEQ is an entry number (1, 2, ...), not '%s'", arg);
+	mv_db *db = NULL;
+	cli->interactive = TRUE;
+	int rc = mv_cli_open(cli, &db, NULL);
+	if (rc != 0)
+		return rc;
+	GPtrArray *entries = NULL;
+	char *err = NULL;
+	mv_status st = mv_audit_get(db, &seq, 1, &entries, &err);
+	mv_db_close(&db);
+	if (st == MV_OK && entries->len == 0)
+		st = mv_fail(&err, MV_ERR_NOT_FOUND, "no audit entry %" G_GINT64_FORMAT, seq);
+	if (st == MV_OK) {
+		const mv_audit_entry *e = entries->pdata[0];
+		if (cli->json) {
+			g_autoptr(JsonBuilder) b = json_builder_new();
+			json_builder_begin_object(b);
+			mv_json_add_int(b, "seq", e->seq);
+			mv_json_add_string(b, "at", e->at);
+			mv_json_add_string(b, "actor", e->actor);
+			mv_json_add_string(b, "action", e->action);
+			mv_json_add_string(b, "subject", e->subject);
+			mv_json_add_string(b, "details", e->details);
+			mv_json_add_int(b, "format", e->format);
+			mv_json_add_string(b, "prev_hash", e->prev_hash);
+			mv_json_add_string(b, "hash", e->hash);
+			json_builder_end_object(b);
+			mv_json_write(b, stdout);
+		} else {
+			printf("seq:       %" G_GINT64_FORMAT "\nat:        %s\nactor:     %s\naction:    %s\n"
+			       "subject:   %s\nformat:    %d\nprev_hash: %s\nhash:      %s\ndetails:\n",
+			       e->seq, e->at, e->actor, e->action, e->subject, e->format, e->prev_hash, e->hash);
+			char **lines = g_strsplit(e->details, "\n", -1);
+			for (char **l = lines; *l != NULL; l++)
+				printf("  %s\n", *l);
+			g_strfreev(lines);
+		}
+	}
+	if (entries != NULL)
+		g_ptr_array_unref(entries);
+	if (st != MV_OK)
+		rc = mv_cli_fail(cli, st, err);
+	g_free(err);
+	return rc;
+}
 
 int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 {
@@ -64,8 +119,13 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 		} else
 			return mv_cli_usage_error(cli, "unknown option");
 	}
+	if (optind < argc && strcmp(argv[optind], "show") == 0) {
+		if (optind + 2 != argc)
+			return mv_cli_usage_error(cli, "audit show takes one entry number SEQ");
+		return show(cli, argv[optind + 1]);
+	}
 	if (optind + 1 != argc)
-		return mv_cli_usage_error(cli, "expected log or verify");
+		return mv_cli_usage_error(cli, "expected log, verify or show");
 	const char *action = argv[optind];
 	if (strcmp(action, "log") != 0 && strcmp(action, "verify") != 0)
 		return mv_cli_usage_error(cli, "unknown action '%s'", action);
@@ -92,6 +152,8 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 				mv_json_add_string(b, "subject", e->subject);
 				mv_json_add_string(b, "details", e->details);
 				mv_json_add_string(b, "hash", e->hash);
+				mv_json_add_string(b, "prev_hash", e->prev_hash);
+				mv_json_add_int(b, "format", e->format);
 				json_builder_end_object(b);
 			}
 			json_builder_end_array(b);

@@ -13,7 +13,7 @@
 static const char help[] =
 	"Usage: mailvault export (--hold NAME | --query QUERY) --out PATH\n"
 	"                        [--format dir|zip|tar|mbox] [--with-attachments]\n"
-	"                        [--split-size SIZE] [--json]\n"
+	"                        [--split-size SIZE] [--sign KEY] [--json]\n"
 	"\n"
 	"Write the messages of a hold (active or released), or those a query matches,\n"
 	"as a case bundle at PATH (which must not exist): each message's original .eml,\n"
@@ -21,13 +21,18 @@ static const char help[] =
 	"--with-attachments each attachment decoded under a safe name, an EDRM XML 1.2\n"
 	"load file (loadfile.xml, with its schema edrm-1.2.xsd), index.html (opens\n"
 	"offline), manifest.xml, the case's audit entries (audit.xml), errors.xml, and\n"
-	"SHA256SUMS over every file.  Check it with 'mailvault verify-bundle PATH', or\n"
-	"with 'sha256sum -c SHA256SUMS' and 'xmllint --schema edrm-1.2.xsd loadfile.xml'\n"
-	"inside it.  --format mbox writes one mboxrd file for mail clients instead.\n"
+	"SHA256SUMS over every file; with --sign, SHA256SUMS.asc, an OpenPGP detached\n"
+	"signature of SHA256SUMS.  A zip or tar unpacks into one folder named after the\n"
+	"file (case.zip -> case/).  Check it with 'mailvault verify-bundle PATH', or\n"
+	"with 'gpg --verify SHA256SUMS.asc SHA256SUMS', 'sha256sum -c SHA256SUMS' and\n"
+	"'xmllint --schema edrm-1.2.xsd loadfile.xml' inside it.  --format mbox writes\n"
+	"one mboxrd file for mail clients instead.\n"
 	"\n"
 	"A message that cannot be read intact is listed in errors.xml and the export\n"
-	"goes on (exit 65).  Every export is an audit entry naming each part and the\n"
-	"SHA-256 of its SHA256SUMS.\n"
+	"goes on (exit 65).  Records of the hold that purge destroyed are listed in\n"
+	"destroyed.xml (their tombstones); when nothing is left to export the bundle is\n"
+	"still written and the exit status is 80.  Every export is an audit entry\n"
+	"naming each part, the SHA-256 of its SHA256SUMS and the messages' ids.\n"
 	"\n"
 	"Options:\n"
 	"  --hold NAME          the messages of this hold\n"
@@ -38,6 +43,9 @@ static const char help[] =
 	"  --split-size SIZE    cut into parts PATH.001, PATH.002, ... of at most SIZE\n"
 	"                       (512K, 100M, 1G; powers of 1024), each a complete\n"
 	"                       bundle of whole messages\n"
+	"  --sign KEY           sign SHA256SUMS with this OpenPGP key of the GnuPG\n"
+	"                       keyring (GNUPGHOME): fingerprint, key id or user id\n"
+	"                       (exit 78 when it is not one usable secret key)\n"
 	"  --json               print the summary as JSON\n" MV_CLI_COMMON_HELP;
 
 typedef struct {
@@ -70,6 +78,14 @@ static void print_summary(const mv_export_summary *s, gboolean json)
 		mv_json_add_int(b, "failed", s->failed);
 		mv_json_add_int(b, "bytes", (gint64)s->bytes);
 		mv_json_add_int(b, "audit_seq", s->audit_seq);
+		mv_json_add_int(b, "destroyed", s->destroyed);
+		mv_json_add_string(b, "destroyed_runs", s->destroyed_runs);
+		mv_json_add_int(b, "unaccounted", s->unaccounted);
+		if (s->held_at_creation >= 0)
+			mv_json_add_int(b, "held_at_creation", s->held_at_creation);
+		else
+			mv_json_add_null(b, "held_at_creation");
+		mv_json_add_string(b, "signer", s->signer);
 		mv_json_begin_array(b, "parts");
 		for (guint i = 0; s->parts != NULL && i < s->parts->len; i++) {
 			const mv_export_part *p = s->parts->pdata[i];
@@ -98,8 +114,14 @@ static void print_summary(const mv_export_summary *s, gboolean json)
 		return;
 	}
 	printf("exported %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " messages (%.1f MB), %"
-	       G_GINT64_FORMAT " attachments, %" G_GINT64_FORMAT " failed; audit entry %" G_GINT64_FORMAT "\n",
-	       s->exported, s->selected, (double)s->bytes / 1e6, s->attachments, s->failed, s->audit_seq);
+	       G_GINT64_FORMAT " attachments, %" G_GINT64_FORMAT " failed",
+	       s->exported, s->selected + s->destroyed, (double)s->bytes / 1e6, s->attachments, s->failed);
+	if (s->destroyed > 0)
+		printf("; %" G_GINT64_FORMAT " destroyed by purge run%s %s", s->destroyed,
+		       strchr(s->destroyed_runs, ',') != NULL ? "s" : "", s->destroyed_runs);
+	printf("; audit entry %" G_GINT64_FORMAT "\n", s->audit_seq);
+	if (s->signer != NULL)
+		printf("  signed by %s (SHA256SUMS.asc)\n", s->signer);
 	for (guint i = 0; s->parts != NULL && i < s->parts->len; i++) {
 		const mv_export_part *p = s->parts->pdata[i];
 		printf("  %s: %" G_GINT64_FORMAT " messages, SHA-256 %s\n", p->path, p->messages, p->sha256);
@@ -119,6 +141,7 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 	                                         {"format", required_argument, NULL, 'f'},
 	                                         {"with-attachments", no_argument, NULL, 'a'},
 	                                         {"split-size", required_argument, NULL, 's'},
+	                                         {"sign", required_argument, NULL, 'S'},
 	                                         {"json", no_argument, NULL, 'j'},
 	                                         {NULL, 0, NULL, 0}};
 	mv_export_options opt = {.format = MV_EXPORT_DIR, .version = MV_VERSION};
@@ -144,6 +167,7 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 				return mv_cli_usage_error(cli, "--split-size wants a size of at least 64K, like 100M, "
 				                          "not '%s'", optarg);
 			break;
+		case 'S': opt.sign_key = optarg; break;
 		case 'j': cli->json = TRUE; break;
 		default: return mv_cli_usage_error(cli, "unknown option");
 		}
@@ -156,6 +180,8 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "--out PATH is required");
 	if (opt.format == MV_EXPORT_MBOX && opt.with_attachments)
 		return mv_cli_usage_error(cli, "--with-attachments does not apply to --format mbox");
+	if (opt.format == MV_EXPORT_MBOX && opt.sign_key != NULL)
+		return mv_cli_usage_error(cli, "--sign signs a bundle's SHA256SUMS: not for --format mbox");
 	opt.actor = mv_audit_actor();
 	progress_state ps = {0};
 	if (mv_cli_progress_enabled()) {
@@ -174,7 +200,7 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 	mv_db_close(&db);
 	if (ps.printed)
 		fputs("\r\033[K", stderr);
-	if (st == MV_OK || st == MV_ERR_PARTIAL)
+	if (st == MV_OK || st == MV_ERR_PARTIAL || (st == MV_ERR_DESTROYED && sum.audit_seq > 0))
 		print_summary(&sum, cli->json);
 	if (st != MV_OK)
 		rc = mv_cli_fail(cli, st, err);

@@ -3,8 +3,12 @@
 
   export_check.py names PATH           every entry of a zip, tar or directory
                                        bundle stays inside it and is safe on
-                                       every system; prints the entry count
+                                       every system, and a zip's or tar's
+                                       entries are all in one top-level
+                                       folder; prints the entry count
   export_check.py unpack ARCHIVE DIR   unpack a zip or tar (after `names`)
+                                       into DIR; prints the bundle's folder
+                                       (DIR/FOLDER)
   export_check.py index DIR            index.html parses; every href names a
                                        file of the bundle; prints the row count
   export_check.py ids DIR              "EML-PATH MAILVAULT-ID" per message,
@@ -21,7 +25,22 @@
                                        RecipientSources), in its text and in
                                        its index.html row; prints "ok" or
                                        what is missing, and RecipientSources
+  export_check.py audit FILE [SEQ]     recheck an audit.xml offline by the rule
+                                       docs/cli.md gives (each entry's hash
+                                       from its fields and prev_hash,
+                                       consecutive entries linked): prints
+                                       "ok N" or the first problem; with SEQ,
+                                       first alter that entry's details and
+                                       recompute its own hash, as a forger
+                                       who knows the rule would, writing FILE
+  export_check.py rewrite ARCHIVE NAME rewrite a zip or tar bundle with one
+                                       byte of NAME changed and its line in
+                                       SHA256SUMS recomputed (the signature
+                                       left as it was)
 """
+import base64
+import hashlib
+import io
 import html.parser
 import os
 import re
@@ -76,6 +95,10 @@ def entries(path):
 
 def check_names(path):
     names = entries(path)
+    if not os.path.isdir(path):
+        tops = {n.split('/', 1)[0] for n in names}
+        if len(tops) != 1 or any('/' not in n for n in names):
+            sys.exit(f'{path}: not one top-level folder: {sorted(tops)[:5]}')
     for n in names:
         if n.startswith('/') or '\\' in n or '\0' in n:
             sys.exit(f'unsafe entry {n!r}')
@@ -90,7 +113,7 @@ def check_names(path):
 
 
 def unpack(archive, dest):
-    check_names(archive)
+    names = check_names(archive)
     os.makedirs(dest)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
@@ -98,6 +121,10 @@ def unpack(archive, dest):
     else:
         with tarfile.open(archive) as t:
             t.extractall(dest, filter='data')
+    made = os.listdir(dest)
+    if made != [names[0].split('/', 1)[0]]:
+        sys.exit(f'{archive} unpacked into {made}, not one folder')
+    return os.path.join(dest, made[0])
 
 
 class Index(html.parser.HTMLParser):
@@ -205,12 +232,82 @@ def envelope(d, msgid, addrs):
     print(tags.get('RecipientSources', ''))
 
 
+def audit_fields(e):
+    b64 = e.get('encoding') == 'base64'
+    dec = (lambda v: base64.b64decode(v).decode('utf-8')) if b64 else (lambda v: v)
+    return [e.get('seq'), dec(e.get('at')), dec(e.get('actor')), dec(e.get('action')),
+            dec(e.get('subject')), dec(e.text or '')]
+
+
+def audit_hash(fmt, prev, fields):
+    if fmt == '1':
+        text = '\n'.join(fields).encode('utf-8')
+    elif fmt == '2':
+        text = b'mailvault-audit-2:' + b''.join(
+            b'%d:%s,' % (len(f.encode('utf-8')), f.encode('utf-8')) for f in fields)
+    else:
+        sys.exit(f'unknown hash format {fmt}')
+    return hashlib.sha256(bytes.fromhex(prev) + text).hexdigest()
+
+
+def audit(path, tamper=None):
+    tree = ET.parse(path)
+    entries = tree.getroot().findall('Entry')
+    if tamper is not None:
+        for e in entries:
+            if e.get('seq') == tamper:
+                if e.get('encoding') == 'base64':
+                    e.text = base64.b64encode(base64.b64decode(e.text or '') + b' x').decode()
+                else:
+                    e.text = (e.text or '') + ' x'
+                e.set('hash', audit_hash(e.get('format'), e.get('prev_hash'), audit_fields(e)))
+        tree.write(path, encoding='UTF-8', xml_declaration=True)
+    last_seq, last_hash = 0, None
+    for e in entries:
+        seq = int(e.get('seq'))
+        if audit_hash(e.get('format'), e.get('prev_hash'), audit_fields(e)) != e.get('hash'):
+            return f'entry {seq}: hash does not match'
+        if seq == last_seq + 1 and e.get('prev_hash') != last_hash:
+            return f'entry {seq}: not linked to entry {last_seq}'
+        last_seq, last_hash = seq, e.get('hash')
+    return f'ok {len(entries)}'
+
+
+def rewrite(archive, name):
+    members = []
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            members = [(i.filename, z.read(i)) for i in z.infolist()]
+    else:
+        with tarfile.open(archive) as t:
+            members = [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+    folder = members[0][0].split('/', 1)[0]
+    files = dict(members)
+    b = bytearray(files[f'{folder}/{name}'])
+    b[len(b) // 2] ^= 1
+    files[f'{folder}/{name}'] = bytes(b)
+    sums = files[f'{folder}/SHA256SUMS'].decode().splitlines()
+    new = hashlib.sha256(bytes(b)).hexdigest()
+    files[f'{folder}/SHA256SUMS'] = ''.join(
+        (f'{new}  {name}' if line[66:] == name else line) + '\n' for line in sums).encode()
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive, 'w') as z:
+            for n, _ in members:
+                z.writestr(n, files[n])
+    else:
+        with tarfile.open(archive, 'w') as t:
+            for n, _ in members:
+                info = tarfile.TarInfo(n)
+                info.size = len(files[n])
+                t.addfile(info, io.BytesIO(files[n]))
+
+
 if __name__ == '__main__':
     cmd = sys.argv[1]
     if cmd == 'names':
         print(len(check_names(sys.argv[2])))
     elif cmd == 'unpack':
-        unpack(sys.argv[2], sys.argv[3])
+        print(unpack(sys.argv[2], sys.argv[3]))
     elif cmd == 'index':
         print(check_index(sys.argv[2]))
     elif cmd == 'ids':
@@ -221,5 +318,9 @@ if __name__ == '__main__':
         hostile(sys.argv[2], sys.argv[3])
     elif cmd == 'envelope':
         envelope(sys.argv[2], sys.argv[3], sys.argv[4:])
+    elif cmd == 'audit':
+        print(audit(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
+    elif cmd == 'rewrite':
+        rewrite(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)

@@ -152,8 +152,8 @@ for fmt in ("dir", "zip", "tar"):
     mv("export", "--query", "message-id:m1@corp.example", "--out", out, "--format", fmt)
     b = out
     if fmt != "dir":
-        b = out + ".unpacked"
-        subprocess.run(CHECK + ["unpack", out, b], check=True)
+        b = subprocess.run(CHECK + ["unpack", out, out + ".unpacked"], check=True,
+                           capture_output=True, text=True).stdout.strip()
     r = subprocess.run(CHECK + ["envelope", b, "m1@corp.example", "audit@corp.example"],
                        capture_output=True, text=True)
     lines = r.stdout.splitlines()

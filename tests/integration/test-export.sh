@@ -80,7 +80,8 @@ for fmt in dir zip tar; do
   expect_eq "$fmt: every held message exported" "$want $want 0" \
     "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["selected"], d["exported"], d["failed"])' "$WORK/sum.$fmt")"
   expect_eq "$fmt: every entry name is safe and inside" ok "$($CHECK names "$out" >"$WORK/names.out" 2>&1 && echo ok || cat "$WORK/names.out")"
-  if [ "$fmt" = dir ]; then b=$out; else b="$WORK/unpacked.$fmt"; $CHECK unpack "$out" "$b"; fi
+  if [ "$fmt" = dir ]; then b=$out; else b=$($CHECK unpack "$out" "$WORK/unpacked.$fmt"); fi
+  [ "$fmt" = dir ] || expect_eq "$fmt: unpacks into one folder named after the file" "$WORK/unpacked.$fmt/case" "$b"
   check "$fmt: sha256sum -c SHA256SUMS" sh -c "cd '$b' && sha256sum -c --quiet SHA256SUMS"
   check "$fmt: xmllint --schema schema/edrm-1.2.xsd loadfile.xml" \
     sh -c "xmllint --noout --schema '$XSD' '$b/loadfile.xml' 2>'$WORK/xmllint.err'"
@@ -96,8 +97,8 @@ for fmt in dir zip tar; do
   expect_eq "$fmt: index.html parses, links resolve, one row a message" "$want" "$($CHECK index "$b")"
 done
 expect_eq "dir, zip and tar hold the same files" "$(cut -c67- "$WORK/case.dir/SHA256SUMS" | grep -v -e manifest.xml -e index.html -e audit.xml -e loadfile.xml | sort | md5sum)" \
-  "$(cut -c67- "$WORK/unpacked.tar/SHA256SUMS" | grep -v -e manifest.xml -e index.html -e audit.xml -e loadfile.xml | sort | md5sum)"
-check "the .eml files of dir and zip are the same" sh -c "cd '$WORK/case.dir' && grep '\.eml\$' SHA256SUMS | sha256sum -c --quiet - >/dev/null && cd '$WORK/unpacked.zip' && grep '\.eml\$' '$WORK/case.dir/SHA256SUMS' | sha256sum -c --quiet -"
+  "$(cut -c67- "$WORK/unpacked.tar/case/SHA256SUMS" | grep -v -e manifest.xml -e index.html -e audit.xml -e loadfile.xml | sort | md5sum)"
+check "the .eml files of dir and zip are the same" sh -c "cd '$WORK/case.dir' && grep '\.eml\$' SHA256SUMS | sha256sum -c --quiet - >/dev/null && cd '$WORK/unpacked.zip/case' && grep '\.eml\$' '$WORK/case.dir/SHA256SUMS' | sha256sum -c --quiet -"
 echo "# three formats exported and checked in $(( $(date +%s) - start )) s"
 
 # Hostile names: sanitised, deduplicated, in the message's own folder.
@@ -116,7 +117,7 @@ grep -F "FileName=\"___.._etc_passwd\"" "$WORK/case.dir/loadfile.xml" >/dev/null
 check "hostile: the original name is kept as a tag" grep -qF 'TagValue="../../etc/passwd"' "$WORK/case.dir/loadfile.xml"
 for fmt in zip tar; do
   expect_eq "$fmt: the hostile attachments are the same entries" "$(cat "$WORK/hostile.names")" \
-    "$($CHECK hostile "$WORK/unpacked.$fmt" "$hostile_reg")"
+    "$($CHECK hostile "$WORK/unpacked.$fmt/case" "$hostile_reg")"
 done
 
 # Stable document ids: a second export names the files the same way.
@@ -166,7 +167,7 @@ python3 - "$WORK/bad.tar" "$eml" <<'PY'
 import sys, tarfile
 path, name = sys.argv[1], sys.argv[2]
 with tarfile.open(path) as t:
-    m = t.getmember(name); off = m.offset_data + m.size // 2
+    m = t.getmember('case/' + name); off = m.offset_data + m.size // 2
 with open(path, 'r+b') as f:
     f.seek(off); c = f.read(1); f.seek(off); f.write(bytes([c[0] ^ 1]))
 PY
@@ -177,7 +178,7 @@ import sys, zipfile
 src, dst, drop = sys.argv[1:]
 with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, 'w') as b:
     for i in a.infolist():
-        if i.filename != drop:
+        if i.filename != 'case/' + drop:
             b.writestr(i, a.read(i))
 PY
 expect_eq "zip without one file: 79" 79 "$(rc_of mv verify-bundle "$WORK/short.zip")"
@@ -267,7 +268,7 @@ expect_eq "a damaged message: the others are exported" "$((want - 1)) 1" \
 check "a damaged message: the summary names it" grep -q "$dsha" "$WORK/out"
 expect_eq "a damaged message: the partial bundle still verifies" 0 "$(rc_of mv verify-bundle "$WORK/partial")"
 mkdir "$WORK/partial.x"; tar -xf "$WORK/partial" -C "$WORK/partial.x"
-check "a damaged message: errors.xml lists it" grep -q "sha256=\"$dsha\"" "$WORK/partial.x/errors.xml"
+check "a damaged message: errors.xml lists it" grep -q "sha256=\"$dsha\"" "$WORK/partial.x/partial/errors.xml"
 
 # A released hold can still be exported (its record stays).
 mv hold release case-7 --reason "case closed" >/dev/null

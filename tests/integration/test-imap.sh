@@ -233,7 +233,7 @@ check "journal: a plain message is archived as it is" bash -c \
 CHECK="python3 $TESTS_DIR/integration/export_check.py"
 for fmt in dir zip tar; do
   mv export --query 'message-id:minutes@corp.example' --out "$WORK/jexp.$fmt" --format "$fmt" >/dev/null
-  if [ "$fmt" = dir ]; then b="$WORK/jexp.dir"; else b="$WORK/jexp-unpacked.$fmt"; $CHECK unpack "$WORK/jexp.$fmt" "$b"; fi
+  if [ "$fmt" = dir ]; then b="$WORK/jexp.dir"; else b=$($CHECK unpack "$WORK/jexp.$fmt" "$WORK/jexp-unpacked.$fmt"); fi
   $CHECK envelope "$b" minutes@corp.example carol@corp.example dave@corp.example > "$WORK/jexp.out"
   expect_eq "journal export ($fmt): the blind recipients are in the load file, the text and index.html" ok "$(head -1 "$WORK/jexp.out")"
   check "journal export ($fmt): where each recipient is known from" \
