@@ -20,7 +20,19 @@ struct mv_cluster {
 	uid_t uid;
 	gid_t gid;
 	char *user;
+	gboolean owner;   /* root, or the user the cluster belongs to (or will) */
+	char *login;      /* the name of the user this process runs as */
 };
+
+/* Authentication: peer only, over the Unix socket; pg_ident.conf maps each
+ * operating-system user to the one database role it may log in as. */
+static const char hba_text[] =
+	"# written by mailvault: every connection comes over the Unix socket and is\n"
+	"# authenticated by the operating system (peer); pg_ident.conf maps each\n"
+	"# operating-system user to the one database role it may log in as\n"
+	"# (`mailvault user add`, docs/database-roles.md).\n"
+	"local all all peer map=mailvault\n";
+#define IDENT_MARK "# mailvault peer map"
 
 char *mv_cluster_default_home(void)
 {
@@ -115,6 +127,20 @@ mv_status mv_cluster_new(const char *home, mv_cluster **cluster_r, char **error_
 		c->user = g_strdup(user != NULL && *user != '\0' ? user : "mailvault");
 		c->drop_privileges = TRUE;
 	}
+	struct passwd *pw = getpwuid(geteuid());
+	c->login = g_strdup(pw != NULL ? pw->pw_name : g_get_user_name());
+	/* Root runs the server programs as the service user; anyone else owns
+	 * the cluster when its data directory is theirs (or is not there yet:
+	 * they would create it).  The others are guests: they log in as their
+	 * own database role, by peer authentication, and never initialise,
+	 * start or migrate it. */
+	struct stat sb;
+	if (geteuid() == 0)
+		c->owner = TRUE;
+	else if (stat(c->pgdata, &sb) == 0)
+		c->owner = sb.st_uid == geteuid();
+	else
+		c->owner = errno == ENOENT;
 	*cluster_r = c;
 	return MV_OK;
 }
@@ -130,6 +156,7 @@ void mv_cluster_free(mv_cluster **cluster)
 	g_free(c->logfile);
 	g_free(c->bindir);
 	g_free(c->user);
+	g_free(c->login);
 	g_free(c);
 	*cluster = NULL;
 }
@@ -137,6 +164,12 @@ void mv_cluster_free(mv_cluster **cluster)
 const char *mv_cluster_home(const mv_cluster *cluster) { return cluster->home; }
 const char *mv_cluster_socket_dir(const mv_cluster *cluster) { return cluster->sockdir; }
 const char *mv_cluster_log_path(const mv_cluster *cluster) { return cluster->logfile; }
+gboolean mv_cluster_is_owner(const mv_cluster *cluster) { return cluster->owner; }
+const char *mv_cluster_login(const mv_cluster *cluster) { return cluster->login; }
+const char *mv_cluster_service_user(const mv_cluster *cluster)
+{
+	return cluster->drop_privileges ? cluster->user : cluster->owner ? cluster->login : NULL;
+}
 
 char *mv_cluster_conninfo(const mv_cluster *cluster, const char *dbname)
 {
@@ -147,7 +180,15 @@ char *mv_cluster_conninfo(const mv_cluster *cluster, const char *dbname)
 			g_string_append_c(s, '\\');
 		g_string_append_c(s, *p);
 	}
-	g_string_append_printf(s, "' dbname=%s user=mailvault connect_timeout=10", dbname);
+	/* The owner logs in as the owner role, a guest as its own role (peer
+	 * authentication checks it against the operating-system user). */
+	g_string_append_printf(s, "' dbname=%s user='", dbname);
+	for (const char *p = cluster->owner ? "mailvault" : cluster->login; *p; p++) {
+		if (*p == '\'' || *p == '\\')
+			g_string_append_c(s, '\\');
+		g_string_append_c(s, *p);
+	}
+	g_string_append(s, "' connect_timeout=10");
 	return g_string_free(s, FALSE);
 }
 
@@ -260,7 +301,7 @@ static mv_status write_settings(mv_cluster *c, char **error_r)
 	g_string_append_printf(conf,
 	                       "listen_addresses = ''\n"
 	                       "unix_socket_directories = '%s'\n"
-	                       "unix_socket_permissions = 0700\n"
+	                       "unix_socket_permissions = 0777\n"
 	                       "shared_buffers = 256MB\n"
 	                       "max_wal_size = 4GB\n"
 	                       "checkpoint_timeout = 15min\n"
@@ -298,22 +339,241 @@ static mv_status write_settings(mv_cluster *c, char **error_r)
 	return st;
 }
 
-mv_status mv_cluster_start(mv_cluster *c, char **error_r)
+static mv_status not_owner(const mv_cluster *c, const char *what, char **error_r)
 {
-	if (mv_cluster_is_running(c))
-		return MV_OK;
+	return mv_fail(error_r, MV_ERR_DENIED,
+	               "only the owner of the embedded database in %s (or root) may %s it; "
+	               "%s is a user of it", c->home, what, c->login);
+}
+
+/* Write a file of the cluster (mode 0600, owned by the service user). */
+static mv_status write_pg_file(mv_cluster *c, const char *path, const char *text, char **error_r)
+{
+	GError *gerr = NULL;
+	if (!g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &gerr)) {
+		mv_status st = mv_fail(error_r, MV_ERR_IO, "cannot write %s: %s", path, gerr->message);
+		g_clear_error(&gerr);
+		return st;
+	}
+	if (c->drop_privileges && chown(path, c->uid, c->gid) != 0)
+		return mv_fail(error_r, MV_ERR_IO, "cannot give %s to %s: %s", path, c->user,
+		               g_strerror(errno));
+	return MV_OK;
+}
+
+/* The OS user the server runs as: it and root log in as the owner role. */
+static const char *service_user(const mv_cluster *c)
+{
+	return c->drop_privileges ? c->user : c->login;
+}
+
+static gboolean ident_has(const char *text, const char *os_user, const char *role)
+{
+	gboolean found = FALSE;
+	char **lines = g_strsplit(text, "\n", -1);
+	for (char **l = lines; *l != NULL && !found; l++) {
+		char **f = g_strsplit_set(g_strstrip(*l), " \t", -1);
+		guint n = 0;
+		const char *w[3] = {NULL, NULL, NULL};
+		for (char **p = f; *p != NULL; p++)
+			if (**p != '\0' && n < 3)
+				w[n++] = *p;
+		found = n == 3 && strcmp(w[0], "mailvault") == 0 && strcmp(w[1], os_user) == 0 &&
+		        (role == NULL || strcmp(w[2], role) == 0);
+		g_strfreev(f);
+	}
+	g_strfreev(lines);
+	return found;
+}
+
+/* pg_hba.conf: peer authentication on the socket, nothing else;
+ * pg_ident.conf: the service user and root as the owner role, plus each
+ * person added (kept).  Also a cluster set up by an older mailvault (trust
+ * authentication, a socket only its owner could reach) is brought to this.
+ * *changed_r: whether a file was rewritten (a running server reloads). */
+static mv_status write_auth(mv_cluster *c, gboolean *changed_r, char **error_r)
+{
+	*changed_r = FALSE;
+	char *hba = g_build_filename(c->pgdata, "pg_hba.conf", NULL);
+	char *ident = g_build_filename(c->pgdata, "pg_ident.conf", NULL);
+	char *text = NULL;
+	mv_status st = MV_OK;
+	if (!g_file_get_contents(hba, &text, NULL, NULL) || strcmp(text, hba_text) != 0) {
+		st = write_pg_file(c, hba, hba_text, error_r);
+		*changed_r = TRUE;
+	}
+	g_free(text);
+	text = NULL;
+	if (st == MV_OK) {
+		if (!g_file_get_contents(ident, &text, NULL, NULL) || strstr(text, IDENT_MARK) == NULL) {
+			g_free(text);
+			text = g_strdup(IDENT_MARK " (written by mailvault): MAP OS-USER DATABASE-ROLE\n"
+			                "# The service user and root log in as the owner role mailvault;\n"
+			                "# each person added with `mailvault user add` as their own role.\n");
+		}
+		GString *s = g_string_new(text);
+		const char *owners[] = {service_user(c), "root"};
+		gboolean add = FALSE;
+		for (guint i = 0; i < G_N_ELEMENTS(owners); i++) {
+			if (!ident_has(s->str, owners[i], "mailvault")) {
+				g_string_append_printf(s, "mailvault %s mailvault\n", owners[i]);
+				add = TRUE;
+			}
+		}
+		if (add || strcmp(s->str, text) != 0) {
+			st = write_pg_file(c, ident, s->str, error_r);
+			*changed_r = TRUE;
+		}
+		g_string_free(s, TRUE);
+	}
+	/* A socket anyone may reach: peer authentication decides who gets in. */
+	char *conf = g_build_filename(c->pgdata, "mailvault.conf", NULL);
+	char *ctext = NULL;
+	if (st == MV_OK && g_file_get_contents(conf, &ctext, NULL, NULL)) {
+		char *old = strstr(ctext, "unix_socket_permissions = 0700\n");
+		if (old != NULL) {
+			memcpy(old, "unix_socket_permissions = 0777\n", strlen("unix_socket_permissions = 0777\n"));
+			st = write_pg_file(c, conf, ctext, error_r);
+		}
+	}
+	g_free(ctext);
+	g_free(conf);
+	g_free(text);
+	g_free(hba);
+	g_free(ident);
+	return st;
+}
+
+/* Connect to the postgres database as the owner role. */
+static PGconn *owner_connect(const mv_cluster *c)
+{
+	mv_cluster tmp = *c;
+	tmp.owner = TRUE;
+	char *ci = mv_cluster_conninfo(&tmp, "postgres");
+	PGconn *conn = PQconnectdb(ci);
+	g_free(ci);
+	return conn;
+}
+
+/* Make a running server read its authentication files again, and wait
+ * until it has: a connection opened after the reload sees its time as
+ * pg_conf_load_time() (the postmaster's, inherited), so once one does,
+ * every later connection is authenticated by the new files. */
+static mv_status reload(mv_cluster *c, char **error_r)
+{
+	PGconn *conn = owner_connect(c);
+	mv_status st = MV_OK;
+	char *t0 = NULL;
+	if (PQstatus(conn) == CONNECTION_OK) {
+		PGresult *r = PQexec(conn, "SELECT clock_timestamp()::text, pg_reload_conf()");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+			t0 = g_strdup(PQgetvalue(r, 0, 0));
+		else
+			st = mv_fail(error_r, MV_ERR_DB, "cannot reload the server's settings: %s",
+			             PQresultErrorMessage(r));
+		PQclear(r);
+	} else {
+		st = mv_fail(error_r, MV_ERR_DB, "cannot connect to the embedded database: %s",
+		             PQerrorMessage(conn));
+	}
+	PQfinish(conn);
+	for (int i = 0; st == MV_OK; i++) {
+		if (i == 500) {
+			st = mv_fail(error_r, MV_ERR_DB, "the server did not reload its settings within 10 s "
+			                                 "(see %s)", c->logfile);
+			break;
+		}
+		conn = owner_connect(c);
+		const char *v[] = {t0};
+		PGresult *r = PQstatus(conn) == CONNECTION_OK
+		                      ? PQexecParams(conn, "SELECT pg_conf_load_time() >= $1::timestamptz",
+		                                     1, NULL, v, NULL, NULL, 0)
+		                      : NULL;
+		gboolean done = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK &&
+		                strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+		PQclear(r);
+		PQfinish(conn);
+		if (done)
+			break;
+		g_usleep(20000);
+	}
+	g_free(t0);
+	return st;
+}
+
+mv_status mv_cluster_map_user(mv_cluster *c, const char *os_user, const char *role, gboolean add,
+                              char **error_r)
+{
+	if (!c->owner)
+		return not_owner(c, "manage the users of", error_r);
 	if (!mv_cluster_is_initialised(c))
 		return mv_fail(error_r, MV_ERR_DB, "no database cluster in %s; run mailvault db init",
 		               c->home);
 	mv_status st = resolve_user(c, error_r);
+	gboolean changed = FALSE;
 	if (st == MV_OK)
-		st = make_dir(c, c->sockdir, 0700, error_r);
+		st = write_auth(c, &changed, error_r);
+	char *ident = g_build_filename(c->pgdata, "pg_ident.conf", NULL);
+	char *text = NULL;
+	if (st == MV_OK && !g_file_get_contents(ident, &text, NULL, NULL))
+		st = mv_fail(error_r, MV_ERR_IO, "cannot read %s", ident);
+	if (st == MV_OK) {
+		GString *out = g_string_new(NULL);
+		char **lines = g_strsplit(text, "\n", -1);
+		for (char **l = lines; *l != NULL; l++) {
+			if (**l == '\0' && l[1] == NULL)
+				break; /* the end of the last line */
+			/* Every line that maps this OS user goes; an added user
+			 * gets one line back, to its own role. */
+			if (!ident_has(*l, os_user, NULL))
+				g_string_append_printf(out, "%s\n", *l);
+		}
+		g_strfreev(lines);
+		if (add)
+			g_string_append_printf(out, "mailvault %s %s\n", os_user, role);
+		if (strcmp(out->str, text) != 0) {
+			st = write_pg_file(c, ident, out->str, error_r);
+			changed = TRUE;
+		}
+		g_string_free(out, TRUE);
+	}
+	g_free(text);
+	g_free(ident);
+	if (st == MV_OK && changed && mv_cluster_is_running(c))
+		st = reload(c, error_r);
+	return st;
+}
+
+gboolean mv_cluster_socket_open(const mv_cluster *c)
+{
+	char *sock = g_build_filename(c->sockdir, ".s.PGSQL.5432", NULL);
+	struct stat sb;
+	gboolean open = stat(sock, &sb) == 0 && (sb.st_mode & 0007) == 0007;
+	g_free(sock);
+	return open;
+}
+
+mv_status mv_cluster_start(mv_cluster *c, char **error_r)
+{
+	if (mv_cluster_is_running(c))
+		return MV_OK;
+	if (!c->owner)
+		return not_owner(c, "start", error_r);
+	if (!mv_cluster_is_initialised(c))
+		return mv_fail(error_r, MV_ERR_DB, "no database cluster in %s; run mailvault db init",
+		               c->home);
+	mv_status st = resolve_user(c, error_r);
+	gboolean changed = FALSE;
+	if (st == MV_OK)
+		st = make_dir(c, c->sockdir, 0711, error_r);
+	if (st == MV_OK)
+		st = write_auth(c, &changed, error_r);
 	if (st != MV_OK)
 		return st;
 	if (c->drop_privileges && !g_file_test(c->logfile, G_FILE_TEST_EXISTS)) {
-		g_file_set_contents(c->logfile, "", 0, NULL);
-		if (chown(c->logfile, c->uid, c->gid) != 0)
-			return mv_fail(error_r, MV_ERR_IO, "cannot chown %s", c->logfile);
+		if (!g_file_set_contents_full(c->logfile, "", 0, G_FILE_SET_CONTENTS_NONE, 0600, NULL) ||
+		    chown(c->logfile, c->uid, c->gid) != 0)
+			return mv_fail(error_r, MV_ERR_IO, "cannot create %s for %s", c->logfile, c->user);
 	}
 	const char *bin = bindir_of(c, error_r);
 	if (bin == NULL)
@@ -327,6 +587,8 @@ mv_status mv_cluster_start(mv_cluster *c, char **error_r)
 
 mv_status mv_cluster_stop(mv_cluster *c, char **error_r)
 {
+	if (!c->owner && mv_cluster_is_running(c))
+		return not_owner(c, "stop", error_r);
 	if (!mv_cluster_is_initialised(c) || !mv_cluster_is_running(c))
 		return MV_OK;
 	mv_status st = resolve_user(c, error_r);
@@ -371,9 +633,11 @@ static mv_status create_database(mv_cluster *c, char **error_r)
 
 mv_status mv_cluster_init(mv_cluster *c, char **error_r)
 {
+	if (!c->owner)
+		return not_owner(c, "initialise", error_r);
 	mv_status st = resolve_user(c, error_r);
 	if (st == MV_OK)
-		st = make_dir(c, c->home, 0750, error_r);
+		st = make_dir(c, c->home, 0751, error_r);
 	if (st != MV_OK)
 		return st;
 	if (!mv_cluster_is_initialised(c)) {
@@ -385,7 +649,7 @@ mv_status mv_cluster_init(mv_cluster *c, char **error_r)
 			return MV_ERR_CONFIG;
 		char *initdb = g_build_filename(bin, "initdb", NULL);
 		const char *argv[] = {initdb, "-D", c->pgdata, "-U", "mailvault", "-E", "UTF8",
-		                      "--no-locale", "--auth-local=trust", "--auth-host=reject",
+		                      "--no-locale", "--auth-local=peer", "--auth-host=reject",
 		                      "--no-instructions", NULL};
 		st = run_pg(c, argv, error_r);
 		g_free(initdb);

@@ -9,6 +9,13 @@
  * programs run as an unprivileged system user (MAILVAULT_USER, default
  * "mailvault"), created with useradd when missing.
  *
+ * Authentication is peer only: the socket may be reached by anyone, and
+ * pg_ident.conf (map "mailvault") lets the service user and root log in as
+ * the owner role mailvault, and each person added with `mailvault user add`
+ * as the role of their own name.  The owner of the cluster (root, or the
+ * user its data directory belongs to) initialises, starts, stops and
+ * migrates it; anyone else is a guest, who only connects, as their own role.
+ *
  * Ownership: mv_cluster_new returns a new cluster handle in *cluster_r, freed
  * by mv_cluster_free; strings returned by getters belong to the handle. */
 #ifndef MV_CLUSTER_H
@@ -35,7 +42,15 @@ void mv_cluster_free(mv_cluster **cluster);
 const char *mv_cluster_home(const mv_cluster *cluster);
 const char *mv_cluster_socket_dir(const mv_cluster *cluster);
 const char *mv_cluster_log_path(const mv_cluster *cluster);
-/* libpq connection string for database dbname on the cluster's socket. */
+/* Whether this process owns the cluster (root, or the owner of its data
+ * directory, or nobody yet); the name of the user it runs as. */
+gboolean mv_cluster_is_owner(const mv_cluster *cluster);
+const char *mv_cluster_login(const mv_cluster *cluster);
+/* The operating-system user the server runs as (NULL for a guest, who
+ * cannot tell). */
+const char *mv_cluster_service_user(const mv_cluster *cluster);
+/* libpq connection string for database dbname on the cluster's socket, as
+ * the owner role (the owner) or as the role named after the user (a guest). */
 char *mv_cluster_conninfo(const mv_cluster *cluster, const char *dbname);
 
 gboolean mv_cluster_is_initialised(const mv_cluster *cluster);
@@ -48,5 +63,15 @@ mv_status mv_cluster_init(mv_cluster *cluster, char **error_r) MV_WARN_UNUSED;
 mv_status mv_cluster_start(mv_cluster *cluster, char **error_r) MV_WARN_UNUSED;
 /* Stop the server (fast shutdown; no-op when stopped). */
 mv_status mv_cluster_stop(mv_cluster *cluster, char **error_r) MV_WARN_UNUSED;
+/* Init, start and stop are the owner's: MV_ERR_DENIED for a guest. */
+
+/* Let operating-system user os_user log in as database role role (add), or
+ * no longer as any role (!add): pg_ident.conf, and a running server reloads
+ * it (returns once new connections see it).  The owner's. */
+mv_status mv_cluster_map_user(mv_cluster *cluster, const char *os_user, const char *role,
+                              gboolean add, char **error_r) MV_WARN_UNUSED;
+/* Whether the running server's socket lets every user connect (a cluster
+ * started by an older mailvault does not until it is restarted). */
+gboolean mv_cluster_socket_open(const mv_cluster *cluster);
 
 #endif

@@ -58,11 +58,15 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 	gboolean embedded = mv_db_uses_embedded(options);
 	mv_status st = MV_OK;
 	mv_cluster *cluster = NULL;
+	/* A guest of the embedded cluster (not its owner) logs in as its own
+	 * role and never initialises, starts or migrates it. */
+	gboolean owner = TRUE;
 	if (embedded) {
 		st = mv_cluster_new(options->home, &cluster, error_r);
 		if (st != MV_OK)
 			return st;
-		if (!options->no_start && !mv_cluster_is_initialised(cluster))
+		owner = mv_cluster_is_owner(cluster);
+		if (owner && !options->no_start && !mv_cluster_is_initialised(cluster))
 			st = mv_cluster_init(cluster, error_r);
 		if (st != MV_OK) {
 			mv_cluster_free(&cluster);
@@ -79,23 +83,35 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 	/* A running embedded server is simply connected to (no ping, no
 	 * server programs looked up); only when that fails is it started. */
 	PGconn *conn = PQconnectdb(conninfo);
-	if (PQstatus(conn) != CONNECTION_OK && embedded && !options->no_start) {
+	if (PQstatus(conn) != CONNECTION_OK && embedded && owner && !options->no_start) {
 		PQfinish(conn);
 		conn = NULL;
 		st = mv_cluster_start(cluster, error_r);
 		if (st == MV_OK)
 			conn = PQconnectdb(conninfo);
 	}
+	if (st == MV_OK && PQstatus(conn) != CONNECTION_OK) {
+		char *msg = g_strstrip(g_strdup(PQerrorMessage(conn)));
+		char *nl = strchr(msg, '\n');
+		if (nl != NULL)
+			*nl = '\0';
+		if (embedded && !owner && mv_cluster_is_running(cluster))
+			/* The server answered and refused this user. */
+			st = mv_fail(error_r, MV_ERR_DENIED,
+			             "%s may not use the %s (%s); the administrator grants it with "
+			             "mailvault user add %s --role ROLE", mv_cluster_login(cluster),
+			             describe, msg, mv_cluster_login(cluster));
+		else if (embedded && !owner)
+			st = mv_fail(error_r, MV_ERR_DB,
+			             "the %s is not running, and only its owner may start it "
+			             "(mailvault db start)", describe);
+		else
+			st = mv_fail(error_r, MV_ERR_DB, "cannot connect to the %s: %s", describe, msg);
+		g_free(msg);
+	}
 	mv_cluster_free(&cluster);
 	g_free(conninfo);
 	if (st != MV_OK) {
-		g_free(describe);
-		return st;
-	}
-	if (PQstatus(conn) != CONNECTION_OK) {
-		char *msg = g_strstrip(g_strdup(PQerrorMessage(conn)));
-		st = mv_fail(error_r, MV_ERR_DB, "cannot connect to the %s: %s", describe, msg);
-		g_free(msg);
 		g_free(describe);
 		PQfinish(conn);
 		return st;
@@ -112,9 +128,9 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 		st = mv_db_exec(db, set, error_r);
 		g_free(set);
 	}
-	if (st == MV_OK && embedded && !options->no_migrate)
+	if (st == MV_OK && embedded && owner && !options->no_migrate)
 		st = mv_db_migrate(db, NULL, error_r);
-	if (st == MV_OK && !embedded && !options->no_migrate) {
+	if (st == MV_OK && (!embedded || !owner) && !options->no_migrate) {
 		int version = 0;
 		st = mv_db_schema_version(db, &version, error_r);
 		if (st == MV_OK && version < mv_migrations_count)

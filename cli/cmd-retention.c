@@ -1,6 +1,7 @@
 /* mailvault retention: explain one message's class, re-apply the policy. */
 #include <string.h>
 
+#include "cmd-retention.h"
 #include "mv-catalog.h"
 #include "mv-cli.h"
 #include "mv-json.h"
@@ -14,11 +15,15 @@ static const char help[] =
 	"\n"
 	"  explain   every rule of the current policy that matches the message, the\n"
 	"            class each gives and its expiry, which one won and why (the\n"
-	"            longest retention wins; ties go to the earlier rule), and what\n"
-	"            is stored for the message now\n"
+	"            longest retention wins; ties go to the earlier rule), what is\n"
+	"            stored for the message now, the class and expiry in effect\n"
+	"            (what apply keeps), and the lock, review extension or legal\n"
+	"            hold that keeps it\n"
 	"  apply     re-evaluate every stored message under the current policy and\n"
 	"            store the new class, expiry, rule and tags; a message in a locked\n"
-	"            class never gets a shorter expiry.  Prints how many changed.\n"
+	"            class never gets a shorter expiry.  Prints how many changed and,\n"
+	"            per class, how many records it makes due now: for destruction\n"
+	"            by the next purge, for review, or kept only by a legal hold.\n"
 	"\n"
 	"Options:\n"
 	"  --dry-run       count what would change, change nothing\n"
@@ -34,6 +39,45 @@ static char *iso(gint64 t)
 	return s;
 }
 
+void mv_cli_due_print(FILE *f, const char *when, const mv_apply_stats *s)
+{
+	if (s->due_now == 0 && s->review_now == 0 && s->held_now == 0) {
+		fprintf(f, "%s: no record becomes due for destruction\n", when);
+		return;
+	}
+	fprintf(f, "%s: %" G_GINT64_FORMAT " records due for destruction now (the next purge destroys "
+	        "them), %" G_GINT64_FORMAT " into the review queue, %" G_GINT64_FORMAT
+	        " expired but kept by a legal hold\n",
+	        when, s->due_now, s->review_now, s->held_now);
+	for (guint i = 0; s->due_by_class != NULL && i < s->due_by_class->len; i++) {
+		const mv_due_class *d = s->due_by_class->pdata[i];
+		fprintf(f, "  %-20s %-7s %6" G_GINT64_FORMAT " %s", d->class_name,
+		        mv_disposition_to_string(d->disposition), d->due,
+		        d->disposition == MV_DISPOSITION_PURGE ? "due for destruction" : "due for review");
+		if (d->held > 0)
+			fprintf(f, ", %" G_GINT64_FORMAT " held", d->held);
+		fputc('\n', f);
+	}
+}
+
+void mv_cli_due_json(JsonBuilder *b, const mv_apply_stats *s)
+{
+	mv_json_add_int(b, "due_now", s->due_now);
+	mv_json_add_int(b, "review_now", s->review_now);
+	mv_json_add_int(b, "held_now", s->held_now);
+	mv_json_begin_array(b, "due_by_class");
+	for (guint i = 0; s->due_by_class != NULL && i < s->due_by_class->len; i++) {
+		const mv_due_class *d = s->due_by_class->pdata[i];
+		mv_json_begin_object(b, NULL);
+		mv_json_add_string(b, "class", d->class_name);
+		mv_json_add_string(b, "disposition", mv_disposition_to_string(d->disposition));
+		mv_json_add_int(b, "due", d->due);
+		mv_json_add_int(b, "held", d->held);
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
+}
+
 static void on_progress(void *context, const mv_apply_stats *s)
 {
 	(void)context;
@@ -42,27 +86,100 @@ static void on_progress(void *context, const mv_apply_stats *s)
 	fflush(stderr);
 }
 
+/* The lines that say what keeps the message as it is; each a sentence. */
+static GPtrArray *kept_reasons(const mv_retention_explanation *x)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+	const mv_rules_result *res = x->result;
+	g_autofree char *rules_exp = iso(res->expiry);
+	if (x->kept_by_lock) {
+		g_autofree char *kept = iso(x->stored_expiry);
+		g_ptr_array_add(out, g_strdup_printf("class %s (locked) keeps expiry %s; the policy would "
+		                                     "give %s until %s", x->stored_class, kept,
+		                                     res->cls->name, rules_exp));
+	}
+	if (x->raised_by_extension && !x->kept_by_lock) {
+		g_autofree char *ext = iso(x->extension);
+		g_ptr_array_add(out, g_strdup_printf("a review extension keeps it until %s; the policy "
+		                                     "would give %s", ext, rules_exp));
+	}
+	if (x->raised_by_floor && !x->raised_by_extension) {
+		g_autofree char *fl = iso(x->floor);
+		g_ptr_array_add(out, g_strdup_printf("the database keeps it until %s, the expiry a "
+		                                     "locked class gave it; the policy would give %s",
+		                                     fl, rules_exp));
+	}
+	if (x->kept_by_hold) {
+		g_autofree char *kept = iso(x->stored_expiry);
+		g_ptr_array_add(out, g_strdup_printf("a legal hold keeps class %s and expiry %s (neither "
+		                                     "is shortened while it is held); the policy would "
+		                                     "give %s until %s", x->stored_class, kept,
+		                                     res->cls->name, rules_exp));
+	}
+	for (guint i = 0; i < x->holds->len; i++) {
+		const mv_retention_hold *h = x->holds->pdata[i];
+		g_ptr_array_add(out, g_strdup_printf("legal hold %s (case %s)%s keeps it whatever its "
+		                                     "expiry, until the hold is released", h->name,
+		                                     h->case_ref, h->pending ? ", pending," : ""));
+	}
+	return out;
+}
+
+/* What happens to the message next, in its effective state. */
+static const char *status_of(const mv_retention_explanation *x, char **text_r)
+{
+	gboolean expired = x->effective_expiry != 0 && x->effective_expiry < x->now;
+	gboolean applied = g_strcmp0(x->stored_class, x->effective_class) == 0 &&
+	                   x->stored_expiry == x->effective_expiry;
+	const char *when = applied ? "" : " once retention apply runs";
+	g_autofree char *until = iso(x->effective_expiry);
+	const char *code;
+	if (x->holds->len > 0) {
+		code = "held";
+		*text_r = g_strdup_printf("held: not destroyed while a legal hold lasts%s",
+		                          x->unheld_expiry != 0 && x->unheld_expiry < x->now
+		                                  ? " (its retention has run out)"
+		                                  : "");
+	} else if (!expired || x->effective_cls == NULL) {
+		code = "kept";
+		*text_r = x->effective_expiry != 0 ? g_strdup_printf("kept until %s", until)
+		                                   : g_strdup("kept (no expiry)");
+	} else if (x->effective_cls->disposition == MV_DISPOSITION_REVIEW) {
+		code = "review";
+		*text_r = g_strdup_printf("expired %s: in the review queue%s (a destruction decision is "
+		                          "needed)", until, when);
+	} else {
+		code = "due";
+		*text_r = g_strdup_printf("expired %s: due for destruction; the next purge destroys it%s",
+		                          until, when);
+	}
+	return code;
+}
+
 static int explain(mv_cli *cli, mv_db *db, mv_blobstore *blobs, const mv_policy *policy,
                    gint64 version, const char *ref)
 {
 	char *err = NULL;
 	gint64 id = 0;
-	mv_message *msg = NULL;
-	mv_rules_result *res = NULL;
+	mv_retention_explanation *x = NULL;
 	mv_record *rec = NULL;
 	mv_status st = mv_store_resolve(db, ref, &id, &err);
 	if (st == MV_OK)
-		st = mv_retention_evaluate(db, blobs, policy, version, id, &msg, &res, &err);
+		st = mv_retention_explain(db, blobs, policy, version, id, &x, &err);
 	if (st == MV_OK)
 		st = mv_catalog_record(db, id, &rec, &err);
 	if (st != MV_OK) {
 		int rc = mv_cli_fail(cli, st, err);
 		g_free(err);
-		mv_rules_result_free(&res);
-		mv_message_free(&msg);
+		mv_retention_explanation_free(&x);
 		return rc;
 	}
+	const mv_rules_result *res = x->result;
 	char *exp = iso(res->expiry);
+	char *eff_exp = x->effective_expiry != 0 ? iso(x->effective_expiry) : NULL;
+	GPtrArray *kept = kept_reasons(x);
+	char *status_text = NULL;
+	const char *status = status_of(x, &status_text);
 	if (cli->json) {
 		g_autoptr(JsonBuilder) b = json_builder_new();
 		json_builder_begin_object(b);
@@ -87,6 +204,30 @@ static int explain(mv_cli *cli, mv_db *db, mv_blobstore *blobs, const mv_policy 
 		mv_json_add_strings(b, "tags", res->tags);
 		mv_json_add_string(b, "stored_class", rec->retention_class);
 		mv_json_add_string(b, "stored_expires_at", rec->expires_at);
+		mv_json_add_bool(b, "stored_locked", x->stored_locked);
+		mv_json_add_string(b, "effective_class", x->effective_class);
+		mv_json_add_string(b, "effective_expires_at", eff_exp);
+		mv_json_add_bool(b, "kept_by_lock", x->kept_by_lock);
+		mv_json_add_bool(b, "kept_by_hold", x->kept_by_hold);
+		if (x->extension != 0) {
+			g_autofree char *ext = iso(x->extension);
+			mv_json_add_string(b, "extended_until", ext);
+		} else {
+			mv_json_add_null(b, "extended_until");
+		}
+		mv_json_begin_array(b, "holds");
+		for (guint i = 0; i < x->holds->len; i++) {
+			const mv_retention_hold *h = x->holds->pdata[i];
+			mv_json_begin_object(b, NULL);
+			mv_json_add_string(b, "name", h->name);
+			mv_json_add_string(b, "case", h->case_ref);
+			mv_json_add_bool(b, "pending", h->pending);
+			json_builder_end_object(b);
+		}
+		json_builder_end_array(b);
+		mv_json_add_strings(b, "kept_by", kept);
+		mv_json_add_string(b, "status", status);
+		mv_json_add_string(b, "status_text", status_text);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 	} else {
@@ -109,13 +250,22 @@ static int explain(mv_cli *cli, mv_db *db, mv_blobstore *blobs, const mv_policy 
 			printf("tag:     %s\n", (const char *)res->tags->pdata[i]);
 		for (guint i = 0; res->warnings != NULL && i < res->warnings->len; i++)
 			printf("warning: %s\n", (const char *)res->warnings->pdata[i]);
-		printf("stored:  %s until %s\n", rec->retention_class != NULL ? rec->retention_class : "(unclassified)",
+		printf("stored:  %s%s until %s\n",
+		       rec->retention_class != NULL ? rec->retention_class : "(unclassified)",
+		       x->stored_locked ? " (locked)" : "",
 		       rec->expires_at != NULL ? rec->expires_at : "-");
+		printf("in effect: %s until %s\n", x->effective_class,
+		       eff_exp != NULL ? eff_exp : "-");
+		for (guint i = 0; i < kept->len; i++)
+			printf("kept:    %s\n", (const char *)kept->pdata[i]);
+		printf("status:  %s\n", status_text);
 	}
+	g_free(status_text);
+	g_ptr_array_free(kept, TRUE);
 	g_free(exp);
+	g_free(eff_exp);
 	mv_record_free(&rec);
-	mv_rules_result_free(&res);
-	mv_message_free(&msg);
+	mv_retention_explanation_free(&x);
 	return 0;
 }
 
@@ -169,8 +319,8 @@ int mv_cmd_retention(mv_cli *cli, int argc, char **argv)
 	} else {
 		mv_apply_stats s;
 		gboolean tty = mv_cli_progress_enabled();
-		st = mv_retention_apply(db, blobs, policy, version, dry_run, tty ? on_progress : NULL,
-		                        NULL, &s, &err);
+		st = mv_retention_apply(db, blobs, policy, version, NULL, dry_run,
+		                        tty ? on_progress : NULL, NULL, &s, &err);
 		if (tty)
 			fputs("\r\033[K", stderr);
 		if (st != MV_OK) {
@@ -185,18 +335,23 @@ int mv_cmd_retention(mv_cli *cli, int argc, char **argv)
 			mv_json_add_int(b, "class_changed", s.class_changed);
 			mv_json_add_int(b, "expiry_changed", s.expiry_changed);
 			mv_json_add_int(b, "kept_by_lock", s.kept_by_lock);
+			mv_json_add_int(b, "kept_by_hold", s.kept_by_hold);
 			mv_json_add_int(b, "failed", s.failed);
+			mv_cli_due_json(b, &s);
 			json_builder_end_object(b);
 			mv_json_write(b, stdout);
 		} else {
 			printf("policy version %" G_GINT64_FORMAT "%s: %" G_GINT64_FORMAT " examined, %" G_GINT64_FORMAT
 			       " changed (%" G_GINT64_FORMAT " class, %" G_GINT64_FORMAT " expiry), %" G_GINT64_FORMAT
-			       " kept by a locked class, %" G_GINT64_FORMAT " failed\n",
+			       " kept by a locked class, %" G_GINT64_FORMAT " by a legal hold, %" G_GINT64_FORMAT
+			       " failed\n",
 			       version, dry_run ? " (dry run)" : "", s.examined, s.changed, s.class_changed,
-			       s.expiry_changed, s.kept_by_lock, s.failed);
+			       s.expiry_changed, s.kept_by_lock, s.kept_by_hold, s.failed);
+			mv_cli_due_print(stdout, dry_run ? "once applied" : "applied", &s);
 		}
 		if (st == MV_OK && s.failed > 0)
 			rc = MV_EXIT_DATAERR;
+		mv_apply_stats_clear(&s);
 	}
 	g_free(err);
 	mv_policy_free(&policy);

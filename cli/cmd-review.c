@@ -11,8 +11,8 @@
 
 static const char help[] =
 	"Usage: mailvault review list [--limit N] [--json]\n"
-	"       mailvault review approve ID... --by NAME [--json]\n"
-	"       mailvault review extend ID... --until DATE --reason TEXT --by NAME [--json]\n"
+	"       mailvault review approve ID... [--by LABEL] [--json]\n"
+	"       mailvault review extend ID... --until DATE --reason TEXT [--by LABEL] [--json]\n"
 	"\n"
 	"Classes whose disposition is review are not destroyed when they expire:\n"
 	"their expired, unheld messages wait here for a decision.\n"
@@ -21,7 +21,7 @@ static const char help[] =
 	"            with the approvals each has and needs\n"
 	"  approve   approve destruction; the next `mailvault purge` destroys each\n"
 	"            approved message with a certificate.  A class with four-eyes\n"
-	"            needs two approvals by different reviewers.\n"
+	"            needs two approvals by different people.\n"
 	"  extend    keep the messages until DATE (later than today and than their\n"
 	"            current expiry); approvals given so far lapse, and a later\n"
 	"            policy cannot bring the expiry back before DATE\n"
@@ -30,26 +30,50 @@ static const char help[] =
 	"and recorded in the audit trail with who ran the command ($MAILVAULT_ACTOR,\n"
 	"else $SUDO_USER, else the login name).\n"
 	"\n"
+	"The reviewer is who the database says logged in: the database role and, on\n"
+	"the embedded database, the operating-system user (`mailvault user add\n"
+	"OSUSER --role legal` gives a person their own role).  The same identity\n"
+	"cannot approve a message twice, under any --by label: exit 77.\n"
+	"\n"
 	"Options:\n"
-	"  --by NAME       the reviewer taking the decision\n"
+	"  --by LABEL      a label kept with the decision (a name, a ticket); it does\n"
+	"                  not identify the reviewer\n"
 	"  --until DATE    YYYY-MM-DD (or an ISO 8601 timestamp)\n"
 	"  --reason TEXT   why the retention is extended\n"
 	"  --limit N       list at most N messages\n"
 	"  --json          machine-readable output: an array of {id, registration,\n"
 	"                  sha256, date, from, subject, class, expires_at, approvals,\n"
-	"                  needed, approved_by}\n" MV_CLI_COMMON_HELP;
+	"                  needed, approved_by, approvers: [{role, os_user, label,\n"
+	"                  at}]}\n" MV_CLI_COMMON_HELP;
+
+/* "mv-rev-a", "mv-rev-a 'alice'", "mailvault", joined by ", " */
+static char *approvers_text(const mv_review_item *it)
+{
+	GString *s = g_string_new(NULL);
+	for (guint i = 0; i < it->approvers->len; i++) {
+		const mv_review_approver *a = it->approvers->pdata[i];
+		if (i > 0)
+			g_string_append(s, ", ");
+		g_string_append(s, a->identity);
+		if (a->os_user != NULL && strcmp(a->os_user, a->identity) != 0)
+			g_string_append_printf(s, " (OS user %s)", a->os_user);
+		if (a->label != NULL)
+			g_string_append_printf(s, " '%s'", a->label);
+	}
+	return g_string_free(s, FALSE);
+}
 
 static void print_items(const GPtrArray *items, gboolean json)
 {
 	if (!json) {
 		for (guint i = 0; i < items->len; i++) {
 			const mv_review_item *it = items->pdata[i];
+			char *by = approvers_text(it);
 			printf("%-8" G_GINT64_FORMAT " %-16s %-14s expired %s  %u/%u approvals%s%s  %.60s\n",
 			       it->id, it->registration != NULL ? it->registration : "-", it->class_name,
-			       it->expires_at, it->approvals, it->needed,
-			       it->approved_by != NULL ? " by " : "",
-			       it->approved_by != NULL ? it->approved_by : "",
+			       it->expires_at, it->approvals, it->needed, *by != '\0' ? " by " : "", by,
 			       it->subject != NULL ? it->subject : "");
+			g_free(by);
 		}
 		return;
 	}
@@ -69,6 +93,17 @@ static void print_items(const GPtrArray *items, gboolean json)
 		mv_json_add_int(b, "approvals", it->approvals);
 		mv_json_add_int(b, "needed", it->needed);
 		mv_json_add_string(b, "approved_by", it->approved_by);
+		mv_json_begin_array(b, "approvers");
+		for (guint k = 0; k < it->approvers->len; k++) {
+			const mv_review_approver *a = it->approvers->pdata[k];
+			mv_json_begin_object(b, NULL);
+			mv_json_add_string(b, "role", a->identity);
+			mv_json_add_string(b, "os_user", a->os_user);
+			mv_json_add_string(b, "label", a->label);
+			mv_json_add_string(b, "at", a->at);
+			json_builder_end_object(b);
+		}
+		json_builder_end_array(b);
 		json_builder_end_object(b);
 	}
 	json_builder_end_array(b);
@@ -118,8 +153,8 @@ int mv_cmd_review(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "review list takes no argument");
 	if (!list && optind == argc)
 		return mv_cli_usage_error(cli, "review %s needs at least one message ID", action);
-	if (!list && by == NULL)
-		return mv_cli_usage_error(cli, "review %s needs --by NAME", action);
+	if (list && by != NULL)
+		return mv_cli_usage_error(cli, "--by belongs to review approve and extend");
 	if (extend && (until == NULL || reason == NULL))
 		return mv_cli_usage_error(cli, "review extend needs --until DATE and --reason TEXT");
 	if (!extend && (until != NULL || reason != NULL))
@@ -166,14 +201,16 @@ int mv_cmd_review(mv_cli *cli, int argc, char **argv)
 		for (guint i = 0; i < items->len; i++) {
 			const mv_review_item *it = items->pdata[i];
 			const char *reg = it->registration != NULL ? it->registration : "-";
+			char *by = approvers_text(it);
 			if (extend)
 				printf("%s: kept until %s\n", reg, it->expires_at);
 			else if (it->approvals >= it->needed)
-				printf("%s: destruction approved (%u/%u); the next purge destroys it\n", reg,
-				       it->approvals, it->needed);
+				printf("%s: destruction approved (%u/%u, by %s); the next purge destroys it\n",
+				       reg, it->approvals, it->needed, by);
 			else
-				printf("%s: %u/%u approvals; a different reviewer must approve too\n", reg,
-				       it->approvals, it->needed);
+				printf("%s: %u/%u approvals (by %s); another person must approve too\n", reg,
+				       it->approvals, it->needed, by);
+			g_free(by);
 		}
 	}
 	g_ptr_array_free(items, TRUE);

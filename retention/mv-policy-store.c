@@ -16,6 +16,8 @@ void mv_policy_version_free(gpointer p)
 	g_free(v->source_file);
 	g_free(v->loaded_by);
 	g_free(v->loaded_at);
+	g_free(v->label);
+	g_free(v->db_role);
 	g_free(v);
 }
 
@@ -76,54 +78,106 @@ mv_status mv_policy_store_current(mv_db *db, mv_policy **policy_r, gint64 *versi
 	return st;
 }
 
-mv_status mv_policy_store_load(mv_db *db, const char *path, const char *loaded_by,
-                               gint64 *version_r, GPtrArray *problems, char **error_r)
+/* The checks of a load, against current (NULL: none loaded). */
+static mv_status check_next(const char *path, const mv_policy *current, const mv_policy *next,
+                            GPtrArray *problems, char **error_r)
 {
-	*version_r = 0;
-	mv_policy *next = NULL;
-	mv_status st = mv_policy_parse_file(path, &next, problems, error_r);
-	if (st != MV_OK)
-		return st;
-	/* Serialise loads, so two cannot both pass the check against the
-	 * same current version. */
-	st = mv_db_exec(db, "BEGIN; SELECT pg_advisory_xact_lock(7231980412)", error_r);
-	mv_policy *current = NULL;
-	gint64 cur_version = 0;
-	if (st == MV_OK)
-		st = mv_policy_store_current(db, &current, &cur_version, error_r);
-	if (st == MV_OK && current != NULL)
-		st = mv_policy_check_successor(current, next, problems, error_r);
 	gsize len = 0;
 	const char *xml = mv_policy_xml(next, &len);
-	char *text = g_strndup(xml, len);
-	if (st == MV_OK && strlen(text) != len)
-		st = mv_fail(error_r, MV_ERR_CONFIG, "%s: the policy contains a NUL byte", path);
+	if (memchr(xml, '\0', len) != NULL) {
+		mv_status st = mv_fail(error_r, MV_ERR_CONFIG, "%s: the policy contains a NUL byte", path);
+		if (problems != NULL)
+			g_ptr_array_add(problems, g_strdup_printf("%s: the policy contains a NUL byte", path));
+		return st;
+	}
+	if (current != NULL)
+		return mv_policy_check_successor(current, next, problems, error_r);
+	return MV_OK;
+}
+
+mv_status mv_policy_store_check(mv_db *db, const char *path, mv_policy **next_r,
+                                mv_policy **current_r, gint64 *current_version_r,
+                                GPtrArray *problems, char **error_r)
+{
+	if (next_r != NULL)
+		*next_r = NULL;
+	if (current_r != NULL)
+		*current_r = NULL;
+	*current_version_r = 0;
+	mv_policy *next = NULL, *current = NULL;
+	mv_status st = mv_policy_parse_file(path, &next, problems, error_r);
+	if (st == MV_OK && db != NULL)
+		st = mv_policy_store_current(db, &current, current_version_r, error_r);
+	if (st == MV_OK)
+		st = check_next(path, current, next, problems, error_r);
+	if (st == MV_OK && next_r != NULL)
+		*next_r = g_steal_pointer(&next);
+	if (st == MV_OK && current_r != NULL)
+		*current_r = g_steal_pointer(&current);
+	mv_policy_free(&next);
+	mv_policy_free(&current);
+	return st;
+}
+
+mv_status mv_policy_store_load(mv_db *db, const char *path, const char *actor, const char *label,
+                               gint64 *version_r, mv_policy **previous_r,
+                               gint64 *previous_version_r, mv_policy **loaded_r,
+                               GPtrArray *problems, char **error_r)
+{
+	*version_r = 0;
+	*previous_version_r = 0;
+	if (previous_r != NULL)
+		*previous_r = NULL;
+	if (loaded_r != NULL)
+		*loaded_r = NULL;
+	if (label != NULL && *label == '\0')
+		label = NULL;
+	/* Serialise loads, so two cannot both pass the check against the
+	 * same current version. */
+	mv_status st = mv_db_exec(db, "BEGIN; SELECT pg_advisory_xact_lock(7231980412)", error_r);
+	mv_policy *current = NULL, *next = NULL;
+	gint64 cur_version = 0;
+	if (st == MV_OK)
+		st = mv_policy_store_check(db, path, &next, &current, &cur_version, problems, error_r);
 	uint8_t sha[MV_SHA256_LEN];
-	mv_sha256(xml, len, sha);
 	PGresult *r = NULL;
 	if (st == MV_OK) {
-		const char *values[] = {mv_policy_name(next), text, (const char *)sha, path, loaded_by};
-		int lengths[] = {0, 0, MV_SHA256_LEN, 0, 0};
-		int formats[] = {0, 0, 1, 0, 0};
+		gsize len = 0;
+		const char *xml = mv_policy_xml(next, &len);
+		char *text = g_strndup(xml, len);
+		mv_sha256(xml, len, sha);
+		/* The loading role (db_role) is the database's to record
+		 * (schema/015-reviewers.sql). */
+		const char *values[] = {mv_policy_name(next), text, (const char *)sha, path, actor, label};
+		int lengths[] = {0, 0, MV_SHA256_LEN, 0, 0, 0};
+		int formats[] = {0, 0, 1, 0, 0, 0};
 		st = mv_db_query(db,
-		                 "INSERT INTO policy (name, xml, sha256, source_file, loaded_by) "
-		                 "VALUES ($1, $2, $3, $4, $5) RETURNING version",
-		                 5, values, lengths, formats, 0, &r, error_r);
+		                 "INSERT INTO policy (name, xml, sha256, source_file, loaded_by, label) "
+		                 "VALUES ($1, $2, $3, $4, $5, $6) RETURNING version",
+		                 6, values, lengths, formats, 0, &r, error_r);
 		if (st == MV_OK)
 			*version_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		PQclear(r);
+		g_free(text);
 	}
-	g_free(text);
 	if (st == MV_OK) {
 		char hex[MV_SHA256_HEX_LEN + 1];
 		mv_sha256_to_hex(sha, hex);
 		char *subject = g_strdup_printf("policy version %" G_GINT64_FORMAT, *version_r);
-		char *details = g_strdup_printf("file=%s\nsha256=%s\nloaded_by=%s", path, hex, loaded_by);
-		st = mv_audit_append(db, loaded_by, "policy.load", subject, details, NULL, error_r);
+		char *details = g_strdup_printf("file=%s\nsha256=%s\nloaded_by=%s\nlabel=%s\nreplaces=%"
+		                                G_GINT64_FORMAT, path, hex, actor,
+		                                label != NULL ? label : "", cur_version);
+		st = mv_audit_append(db, actor, "policy.load", subject, details, NULL, error_r);
 		g_free(subject);
 		g_free(details);
 	}
 	st = mv_db_end(db, st, error_r);
+	if (st == MV_OK)
+		*previous_version_r = cur_version;
+	if (st == MV_OK && previous_r != NULL)
+		*previous_r = g_steal_pointer(&current);
+	if (st == MV_OK && loaded_r != NULL)
+		*loaded_r = g_steal_pointer(&next);
 	mv_policy_free(&current);
 	mv_policy_free(&next);
 	return st;
@@ -136,7 +190,7 @@ mv_status mv_policy_store_history(mv_db *db, GPtrArray **versions_r, char **erro
 	mv_status st = mv_db_query(
 		db,
 		"SELECT version, name, encode(sha256, 'hex'), source_file, loaded_by, "
-		MV_SQL_ISO_UTC("loaded_at") " "
+		MV_SQL_ISO_UTC("loaded_at") ", label, db_role "
 		"FROM policy ORDER BY version",
 		0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
@@ -150,6 +204,8 @@ mv_status mv_policy_store_history(mv_db *db, GPtrArray **versions_r, char **erro
 		v->source_file = PQgetisnull(r, i, 3) ? NULL : g_strdup(PQgetvalue(r, i, 3));
 		v->loaded_by = g_strdup(PQgetvalue(r, i, 4));
 		v->loaded_at = g_strdup(PQgetvalue(r, i, 5));
+		v->label = PQgetisnull(r, i, 6) ? NULL : g_strdup(PQgetvalue(r, i, 6));
+		v->db_role = PQgetisnull(r, i, 7) ? NULL : g_strdup(PQgetvalue(r, i, 7));
 		g_ptr_array_add(out, v);
 	}
 	PQclear(r);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mv-audit.h"
+#include "mv-hold.h"
 #include "mv-store.h"
 
 static mv_status first_arrival(mv_db *db, const char *idtext, char **source_r, char **env_from_r,
@@ -107,27 +108,173 @@ static char *tags_literal(const mv_message_retention *ret)
 	return g_string_free(s, FALSE);
 }
 
+void mv_apply_stats_clear(mv_apply_stats *stats)
+{
+	if (stats->due_by_class != NULL)
+		g_ptr_array_free(stats->due_by_class, TRUE);
+	stats->due_by_class = NULL;
+}
+
+static void due_class_free(gpointer p)
+{
+	mv_due_class *d = p;
+	g_free(d->class_name);
+	g_free(d);
+}
+
+/* What keeps a message from what the rules give it. */
+typedef struct {
+	gint64 extension;    /* latest review extension (0: none): a floor */
+	gint64 floor;        /* the database's retention floor, the latest expiry a
+	                        locked class gave it (schema 013; 0: none) */
+	gboolean held;       /* under an active legal hold */
+} keepers;
+
+typedef struct {
+	const char *class_name;
+	gint64 expiry;
+	/* before a hold's say, for what would become due */
+	const char *unheld_class;
+	gint64 unheld_expiry;
+	gboolean kept_by_lock, kept_by_hold, raised_by_extension, raised_by_floor;
+} effective;
+
+/* What apply makes of a message stored as old_class until old_expiry (0:
+ * none) that the rules now give ret: an extension granted in review and
+ * the floor a locked class left are floors; a locked class keeps its class
+ * and expiry rather than be shortened; so does a legal hold (the database
+ * refuses both, schema 013). */
+static void effective_of(const mv_policy *policy, const char *old_class, gint64 old_expiry,
+                         const keepers *k, const mv_message_retention *ret, effective *e)
+{
+	*e = (effective){.class_name = ret->class_name, .expiry = ret->expiry};
+	if (k->extension != 0 && e->expiry < k->extension) {
+		e->expiry = k->extension;
+		e->raised_by_extension = TRUE;
+	}
+	const mv_retention_class *oc = old_class != NULL ? mv_policy_find_class(policy, old_class) : NULL;
+	if (oc != NULL && oc->locked && e->expiry < old_expiry) {
+		e->class_name = old_class;
+		e->expiry = old_expiry;
+		e->kept_by_lock = TRUE;
+	} else if (k->floor != 0 && e->expiry < k->floor) {
+		e->expiry = k->floor;
+		e->raised_by_floor = TRUE;
+	}
+	e->unheld_class = e->class_name;
+	e->unheld_expiry = e->expiry;
+	if (k->held && old_expiry != 0 && e->expiry < old_expiry) {
+		e->class_name = old_class;
+		e->expiry = old_expiry;
+		e->kept_by_hold = TRUE;
+	}
+}
+
+/* SQL: message m's retention floor in seconds, or NULL: read through
+ * to_jsonb so that this works whether the database keeps one or not;
+ * "infinity" (a locked record without expiry) as MV_TIME_MAX. */
+#define SQL_M_FLOOR                                                                            \
+	"(SELECT CASE WHEN f IS NULL THEN NULL WHEN isfinite(f) THEN extract(epoch FROM f)::bigint " \
+	"ELSE 253402300799 END " \
+	" FROM (SELECT (to_jsonb(m) ->> 'retention_floor')::timestamptz AS f) x)"
+
+/* Whether a record of class cls until expiry (0: none) is due under
+ * policy at now: expired, in a class whose disposition destroys it (purge)
+ * or reviews it. */
+static gboolean due_under(const mv_policy *policy, const char *cls, gint64 expiry, gint64 now,
+                          mv_disposition *disposition_r)
+{
+	if (policy == NULL || cls == NULL || expiry == 0 || expiry >= now)
+		return FALSE;
+	const mv_retention_class *c = mv_policy_find_class(policy, cls);
+	if (c == NULL)
+		return FALSE;
+	*disposition_r = c->disposition;
+	return TRUE;
+}
+
+static mv_due_class *due_class(mv_apply_stats *stats, const char *cls, mv_disposition disposition)
+{
+	for (guint i = 0; i < stats->due_by_class->len; i++) {
+		mv_due_class *d = stats->due_by_class->pdata[i];
+		if (strcmp(d->class_name, cls) == 0)
+			return d;
+	}
+	mv_due_class *d = g_new0(mv_due_class, 1);
+	d->class_name = g_strdup(cls);
+	d->disposition = disposition;
+	/* Kept in name order. */
+	guint at = 0;
+	while (at < stats->due_by_class->len &&
+	       strcmp(((mv_due_class *)stats->due_by_class->pdata[at])->class_name, cls) < 0)
+		at++;
+	g_ptr_array_insert(stats->due_by_class, (gint)at, d);
+	return d;
+}
+
+/* Count a record that the change makes due now (or would, but for a
+ * hold): due after, and not due with the same disposition before. */
+static void count_due(mv_apply_stats *stats, const mv_policy *before, const mv_policy *after,
+                      const char *old_class, gint64 old_expiry, const char *new_class,
+                      gint64 new_expiry, gboolean held, gint64 now)
+{
+	mv_disposition was = MV_DISPOSITION_PURGE, is = MV_DISPOSITION_PURGE;
+	if (!due_under(after, new_class, new_expiry, now, &is))
+		return;
+	if (due_under(before, old_class, old_expiry, now, &was) && was == is)
+		return;
+	mv_due_class *d = due_class(stats, new_class, is);
+	if (held) {
+		d->held++;
+		stats->held_now++;
+	} else if (is == MV_DISPOSITION_PURGE) {
+		d->due++;
+		stats->due_now++;
+	} else {
+		d->due++;
+		stats->review_now++;
+	}
+}
+
+static mv_status db_now(mv_db *db, gint64 *now_r, char **error_r)
+{
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT extract(epoch FROM now())::bigint", 0, NULL, NULL, NULL,
+	                           0, &r, error_r);
+	if (st == MV_OK)
+		*now_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return st;
+}
+
 mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *policy,
-                             gint64 policy_version, gboolean dry_run,
+                             gint64 policy_version, const mv_policy *before, gboolean dry_run,
                              mv_apply_progress_fn progress, void *context,
                              mv_apply_stats *stats_r, char **error_r)
 {
 	*stats_r = (mv_apply_stats){0};
+	stats_r->due_by_class = g_ptr_array_new_with_free_func(due_class_free);
+	if (before == NULL)
+		before = policy;
+	gint64 now = 0;
+	mv_status st = db_now(db, &now, error_r);
+	if (st != MV_OK)
+		return st;
 	gint64 after = 0;
 	for (;;) {
 		char aft[24];
 		g_snprintf(aft, sizeof aft, "%" G_GINT64_FORMAT, after);
 		const char *v[] = {aft};
 		PGresult *r = NULL;
-		mv_status st = mv_db_query(db,
-		                           "SELECT id, retention_class, "
-		                           "coalesce(extract(epoch FROM expires_at)::bigint, 0), "
-		                           "deciding_rule, coalesce(policy_version, 0), tags::text, "
-		                           "(SELECT extract(epoch FROM max(d.extended_until))::bigint "
-		                           " FROM review_decision d WHERE d.message_id = message.id "
-		                           " AND d.decision = 'extend') "
-		                           "FROM message WHERE id > $1 ORDER BY id LIMIT 200",
-		                           1, v, NULL, NULL, 0, &r, error_r);
+		st = mv_db_query(db,
+		                 "SELECT m.id, m.retention_class, "
+		                 "coalesce(extract(epoch FROM m.expires_at)::bigint, 0), "
+		                 "m.deciding_rule, coalesce(m.policy_version, 0), m.tags::text, "
+		                 "(SELECT extract(epoch FROM max(d.extended_until))::bigint "
+		                 " FROM review_decision d WHERE d.message_id = m.id "
+		                 " AND d.decision = 'extend'), " MV_SQL_M_UNDER_HOLD ", " SQL_M_FLOOR " "
+		                 "FROM message m WHERE m.id > $1 ORDER BY m.id LIMIT 200",
+		                 1, v, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
 			return st;
 		int rows = PQntuples(r);
@@ -147,6 +294,11 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 			gint64 old_expiry = g_ascii_strtoll(PQgetvalue(r, i, 2), NULL, 10);
 			const char *old_rule = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
 			gint64 old_version = g_ascii_strtoll(PQgetvalue(r, i, 4), NULL, 10);
+			keepers k = {
+				.extension = PQgetisnull(r, i, 6) ? 0 : g_ascii_strtoll(PQgetvalue(r, i, 6), NULL, 10),
+				.held = strcmp(PQgetvalue(r, i, 7), "t") == 0,
+				.floor = PQgetisnull(r, i, 8) ? 0 : g_ascii_strtoll(PQgetvalue(r, i, 8), NULL, 10),
+			};
 			mv_message *msg = NULL;
 			mv_rules_result *res = NULL;
 			char *err = NULL;
@@ -156,31 +308,18 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 				continue;
 			}
 			mv_message_retention *ret = &msg->retention;
-			/* An extension granted in review is a floor (the database
-			 * enforces it too: see schema/006-review.sql). */
-			if (!PQgetisnull(r, i, 6)) {
-				gint64 ext_floor = g_ascii_strtoll(PQgetvalue(r, i, 6), NULL, 10);
-				if (ret->expiry < ext_floor)
-					ret->expiry = ext_floor;
+			effective e;
+			effective_of(policy, old_class, old_expiry, &k, ret, &e);
+			count_due(stats_r, before, policy, old_class, old_expiry, e.unheld_class,
+			          e.unheld_expiry, k.held, now);
+			if (e.kept_by_lock || e.kept_by_hold) {
+				stats_r->kept_by_lock += e.kept_by_lock;
+				stats_r->kept_by_hold += e.kept_by_hold;
+				mv_rules_result_free(&res);
+				mv_message_free(&msg);
+				continue;
 			}
-			if (old_class != NULL && strcmp(old_class, ret->class_name) != 0) {
-				const mv_retention_class *oc = mv_policy_find_class(policy, old_class);
-				if (oc != NULL && oc->locked && ret->expiry < old_expiry) {
-					stats_r->kept_by_lock++;
-					mv_rules_result_free(&res);
-					mv_message_free(&msg);
-					continue;
-				}
-			}
-			if (old_class != NULL && old_expiry > ret->expiry) {
-				const mv_retention_class *oc = mv_policy_find_class(policy, old_class);
-				if (oc != NULL && oc->locked && strcmp(old_class, ret->class_name) == 0) {
-					stats_r->kept_by_lock++;
-					mv_rules_result_free(&res);
-					mv_message_free(&msg);
-					continue;
-				}
-			}
+			ret->expiry = e.expiry;
 			gboolean class_changed = old_class == NULL || strcmp(old_class, ret->class_name) != 0;
 			gboolean expiry_changed = old_expiry != ret->expiry;
 			gboolean changed = class_changed || expiry_changed || old_version != policy_version ||
@@ -219,17 +358,120 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 	}
 	if (!dry_run) {
 		char *subject = g_strdup_printf("policy version %" G_GINT64_FORMAT, policy_version);
-		char *details = g_strdup_printf("examined=%" G_GINT64_FORMAT "\nchanged=%" G_GINT64_FORMAT
-		                                "\nclass_changed=%" G_GINT64_FORMAT "\nexpiry_changed=%"
-		                                G_GINT64_FORMAT "\nkept_by_lock=%" G_GINT64_FORMAT
-		                                "\nfailed=%" G_GINT64_FORMAT,
-		                                stats_r->examined, stats_r->changed, stats_r->class_changed,
-		                                stats_r->expiry_changed, stats_r->kept_by_lock, stats_r->failed);
-		mv_status st = mv_audit_append(db, mv_audit_actor(), "retention.apply", subject, details,
-		                               NULL, error_r);
+		GString *details = g_string_new(NULL);
+		g_string_append_printf(details, "examined=%" G_GINT64_FORMAT "\nchanged=%" G_GINT64_FORMAT
+		                       "\nclass_changed=%" G_GINT64_FORMAT "\nexpiry_changed=%"
+		                       G_GINT64_FORMAT "\nkept_by_lock=%" G_GINT64_FORMAT
+		                       "\nkept_by_hold=%" G_GINT64_FORMAT
+		                       "\nfailed=%" G_GINT64_FORMAT "\ndue_now=%" G_GINT64_FORMAT
+		                       "\nreview_now=%" G_GINT64_FORMAT "\nheld_now=%" G_GINT64_FORMAT,
+		                       stats_r->examined, stats_r->changed, stats_r->class_changed,
+		                       stats_r->expiry_changed, stats_r->kept_by_lock, stats_r->kept_by_hold,
+		                       stats_r->failed,
+		                       stats_r->due_now, stats_r->review_now, stats_r->held_now);
+		for (guint i = 0; i < stats_r->due_by_class->len; i++) {
+			const mv_due_class *d = stats_r->due_by_class->pdata[i];
+			g_string_append_printf(details, "\ndue class=%s disposition=%s due=%" G_GINT64_FORMAT
+			                       " held=%" G_GINT64_FORMAT, d->class_name,
+			                       mv_disposition_to_string(d->disposition), d->due, d->held);
+		}
+		st = mv_audit_append(db, mv_audit_actor(), "retention.apply", subject, details->str, NULL,
+		                     error_r);
 		g_free(subject);
-		g_free(details);
+		g_string_free(details, TRUE);
 		return st;
 	}
+	return MV_OK;
+}
+
+void mv_retention_explanation_free(mv_retention_explanation **x)
+{
+	if (x == NULL || *x == NULL)
+		return;
+	mv_retention_explanation *e = *x;
+	mv_rules_result_free(&e->result);
+	mv_message_free(&e->msg);
+	g_free(e->stored_class);
+	if (e->holds != NULL)
+		g_ptr_array_free(e->holds, TRUE);
+	g_free(e);
+	*x = NULL;
+}
+
+static void hold_free(gpointer p)
+{
+	mv_retention_hold *h = p;
+	g_free(h->name);
+	g_free(h->case_ref);
+	g_free(h);
+}
+
+mv_status mv_retention_explain(mv_db *db, mv_blobstore *blobs, const mv_policy *policy,
+                               gint64 policy_version, gint64 id, mv_retention_explanation **x_r,
+                               char **error_r)
+{
+	*x_r = NULL;
+	mv_retention_explanation *x = g_new0(mv_retention_explanation, 1);
+	x->id = id;
+	x->holds = g_ptr_array_new_with_free_func(hold_free);
+	char idt[24];
+	g_snprintf(idt, sizeof idt, "%" G_GINT64_FORMAT, id);
+	const char *v[] = {idt};
+	PGresult *r = NULL;
+	mv_status st = mv_retention_evaluate(db, blobs, policy, policy_version, id, &x->msg, &x->result,
+	                                     error_r);
+	if (st == MV_OK)
+		st = db_now(db, &x->now, error_r);
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT m.retention_class, coalesce(extract(epoch FROM m.expires_at)::bigint, 0), "
+		                 "(SELECT extract(epoch FROM max(d.extended_until))::bigint "
+		                 " FROM review_decision d WHERE d.message_id = m.id AND d.decision = 'extend'), "
+		                 SQL_M_FLOOR " FROM message m WHERE m.id = $1",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+	if (st == MV_OK && PQntuples(r) != 1)
+		st = mv_fail(error_r, MV_ERR_NOT_FOUND, "no message %s in the archive", idt);
+	if (st == MV_OK) {
+		x->stored_class = PQgetisnull(r, 0, 0) ? NULL : g_strdup(PQgetvalue(r, 0, 0));
+		x->stored_expiry = g_ascii_strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+		x->extension = PQgetisnull(r, 0, 2) ? 0 : g_ascii_strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+		x->floor = PQgetisnull(r, 0, 3) ? 0 : g_ascii_strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+	}
+	PQclear(r);
+	r = NULL;
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT h.name, h.case_ref, bool_and(i.pending) FROM hold_item i "
+		                 "JOIN hold h ON h.id = i.hold_id "
+		                 "WHERE i.message_id = $1 AND h.released_at IS NULL "
+		                 "GROUP BY h.id, h.name, h.case_ref ORDER BY h.id",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		mv_retention_hold *h = g_new0(mv_retention_hold, 1);
+		h->name = g_strdup(PQgetvalue(r, i, 0));
+		h->case_ref = g_strdup(PQgetvalue(r, i, 1));
+		h->pending = strcmp(PQgetvalue(r, i, 2), "t") == 0;
+		g_ptr_array_add(x->holds, h);
+	}
+	PQclear(r);
+	if (st != MV_OK) {
+		mv_retention_explanation_free(&x);
+		return st;
+	}
+	const mv_retention_class *sc =
+		x->stored_class != NULL ? mv_policy_find_class(policy, x->stored_class) : NULL;
+	x->stored_locked = sc != NULL && sc->locked;
+	keepers k = {.extension = x->extension, .floor = x->floor, .held = x->holds->len > 0};
+	effective e;
+	effective_of(policy, x->stored_class, x->stored_expiry, &k, &x->msg->retention, &e);
+	x->effective_class = e.class_name;
+	x->effective_expiry = e.expiry;
+	x->kept_by_lock = e.kept_by_lock;
+	x->kept_by_hold = e.kept_by_hold;
+	x->raised_by_extension = e.raised_by_extension;
+	x->raised_by_floor = e.raised_by_floor;
+	x->unheld_expiry = e.unheld_expiry;
+	x->effective_cls = mv_policy_find_class(policy, x->effective_class);
+	*x_r = x;
 	return MV_OK;
 }

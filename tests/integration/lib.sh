@@ -17,11 +17,28 @@ export MAILVAULT_NO_PROGRESS=1
 passed=0
 failed=0
 
+# System users a test creates (test_user), removed when it ends.
+MV_TEST_USERS=()
+
 cleanup() {
   "$MAILVAULT_BIN" --home "$MV_HOME" db stop >/dev/null 2>&1 || true
   rm -rf "$MV_HOME" "$WORK"
+  local u
+  for u in "${MV_TEST_USERS[@]}"; do userdel "$u" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
+
+# test_user VAR BASE: a system user of this test alone, BASE-PID (so that
+# tests running at once never share one), created now and removed at the
+# end; its name is stored in VAR.  Needs root.
+test_user() {
+  local name="$2-$$"
+  if ! id -u "$name" >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$name"
+  fi
+  MV_TEST_USERS+=("$name")
+  printf -v "$1" '%s' "$name"
+}
 
 mv() { "$MAILVAULT_BIN" --home "$MV_HOME" "$@"; }
 

@@ -3,8 +3,12 @@
 # history, classification at ingest (class, expiry, rule, tags,
 # registration number), explain, search by class: and tag:, apply after a
 # policy change, and locked classes that can neither be shortened by a new
-# policy nor lose a message's expiry to one.  (Every condition kind and
-# combinator is covered by tests/unit/test-rules.c.)
+# policy nor lose a message's expiry to one.  No surprises: policy check
+# makes every check of a load (against the archive's current policy when it
+# can reach it), policy load and retention apply --dry-run say per class how
+# many records become due now, retention explain says what keeps a record,
+# and policy load takes its actor like every command.  (Every condition
+# kind and combinator is covered by tests/unit/test-rules.c.)
 . "$(dirname "$0")/lib.sh"
 data=$(dirname "$0")/data
 P1=$data/policy-test.xml
@@ -23,6 +27,10 @@ for f in malformed unknown-class bad-duration bad-regex no-default xsd; do
 done
 check "unknown class named" grep -q "legal-11y" <(cat "$WORK/err" 2>/dev/null; "$MAILVAULT_BIN" policy check "$WORK/unknown-class.xml" 2>&1 || true)
 expect_eq "policy check of the test policy" 0 "$(rc_of "$MAILVAULT_BIN" policy check "$P1")"
+check "with no archive it says the current policy was not checked" grep -q "not checked against the current policy: could not reach the archive" "$WORK/err"
+check "and it created no archive for that" test ! -e "$MV_HOME/pgdata"
+expect_eq "policy check --offline" 0 "$(rc_of "$MAILVAULT_BIN" policy check --offline "$P1")"
+check "--offline says so" grep -q "not checked against the current policy (--offline)" "$WORK/err"
 expect_eq "policy check of docs/policy-sample.xml" 0 "$(rc_of "$MAILVAULT_BIN" policy check "$TESTS_DIR/../docs/policy-sample.xml")"
 
 mv db init >/dev/null
@@ -92,4 +100,92 @@ check "shortening a locked class: FILE:LINE names the class" grep -q "p3.xml:[0-
 sed '/name="finance-7y"/d; s/<class ref="finance-7y"\/>/<class ref="default-3y"\/>/' "$WORK/p2.xml" > "$WORK/p4.xml"
 expect_eq "removing a locked class: refused" 65 "$(rc_of mv policy load "$WORK/p4.xml")"
 expect_eq "still two versions" 2 "$(mv policy history --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+
+# -- policy check makes every check of a load ------------------------------
+expect_eq "policy check of a file load refuses (shortens a locked class): exit 65" 65 "$(rc_of mv policy check "$WORK/p3.xml")"
+check "policy check names the class as FILE:LINE" grep -q "p3.xml:[0-9]*:.*finance-7y" "$WORK/err"
+expect_eq "the same file alone (--offline) is sound" 0 "$(rc_of mv policy check --offline "$WORK/p3.xml")"
+expect_eq "policy check --json: checked against version 2" "True 2 []" \
+  "$(mv policy check --json "$WORK/p2.xml" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["ok"], d["checked_against"], d["problems"])')"
+expect_eq "policy check --json of a refused file: its problems" "False True" \
+  "$(set +e; mv policy check --json "$WORK/p4.xml" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["ok"], any("finance-7y" in p for p in d["problems"]))')"
+
+# -- explain: what is in effect, and which lock keeps it --------------------
+fin=$(sha256sum < "$WORK/mail/fin.eml" | cut -c1-64)
+mv retention explain "$fin" > "$WORK/explain"
+check "explain: the lock keeps the stored class and expiry" grep -q "^kept: *class finance-7y (locked) keeps expiry 2031-06-03T10:00:00Z; the policy would give default-3y until 2027-06-03T10:00:00Z" "$WORK/explain"
+check "explain: in effect" grep -q "^in effect: finance-7y until 2031-06-03T10:00:00Z" "$WORK/explain"
+expect_eq "explain --json: effective class and expiry, kept by lock" "default-3y finance-7y 2031-06-03T10:00:00Z True kept" \
+  "$(mv retention explain --json "$fin" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["class"], d["effective_class"], d["effective_expires_at"], d["kept_by_lock"], d["status"])')"
+
+# -- what a policy change makes due, per class -------------------------------
+# Messages 400 days old (whatever today is) in two new classes kept five
+# years; then both are cut to one year: one record becomes due for
+# destruction, one for review, and one would but is held.
+python3 - "$WORK/q" <<'PY'
+import email.utils, os, sys
+from datetime import datetime, timedelta, timezone
+d = sys.argv[1]
+os.makedirs(d)
+date = email.utils.format_datetime(datetime.now(timezone.utc) - timedelta(days=400))
+for name, subject in [("q1", "Quarterly note one"), ("q2", "Quarterly note two (held)"),
+                      ("m1", "Board minutes of the year")]:
+    open(os.path.join(d, name + ".eml"), "w").write(
+        "From: x@shop.example\nTo: staff@corp.example\nSubject: %s\nDate: %s\n"
+        "Message-ID: <%s@x>\n\nText.\n" % (subject, date, name))
+PY
+qsha() { sha256sum < "$WORK/q/$1.eml" | cut -c1-64; }
+python3 - "$WORK/p2.xml" "$WORK/p5.xml" <<'PY'
+import sys
+t = open(sys.argv[1]).read()
+t = t.replace('</classes>', '  <class name="notes" duration="P5Y" start="message-date" disposition="purge"/>\n'
+              '    <class name="minutes" duration="P5Y" start="message-date" disposition="review"/>\n  </classes>', 1)
+t = t.replace('</rules>', '  <rule name="notes"><subject regex="quarterly note" case="insensitive"/><class ref="notes"/></rule>\n'
+              '    <rule name="minutes"><subject regex="board minutes" case="insensitive"/><class ref="minutes"/></rule>\n  </rules>', 1)
+open(sys.argv[2], "w").write(t)
+PY
+sed -e 's/name="notes" duration="P5Y"/name="notes" duration="P1Y"/' \
+    -e 's/name="minutes" duration="P5Y"/name="minutes" duration="P1Y"/' "$WORK/p5.xml" > "$WORK/p6.xml"
+# Every command takes its actor the same way: MAILVAULT_ACTOR; --by labels.
+expect_eq "policy load honours MAILVAULT_ACTOR" 0 "$(rc_of env MAILVAULT_ACTOR=rm-jane "$MAILVAULT_BIN" --home "$MV_HOME" policy load --by CHG-42 "$WORK/p5.xml")"
+check "and says who loaded it, with the label" grep -q "^policy version 3 loaded from .* by rm-jane (CHG-42)" "$WORK/out"
+expect_eq "history: the actor, the --by label, the database role" "rm-jane CHG-42 mailvault" \
+  "$(mv policy history --json | python3 -c 'import json,sys; v=json.load(sys.stdin)[-1]; print(v["loaded_by"], v["label"], v["db_role"])')"
+expect_eq "the audit entry's actor is MAILVAULT_ACTOR" "rm-jane" \
+  "$(mv audit log --json | python3 -c 'import json,sys; print([e for e in json.load(sys.stdin) if e["action"] == "policy.load"][-1]["actor"])')"
+mv import --quiet "$WORK/q"
+mv hold create keep-q --case C-7 --reason test --query 'message-id:q2@x' >/dev/null
+mv retention apply >/dev/null
+expect_eq "the new messages are in their five-year classes" "notes notes minutes" \
+  "$(for m in q1 q2 m1; do mv show --json "$(qsha $m)" | python3 -c 'import json,sys; print(json.load(sys.stdin)["retention"]["class"])'; done | tr '\n' ' ' | sed 's/ $//')"
+out=$(mv policy load --json "$WORK/p6.xml")
+expect_eq "policy load reports what becomes due, per class" \
+  "4 3 1 1 1 [('minutes', 'review', 1, 0), ('notes', 'purge', 1, 1)]" \
+  "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["preview"]; print(d["version"], d["replaces"], p["due_now"], p["review_now"], p["held_now"], [(c["class"], c["disposition"], c["due"], c["held"]) for c in p["due_by_class"]])')"
+mv retention apply --dry-run > "$WORK/dry"
+check "apply --dry-run: due for destruction now, per class" grep -q "^once applied: 1 records due for destruction now (the next purge destroys them), 1 into the review queue, 1 expired but kept by a legal hold" "$WORK/dry"
+check "apply --dry-run: the class line" grep -Eq "^  notes +purge +1 due for destruction, 1 held" "$WORK/dry"
+expect_eq "apply --dry-run --json: the same counts" "1 1 1" \
+  "$(mv retention apply --dry-run --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["due_now"], d["review_now"], d["held_now"])')"
+mv retention explain "$(qsha q1)" > "$WORK/explain"
+check "explain before apply: due once applied" grep -q "^status: *expired .*: due for destruction; the next purge destroys it once retention apply runs" "$WORK/explain"
+mv retention explain "$(qsha q2)" > "$WORK/explain"
+check "explain of a held record names the hold" grep -q "^kept: *legal hold keep-q (case C-7) keeps it whatever its expiry" "$WORK/explain"
+check "and says it is held" grep -q "^status: *held: not destroyed while a legal hold lasts (its retention has run out)" "$WORK/explain"
+expect_eq "dry run and load changed nothing yet" "notes" \
+  "$(mv show --json "$(qsha q1)" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["retention"]["class"])')"
+expect_eq "purge --dry-run before apply: not yet due" "False" \
+  "$(mv purge --dry-run --json | python3 -c "import json,sys; print('$(qsha q1)' in [r['sha256'] for r in json.load(sys.stdin)['records']])")"
+out=$(mv retention apply --json)
+expect_eq "apply reports the same" "1 1 1" "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["due_now"], d["review_now"], d["held_now"])')"
+expect_eq "and purge --dry-run agrees: the unheld one is due, the held one not" "True False" \
+  "$(mv purge --dry-run --json | python3 -c "import json,sys; s=[r['sha256'] for r in json.load(sys.stdin)['records']]; print('$(qsha q1)' in s, '$(qsha q2)' in s)")"
+expect_eq "and the review queue has the minutes" "True" \
+  "$(mv review list --json | python3 -c "import json,sys; print('$(qsha m1)' in [r['sha256'] for r in json.load(sys.stdin)])")"
+expect_eq "a second apply makes nothing more due (the hold still keeps the held one)" "0 0 1" \
+  "$(mv retention apply --dry-run --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["due_now"], d["review_now"], d["held_now"])')"
+expect_eq "policy load --no-preview" "None" \
+  "$(mv policy load --no-preview --json "$WORK/p6.xml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["preview"])')"
+expect_eq "audit trail intact" 0 "$(rc_of mv audit verify)"
 finish
+

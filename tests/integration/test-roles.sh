@@ -3,24 +3,30 @@
 # mailvault_ingest, mailvault_legal, mailvault_auditor, mailvault_purge.
 # Each can do its job through mailvault and nothing else, even with SQL:
 # nobody but purge (through mv_purge_message) destroys a record, and nobody
-# alters a message's content or hashes.
+# alters a message's content or hashes.  Each is a system user of its own,
+# given its role with `mailvault user add` and let in by peer
+# authentication (the embedded cluster trusts no one's word for a name).
 . "$(dirname "$0")/lib.sh"
 rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
 
 mv db init >/dev/null
+declare -A user
 for r in ingest legal auditor purge; do
-  sql "CREATE ROLE ${r}_user LOGIN; GRANT mailvault_$r TO ${r}_user" >/dev/null
+  test_user "user[$r]" "mv-role-$r"
+  mv user add "${user[$r]}" --role "$r" >/dev/null
 done
-# mailvault as ROLE_user (an external-server connection to the test cluster)
-as() { local who=$1; shift; env -u MAILVAULT_HOME "$MAILVAULT_BIN" --db "host=$MV_HOME/run dbname=mailvault user=${who}_user" "$@"; }
-# psql as ROLE_user; prints the exit status
+# mailvault as the system user of role ROLE
+as() { local who=$1; shift; runuser -u "${user[$who]}" -- "$MAILVAULT_BIN" --home "$MV_HOME" "$@"; }
+# psql as the system user of role ROLE, as its database role; prints the exit status
 sql_as() {
   set +e
-  runuser -u "${MAILVAULT_USER:-mailvault}" -- psql -X -q -t -A -v ON_ERROR_STOP=1 \
-    "host=$MV_HOME/run dbname=mailvault user=$1_user" -c "$2" >"$WORK/sqlout" 2>&1
+  runuser -u "${user[$1]}" -- psql -X -q -t -A -v ON_ERROR_STOP=1 \
+    "host=$MV_HOME/run dbname=mailvault user=${user[$1]}" -c "$2" >"$WORK/sqlout" 2>&1
   echo $?
   set -e
 }
+# the auditor writes its bundle where it may
+install -d -o "${user[auditor]}" "$WORK/auditor"
 
 python3 - "$WORK/mail" <<'PY'
 import os, sys
@@ -62,11 +68,16 @@ expect_eq "legal: SQL DELETE of a hold item refused" 1 "$(sql_as legal "DELETE F
 
 # auditor: reads everything, changes nothing.
 expect_eq "auditor: search" 3 "$(as auditor search --json --limit 0 'from:a@corp.example' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
-check "auditor: get is byte-exact" sh -c "env -u MAILVAULT_HOME '$MAILVAULT_BIN' --db 'host=$MV_HOME/run dbname=mailvault user=auditor_user' get $(sha k1) | cmp -s - '$WORK/mail/k1.eml'"
+check "auditor: get is byte-exact" sh -c "runuser -u '${user[auditor]}' -- '$MAILVAULT_BIN' --home '$MV_HOME' get $(sha k1) | cmp -s - '$WORK/mail/k1.eml'"
+expect_eq "auditor: the same through a connection string (--db, peer authentication)" 3 \
+  "$(runuser -u "${user[auditor]}" -- env -u MAILVAULT_HOME "$MAILVAULT_BIN" --db "host=$MV_HOME/run dbname=mailvault user=${user[auditor]}" search --count 'from:a@corp.example')"
+expect_eq "nobody logs in as another's role: auditor as the legal role (exit 69)" 69 \
+  "$(rc_of runuser -u "${user[auditor]}" -- env -u MAILVAULT_HOME "$MAILVAULT_BIN" --db "host=$MV_HOME/run dbname=mailvault user=${user[legal]}" search --count x)"
+check "(peer authentication refused it)" grep -q "Peer authentication failed" "$WORK/err"
 expect_eq "auditor: audit verify" 0 "$(rc_of as auditor audit verify)"
 expect_eq "auditor: verify" 0 "$(rc_of as auditor verify)"
-expect_eq "auditor: export a hold" 0 "$(rc_of as auditor export --hold keep-e2 --out "$WORK/bundle")"
-expect_eq "auditor: the bundle verifies" 0 "$(rc_of as auditor verify-bundle "$WORK/bundle")"
+expect_eq "auditor: export a hold" 0 "$(rc_of as auditor export --hold keep-e2 --out "$WORK/auditor/bundle")"
+expect_eq "auditor: the bundle verifies" 0 "$(rc_of as auditor verify-bundle "$WORK/auditor/bundle")"
 expect_eq "auditor: cannot import (exit 77, permission)" 77 "$(rc_of as auditor import --quiet "$WORK/mail")"
 check "and the error says the role lacks the grant" grep -q "lacks the grant" "$WORK/err"
 expect_eq "auditor: cannot place a hold" 77 "$(rc_of as auditor hold create h2 --case c --reason r --query 'subject:keep')"
@@ -87,8 +98,8 @@ expect_eq "nobody: SQL DELETE of a tombstone refused (as owner)" 1 "$(set +e; sq
 
 # The trail names the database role that acted.
 log=$(mv audit log --json)
-check "audit entries name the database role (legal)" sh -c "echo '$log' | grep -q 'database role legal_user'"
-check "audit entries name the database role (auditor's export)" sh -c "echo '$log' | grep -q 'database role auditor_user'"
-check "audit entries name the database role (purge)" sh -c "echo '$log' | grep -q 'database role purge_user'"
+check "audit entries name the database role (legal)" sh -c "echo '$log' | grep -q 'database role ${user[legal]}'"
+check "audit entries name the database role (auditor's export)" sh -c "echo '$log' | grep -q 'database role ${user[auditor]}'"
+check "audit entries name the database role (purge)" sh -c "echo '$log' | grep -q 'database role ${user[purge]}'"
 expect_eq "audit trail intact" 0 "$(rc_of mv audit verify)"
 finish
