@@ -9,7 +9,10 @@
  * mv_seal_check compares the newest seal the chain holds for each message
  * with the seal of what is stored now, so an edit or a deletion made past
  * the database's own triggers (a superuser with session_replication_role
- * = replica) is named.  The chain itself is checked by mv_audit_verify:
+ * = replica) is named.  Holds the same way: the chain records every hold
+ * made or released (record.hold) and every item added, settled or removed
+ * (record.hold-items; 016-hold-baseline.sql wrote what holds covered
+ * before); replayed, it must give what every hold covers now.  The chain itself is checked by mv_audit_verify:
  * run both (`mailvault verify` does).
  *
  * Ownership: findings are mv_seal_finding* in a GPtrArray with its free
@@ -26,10 +29,13 @@ typedef enum {
 	MV_SEAL_CHANGED,     /* stored metadata differs from its newest seal */
 	MV_SEAL_DELETED,     /* sealed, gone, and no tombstone says why */
 	MV_SEAL_UNSEALED,    /* stored, but the chain never named it */
+	MV_SEAL_HOLD_ITEM,   /* a hold covers a message other than the chain says */
+	MV_SEAL_HOLD,        /* a hold released, unreleased or gone unrecorded */
 } mv_seal_problem;
 
 typedef struct {
-	gint64 id;
+	gint64 id;           /* the message (0 for MV_SEAL_HOLD) */
+	gint64 hold_id;      /* the hold, for the hold problems */
 	mv_seal_problem problem;
 	char *detail;        /* one line for a person */
 } mv_seal_finding;

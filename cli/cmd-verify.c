@@ -16,16 +16,18 @@ static const char help[] =
 	"message's SHA-256 and size.  Then check the audit trail's chain and every\n"
 	"record against it: each message's metadata must match the seal the trail\n"
 	"last recorded for it, every message the trail names must be here or have\n"
-	"a tombstone, and every message here must be named by the trail.  Lists\n"
-	"every message that is damaged, changed, deleted or unknown to the trail.\n"
+	"a tombstone, every message here must be named by the trail, and every hold\n"
+	"must cover what the trail's hold entries add up to.  Lists every message\n"
+	"and hold that is damaged, changed, deleted or unknown to the trail.\n"
 	"Exit status 0 when everything checked is whole, 79 when anything is not.\n"
 	"\n"
 	"Options:\n"
 	"  --sample N      rebuild N messages chosen at random instead of all (the\n"
 	"                  records are always all checked against the trail)\n"
 	"  --json          {checked, damaged: [{id, sha256, error}], audit: {intact,\n"
-	"                  entries, error}, records: {checked, findings: [{id,\n"
-	"                  problem, detail}], more}}\n" MV_CLI_COMMON_HELP;
+	"                  entries, error}, records: {checked, findings: [{id, hold,\n"
+	"                  problem (changed, deleted, unsealed, hold-item, hold),\n"
+	"                  detail}], more}}\n" MV_CLI_COMMON_HELP;
 
 static void on_progress(void *context, gint64 checked, guint damaged)
 {
@@ -101,7 +103,9 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 	}
 	static const char *const problems[] = {[MV_SEAL_CHANGED] = "changed",
 	                                       [MV_SEAL_DELETED] = "deleted",
-	                                       [MV_SEAL_UNSEALED] = "unsealed"};
+	                                       [MV_SEAL_UNSEALED] = "unsealed",
+	                                       [MV_SEAL_HOLD_ITEM] = "hold-item",
+	                                       [MV_SEAL_HOLD] = "hold"};
 	if (cli->json) {
 		g_autoptr(JsonBuilder) b = json_builder_new();
 		json_builder_begin_object(b);
@@ -127,7 +131,10 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 		for (guint i = 0; i < findings->len; i++) {
 			const mv_seal_finding *f = findings->pdata[i];
 			mv_json_begin_object(b, NULL);
-			mv_json_add_int(b, "id", f->id);
+			if (f->problem != MV_SEAL_HOLD)
+				mv_json_add_int(b, "id", f->id);
+			if (f->problem == MV_SEAL_HOLD_ITEM || f->problem == MV_SEAL_HOLD)
+				mv_json_add_int(b, "hold", f->hold_id);
 			mv_json_add_string(b, "problem", problems[f->problem]);
 			mv_json_add_string(b, "detail", f->detail);
 			json_builder_end_object(b);
@@ -146,7 +153,10 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 			printf("audit trail: %s\n", chain_err);
 		for (guint i = 0; i < findings->len; i++) {
 			const mv_seal_finding *f = findings->pdata[i];
-			printf("record %" G_GINT64_FORMAT ": %s\n", f->id, f->detail);
+			if (f->problem == MV_SEAL_HOLD)
+				printf("%s\n", f->detail);
+			else
+				printf("record %" G_GINT64_FORMAT ": %s\n", f->id, f->detail);
 		}
 		if (more)
 			printf("(more records not listed: the first %u are)\n", MAX_RECORD_FINDINGS);

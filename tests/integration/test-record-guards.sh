@@ -77,6 +77,9 @@ expect_eq "its release too" 1 "$(audit_has record.hold "released id=$(sql "SELEC
 expect_eq "the hold's items are an audit entry" 1 "$(audit_has record.hold-items "added=1 pending=no ids=$held")"
 expect_eq "the allowed reclassification is an audit entry with the new seal" 1 \
   "$(audit_has record.retention "id=$fin seal=")"
+expect_eq "owner: audit entries cannot be deleted" 1 "$(sql_rc "DELETE FROM audit_event WHERE seq = 1")"
+expect_eq "legal role: nor changed" 1 \
+  "$(sql_rc "$(as_role mailvault_legal "UPDATE audit_event SET details = 'x' WHERE seq = 1")")"
 expect_eq "audit verify: intact" 0 "$(rc_of mv audit verify)"
 expect_eq "verify: every record matches its newest seal" 0 "$(rc_of mv verify)"
 
@@ -84,7 +87,7 @@ expect_eq "verify: every record matches its newest seal" 0 "$(rc_of mv verify)"
 off() { sql "SET session_replication_role = replica; $1" >/dev/null; }
 off "UPDATE message SET subject = 'forged', expires_at = '2020-01-01' WHERE id = $note"
 expect_eq "a subject and expiry changed with triggers off: verify exits 79" 79 "$(rc_of mv verify --json)"
-findings() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(" ".join(sorted("%s:%s" % (f["id"], f["problem"]) for f in d["records"]["findings"])))' "$WORK/out"; }
+findings() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(" ".join(sorted("%s:%s" % (f["id"], f["problem"]) for f in d["records"]["findings"] if f["problem"] in ("changed", "deleted", "unsealed"))))' "$WORK/out"; }
 expected() { printf '%s\n' "$@" | sort | tr '\n' ' ' | sed 's/ $//'; }
 expect_eq "and names that record, changed" "$note:changed" "$(findings)"
 off "UPDATE arrival SET source = 'forged' WHERE message_id = $other"
@@ -98,6 +101,13 @@ expect_eq "a message deleted with all its rows: named, deleted without a tombsto
   "$(expected "$note:changed" "$held:deleted" "$other:changed")" "$(findings)"
 mv verify > "$WORK/verify.txt" || true
 check "the text output says so in words" grep -q "record $held: deleted without a tombstone" "$WORK/verify.txt"
+check "and the hold item deleted with it: hold keep3 no longer covers it, unrecorded" \
+  grep -q "record $held: hold $(sql "SELECT id FROM hold WHERE name = 'keep3'"): no longer covers it" "$WORK/verify.txt"
+sqlhold=$(sql "SELECT id FROM hold WHERE name = 'sqlhold'")
+off "UPDATE hold SET released_at = NULL, released_by = NULL, release_reason = NULL WHERE id = $sqlhold"
+rc_of mv verify --json >/dev/null
+check "a released hold made active again with triggers off: named" \
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if any(f["problem"] == "hold" and f["hold"] == int(sys.argv[2]) for f in d["records"]["findings"]) else 1)' "$WORK/out" "$sqlhold"
 
 # ---- the chain's own encoding ----
 last=$(sql "SELECT max(seq) FROM audit_event WHERE format = 2")
