@@ -20,13 +20,22 @@ failed=0
 # System users a test creates (test_user), removed when it ends.
 MV_TEST_USERS=()
 
+# cleanup runs at exit (a test that sets its own EXIT trap records the
+# status first, trap 'mv_exit_status=$?; ...; cleanup' EXIT, and calls it
+# last).  No test skips: exit 77 from a command that failed under set -e
+# would make meson report a skip, so it is turned into a failure.
 cleanup() {
+  local rc=${mv_exit_status:-0}
   "$MAILVAULT_BIN" --home "$MV_HOME" db stop >/dev/null 2>&1 || true
   rm -rf "$MV_HOME" "$WORK"
   local u
   for u in "${MV_TEST_USERS[@]}"; do userdel "$u" >/dev/null 2>&1 || true; done
+  if [ "$rc" -eq 77 ]; then
+    echo "$(basename "$0"): a command failed with exit 77 (no test skips): failed" >&2
+    exit 1
+  fi
 }
-trap cleanup EXIT
+trap 'mv_exit_status=$?; cleanup' EXIT
 
 # test_user VAR BASE: a system user of this test alone, BASE-PID (so that
 # tests running at once never share one), created now and removed at the

@@ -15,7 +15,7 @@ jq_() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(
 # A throwaway GnuPG home in the test's directory; its agent stopped at the end.
 export GNUPGHOME="$WORK/gnupg"
 mkdir -m 700 "$GNUPGHOME"
-trap 'gpgconf --kill gpg-agent >/dev/null 2>&1 || true; cleanup' EXIT
+trap 'mv_exit_status=$?; gpgconf --kill gpg-agent >/dev/null 2>&1 || true; cleanup' EXIT
 gpg --batch --passphrase '' --quick-gen-key 'Test Signer <signer@example.test>' default default never 2>/dev/null
 fpr=$(gpg --batch --with-colons --list-secret-keys signer@example.test | awk -F: '/^fpr:/ {print $10; exit}')
 check "a signing key was made ($fpr)" test ${#fpr} -eq 40

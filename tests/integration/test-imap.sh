@@ -40,7 +40,7 @@ stop_all() {
   done
   cleanup
 }
-trap stop_all EXIT
+trap 'mv_exit_status=$?; stop_all' EXIT
 export IMAP_PORT IMAPS_PORT WORK dv MAILVAULT_BIN MV_HOME
 export -f mv
 
@@ -499,7 +499,7 @@ conf = sys.stdin.read()
 # no implicit-TLS listener on the plain server
 print(re.sub(r"  inet_listener imaps \{.*?\n  \}\n", "", conf, flags=re.S), end="")' > "$dv/plain.conf"
 stop_plain() { doveadm -c "$dv/plain.conf" stop >/dev/null 2>&1 || true; }
-trap 'stop_plain; stop_all' EXIT
+trap 'mv_exit_status=$?; stop_plain; stop_all' EXIT
 dovecot -c "$dv/plain.conf" || { cat "$dv/dovecot2.log"; fail "plain dovecot starts"; }
 append_msgs rs "$WORK"/small/000[0-2].eml
 rs_count=$(imapc rs "print(len(bodies()))")

@@ -56,7 +56,7 @@ stop_all() {
   at "$H_IMAP" db stop >/dev/null 2>&1 || true
   cleanup
 }
-trap stop_all EXIT
+trap 'mv_exit_status=$?; stop_all' EXIT
 export IMAP_PORT WORK
 
 # ---- the message set (CRLF line ends: the same bytes over every source) ----

@@ -53,7 +53,7 @@ stop_all() {
   wait "$smtpd_pid" 2>/dev/null || true
   cleanup
 }
-trap stop_all EXIT
+trap 'mv_exit_status=$?; stop_all' EXIT
 
 export PF_PORT=$pf_port WORK
 python3 - <<'PY'
