@@ -286,6 +286,10 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 			PQclear(r);
 			return st;
 		}
+		GString *up_ids = g_string_new("{"), *up_class = g_string_new("{"),
+		        *up_exp = g_string_new("{"), *up_rule = g_string_new("{"),
+		        *up_tags = g_string_new("{"), *up_dir = g_string_new("{");
+		guint up_n = 0;
 		for (int i = 0; i < rows && st == MV_OK; i++) {
 			gint64 id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
 			after = id;
@@ -329,25 +333,47 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 			stats_r->expiry_changed += expiry_changed;
 			stats_r->changed += changed;
 			if (changed && !dry_run) {
-				char idt[24], exp[24], ver[24];
-				g_snprintf(idt, sizeof idt, "%" G_GINT64_FORMAT, id);
-				g_snprintf(exp, sizeof exp, "%" G_GINT64_FORMAT, ret->expiry);
-				g_snprintf(ver, sizeof ver, "%" G_GINT64_FORMAT, policy_version);
+				/* One UPDATE a page (below): one statement, one audit
+				 * entry from the database for all the page's changes. */
+				mv_db_array_int(up_ids, id);
+				mv_db_array_text(up_class, ret->class_name);
+				mv_db_array_int(up_exp, ret->expiry);
+				mv_db_array_text(up_rule, ret->rule);
 				char *tags = tags_literal(ret);
-				const char *uv[] = {idt, ret->class_name, exp, ret->rule, ver, tags, ret->direction};
-				PGresult *u = NULL;
-				st = mv_db_query(db,
-				                 "UPDATE message SET retention_class = $2, expires_at = to_timestamp($3), "
-				                 "deciding_rule = $4, policy_version = $5, tags = $6, direction = $7 "
-				                 "WHERE id = $1",
-				                 7, uv, NULL, NULL, 0, &u, error_r);
-				PQclear(u);
+				mv_db_array_text(up_tags, tags);
 				g_free(tags);
+				mv_db_array_text(up_dir, ret->direction);
+				up_n++;
 			}
 			mv_rules_result_free(&res);
 			mv_message_free(&msg);
 		}
 		PQclear(r);
+		if (st == MV_OK && up_n > 0) {
+			GString *arrays[] = {up_ids, up_class, up_exp, up_rule, up_tags, up_dir};
+			for (gsize a = 0; a < G_N_ELEMENTS(arrays); a++)
+				g_string_append_c(arrays[a], '}');
+			char ver[24];
+			g_snprintf(ver, sizeof ver, "%" G_GINT64_FORMAT, policy_version);
+			const char *uv[] = {up_ids->str, up_class->str, up_exp->str, up_rule->str, ver,
+			                    up_tags->str, up_dir->str};
+			PGresult *u = NULL;
+			st = mv_db_query(db,
+			                 "UPDATE message m SET retention_class = u.class, "
+			                 "expires_at = to_timestamp(u.exp), deciding_rule = u.rule, "
+			                 "policy_version = $5, tags = u.tags::text[], direction = u.dir "
+			                 "FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], "
+			                 "$6::text[], $7::text[]) AS u(id, class, exp, rule, tags, dir) "
+			                 "WHERE m.id = u.id",
+			                 7, uv, NULL, NULL, 0, &u, error_r);
+			PQclear(u);
+		}
+		g_string_free(up_ids, TRUE);
+		g_string_free(up_class, TRUE);
+		g_string_free(up_exp, TRUE);
+		g_string_free(up_rule, TRUE);
+		g_string_free(up_tags, TRUE);
+		g_string_free(up_dir, TRUE);
 		if (!dry_run) {
 			st = mv_db_end(db, st, error_r);
 		}

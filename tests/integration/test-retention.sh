@@ -88,6 +88,10 @@ expect_eq "apply --dry-run: marketing expiry would change" 1 "$(echo "$dry" | js
 expect_eq "apply --dry-run changes nothing" 2025-06-03T10:00:00Z "$(field news "r['expires_at']")"
 out=$(mv retention apply --json)
 expect_eq "apply: one message changed expiry" 1 "$(echo "$out" | json_get expiry_changed)"
+check "apply: several messages changed (policy version)" test "$(echo "$out" | json_get changed)" -gt 1
+expect_eq "apply: the database audited the page's changes in one entry, naming each" \
+  "1 $(echo "$out" | json_get changed)" \
+  "$(sql "SELECT count(*), sum(substring(details FROM '^messages=([0-9]+)')::int) FROM audit_event WHERE action = 'record.retention' AND seq > (SELECT coalesce(max(seq), 0) FROM audit_event WHERE action = 'policy.load')" | tr '|' ' ')"
 expect_eq "apply: the new expiry is stored" 2026-06-03T10:00:00Z "$(field news "r['expires_at']")"
 expect_eq "apply: every message now under version 2" 2 "$(field plain "r['policy_version']")"
 expect_eq "apply: a locked class keeps its message (kept by lock)" 1 "$(echo "$out" | json_get kept_by_lock)"
