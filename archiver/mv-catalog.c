@@ -124,7 +124,12 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 		"(SELECT coalesce(sum(size), 0) FROM message), "
 		"(SELECT coalesce(sum(stored_size), 0) FROM blob), (SELECT count(*) FROM blob), "
 		"(SELECT count(*) FROM message WHERE parse_status <> 'ok'), "
-		"(SELECT count(*) FROM message_text WHERE tsv IS NULL)",
+		"(SELECT count(*) FROM message_text WHERE tsv IS NULL), "
+		"(SELECT count(*) FROM message m WHERE NOT EXISTS (SELECT 1 FROM verdict v "
+		"  WHERE v.message_id = m.id AND v.virus IN ('clean', 'infected'))), "
+		"(SELECT count(*) FROM verdict WHERE virus = 'infected'), "
+		"(SELECT count(*) FROM message m WHERE NOT EXISTS (SELECT 1 FROM verdict v "
+		"  WHERE v.message_id = m.id AND v.spam IN ('yes', 'no')))",
 		0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
@@ -135,6 +140,9 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 	stats_r->blobs = int_value(r, 0, 4);
 	stats_r->flagged = int_value(r, 0, 5);
 	stats_r->pending_index = int_value(r, 0, 6);
+	stats_r->virus_unscanned = int_value(r, 0, 7);
+	stats_r->virus_infected = int_value(r, 0, 8);
+	stats_r->spam_unscanned = int_value(r, 0, 9);
 	PQclear(r);
 	return MV_OK;
 }

@@ -50,6 +50,9 @@ typedef struct {
 	gint64 blobs;
 	gint64 flagged;       /* messages with parse_status other than ok */
 	gint64 pending_index; /* messages whose search vector is not yet computed */
+	gint64 virus_unscanned; /* no clean or infected verdict yet: `mailvault scan`'s backlog */
+	gint64 virus_infected;
+	gint64 spam_unscanned;  /* no yes or no verdict from spamd yet */
 } mv_stats;
 
 mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r) MV_WARN_UNUSED;
