@@ -221,6 +221,36 @@ expect_eq "search virus:yes after the scan" 5 "$(count virus:yes)"
 expect_eq "a second scan has nothing to do" 0 "$(rc_of mv scan --json)"
 expect_eq "scan: 0 scanned" 0 "$(json_get scanned < "$WORK/out")"
 
+# ---- exports mark infected messages and leave their attachment files out ----
+q='virus:yes OR subject:report'
+expect_eq "export of infected and clean messages" 0 "$(rc_of mv export --query "$q" --out "$WORK/case" --with-attachments --json)"
+expect_eq "export: 6 messages" 6 "$(json_get exported < "$WORK/out")"
+expect_eq "export: 5 infected" 5 "$(json_get infected < "$WORK/out")"
+expect_eq "export: 5 left without attachment files" 5 "$(json_get attachments_withheld < "$WORK/out")"
+expect_eq "only the clean attachment is a file" "report.pdf" \
+  "$(find "$WORK/case/documents" -path '*/attachments/*' -type f -printf '%f\n')"
+check "no EICAR bytes outside the .eml files" \
+  bash -c "! grep -rlF 'EICAR-STANDARD-ANTIVIRUS' --exclude='*.eml' '$WORK/case'"
+infected_tags() {
+  python3 - "$1" <<'PY'
+import sys, xml.etree.ElementTree as ET
+n = 0
+for t in ET.parse(sys.argv[1]).iter():
+    if t.tag.endswith("Tag") and t.get("TagName") == "Infected" and t.get("TagValue") == "true":
+        n += 1
+print(n)
+PY
+}
+expect_eq "the load file marks the 5 infected documents" 5 "$(infected_tags "$WORK/case/loadfile.xml")"
+expect_eq "their text says so" 5 "$(grep -l '^WARNING: virus found' "$WORK"/case/documents/*/*.txt | wc -l)"
+check "the load file is valid EDRM" xmllint --noout --schema "$WORK/case/edrm-1.2.xsd" "$WORK/case/loadfile.xml"
+expect_eq "verify-bundle" 0 "$(rc_of mv verify-bundle "$WORK/case")"
+expect_eq "export --include-infected" 0 \
+  "$(rc_of mv export --query "$q" --out "$WORK/case2" --with-attachments --include-infected --json)"
+expect_eq "--include-infected: every attachment is a file" 6 \
+  "$(find "$WORK/case2/documents" -path '*/attachments/*' -type f | wc -l)"
+expect_eq "--include-infected: still marked" 5 "$(infected_tags "$WORK/case2/loadfile.xml")"
+
 # ---- too large to scan is never clean ----
 unset MAILVAULT_SPAMD
 export MAILVAULT_CLAMD_MAX_BYTES=1000
