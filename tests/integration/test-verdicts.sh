@@ -87,7 +87,9 @@ score MV_TEST_SPAM 50
 describe MV_TEST_SPAM the test's spam marker
 EOF
 chmod -R a+rX "$WORK/sa-rules" "$WORK/sa-site"
-"$SPAMD" -L -x -u nobody --socketpath="$WORK/spamd.sock" -C "$WORK/sa-rules" \
+spamd_user=()
+[ "$(id -u)" -eq 0 ] && spamd_user=(-u nobody)  # spamd will not run its children as root
+"$SPAMD" -L -x "${spamd_user[@]}" --socketpath="$WORK/spamd.sock" -C "$WORK/sa-rules" \
   --siteconfigpath="$WORK/sa-site" -s stderr -m 2 >"$WORK/spamd.log" 2>&1 &
 spamd_pid=$!
 
@@ -264,6 +266,59 @@ expect_eq "import of a message over the scan limit" 0 "$(rc_of mv import --quiet
 expect_eq "too large: unscanned, not clean" "unscanned|too large" "$(verdict "big one" | cut -c1-19)"
 expect_eq "scan leaves it in the backlog and says so (65)" 65 "$(rc_of mv scan --json)"
 unset MAILVAULT_CLAMD_MAX_BYTES
+
+# ---- a hostile or hung "clamd": bounded in time and bytes ----
+# hang: reads everything, never answers; flood: answers without end.
+cat > "$WORK/fakeclamd.py" <<'PY'
+import os, socket, sys, threading
+path, mode = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+s.listen(16)
+open(path + ".ready", "w").close()
+def serve(c):
+    try:
+        if mode == "flood":
+            c.recv(65536)
+            while True:
+                c.sendall(b"A" * 65536)
+        while c.recv(65536):
+            pass
+        threading.Event().wait()  # hold the connection open, silent
+    except OSError:
+        pass
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+fake_pids=()
+for mode in hang flood; do
+  python3 "$WORK/fakeclamd.py" "$WORK/fake-$mode.sock" "$mode" &
+  fake_pids+=($!)
+done
+trap 'mv_exit_status=$?; stop_daemons; for p in "${fake_pids[@]}"; do kill "$p" 2>/dev/null || true; done; cleanup' EXIT
+for mode in hang flood; do
+  python3 - "$WORK/fake-$mode.sock.ready" <<'PY'
+import os, sys, time
+end = time.monotonic() + 60
+while not os.path.exists(sys.argv[1]) and time.monotonic() < end:
+    time.sleep(0.05)  # poll interval of the readiness check
+sys.exit(0 if os.path.exists(sys.argv[1]) else 1)
+PY
+done
+mkdir -p "$WORK/in4" "$WORK/in5"
+sed 's/Subject: big one/Subject: hung clamd/; s/<big@test>/<hung@test>/' "$WORK/in3/big.eml" > "$WORK/in4/m.eml"
+sed 's/Subject: big one/Subject: flooding clamd/; s/<big@test>/<flood@test>/' "$WORK/in3/big.eml" > "$WORK/in5/m.eml"
+t0=$(date +%s)
+expect_eq "import with a clamd that never answers: exit 0" 0 \
+  "$(MAILVAULT_CLAMD="$WORK/fake-hang.sock" MAILVAULT_CLAMD_TIMEOUT=1500 rc_of mv import --quiet "$WORK/in4")"
+check "it took the timeout, not forever (under 60 s)" test $(( $(date +%s) - t0 )) -lt 60
+expect_eq "hung clamd: unscanned, timed out" "unscanned|clamd timed out" "$(verdict "hung clamd")"
+expect_eq "import with a clamd that floods its answer: exit 0" 0 \
+  "$(MAILVAULT_CLAMD="$WORK/fake-flood.sock" MAILVAULT_CLAMD_TIMEOUT=20000 rc_of mv import --quiet "$WORK/in5")"
+v=$(verdict "flooding clamd")
+expect_eq "flooding clamd: unscanned" "unscanned|clamd: AAAA" "${v:0:21}"
+check "flooding clamd: the reply kept is bounded (4 KiB)" test "${#v}" -lt 4200
 
 expect_eq "scan without a scanner configured: 78" 78 "$(MAILVAULT_CLAMD= rc_of mv scan)"
 expect_eq "scan --help" 0 "$(rc_of mv scan --help)"
