@@ -64,6 +64,7 @@ typedef struct {
 typedef struct {
 	char *path, *declared_type, *detected_type, *filename, *blob_sha256;
 	gint64 size;
+	char *virus, *virus_name; /* part_verdict, or NULL */
 } mv_record_part;
 
 typedef struct {
@@ -85,6 +86,9 @@ typedef struct {
 	GPtrArray *parts;     /* mv_record_part* */
 	GPtrArray *arrivals;  /* mv_record_arrival* */
 	GPtrArray *flags;     /* char* */
+	/* verdict (schema/017-verdicts.sql); NULL when never asked */
+	char *virus, *virus_name, *virus_at, *spam, *spam_reason, *spam_at;
+	char *spam_score, *spam_threshold; /* as the database prints them, or NULL */
 } mv_record;
 
 /* Everything known of message id; MV_ERR_NOT_FOUND when absent. */

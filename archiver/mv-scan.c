@@ -281,7 +281,10 @@ static void merge(const char **status, char **name, mv_clamd_verdict v, const ch
 {
 	if (v == MV_CLAMD_INFECTED) {
 		if (*status != NULL && strcmp(*status, "infected") == 0) {
-			if (strstr(*name, detail) == NULL) {
+			char **names = g_strsplit(*name, ";", -1);
+			gboolean known = g_strv_contains((const char *const *)names, detail);
+			g_strfreev(names);
+			if (!known) {
 				char *joined = g_strdup_printf("%s;%s", *name, detail);
 				g_free(*name);
 				*name = joined;

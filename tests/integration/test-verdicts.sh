@@ -174,6 +174,15 @@ expect_eq "eicar qp: the attachment part is infected" "2=infected" "$(part_verdi
 expect_eq "eicar zip: the zip part is infected (clamd opened the archive)" "2=infected" "$(part_verdict "eicar zip")"
 expect_eq "clean report: the pdf part is clean" "2=clean" "$(part_verdict "clean report")"
 
+id_b64=$(sql "SELECT id FROM message WHERE subject = 'eicar base64'")
+mv show --json "$id_b64" > "$WORK/show.json"
+expect_eq "show --json: the message's verdict" "infected $SIG" \
+  "$(python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["verdicts"]; print(v["virus"], v["virus_name"])' "$WORK/show.json")"
+expect_eq "show --json: the attachment part's verdict" "eicar.com infected" \
+  "$(python3 -c 'import json,sys; print(*[p["filename"] + " " + p["virus"] for p in json.load(open(sys.argv[1]))["parts"] if p["virus"]])' "$WORK/show.json")"
+mv show "$id_b64" > "$WORK/show.txt"
+check "show: the verdict line" grep -q "^virus: *infected: $SIG" "$WORK/show.txt"
+
 count() { mv search --json "$@" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 expect_eq "search virus:yes" 4 "$(count virus:yes)"
 expect_eq "search virus:no" 3 "$(count virus:no)"
@@ -266,6 +275,18 @@ expect_eq "import of a message over the scan limit" 0 "$(rc_of mv import --quiet
 expect_eq "too large: unscanned, not clean" "unscanned|too large" "$(verdict "big one" | cut -c1-19)"
 expect_eq "scan leaves it in the backlog and says so (65)" 65 "$(rc_of mv scan --json)"
 unset MAILVAULT_CLAMD_MAX_BYTES
+# Over clamd's own StreamMaxLength (2M here) with mailvault's limit higher:
+# clamd refuses ("size limit exceeded ... ERROR"), and that is not clean.
+mkdir -p "$WORK/in6"
+python3 -c "
+import sys
+body = ('y' * 76 + '\n') * 40000
+open(sys.argv[1], 'w').write('From: a@corp.example\nTo: b@corp.example\nSubject: over streammax\nMessage-ID: <huge@test>\n\n' + body)
+" "$WORK/in6/huge.eml"
+expect_eq "import of a message over clamd's StreamMaxLength" 0 \
+  "$(MAILVAULT_CLAMD_MAX_BYTES=100000000 rc_of mv import --quiet "$WORK/in6")"
+expect_eq "over StreamMaxLength: unscanned, clamd's limit named" "unscanned|too large for clamd (StreamMaxLength)" \
+  "$(verdict "over streammax")"
 
 # ---- a hostile or hung "clamd": bounded in time and bytes ----
 # hang: reads everything, never answers; flood: answers without end.
