@@ -154,6 +154,11 @@ cat > "$WORK/policy.xml" <<'EOF'
   </rules>
 </policy>
 EOF
+expect_eq "the ingest role writes verdicts; the others read them" "true|true|true|false" \
+  "$(sql "SELECT has_table_privilege('mailvault_ingest', 'verdict', 'INSERT, UPDATE, SELECT') || '|' ||
+              has_table_privilege('mailvault_ingest', 'part_verdict', 'INSERT, UPDATE, SELECT') || '|' ||
+              has_table_privilege('mailvault_auditor', 'verdict', 'SELECT') || '|' ||
+              has_table_privilege('mailvault_legal', 'verdict', 'UPDATE')")"
 expect_eq "policy with <virus/> and <spam/> loads" 0 "$(rc_of mv policy load --by verdicts-test "$WORK/policy.xml")"
 
 export MAILVAULT_CLAMD="$WORK/clamd.sock" MAILVAULT_SPAMD="unix:$WORK/spamd.sock"
