@@ -124,7 +124,12 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 		"(SELECT coalesce(sum(size), 0) FROM message), "
 		"(SELECT coalesce(sum(stored_size), 0) FROM blob), (SELECT count(*) FROM blob), "
 		"(SELECT count(*) FROM message WHERE parse_status <> 'ok'), "
-		"(SELECT count(*) FROM message_text WHERE tsv IS NULL)",
+		"(SELECT count(*) FROM message_text WHERE tsv IS NULL), "
+		"(SELECT count(*) FROM message m WHERE NOT EXISTS (SELECT 1 FROM verdict v "
+		"  WHERE v.message_id = m.id AND v.virus IN ('clean', 'infected'))), "
+		"(SELECT count(*) FROM verdict WHERE virus = 'infected'), "
+		"(SELECT count(*) FROM message m WHERE NOT EXISTS (SELECT 1 FROM verdict v "
+		"  WHERE v.message_id = m.id AND v.spam IN ('yes', 'no')))",
 		0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
@@ -135,6 +140,9 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 	stats_r->blobs = int_value(r, 0, 4);
 	stats_r->flagged = int_value(r, 0, 5);
 	stats_r->pending_index = int_value(r, 0, 6);
+	stats_r->virus_unscanned = int_value(r, 0, 7);
+	stats_r->virus_infected = int_value(r, 0, 8);
+	stats_r->spam_unscanned = int_value(r, 0, 9);
 	PQclear(r);
 	return MV_OK;
 }
@@ -156,6 +164,8 @@ static void part_free(gpointer p)
 	g_free(a->detected_type);
 	g_free(a->filename);
 	g_free(a->blob_sha256);
+	g_free(a->virus);
+	g_free(a->virus_name);
 	g_free(a);
 }
 
@@ -215,6 +225,14 @@ void mv_record_free(mv_record **record)
 	g_free(m->expires_at);
 	g_free(m->deciding_rule);
 	g_free(m->direction);
+	g_free(m->virus);
+	g_free(m->virus_name);
+	g_free(m->virus_at);
+	g_free(m->spam);
+	g_free(m->spam_reason);
+	g_free(m->spam_at);
+	g_free(m->spam_score);
+	g_free(m->spam_threshold);
 	if (m->tags != NULL)
 		g_ptr_array_unref(m->tags);
 	if (m->addresses != NULL)
@@ -291,9 +309,11 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 	r = NULL;
 	if (st == MV_OK)
 		st = mv_db_query(db,
-		                 "SELECT path, declared_type, detected_type, filename, size, "
-		                 "encode(blob_sha256, 'hex') FROM part WHERE message_id = $1 "
-		                 "ORDER BY string_to_array(nullif(path, ''), '.')::int[] NULLS FIRST",
+		                 "SELECT pt.path, pt.declared_type, pt.detected_type, pt.filename, pt.size, "
+		                 "encode(pt.blob_sha256, 'hex'), pv.virus, pv.virus_name FROM part pt "
+		                 "LEFT JOIN part_verdict pv ON pv.message_id = pt.message_id "
+		                 "AND pv.path = pt.path WHERE pt.message_id = $1 "
+		                 "ORDER BY string_to_array(nullif(pt.path, ''), '.')::int[] NULLS FIRST",
 		                 1, v, NULL, NULL, 0, &r, error_r);
 	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
 		mv_record_part *p = g_new0(mv_record_part, 1);
@@ -303,7 +323,27 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 		p->filename = dup_value(r, i, 3);
 		p->size = int_value(r, i, 4);
 		p->blob_sha256 = dup_value(r, i, 5);
+		p->virus = dup_value(r, i, 6);
+		p->virus_name = dup_value(r, i, 7);
 		g_ptr_array_add(m->parts, p);
+	}
+	PQclear(r);
+	r = NULL;
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT virus, virus_name, " MV_SQL_ISO_UTC("virus_at") ", spam, spam_reason, "
+		                 MV_SQL_ISO_UTC("spam_at") ", spam_score::text, spam_threshold::text "
+		                 "FROM verdict WHERE message_id = $1",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+	if (st == MV_OK && PQntuples(r) == 1) {
+		m->virus = dup_value(r, 0, 0);
+		m->virus_name = dup_value(r, 0, 1);
+		m->virus_at = dup_value(r, 0, 2);
+		m->spam = dup_value(r, 0, 3);
+		m->spam_reason = dup_value(r, 0, 4);
+		m->spam_at = dup_value(r, 0, 5);
+		m->spam_score = dup_value(r, 0, 6);
+		m->spam_threshold = dup_value(r, 0, 7);
 	}
 	PQclear(r);
 	r = NULL;

@@ -50,6 +50,9 @@ typedef struct {
 	gint64 blobs;
 	gint64 flagged;       /* messages with parse_status other than ok */
 	gint64 pending_index; /* messages whose search vector is not yet computed */
+	gint64 virus_unscanned; /* no clean or infected verdict yet: `mailvault scan`'s backlog */
+	gint64 virus_infected;
+	gint64 spam_unscanned;  /* no yes or no verdict from spamd yet */
 } mv_stats;
 
 mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r) MV_WARN_UNUSED;
@@ -61,6 +64,7 @@ typedef struct {
 typedef struct {
 	char *path, *declared_type, *detected_type, *filename, *blob_sha256;
 	gint64 size;
+	char *virus, *virus_name; /* part_verdict, or NULL */
 } mv_record_part;
 
 typedef struct {
@@ -82,6 +86,9 @@ typedef struct {
 	GPtrArray *parts;     /* mv_record_part* */
 	GPtrArray *arrivals;  /* mv_record_arrival* */
 	GPtrArray *flags;     /* char* */
+	/* verdict (schema/017-verdicts.sql); NULL when never asked */
+	char *virus, *virus_name, *virus_at, *spam, *spam_reason, *spam_at;
+	char *spam_score, *spam_threshold; /* as the database prints them, or NULL */
 } mv_record;
 
 /* Everything known of message id; MV_ERR_NOT_FOUND when absent. */

@@ -116,6 +116,7 @@ typedef struct {
 	 * is known from ("b@x.example (header to, SMTP envelope)"). */
 	char *envelope_senders, *envelope_rcpts, *blind, *rcpt_sources;
 	char *bcc_all; /* header Bcc and blind, merged */
+	char *virus;   /* "infected: NAME", "clean", "unscanned: why"; NULL: never scanned */
 	gint64 size;
 } meta;
 
@@ -141,6 +142,7 @@ static void meta_clear(meta *m)
 	g_free(m->blind);
 	g_free(m->rcpt_sources);
 	g_free(m->bcc_all);
+	g_free(m->virus);
 	*m = (meta){0};
 }
 
@@ -177,7 +179,9 @@ static const char meta_sql[] =
 	"   FROM arrival r, unnest(r.envelope_to) t(rcpt) WHERE r.message_id = m.id "
 	"  UNION ALL SELECT lower(b.rcpt), 'journal report Bcc' "
 	"   FROM arrival r, unnest(r.envelope_bcc) b(rcpt) WHERE r.message_id = m.id"
-	" ) x GROUP BY x.addr) s) "
+	" ) x GROUP BY x.addr) s), "
+	"(SELECT vd.virus || coalesce(': ' || vd.virus_name, '') FROM verdict vd "
+	" WHERE vd.message_id = m.id AND vd.virus IS NOT NULL) "
 	"FROM message m WHERE m.id = ANY($1::bigint[]) ORDER BY m.id";
 
 static mv_status read_meta(mv_db *db, const gint64 *ids, guint n, const char *hold, GArray *out,
@@ -215,6 +219,7 @@ static mv_status read_meta(mv_db *db, const gint64 *ids, guint n, const char *ho
 		m.envelope_rcpts = COL(18);
 		m.blind = COL(19);
 		m.rcpt_sources = COL(20);
+		m.virus = COL(21);
 		m.bcc_all = m.bcc != NULL && m.blind != NULL ? g_strconcat(m.bcc, "; ", m.blind, NULL)
 		            : g_strdup(m.bcc != NULL ? m.bcc : m.blind);
 		g_array_append_val(out, m);
@@ -1047,7 +1052,8 @@ static void line(GString *s, const char *name, const char *value)
 	g_free(clean);
 }
 
-static GString *text_of(const meta *m, const char *doc_id, const mv_message *msg, GPtrArray *names)
+static GString *text_of(const meta *m, const char *doc_id, const mv_message *msg, GPtrArray *names,
+                        gboolean withheld)
 {
 	GString *s = g_string_new(NULL);
 	line(s, "Document", doc_id);
@@ -1063,6 +1069,12 @@ static GString *text_of(const meta *m, const char *doc_id, const mv_message *msg
 	line(s, "Envelope-To", m->envelope_rcpts);
 	line(s, "Blind recipients (in the envelope, not in the header)", m->blind);
 	line(s, "Recipients known from", m->rcpt_sources);
+	if (m->virus != NULL && g_str_has_prefix(m->virus, "infected"))
+		line(s, "WARNING: virus found", m->virus + strlen("infected: "));
+	line(s, "Virus scan", m->virus);
+	if (withheld)
+		line(s, "Attachment files", "left out of the bundle: infected (inside the .eml only; "
+		                            "export --include-infected writes them)");
 	if (names != NULL && names->len > 0) {
 		g_string_append(s, "Attachments:");
 		for (guint i = 0; i < names->len; i++)
@@ -1144,7 +1156,15 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 		g_free(perr); /* the text file then has the header summary only */
 		msg = NULL;
 	}
-	GPtrArray *atts = x->o->with_attachments ? attachments_of(raw) : NULL;
+	/* An infected message's attachments stay inside its .eml (marked in
+	 * the text and the load file), not handed on as files, unless asked. */
+	gboolean infected = m->virus != NULL && g_str_has_prefix(m->virus, "infected");
+	if (infected)
+		x->sum->infected++;
+	gboolean withhold = infected && x->o->with_attachments && !x->o->include_infected;
+	if (withhold)
+		x->sum->attachments_withheld++;
+	GPtrArray *atts = x->o->with_attachments && !withhold ? attachments_of(raw) : NULL;
 	GPtrArray *names = g_ptr_array_new_with_free_func(g_free);     /* safe, unique */
 	GPtrArray *orig = g_ptr_array_new_with_free_func(g_free);      /* as sent, for the text */
 	guint64 att_bytes = 0;
@@ -1162,7 +1182,7 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 		}
 		mv_safename_set_free(&set);
 	}
-	GString *text = text_of(m, doc_id, msg, orig);
+	GString *text = text_of(m, doc_id, msg, orig, withhold);
 	mv_message_free(&msg);
 
 	/* Start a new part when this message would overflow the open one. */
@@ -1219,6 +1239,8 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 		{"RecipientSources", "Text", m->rcpt_sources},
 		{"MailvaultID", "Integer", idtext},
 		{"SHA256", "Text", m->sha256},
+		{"VirusScan", "Text", m->virus},
+		{"Infected", "Boolean", infected ? "true" : "false"},
 	};
 	mv_edrm_file files[] = {
 		{"Native", folder, eml_name, (gint64)len, eml_sha},
@@ -1423,6 +1445,8 @@ static char *audit_details(const exporter *x, const GArray *ids)
 	GString *d = g_string_new(NULL);
 	g_string_append_printf(d, "format=%s\nwith_attachments=%s\n", fmt[o->format],
 	                       o->with_attachments ? "yes" : "no");
+	if (o->include_infected)
+		g_string_append(d, "include_infected=yes\n");
 	if (o->hold != NULL)
 		g_string_append_printf(d, "hold=%s\n", o->hold);
 	g_string_append_printf(d, "query=%s\n", o->hold != NULL ? x->hold_xml_query : o->query);

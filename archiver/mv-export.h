@@ -73,6 +73,7 @@ typedef struct {
 	const char *out;           /* path to create (must not exist) */
 	mv_export_format format;
 	gboolean with_attachments;
+	gboolean include_infected; /* write an infected message's attachments too */
 	guint64 split_size;        /* 0: one part */
 	const char *actor;         /* who exports (audit, manifest) */
 	const char *sign_key;      /* OpenPGP key (GnuPG keyring) to sign SHA256SUMS with, or NULL */
@@ -100,6 +101,8 @@ typedef struct {
 	gint64 selected;     /* messages the hold or query names */
 	gint64 exported;
 	gint64 attachments;
+	gint64 infected;     /* messages with a virus verdict "infected" (marked) */
+	gint64 attachments_withheld; /* of them, messages whose attachments were left out */
 	gint64 failed;       /* listed in errors */
 	guint64 bytes;       /* of the exported messages */
 	GPtrArray *parts;    /* mv_export_part* */

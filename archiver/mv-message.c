@@ -191,6 +191,9 @@ static void part_free(gpointer p)
 	g_free(part->declared_type);
 	g_free(part->detected_type);
 	g_free(part->filename);
+	g_free(part->virus_name);
+	if (part->content != NULL)
+		g_bytes_unref(part->content);
 	g_free(part);
 }
 
@@ -302,6 +305,8 @@ static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 	rec->size = bytes->len;
 	if (!c->limits->no_type_detection)
 		rec->detected_type = detect_type(bytes->data, bytes->len, is_text);
+	if (c->limits->keep_attachment_content && rec->is_attachment)
+		rec->content = g_bytes_new(bytes->data, bytes->len);
 
 	gboolean body_text = is_text && (rec->filename == NULL || !rec->is_attachment);
 	if (body_text && c->body->len < c->limits->max_text_bytes) {
@@ -718,6 +723,8 @@ void mv_message_free(mv_message **msg)
 	g_string_free(m->text, TRUE);
 	g_string_free(m->body, TRUE);
 	g_ptr_array_free(m->headers, TRUE);
+	g_free(m->verdicts.virus_name);
+	g_free(m->verdicts.spam_reason);
 	g_free(m->retention.class_name);
 	g_free(m->retention.rule);
 	if (m->retention.tags != NULL)

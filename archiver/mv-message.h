@@ -28,6 +28,9 @@ typedef struct {
 	                             as their own deduplicated blob (default 2048) */
 	gboolean no_type_detection; /* leave parts' detected_type NULL: for readers
 	                               that want only the text (default FALSE) */
+	gboolean keep_attachment_content; /* keep each attachment's decoded
+	                               content in mv_part.content, for the virus
+	                               stage (default FALSE) */
 } mv_parse_limits;
 
 void mv_parse_limits_default(mv_parse_limits *limits);
@@ -49,6 +52,13 @@ typedef struct {
 	gsize raw_len;
 	uint8_t blob_sha256[MV_SHA256_LEN]; /* of raw[raw_offset..+raw_len) when spliced */
 	gboolean is_attachment;
+	GBytes *content;      /* decoded content of an attachment, only with
+	                         keep_attachment_content; the virus stage drops it */
+	/* Virus verdict of an attachment (mv-scan.h): NULL when not asked,
+	 * else "clean", "infected" (virus_name) or "unscanned" (virus_name:
+	 * why).  Static status string, owned name. */
+	const char *virus;
+	char *virus_name;
 } mv_part;
 
 typedef struct {
@@ -69,6 +79,21 @@ typedef struct {
 	                             (stored as archived_at); 0: now */
 } mv_message_retention;
 
+/* Scanner verdicts, filled by the virus and spam stages (ingest) or by
+ * `mailvault scan`.  virus: NULL when no scanner was asked, else "clean",
+ * "infected" (virus_name: the signature, ";"-joined when several) or
+ * "unscanned" (virus_name: why, e.g. "too large", "clamd unavailable").
+ * spam: NULL when not asked, else "yes", "no" or "unscanned" (spam_reason
+ * why), with score and threshold when scanned. */
+typedef struct {
+	const char *virus;
+	char *virus_name;
+	const char *spam;
+	double spam_score;
+	double spam_threshold;
+	char *spam_reason;
+} mv_message_verdicts;
+
 typedef struct {
 	GBytes *raw;                  /* the exact bytes received */
 	uint8_t sha256[MV_SHA256_LEN];
@@ -84,6 +109,7 @@ typedef struct {
 	GString *body;                /* body text alone (HTML reduced), UTF-8, bounded */
 	GPtrArray *headers;           /* of mv_header*, owned, in order (at most 1000) */
 	mv_message_retention retention;
+	mv_message_verdicts verdicts;
 	gboolean has_attachment;
 	const char *parse_status;     /* "ok", "partial", "unparsable" (static) */
 	GPtrArray *flags;             /* of char*, owned: why it is not "ok" */

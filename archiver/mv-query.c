@@ -2,6 +2,7 @@
  * SECURITY: untrusted input; bounded nesting; values become parameters. */
 #include "mv-query.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "mv-store.h"
@@ -286,7 +287,7 @@ static mv_status tombstone_term(parser *p, token *t, gboolean *handled_r)
 	*handled_r = TRUE;
 	if (f == NULL || strcmp(f, "to") == 0 || strcmp(f, "cc") == 0 || strcmp(f, "bcc") == 0 ||
 	    strcmp(f, "subject") == 0 || strcmp(f, "filename") == 0 || strcmp(f, "type") == 0 ||
-	    strcmp(f, "tag") == 0) {
+	    strcmp(f, "tag") == 0 || strcmp(f, "virus") == 0 || strcmp(f, "spam") == 0) {
 		g_string_append(s, "NULL::boolean"); /* not kept: unknown */
 	} else if (strcmp(f, "has") == 0) {
 		if (g_ascii_strcasecmp(v, "attachment") != 0)
@@ -398,6 +399,53 @@ static mv_status term(parser *p, token *t)
 		                          "WHERE hi.message_id = m.id AND NOT hi.pending AND h.released_at IS NULL "
 		                          "AND (h.name = $%d OR h.case_ref = $%d))",
 		                       n, n);
+	} else if (strcmp(f, "virus") == 0) {
+		/* yes, no, unscanned (never scanned, or the scan failed), or a
+		 * signature name (glob, case-insensitive) */
+		if (g_ascii_strcasecmp(v, "yes") == 0)
+			g_string_append(s, "EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id "
+			                   "AND vd.virus = 'infected')");
+		else if (g_ascii_strcasecmp(v, "no") == 0)
+			g_string_append(s, "EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id "
+			                   "AND vd.virus = 'clean')");
+		else if (g_ascii_strcasecmp(v, "unscanned") == 0)
+			g_string_append(s, "NOT EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id "
+			                   "AND vd.virus IN ('clean', 'infected'))");
+		else {
+			int n = param(p, glob_to_like(v));
+			g_string_append_printf(s, "EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id "
+			                          "AND vd.virus = 'infected' AND EXISTS (SELECT 1 FROM "
+			                          "unnest(string_to_array(vd.virus_name, ';')) sig(name) "
+			                          "WHERE sig.name ILIKE $%d))", n);
+		}
+	} else if (strcmp(f, "spam") == 0) {
+		/* yes, no, unscanned, or >N / <N / >=N / <=N on the score */
+		if (g_ascii_strcasecmp(v, "yes") == 0 || g_ascii_strcasecmp(v, "no") == 0) {
+			g_string_append_printf(s, "EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id "
+			                          "AND vd.spam = '%s')", g_ascii_tolower(v[0]) == 'y' ? "yes" : "no");
+		} else if (g_ascii_strcasecmp(v, "unscanned") == 0) {
+			g_string_append(s, "NOT EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id "
+			                   "AND vd.spam IN ('yes', 'no'))");
+		} else if (v[0] == '>' || v[0] == '<') {
+			const char *num = v + 1;
+			const char *op = v[0] == '>' ? ">" : "<";
+			if (*num == '=') {
+				num++;
+				op = v[0] == '>' ? ">=" : "<=";
+			}
+			char *end = NULL;
+			double d = g_ascii_strtod(num, &end);
+			if (*num == '\0' || end == NULL || *end != '\0' || !isfinite(d))
+				return syntax(p, t->value_pos, "spam: takes yes, no, unscanned or a score "
+				                               "such as >5, not '%s'", v);
+			char buf[G_ASCII_DTOSTR_BUF_SIZE];
+			int n = param(p, g_strdup(g_ascii_dtostr(buf, sizeof buf, d)));
+			g_string_append_printf(s, "EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id "
+			                          "AND vd.spam_score %s $%d::float8)", op, n);
+		} else {
+			return syntax(p, t->value_pos, "spam: takes yes, no, unscanned or a score such as "
+			                               ">5, not '%s'", v);
+		}
 	} else if (strcmp(f, "registration") == 0) {
 		char *canonical = mv_store_registration_canonical(v);
 		int n = param(p, canonical != NULL ? canonical : g_strdup(v));

@@ -39,7 +39,10 @@ static const char help[] =
 	"  --query QUERY        the messages this query matches (see mailvault search)\n"
 	"  --out PATH           where to write the bundle\n"
 	"  --format FORMAT      dir (default), zip, tar or mbox\n"
-	"  --with-attachments   also write each attachment as its own file\n"
+	"  --with-attachments   also write each attachment as its own file; not those of\n"
+	"                       a message clamd found infected (marked Infected in the\n"
+	"                       load file and the text; the .eml keeps them), unless\n"
+	"  --include-infected   is given too\n"
 	"  --split-size SIZE    cut into parts PATH.001, PATH.002, ... of at most SIZE\n"
 	"                       (512K, 100M, 1G; powers of 1024), each a complete\n"
 	"                       bundle of whole messages\n"
@@ -75,6 +78,8 @@ static void print_summary(const mv_export_summary *s, gboolean json)
 		mv_json_add_int(b, "selected", s->selected);
 		mv_json_add_int(b, "exported", s->exported);
 		mv_json_add_int(b, "attachments", s->attachments);
+		mv_json_add_int(b, "infected", s->infected);
+		mv_json_add_int(b, "attachments_withheld", s->attachments_withheld);
 		mv_json_add_int(b, "failed", s->failed);
 		mv_json_add_int(b, "bytes", (gint64)s->bytes);
 		mv_json_add_int(b, "audit_seq", s->audit_seq);
@@ -116,6 +121,9 @@ static void print_summary(const mv_export_summary *s, gboolean json)
 	printf("exported %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " messages (%.1f MB), %"
 	       G_GINT64_FORMAT " attachments, %" G_GINT64_FORMAT " failed",
 	       s->exported, s->selected + s->destroyed, (double)s->bytes / 1e6, s->attachments, s->failed);
+	if (s->infected > 0)
+		printf("; %" G_GINT64_FORMAT " infected (marked%s)", s->infected,
+		       s->attachments_withheld > 0 ? ", attachment files left out" : "");
 	if (s->destroyed > 0)
 		printf("; %" G_GINT64_FORMAT " destroyed by purge run%s %s", s->destroyed,
 		       strchr(s->destroyed_runs, ',') != NULL ? "s" : "", s->destroyed_runs);
@@ -140,6 +148,7 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 	                                         {"out", required_argument, NULL, 'O'},
 	                                         {"format", required_argument, NULL, 'f'},
 	                                         {"with-attachments", no_argument, NULL, 'a'},
+	                                         {"include-infected", no_argument, NULL, 'I'},
 	                                         {"split-size", required_argument, NULL, 's'},
 	                                         {"sign", required_argument, NULL, 'S'},
 	                                         {"json", no_argument, NULL, 'j'},
@@ -162,6 +171,7 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 				return mv_cli_usage_error(cli, "--format is dir, zip, tar or mbox, not '%s'", optarg);
 			break;
 		case 'a': opt.with_attachments = TRUE; break;
+		case 'I': opt.include_infected = TRUE; break;
 		case 's':
 			if (!mv_export_parse_size(optarg, &opt.split_size) || opt.split_size < 64 * 1024)
 				return mv_cli_usage_error(cli, "--split-size wants a size of at least 64K, like 100M, "

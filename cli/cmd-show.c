@@ -72,6 +72,8 @@ static void print_json(const mv_record *m)
 		mv_json_add_string(b, "filename", p->filename);
 		mv_json_add_int(b, "size", p->size);
 		mv_json_add_string(b, "blob_sha256", p->blob_sha256);
+		mv_json_add_string(b, "virus", p->virus);
+		mv_json_add_string(b, "virus_name", p->virus_name);
 		json_builder_end_object(b);
 	}
 	json_builder_end_array(b);
@@ -89,6 +91,26 @@ static void print_json(const mv_record *m)
 	}
 	json_builder_end_array(b);
 	mv_json_add_strings(b, "flags", m->flags);
+	if (m->virus == NULL && m->spam == NULL) {
+		mv_json_add_null(b, "verdicts");
+	} else {
+		mv_json_begin_object(b, "verdicts");
+		mv_json_add_string(b, "virus", m->virus);
+		mv_json_add_string(b, "virus_name", m->virus_name);
+		mv_json_add_string(b, "virus_at", m->virus_at);
+		mv_json_add_string(b, "spam", m->spam);
+		if (m->spam_score != NULL)
+			mv_json_add_double(b, "spam_score", g_ascii_strtod(m->spam_score, NULL));
+		else
+			mv_json_add_null(b, "spam_score");
+		if (m->spam_threshold != NULL)
+			mv_json_add_double(b, "spam_threshold", g_ascii_strtod(m->spam_threshold, NULL));
+		else
+			mv_json_add_null(b, "spam_threshold");
+		mv_json_add_string(b, "spam_reason", m->spam_reason);
+		mv_json_add_string(b, "spam_at", m->spam_at);
+		json_builder_end_object(b);
+	}
 	json_builder_end_object(b);
 	mv_json_write(b, stdout);
 }
@@ -117,6 +139,15 @@ static void print_text(const mv_record *m)
 		printf("tag:         %s\n", (const char *)m->tags->pdata[i]);
 	for (guint i = 0; i < m->flags->len; i++)
 		printf("flag:        %s\n", (const char *)m->flags->pdata[i]);
+	if (m->virus != NULL)
+		printf("virus:       %s%s%s\n", m->virus, m->virus_name ? ": " : "",
+		       m->virus_name ? m->virus_name : "");
+	if (m->spam != NULL && m->spam_score != NULL)
+		printf("spam:        %s (score %s, threshold %s)\n", m->spam, m->spam_score,
+		       or_dash(m->spam_threshold));
+	else if (m->spam != NULL)
+		printf("spam:        %s%s%s\n", m->spam, m->spam_reason ? ": " : "",
+		       m->spam_reason ? m->spam_reason : "");
 	for (guint i = 0; i < m->addresses->len; i++) {
 		const mv_record_address *a = m->addresses->pdata[i];
 		printf("address:     %-13s %s%s%s%s\n", a->role, a->address, a->name ? " (" : "",
@@ -124,9 +155,10 @@ static void print_text(const mv_record *m)
 	}
 	for (guint i = 0; i < m->parts->len; i++) {
 		const mv_record_part *p = m->parts->pdata[i];
-		printf("part:        %-6s %s (detected %s) %s %" G_GINT64_FORMAT " bytes\n",
+		printf("part:        %-6s %s (detected %s) %s %" G_GINT64_FORMAT " bytes%s%s%s%s\n",
 		       *p->path ? p->path : "-", or_dash(p->declared_type), or_dash(p->detected_type),
-		       or_dash(p->filename), p->size);
+		       or_dash(p->filename), p->size, p->virus ? ", virus " : "", p->virus ? p->virus : "",
+		       p->virus_name ? ": " : "", p->virus_name ? p->virus_name : "");
 	}
 	for (guint i = 0; i < m->arrivals->len; i++) {
 		const mv_record_arrival *a = m->arrivals->pdata[i];

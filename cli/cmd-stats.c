@@ -14,7 +14,8 @@ static const char stats_help[] =
 	"\n"
 	"Options:\n"
 	"  --json          JSON with keys messages, arrivals, raw_bytes, stored_bytes, ratio,\n"
-	"                  blobs, flagged, pending_index\n" MV_CLI_COMMON_HELP;
+	"                  blobs, flagged, pending_index, virus_infected, virus_unscanned\n"
+	"                  (the backlog of `mailvault scan`), spam_unscanned\n" MV_CLI_COMMON_HELP;
 
 static int simple_options(mv_cli *cli, int argc, char **argv, const char *help, gboolean json)
 {
@@ -73,6 +74,9 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "blobs", s.blobs);
 		mv_json_add_int(b, "flagged", s.flagged);
 		mv_json_add_int(b, "pending_index", s.pending_index);
+		mv_json_add_int(b, "virus_unscanned", s.virus_unscanned);
+		mv_json_add_int(b, "virus_infected", s.virus_infected);
+		mv_json_add_int(b, "spam_unscanned", s.spam_unscanned);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 	} else {
@@ -83,6 +87,9 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 		printf("ratio:        %.4f\n", ratio);
 		printf("blobs:        %" G_GINT64_FORMAT "\n", s.blobs);
 		printf("flagged:      %" G_GINT64_FORMAT "\n", s.flagged);
+		printf("infected:     %" G_GINT64_FORMAT "\n", s.virus_infected);
+		printf("not virus-scanned: %" G_GINT64_FORMAT " (mailvault scan)\n", s.virus_unscanned);
+		printf("not spam-scored:   %" G_GINT64_FORMAT "\n", s.spam_unscanned);
 		if (s.pending_index > 0)
 			printf("not yet indexed: %" G_GINT64_FORMAT " (searchable; run mailvault index)\n",
 			       s.pending_index);

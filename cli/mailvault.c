@@ -29,6 +29,7 @@ int mv_cmd_verify_bundle(mv_cli *cli, int argc, char **argv);
 int mv_cmd_ingest(mv_cli *cli, int argc, char **argv);
 int mv_cmd_restore(mv_cli *cli, int argc, char **argv);
 int mv_cmd_user(mv_cli *cli, int argc, char **argv);
+int mv_cmd_scan(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -49,6 +50,7 @@ static const mv_cli_command commands[] = {
 	{"purge", mv_cmd_purge, "destroy expired, unheld records; print the certificate"},
 	{"review", mv_cmd_review, "records awaiting a destruction decision: list, approve, extend"},
 	{"export", mv_cmd_export, "write a case bundle of a hold or a query"},
+	{"scan", mv_cmd_scan, "virus / spam verdicts for the messages that have none yet"},
 	{"verify-bundle", mv_cmd_verify_bundle, "check a case bundle: files, hashes, counts"},
 	{"ingest", mv_cmd_ingest, "pull journal mailboxes over IMAP; show each source's state"},
 	{"restore", mv_cmd_restore, "APPEND archived messages to an IMAP mailbox, byte-exact"},

@@ -11,6 +11,7 @@
 #include "mv-classify.h"
 #include "mv-hold.h"
 #include "mv-policy-store.h"
+#include "mv-scan.h"
 
 #define TRAIN_MESSAGES 1000
 #define TRAIN_MIN_MESSAGES 100
@@ -77,14 +78,22 @@ typedef struct {
 
 static mv_status stage_parse(mv_pipeline *p, record *r, char **error_r);
 static mv_status stage_classify(mv_pipeline *p, record *r, char **error_r);
+static mv_status stage_virus(mv_pipeline *p, record *r, char **error_r);
+static mv_status stage_spam(mv_pipeline *p, record *r, char **error_r);
+static mv_store_hook *verdicts_hook_new(void);
+static void verdicts_hook_free(mv_store_hook **hook);
 
 /* The ingest stages, in the order they run.  Stages still to come slot in
- * here: attachment text and virus / spam verdicts (each message, before
- * classify, so rules can match them), traffic counters (in the
- * transaction). */
+ * here: attachment text (each message, before classify, so rules can
+ * match it), traffic counters (in the transaction).  The verdicts come
+ * before classify (rules match them) and are stored before the ongoing
+ * holds run (hold queries match them). */
 static const stage stages[] = {
 	{"parse", stage_parse, NULL, NULL},
+	{"virus", stage_virus, NULL, NULL},
+	{"spam", stage_spam, NULL, NULL},
 	{"classify", stage_classify, NULL, NULL},
+	{"verdicts", NULL, verdicts_hook_new, verdicts_hook_free},
 	{"ongoing-holds", NULL, mv_hold_ongoing_hook_new, mv_hold_ongoing_hook_free},
 };
 
@@ -102,6 +111,7 @@ typedef struct {
 
 struct mv_pipeline {
 	mv_pipeline_options opt;
+	mv_scan_config scan;        /* MAILVAULT_CLAMD, MAILVAULT_SPAMD, ... */
 	const char *fail_stage;     /* MAILVAULT_TEST_FAIL_STAGE: tests only */
 	GThreadPool *parsers;
 	GThread **writer_threads;
@@ -195,6 +205,45 @@ static mv_status stage_classify(mv_pipeline *p, record *r, char **error_r)
 	                          .envelope_to = r->arrival.envelope_to,
 	                          .archive_date = g_get_real_time() / G_USEC_PER_SEC};
 	return mv_classify_message(pol.policy, pol.version, r->msg, &cc, NULL, error_r);
+}
+
+/* clamd: each attachment and the whole message, within the configured
+ * time a message; clamd down or slow gives "unscanned", never an error:
+ * `mailvault scan` takes the backlog. */
+static mv_status stage_virus(mv_pipeline *p, record *r, char **error_r)
+{
+	if (forced_failure(p, "virus", error_r))
+		return MV_ERR_INTERNAL;
+	mv_scan_virus(&p->scan, r->msg);
+	return MV_OK;
+}
+
+static mv_status stage_spam(mv_pipeline *p, record *r, char **error_r)
+{
+	if (forced_failure(p, "spam", error_r))
+		return MV_ERR_INTERNAL;
+	mv_scan_spam(&p->scan, r->msg);
+	return MV_OK;
+}
+
+static mv_status verdicts_send(mv_db *db, void *context, mv_message *const *msgs, guint n,
+                               char **error_r)
+{
+	(void)context;
+	return mv_scan_store_send(db, msgs, n, error_r);
+}
+
+static mv_store_hook *verdicts_hook_new(void)
+{
+	mv_store_hook *hook = g_new0(mv_store_hook, 1);
+	hook->name = "verdicts";
+	hook->send = verdicts_send;
+	return hook;
+}
+
+static void verdicts_hook_free(mv_store_hook **hook)
+{
+	g_clear_pointer(hook, g_free);
 }
 
 /* Run the per-message stages on r.  A failing stage flags the message and
@@ -1094,6 +1143,9 @@ mv_status mv_pipeline_new(const mv_pipeline_options *options, mv_pipeline **pipe
 	if (p->opt.db_conn != NULL || p->opt.writers == 0)
 		p->opt.writers = 1;
 	p->fail_stage = g_getenv("MAILVAULT_TEST_FAIL_STAGE");
+	mv_scan_config_from_env(&p->scan);
+	if (p->scan.clamd != NULL)
+		p->opt.limits.keep_attachment_content = TRUE;
 	g_mutex_init(&p->lock);
 	g_cond_init(&p->work_cond);
 	g_cond_init(&p->space_cond);

@@ -62,6 +62,8 @@ mv_status mv_classify_message(const mv_policy *policy, gint64 policy_version, mv
 	in.message_date = msg->date;
 	in.has_message_date = msg->has_date;
 	in.archive_date = ctx->archive_date;
+	in.virus = msg->verdicts.virus;
+	in.spam_verdict = msg->verdicts.spam;
 
 	mv_rules_result *res = NULL;
 	mv_status st = mv_rules_evaluate(policy, &in, NULL, &res, error_r);

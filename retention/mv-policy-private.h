@@ -28,6 +28,7 @@ typedef enum {
 	MV_COND_SIZE,
 	MV_COND_HAS_ATTACHMENT,
 	MV_COND_SPAM,
+	MV_COND_VIRUS,
 	MV_COND_SOURCE,
 } mv_cond_kind;
 

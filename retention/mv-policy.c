@@ -612,6 +612,7 @@ static const struct {
 	{"size", MV_COND_SIZE},
 	{"has-attachment", MV_COND_HAS_ATTACHMENT},
 	{"spam", MV_COND_SPAM},
+	{"virus", MV_COND_VIRUS},
 	{"source", MV_COND_SOURCE},
 };
 
@@ -773,6 +774,7 @@ static mv_condition *build_condition(builder *b, const xmlNode *n, const char *r
 	}
 	case MV_COND_HAS_ATTACHMENT:
 	case MV_COND_SPAM:
+	case MV_COND_VIRUS:
 		break;
 	case MV_COND_SOURCE:
 		s = text_token(n);

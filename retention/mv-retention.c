@@ -1,4 +1,5 @@
 /* mv-retention: explain and apply. */
+#include "mv-scan.h"
 #include "mv-retention.h"
 
 #include <string.h>
@@ -65,6 +66,8 @@ mv_status mv_retention_evaluate(mv_db *db, mv_blobstore *blobs, const mv_policy 
 		mv_parse_limits_default(&limits);
 		st = mv_message_parse(raw, &limits, &msg, error_r);
 	}
+	if (st == MV_OK) /* the scanners' verdicts, for <virus/> and <spam/> */
+		st = mv_scan_load(db, id, msg, error_r);
 	if (st == MV_OK) {
 		g_ptr_array_add(env_to, NULL);
 		mv_classify_context cc = {.source = source, .envelope_from = env_from,

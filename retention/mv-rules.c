@@ -94,6 +94,14 @@ gboolean mv_rules_is_spam(const mv_rules_header *headers, guint n_headers)
 	return FALSE;
 }
 
+/* The headers' verdict or spamd's. */
+static int spam_of(const mv_rules_input *in)
+{
+	if (in->spam_verdict != NULL && strcmp(in->spam_verdict, "yes") == 0)
+		return 1;
+	return mv_rules_is_spam(in->headers, in->n_headers) ? 1 : 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* the evaluation context: the input, normalised once */
 
@@ -359,8 +367,10 @@ static gboolean evaluate(eval_ctx *x, const mv_condition *c)
 		return in->has_attachment;
 	case MV_COND_SPAM:
 		if (x->spam < 0)
-			x->spam = mv_rules_is_spam(in->headers, in->n_headers) ? 1 : 0;
+			x->spam = spam_of(in);
 		return x->spam == 1;
+	case MV_COND_VIRUS:
+		return in->virus != NULL && strcmp(in->virus, "infected") == 0;
 	case MV_COND_SOURCE:
 		return mv_glob_match_folded(c->glob, x->source);
 	}
@@ -551,7 +561,7 @@ mv_status mv_rules_evaluate(const mv_policy *policy, const mv_rules_input *in,
 		                                in->archive_date);
 	}
 	if (x.spam < 0)
-		x.spam = mv_rules_is_spam(in->headers, in->n_headers) ? 1 : 0;
+		x.spam = spam_of(in);
 	r->spam = x.spam == 1;
 	r->reason = build_reason(r, in, best);
 	ctx_clear(&x);

@@ -70,6 +70,9 @@ typedef struct {
 	gboolean has_message_date;         /* FALSE: message-date classes count
 	                                      from the archive date */
 	gint64 archive_date;               /* when mailvault received it */
+	const char *virus;                 /* clamd's verdict (mv_message_verdicts):
+	                                      "infected", "clean", "unscanned" or NULL */
+	const char *spam_verdict;          /* spamd's: "yes", "no", "unscanned" or NULL */
 } mv_rules_input;
 
 /* Limits on each regular expression test (PCRE2). */
@@ -106,7 +109,7 @@ typedef struct {
 	const mv_rule *rule;            /* the deciding rule; NULL: the default class */
 	gint64 expiry;                  /* seconds since the epoch, UTC */
 	mv_direction direction;
-	gboolean spam;                  /* the spam verdict headers say spam */
+	gboolean spam;                  /* the spam verdict headers or spamd say spam */
 	GPtrArray *tags;                /* char*, owned: union of the matching
 	                                   rules' tags, policy order, each once */
 	GArray *matches;                /* mv_rules_match: every matching rule,

@@ -65,7 +65,7 @@ static char *addr_name_sql(const char *roles, int n)
  * query text. */
 static const char *const allowed_literals[] = {
 	"from", "sender", "reply-to", "to", "cc", "bcc", "envelope-from", "envelope-rcpt", "english",
-	"@", NULL,
+	"@", "infected", "clean", "unscanned", "yes", "no", ";", NULL,
 };
 
 static void check_sql_sane(const mv_query_sql *sql, int first_param)
@@ -293,6 +293,44 @@ static void test_subject(void **state)
 	/* Escapes inside a quoted phrase. */
 	expect_sql("subject:\"say \\\"hi\\\" \\\\o/\"", 1, "(coalesce(m.subject ILIKE $1, false))",
 	           "%say \"hi\" \\\\o/%", NULL);
+}
+
+/* ---- scanner verdicts ---- */
+
+static void test_verdicts(void **state)
+{
+	(void)state;
+	expect_sql("virus:yes", 1,
+	           "(EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id AND vd.virus = "
+	           "'infected'))", NULL);
+	expect_sql("virus:NO", 1,
+	           "(EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id AND vd.virus = "
+	           "'clean'))", NULL);
+	expect_sql("virus:unscanned", 1,
+	           "(NOT EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id AND vd.virus "
+	           "IN ('clean', 'infected')))", NULL);
+	/* A signature name is a glob, a parameter, never SQL. */
+	mv_query_sql *sql = compile_ok("virus:Eicar*", 1);
+	assert_int_equal(sql->params->len, 1);
+	assert_string_equal(sql->params->pdata[0], "Eicar%");
+	mv_query_sql_free(&sql);
+	sql = compile_ok("virus:\"x';DROP TABLE verdict\"", 1);
+	assert_int_equal(sql->params->len, 1);
+	mv_query_sql_free(&sql);
+	expect_sql("spam:yes", 1,
+	           "(EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id AND vd.spam = "
+	           "'yes'))", NULL);
+	expect_sql("spam:>5", 1,
+	           "(EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id AND vd.spam_score "
+	           "> $1::float8))", "5", NULL);
+	expect_sql("spam:<=2.5", 3,
+	           "(EXISTS (SELECT 1 FROM verdict vd WHERE vd.message_id = m.id AND vd.spam_score "
+	           "<= $3::float8))", "2.5", NULL);
+	expect_error("spam:maybe", 6, "spam: takes yes, no, unscanned or a score");
+	expect_error("spam:>", 6, "spam: takes");
+	expect_error("spam:>5x", 6, "spam: takes");
+	expect_error("spam:>nan", 6, "spam: takes");
+	expect_error("spam:>inf", 6, "spam: takes");
 }
 
 /* ---- dates ---- */
@@ -891,6 +929,7 @@ int main(void)
 		cmocka_unit_test(test_addr),
 		cmocka_unit_test(test_address_unicode_lowercase),
 		cmocka_unit_test(test_subject),
+		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_dates_valid),
 		cmocka_unit_test(test_dates_periods),
 		cmocka_unit_test(test_dates_invalid),

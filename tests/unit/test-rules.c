@@ -51,6 +51,7 @@ typedef struct {
 	gboolean has_attachment;
 	const char *source;
 	gboolean no_date;
+	const char *virus, *spam_verdict;
 } msg;
 
 static guint count(const char *const *list, guint max)
@@ -92,6 +93,8 @@ static void to_input(const msg *m, mv_rules_input *in)
 	in->message_date = utc(2024, 1, 15);
 	in->has_message_date = !m->no_date;
 	in->archive_date = utc(2024, 1, 20);
+	in->virus = m->virus;
+	in->spam_verdict = m->spam_verdict;
 }
 
 static mv_rules_result *evaluate(const mv_policy *p, const msg *m, const mv_rules_limits *limits)
@@ -244,6 +247,15 @@ static void test_leaf_conditions(void **state)
 		/* spam (the verdict headers are tested in test_spam_headers) */
 		{"<spam/>", {.headers = {{"X-Spam-Flag", "YES"}}}, TRUE},
 		{"<spam/>", {.headers = {{"X-Spam-Flag", "NO"}}}, FALSE},
+		/* spamd's verdict (mv-scan) */
+		{"<spam/>", {.spam_verdict = "yes"}, TRUE},
+		{"<spam/>", {.spam_verdict = "no"}, FALSE},
+		{"<spam/>", {.spam_verdict = "unscanned"}, FALSE},
+		/* virus: clamd's verdict */
+		{"<virus/>", {.virus = "infected"}, TRUE},
+		{"<virus/>", {.virus = "clean"}, FALSE},
+		{"<virus/>", {.virus = "unscanned"}, FALSE},
+		{"<virus/>", {0}, FALSE},
 		/* source */
 		{"<source>imap:*</source>", {.source = "imap:journal"}, TRUE},
 		{"<source>imap:*</source>", {.source = "import"}, FALSE},
