@@ -127,6 +127,18 @@ static void dict_free(gpointer p)
 	mv_zdict_free(&d);
 }
 
+/* A dictionary is made of message text: with encryption on it is sealed
+ * like a blob, bound to its SHA-256 (the plaintext's, unique) and version. */
+#define DICT_AAD_PREFIX "mailvault dict v1"
+#define DICT_AAD_LEN (sizeof DICT_AAD_PREFIX - 1 + MV_SHA256_LEN + 4)
+static void dict_aad(const uint8_t sha[MV_SHA256_LEN], int key_version, uint8_t aad[DICT_AAD_LEN])
+{
+	memcpy(aad, DICT_AAD_PREFIX, sizeof DICT_AAD_PREFIX - 1);
+	memcpy(aad + sizeof DICT_AAD_PREFIX - 1, sha, MV_SHA256_LEN);
+	uint32_t v = htobe32((uint32_t)key_version);
+	memcpy(aad + sizeof DICT_AAD_PREFIX - 1 + MV_SHA256_LEN, &v, 4);
+}
+
 static mv_status load_dict(pg_store *s, int id, mv_zdict **dict_r, char **error_r)
 {
 	*dict_r = g_hash_table_lookup(s->dicts, GINT_TO_POINTER(id));
@@ -136,17 +148,45 @@ static mv_status load_dict(pg_store *s, int id, mv_zdict **dict_r, char **error_
 	g_snprintf(idtext, sizeof idtext, "%d", id);
 	const char *params[] = {idtext};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(s->db, "SELECT data FROM zstd_dict WHERE id = $1", 1, params,
-	                           NULL, NULL, 1, &r, error_r);
+	mv_status st = mv_db_query(s->db,
+	                           "SELECT data, key_version, enc_nonce, enc_tag, sha256 "
+	                           "FROM zstd_dict WHERE id = $1",
+	                           1, params, NULL, NULL, 1, &r, error_r);
 	if (st != MV_OK)
 		return st;
 	if (PQntuples(r) != 1) {
 		PQclear(r);
 		return mv_fail(error_r, MV_ERR_INTEGRITY, "compression dictionary %d is missing", id);
 	}
-	mv_zdict *d = mv_zdict_new(id, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0),
-	                           s->settings.zstd_level);
+	const void *data = PQgetvalue(r, 0, 0);
+	size_t len = (size_t)PQgetlength(r, 0, 0);
+	mv_blob_sealing sealing;
+	mv_blob_sealing_from_row(r, 0, 1, &sealing);
+	GBytes *opened = NULL;
+	if (sealing.key_version != 0) {
+		mv_key *k = g_hash_table_lookup(s->keys, GINT_TO_POINTER(sealing.key_version));
+		uint8_t aad[DICT_AAD_LEN];
+		char *inner = NULL;
+		if (k == NULL || sealing.nonce_len != MV_NONCE_LEN || sealing.tag_len != MV_TAG_LEN ||
+		    PQgetlength(r, 0, 4) != MV_SHA256_LEN) {
+			st = MV_ERR_INTEGRITY;
+		} else {
+			dict_aad((const uint8_t *)PQgetvalue(r, 0, 4), sealing.key_version, aad);
+			st = mv_aead_open(k, aad, DICT_AAD_LEN, data, len, sealing.nonce, sealing.tag,
+			                  &opened, &inner);
+			g_free(inner);
+		}
+		if (st != MV_OK) {
+			PQclear(r);
+			return mv_fail(error_r, MV_ERR_INTEGRITY,
+			               "compression dictionary %d does not authenticate", id);
+		}
+		data = g_bytes_get_data(opened, &len);
+	}
+	mv_zdict *d = mv_zdict_new(id, data, len, s->settings.zstd_level);
 	PQclear(r);
+	if (opened != NULL)
+		g_bytes_unref(opened);
 	if (d == NULL)
 		return mv_fail(error_r, MV_ERR_INTEGRITY, "compression dictionary %d is damaged", id);
 	g_hash_table_insert(s->dicts, GINT_TO_POINTER(id), d);
@@ -180,11 +220,9 @@ static mv_status pg_put(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], co
 	}
 	mv_codec codec = MV_CODEC_NONE;
 	GBytes *packed = NULL;
-	/* With encryption on, never a dictionary: one holds plaintext. */
 	mv_status st = mv_codec_compress(data, len, s->settings.zstd_level,
-	                                 s->settings.use_dictionary && s->key_version == 0 ? s->current
-	                                                                                   : NULL,
-	                                 &codec, &packed, error_r);
+	                                 s->settings.use_dictionary ? s->current : NULL, &codec,
+	                                 &packed, error_r);
 	if (st != MV_OK) {
 		g_bytes_unref(key);
 		return st;
@@ -390,7 +428,7 @@ mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
 	                                 NULL);
 	s->keys = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, key_free);
 	mv_status st = load_keys(s, settings->key_file, error_r);
-	if (st == MV_OK && settings->use_dictionary && s->key_version == 0)
+	if (st == MV_OK && settings->use_dictionary)
 		st = load_current_dict(s, error_r);
 	if (st != MV_OK) {
 		pg_destroy(&s->base);
@@ -408,9 +446,6 @@ gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store)
 mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **error_r)
 {
 	pg_store *s = (pg_store *)store;
-	if (s->key_version > 0)
-		return mv_fail(error_r, MV_ERR_CONFIG, "not with encryption on: a dictionary holds "
-		               "message text in clear");
 	GBytes *dict = NULL;
 	mv_status st = mv_zdict_train(samples, 112 * 1024, &dict, error_r);
 	if (st != MV_OK)
@@ -419,15 +454,33 @@ mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **
 	const char *data = g_bytes_get_data(dict, &len);
 	uint8_t sha[MV_SHA256_LEN];
 	mv_sha256(data, len, sha);
-	const char *values[] = {(const char *)sha, data};
-	int lengths[] = {MV_SHA256_LEN, (int)len};
-	int formats[] = {1, 1};
+	uint8_t nonce[MV_NONCE_LEN], tag[MV_TAG_LEN];
+	char version_text[16];
+	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
+	gboolean enc = s->key_version > 0;
+	if (enc) {
+		uint8_t aad[DICT_AAD_LEN];
+		dict_aad(sha, s->key_version, aad);
+		GBytes *sealed = NULL;
+		st = mv_aead_seal(g_hash_table_lookup(s->keys, GINT_TO_POINTER(s->key_version)), aad,
+		                  DICT_AAD_LEN, data, len, nonce, tag, &sealed, error_r);
+		g_bytes_unref(dict);
+		if (st != MV_OK)
+			return st;
+		dict = sealed;
+		data = g_bytes_get_data(dict, &len);
+	}
+	const char *values[] = {(const char *)sha, data, enc ? version_text : NULL,
+	                        enc ? (const char *)nonce : NULL, enc ? (const char *)tag : NULL};
+	int lengths[] = {MV_SHA256_LEN, (int)len, 0, MV_NONCE_LEN, MV_TAG_LEN};
+	int formats[] = {1, 1, 0, 1, 1};
 	PGresult *r = NULL;
 	st = mv_db_query(s->db,
-	                 "WITH ins AS (INSERT INTO zstd_dict (sha256, data) VALUES ($1, $2) "
+	                 "WITH ins AS (INSERT INTO zstd_dict (sha256, data, key_version, enc_nonce, "
+	                 "enc_tag) VALUES ($1, $2, $3, $4, $5) "
 	                 "ON CONFLICT (sha256) DO NOTHING RETURNING id) "
 	                 "SELECT id FROM ins UNION ALL SELECT id FROM zstd_dict WHERE sha256 = $1",
-	                 2, values, lengths, formats, 0, &r, error_r);
+	                 5, values, lengths, formats, 0, &r, error_r);
 	g_bytes_unref(dict);
 	if (st != MV_OK)
 		return st;
@@ -557,7 +610,7 @@ mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(
 		s->db,
-		"UPDATE enc_key SET completed_at = now() WHERE version = $1 AND completed_at IS NULL "
+		"UPDATE enc_key SET completed_at = now() WHERE version = $1 "
 		"AND NOT EXISTS (SELECT 1 FROM blob WHERE key_version IS NULL OR key_version < $1) "
 		"RETURNING version",
 		1, v, NULL, NULL, 0, &r, error_r);

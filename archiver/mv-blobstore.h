@@ -44,8 +44,8 @@ struct mv_blobstore {
 
 typedef struct {
 	int zstd_level;          /* MV_ZSTD_LEVEL_MIN..MAX */
-	gboolean use_dictionary; /* compress with the newest trained dictionary (never
-	                            while encryption is on: a dictionary holds text) */
+	gboolean use_dictionary; /* compress with the newest trained dictionary (sealed
+	                            like a blob when encryption is on: it holds text) */
 	const char *key_file;    /* master key file when the archive is encrypted
 	                            (NULL: MAILVAULT_KEY_FILE, else HOME/master.key) */
 } mv_blobstore_settings;
@@ -104,7 +104,8 @@ mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *d
                                       char **error_r) MV_WARN_UNUSED;
 mv_status mv_blobstore_pg_rekey_remaining(mv_blobstore *store, gint64 *remaining_r,
                                           char **error_r) MV_WARN_UNUSED;
-/* Mark the store's key version complete when no blob is below it. */
+/* Mark the store's key version complete (completed_at now) when no blob is
+ * below it; *finished_r tells whether none is. */
 mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r,
                                        char **error_r) MV_WARN_UNUSED;
 /* Whether the store has a current dictionary. */

@@ -23,6 +23,15 @@ ALTER TABLE blob
     ADD CHECK ((key_version IS NULL) = (enc_nonce IS NULL) AND (key_version IS NULL) = (enc_tag IS NULL));
 CREATE INDEX blob_key_version_idx ON blob (key_version);
 
+-- A trained zstd dictionary is made of message text: with encryption on it
+-- is sealed too (bound to its sha256 and key version), and stays under the
+-- version it was made with (versions are never deleted).
+ALTER TABLE zstd_dict
+    ADD COLUMN key_version integer REFERENCES enc_key (version),
+    ADD COLUMN enc_nonce   bytea CHECK (octet_length(enc_nonce) = 12),
+    ADD COLUMN enc_tag     bytea CHECK (octet_length(enc_tag) = 16),
+    ADD CHECK ((key_version IS NULL) = (enc_nonce IS NULL) AND (key_version IS NULL) = (enc_tag IS NULL));
+
 -- Blobs stay immutable, except that key init / key rotate may re-encrypt
 -- one (transaction setting mailvault.rekeying = on): its identity
 -- (sha256, raw size, codec, dictionary, creation) never changes, and it
