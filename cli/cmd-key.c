@@ -7,8 +7,8 @@
 #include "mv-json.h"
 
 static const char help[] =
-	"Usage: mailvault key init [--key-file FILE]\n"
-	"       mailvault key rotate [--key-file FILE] [--finish] [--batch N]\n"
+	"Usage: mailvault key init [--key-file FILE] [--json]\n"
+	"       mailvault key rotate [--key-file FILE] [--finish] [--batch N] [--json]\n"
 	"       mailvault key status [--key-file FILE] [--json]\n"
 	"\n"
 	"Encryption at rest: every blob (message bodies and attachments, after\n"
@@ -33,7 +33,8 @@ static const char help[] =
 	"  --batch N        blobs re-encrypted per transaction (default 200)\n"
 	"  --json           status: JSON with keys encrypted, key_file, key_file_ok,\n"
 	"                   key_file_error, current_version, plaintext_blobs, versions\n"
-	"                   (version, created_at, completed_at, blobs)\n"
+	"                   (version, created_at, completed_at, blobs); init and rotate:\n"
+	"                   version, resumed, key_file_created, reencrypted, complete\n"
 	"Exit status 78 when the key file is missing, unsafe (open to others) or not\n"
 	"this archive's; 79 when a blob fails its check while being re-encrypted.\n"
 	MV_CLI_COMMON_HELP;
@@ -46,7 +47,8 @@ static int fail_err(mv_cli *cli, mv_status st, char *err)
 }
 
 /* Re-encrypt every blob below the newest key version, batch by batch. */
-static int reencrypt(mv_cli *cli, mv_db *db, guint batch, int version)
+static int reencrypt(mv_cli *cli, mv_db *db, guint batch, int version, gboolean resumed,
+                     const char *created)
 {
 	mv_blobstore *blobs = NULL;
 	mv_blobstore_settings settings;
@@ -82,6 +84,24 @@ static int reencrypt(mv_cli *cli, mv_db *db, guint batch, int version)
 	mv_blobstore_free(&blobs);
 	if (st != MV_OK)
 		return fail_err(cli, st, err);
+	if (cli->json) {
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_object(b);
+		mv_json_add_int(b, "version", version);
+		mv_json_add_bool(b, "resumed", resumed);
+		mv_json_add_string(b, "key_file_created", created);
+		mv_json_add_int(b, "reencrypted", done);
+		mv_json_add_bool(b, "complete", finished);
+		json_builder_end_object(b);
+		mv_json_write(b, stdout);
+		return 0;
+	}
+	if (created != NULL)
+		printf("created the key file %s (keep a copy apart from the backups)\n", created);
+	if (resumed)
+		printf("finishing the rotation to key version %d\n", version);
+	else
+		printf("key version %d made; new blobs are encrypted with it\n", version);
 	printf("key version %d: %" G_GINT64_FORMAT " blobs encrypted to it%s\n", version, done,
 	       finished ? "; complete" : "");
 	return 0;
@@ -209,8 +229,6 @@ int mv_cmd_key(mv_cli *cli, int argc, char **argv)
 	gboolean status = strcmp(what, "status") == 0;
 	if (!init && !rotate && !status)
 		return mv_cli_usage_error(cli, "unknown key command '%s'", what);
-	if (cli->json && !status)
-		return mv_cli_usage_error(cli, "--json is for key status");
 	if (finish && !rotate)
 		return mv_cli_usage_error(cli, "--finish is for key rotate");
 	mv_db *db = NULL;
@@ -224,12 +242,13 @@ int mv_cmd_key(mv_cli *cli, int argc, char **argv)
 	}
 	char *err = NULL;
 	mv_status st = MV_OK;
+	char *created = NULL;
 	if (init) {
 		char *path = mv_key_file_path(cli->key_file, mv_db_home(db));
 		if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
 			st = mv_key_file_create(path, &err);
 			if (st == MV_OK)
-				printf("created the key file %s (keep a copy apart from the backups)\n", path);
+				created = g_strdup(path);
 		}
 		g_free(path);
 	}
@@ -251,13 +270,11 @@ int mv_cmd_key(mv_cli *cli, int argc, char **argv)
 	}
 	if (st != MV_OK) {
 		mv_db_close(&db);
+		g_free(created);
 		return fail_err(cli, st, err);
 	}
-	if (resumed)
-		printf("finishing the rotation to key version %d\n", version);
-	else
-		printf("key version %d made; new blobs are encrypted with it\n", version);
-	rc = reencrypt(cli, db, (guint)batch, version);
+	rc = reencrypt(cli, db, (guint)batch, version, resumed, created);
 	mv_db_close(&db);
+	g_free(created);
 	return rc;
 }
