@@ -44,8 +44,25 @@ struct mv_blobstore {
 
 typedef struct {
 	int zstd_level;          /* MV_ZSTD_LEVEL_MIN..MAX */
-	gboolean use_dictionary; /* compress with the newest trained dictionary */
+	gboolean use_dictionary; /* compress with the newest trained dictionary (sealed
+	                            like a blob when encryption is on: it holds text) */
+	const char *key_file;    /* master key file when the archive is encrypted
+	                            (NULL: MAILVAULT_KEY_FILE, else HOME/master.key) */
 } mv_blobstore_settings;
+
+/* How one blob row is encrypted (schema/018-encryption.sql): key_version 0
+ * for a blob stored in clear.  The pointers borrow the row's values. */
+typedef struct {
+	int key_version;
+	const uint8_t *nonce;
+	size_t nonce_len;
+	const uint8_t *tag;
+	size_t tag_len;
+} mv_blob_sealing;
+
+/* Read the columns key_version (int4, binary, may be NULL), enc_nonce,
+ * enc_tag at col, col+1, col+2 of a binary result row. */
+void mv_blob_sealing_from_row(const PGresult *r, int row, int col, mv_blob_sealing *sealing_r);
 
 void mv_blobstore_settings_default(mv_blobstore_settings *settings);
 
@@ -56,12 +73,41 @@ mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
  * store's current dictionary (PostgreSQL back end: stored in zstd_dict). */
 mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **error_r)
 	MV_WARN_UNUSED;
-/* Decompress and verify one blob row read by the caller (the PostgreSQL
- * back end's blob columns raw_size, codec, dict_id, data), as get does:
- * for callers that read many blobs in one query.  *data_r: g_bytes_unref. */
+/* Decrypt, decompress and verify one blob row read by the caller (the
+ * PostgreSQL back end's blob columns raw_size, codec, dict_id, key_version,
+ * enc_nonce, enc_tag, data), as get does: for callers that read many blobs
+ * in one query.  sealing NULL: stored in clear.  MV_ERR_INTEGRITY when the
+ * ciphertext does not authenticate for this blob (altered, or moved from
+ * another row).  *data_r: g_bytes_unref. */
 mv_status mv_blobstore_pg_decode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
-                                 gint64 raw_size, int codec, int dict_id, const void *data,
-                                 size_t len, GBytes **data_r, char **error_r) MV_WARN_UNUSED;
+                                 gint64 raw_size, int codec, int dict_id,
+                                 const mv_blob_sealing *sealing, const void *data, size_t len,
+                                 GBytes **data_r, char **error_r) MV_WARN_UNUSED;
+
+/* Encryption at rest (docs/encryption.md).  When the archive has key
+ * versions (enc_key), mv_blobstore_pg_new reads the master key file and
+ * unwraps every data key: MV_ERR_CONFIG when the file is missing, unsafe or
+ * not this archive's.  New blobs are sealed with the newest version. */
+/* The key version new blobs get (0: encryption off). */
+int mv_blobstore_pg_key_version(mv_blobstore *store);
+/* key init (first) / key rotate: add a key version, its data key wrapped by
+ * the master key in key_file, and an audit entry.  A rotation still owed
+ * (blobs below the newest version) is resumed instead: *resumed_r TRUE and
+ * *version_r the newest version.  Its own transaction. */
+mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first,
+                                 int *version_r, gboolean *resumed_r, char **error_r)
+	MV_WARN_UNUSED;
+/* Re-encrypt at most limit blobs in clear or below the store's key version
+ * to that version, each checked against its SHA-256 first; one transaction
+ * (ingest and reads go on).  *done_r: how many; 0 when none are left. */
+mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *done_r,
+                                      char **error_r) MV_WARN_UNUSED;
+mv_status mv_blobstore_pg_rekey_remaining(mv_blobstore *store, gint64 *remaining_r,
+                                          char **error_r) MV_WARN_UNUSED;
+/* Mark the store's key version complete (completed_at now) when no blob is
+ * below it; *finished_r tells whether none is. */
+mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r,
+                                       char **error_r) MV_WARN_UNUSED;
 /* Whether the store has a current dictionary. */
 gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store);
 

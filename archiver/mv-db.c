@@ -17,6 +17,7 @@ struct mv_db {
 	char *pipe_error;     /* first failure */
 	mv_status pipe_status; /* and its status */
 	char last_sqlstate[6]; /* of the last failure mv_db_fail saw, or "" */
+	char *home;            /* --home as given (NULL: the default home) */
 };
 
 typedef struct {
@@ -120,6 +121,7 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 	mv_db *db = g_new0(mv_db, 1);
 	db->conn = conn;
 	db->describe = describe;
+	db->home = g_strdup(options->home);
 	db->prepared = g_hash_table_new(g_str_hash, g_str_equal);
 	st = mv_db_exec(db, "SET client_min_messages = warning; SET TimeZone = 'UTC'; "
 	                    "SET application_name = 'mailvault'", error_r);
@@ -150,12 +152,18 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 	return MV_OK;
 }
 
+const char *mv_db_home(const mv_db *db)
+{
+	return db->home;
+}
+
 void mv_db_close(mv_db **db)
 {
 	if (db == NULL || *db == NULL)
 		return;
 	PQfinish((*db)->conn);
 	g_free((*db)->describe);
+	g_free((*db)->home);
 	g_hash_table_destroy((*db)->prepared);
 	g_queue_clear_full(&(*db)->pending, g_free);
 	g_free((*db)->pipe_error);

@@ -53,6 +53,8 @@ PGconn *mv_db_conn(mv_db *db);
 gboolean mv_db_connected(mv_db *db);
 /* A description of where the database is, for messages (no password). */
 const char *mv_db_describe(const mv_db *db);
+/* The home directory the options named (NULL: none given, the default). */
+const char *mv_db_home(const mv_db *db);
 
 /* Apply every migration not yet recorded in schema_version, each in its own
  * transaction, under an advisory lock.  *applied_r (may be NULL) receives

@@ -590,8 +590,10 @@ static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **r
 			break;
 		}
 		GBytes *blob = NULL;
+		mv_blob_sealing sealing;
+		mv_blob_sealing_from_row(r, i, 10, &sealing);
 		st = mv_blobstore_pg_decode(blobs, bsha, mv_db_get_int8(r, i, 6), mv_db_get_int4(r, i, 7),
-		                            mv_db_get_int4(r, i, 8), PQgetvalue(r, i, 9),
+		                            mv_db_get_int4(r, i, 8), &sealing, PQgetvalue(r, i, 9),
 		                            (size_t)PQgetlength(r, i, 9), &blob, error_r);
 		if (st != MV_OK)
 			break;
@@ -640,7 +642,8 @@ static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **r
  * the skeleton first (seq -1), then the splices in order. */
 #define READ_CHUNK_SQL                                                                          \
 	"SELECT m.id, m.sha256, m.size, p.seq, p.off, p.sha, b.raw_size, b.codec::int4, "         \
-	"coalesce(b.dict_id, 0)::int4, b.data FROM message m "                                    \
+	"coalesce(b.dict_id, 0)::int4, b.data, b.key_version, b.enc_nonce, b.enc_tag "            \
+	"FROM message m "                                                                         \
 	"CROSS JOIN LATERAL (SELECT -1 AS seq, 0::bigint AS off, m.skeleton_sha256 AS sha "        \
 	"  UNION ALL SELECT s.seq, s.\"offset\", s.blob_sha256 FROM message_splice s "              \
 	"  WHERE s.message_id = m.id) p "                                                         \

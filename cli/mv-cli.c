@@ -115,6 +115,7 @@ int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r)
 			settings.zstd_level = cli->zstd_level;
 		else if (lvl != NULL && *lvl != '\0')
 			settings.zstd_level = (int)g_ascii_strtoll(lvl, NULL, 10);
+		settings.key_file = cli->key_file;
 		st = mv_blobstore_pg_new(*db_r, &settings, blobs_r, &err);
 		if (st != MV_OK)
 			mv_db_close(db_r);

@@ -33,6 +33,7 @@ typedef struct {
 	gboolean json;        /* --json (commands that offer it) */
 	int zstd_level;       /* --zstd-level / MAILVAULT_ZSTD_LEVEL */
 	const char *command;  /* subcommand name, for messages */
+	const char *key_file; /* key --key-file (else MAILVAULT_KEY_FILE, HOME/master.key) */
 	gboolean interactive; /* a person waits: statements are bounded by
 	                         MAILVAULT_STATEMENT_TIMEOUT (ms, default 60000) */
 } mv_cli;
