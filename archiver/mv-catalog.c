@@ -124,7 +124,10 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 		"(SELECT coalesce(sum(size), 0) FROM message), "
 		"(SELECT coalesce(sum(stored_size), 0) FROM blob), (SELECT count(*) FROM blob), "
 		"(SELECT count(*) FROM message WHERE parse_status <> 'ok'), "
-		"(SELECT count(*) FROM message_text WHERE tsv IS NULL)",
+		"(SELECT count(*) FROM message_text WHERE tsv IS NULL), "
+		/* Row-level security (schema 017) binds this role to what it was granted. */
+		"row_security_active('message') AND NOT (pg_has_role('mailvault_legal', 'MEMBER') "
+		" OR pg_has_role('mailvault_ingest', 'MEMBER') OR pg_has_role('mailvault_purge', 'MEMBER'))",
 		0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
@@ -135,6 +138,7 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 	stats_r->blobs = int_value(r, 0, 4);
 	stats_r->flagged = int_value(r, 0, 5);
 	stats_r->pending_index = int_value(r, 0, 6);
+	stats_r->restricted = PQgetvalue(r, 0, 7)[0] == 't';
 	PQclear(r);
 	return MV_OK;
 }

@@ -50,6 +50,9 @@ typedef struct {
 	gint64 blobs;
 	gint64 flagged;       /* messages with parse_status other than ok */
 	gint64 pending_index; /* messages whose search vector is not yet computed */
+	/* TRUE: row-level security limits this role to the messages granted
+	 * to it (an employee, an auditor), and the counts are of those only */
+	gboolean restricted;
 } mv_stats;
 
 mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r) MV_WARN_UNUSED;

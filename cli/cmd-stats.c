@@ -12,9 +12,13 @@ static const char stats_help[] =
 	"Messages, arrivals (copies received, duplicates included), raw bytes (each\n"
 	"message once), stored bytes (compressed, deduplicated blobs) and their ratio.\n"
 	"\n"
+	"An employee or an auditor sees only the messages granted to them (row-level\n"
+	"security, docs/access.md): their counts are of those, and say so.\n"
+	"\n"
 	"Options:\n"
 	"  --json          JSON with keys messages, arrivals, raw_bytes, stored_bytes, ratio,\n"
-	"                  blobs, flagged, pending_index\n" MV_CLI_COMMON_HELP;
+	"                  blobs, flagged, pending_index, scope (\"archive\", or \"visible\":\n"
+	"                  only the messages this user may see)\n" MV_CLI_COMMON_HELP;
 
 static int simple_options(mv_cli *cli, int argc, char **argv, const char *help, gboolean json)
 {
@@ -73,9 +77,12 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "blobs", s.blobs);
 		mv_json_add_int(b, "flagged", s.flagged);
 		mv_json_add_int(b, "pending_index", s.pending_index);
+		mv_json_add_string(b, "scope", s.restricted ? "visible" : "archive");
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 	} else {
+		if (s.restricted)
+			printf("(counts of the messages you may see, not of the whole archive)\n");
 		printf("messages:     %" G_GINT64_FORMAT "\n", s.messages);
 		printf("arrivals:     %" G_GINT64_FORMAT "\n", s.arrivals);
 		printf("raw bytes:    %" G_GINT64_FORMAT "\n", s.raw_bytes);

@@ -29,6 +29,7 @@ int mv_cmd_verify_bundle(mv_cli *cli, int argc, char **argv);
 int mv_cmd_ingest(mv_cli *cli, int argc, char **argv);
 int mv_cmd_restore(mv_cli *cli, int argc, char **argv);
 int mv_cmd_user(mv_cli *cli, int argc, char **argv);
+int mv_cmd_access(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -53,6 +54,7 @@ static const mv_cli_command commands[] = {
 	{"ingest", mv_cmd_ingest, "pull journal mailboxes over IMAP; show each source's state"},
 	{"restore", mv_cmd_restore, "APPEND archived messages to an IMAP mailbox, byte-exact"},
 	{"user", mv_cmd_user, "give OS users their own database role: add, remove, list"},
+	{"access", mv_cmd_access, "who sees what: grant cases and addresses; check a user's access"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };
