@@ -126,8 +126,7 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 		"(SELECT count(*) FROM message WHERE parse_status <> 'ok'), "
 		"(SELECT count(*) FROM message_text WHERE tsv IS NULL), "
 		/* Row-level security (schema 017) binds this role to what it was granted. */
-		"row_security_active('message') AND NOT (pg_has_role('mailvault_legal', 'MEMBER') "
-		" OR pg_has_role('mailvault_ingest', 'MEMBER') OR pg_has_role('mailvault_purge', 'MEMBER'))",
+		"NOT mv_sees_all()",
 		0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;

@@ -78,6 +78,13 @@ CREATE FUNCTION mv_visible(p_id bigint) RETURNS boolean LANGUAGE sql STABLE AS $
     SELECT mv_visible_to(session_user, p_id)
 $$;
 
+-- Whether this session sees the whole archive (the owner, a superuser,
+-- the staff roles), or only what it was granted.
+CREATE FUNCTION mv_sees_all() RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT NOT row_security_active('message') OR pg_has_role('mailvault_legal', 'MEMBER')
+        OR pg_has_role('mailvault_ingest', 'MEMBER') OR pg_has_role('mailvault_purge', 'MEMBER')
+$$;
+
 -- ---- row-level security ----
 
 DO $$

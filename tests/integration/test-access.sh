@@ -129,6 +129,8 @@ expect_eq "auditor SQL: the seal function sees no more (NULL for m1)" "" \
 expect_eq "auditor SQL: the security-definer functions it may run" "mv_audit_append,mv_visible" \
   "$(sql_as aud "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE prosecdef AND has_function_privilege(oid, 'EXECUTE')")"
 expect_eq "auditor: audit verify still works (it reads the whole chain)" 0 "$(rc_of as aud audit verify)"
+expect_eq "auditor: verify checks its case against the trail" "1 0" \
+  "$(as aud verify --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["checked"], len(d["records"]["findings"]))')"
 
 # access check explains.
 check "check: alice sees m3 by her alias in Cc" sh -c \
