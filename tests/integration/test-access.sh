@@ -204,6 +204,32 @@ expect_eq "legal: revoke the case" 0 "$(rc_of as legal access revoke-case "${use
 expect_eq "auditor: sees nothing now" "" "$(sql_as aud "SELECT string_agg(id::text, ',') FROM message")"
 expect_eq "grants and revocations are audit entries" "access.grant access.revoke" \
   "$(mv audit log --json | python3 -c 'import json,sys; print(" ".join(sorted({e["action"] for e in json.load(sys.stdin) if e["action"].startswith("access.") and "case-4" in e["details"]})))')"
+# The envelope counts as much as the headers: a journal report names bob
+# only as an envelope recipient of a message between strangers.
+python3 - "$WORK/journal" <<'PY'
+import os, sys
+d = sys.argv[1]
+os.makedirs(d)
+orig = (b"From: x@other.example\nTo: y@other.example\nSubject: bcc to bob\n"
+        b"Date: Thu, 6 Jun 2024 12:00:00 +0000\nMessage-ID: <m6@x>\n\nhidden recipient\n")
+env = (b"Sender: x@other.example\nSubject: bcc to bob\nMessage-Id: <m6@x>\n"
+       b"To: y@other.example\nRecipient: bob@corp.example\n")
+open(os.path.join(d, "j.eml"), "wb").write(
+    b"From: Microsoft Exchange <journal@corp.example>\nTo: archive@corp.example\n"
+    b"Subject: bcc to bob\nX-MS-Journal-Report:\nMIME-Version: 1.0\n"
+    b"Content-Type: multipart/mixed; boundary=\"=_JR\"\n\n--=_JR\n"
+    b"Content-Type: text/plain; charset=us-ascii\n\n" + env + b"\n--=_JR\nContent-Type: message/rfc822\n\n"
+    + orig + b"\n--=_JR--\n")
+PY
+mv import --quiet --journal-reports "$WORK/journal"
+id[m6]=$(id_of m6)
+expect_eq "bob is an envelope recipient of m6 only" "envelope-rcpt" \
+  "$(sql "SELECT string_agg(role, ',') FROM address WHERE message_id = ${id[m6]} AND address = 'bob@corp.example'")"
+expect_eq "bob: sees m6 by its envelope" 0 "$(rc_of as bob show "${id[m6]}")"
+expect_eq "alice: does not" 66 "$(rc_of as alice show "${id[m6]}")"
+check "check: says it is the envelope" sh -c \
+  "'$MAILVAULT_BIN' --home '$MV_HOME' access check '${user[bob]}' ${id[m6]} | grep -q 'bob@corp.example appears in it as envelope-rcpt'"
+
 expect_eq "audit trail intact" 0 "$(rc_of mv audit verify)"
 expect_eq "verify (seals) intact" 0 "$(rc_of mv verify)"
 finish
