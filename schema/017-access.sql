@@ -320,6 +320,46 @@ BEGIN
 END;
 $$;
 
+-- The audit chain: a role bound by row-level security (an employee, an
+-- auditor) appends only the entries of its reads.  Entries that the
+-- checks replay (ingest.batch and record.* seals, hold items) or that
+-- record an administrative act are written by the roles that act, so a
+-- reader cannot write a seal that would hide a change to a record.
+CREATE OR REPLACE FUNCTION mv_audit_append(p_actor text, p_action text, p_subject text, p_details text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_seq bigint;
+    v_prev bytea;
+    v_at timestamptz := clock_timestamp();
+    v_actor text := p_actor;
+BEGIN
+    IF session_user <> current_user THEN
+        v_actor := p_actor || ' (database role ' || session_user || ')';
+        IF p_action NOT IN ('search', 'show', 'get', 'export', 'export.failed', 'restore')
+           AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = session_user AND r.rolsuper)
+           AND NOT (pg_has_role(session_user, 'mailvault_legal', 'MEMBER')
+                    OR pg_has_role(session_user, 'mailvault_ingest', 'MEMBER')
+                    OR pg_has_role(session_user, 'mailvault_purge', 'MEMBER')) THEN
+            RAISE EXCEPTION 'database role % may append only the audit entries of its reads, not %',
+                session_user, p_action USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
+    PERFORM pg_advisory_xact_lock(7231980413);
+    SELECT seq + 1, hash INTO v_seq, v_prev FROM audit_event ORDER BY seq DESC LIMIT 1;
+    IF v_seq IS NULL THEN
+        v_seq := 1;
+        v_prev := decode(repeat('00', 32), 'hex');
+    END IF;
+    INSERT INTO audit_event (seq, at, actor, action, subject, details, prev_hash, hash, format)
+    VALUES (v_seq, v_at, v_actor, p_action, coalesce(p_subject, ''), coalesce(p_details, ''), v_prev,
+            sha256(v_prev || convert_to(mv_audit_text_v2(v_seq, v_at, v_actor, p_action,
+                                                         coalesce(p_subject, ''),
+                                                         coalesce(p_details, '')), 'UTF8')),
+            2);
+    RETURN v_seq;
+END;
+$$;
+
 -- ---- privileges ----
 
 DO $$
@@ -329,7 +369,8 @@ DECLARE
 BEGIN
     FOR f IN SELECT p.oid::regprocedure::text FROM pg_proc p
               WHERE p.pronamespace = current_schema()::regnamespace
-                AND p.proname IN ('mv_visible_to', 'mv_visible', 'mv_access_role', 'mv_access_grant_address',
+                AND p.proname IN ('mv_audit_append', 'mv_visible_to', 'mv_visible', 'mv_access_role',
+                                  'mv_access_grant_address',
                                   'mv_access_revoke_address', 'mv_access_grant_case',
                                   'mv_access_revoke_case', 'mv_access_explain') LOOP
         EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', f, s);

@@ -96,9 +96,19 @@ expect_eq "alice SQL: only her own audit entries" 0 \
 expect_eq "alice SQL: her grants, not bob's" "alice.alias@corp.example,alice@corp.example" \
   "$(sql_as alice "SELECT string_agg(address, ',' ORDER BY address) FROM access_address")"
 expect_eq "alice SQL: cannot ask about bob's view (mv_visible_to)" 1 \
-  "$(set +e; sql_as alice "SELECT mv_visible_to('${user[bob]}', ${id[m2]})" >/dev/null 2>&1; echo $?)"
+  "$(set +e; sql_as alice "SELECT mv_visible_to('${user[bob]}', ${id[m2]})" >"$WORK/sqlerr" 2>&1; echo $?)"
+check "(permission denied)" grep -q "permission denied for function mv_visible_to" "$WORK/sqlerr"
 expect_eq "alice SQL: no grant of her own making" 1 \
-  "$(set +e; sql_as alice "INSERT INTO access_address (role, address, granted_by) VALUES ('${user[alice]}', 'bob@corp.example', 'x')" >/dev/null 2>&1; echo $?)"
+  "$(set +e; sql_as alice "INSERT INTO access_address (role, address, granted_by) VALUES ('${user[alice]}', 'bob@corp.example', 'x')" >"$WORK/sqlerr" 2>&1; echo $?)"
+check "(permission denied)" grep -q "permission denied for table access_address" "$WORK/sqlerr"
+expect_eq "alice SQL: cannot append a seal to the audit chain (that would hide a change)" 1 \
+  "$(set +e; sql_as alice "SELECT mv_audit_append('x', 'record.retention', '1 messages', 'messages=1'||chr(10)||'id=${id[m1]} seal=' || repeat('0', 64))" >"$WORK/sqlerr" 2>&1; echo $?)"
+check "(refused as a read-only role's entry)" grep -q "may append only the audit entries of its reads" "$WORK/sqlerr"
+expect_eq "auditor SQL: nor an ingest entry" 1 \
+  "$(set +e; sql_as aud "SELECT mv_audit_append('x', 'ingest.batch', '', 'messages=0')" >"$WORK/sqlerr" 2>&1; echo $?)"
+check "(refused likewise)" grep -q "may append only the audit entries of its reads" "$WORK/sqlerr"
+expect_eq "alice SQL: the entry of a read she may append (stamped with her role)" "x (database role ${user[alice]})" \
+  "$(sql_as alice "SELECT mv_audit_append('x', 'search', 'psql', 'results=0')" >/dev/null; sql "SELECT actor FROM audit_event ORDER BY seq DESC LIMIT 1")"
 expect_eq "alice SQL: the security-definer functions she may run" "mv_audit_append,mv_visible" \
   "$(sql_as alice "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE prosecdef AND has_function_privilege(oid, 'EXECUTE')")"
 
@@ -123,7 +133,8 @@ expect_eq "auditor SQL: blobs only of the case" "$(sql "SELECT count(DISTINCT b)
 expect_eq "auditor SQL: holds" "case-4" "$(sql_as aud "SELECT string_agg(name, ',') FROM hold")"
 expect_eq "auditor SQL: hold items of the case only" "${id[m4]}" "$(sql_as aud "SELECT string_agg(message_id::text, ',') FROM hold_item")"
 expect_eq "auditor SQL: turning row security off is refused" 1 \
-  "$(set +e; sql_as aud "SET row_security = off; SELECT count(*) FROM message" >/dev/null 2>&1; echo $?)"
+  "$(set +e; sql_as aud "SET row_security = off; SELECT count(*) FROM message" >"$WORK/sqlerr" 2>&1; echo $?)"
+check "(row-level security says so)" grep -q "row-level security" "$WORK/sqlerr"
 expect_eq "auditor SQL: the seal function sees no more (NULL for m1)" "" \
   "$(sql_as aud "SELECT mv_message_seal(${id[m1]})")"
 expect_eq "auditor SQL: the security-definer functions it may run" "mv_audit_append,mv_visible" \
