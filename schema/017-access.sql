@@ -19,10 +19,10 @@
 -- execute are mv_audit_append (returns an entry number) and mv_visible
 -- (whether the caller sees one message).
 --
--- Visibility of a message is one function, mv_visible(id), run as the
--- owner for the session's role (session_user: a role cannot become
--- another but by SET ROLE to one it is a member of, and employees and
--- auditors are members of none but their group).  Every table that
+-- Visibility of a message is one function, mv_visible(current_user, id),
+-- run as the owner; it answers only for a role the session may act as
+-- (its own, or one it may SET ROLE to: employees and auditors are members
+-- of none but their group), so nobody learns another's view.  Every table that
 -- reveals a message's content or metadata asks it: message, message_text,
 -- address, part, arrival, message_splice, review_decision.  Blobs are
 -- content-addressed and shared between messages, so a blob has no message
@@ -73,9 +73,12 @@ CREATE FUNCTION mv_visible_to(p_role text, p_id bigint) RETURNS boolean LANGUAGE
                     WHERE i.message_id = p_id AND c.role = p_role)
 $$;
 
--- Whether this session's role sees message p_id through its grants.
-CREATE FUNCTION mv_visible(p_id bigint) RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT mv_visible_to(session_user, p_id)
+-- Whether role p_role (the policies pass current_user) sees message p_id
+-- through its grants; false unless the session may act as p_role (is it,
+-- or may SET ROLE to it), so that nobody learns another's view.
+CREATE FUNCTION mv_visible(p_role text, p_id bigint) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT (p_role = session_user OR pg_has_role(session_user, p_role, 'MEMBER'))
+           AND mv_visible_to(p_role, p_id)
 $$;
 
 -- Whether this session sees the whole archive (the owner, a superuser,
@@ -102,33 +105,33 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['message_text', 'address', 'part', 'arrival', 'message_splice',
                              'review_decision'] LOOP
         EXECUTE format('CREATE POLICY granted ON %I FOR SELECT TO mailvault_employee, mailvault_auditor '
-                       'USING (mv_visible(message_id))', t);
+                       'USING (mv_visible(current_user, message_id))', t);
     END LOOP;
 END;
 $$;
 
 CREATE POLICY granted ON message FOR SELECT TO mailvault_employee, mailvault_auditor
-    USING (mv_visible(id));
+    USING (mv_visible(current_user, id));
 CREATE POLICY granted ON blob FOR SELECT TO mailvault_employee, mailvault_auditor
     USING (EXISTS (SELECT 1 FROM message m WHERE m.skeleton_sha256 = blob.sha256)
            OR EXISTS (SELECT 1 FROM message_splice s WHERE s.blob_sha256 = blob.sha256)
            OR EXISTS (SELECT 1 FROM part p WHERE p.blob_sha256 = blob.sha256));
 -- An auditor sees the holds granted and what they cover; an employee no hold.
 CREATE POLICY granted ON hold FOR SELECT TO mailvault_auditor
-    USING (EXISTS (SELECT 1 FROM access_case c WHERE c.hold_id = hold.id AND c.role = session_user));
+    USING (EXISTS (SELECT 1 FROM access_case c WHERE c.hold_id = hold.id AND c.role = current_user));
 CREATE POLICY granted ON hold_item FOR SELECT TO mailvault_auditor
     USING (EXISTS (SELECT 1 FROM access_case c WHERE c.hold_id = hold_item.hold_id
-                                                 AND c.role = session_user));
+                                                 AND c.role = current_user));
 -- Each sees their own grants.
 CREATE POLICY own ON access_address FOR SELECT TO mailvault_employee, mailvault_auditor
-    USING (role = session_user);
+    USING (role = current_user);
 CREATE POLICY own ON access_case FOR SELECT TO mailvault_employee, mailvault_auditor
-    USING (role = session_user);
+    USING (role = current_user);
 -- The auditor checks the whole chain (audit verify); an employee reads
 -- only the entries written as their own role.
 CREATE POLICY chain ON audit_event FOR SELECT TO mailvault_auditor USING (true);
 CREATE POLICY own ON audit_event FOR SELECT TO mailvault_employee
-    USING (right(actor, length(session_user) + 17) = ' (database role ' || session_user || ')');
+    USING (right(actor, length(current_user) + 17) = ' (database role ' || current_user || ')');
 -- tombstone, disposition: no policy for employees and auditors (they see
 -- none: a destroyed record has no addresses or holds left to grant by).
 
@@ -389,7 +392,7 @@ GRANT SELECT ON message, message_text, address, part, arrival, message_splice, r
    TO mailvault_employee;
 GRANT EXECUTE ON FUNCTION mv_audit_append(text, text, text, text), mv_message_seal(bigint)
    TO mailvault_employee;
-GRANT EXECUTE ON FUNCTION mv_visible(bigint) TO mailvault_employee, mailvault_auditor;
+GRANT EXECUTE ON FUNCTION mv_visible(text, bigint) TO mailvault_employee, mailvault_auditor;
 GRANT EXECUTE ON FUNCTION mv_access_grant_address(text, text, text), mv_access_revoke_address(text, text, text),
                           mv_access_grant_case(text, text, text), mv_access_revoke_case(text, text, text),
                           mv_access_explain(text, bigint)

@@ -98,6 +98,10 @@ expect_eq "alice SQL: her grants, not bob's" "alice.alias@corp.example,alice@cor
 expect_eq "alice SQL: cannot ask about bob's view (mv_visible_to)" 1 \
   "$(set +e; sql_as alice "SELECT mv_visible_to('${user[bob]}', ${id[m2]})" >"$WORK/sqlerr" 2>&1; echo $?)"
 check "(permission denied)" grep -q "permission denied for function mv_visible_to" "$WORK/sqlerr"
+expect_eq "alice SQL: mv_visible answers for bob only to bob" "f t" \
+  "$(sql_as alice "SELECT mv_visible('${user[bob]}', ${id[m2]})") $(sql_as bob "SELECT mv_visible('${user[bob]}', ${id[m2]})")"
+expect_eq "the owner, as alice (SET ROLE), sees what she sees" "$(ids_of "${id[m1]}" "${id[m3]}" "${id[m5]}")" \
+  "$(sql "SET ROLE \"${user[alice]}\"; SELECT string_agg(id::text, ',' ORDER BY id) FROM message")"
 expect_eq "alice SQL: no grant of her own making" 1 \
   "$(set +e; sql_as alice "INSERT INTO access_address (role, address, granted_by) VALUES ('${user[alice]}', 'bob@corp.example', 'x')" >"$WORK/sqlerr" 2>&1; echo $?)"
 check "(permission denied)" grep -q "permission denied for table access_address" "$WORK/sqlerr"
