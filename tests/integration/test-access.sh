@@ -100,6 +100,8 @@ expect_eq "alice SQL: cannot ask about bob's view (mv_visible_to)" 1 \
 check "(permission denied)" grep -q "permission denied for function mv_visible_to" "$WORK/sqlerr"
 expect_eq "alice SQL: mv_visible answers for bob only to bob" "f t" \
   "$(sql_as alice "SELECT mv_visible('${user[bob]}', ${id[m2]})") $(sql_as bob "SELECT mv_visible('${user[bob]}', ${id[m2]})")"
+expect_eq "alice SQL: mv_visible_ids gives nothing of bob's view" 0 \
+  "$(sql_as alice "SELECT count(*) FROM mv_visible_ids('${user[bob]}')")"
 expect_eq "the owner, as alice (SET ROLE), sees what she sees" "$(ids_of "${id[m1]}" "${id[m3]}" "${id[m5]}")" \
   "$(sql "SET ROLE \"${user[alice]}\"; SELECT string_agg(id::text, ',' ORDER BY id) FROM message")"
 expect_eq "alice SQL: no grant of her own making" 1 \
@@ -113,7 +115,7 @@ expect_eq "auditor SQL: nor an ingest entry" 1 \
 check "(refused likewise)" grep -q "may append only the audit entries of its reads" "$WORK/sqlerr"
 expect_eq "alice SQL: the entry of a read she may append (stamped with her role)" "x (database role ${user[alice]})" \
   "$(sql_as alice "SELECT mv_audit_append('x', 'search', 'psql', 'results=0')" >/dev/null; sql "SELECT actor FROM audit_event ORDER BY seq DESC LIMIT 1")"
-expect_eq "alice SQL: the security-definer functions she may run" "mv_audit_append,mv_visible" \
+expect_eq "alice SQL: the security-definer functions she may run" "mv_audit_append,mv_visible,mv_visible_ids" \
   "$(sql_as alice "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE prosecdef AND has_function_privilege(oid, 'EXECUTE')")"
 
 # the auditor: one case, nothing else.
@@ -141,7 +143,7 @@ expect_eq "auditor SQL: turning row security off is refused" 1 \
 check "(row-level security says so)" grep -q "row-level security" "$WORK/sqlerr"
 expect_eq "auditor SQL: the seal function sees no more (NULL for m1)" "" \
   "$(sql_as aud "SELECT mv_message_seal(${id[m1]})")"
-expect_eq "auditor SQL: the security-definer functions it may run" "mv_audit_append,mv_visible" \
+expect_eq "auditor SQL: the security-definer functions it may run" "mv_audit_append,mv_visible,mv_visible_ids" \
   "$(sql_as aud "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE prosecdef AND has_function_privilege(oid, 'EXECUTE')")"
 expect_eq "auditor: audit verify still works (it reads the whole chain)" 0 "$(rc_of as aud audit verify)"
 expect_eq "auditor: verify checks its case against the trail" "1 0" \
