@@ -1,6 +1,7 @@
 /* mv-audit: appending to and verifying the audit chain. */
 #include "mv-audit.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "mv-hash.h"
@@ -29,6 +30,52 @@ const char *mv_audit_actor(void)
 	if (a != NULL && *a != '\0')
 		return a;
 	return g_get_user_name();
+}
+
+static int cmp_id(gconstpointer a, gconstpointer b)
+{
+	gint64 x = *(const gint64 *)a, y = *(const gint64 *)b;
+	return x < y ? -1 : x > y;
+}
+
+char *mv_audit_read_details(const gint64 *ids, guint n)
+{
+	gint64 *sorted = g_memdup2(ids, (gsize)MAX(n, 1) * sizeof *ids);
+	qsort(sorted, n, sizeof *sorted, cmp_id);
+	GString *s = g_string_new(NULL);
+	g_string_append_printf(s, "results=%u\n", n);
+	if (n <= MV_AUDIT_READ_IDS) {
+		g_string_append(s, "ids=");
+		for (guint i = 0; i < n; i++)
+			g_string_append_printf(s, "%s%" G_GINT64_FORMAT, i > 0 ? "," : "", sorted[i]);
+	} else {
+		GChecksum *c = g_checksum_new(G_CHECKSUM_SHA256);
+		for (guint i = 0; i < n; i++) {
+			char line[32];
+			int len = g_snprintf(line, sizeof line, "%" G_GINT64_FORMAT "\n", sorted[i]);
+			g_checksum_update(c, (const guchar *)line, len);
+		}
+		g_string_append_printf(s, "ids-sha256=%s", g_checksum_get_string(c));
+		g_checksum_free(c);
+	}
+	g_free(sorted);
+	return g_string_free(s, FALSE);
+}
+
+gboolean mv_audit_entry_by(const mv_audit_entry *e, const char *name)
+{
+	if (e->actor == NULL || name == NULL || *name == '\0')
+		return FALSE;
+	if (strcmp(e->actor, name) == 0)
+		return TRUE;
+	const char *mark = strstr(e->actor, " (database role ");
+	if (mark == NULL)
+		return FALSE;
+	size_t n = strlen(name);
+	if ((size_t)(mark - e->actor) == n && strncmp(e->actor, name, n) == 0)
+		return TRUE;
+	const char *role = mark + strlen(" (database role ");
+	return strncmp(role, name, n) == 0 && strcmp(role + n, ")") == 0;
 }
 
 mv_status mv_audit_append(mv_db *db, const char *actor, const char *action, const char *subject,

@@ -80,4 +80,18 @@ mv_status mv_audit_verify(mv_db *db, const mv_audit_anchor *anchors, guint n_anc
  * name (static or GLib-owned string). */
 const char *mv_audit_actor(void);
 
+/* The details of a read's audit entry (search, show, get, export,
+ * restore): "results=N" and, on a line of its own, "ids=1,2,3" (ascending)
+ * when there are at most MV_AUDIT_READ_IDS ids, else "ids-sha256=HEX", the
+ * SHA-256 of the ascending ids in decimal, each followed by a line feed
+ * (`printf '%s\n' IDS | sha256sum` recomputes it).  ids may be in any
+ * order and is not changed.  Free with g_free. */
+#define MV_AUDIT_READ_IDS 100
+char *mv_audit_read_details(const gint64 *ids, guint n);
+
+/* Whether entry e was written by name: the actor the program named, or
+ * the database role the database added to it ("NAME (database role
+ * ROLE)"). */
+gboolean mv_audit_entry_by(const mv_audit_entry *e, const char *name);
+
 #endif

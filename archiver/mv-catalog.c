@@ -129,7 +129,9 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 		"  WHERE v.message_id = m.id AND v.virus IN ('clean', 'infected'))), "
 		"(SELECT count(*) FROM verdict WHERE virus = 'infected'), "
 		"(SELECT count(*) FROM message m WHERE NOT EXISTS (SELECT 1 FROM verdict v "
-		"  WHERE v.message_id = m.id AND v.spam IN ('yes', 'no')))",
+		"  WHERE v.message_id = m.id AND v.spam IN ('yes', 'no'))), "
+		/* Row-level security (schema 019) binds this role to what it was granted. */
+		"NOT mv_sees_all()",
 		0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
@@ -143,6 +145,7 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 	stats_r->virus_unscanned = int_value(r, 0, 7);
 	stats_r->virus_infected = int_value(r, 0, 8);
 	stats_r->spam_unscanned = int_value(r, 0, 9);
+	stats_r->restricted = PQgetvalue(r, 0, 10)[0] == 't';
 	PQclear(r);
 	return MV_OK;
 }

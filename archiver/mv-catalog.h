@@ -53,6 +53,9 @@ typedef struct {
 	gint64 virus_unscanned; /* no clean or infected verdict yet: `mailvault scan`'s backlog */
 	gint64 virus_infected;
 	gint64 spam_unscanned;  /* no yes or no verdict from spamd yet */
+	/* TRUE: row-level security limits this role to the messages granted
+	 * to it (an employee, an auditor), and the counts are of those only */
+	gboolean restricted;
 } mv_stats;
 
 mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r) MV_WARN_UNUSED;

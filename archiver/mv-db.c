@@ -190,6 +190,10 @@ static mv_status result_status(const PGresult *res)
 		return MV_ERR_DENIED;
 	if (state != NULL && strcmp(state, "57014") == 0)
 		return MV_ERR_LIMIT;
+	if (state != NULL && strcmp(state, "P0002") == 0) /* no_data_found, raised by our functions */
+		return MV_ERR_NOT_FOUND;
+	if (state != NULL && strcmp(state, "22023") == 0) /* invalid_parameter_value, likewise */
+		return MV_ERR_USAGE;
 	return MV_ERR_DB;
 }
 #define DENIED_HINT " (this database role lacks the grant; see docs/database-roles.md)"
@@ -555,6 +559,7 @@ mv_status mv_db_migrate(mv_db *db, int *applied_r, char **error_r)
 			                 NULL, NULL, 0, &r, error_r);
 		gboolean done = r != NULL && PQntuples(r) > 0;
 		PQclear(r);
+		r = NULL; /* cleared again below when the migration fails */
 		if (st == MV_OK && !done) {
 			st = mv_db_exec(db, m->sql, error_r);
 			if (st != MV_OK) {

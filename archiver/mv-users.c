@@ -7,7 +7,7 @@
 
 #include "mv-cluster.h"
 
-static const char *const known_roles[] = {"ingest", "legal", "auditor", "purge", NULL};
+static const char *const known_roles[] = {"ingest", "legal", "auditor", "purge", "employee", NULL};
 
 void mv_user_free(gpointer p)
 {
@@ -42,15 +42,16 @@ static mv_status owned_cluster(const char *home, mv_cluster **c_r, char **error_
 }
 
 mv_status mv_users_add(mv_db *db, const char *home, const char *os_user, const char *const *roles,
-                       guint n_roles, const char *actor, gboolean *socket_closed_r, char **error_r)
+                       guint n_roles, const char *const *addresses, guint n_addresses,
+                       const char *actor, gboolean *socket_closed_r, char **error_r)
 {
 	*socket_closed_r = FALSE;
 	if (n_roles == 0)
-		return mv_fail(error_r, MV_ERR_USAGE, "give the user a role: --role ingest|legal|auditor|purge");
+		return mv_fail(error_r, MV_ERR_USAGE, "give the user a role: --role ingest|legal|auditor|purge|employee");
 	for (guint i = 0; i < n_roles; i++)
 		if (!mv_users_role_known(roles[i]))
 			return mv_fail(error_r, MV_ERR_USAGE,
-			               "unknown role '%s' (ingest, legal, auditor or purge)", roles[i]);
+			               "unknown role '%s' (ingest, legal, auditor, purge or employee)", roles[i]);
 	if (getpwnam(os_user) == NULL)
 		return mv_fail(error_r, MV_ERR_NOT_FOUND, "no operating-system user %s", os_user);
 	mv_cluster *c = NULL;
@@ -78,6 +79,13 @@ mv_status mv_users_add(mv_db *db, const char *home, const char *os_user, const c
 		st = mv_db_query(db, "SELECT mv_user_add($1, $1, $2::text[], $3)", 3, v, NULL, NULL, 0,
 		                 &r, error_r);
 	PQclear(r);
+	for (guint i = 0; st == MV_OK && i < n_addresses; i++) {
+		const char *a[] = {os_user, addresses[i], actor};
+		r = NULL;
+		st = mv_db_query(db, "SELECT mv_access_grant_address($1, $2, $3)", 3, a, NULL, NULL, 0,
+		                 &r, error_r);
+		PQclear(r);
+	}
 	st = mv_db_end(db, st, error_r);
 	/* The role exists before the map lets anyone log in as it. */
 	if (st == MV_OK)

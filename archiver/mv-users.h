@@ -29,7 +29,7 @@ typedef struct {
 void mv_user_free(gpointer user);
 
 /* Whether name is one of the short group names ingest, legal, auditor,
- * purge. */
+ * purge, employee. */
 gboolean mv_users_role_known(const char *name);
 
 /* Add (or extend) os_user with the groups roles[0..n) (short names), in
@@ -37,10 +37,14 @@ gboolean mv_users_role_known(const char *name);
  * to as its owner.  MV_ERR_NOT_FOUND: no such operating-system user;
  * MV_ERR_USAGE: an unknown group, or the owner's own users (root, the
  * service user), who log in as the owner role already.
+ * addresses[0..n_addresses): e-mail addresses granted to the role in the
+ * same transaction (schema/019-access.sql: an employee sees the messages
+ * where one of them appears).
  * *socket_closed_r: the running server was started by an older mailvault,
  * whose socket only its owner can reach; it must be restarted once. */
 mv_status mv_users_add(mv_db *db, const char *home, const char *os_user, const char *const *roles,
-                       guint n_roles, const char *actor, gboolean *socket_closed_r,
+                       guint n_roles, const char *const *addresses, guint n_addresses,
+                       const char *actor, gboolean *socket_closed_r,
                        char **error_r) MV_WARN_UNUSED;
 
 /* Take os_user's access away.  MV_ERR_NOT_FOUND when it has none. */

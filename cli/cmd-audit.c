@@ -6,7 +6,7 @@
 #include "mv-json.h"
 
 static const char help[] =
-	"Usage: mailvault audit log [--since YYYY-MM-DD] [--json]\n"
+	"Usage: mailvault audit log [--since YYYY-MM-DD] [--actor NAME] [--json]\n"
 	"       mailvault audit verify [--anchor SEQ:HASH]... [--json]\n"
 	"       mailvault audit show SEQ [--json]\n"
 	"\n"
@@ -22,6 +22,10 @@ static const char help[] =
 	"\n"
 	"Options:\n"
 	"  --since DATE    entries from that day on (UTC)\n"
+	"  --actor NAME    only the entries NAME wrote: the actor the program named,\n"
+	"                  or the database role the database added to it (every\n"
+	"                  search, show, get, export and restore is an entry, with\n"
+	"                  the ids it returned: what did this person look at)\n"
 	"  --anchor SEQ:HASH  an entry recorded earlier; verify fails (exit 79) when\n"
 	"                  the trail no longer reaches it or no longer matches it\n"
 	"  --json          machine-readable output\n" MV_CLI_COMMON_HELP;
@@ -84,8 +88,9 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 	                                         {"since", required_argument, NULL, 's'},
 	                                         {"json", no_argument, NULL, 'j'},
 	                                         {"anchor", required_argument, NULL, 'a'},
+	                                         {"actor", required_argument, NULL, 'A'},
 	                                         {NULL, 0, NULL, 0}};
-	const char *since = NULL;
+	const char *since = NULL, *actor = NULL;
 	g_autoptr(GArray) anchors = g_array_new(FALSE, TRUE, sizeof(mv_audit_anchor));
 	int o;
 	optind = 1;
@@ -98,6 +103,8 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 		}
 		if (o == 'j')
 			cli->json = TRUE;
+		else if (o == 'A')
+			actor = optarg;
 		else if (o == 'a') {
 			mv_audit_anchor a;
 			char *aerr = NULL;
@@ -129,6 +136,8 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 	const char *action = argv[optind];
 	if (strcmp(action, "log") != 0 && strcmp(action, "verify") != 0)
 		return mv_cli_usage_error(cli, "unknown action '%s'", action);
+	if (actor != NULL && action[0] != 'l')
+		return mv_cli_usage_error(cli, "--actor belongs to audit log");
 	mv_db *db = NULL;
 	cli->interactive = action[0] == 'l'; /* verify walks the whole chain */
 	int rc = mv_cli_open(cli, &db, NULL);
@@ -139,6 +148,18 @@ int mv_cmd_audit(mv_cli *cli, int argc, char **argv)
 	if (action[0] == 'l') {
 		GPtrArray *entries = NULL;
 		st = mv_audit_list(db, since, &entries, &err);
+		if (st == MV_OK && actor != NULL) {
+			GPtrArray *kept = g_ptr_array_new_with_free_func(mv_audit_entry_free);
+			for (guint i = 0; i < entries->len; i++) {
+				if (mv_audit_entry_by(entries->pdata[i], actor))
+					g_ptr_array_add(kept, entries->pdata[i]);
+				else
+					mv_audit_entry_free(entries->pdata[i]);
+			}
+			g_ptr_array_set_free_func(entries, NULL);
+			g_ptr_array_unref(entries);
+			entries = kept;
+		}
 		if (st == MV_OK && cli->json) {
 			g_autoptr(JsonBuilder) b = json_builder_new();
 			json_builder_begin_array(b);

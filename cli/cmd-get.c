@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mv-audit.h"
 #include "mv-cli.h"
 #include "mv-purge.h"
 #include "mv-store.h"
@@ -62,6 +63,14 @@ int mv_cmd_get(mv_cli *cli, int argc, char **argv)
 	mv_status st = mv_store_resolve(db, argv[optind], &id, &err);
 	if (st == MV_OK)
 		st = mv_store_get_raw(db, blobs, id, &raw, &err);
+	if (st == MV_OK) {
+		/* Every read is accountable: who took which message's bytes. */
+		char *details = mv_audit_read_details(&id, 1);
+		st = mv_audit_append(db, mv_audit_actor(), "get", argv[optind], details, NULL, &err);
+		g_free(details);
+		if (st != MV_OK)
+			g_clear_pointer(&raw, g_bytes_unref);
+	}
 	if (st == MV_ERR_NOT_FOUND) {
 		mv_tombstone *t = NULL;
 		char *terr = NULL;

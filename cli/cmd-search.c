@@ -136,10 +136,17 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 		for (guint i = 0; i < hits->len; i++)
 			destroyed += ((const mv_hit *)hits->pdata[i])->destroyed;
 		char *extra = destroyed > 0 ? g_strdup_printf(" (%u destroyed)", destroyed) : g_strdup("");
-		char *details = g_strdup_printf("results=%u%s%s", hits->len, extra,
+		gint64 *ids = g_new(gint64, MAX(hits->len, 1));
+		for (guint i = 0; i < hits->len; i++)
+			ids[i] = ((const mv_hit *)hits->pdata[i])->id;
+		char *read = mv_audit_read_details(ids, hits->len);
+		g_free(ids);
+		char *details = g_strdup_printf("results=%u%s%s%s", hits->len, extra,
 		                                !count && limit > 0 && hits->len == (guint)limit
 		                                    ? " (limit reached)"
-		                                    : "");
+		                                    : "",
+		                                strchr(read, '\n'));
+		g_free(read);
 		g_free(extra);
 		st = mv_audit_append(db, mv_audit_actor(), "search", query, details, NULL, &err);
 		g_free(details);

@@ -1,4 +1,5 @@
 /* mailvault show: everything known of one message. */
+#include "mv-audit.h"
 #include "mv-catalog.h"
 #include "mv-cli.h"
 #include "mv-json.h"
@@ -274,6 +275,14 @@ int mv_cmd_show(mv_cli *cli, int argc, char **argv)
 	mv_status st = mv_store_resolve(db, argv[optind], &id, &err);
 	if (st == MV_OK)
 		st = mv_catalog_record(db, id, &m, &err);
+	if (st == MV_OK) {
+		/* Every read is accountable: who looked at which record. */
+		char *details = mv_audit_read_details(&id, 1);
+		st = mv_audit_append(db, mv_audit_actor(), "show", argv[optind], details, NULL, &err);
+		g_free(details);
+		if (st != MV_OK)
+			mv_record_free(&m);
+	}
 	if (st == MV_ERR_NOT_FOUND) {
 		/* Not in the archive: destroyed, perhaps. */
 		mv_tombstone *t = NULL;

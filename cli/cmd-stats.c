@@ -12,10 +12,14 @@ static const char stats_help[] =
 	"Messages, arrivals (copies received, duplicates included), raw bytes (each\n"
 	"message once), stored bytes (compressed, deduplicated blobs) and their ratio.\n"
 	"\n"
+	"An employee or an auditor sees only the messages granted to them (row-level\n"
+	"security, docs/access.md): their counts are of those, and say so.\n"
+	"\n"
 	"Options:\n"
 	"  --json          JSON with keys messages, arrivals, raw_bytes, stored_bytes, ratio,\n"
 	"                  blobs, flagged, pending_index, virus_infected, virus_unscanned\n"
-	"                  (the backlog of `mailvault scan`), spam_unscanned\n" MV_CLI_COMMON_HELP;
+	"                  (the backlog of `mailvault scan`), spam_unscanned, scope\n"
+	"                  (\"archive\", or \"visible\": only the messages this user may see)\n" MV_CLI_COMMON_HELP;
 
 static int simple_options(mv_cli *cli, int argc, char **argv, const char *help, gboolean json)
 {
@@ -77,9 +81,12 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "virus_unscanned", s.virus_unscanned);
 		mv_json_add_int(b, "virus_infected", s.virus_infected);
 		mv_json_add_int(b, "spam_unscanned", s.spam_unscanned);
+		mv_json_add_string(b, "scope", s.restricted ? "visible" : "archive");
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 	} else {
+		if (s.restricted)
+			printf("(counts of the messages you may see, not of the whole archive)\n");
 		printf("messages:     %" G_GINT64_FORMAT "\n", s.messages);
 		printf("arrivals:     %" G_GINT64_FORMAT "\n", s.arrivals);
 		printf("raw bytes:    %" G_GINT64_FORMAT "\n", s.raw_bytes);

@@ -8,7 +8,7 @@
 #include "mv-users.h"
 
 static const char help[] =
-	"Usage: mailvault user add OSUSER --role ROLE [--role ROLE]... [--json]\n"
+	"Usage: mailvault user add OSUSER --role ROLE [--role ROLE]... [--address ADDR]... [--json]\n"
 	"       mailvault user remove OSUSER [--json]\n"
 	"       mailvault user list [--json]\n"
 	"\n"
@@ -19,9 +19,10 @@ static const char help[] =
 	"the person who gave it, and four eyes are two people.\n"
 	"\n"
 	"  add      create the role OSUSER, grant it ROLE (ingest, legal, auditor,\n"
-	"           purge: docs/database-roles.md) and let OS user OSUSER log in as\n"
-	"           it.  OSUSER then runs mailvault with --home (or MAILVAULT_HOME)\n"
-	"           naming this archive.  Adding again adds roles.\n"
+	"           purge, employee: docs/database-roles.md, docs/access.md) and let\n"
+	"           OS user OSUSER log in as it.  OSUSER then runs mailvault with\n"
+	"           --home (or MAILVAULT_HOME) naming this archive.  Adding again adds\n"
+	"           roles and addresses.\n"
 	"  remove   OSUSER can no longer log in; the role stays, without its\n"
 	"           roles, since records name it\n"
 	"  list     every user added, with roles and whether still active\n"
@@ -31,7 +32,10 @@ static const char help[] =
 	"create login roles as docs/database-roles.md shows.\n"
 	"\n"
 	"Options:\n"
-	"  --role ROLE     ingest, legal (policy, holds, review), auditor or purge\n"
+	"  --role ROLE     ingest, legal (policy, holds, review), auditor (the cases\n"
+	"                  granted: mailvault access), purge, or employee (their own mail)\n"
+	"  --address ADDR  an e-mail address of the user's (repeatable): an employee\n"
+	"                  sees the messages where one of them appears\n"
 	"  --json          machine-readable output\n" MV_CLI_COMMON_HELP;
 
 static void user_json(JsonBuilder *b, const mv_user *u)
@@ -58,9 +62,11 @@ int mv_cmd_user(mv_cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
 	                                         {"role", required_argument, NULL, 'r'},
+	                                         {"address", required_argument, NULL, 'a'},
 	                                         {"json", no_argument, NULL, 'j'},
 	                                         {NULL, 0, NULL, 0}};
 	GPtrArray *roles = g_ptr_array_new();
+	g_autoptr(GPtrArray) addresses = g_ptr_array_new();
 	int o;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -77,7 +83,7 @@ int mv_cmd_user(mv_cli *cli, int argc, char **argv)
 			for (char **p = parts; *p != NULL; p++) {
 				if (!mv_users_role_known(*p)) {
 					int rc = mv_cli_usage_error(cli, "unknown role '%s' (ingest, legal, "
-					                                 "auditor or purge)", *p);
+					                                 "auditor, purge or employee)", *p);
 					g_strfreev(parts);
 					g_ptr_array_free(roles, TRUE);
 					return rc;
@@ -88,6 +94,9 @@ int mv_cmd_user(mv_cli *cli, int argc, char **argv)
 			g_strfreev(parts);
 			break;
 		}
+		case 'a':
+			g_ptr_array_add(addresses, optarg);
+			break;
 		case 'j':
 			cli->json = TRUE;
 			break;
@@ -113,6 +122,8 @@ int mv_cmd_user(mv_cli *cli, int argc, char **argv)
 		rc = mv_cli_usage_error(cli, "user add needs --role ROLE");
 	else if (!add && roles->len > 0)
 		rc = mv_cli_usage_error(cli, "--role belongs to user add");
+	else if (!add && addresses->len > 0)
+		rc = mv_cli_usage_error(cli, "--address belongs to user add");
 	else if (!mv_db_uses_embedded(&where))
 		rc = mv_cli_usage_error(cli, "'user' manages the embedded database's users; on an "
 		                             "external server create login roles (docs/database-roles.md)");
@@ -131,7 +142,8 @@ int mv_cmd_user(mv_cli *cli, int argc, char **argv)
 	gboolean socket_closed = FALSE;
 	if (add)
 		st = mv_users_add(db, cli->home, who, (const char *const *)roles->pdata, roles->len,
-		                  mv_audit_actor(), &socket_closed, &err);
+		                  (const char *const *)addresses->pdata, addresses->len, mv_audit_actor(),
+		                  &socket_closed, &err);
 	else if (remove)
 		st = mv_users_remove(db, cli->home, who, mv_audit_actor(), &err);
 	GPtrArray *users = NULL;

@@ -31,6 +31,7 @@ int mv_cmd_restore(mv_cli *cli, int argc, char **argv);
 int mv_cmd_user(mv_cli *cli, int argc, char **argv);
 int mv_cmd_scan(mv_cli *cli, int argc, char **argv);
 int mv_cmd_key(mv_cli *cli, int argc, char **argv);
+int mv_cmd_access(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -57,6 +58,7 @@ static const mv_cli_command commands[] = {
 	{"restore", mv_cmd_restore, "APPEND archived messages to an IMAP mailbox, byte-exact"},
 	{"user", mv_cmd_user, "give OS users their own database role: add, remove, list"},
 	{"key", mv_cmd_key, "encryption at rest: init, rotate, status of the keys"},
+	{"access", mv_cmd_access, "who sees what: grant cases and addresses; check a user's access"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };

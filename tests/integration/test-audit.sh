@@ -33,10 +33,10 @@ check "audit verify prints the newest hash" grep -q "newest hash [0-9a-f]\{64\}"
 n=$(mv audit verify --json | json_get checked)
 check "audit verify checked every entry ($n)" test "$n" -ge 5
 
-# Every search is recorded: who, the query, how many matched.
+# Every search is recorded: who, the query, how many matched, which.
 MAILVAULT_ACTOR=counsel mv search --count 'subject:"zebra crossing"' >/dev/null
-expect_eq "a search is an audit entry with its query and actor" "counsel|subject:\"zebra crossing\"|results=0" \
-  "$(mv audit log --json | python3 -c 'import json,sys; e=[x for x in json.load(sys.stdin) if x["action"]=="search"][-1]; print("|".join([e["actor"], e["subject"], e["details"]]))')"
+expect_eq "a search is an audit entry with its query, actor and the ids it returned (none)" "counsel|subject:\"zebra crossing\"|results=0 ids=" \
+  "$(mv audit log --json | python3 -c 'import json,sys; e=[x for x in json.load(sys.stdin) if x["action"]=="search"][-1]; print("|".join([e["actor"], e["subject"], e["details"].replace(chr(10), " ")]))')"
 expect_eq "audit verify after a search: intact" 0 "$(rc_of mv audit verify)"
 
 # The database refuses to change the trail, even for its owner.

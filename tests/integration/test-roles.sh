@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Database roles: each kind of user logs in as its own role, granted one of
-# mailvault_ingest, mailvault_legal, mailvault_auditor, mailvault_purge.
+# mailvault_ingest, mailvault_legal, mailvault_auditor, mailvault_purge
+# (the employee role and what the auditor may see: test-access.sh).
 # Each can do its job through mailvault and nothing else, even with SQL:
 # nobody but purge (through mv_purge_message) destroys a record, and nobody
 # alters a message's content or hashes.  Each is a system user of its own,
@@ -66,10 +67,12 @@ expect_eq "legal: SQL DELETE of a hold refused" 1 "$(sql_as legal "DELETE FROM h
 expect_eq "legal: SQL release of a hold without the release columns refused" 1 "$(sql_as legal "UPDATE hold SET query = 'x'")"
 expect_eq "legal: SQL DELETE of a hold item refused" 1 "$(sql_as legal "DELETE FROM hold_item")"
 
-# auditor: reads everything, changes nothing.
-expect_eq "auditor: search" 3 "$(as auditor search --json --limit 0 'from:a@corp.example' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
-check "auditor: get is byte-exact" sh -c "runuser -u '${user[auditor]}' -- '$MAILVAULT_BIN' --home '$MV_HOME' get $(sha k1) | cmp -s - '$WORK/mail/k1.eml'"
-expect_eq "auditor: the same through a connection string (--db, peer authentication)" 3 \
+# auditor: reads the cases granted to it (schema 019, test-access.sh), changes nothing.
+expect_eq "legal: grant the auditor the case" 0 "$(rc_of as legal access grant-case "${user[auditor]}" keep-e2)"
+expect_eq "auditor: search finds the case's message only" 1 "$(as auditor search --json --limit 0 'from:a@corp.example' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+check "auditor: get is byte-exact" sh -c "runuser -u '${user[auditor]}' -- '$MAILVAULT_BIN' --home '$MV_HOME' get $(sha e2) | cmp -s - '$WORK/mail/e2.eml'"
+expect_eq "auditor: a message outside its case is not there (exit 66)" 66 "$(rc_of as auditor get "$(sha k1)")"
+expect_eq "auditor: the same through a connection string (--db, peer authentication)" 1 \
   "$(runuser -u "${user[auditor]}" -- env -u MAILVAULT_HOME "$MAILVAULT_BIN" --db "host=$MV_HOME/run dbname=mailvault user=${user[auditor]}" search --count 'from:a@corp.example')"
 expect_eq "nobody logs in as another's role: auditor as the legal role (exit 69)" 69 \
   "$(rc_of runuser -u "${user[auditor]}" -- env -u MAILVAULT_HOME "$MAILVAULT_BIN" --db "host=$MV_HOME/run dbname=mailvault user=${user[legal]}" search --count x)"
