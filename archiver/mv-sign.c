@@ -7,7 +7,10 @@
 
 #include <gpgme.h>
 #include <locale.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 static mv_status init(char **error_r)
 {
@@ -254,5 +257,224 @@ mv_status mv_sign_verify(GBytes *data, GBytes *sig, mv_sig_result *r, char **err
 	if (sigd != NULL)
 		gpgme_data_release(sigd);
 	gpgme_release(ctx);
+	return st;
+}
+
+/* ---- encryption ---- */
+
+static gboolean usable_for_encryption(gpgme_key_t k)
+{
+	if (k->revoked || k->expired || k->disabled || k->invalid || !k->can_encrypt)
+		return FALSE;
+	for (gpgme_subkey_t s = k->subkeys; s != NULL; s = s->next)
+		if (s->can_encrypt && !s->revoked && !s->expired && !s->disabled && !s->invalid)
+			return TRUE;
+	return FALSE;
+}
+
+/* The one public key that pattern names and that can encrypt. */
+static mv_status find_recipient(gpgme_ctx_t ctx, const char *pattern, gpgme_key_t *key_r,
+                                char **error_r)
+{
+	*key_r = NULL;
+	if (pattern == NULL || *pattern == '\0')
+		return mv_fail(error_r, MV_ERR_USAGE, "an empty recipient to encrypt to");
+	gpgme_error_t e = gpgme_op_keylist_start(ctx, pattern, 0);
+	if (e != 0)
+		return mv_fail(error_r, MV_ERR_CONFIG, "cannot list the public keys of the keyring: %s",
+		               gpgme_strerror(e));
+	guint matched = 0, usable = 0;
+	gpgme_key_t k = NULL;
+	while (gpgme_op_keylist_next(ctx, &k) == 0) {
+		matched++;
+		if (usable_for_encryption(k)) {
+			usable++;
+			if (*key_r == NULL) {
+				*key_r = k;
+				continue;
+			}
+		}
+		gpgme_key_unref(k);
+	}
+	gpgme_op_keylist_end(ctx);
+	if (usable == 1)
+		return MV_OK;
+	if (*key_r != NULL)
+		gpgme_key_unref(*key_r);
+	*key_r = NULL;
+	if (matched == 0)
+		return mv_fail(error_r, MV_ERR_CONFIG, "no public key '%s' in the GnuPG keyring (%s) to "
+		               "encrypt to", pattern, g_getenv("GNUPGHOME") != NULL ? "GNUPGHOME" : "~/.gnupg");
+	if (usable == 0)
+		return mv_fail(error_r, MV_ERR_CONFIG, "the key '%s' cannot encrypt (revoked, expired, "
+		               "disabled or without an encryption key)", pattern);
+	return mv_fail(error_r, MV_ERR_CONFIG, "'%s' names %u public keys; give the fingerprint of "
+	               "the one to encrypt to", pattern, usable);
+}
+
+static void keys_free(gpgme_key_t *keys)
+{
+	for (guint i = 0; keys != NULL && keys[i] != NULL; i++)
+		gpgme_key_unref(keys[i]);
+	g_free(keys);
+}
+
+/* NULL-terminated keys for patterns, or NULL with *error_r. */
+static mv_status find_recipients(gpgme_ctx_t ctx, const char *const *patterns,
+                                 gpgme_key_t **keys_r, char **error_r)
+{
+	guint n = patterns != NULL ? g_strv_length((char **)patterns) : 0;
+	*keys_r = NULL;
+	if (n == 0)
+		return mv_fail(error_r, MV_ERR_USAGE, "no recipient to encrypt to");
+	gpgme_key_t *keys = g_new0(gpgme_key_t, n + 1);
+	for (guint i = 0; i < n; i++) {
+		mv_status st = find_recipient(ctx, patterns[i], &keys[i], error_r);
+		if (st != MV_OK) {
+			keys_free(keys);
+			return st;
+		}
+	}
+	*keys_r = keys;
+	return MV_OK;
+}
+
+mv_status mv_encrypt_keys_check(const char *const *recipients, char ***fprs_r, char **error_r)
+{
+	*fprs_r = NULL;
+	gpgme_ctx_t ctx = NULL;
+	mv_status st = new_context(&ctx, error_r);
+	if (st != MV_OK)
+		return st;
+	gpgme_key_t *keys = NULL;
+	st = find_recipients(ctx, recipients, &keys, error_r);
+	if (st == MV_OK) {
+		GPtrArray *fprs = g_ptr_array_new();
+		for (guint i = 0; keys[i] != NULL; i++) {
+			gboolean dup = FALSE;
+			for (guint j = 0; j < fprs->len; j++)
+				dup = dup || g_strcmp0(fprs->pdata[j], keys[i]->fpr) == 0;
+			if (!dup)
+				g_ptr_array_add(fprs, g_strdup(keys[i]->fpr));
+		}
+		g_ptr_array_add(fprs, NULL);
+		*fprs_r = (char **)g_ptr_array_free(fprs, FALSE);
+	}
+	keys_free(keys);
+	gpgme_release(ctx);
+	return st;
+}
+
+mv_status mv_encrypt_file(const char *const *fprs, int in_fd, const char *out_path, char **error_r)
+{
+	gpgme_ctx_t ctx = NULL;
+	mv_status st = new_context(&ctx, error_r);
+	if (st != MV_OK)
+		return st;
+	gpgme_set_armor(ctx, 0);
+	gpgme_key_t *keys = NULL;
+	st = find_recipients(ctx, fprs, &keys, error_r);
+	int out_fd = -1;
+	if (st == MV_OK) {
+		out_fd = open(out_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (out_fd < 0)
+			st = mv_fail(error_r, errno == EEXIST ? MV_ERR_USAGE : MV_ERR_IO, "cannot create %s: %s",
+			             out_path, g_strerror(errno));
+	}
+	gpgme_data_t in = NULL, out = NULL;
+	gpgme_error_t e = 0;
+	if (st == MV_OK && ((e = gpgme_data_new_from_fd(&in, in_fd)) != 0 ||
+	                    (e = gpgme_data_new_from_fd(&out, out_fd)) != 0))
+		st = mv_fail(error_r, MV_ERR_IO, "cannot prepare the data to encrypt: %s", gpgme_strerror(e));
+	if (st == MV_OK &&
+	    (e = gpgme_op_encrypt(ctx, keys, GPGME_ENCRYPT_ALWAYS_TRUST, in, out)) != 0) {
+		gpgme_encrypt_result_t r = gpgme_op_encrypt_result(ctx);
+		if (r != NULL && r->invalid_recipients != NULL)
+			st = mv_fail(error_r, MV_ERR_CONFIG, "cannot encrypt to %s: %s",
+			             r->invalid_recipients->fpr != NULL ? r->invalid_recipients->fpr : "a key",
+			             gpgme_strerror(r->invalid_recipients->reason));
+		else
+			st = mv_fail(error_r, MV_ERR_IO, "encrypting %s failed: %s", out_path, gpgme_strerror(e));
+	}
+	if (st == MV_OK) {
+		gpgme_encrypt_result_t r = gpgme_op_encrypt_result(ctx);
+		if (r != NULL && r->invalid_recipients != NULL)
+			st = mv_fail(error_r, MV_ERR_CONFIG, "cannot encrypt to %s: %s",
+			             r->invalid_recipients->fpr != NULL ? r->invalid_recipients->fpr : "a key",
+			             gpgme_strerror(r->invalid_recipients->reason));
+	}
+	if (in != NULL)
+		gpgme_data_release(in);
+	if (out != NULL)
+		gpgme_data_release(out);
+	if (out_fd >= 0) {
+		if (st == MV_OK && fsync(out_fd) != 0)
+			st = mv_fail(error_r, MV_ERR_IO, "cannot write %s: %s", out_path, g_strerror(errno));
+		if (close(out_fd) != 0 && st == MV_OK)
+			st = mv_fail(error_r, MV_ERR_IO, "cannot write %s: %s", out_path, g_strerror(errno));
+		if (st != MV_OK)
+			unlink(out_path);
+	}
+	keys_free(keys);
+	gpgme_release(ctx);
+	return st;
+}
+
+mv_status mv_decrypt_file(const char *in_path, int out_fd, char **error_r)
+{
+	int in_fd = open(in_path, O_RDONLY | O_CLOEXEC);
+	if (in_fd < 0)
+		return mv_fail(error_r, errno == ENOENT ? MV_ERR_NOT_FOUND : MV_ERR_IO, "cannot open %s: %s",
+		               in_path, g_strerror(errno));
+	gpgme_ctx_t ctx = NULL;
+	mv_status st = new_context(&ctx, error_r);
+	gpgme_data_t in = NULL, out = NULL;
+	gpgme_error_t e = 0;
+	if (st == MV_OK && ((e = gpgme_data_new_from_fd(&in, in_fd)) != 0 ||
+	                    (e = gpgme_data_new_from_fd(&out, out_fd)) != 0))
+		st = mv_fail(error_r, MV_ERR_IO, "cannot prepare the data to decrypt: %s", gpgme_strerror(e));
+	if (st == MV_OK && (e = gpgme_op_decrypt(ctx, in, out)) != 0) {
+		gpgme_err_code_t c = gpgme_err_code(e);
+		gpgme_decrypt_result_t r = gpgme_op_decrypt_result(ctx);
+		/* gpg's error code says little when the data is damaged (it may
+		 * even say "no secret key"): what counts is whether the keyring
+		 * holds a secret key for one of the keys it is encrypted to. */
+		guint recipients = 0, ours = 0;
+		for (gpgme_recipient_t k = r != NULL ? r->recipients : NULL; k != NULL; k = k->next) {
+			recipients++;
+			gpgme_key_t sk = NULL;
+			if (k->keyid != NULL && gpgme_get_key(ctx, k->keyid, &sk, 1) == 0 && sk != NULL) {
+				ours++;
+				gpgme_key_unref(sk);
+			}
+		}
+		if (recipients > 0 && ours == 0) {
+			GString *ids = g_string_new(NULL);
+			for (gpgme_recipient_t k = r->recipients; k != NULL; k = k->next)
+				g_string_append_printf(ids, "%s%s", ids->len > 0 ? ", " : "",
+				                       k->keyid != NULL ? k->keyid : "?");
+			st = mv_fail(error_r, MV_ERR_CONFIG, "%s: encrypted to %s, and no secret key for %s is "
+			             "in the GnuPG keyring (%s)", in_path, ids->str,
+			             recipients > 1 ? "any of them" : "it",
+			             g_getenv("GNUPGHOME") != NULL ? "GNUPGHOME" : "~/.gnupg");
+			g_string_free(ids, TRUE);
+		} else if (recipients == 0) {
+			st = mv_fail(error_r, MV_ERR_INPUT, "%s: not OpenPGP encrypted data (%s)", in_path,
+			             gpgme_strerror(e));
+		} else if (c == GPG_ERR_CANCELED || c == GPG_ERR_BAD_PASSPHRASE) {
+			st = mv_fail(error_r, MV_ERR_CONFIG, "%s: the secret key could not be used: %s", in_path,
+			             gpgme_strerror(e));
+		} else {
+			st = mv_fail(error_r, MV_ERR_INTEGRITY, "%s: damaged, cannot be decrypted (gpg: %s)",
+			             in_path, gpgme_strerror(e));
+		}
+	}
+	if (in != NULL)
+		gpgme_data_release(in);
+	if (out != NULL)
+		gpgme_data_release(out);
+	if (ctx != NULL)
+		gpgme_release(ctx);
+	close(in_fd);
 	return st;
 }

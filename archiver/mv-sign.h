@@ -54,4 +54,29 @@ void mv_sig_result_clear(mv_sig_result *r);
 mv_status mv_sign_verify(GBytes *data, GBytes *sig, mv_sig_result *result_r, char **error_r)
 	MV_WARN_UNUSED;
 
+/* ---- encryption to recipients' public keys (encrypted bundles) ---- */
+
+/* Each of recipients (NULL-terminated: fingerprints, key ids or user ids)
+ * must name exactly one public key of the keyring usable for encryption
+ * (not revoked, expired or disabled).  *fprs_r: their primary keys'
+ * fingerprints, NULL-terminated (g_strfreev).  MV_ERR_CONFIG: no such key,
+ * more than one, not usable, or GnuPG missing. */
+mv_status mv_encrypt_keys_check(const char *const *recipients, char ***fprs_r, char **error_r)
+	MV_WARN_UNUSED;
+
+/* Encrypt the bytes readable from in_fd (from its current offset) to the
+ * keys fprs (as mv_encrypt_keys_check returns them) into out_path, created
+ * new (O_EXCL, mode 0644), binary OpenPGP.  The keys are trusted as named
+ * (the caller chose them).  On failure out_path is removed.  MV_ERR_CONFIG:
+ * a key cannot be used; MV_ERR_USAGE: out_path exists; MV_ERR_IO otherwise. */
+mv_status mv_encrypt_file(const char *const *fprs, int in_fd, const char *out_path, char **error_r)
+	MV_WARN_UNUSED;
+
+/* Decrypt the OpenPGP file in_path with a secret key of the keyring,
+ * writing the clear bytes to out_fd.  MV_ERR_CONFIG: no secret key for it
+ * (or GnuPG missing); MV_ERR_NOT_FOUND: no such file; MV_ERR_INPUT: not
+ * OpenPGP encrypted data; MV_ERR_INTEGRITY: the encrypted data is damaged;
+ * MV_ERR_IO otherwise. */
+mv_status mv_decrypt_file(const char *in_path, int out_fd, char **error_r) MV_WARN_UNUSED;
+
 #endif
