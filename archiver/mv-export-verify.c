@@ -10,7 +10,10 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mv-audit.h"
 #include "mv-bundle.h"
@@ -455,8 +458,60 @@ mv_status mv_export_verify(const char *path, mv_export_verify_report *report_r, 
 	return mv_export_verify_signed(path, NULL, report_r, error_r);
 }
 
+static mv_status verify_clear(const char *path, const char *signer,
+                              mv_export_verify_report *report_r, char **error_r);
+
+/* An encrypted bundle: decrypt it into a private temporary directory,
+ * check what comes out, remove it. */
+static mv_status verify_encrypted(const char *path, const char *signer,
+                                  mv_export_verify_report *report_r, char **error_r)
+{
+	*report_r = (mv_export_verify_report){0};
+	GError *gerr = NULL;
+	char *dir = g_dir_make_tmp("mailvault-verify-XXXXXX", &gerr);
+	if (dir == NULL) {
+		mv_status st = mv_fail(error_r, MV_ERR_IO, "cannot create a temporary directory: %s",
+		                       gerr->message);
+		g_error_free(gerr);
+		return st;
+	}
+	char *clear = g_build_filename(dir, "bundle", NULL);
+	mv_status st = MV_OK;
+	int fd = open(clear, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		st = mv_fail(error_r, MV_ERR_IO, "cannot create %s: %s", clear, g_strerror(errno));
+	if (st == MV_OK)
+		st = mv_decrypt_file(path, fd, error_r);
+	if (fd >= 0 && close(fd) != 0 && st == MV_OK)
+		st = mv_fail(error_r, MV_ERR_IO, "cannot write %s: %s", clear, g_strerror(errno));
+	if (st == MV_OK) {
+		st = verify_clear(clear, signer, report_r, error_r);
+		/* Name the file the user gave, not the temporary one. */
+		if (st != MV_OK && error_r != NULL && *error_r != NULL) {
+			char **pieces = g_strsplit(*error_r, clear, -1);
+			g_free(*error_r);
+			*error_r = g_strjoinv(path, pieces);
+			g_strfreev(pieces);
+		}
+	}
+	report_r->encrypted = TRUE;
+	unlink(clear);
+	rmdir(dir);
+	g_free(clear);
+	g_free(dir);
+	return st;
+}
+
 mv_status mv_export_verify_signed(const char *path, const char *signer,
                                   mv_export_verify_report *report_r, char **error_r)
+{
+	if (g_str_has_suffix(path, ".gpg") && g_file_test(path, G_FILE_TEST_IS_REGULAR))
+		return verify_encrypted(path, signer, report_r, error_r);
+	return verify_clear(path, signer, report_r, error_r);
+}
+
+static mv_status verify_clear(const char *path, const char *signer,
+                              mv_export_verify_report *report_r, char **error_r)
 {
 	*report_r = (mv_export_verify_report){0};
 	checks_ctx c = {.files = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free),

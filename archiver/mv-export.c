@@ -102,6 +102,7 @@ void mv_export_summary_clear(mv_export_summary *s)
 		g_ptr_array_unref(s->errors);
 	g_free(s->destroyed_runs);
 	g_free(s->signer);
+	g_strfreev(s->recipients);
 	*s = (mv_export_summary){0};
 }
 
@@ -347,6 +348,7 @@ typedef struct {
 	guint number;
 	char *path;
 	char *tmpdir;
+	char *clear;          /* encrypted: the clear archive, in tmpdir */
 	mv_bundle_writer *bundle;
 	mv_edrm_writer *edrm;
 	mv_index_html *index;
@@ -380,9 +382,10 @@ typedef struct {
 
 static char *part_path(const exporter *x, guint number)
 {
+	const char *gpg = x->o->encrypt_to != NULL ? ".gpg" : "";
 	if (x->o->split_size == 0)
-		return g_strdup(x->o->out);
-	return g_strdup_printf("%s.%03u", x->o->out, number);
+		return g_strdup_printf("%s%s", x->o->out, gpg);
+	return g_strdup_printf("%s.%03u%s", x->o->out, number, gpg);
 }
 
 /* The top-level folder of a zip or tar part: the output file's name
@@ -439,7 +442,12 @@ static mv_status part_open(exporter *x, guint number, char **error_r)
 	                      : x->o->format == MV_EXPORT_TAR ? MV_BUNDLE_TAR
 	                                                      : MV_BUNDLE_DIR;
 	char *folder = bf != MV_BUNDLE_DIR ? folder_of(x, number) : NULL;
-	mv_status st = mv_bundle_writer_open(p->path, bf, x->now, folder, &p->bundle, error_r);
+	/* Encrypted: the clear archive lives only in the part's private
+	 * temporary directory (removed with it on every path). */
+	if (x->o->encrypt_to != NULL)
+		p->clear = g_build_filename(p->tmpdir, "clear-archive", NULL);
+	mv_status st = mv_bundle_writer_open(p->clear != NULL ? p->clear : p->path, bf, x->now, folder,
+	                                     &p->bundle, error_r);
 	g_free(folder);
 	if (st == MV_OK && x->o->sign_key != NULL)
 		mv_bundle_writer_set_signer(p->bundle, sign_sums, x);
@@ -881,6 +889,12 @@ static mv_status write_manifest(exporter *x, part *p, const char *path, guint64 
 		wattr(w, "signature", MV_BUNDLE_SIG, &ok);
 		wattr(w, "signer", x->sum->signer, &ok);
 	}
+	if (x->sum->recipients != NULL) {
+		char *to = g_strjoinv(" ", x->sum->recipients);
+		wattr(w, "encryption", "OpenPGP", &ok);
+		wattr(w, "encryptedTo", to, &ok);
+		g_free(to);
+	}
 	W(xmlTextWriterEndElement(w));
 	W(xmlTextWriterStartElement(w, BAD_CAST "Selection"));
 	wattr(w, "type", x->o->hold != NULL ? "hold" : "query", &ok);
@@ -947,6 +961,7 @@ static void part_free_state(part *p)
 	if (p->tmpdir != NULL)
 		rm_tree(p->tmpdir);
 	g_free(p->tmpdir);
+	g_free(p->clear);
 	g_free(p->path);
 	g_free(p->first_doc);
 	g_free(p->last_doc);
@@ -997,6 +1012,19 @@ static mv_status part_close(exporter *x, char **error_r)
 			st = mv_bundle_add_file(p->bundle, "manifest.xml", mf, NULL, NULL, error_r);
 		if (st == MV_OK)
 			st = mv_bundle_writer_close(&p->bundle, hex, error_r);
+		if (st == MV_OK && p->clear != NULL) {
+			/* Open the clear archive, unlink it at once, stream it into
+			 * PART.gpg. */
+			int fd = open(p->clear, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				st = mv_fail(error_r, MV_ERR_IO, "cannot read the archive to encrypt: %s",
+				             g_strerror(errno));
+			unlink(p->clear);
+			if (st == MV_OK) {
+				st = mv_encrypt_file((const char *const *)x->sum->recipients, fd, p->path, error_r);
+				close(fd);
+			}
+		}
 		g_free(lf);
 		g_free(ix);
 		g_free(er);
@@ -1467,6 +1495,11 @@ static char *audit_details(const exporter *x, const GArray *ids)
 	}
 	if (x->sum->signer != NULL)
 		g_string_append_printf(d, "\nsigned_by=%s", x->sum->signer);
+	if (x->sum->recipients != NULL) {
+		char *to = g_strjoinv(",", x->sum->recipients);
+		g_string_append_printf(d, "\nencrypted_to=%s", to);
+		g_free(to);
+	}
 	g_string_append_printf(d, "\ndestroyed=%" G_GINT64_FORMAT, x->sum->destroyed);
 	/* Which records this export selected, by message id: a later export
 	 * of the hold finds those that purge destroyed since. */
@@ -1497,7 +1530,22 @@ mv_status mv_export_run(mv_db *db, mv_blobstore *blobs, const mv_export_options 
 	}
 	if (o->sign_key != NULL && o->format == MV_EXPORT_MBOX)
 		return mv_fail(error_r, MV_ERR_USAGE, "an mbox export has no SHA256SUMS to sign");
-	/* A key that cannot sign fails now, not after the export. */
+	if (o->encrypt_to != NULL && o->format != MV_EXPORT_ZIP && o->format != MV_EXPORT_TAR)
+		return mv_fail(error_r, MV_ERR_USAGE, "encrypting a bundle is for --format zip or tar");
+	if (o->encrypt_to != NULL) {
+		char *gpg = o->split_size > 0 ? g_strdup_printf("%s.001.gpg", o->out)
+		                              : g_strdup_printf("%s.gpg", o->out);
+		gboolean exists = g_file_test(gpg, G_FILE_TEST_EXISTS);
+		g_free(gpg);
+		if (exists)
+			return mv_fail(error_r, MV_ERR_USAGE, "%s.gpg (or its first part) exists already", o->out);
+	}
+	/* Keys that cannot encrypt or sign fail now, not after the export. */
+	if (o->encrypt_to != NULL) {
+		mv_status kst = mv_encrypt_keys_check(o->encrypt_to, &sum->recipients, error_r);
+		if (kst != MV_OK)
+			return kst;
+	}
 	if (o->sign_key != NULL && mv_sign_key_check(o->sign_key, &sum->signer, error_r) != MV_OK)
 		return MV_ERR_CONFIG;
 	exporter x = {.db = db, .blobs = blobs, .o = o, .sum = sum};

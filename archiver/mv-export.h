@@ -77,6 +77,10 @@ typedef struct {
 	guint64 split_size;        /* 0: one part */
 	const char *actor;         /* who exports (audit, manifest) */
 	const char *sign_key;      /* OpenPGP key (GnuPG keyring) to sign SHA256SUMS with, or NULL */
+	const char *const *encrypt_to; /* zip/tar only: NULL-terminated OpenPGP recipients (public
+	                              keys of the GnuPG keyring); each part is written as PART.gpg
+	                              encrypted to them, the clear archive only in a private
+	                              temporary directory, removed on every path; NULL: clear */
 	const char *version;       /* mailvault version (manifest) */
 	void (*progress)(void *context, const mv_export_progress *progress);
 	void *progress_context;
@@ -113,6 +117,7 @@ typedef struct {
 	gint64 unaccounted;  /* ids the hold's audit entries name, neither here nor tombstoned */
 	gint64 held_at_creation; /* the hold's hold.create entry: messages=N; -1 unknown */
 	char *signer;        /* fingerprint of the key that signed, or NULL */
+	char **recipients;   /* fingerprints encrypted to (NULL-terminated), or NULL */
 } mv_export_summary;
 
 void mv_export_summary_clear(mv_export_summary *summary);
@@ -121,7 +126,8 @@ void mv_export_summary_clear(mv_export_summary *summary);
  * some are listed in errors (summary says which); MV_ERR_DESTROYED: a hold
  * export found no message to export, and records of the hold were destroyed
  * (the bundle is written, with destroyed.xml, and audited); MV_ERR_NOT_FOUND: no
- * such hold; MV_ERR_CONFIG: sign_key cannot be used; MV_ERR_QUERY: a bad query; MV_ERR_USAGE: bad options or out
+ * such hold; MV_ERR_CONFIG: sign_key or a recipient of encrypt_to cannot be
+ * used (checked before anything is written); MV_ERR_QUERY: a bad query; MV_ERR_USAGE: bad options or out
  * exists; MV_ERR_IO, MV_ERR_DB: the export stopped (what was written is
  * not a bundle to hand out; no audit entry is made).  summary_r is filled
  * whatever the outcome. */
@@ -149,6 +155,7 @@ typedef struct {
 	char *signer;        /* the signer's primary key fingerprint, or NULL */
 	char *signer_uid;    /* and user id */
 	char *signer_validity; /* GnuPG's validity of that key: "ultimate", "full", ... */
+	gboolean encrypted;  /* PATH was an encrypted bundle (.gpg), decrypted to check it */
 } mv_export_verify_report;
 
 void mv_export_verify_report_clear(mv_export_verify_report *report);
@@ -164,7 +171,11 @@ void mv_export_verify_report_clear(mv_export_verify_report *report);
  * MV_ERR_SIGNATURE: the signature is bad (SHA256SUMS is not what was
  * signed); MV_ERR_CONFIG: signed, but the signer's public key is not in the
  * keyring (or GnuPG is missing); MV_ERR_INTEGRITY with *error_r naming the
- * first discrepancy; MV_ERR_NOT_FOUND / MV_ERR_INPUT as mv_bundle_verify. */
+ * first discrepancy; MV_ERR_NOT_FOUND / MV_ERR_INPUT as mv_bundle_verify.
+ * A PATH ending in .gpg is an encrypted bundle: it is decrypted with a
+ * secret key of the GnuPG keyring into a private temporary file (removed
+ * afterwards) and that is checked; MV_ERR_CONFIG when no secret key opens
+ * it, otherwise as mv_decrypt_file (mv-sign.h). */
 mv_status mv_export_verify(const char *path, mv_export_verify_report *report_r, char **error_r)
 	MV_WARN_UNUSED;
 

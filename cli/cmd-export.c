@@ -13,7 +13,8 @@
 static const char help[] =
 	"Usage: mailvault export (--hold NAME | --query QUERY) --out PATH\n"
 	"                        [--format dir|zip|tar|mbox] [--with-attachments]\n"
-	"                        [--split-size SIZE] [--sign KEY] [--json]\n"
+	"                        [--split-size SIZE] [--sign KEY]\n"
+	"                        [--encrypt-to RECIPIENT]... [--json]\n"
 	"\n"
 	"Write the messages of a hold (active or released), or those a query matches,\n"
 	"as a case bundle at PATH (which must not exist): each message's original .eml,\n"
@@ -26,7 +27,11 @@ static const char help[] =
 	"file (case.zip -> case/).  Check it with 'mailvault verify-bundle PATH', or\n"
 	"with 'gpg --verify SHA256SUMS.asc SHA256SUMS', 'sha256sum -c SHA256SUMS' and\n"
 	"'xmllint --schema edrm-1.2.xsd loadfile.xml' inside it.  --format mbox writes\n"
-	"one mboxrd file for mail clients instead.\n"
+	"one mboxrd file for mail clients instead.  With --encrypt-to (zip or tar) the\n"
+	"archive is written as PATH.gpg (each part PATH.NNN.gpg), OpenPGP-encrypted to\n"
+	"the recipients' public keys: 'gpg --decrypt PATH.gpg > PATH' opens it, and\n"
+	"'mailvault verify-bundle PATH.gpg' decrypts and checks it; the clear archive\n"
+	"exists only in a private temporary directory, removed on every path.\n"
 	"\n"
 	"A message that cannot be read intact is listed in errors.xml and the export\n"
 	"goes on (exit 65).  Records of the hold that purge destroyed are listed in\n"
@@ -49,6 +54,10 @@ static const char help[] =
 	"  --sign KEY           sign SHA256SUMS with this OpenPGP key of the GnuPG\n"
 	"                       keyring (GNUPGHOME): fingerprint, key id or user id\n"
 	"                       (exit 78 when it is not one usable secret key)\n"
+	"  --encrypt-to RECIPIENT  encrypt the zip or tar to this public key of the\n"
+	"                       GnuPG keyring (fingerprint, key id or user id); repeat\n"
+	"                       for several recipients; checked before anything is\n"
+	"                       written (exit 78 when one is not exactly one usable key)\n"
 	"  --json               print the summary as JSON\n" MV_CLI_COMMON_HELP;
 
 typedef struct {
@@ -91,6 +100,10 @@ static void print_summary(const mv_export_summary *s, gboolean json)
 		else
 			mv_json_add_null(b, "held_at_creation");
 		mv_json_add_string(b, "signer", s->signer);
+		mv_json_begin_array(b, "encrypted_to");
+		for (guint i = 0; s->recipients != NULL && s->recipients[i] != NULL; i++)
+			json_builder_add_string_value(b, s->recipients[i]);
+		json_builder_end_array(b);
 		mv_json_begin_array(b, "parts");
 		for (guint i = 0; s->parts != NULL && i < s->parts->len; i++) {
 			const mv_export_part *p = s->parts->pdata[i];
@@ -130,6 +143,11 @@ static void print_summary(const mv_export_summary *s, gboolean json)
 	printf("; audit entry %" G_GINT64_FORMAT "\n", s->audit_seq);
 	if (s->signer != NULL)
 		printf("  signed by %s (SHA256SUMS.asc)\n", s->signer);
+	if (s->recipients != NULL) {
+		char *to = g_strjoinv(", ", s->recipients);
+		printf("  encrypted to %s (OpenPGP)\n", to);
+		g_free(to);
+	}
 	for (guint i = 0; s->parts != NULL && i < s->parts->len; i++) {
 		const mv_export_part *p = s->parts->pdata[i];
 		printf("  %s: %" G_GINT64_FORMAT " messages, SHA-256 %s\n", p->path, p->messages, p->sha256);
@@ -151,9 +169,11 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 	                                         {"include-infected", no_argument, NULL, 'I'},
 	                                         {"split-size", required_argument, NULL, 's'},
 	                                         {"sign", required_argument, NULL, 'S'},
+	                                         {"encrypt-to", required_argument, NULL, 'E'},
 	                                         {"json", no_argument, NULL, 'j'},
 	                                         {NULL, 0, NULL, 0}};
 	mv_export_options opt = {.format = MV_EXPORT_DIR, .version = MV_VERSION};
+	g_autoptr(GPtrArray) recipients = g_ptr_array_new();
 	int o;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -178,6 +198,11 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 				                          "not '%s'", optarg);
 			break;
 		case 'S': opt.sign_key = optarg; break;
+		case 'E':
+			if (*optarg == '\0')
+				return mv_cli_usage_error(cli, "--encrypt-to wants a key: fingerprint, key id or user id");
+			g_ptr_array_add(recipients, optarg);
+			break;
 		case 'j': cli->json = TRUE; break;
 		default: return mv_cli_usage_error(cli, "unknown option");
 		}
@@ -192,6 +217,12 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "--with-attachments does not apply to --format mbox");
 	if (opt.format == MV_EXPORT_MBOX && opt.sign_key != NULL)
 		return mv_cli_usage_error(cli, "--sign signs a bundle's SHA256SUMS: not for --format mbox");
+	if (recipients->len > 0 && opt.format != MV_EXPORT_ZIP && opt.format != MV_EXPORT_TAR)
+		return mv_cli_usage_error(cli, "--encrypt-to encrypts a zip or tar: give --format zip or tar");
+	if (recipients->len > 0) {
+		g_ptr_array_add(recipients, NULL);
+		opt.encrypt_to = (const char *const *)recipients->pdata;
+	}
 	opt.actor = mv_audit_actor();
 	progress_state ps = {0};
 	if (mv_cli_progress_enabled()) {

@@ -14,12 +14,16 @@ static const char help[] =
 	"present at that size and SHA-256; the manifest's counts; and the audit\n"
 	"entries in audit.xml (each entry's hash from its fields and prev_hash,\n"
 	"consecutive entries linked).  A zip or tar holds the bundle in one top-level\n"
-	"folder; flat ones of older versions are read too.  Needs no database.\n"
+	"folder; flat ones of older versions are read too.  A PATH ending in .gpg is an\n"
+	"encrypted bundle (export --encrypt-to): it is decrypted with your secret key\n"
+	"(GnuPG keyring) into a temporary file, removed afterwards, and checked as\n"
+	"above.  Needs no database.\n"
 	"\n"
 	"Exit status: 0 intact; 79 a changed, missing or extra file, a count, or an\n"
 	"altered audit entry (the first discrepancy is named); 81 the signature is\n"
 	"bad (SHA256SUMS is not what was signed), or not by --signer; 78 signed, but\n"
-	"the signer's public key is not in the keyring (import it and verify again).\n"
+	"the signer's public key is not in the keyring (import it and verify again),\n"
+	"or no secret key of the keyring decrypts a .gpg bundle.\n"
 	"\n"
 	"Options:\n"
 	"  --signer FPR    the bundle must be signed by the key with this fingerprint\n"
@@ -73,6 +77,7 @@ int mv_cmd_verify_bundle(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "audit_entries", r.audit_entries);
 		mv_json_add_bool(b, "audit_checked", r.audit_checked);
 		mv_json_add_string(b, "signature", r.signature);
+		mv_json_add_bool(b, "encrypted", r.encrypted);
 		mv_json_add_string(b, "signer", r.signer);
 		mv_json_add_string(b, "signer_uid", r.signer_uid);
 		mv_json_add_string(b, "signer_validity", r.signer_validity);
@@ -88,6 +93,8 @@ int mv_cmd_verify_bundle(mv_cli *cli, int argc, char **argv)
 		       path, r.format, *r.folder ? ", folder " : "", r.folder, r.files, r.documents,
 		       r.attachments, r.errors, r.destroyed, r.audit_entries,
 		       r.audit_checked ? "rechecked" : "(not rechecked: no prev_hash)", r.sums_sha256);
+		if (r.encrypted)
+			printf("decrypted with a secret key of the GnuPG keyring\n");
 		if (g_strcmp0(r.signature, "good") == 0)
 			printf("good signature by %s%s%s%s (key validity: %s)\n", r.signer,
 			       r.signer_uid != NULL ? " \"" : "", r.signer_uid != NULL ? r.signer_uid : "",
