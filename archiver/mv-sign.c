@@ -56,21 +56,27 @@ static gboolean usable_for_signing(gpgme_key_t k)
 	return FALSE;
 }
 
-/* The one secret key that pattern names and that can sign. */
-static mv_status find_signer(gpgme_ctx_t ctx, const char *pattern, gpgme_key_t *key_r,
-                             char **error_r)
+/* List the keys pattern names (secret ones when secret) and keep the
+ * first for which usable is TRUE in *key_r when it is the only one: the
+ * caller words the error from *matched_r and *usable_r.  FALSE when the
+ * keyring cannot be listed (*error_r set). */
+static gboolean find_unique_key(gpgme_ctx_t ctx, const char *pattern, gboolean secret,
+                                gboolean (*usable)(gpgme_key_t), gpgme_key_t *key_r,
+                                guint *matched_r, guint *usable_r, char **error_r)
 {
 	*key_r = NULL;
-	gpgme_error_t e = gpgme_op_keylist_start(ctx, pattern, 1);
-	if (e != 0)
-		return mv_fail(error_r, MV_ERR_CONFIG, "cannot list the secret keys of the keyring: %s",
-		               gpgme_strerror(e));
-	guint matched = 0, usable = 0;
+	*matched_r = *usable_r = 0;
+	gpgme_error_t e = gpgme_op_keylist_start(ctx, pattern, secret ? 1 : 0);
+	if (e != 0) {
+		mv_fail(error_r, MV_ERR_CONFIG, "cannot list the %s keys of the keyring: %s",
+		        secret ? "secret" : "public", gpgme_strerror(e));
+		return FALSE;
+	}
 	gpgme_key_t k = NULL;
 	while (gpgme_op_keylist_next(ctx, &k) == 0) {
-		matched++;
-		if (usable_for_signing(k)) {
-			usable++;
+		(*matched_r)++;
+		if (usable(k)) {
+			(*usable_r)++;
 			if (*key_r == NULL) {
 				*key_r = k;
 				continue;
@@ -79,11 +85,23 @@ static mv_status find_signer(gpgme_ctx_t ctx, const char *pattern, gpgme_key_t *
 		gpgme_key_unref(k);
 	}
 	gpgme_op_keylist_end(ctx);
+	if (*usable_r != 1 && *key_r != NULL) {
+		gpgme_key_unref(*key_r);
+		*key_r = NULL;
+	}
+	return TRUE;
+}
+
+/* The one secret key that pattern names and that can sign. */
+static mv_status find_signer(gpgme_ctx_t ctx, const char *pattern, gpgme_key_t *key_r,
+                             char **error_r)
+{
+	guint matched = 0, usable = 0;
+	if (!find_unique_key(ctx, pattern, TRUE, usable_for_signing, key_r, &matched, &usable,
+	                     error_r))
+		return MV_ERR_CONFIG;
 	if (usable == 1)
 		return MV_OK;
-	if (*key_r != NULL)
-		gpgme_key_unref(*key_r);
-	*key_r = NULL;
 	if (matched == 0)
 		return mv_fail(error_r, MV_ERR_CONFIG, "no secret key '%s' in the GnuPG keyring (%s)",
 		               pattern, g_getenv("GNUPGHOME") != NULL ? "GNUPGHOME" : "~/.gnupg");
@@ -279,29 +297,12 @@ static mv_status find_recipient(gpgme_ctx_t ctx, const char *pattern, gpgme_key_
 	*key_r = NULL;
 	if (pattern == NULL || *pattern == '\0')
 		return mv_fail(error_r, MV_ERR_USAGE, "an empty recipient to encrypt to");
-	gpgme_error_t e = gpgme_op_keylist_start(ctx, pattern, 0);
-	if (e != 0)
-		return mv_fail(error_r, MV_ERR_CONFIG, "cannot list the public keys of the keyring: %s",
-		               gpgme_strerror(e));
 	guint matched = 0, usable = 0;
-	gpgme_key_t k = NULL;
-	while (gpgme_op_keylist_next(ctx, &k) == 0) {
-		matched++;
-		if (usable_for_encryption(k)) {
-			usable++;
-			if (*key_r == NULL) {
-				*key_r = k;
-				continue;
-			}
-		}
-		gpgme_key_unref(k);
-	}
-	gpgme_op_keylist_end(ctx);
+	if (!find_unique_key(ctx, pattern, FALSE, usable_for_encryption, key_r, &matched, &usable,
+	                     error_r))
+		return MV_ERR_CONFIG;
 	if (usable == 1)
 		return MV_OK;
-	if (*key_r != NULL)
-		gpgme_key_unref(*key_r);
-	*key_r = NULL;
 	if (matched == 0)
 		return mv_fail(error_r, MV_ERR_CONFIG, "no public key '%s' in the GnuPG keyring (%s) to "
 		               "encrypt to", pattern, g_getenv("GNUPGHOME") != NULL ? "GNUPGHOME" : "~/.gnupg");
