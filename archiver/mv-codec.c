@@ -6,8 +6,14 @@
 #include <zdict.h>
 #include <zstd.h>
 
+/* The compression side of a dictionary is built on first use: a command
+ * that only reads (get, show, export) never pays the millisecond that
+ * ZSTD_createCDict takes for a 112 KiB dictionary. */
 struct mv_zdict {
 	int id;
+	int level;
+	GBytes *data;      /* kept until the CDict is built */
+	GMutex cdict_lock; /* writers on several threads may share one dict */
 	ZSTD_CDict *cdict;
 	ZSTD_DDict *ddict;
 };
@@ -16,11 +22,30 @@ mv_zdict *mv_zdict_new(int id, const void *data, size_t len, int level)
 {
 	mv_zdict *d = g_new0(mv_zdict, 1);
 	d->id = id;
-	d->cdict = ZSTD_createCDict(data, len, level);
+	d->level = level;
+	g_mutex_init(&d->cdict_lock);
 	d->ddict = ZSTD_createDDict(data, len);
-	if (d->cdict == NULL || d->ddict == NULL)
+	if (d->ddict == NULL) {
 		mv_zdict_free(&d);
+		return NULL;
+	}
+	d->data = g_bytes_new(data, len);
 	return d;
+}
+
+static ZSTD_CDict *zdict_cdict(mv_zdict *d)
+{
+	g_mutex_lock(&d->cdict_lock);
+	if (d->cdict == NULL && d->data != NULL) {
+		gsize len = 0;
+		const void *p = g_bytes_get_data(d->data, &len);
+		d->cdict = ZSTD_createCDict(p, len, d->level);
+		if (d->cdict != NULL)
+			g_clear_pointer(&d->data, g_bytes_unref);
+	}
+	ZSTD_CDict *c = d->cdict;
+	g_mutex_unlock(&d->cdict_lock);
+	return c;
 }
 
 int mv_zdict_id(const mv_zdict *dict)
@@ -34,6 +59,9 @@ void mv_zdict_free(mv_zdict **dict)
 		return;
 	ZSTD_freeCDict((*dict)->cdict);
 	ZSTD_freeDDict((*dict)->ddict);
+	if ((*dict)->data != NULL)
+		g_bytes_unref((*dict)->data);
+	g_mutex_clear(&(*dict)->cdict_lock);
 	g_free(*dict);
 	*dict = NULL;
 }
@@ -71,7 +99,7 @@ static void free_cctx(gpointer cctx)
 
 static GPrivate thread_cctx = G_PRIVATE_INIT(free_cctx);
 
-mv_status mv_codec_compress(const void *in, size_t len, int level, const mv_zdict *dict,
+mv_status mv_codec_compress(const void *in, size_t len, int level, mv_zdict *dict,
                             mv_codec *codec_r, GBytes **out_r, char **error_r)
 {
 	/* One compression context per thread, kept (and freed when the thread
@@ -87,8 +115,13 @@ mv_status mv_codec_compress(const void *in, size_t len, int level, const mv_zdic
 	size_t cap = ZSTD_compressBound(len);
 	void *buf = g_malloc(cap);
 	size_t n;
-	if (dict != NULL)
-		n = ZSTD_compress_usingCDict(cctx, buf, cap, in, len, dict->cdict);
+	ZSTD_CDict *cdict = dict != NULL ? zdict_cdict(dict) : NULL;
+	if (dict != NULL && cdict == NULL) {
+		g_free(buf);
+		return mv_fail(error_r, MV_ERR_INTERNAL, "cannot build the zstd compression dictionary");
+	}
+	if (cdict != NULL)
+		n = ZSTD_compress_usingCDict(cctx, buf, cap, in, len, cdict);
 	else
 		n = ZSTD_compressCCtx(cctx, buf, cap, in, len, level);
 	if (ZSTD_isError(n)) {

@@ -37,7 +37,7 @@ mv_status mv_zdict_train(GPtrArray *samples, size_t max_size, GBytes **dict_r, c
 /* Compress in[0..len).  With dict non-NULL the result is MV_CODEC_ZSTD_DICT.
  * When compression does not make the data smaller, the data is kept as is
  * and *codec_r is MV_CODEC_NONE. */
-mv_status mv_codec_compress(const void *in, size_t len, int level, const mv_zdict *dict,
+mv_status mv_codec_compress(const void *in, size_t len, int level, mv_zdict *dict,
                             mv_codec *codec_r, GBytes **out_r, char **error_r) MV_WARN_UNUSED;
 
 /* Decompress data stored with codec; raw_size is the expected size and is

@@ -51,6 +51,35 @@ static void quiet_notice(void *arg, const char *message)
 	(void)message;
 }
 
+/* TRUE when schema_version holds exactly the migrations 1..N this binary
+ * embeds (a newer schema is left to mv_db_migrate's loop, which changes
+ * nothing then, and to the version check of guests). */
+static mv_status schema_is_current(mv_db *db, gboolean *current_r, char **error_r)
+{
+	*current_r = FALSE;
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT to_regclass('schema_version') IS NOT NULL", 0, NULL,
+	                           NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	gboolean exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!exists)
+		return MV_OK;
+	char n[16];
+	g_snprintf(n, sizeof n, "%d", mv_migrations_count);
+	const char *params[] = {n};
+	st = mv_db_query(db,
+	                 "SELECT count(*) FILTER (WHERE version BETWEEN 1 AND $1::int) = $1::int "
+	                 "AND coalesce(max(version), 0) = $1::int FROM schema_version",
+	                 1, params, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	*current_r = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return MV_OK;
+}
+
 mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 {
 	*db_r = NULL;
@@ -130,8 +159,15 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 		st = mv_db_exec(db, set, error_r);
 		g_free(set);
 	}
-	if (st == MV_OK && embedded && owner && !options->no_migrate)
-		st = mv_db_migrate(db, NULL, error_r);
+	if (st == MV_OK && embedded && owner && !options->no_migrate) {
+		/* Every command opens the database: when the schema is complete
+		 * (the usual case) one read says so, and the migration loop, a
+		 * locked transaction per migration, is not run at all. */
+		gboolean current = FALSE;
+		st = schema_is_current(db, &current, error_r);
+		if (st == MV_OK && !current)
+			st = mv_db_migrate(db, NULL, error_r);
+	}
 	if (st == MV_OK && (!embedded || !owner) && !options->no_migrate) {
 		int version = 0;
 		st = mv_db_schema_version(db, &version, error_r);

@@ -187,7 +187,7 @@ static GByteArray *random_data(gsize len, guint32 seed)
 	return a;
 }
 
-static GBytes *compress_ok(const void *in, size_t len, int level, const mv_zdict *dict,
+static GBytes *compress_ok(const void *in, size_t len, int level, mv_zdict *dict,
                            mv_codec *codec_r)
 {
 	GBytes *out = NULL;
