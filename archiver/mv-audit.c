@@ -83,7 +83,9 @@ mv_status mv_audit_append(mv_db *db, const char *actor, const char *action, cons
 {
 	const char *v[] = {actor, action, subject != NULL ? subject : "", details != NULL ? details : ""};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(db, MV_AUDIT_APPEND_SQL, 4, v, NULL, NULL, 0, &r, error_r);
+	/* On a read replica the entry is written on the primary. */
+	mv_status st = mv_db_query(mv_db_writer(db), MV_AUDIT_APPEND_SQL, 4, v, NULL, NULL, 0, &r,
+	                           error_r);
 	if (st == MV_OK && seq_r != NULL)
 		*seq_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);

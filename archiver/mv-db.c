@@ -18,6 +18,7 @@ struct mv_db {
 	mv_status pipe_status; /* and its status */
 	char last_sqlstate[6]; /* of the last failure mv_db_fail saw, or "" */
 	char *home;            /* --home as given (NULL: the default home) */
+	mv_db *primary;        /* writes go here when this is a replica */
 };
 
 typedef struct {
@@ -188,6 +189,54 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 	return MV_OK;
 }
 
+void mv_db_attach_primary(mv_db *replica, mv_db *primary)
+{
+	mv_db_close(&replica->primary);
+	replica->primary = primary;
+}
+
+mv_db *mv_db_writer(mv_db *db)
+{
+	return db->primary != NULL ? db->primary : db;
+}
+
+gboolean mv_db_is_replica(const mv_db *db)
+{
+	return db->primary != NULL;
+}
+
+mv_status mv_db_replica_lag(mv_db *db, gint64 *bytes_r, double *seconds_r, char **error_r)
+{
+	*bytes_r = 0;
+	*seconds_r = -1;
+	if (db->primary == NULL)
+		return mv_fail(error_r, MV_ERR_CONFIG, "not reading from a replica");
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db->primary, "SELECT pg_current_wal_lsn()::text", 0, NULL, NULL,
+	                           NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	char *lsn = g_strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	const char *v[] = {lsn};
+	st = mv_db_query(db,
+	                 "SELECT pg_is_in_recovery(), "
+	                 "greatest(pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn()), 0)::bigint, "
+	                 "extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())",
+	                 1, v, NULL, NULL, 0, &r, error_r);
+	g_free(lsn);
+	if (st != MV_OK)
+		return st;
+	if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
+		st = mv_fail(error_r, MV_ERR_CONFIG, "the read database is not a standby (it is not in recovery)");
+	else {
+		*bytes_r = PQgetisnull(r, 0, 1) ? 0 : g_ascii_strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+		*seconds_r = PQgetisnull(r, 0, 2) ? -1 : g_ascii_strtod(PQgetvalue(r, 0, 2), NULL);
+	}
+	PQclear(r);
+	return st;
+}
+
 const char *mv_db_home(const mv_db *db)
 {
 	return db->home;
@@ -197,6 +246,7 @@ void mv_db_close(mv_db **db)
 {
 	if (db == NULL || *db == NULL)
 		return;
+	mv_db_close(&(*db)->primary);
 	PQfinish((*db)->conn);
 	g_free((*db)->describe);
 	g_free((*db)->home);

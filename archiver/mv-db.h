@@ -41,6 +41,21 @@ typedef struct {
 extern const mv_migration mv_migrations[];
 extern const int mv_migrations_count;
 
+/* A read replica (a streaming-replication standby): reads go to replica,
+ * writes (mv_db_writer: the audit entries of reads) to primary, which the
+ * replica now owns and closes with itself. */
+void mv_db_attach_primary(mv_db *replica, mv_db *primary);
+/* The connection that writes go to: the attached primary, else db. */
+mv_db *mv_db_writer(mv_db *db);
+/* TRUE when db reads from a replica (mv_db_attach_primary). */
+gboolean mv_db_is_replica(const mv_db *db);
+/* How far a replica is behind its primary: WAL bytes received by the
+ * primary but not yet replayed here, and seconds since the last replayed
+ * transaction (-1 when nothing was replayed yet).  MV_ERR_CONFIG when db
+ * is not a standby. */
+mv_status mv_db_replica_lag(mv_db *db, gint64 *bytes_r, double *seconds_r, char **error_r)
+	MV_WARN_UNUSED;
+
 /* True when options select the embedded cluster: an explicit home and no
  * explicit conninfo, or no conninfo anywhere. */
 gboolean mv_db_uses_embedded(const mv_db_options *options);

@@ -231,7 +231,7 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 	}
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
-	int rc = mv_cli_open(cli, &db, &blobs);
+	int rc = mv_cli_open_read(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;
 	mv_export_summary sum;

@@ -54,7 +54,7 @@ int mv_cmd_get(mv_cli *cli, int argc, char **argv)
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
 	cli->interactive = TRUE; /* a person or a script waits for the answer */
-	int rc = mv_cli_open(cli, &db, &blobs);
+	int rc = mv_cli_open_read(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;
 	char *err = NULL;
@@ -89,6 +89,14 @@ int mv_cmd_get(mv_cli *cli, int argc, char **argv)
 			st = tst;
 		}
 		g_free(terr);
+	}
+	if (st == MV_ERR_NOT_FOUND && mv_db_is_replica(db)) {
+		/* Perhaps not replayed yet: say how far behind the replica is. */
+		char *lag = mv_cli_replica_note(db);
+		char *e = g_strdup_printf("%s%s", err != NULL ? err : "not found", lag);
+		g_free(lag);
+		g_free(err);
+		err = e;
 	}
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);

@@ -341,10 +341,10 @@ static int cmd_imap(mv_cli *cli, int argc, char **argv)
 				rc = mv_cli_usage_error(cli, "unknown option");
 				break;
 			}
-			if (!apply(cli, cmd, longopts[o + 2].name, optarg, &password_file))
+			if (!apply(cli, cmd, longopts[o - 1 + MV_CLI_COMMON_LONG_OPTIONS_COUNT].name, optarg, &password_file))
 				rc = MV_EXIT_USAGE;
 			else
-				g_ptr_array_add(given, (gpointer)longopts[o + 2].name);
+				g_ptr_array_add(given, (gpointer)longopts[o - 1 + MV_CLI_COMMON_LONG_OPTIONS_COUNT].name);
 		}
 	}
 	if (rc == 0 && optind != argc)

@@ -123,7 +123,7 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 	g_ptr_array_free(words, TRUE);
 	mv_db *db = NULL;
 	cli->interactive = TRUE; /* a person waits for the answer */
-	int rc = mv_cli_open(cli, &db, NULL);
+	int rc = mv_cli_open_read(cli, &db, NULL);
 	if (rc != 0) {
 		g_free(query);
 		return rc;

@@ -266,7 +266,7 @@ int mv_cmd_show(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "expected one message ID, SHA-256 or registration number");
 	mv_db *db = NULL;
 	cli->interactive = TRUE; /* a person waits for the answer */
-	int rc = mv_cli_open(cli, &db, NULL);
+	int rc = mv_cli_open_read(cli, &db, NULL);
 	if (rc != 0)
 		return rc;
 	char *err = NULL;
@@ -303,6 +303,14 @@ int mv_cmd_show(mv_cli *cli, int argc, char **argv)
 			st = tst;
 		}
 		g_free(terr);
+	}
+	if (st == MV_ERR_NOT_FOUND && mv_db_is_replica(db)) {
+		/* Perhaps not replayed yet: say how far behind the replica is. */
+		char *lag = mv_cli_replica_note(db);
+		char *e = g_strdup_printf("%s%s", err != NULL ? err : "not found", lag);
+		g_free(lag);
+		g_free(err);
+		err = e;
 	}
 	mv_db_close(&db);
 	if (st != MV_OK) {

@@ -184,7 +184,7 @@ int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv)
 			rc = mv_cli_usage_error(cli, "unknown option");
 			break;
 		}
-		if (!apply(cli, &st, longopts[o + 2].name, optarg))
+		if (!apply(cli, &st, longopts[o - 1 + MV_CLI_COMMON_LONG_OPTIONS_COUNT].name, optarg))
 			rc = MV_EXIT_USAGE;
 	}
 	if (rc == 0 && optind != argc)

@@ -53,11 +53,17 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	mv_db *db = NULL;
 	cli->interactive = TRUE; /* stats only reads */
-	if ((rc = mv_cli_open(cli, &db, NULL)) != 0)
+	if ((rc = mv_cli_open_read(cli, &db, NULL)) != 0)
 		return rc;
 	mv_stats s;
 	char *err = NULL;
 	mv_status st = mv_catalog_stats(db, &s, &err);
+	/* On a replica the counts are as of its last replayed transaction. */
+	gint64 lag_bytes = 0;
+	double lag_seconds = -1;
+	gboolean replica = st == MV_OK && mv_db_is_replica(db);
+	if (replica)
+		st = mv_db_replica_lag(db, &lag_bytes, &lag_seconds, &err);
 	mv_db_close(&db);
 	if (st != MV_OK) {
 		rc = mv_cli_fail(cli, st, err);
@@ -82,6 +88,10 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "virus_infected", s.virus_infected);
 		mv_json_add_int(b, "spam_unscanned", s.spam_unscanned);
 		mv_json_add_string(b, "scope", s.restricted ? "visible" : "archive");
+		if (replica) {
+			mv_json_add_int(b, "replica_lag_bytes", lag_bytes);
+			mv_json_add_double(b, "replica_lag_seconds", lag_seconds);
+		}
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 	} else {
@@ -97,6 +107,9 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 		printf("infected:     %" G_GINT64_FORMAT "\n", s.virus_infected);
 		printf("not virus-scanned: %" G_GINT64_FORMAT " (mailvault scan)\n", s.virus_unscanned);
 		printf("not spam-scored:   %" G_GINT64_FORMAT "\n", s.spam_unscanned);
+		if (replica)
+			printf("read from a replica: %" G_GINT64_FORMAT " bytes of WAL behind the primary, "
+			       "last replayed transaction %.1f s ago\n", lag_bytes, lag_seconds);
 		if (s.pending_index > 0)
 			printf("not yet indexed: %" G_GINT64_FORMAT " (searchable; run mailvault index)\n",
 			       s.pending_index);

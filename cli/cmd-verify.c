@@ -69,7 +69,7 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 		return mv_cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
-	int rc = mv_cli_open(cli, &db, &blobs);
+	int rc = mv_cli_open_read(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;
 	gboolean tty = mv_cli_progress_enabled();

@@ -65,7 +65,7 @@ static const mv_cli_command commands[] = {
 
 static void usage(FILE *f)
 {
-	fputs("Usage: mailvault [--home DIR] [--db CONNINFO] COMMAND [OPTIONS] [ARGS]\n"
+	fputs("Usage: mailvault [--home DIR] [--db CONNINFO] [--db-read CONNINFO] COMMAND [OPTIONS] [ARGS]\n"
 	      "\n"
 	      "mailvault keeps every message a company sends or receives: byte-exact,\n"
 	      "deduplicated, compressed, searchable, in PostgreSQL.\n"
@@ -146,6 +146,16 @@ int main(int argc, char **argv)
 		}
 		if (g_str_has_prefix(a, "--db=")) {
 			cli.db = a + 5;
+			i++;
+			continue;
+		}
+		if (strcmp(a, "--db-read") == 0 && i + 1 < argc) {
+			cli.db_read = argv[i + 1];
+			i += 2;
+			continue;
+		}
+		if (g_str_has_prefix(a, "--db-read=")) {
+			cli.db_read = a + 10;
 			i++;
 			continue;
 		}

@@ -76,47 +76,80 @@ gboolean mv_cli_common_option(mv_cli *cli, int opt, const char *arg)
 	case 'D':
 		cli->db = arg;
 		return TRUE;
+	case 'R':
+		cli->db_read = arg;
+		return TRUE;
 	default:
 		return FALSE;
 	}
 }
 
-int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r)
+/* Open one database (conninfo NULL: --db, MAILVAULT_DB or the embedded
+ * cluster) with the actor set; on failure *err_r says why. */
+static mv_status open_db(mv_cli *cli, const char *conninfo, mv_db **db_r, char **err_r)
 {
-	char *err = NULL;
-	*db_r = NULL;
-	if (blobs_r != NULL)
-		*blobs_r = NULL;
-	mv_status st = mv_parser_init(&err);
-	mv_db_options opts = {.home = cli->home, .conninfo = cli->db};
+	mv_db_options opts = {.home = cli->home, .conninfo = conninfo != NULL ? conninfo : cli->db};
 	if (cli->interactive) {
 		const char *t = g_getenv("MAILVAULT_STATEMENT_TIMEOUT");
 		gint64 ms = t != NULL && *t != '\0' ? g_ascii_strtoll(t, NULL, 10) : 60000;
 		opts.statement_timeout_ms = (guint)CLAMP(ms, 0, G_MAXINT32);
 	}
-	if (st == MV_OK)
-		st = mv_db_open(&opts, db_r, &err);
+	mv_status st = mv_db_open(&opts, db_r, err_r);
 	if (st == MV_OK) {
 		/* Who acts, for the audit entries the database writes itself
 		 * (schema/013-record-guards.sql): the same actor as ours. */
 		const char *v[] = {mv_audit_actor()};
 		PGresult *r = NULL;
 		st = mv_db_query(*db_r, "SELECT set_config('mailvault.actor', $1, false)", 1, v, NULL,
-		                 NULL, 0, &r, &err);
+		                 NULL, 0, &r, err_r);
 		PQclear(r);
 		if (st != MV_OK)
 			mv_db_close(db_r);
 	}
+	return st;
+}
+
+static mv_status open_blobs(mv_cli *cli, mv_db *db, mv_blobstore **blobs_r, char **err_r)
+{
+	mv_blobstore_settings settings;
+	mv_blobstore_settings_default(&settings);
+	const char *lvl = g_getenv("MAILVAULT_ZSTD_LEVEL");
+	if (cli->zstd_level != 0)
+		settings.zstd_level = cli->zstd_level;
+	else if (lvl != NULL && *lvl != '\0')
+		settings.zstd_level = (int)g_ascii_strtoll(lvl, NULL, 10);
+	settings.key_file = cli->key_file;
+	return mv_blobstore_pg_new(db, &settings, blobs_r, err_r);
+}
+
+static int open_archive(mv_cli *cli, const char *read_conninfo, mv_db **db_r,
+                        mv_blobstore **blobs_r)
+{
+	char *err = NULL;
+	*db_r = NULL;
+	if (blobs_r != NULL)
+		*blobs_r = NULL;
+	mv_status st = mv_parser_init(&err);
+	mv_db *primary = NULL;
+	if (st == MV_OK)
+		st = open_db(cli, NULL, &primary, &err);
+	if (st == MV_OK && read_conninfo != NULL) {
+		mv_db *replica = NULL;
+		st = open_db(cli, read_conninfo, &replica, &err);
+		if (st == MV_OK) {
+			mv_db_attach_primary(replica, primary);
+			primary = replica;
+		} else {
+			char *e = g_strdup_printf("the read replica: %s", err);
+			g_free(err);
+			err = e;
+			mv_db_close(&primary);
+		}
+	}
+	if (st == MV_OK)
+		*db_r = primary;
 	if (st == MV_OK && blobs_r != NULL) {
-		mv_blobstore_settings settings;
-		mv_blobstore_settings_default(&settings);
-		const char *lvl = g_getenv("MAILVAULT_ZSTD_LEVEL");
-		if (cli->zstd_level != 0)
-			settings.zstd_level = cli->zstd_level;
-		else if (lvl != NULL && *lvl != '\0')
-			settings.zstd_level = (int)g_ascii_strtoll(lvl, NULL, 10);
-		settings.key_file = cli->key_file;
-		st = mv_blobstore_pg_new(*db_r, &settings, blobs_r, &err);
+		st = open_blobs(cli, *db_r, blobs_r, &err);
 		if (st != MV_OK)
 			mv_db_close(db_r);
 	}
@@ -126,6 +159,39 @@ int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r)
 		return code;
 	}
 	return 0;
+}
+
+int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r)
+{
+	return open_archive(cli, NULL, db_r, blobs_r);
+}
+
+int mv_cli_open_read(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r)
+{
+	const char *ci = cli->db_read;
+	if (ci == NULL || *ci == '\0')
+		ci = g_getenv("MAILVAULT_DB_READ");
+	return open_archive(cli, ci != NULL && *ci != '\0' ? ci : NULL, db_r, blobs_r);
+}
+
+char *mv_cli_replica_note(mv_db *db)
+{
+	if (db == NULL || !mv_db_is_replica(db))
+		return g_strdup("");
+	gint64 bytes = 0;
+	double seconds = -1;
+	char *err = NULL;
+	if (mv_db_replica_lag(db, &bytes, &seconds, &err) != MV_OK) {
+		char *note = g_strdup_printf(" (read from a replica; its lag is unknown: %s)", err);
+		g_free(err);
+		return note;
+	}
+	if (bytes == 0)
+		return g_strdup(" (read from a replica that has replayed everything the primary wrote)");
+	return g_strdup_printf(" (read from a replica %" G_GINT64_FORMAT " bytes of WAL behind the "
+	                       "primary, last replayed transaction %.1f s ago: retry, or run without "
+	                       "--db-read / MAILVAULT_DB_READ)",
+	                       bytes, seconds);
 }
 
 gboolean mv_cli_progress_enabled(void)

@@ -30,6 +30,7 @@
 typedef struct {
 	const char *home;     /* --home */
 	const char *db;       /* --db */
+	const char *db_read;  /* --db-read: a replica for read-only commands */
 	gboolean json;        /* --json (commands that offer it) */
 	int zstd_level;       /* --zstd-level / MAILVAULT_ZSTD_LEVEL */
 	const char *command;  /* subcommand name, for messages */
@@ -58,15 +59,30 @@ gboolean mv_cli_positive(const char *text, gint64 *value_r);
 gboolean mv_cli_common_option(mv_cli *cli, int opt, const char *arg);
 #define MV_CLI_COMMON_LONG_OPTIONS                                   \
 	{"home", required_argument, NULL, 'H'}, {"db", required_argument, NULL, 'D'}, \
+	{"db-read", required_argument, NULL, 'R'},                                  \
 	{"help", no_argument, NULL, 'h'}
+/* How many entries MV_CLI_COMMON_LONG_OPTIONS has: a command whose own
+ * options are numbered 1, 2, ... finds option N at longopts[N - 1 +
+ * MV_CLI_COMMON_LONG_OPTIONS_COUNT]. */
+#define MV_CLI_COMMON_LONG_OPTIONS_COUNT 4
 #define MV_CLI_COMMON_HELP                                                        \
 	"  --home DIR      data directory of the embedded database (MAILVAULT_HOME)\n" \
 	"  --db CONNINFO   use this PostgreSQL server instead (MAILVAULT_DB, PG*)\n"    \
+	"  --db-read CONNINFO  read from this standby (MAILVAULT_DB_READ; read-only\n" \
+	"                  commands only: search, show, get, export, verify, stats)\n" \
 	"  -h, --help      show this help\n"
 
 /* Open the archive (database and blob store).  On failure prints the error
  * and returns the exit code; on success returns 0. */
 int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r);
+/* The same for a command that only reads (search, show, get, export,
+ * verify, stats): with --db-read / MAILVAULT_DB_READ it reads from that
+ * standby and writes its audit entry on the primary (mv_db_writer);
+ * without, it is mv_cli_open. */
+int mv_cli_open_read(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r);
+/* When db reads from a replica, " (read from a replica N bytes, S s behind
+ * the primary)" for a message that says something was not found; else "". */
+char *mv_cli_replica_note(mv_db *db);
 
 /* Progress on stderr, only when stderr is a terminal. */
 gboolean mv_cli_progress_enabled(void);

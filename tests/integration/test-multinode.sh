@@ -37,10 +37,13 @@ ssl_cert_file = '$pg/server.crt'
 ssl_key_file = '$pg/server.key'
 password_encryption = 'scram-sha-256'
 max_connections = 60
+wal_level = replica
+max_wal_senders = 4
 CF
 cat > "$pg/data/pg_hba.conf" <<CF
 local   all  postgres                  trust
 hostssl all  all       127.0.0.1/32    scram-sha-256
+hostssl replication replicator 127.0.0.1/32 scram-sha-256
 host    all  all       127.0.0.1/32    reject
 CF
 runuser -u "$PGU" -- "$PGBIN/pg_ctl" -D "$pg/data" -l "$pg/log" -w -t 60 start >/dev/null
@@ -50,6 +53,7 @@ stop_all() {
     doveadm -c "$dv/dovecot.conf" stop >/dev/null 2>&1 || true
     for i in 1 2 3 4 5 6 7 8 9 10; do [ -e "$dv/base/master.pid" ] || break; sleep 0.2; done
   fi
+  runuser -u "$PGU" -- "$PGBIN/pg_ctl" -D "$pg/standby" -m fast -w stop >/dev/null 2>&1 || true
   runuser -u "$PGU" -- "$PGBIN/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null 2>&1 || true
   cleanup
 }
@@ -58,7 +62,8 @@ su_sql() {
   runuser -u "$PGU" -- "$PGBIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 \
     "host=$pg/sock port=$PG_PORT user=postgres dbname=${DBNAME:-postgres}" "$@"
 }
-su_sql -c "CREATE ROLE mvowner LOGIN CREATEROLE PASSWORD 'owner-secret'" \
+su_sql -c "CREATE ROLE replicator LOGIN REPLICATION PASSWORD 'repl-secret'" \
+       -c "CREATE ROLE mvowner LOGIN CREATEROLE PASSWORD 'owner-secret'" \
        -c "CREATE DATABASE mailvault OWNER mvowner"
 
 # Passwords reach libpq through a password file, never argv.
@@ -225,4 +230,64 @@ expect_eq "get over TLS returns the exact bytes" "$sha" \
   "$("$MAILVAULT_BIN" --db "$OWNER" get "$sample" | sha256sum | cut -d' ' -f1)"
 expect_eq "the IMAP cursor is at the mailbox's last message" "150" \
   "$("$MAILVAULT_BIN" --db "$OWNER" ingest status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["last_uid"])')"
+# ---- a read replica: a standby made by pg_basebackup ----
+SB_PORT=$(port)
+runuser -u "$PGU" -- env PGPASSWORD=repl-secret PGSSLMODE=require "$PGBIN/pg_basebackup" \
+  -h 127.0.0.1 -p "$PG_PORT" -U replicator -D "$pg/standby" -R -X stream -c fast >/dev/null
+cat >> "$pg/standby/postgresql.conf" <<CF
+port = $SB_PORT
+unix_socket_directories = '$pg/sock'
+hot_standby = on
+CF
+runuser -u "$PGU" -- "$PGBIN/pg_ctl" -D "$pg/standby" -l "$pg/standby.log" -w -t 60 start >/dev/null
+echo "127.0.0.1:$SB_PORT:mailvault:mvowner:owner-secret" >> "$PGPASSFILE"
+READ="host=127.0.0.1 port=$SB_PORT dbname=mailvault user=mvowner sslmode=verify-full sslrootcert=$pg/server.crt"
+sb_sql() {
+  runuser -u "$PGU" -- "$PGBIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 \
+    "host=$pg/sock port=$SB_PORT user=postgres dbname=mailvault" "$@"
+}
+# Wait until the standby has replayed everything the primary wrote so far.
+target=$(odb -c "SELECT pg_current_wal_lsn()")
+for i in $(seq 1 300); do
+  [ "$(sb_sql -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ] && break
+  sleep 0.1
+done
+expect_eq "the standby is in recovery" t "$(sb_sql -c 'SELECT pg_is_in_recovery()')"
+mvr() { "$MAILVAULT_BIN" --db "$OWNER" --db-read "$READ" "$@"; }
+before=$(odb -c "SELECT count(*) FROM audit_event WHERE action = 'get'")
+expect_eq "get through the replica returns the exact bytes" "$sha" \
+  "$(mvr get "$sample" | sha256sum | cut -d' ' -f1)"
+expect_eq "search through the replica finds the SMTP messages" 240 \
+  "$(mvr search --json subject:multinode --limit 0 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+expect_eq "a read through the replica is audited on the primary" "$((before + 1))" \
+  "$(odb -c "SELECT count(*) FROM audit_event WHERE action = 'get'")"
+export_out=$WORK/replica-bundle
+check "export through the replica" mvr export --query 'subject:"multinode 7"' --out "$export_out" --format dir
+check "verify through the replica" mvr verify --sample 50
+out=$(mvr stats --json)
+expect_eq "stats through the replica says how far it lags" True \
+  "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("replica_lag_bytes" in d and d["messages"] > 0)')"
+out=$(sb_sql -c "INSERT INTO schema_version (version, name) VALUES (9999, 'x')" 2>&1 || true)
+case $out in *"read-only transaction"*) ok "the standby refuses writes" ;;
+  *) fail "the standby refuses writes: $out" ;; esac
+out=$("$MAILVAULT_BIN" --db "$READ" hold create replica-test --case c1 --reason test --query subject:x 2>&1 || true)
+case $out in *"read-only"*) ok "a write command pointed at the standby fails clearly" ;;
+  *) fail "a write command pointed at the standby fails clearly: $out" ;; esac
+# A message the replica has not replayed yet: the answer says how far it lags.
+sb_sql -c "SELECT pg_wal_replay_pause()" >/dev/null
+printf 'From: late@corp.example\r\nSubject: not yet replayed\r\nMessage-ID: <late@corp.example>\r\n\r\nlate\r\n' > "$WORK/late.eml"
+MAILVAULT_DB_READ=$READ "$MAILVAULT_BIN" --db "$OWNER" import "$WORK/late.eml" >/dev/null
+late=$(odb -c "SELECT id FROM message WHERE message_id = 'late@corp.example'")
+expect_eq "import with MAILVAULT_DB_READ set still writes to the primary" 1 \
+  "$(odb -c "SELECT count(*) FROM message WHERE message_id = 'late@corp.example'")"
+out=$(mvr get "$late" 2>&1 >/dev/null || true)
+case $out in *"bytes of WAL behind the primary"*) ok "get of a message not yet replayed says how far the replica lags" ;;
+  *) fail "get of a message not yet replayed says how far the replica lags: $out" ;; esac
+sb_sql -c "SELECT pg_wal_replay_resume()" >/dev/null
+target=$(odb -c "SELECT pg_current_wal_lsn()")
+for i in $(seq 1 300); do
+  [ "$(sb_sql -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ] && break
+  sleep 0.1
+done
+check "once replayed, the replica serves it" mvr show "$late"
 finish
