@@ -83,14 +83,22 @@ t_mv=$(run "$mv_port")
 stats=$("$MAILVAULT_BIN" --home "$home" stats --json)
 arrivals=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["arrivals"])' "$stats")
 results250=$(grep -c "result=250" "$home/smtpd.log" || true)
-python3 - "$t_sink" "$t_mv" "$messages" "$arrivals" "$results250" <<'PY'
-import sys
+python3 - "$t_sink" "$t_mv" "$messages" "$arrivals" "$results250" "$home/smtpd.log" <<'PY'
+import re, sys
 t_sink, t_mv, n, arrivals, ok = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+# smtpd logs, per message, the milliseconds from the end of DATA to its
+# reply (ms=, after the commit): the latency a sending server sees.
+ms = sorted(int(m.group(1)) for m in re.finditer(r"result=250 ms=(\d+)", open(sys.argv[6]).read()))
 print(f"{'receiver':<22}{'seconds':>9}{'messages/s':>12}")
 print(f"{'smtp-sink (stores nothing)':<22}{t_sink:>9.2f}{n / t_sink:>12.1f}")
 print(f"{'mailvault smtpd':<22}{t_mv:>9.2f}{n / t_mv:>12.1f}")
 ratio = (n / t_mv) / (n / t_sink)
 print(f"rate, mailvault / smtp-sink: {ratio:.3f} (target >= 0.50: {'met' if ratio >= 0.5 else 'NOT met'})")
 print(f"arrivals committed: {arrivals}; 250 replies logged: {ok}")
+if ms:
+    q = lambda p: ms[min(len(ms) - 1, int(len(ms) * p))]
+    print(f"end of DATA to 250 (ms), at full load: median {q(0.5)}, p90 {q(0.9)}, p99 {q(0.99)}, "
+          f"max {ms[-1]} (target p99 < 50 ms at half the peak rate: "
+          f"{'met even at full load' if q(0.99) < 50 else 'see docs/scaling.md'})")
 sys.exit(0 if arrivals == n and ok == n else 1)
 PY
