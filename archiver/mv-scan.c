@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
 #include <string.h>
@@ -11,7 +12,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+#include <json-glib/json-glib.h>
+
 #define CHUNK (64 * 1024)
+/* rspamd's reply lists every symbol that fired: larger than spamd's. */
+#define RSPAMD_REPLY_MAX (256 * 1024)
 
 static guint env_uint(const char *name, guint dflt)
 {
@@ -46,6 +52,12 @@ void mv_scan_config_from_env(mv_scan_config *cfg)
 	cfg->spamd = env_str("MAILVAULT_SPAMD");
 	cfg->spamd_timeout_ms = env_uint("MAILVAULT_SPAMD_TIMEOUT", 30000);
 	cfg->spamd_max_bytes = env_size("MAILVAULT_SPAMD_MAX_BYTES", 4 * 1024 * 1024);
+	cfg->rspamd = env_str("MAILVAULT_RSPAMD");
+}
+
+gboolean mv_scan_spam_enabled(const mv_scan_config *cfg)
+{
+	return cfg->spamd != NULL || cfg->rspamd != NULL;
 }
 
 /* ---- a bounded socket ---- */
@@ -359,8 +371,14 @@ void mv_scan_virus(const mv_scan_config *cfg, mv_message *msg)
 
 /* ---- spamd ---- */
 
+static void scan_rspamd(const mv_scan_config *cfg, mv_message *msg);
+
 void mv_scan_spam(const mv_scan_config *cfg, mv_message *msg)
 {
+	if (cfg->rspamd != NULL) {
+		scan_rspamd(cfg, msg);
+		return;
+	}
 	if (cfg->spamd == NULL)
 		return;
 	mv_message_verdicts *vd = &msg->verdicts;
@@ -423,6 +441,138 @@ void mv_scan_spam(const mv_scan_config *cfg, mv_message *msg)
 		g_free(first);
 	}
 	g_string_free(reply, TRUE);
+}
+
+/* ---- rspamd ---- */
+
+typedef struct {
+	GString *body;
+	gboolean too_long;
+} rspamd_reply;
+
+static size_t rspamd_write(char *data, size_t size, size_t n, void *context)
+{
+	rspamd_reply *r = context;
+	if (r->body->len + size * n > RSPAMD_REPLY_MAX) {
+		r->too_long = TRUE;
+		return 0; /* curl stops: CURLE_WRITE_ERROR */
+	}
+	g_string_append_len(r->body, data, (gssize)(size * n));
+	return size * n;
+}
+
+/* "unix:/path" or "/path": a Unix socket; "A.B.C.D:PORT" or "[::1]:PORT":
+ * numeric TCP (no name is resolved).  *url_r and *socket_r are g_free'd. */
+static gboolean rspamd_endpoint(const char *address, char **url_r, char **socket_r)
+{
+	*url_r = *socket_r = NULL;
+	const char *path = g_str_has_prefix(address, "unix:") ? address + 5
+	                   : address[0] == '/'                 ? address
+	                                                       : NULL;
+	if (path != NULL) {
+		*socket_r = g_strdup(path);
+		*url_r = g_strdup("http://localhost/checkv2");
+		return TRUE;
+	}
+	const char *colon = strrchr(address, ':');
+	if (colon == NULL || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return FALSE;
+	char *host = g_strndup(address, (gsize)(colon - address));
+	gboolean v6 = host[0] == '[';
+	char *bare = v6 ? g_strndup(host + 1, strlen(host) > 2 ? strlen(host) - 2 : 0) : g_strdup(host);
+	struct in6_addr a6;
+	struct in_addr a4;
+	gboolean numeric = v6 ? inet_pton(AF_INET6, bare, &a6) == 1 : inet_pton(AF_INET, bare, &a4) == 1;
+	if (numeric)
+		*url_r = g_strdup_printf("http://%s:%s/checkv2", host, colon + 1);
+	g_free(bare);
+	g_free(host);
+	return numeric;
+}
+
+static void scan_rspamd(const mv_scan_config *cfg, mv_message *msg)
+{
+	mv_message_verdicts *vd = &msg->verdicts;
+	g_clear_pointer(&vd->spam_reason, g_free);
+	vd->spam = "unscanned";
+	gsize len = 0;
+	const guint8 *d = g_bytes_get_data(msg->raw, &len);
+	if (len > cfg->spamd_max_bytes) {
+		vd->spam_reason = g_strdup_printf("too large (%zu bytes, limit %zu)", len,
+		                                  cfg->spamd_max_bytes);
+		return;
+	}
+	char *url = NULL, *sock = NULL;
+	if (!rspamd_endpoint(cfg->rspamd, &url, &sock)) {
+		vd->spam_reason = g_strdup_printf("rspamd unavailable: bad address %s (unix:/path or "
+		                                  "a numeric address:port)", cfg->rspamd);
+		return;
+	}
+	CURL *curl = curl_easy_init();
+	rspamd_reply reply = {g_string_new(NULL), FALSE};
+	CURLcode rc = CURLE_FAILED_INIT;
+	long http = 0;
+	if (curl != NULL) {
+		struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: message/rfc822");
+		headers = curl_slist_append(headers, "Expect:");
+		curl_easy_setopt(curl, CURLOPT_URL, url);
+		if (sock != NULL)
+			curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, sock);
+		curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http");
+		curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+		curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)cfg->spamd_timeout_ms);
+		curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, d != NULL ? (const char *)d : "");
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, rspamd_write);
+		curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply);
+		rc = curl_easy_perform(curl);
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http);
+		curl_easy_cleanup(curl);
+		curl_slist_free_all(headers);
+	}
+	g_free(url);
+	g_free(sock);
+	if (rc != CURLE_OK || http != 200) {
+		vd->spam_reason = reply.too_long ? g_strdup("rspamd: reply too long")
+		                  : rc != CURLE_OK
+		                      ? g_strdup_printf("rspamd unavailable: %s", curl_easy_strerror(rc))
+		                      : g_strdup_printf("rspamd: HTTP status %ld", http);
+		g_string_free(reply.body, TRUE);
+		return;
+	}
+	/* {"score": 15.0, "required_score": 15.0, "action": "reject", ...} */
+	JsonParser *parser = json_parser_new();
+	gboolean parsed = FALSE;
+	if (json_parser_load_from_data(parser, reply.body->str, (gssize)reply.body->len, NULL)) {
+		JsonNode *root = json_parser_get_root(parser);
+		JsonObject *o = root != NULL && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+		JsonNode *sc = o != NULL ? json_object_get_member(o, "score") : NULL;
+		JsonNode *rq = o != NULL ? json_object_get_member(o, "required_score") : NULL;
+		JsonNode *ac = o != NULL ? json_object_get_member(o, "action") : NULL;
+		if (sc != NULL && rq != NULL && ac != NULL && JSON_NODE_HOLDS_VALUE(sc) &&
+		    JSON_NODE_HOLDS_VALUE(rq) && json_node_get_value_type(ac) == G_TYPE_STRING &&
+		    (json_node_get_value_type(sc) == G_TYPE_DOUBLE || json_node_get_value_type(sc) == G_TYPE_INT64) &&
+		    (json_node_get_value_type(rq) == G_TYPE_DOUBLE || json_node_get_value_type(rq) == G_TYPE_INT64)) {
+			double score = json_node_get_double(sc), required = json_node_get_double(rq);
+			const char *action = json_node_get_string(ac);
+			if (isfinite(score) && isfinite(required)) {
+				gboolean spam = score >= required || g_strcmp0(action, "reject") == 0 ||
+				                g_strcmp0(action, "add header") == 0 ||
+				                g_strcmp0(action, "rewrite subject") == 0 ||
+				                g_strcmp0(action, "soft reject") == 0;
+				vd->spam = spam ? "yes" : "no";
+				vd->spam_score = score;
+				vd->spam_threshold = required;
+				parsed = TRUE;
+			}
+		}
+	}
+	g_object_unref(parser);
+	if (!parsed)
+		vd->spam_reason = g_strdup("rspamd: the reply is not a verdict");
+	g_string_free(reply.body, TRUE);
 }
 
 /* ---- storing verdicts ---- */

@@ -1,6 +1,7 @@
 /* mv-scan: virus verdicts from clamd (INSTREAM) and spam verdicts from
  * SpamAssassin's spamd (SPAMC/1.5 CHECK), each over a Unix socket or a
- * numeric TCP address, with clients of our own.
+ * numeric TCP address, with clients of our own, or from rspamd (its HTTP
+ * API, POST /checkv2, through libcurl; the JSON reply read by json-glib).
  *
  * SECURITY: the scanners' replies are network input: every read is bounded
  * in bytes (MV_SCAN_REPLY_MAX) and every exchange by a deadline, so a
@@ -28,11 +29,17 @@ typedef struct {
 	const char *spamd;          /* the same forms; NULL: off */
 	guint spamd_timeout_ms;     /* per message (default 30000) */
 	gsize spamd_max_bytes;      /* larger messages are not sent (default 4 MiB) */
+	const char *rspamd;         /* the same forms (an HTTP server there); NULL: off.
+	                               Set, it is the spam scanner and spamd is not asked;
+	                               its timeout and size limit are spamd's */
 } mv_scan_config;
+
+/* TRUE when a spam scanner (rspamd or spamd) is configured. */
+gboolean mv_scan_spam_enabled(const mv_scan_config *cfg);
 
 /* Defaults, then MAILVAULT_CLAMD, MAILVAULT_CLAMD_TIMEOUT (ms),
  * MAILVAULT_CLAMD_MAX_BYTES, MAILVAULT_SPAMD, MAILVAULT_SPAMD_TIMEOUT,
- * MAILVAULT_SPAMD_MAX_BYTES from the environment.  The strings point into
+ * MAILVAULT_SPAMD_MAX_BYTES, MAILVAULT_RSPAMD from the environment.  The strings point into
  * the environment. */
 void mv_scan_config_from_env(mv_scan_config *cfg);
 
@@ -54,8 +61,10 @@ mv_status mv_clamd_ping(const char *address, guint timeout_ms, char **error_r) M
  * scanned; else clean).  Does nothing when cfg->clamd is NULL. */
 void mv_scan_virus(const mv_scan_config *cfg, mv_message *msg);
 
-/* Ask spamd about msg's raw bytes; sets msg->verdicts.spam and its score.
- * Does nothing when cfg->spamd is NULL. */
+/* Ask rspamd (else spamd) about msg's raw bytes; sets msg->verdicts.spam
+ * and its score.  Does nothing when neither is configured.  rspamd's
+ * verdict is "yes" when its action is reject, add header, rewrite subject
+ * or soft reject, or its score reaches the required score. */
 void mv_scan_spam(const mv_scan_config *cfg, mv_message *msg);
 
 

@@ -11,9 +11,10 @@ static const char scan_help[] =
 	"\n"
 	"Scan the messages that have no virus verdict (ingested while clamd was down,\n"
 	"slow or not configured, or too large) with clamd, and those without a spam\n"
-	"verdict with spamd, and store the verdicts.  The scanners are those ingest\n"
-	"uses: MAILVAULT_CLAMD and MAILVAULT_SPAMD (a socket path or a numeric\n"
-	"HOST:PORT), with their MAILVAULT_*_TIMEOUT (ms per message) and\n"
+	"verdict with rspamd or spamd, and store the verdicts.  The scanners are those\n"
+	"ingest uses: MAILVAULT_CLAMD, and MAILVAULT_RSPAMD or else MAILVAULT_SPAMD (a\n"
+	"socket path or a numeric HOST:PORT), with their MAILVAULT_*_TIMEOUT (ms per\n"
+	"message; rspamd uses spamd's) and\n"
 	"MAILVAULT_*_MAX_BYTES limits.  Exit 0 when the backlog is empty afterwards;\n"
 	"65 when some messages are still unscanned (too large, or a scanner failed).\n"
 	"\n"
@@ -59,7 +60,7 @@ int mv_cmd_scan(mv_cli *cli, int argc, char **argv)
 
 	mv_scan_config cfg;
 	mv_scan_config_from_env(&cfg);
-	if (cfg.clamd == NULL && cfg.spamd == NULL)
+	if (cfg.clamd == NULL && !mv_scan_spam_enabled(&cfg))
 		return mv_cli_fail(cli, MV_ERR_CONFIG,
 		                   "no scanner configured: set MAILVAULT_CLAMD and/or MAILVAULT_SPAMD");
 	char *err = NULL;
@@ -80,7 +81,7 @@ int mv_cmd_scan(mv_cli *cli, int argc, char **argv)
 	mv_status st = MV_OK;
 	gint64 after = 0;
 	const char *want_virus = cfg.clamd != NULL ? "t" : "f";
-	const char *want_spam = cfg.spamd != NULL ? "t" : "f";
+	const char *want_spam = mv_scan_spam_enabled(&cfg) ? "t" : "f";
 	while (st == MV_OK && c.scanned < limit) {
 		char after_s[24], page_s[24];
 		g_snprintf(after_s, sizeof after_s, "%" G_GINT64_FORMAT, after);
