@@ -11,6 +11,8 @@
  * input), so a PDF bomb costs at most pdf_timeout_ms of one thread. */
 #include "mv-extract.h"
 
+#include "mv-store.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
@@ -81,7 +83,7 @@ static mv_extract_result failed(char **why_r, const char *fmt, ...)
 /* ---- plain text and HTML ---- */
 
 static mv_extract_result extract_text(gboolean html, const char *charset, const guint8 *data,
-                                      gsize len, gsize max_out, GString *out)
+                                      gsize len, gsize max_out, GString *out, char **why_r)
 {
 	/* Four bytes of input make at most one character of output beyond
 	 * four bytes; read no more than that of a big file. */
@@ -99,6 +101,8 @@ static mv_extract_result extract_text(gboolean html, const char *charset, const 
 	else
 		put(out, clean, strlen(clean), max_out);
 	g_free(clean);
+	if (out->len >= max_out)
+		return failed(why_r, "text over %zu bytes, the first kept", max_out);
 	return MV_EXTRACT_OK;
 }
 
@@ -731,7 +735,7 @@ mv_extract_result mv_extract_part(const char *declared_type, const char *detecte
 	gboolean html = type_is(declared_type, "text/html") ||
 	                (filename != NULL && (g_str_has_suffix(filename, ".html") ||
 	                                      g_str_has_suffix(filename, ".htm")));
-	return extract_text(html, charset, data, len, max_out, out);
+	return extract_text(html, charset, data, len, max_out, out, why_r);
 }
 
 static void add_part_text(mv_message *msg, const mv_part *p, char *doc, char *problem)
@@ -791,4 +795,125 @@ void mv_extract_message(mv_message *msg, const mv_extract_limits *limits, gboole
 		if (!keep_content || !p->is_attachment)
 			g_clear_pointer(&p->content, g_bytes_unref);
 	}
+}
+
+static void env_uint(const char *name, guint lo, guint hi, guint *value)
+{
+	const char *v = g_getenv(name);
+	if (v == NULL)
+		return;
+	char *end = NULL;
+	guint64 n = g_ascii_strtoull(v, &end, 10);
+	if (end != v && *end == '\0' && n >= lo && n <= hi)
+		*value = (guint)n;
+}
+
+void mv_extract_limits_from_env(mv_extract_limits *limits)
+{
+	mv_extract_limits_default(limits);
+	env_uint("MAILVAULT_EXTRACT_PDF_TIMEOUT_MS", 100, 600000, &limits->pdf_timeout_ms);
+	env_uint("MAILVAULT_EXTRACT_PDF_PAGES", 1, 100000, &limits->pdf_pages_max);
+}
+
+/* ---- re-extraction ---- */
+
+#define REEXTRACT_WHERE \
+	"FROM message m LEFT JOIN text_extraction te ON te.message_id = m.id " \
+	"WHERE m.has_attachment AND ($1::boolean OR te.message_id IS NULL OR te.version < $2::integer) " \
+	"AND ($3::timestamptz IS NULL OR m.archived_at >= $3::timestamptz) "
+
+mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gboolean all,
+                               guint batch, mv_reextract_progress_fn *progress, void *context,
+                               gint64 *done_r, gint64 *damaged_r, char **error_r)
+{
+	*done_r = 0;
+	*damaged_r = 0;
+	char ver[16], since_text[32], limit[16], after[24];
+	g_snprintf(ver, sizeof ver, "%d", MV_EXTRACT_VERSION);
+	g_snprintf(limit, sizeof limit, "%u", CLAMP(batch, 1, 10000));
+	char *since_iso = NULL;
+	if (since > 0) {
+		GDateTime *dt = g_date_time_new_from_unix_utc(since);
+		since_iso = dt != NULL ? g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ") : NULL;
+		if (dt != NULL)
+			g_date_time_unref(dt);
+	}
+	g_strlcpy(since_text, since_iso != NULL ? since_iso : "", sizeof since_text);
+	g_free(since_iso);
+	const char *sincev = since > 0 ? since_text : NULL;
+	const char *allv = all ? "true" : "false";
+
+	PGresult *r = NULL;
+	const char *cv[] = {allv, ver, sincev};
+	mv_status st = mv_db_query(db, "SELECT count(*) " REEXTRACT_WHERE, 3, cv, NULL, NULL, 0, &r,
+	                           error_r);
+	if (st != MV_OK)
+		return st;
+	gint64 total = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+
+	mv_parse_limits plim;
+	mv_parse_limits_default(&plim);
+	plim.keep_attachment_content = TRUE;
+	mv_extract_limits elim;
+	mv_extract_limits_from_env(&elim);
+	gint64 last = 0;
+	for (;;) {
+		g_snprintf(after, sizeof after, "%" G_GINT64_FORMAT, last);
+		const char *v[] = {allv, ver, sincev, after, limit};
+		st = mv_db_query(db, "SELECT m.id " REEXTRACT_WHERE "AND m.id > $4::bigint "
+		                 "ORDER BY m.id LIMIT $5::integer",
+		                 5, v, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			return st;
+		int n = PQntuples(r);
+		GArray *ids = g_array_sized_new(FALSE, FALSE, sizeof(gint64), (guint)n);
+		for (int i = 0; i < n; i++) {
+			gint64 id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+			g_array_append_val(ids, id);
+		}
+		PQclear(r);
+		if (n == 0) {
+			g_array_free(ids, TRUE);
+			break;
+		}
+		last = g_array_index(ids, gint64, n - 1);
+		st = mv_db_exec(db, "BEGIN", error_r);
+		for (guint i = 0; i < ids->len && st == MV_OK; i++) {
+			gint64 id = g_array_index(ids, gint64, i);
+			GBytes *raw = NULL;
+			char *err = NULL;
+			mv_status gs = mv_store_get_raw(db, blobs, id, &raw, &err);
+			if (gs == MV_ERR_INTEGRITY || gs == MV_ERR_NOT_FOUND) {
+				(*damaged_r)++;
+				g_free(err);
+				continue;
+			}
+			if (gs != MV_OK) {
+				st = gs;
+				if (error_r != NULL)
+					*error_r = err;
+				else
+					g_free(err);
+				break;
+			}
+			mv_message *msg = NULL;
+			st = mv_message_parse(raw, &plim, &msg, error_r);
+			g_bytes_unref(raw);
+			if (st != MV_OK)
+				break;
+			mv_extract_message(msg, &elim, FALSE);
+			st = mv_store_part_texts_replace(db, id, msg, MV_EXTRACT_VERSION, error_r);
+			mv_message_free(&msg);
+			if (st == MV_OK)
+				(*done_r)++;
+		}
+		g_array_free(ids, TRUE);
+		st = mv_db_end(db, st, error_r);
+		if (st != MV_OK)
+			return st;
+		if (progress != NULL)
+			progress(context, *done_r + *damaged_r, total);
+	}
+	return MV_OK;
 }

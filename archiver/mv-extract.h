@@ -27,6 +27,8 @@
 
 #include <glib.h>
 
+#include "mv-blobstore.h"
+#include "mv-db.h"
 #include "mv-message.h"
 #include "mv-status.h"
 
@@ -89,5 +91,25 @@ void mv_extract_message(mv_message *msg, const mv_extract_limits *limits, gboole
  * turns it off (for tests and for measuring its cost); the messages
  * stored meanwhile are `index --reextract`'s. */
 gboolean mv_extract_enabled(void);
+
+/* Limits from the defaults, then the environment (each bounded; an
+ * invalid value keeps the default): MAILVAULT_EXTRACT_PDF_TIMEOUT_MS
+ * (100..600000), MAILVAULT_EXTRACT_PDF_PAGES (1..100000). */
+void mv_extract_limits_from_env(mv_extract_limits *limits);
+
+/* Re-extraction (`mailvault index --reextract`): recompute the attachment
+ * text of the stored messages with attachments that have none by this
+ * extractor version (all: every one of them), archived at or after since
+ * (seconds since the epoch; 0: any time), from their stored bytes (read
+ * and verified as `get` reads them), batch messages a transaction, in id
+ * order.  progress (may be NULL) is called after each batch with the
+ * messages done and the total.  Idempotent: a second run finds nothing to
+ * do (all: does the same again).  *done_r: messages re-extracted.  A
+ * message whose bytes cannot be read (damaged) is skipped and counted in
+ * *damaged_r; only a database failure is an error. */
+typedef void mv_reextract_progress_fn(void *context, gint64 done, gint64 total);
+mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gboolean all,
+                               guint batch, mv_reextract_progress_fn *progress, void *context,
+                               gint64 *done_r, gint64 *damaged_r, char **error_r) MV_WARN_UNUSED;
 
 #endif

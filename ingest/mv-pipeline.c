@@ -1191,7 +1191,7 @@ mv_status mv_pipeline_new(const mv_pipeline_options *options, mv_pipeline **pipe
 	p->fail_stage = g_getenv("MAILVAULT_TEST_FAIL_STAGE");
 	mv_scan_config_from_env(&p->scan);
 	p->extract = mv_extract_enabled();
-	mv_extract_limits_default(&p->extract_limits);
+	mv_extract_limits_from_env(&p->extract_limits);
 	if (p->scan.clamd != NULL || p->extract)
 		p->opt.limits.keep_attachment_content = TRUE;
 	g_mutex_init(&p->lock);
