@@ -708,34 +708,57 @@ static gboolean starts(const guint8 *data, gsize len, const char *magic)
 	return len >= n && memcmp(data, magic, n) == 0;
 }
 
+typedef enum { KIND_NONE, KIND_PDF, KIND_OFFICE, KIND_RTF, KIND_TEXT, KIND_HTML } kind;
+
+/* The content says what it is; the declared type and the name only
+ * decide between the text readers. */
+static kind kind_of(const char *declared_type, const char *detected_type, const char *filename,
+                    const guint8 *data, gsize len)
+{
+	if (data == NULL || len == 0)
+		return KIND_NONE;
+	gsize head_len = MIN(len, 1024);
+	if (g_strstr_len((const char *)data, (gssize)head_len, "%PDF-") != NULL &&
+	    (starts(data, len, "%PDF-") || type_is(declared_type, "application/pdf") ||
+	     type_is(detected_type, "application/pdf")))
+		return KIND_PDF;
+	if (starts(data, len, "PK\003\004"))
+		return KIND_OFFICE;
+	if (starts(data, len, "{\\rtf"))
+		return KIND_RTF;
+	gboolean text = (declared_type != NULL && g_str_has_prefix(declared_type, "text/")) ||
+	                (detected_type != NULL && g_str_has_prefix(detected_type, "text/") &&
+	                 (declared_type == NULL || type_is(declared_type, "application/octet-stream")));
+	if (!text)
+		return KIND_NONE;
+	gboolean html = type_is(declared_type, "text/html") ||
+	                (filename != NULL && (g_str_has_suffix(filename, ".html") ||
+	                                      g_str_has_suffix(filename, ".htm")));
+	return html ? KIND_HTML : KIND_TEXT;
+}
+
 mv_extract_result mv_extract_part(const char *declared_type, const char *detected_type,
                                   const char *filename, const char *charset, const guint8 *data,
                                   gsize len, const mv_extract_limits *limits, gsize max_out,
                                   GString *out, char **why_r)
 {
-	if (data == NULL || len == 0 || out->len >= max_out)
+	if (out->len >= max_out)
 		return MV_EXTRACT_NONE;
-	/* The content says what it is; the declared type and the name only
-	 * decide between the text readers. */
-	const guint8 *head = data;
-	gsize head_len = MIN(len, 1024);
-	if (g_strstr_len((const char *)head, (gssize)head_len, "%PDF-") != NULL &&
-	    (starts(data, len, "%PDF-") || type_is(declared_type, "application/pdf") ||
-	     type_is(detected_type, "application/pdf")))
+	switch (kind_of(declared_type, detected_type, filename, data, len)) {
+	case KIND_PDF:
 		return mv_extract_pdf(data, len, limits, max_out, out, why_r);
-	if (starts(data, len, "PK\003\004"))
+	case KIND_OFFICE:
 		return mv_extract_office(data, len, limits, max_out, out, why_r);
-	if (starts(data, len, "{\\rtf"))
+	case KIND_RTF:
 		return mv_extract_rtf(data, len, limits, max_out, out, why_r);
-	gboolean text = (declared_type != NULL && g_str_has_prefix(declared_type, "text/")) ||
-	                (detected_type != NULL && g_str_has_prefix(detected_type, "text/") &&
-	                 (declared_type == NULL || type_is(declared_type, "application/octet-stream")));
-	if (!text)
+	case KIND_TEXT:
+	case KIND_HTML:
+		return extract_text(kind_of(declared_type, detected_type, filename, data, len) == KIND_HTML,
+		                    charset, data, len, max_out, out, why_r);
+	case KIND_NONE:
+	default:
 		return MV_EXTRACT_NONE;
-	gboolean html = type_is(declared_type, "text/html") ||
-	                (filename != NULL && (g_str_has_suffix(filename, ".html") ||
-	                                      g_str_has_suffix(filename, ".htm")));
-	return extract_text(html, charset, data, len, max_out, out, why_r);
+	}
 }
 
 static void add_part_text(mv_message *msg, const mv_part *p, char *doc, char *problem)
@@ -769,12 +792,13 @@ void mv_extract_message(mv_message *msg, const mv_extract_limits *limits, gboole
 		/* A text leaf of an attached message is read like an attachment;
 		 * a text body of the message itself is in the message's text. */
 		if ((p->is_attachment || p->in_message) && len > 0) {
-			if (budget == 0) {
+			if (budget == 0 && kind_of(p->declared_type, p->detected_type, p->filename, data,
+			                           len) != KIND_NONE) {
 				add_part_text(msg, p, g_strdup(""),
 				              g_strdup_printf("the message's attachment text is over %zu "
 				                              "bytes, nothing kept of this part",
 				                              limits->message_text_max));
-			} else {
+			} else if (budget > 0) {
 				GString *out = g_string_new(NULL);
 				char *why = NULL;
 				gsize max_out = MIN(limits->part_text_max, budget);
