@@ -1173,7 +1173,8 @@ static mv_status mbox_message(exporter *x, const meta *m, GBytes *raw, char **er
 /* The text extracted from the message's attachments (part_text), each
  * under a heading that says it is extracted, not sent: appended to text
  * (the .txt); *excerpt_r gets its first EXCERPT_BYTES for index.html
- * (NULL when there is none). */
+ * (NULL when there is none).  The text of an attachment clamd found
+ * infected is left out (unless include_infected), as its file is. */
 #define EXCERPT_BYTES 2048
 static mv_status extracted_text(exporter *x, gint64 id, GString *text, char **excerpt_r,
                                 char **error_r)
@@ -1185,7 +1186,10 @@ static mv_status extracted_text(exporter *x, gint64 id, GString *text, char **ex
 	PGresult *r = NULL;
 	mv_status st = mv_db_query_prepared(
 	    x->db, "mv_export_part_text",
-	    "SELECT pt.path, p.filename, pt.doc, pt.problem FROM part_text pt "
+	    "SELECT pt.path, p.filename, pt.doc, pt.problem, "
+	    "  EXISTS (SELECT 1 FROM part_verdict pv WHERE pv.message_id = pt.message_id "
+	    "          AND pv.path = pt.path AND pv.virus = 'infected') "
+	    "FROM part_text pt "
 	    "LEFT JOIN part p ON p.message_id = pt.message_id AND p.path = pt.path "
 	    "WHERE pt.message_id = $1::bigint "
 	    "ORDER BY string_to_array(nullif(pt.path, ''), '.')::integer[] NULLS FIRST",
@@ -1204,6 +1208,12 @@ static mv_status extracted_text(exporter *x, gint64 id, GString *text, char **ex
 		else
 			g_string_append_printf(text, "\n\n==== Extracted text of part %s ====\n",
 			                       *path != '\0' ? path : "1");
+		/* An infected attachment's text stays out, as its file does. */
+		if (strcmp(PQgetvalue(r, i, 4), "t") == 0 && !x->o->include_infected) {
+			g_string_append(text, "[left out: the attachment is infected (export "
+			                      "--include-infected writes it)]\n");
+			continue;
+		}
 		if (problem != NULL)
 			g_string_append_printf(text, "[extraction incomplete: %s]\n", problem);
 		g_string_append(text, doc);
