@@ -1170,6 +1170,67 @@ static mv_status mbox_message(exporter *x, const meta *m, GBytes *raw, char **er
 	return st;
 }
 
+/* The text extracted from the message's attachments (part_text), each
+ * under a heading that says it is extracted, not sent: appended to text
+ * (the .txt); *excerpt_r gets its first EXCERPT_BYTES for index.html
+ * (NULL when there is none).  The text of an attachment clamd found
+ * infected is left out (unless include_infected), as its file is. */
+#define EXCERPT_BYTES 2048
+static mv_status extracted_text(exporter *x, gint64 id, GString *text, char **excerpt_r,
+                                char **error_r)
+{
+	*excerpt_r = NULL;
+	char idtext[24];
+	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, id);
+	const char *v[] = {idtext};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query_prepared(
+	    x->db, "mv_export_part_text",
+	    "SELECT pt.path, p.filename, pt.doc, pt.problem, "
+	    "  EXISTS (SELECT 1 FROM part_verdict pv WHERE pv.message_id = pt.message_id "
+	    "          AND pv.path = pt.path AND pv.virus = 'infected') "
+	    "FROM part_text pt "
+	    "LEFT JOIN part p ON p.message_id = pt.message_id AND p.path = pt.path "
+	    "WHERE pt.message_id = $1::bigint "
+	    "ORDER BY string_to_array(nullif(pt.path, ''), '.')::integer[] NULLS FIRST",
+	    1, v, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	gsize start = text->len;
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *path = PQgetvalue(r, i, 0);
+		const char *name = PQgetisnull(r, i, 1) ? NULL : PQgetvalue(r, i, 1);
+		const char *doc = PQgetvalue(r, i, 2);
+		const char *problem = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
+		if (name != NULL && *name != '\0')
+			g_string_append_printf(text, "\n\n==== Extracted text of attachment %s (part %s) ====\n",
+			                       name, *path != '\0' ? path : "1");
+		else
+			g_string_append_printf(text, "\n\n==== Extracted text of part %s ====\n",
+			                       *path != '\0' ? path : "1");
+		/* An infected attachment's text stays out, as its file does. */
+		if (strcmp(PQgetvalue(r, i, 4), "t") == 0 && !x->o->include_infected) {
+			g_string_append(text, "[left out: the attachment is infected (export "
+			                      "--include-infected writes it)]\n");
+			continue;
+		}
+		if (problem != NULL)
+			g_string_append_printf(text, "[extraction incomplete: %s]\n", problem);
+		g_string_append(text, doc);
+	}
+	PQclear(r);
+	if (text->len > start) {
+		gsize n = MIN(text->len - start, EXCERPT_BYTES);
+		const char *s = text->str + start + 2; /* past the blank lines */
+		n -= 2;
+		const char *end = s + n;
+		if (n > 0 && !g_utf8_validate_len(s, n, &end))
+			n = (gsize)(end - s);
+		*excerpt_r = g_strndup(s, n);
+	}
+	return MV_OK;
+}
+
 static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, GBytes *raw,
                                 char **error_r)
 {
@@ -1212,11 +1273,12 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 	}
 	GString *text = text_of(m, doc_id, msg, orig, withhold);
 	mv_message_free(&msg);
+	char *excerpt = NULL;
+	mv_status st = extracted_text(x, m->id, text, &excerpt, error_r);
 
 	/* Start a new part when this message would overflow the open one. */
-	mv_status st = MV_OK;
 	guint64 need = raw_len + text->len + att_bytes;
-	if (x->o->split_size > 0 && p->messages + (gint64)p->errors->len > 0 &&
+	if (st == MV_OK && x->o->split_size > 0 && p->messages + (gint64)p->errors->len > 0 &&
 	    part_estimate(x, need, 2 + names->len) > x->o->split_size) {
 		guint next = p->number + 1;
 		st = part_close(x, error_r);
@@ -1317,6 +1379,7 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 	mv_index_row row = {.date = m->date, .from = m->from, .to = m->to, .subject = m->subject,
 	                    .retention_class = m->retention_class, .registration = doc_id,
 	                    .bcc = m->bcc_all, .attachments = names->len, .text_href = txt,
+	                    .extracted = excerpt,
 	                    .links = (const mv_index_link *)(void *)links->data, .n_links = links->len};
 	if (st == MV_OK)
 		st = mv_index_html_row(p->index, &row, error_r);
@@ -1326,6 +1389,7 @@ static mv_status bundle_message(exporter *x, const meta *m, const char *doc_id, 
 	}
 	g_array_free(links, TRUE);
 	g_ptr_array_unref(hrefs);
+	g_free(excerpt);
 	g_free(att_names);
 	g_free(att_folder);
 	g_free(folder);

@@ -28,6 +28,7 @@ static const char head_css[] =
 	"table{border-collapse:collapse;width:100%}\n"
 	"th,td{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}\n"
 	"th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0}\n"
+	"details.x summary{color:#555;font-size:.9em}details.x pre{white-space:pre-wrap;max-width:60em}\n"
 	"th[aria-sort=ascending]::after{content:\" \\25B2\"}\n"
 	"th[aria-sort=descending]::after{content:\" \\25BC\"}\n"
 	"td.n{text-align:right}td.d,td.r{white-space:nowrap}\n"
@@ -140,7 +141,12 @@ mv_status mv_index_html_row(mv_index_html *w, const mv_index_row *r, char **erro
 	              put(w, "</td><td>") && put_text(w, r->bcc) &&
 	              put(w, "</td><td><a href=") && put_href(w, r->text_href) && put(w, ">") &&
 	              put_text(w, r->subject != NULL && *r->subject != '\0' ? r->subject : "(no subject)") &&
-	              put(w, "</a></td><td class=\"n\">") && put(w, n) && put(w, "</td><td>") &&
+	              put(w, "</a>") &&
+	              (r->extracted == NULL ||
+	               (put(w, "<details class=\"x\"><summary>Extracted text of attachments</summary>"
+	                       "<pre>") &&
+	                put_text(w, r->extracted) && put(w, "</pre></details>"))) &&
+	              put(w, "</td><td class=\"n\">") && put(w, n) && put(w, "</td><td>") &&
 	              put_text(w, r->retention_class) && put(w, "</td><td class=\"r\">") &&
 	              put_text(w, r->registration) && put(w, "</td><td class=\"files\">");
 	for (guint i = 0; ok && i < r->n_links; i++)

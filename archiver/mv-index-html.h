@@ -32,6 +32,9 @@ typedef struct {
 	                              recipients, or NULL */
 	gint64 attachments;
 	const char *text_href;     /* the .txt */
+	const char *extracted;     /* the start of the text extracted from the
+	                              attachments (shown marked as extracted;
+	                              all of it is in the .txt), or NULL */
 	const mv_index_link *links; /* .eml, .txt, attachments */
 	guint n_links;
 } mv_index_row;

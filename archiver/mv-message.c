@@ -191,6 +191,7 @@ static void part_free(gpointer p)
 	g_free(part->declared_type);
 	g_free(part->detected_type);
 	g_free(part->filename);
+	g_free(part->charset);
 	g_free(part->virus_name);
 	if (part->content != NULL)
 		g_bytes_unref(part->content);
@@ -232,6 +233,7 @@ typedef struct {
 	gsize raw_len;
 	gsize last_splice_end;
 	GString *body;
+	guint in_message;    /* attached messages around the part being walked */
 } walk_ctx;
 
 static char *child_path(const char *path, int index)
@@ -275,6 +277,9 @@ static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 	GMimeObject *obj = GMIME_OBJECT(part);
 	const char *fn = g_mime_part_get_filename(part);
 	rec->filename = fn != NULL ? mv_utf8_clean(fn, -1) : NULL;
+	const char *cs = g_mime_object_get_content_type_parameter(obj, "charset");
+	rec->charset = cs != NULL ? mv_utf8_clean(cs, -1) : NULL;
+	rec->in_message = c->in_message > 0;
 	const char *disp = g_mime_object_get_disposition(obj);
 	gboolean is_text = g_str_has_prefix(rec->declared_type, "text/");
 	/* An attachment is what the sender attached: declared so, or carrying
@@ -305,7 +310,7 @@ static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 	rec->size = bytes->len;
 	if (!c->limits->no_type_detection)
 		rec->detected_type = detect_type(bytes->data, bytes->len, is_text);
-	if (c->limits->keep_attachment_content && rec->is_attachment)
+	if (c->limits->keep_attachment_content && (rec->is_attachment || rec->in_message))
 		rec->content = g_bytes_new(bytes->data, bytes->len);
 
 	gboolean body_text = is_text && (rec->filename == NULL || !rec->is_attachment);
@@ -373,7 +378,9 @@ static void walk(walk_ctx *c, GMimeObject *obj, const char *path, guint depth)
 			GMimeObject *body = g_mime_message_get_mime_part(inner);
 			if (body != NULL) {
 				char *p = child_path(path, 1);
+				c->in_message++;
 				walk(c, body, p, depth + 1);
+				c->in_message--;
 				g_free(p);
 			}
 		}
@@ -496,12 +503,22 @@ static void prescan(const guint8 *data, gsize len, prescan_result *r)
 	g_hash_table_destroy(boundaries);
 }
 
+static void part_text_free(gpointer p)
+{
+	mv_part_text *t = p;
+	g_free(t->path);
+	g_free(t->doc);
+	g_free(t->problem);
+	g_free(t);
+}
+
 static mv_message *message_new(GBytes *raw)
 {
 	mv_message *msg = g_new0(mv_message, 1);
 	msg->raw = g_bytes_ref(raw);
 	msg->addresses = g_ptr_array_new_with_free_func(address_free);
 	msg->parts = g_ptr_array_new_with_free_func(part_free);
+	msg->part_texts = g_ptr_array_new_with_free_func(part_text_free);
 	msg->flags = g_ptr_array_new_with_free_func(g_free);
 	msg->text = g_string_new(NULL);
 	msg->body = g_string_new(NULL);
@@ -719,6 +736,7 @@ void mv_message_free(mv_message **msg)
 	g_free(m->subject);
 	g_ptr_array_free(m->addresses, TRUE);
 	g_ptr_array_free(m->parts, TRUE);
+	g_ptr_array_free(m->part_texts, TRUE);
 	g_ptr_array_free(m->flags, TRUE);
 	g_string_free(m->text, TRUE);
 	g_string_free(m->body, TRUE);

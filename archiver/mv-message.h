@@ -29,8 +29,10 @@ typedef struct {
 	gboolean no_type_detection; /* leave parts' detected_type NULL: for readers
 	                               that want only the text (default FALSE) */
 	gboolean keep_attachment_content; /* keep each attachment's decoded
-	                               content in mv_part.content, for the virus
-	                               stage (default FALSE) */
+	                               content in mv_part.content, and that of
+	                               every leaf inside an attached message,
+	                               for the extract and virus stages
+	                               (default FALSE) */
 } mv_parse_limits;
 
 void mv_parse_limits_default(mv_parse_limits *limits);
@@ -46,20 +48,32 @@ typedef struct {
 	char *declared_type;  /* from Content-Type, lower-case */
 	char *detected_type;  /* libmagic's verdict on the decoded content */
 	char *filename;       /* decoded, UTF-8, or NULL */
+	char *charset;        /* the charset parameter of its Content-Type, or NULL */
+	gboolean in_message;  /* inside an attached message (message/rfc822) */
 	gint64 size;          /* decoded content size */
 	gboolean spliced;     /* stored as its own blob (raw encoded bytes) */
 	gsize raw_offset;     /* range of its encoded content in the raw bytes */
 	gsize raw_len;
 	uint8_t blob_sha256[MV_SHA256_LEN]; /* of raw[raw_offset..+raw_len) when spliced */
 	gboolean is_attachment;
-	GBytes *content;      /* decoded content of an attachment, only with
-	                         keep_attachment_content; the virus stage drops it */
+	GBytes *content;      /* decoded content of an attachment (or of any leaf
+	                         in_message), only with keep_attachment_content;
+	                         the extract and virus stages drop it */
 	/* Virus verdict of an attachment (mv-scan.h): NULL when not asked,
 	 * else "clean", "infected" (virus_name) or "unscanned" (virus_name:
 	 * why).  Static status string, owned name. */
 	const char *virus;
 	char *virus_name;
 } mv_part;
+
+/* The text extracted from one part (mv-extract.h): path of the part, its
+ * text (UTF-8 without NUL, bounded, maybe "") and why extraction failed or
+ * was cut (NULL when it did not); all owned. */
+typedef struct {
+	char *path;
+	char *doc;
+	char *problem;
+} mv_part_text;
 
 typedef struct {
 	char *name;   /* as in the message */
@@ -105,6 +119,9 @@ typedef struct {
 	char *subject;                /* decoded, UTF-8 */
 	GPtrArray *addresses;         /* of mv_address*, owned */
 	GPtrArray *parts;             /* of mv_part*, owned, in document order */
+	GPtrArray *part_texts;        /* of mv_part_text*, owned: attachment text,
+	                                 filled by the extract stage */
+	gboolean text_extracted;      /* the extract stage ran on it */
 	GString *text;                /* search text: subject, addresses, body; bounded */
 	GString *body;                /* body text alone (HTML reduced), UTF-8, bounded */
 	GPtrArray *headers;           /* of mv_header*, owned, in order (at most 1000) */

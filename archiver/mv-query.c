@@ -287,7 +287,7 @@ static mv_status tombstone_term(parser *p, token *t, gboolean *handled_r)
 	*handled_r = TRUE;
 	if (f == NULL || strcmp(f, "to") == 0 || strcmp(f, "cc") == 0 || strcmp(f, "bcc") == 0 ||
 	    strcmp(f, "subject") == 0 || strcmp(f, "filename") == 0 || strcmp(f, "type") == 0 ||
-	    strcmp(f, "tag") == 0 || strcmp(f, "virus") == 0 || strcmp(f, "spam") == 0) {
+	    strcmp(f, "attachment") == 0 || strcmp(f, "tag") == 0 || strcmp(f, "virus") == 0 || strcmp(f, "spam") == 0) {
 		g_string_append(s, "NULL::boolean"); /* not kept: unknown */
 	} else if (strcmp(f, "has") == 0) {
 		if (g_ascii_strcasecmp(v, "attachment") != 0)
@@ -321,6 +321,30 @@ static guint count_words(const char *v)
 	return n;
 }
 
+/* Full text: the message's search text (body) and the text extracted from
+ * its attachments (part_text), through the search vector and query
+ * functions of the schema (mv_search_vector, mv_search_query); a row not
+ * indexed yet is matched by computing its vector on the fly. */
+static void text_term(parser *p, const token *t, gboolean body)
+{
+	int n = param(p, g_strdup(t->value));
+	const char *phrase = t->quoted ? "true" : "false";
+	g_string_append(p->sql, "m.id IN (");
+	if (body)
+		g_string_append_printf(p->sql,
+		                       "SELECT x.message_id FROM message_text x WHERE x.tsv @@ "
+		                       "mv_search_query($%d, %s) UNION ALL SELECT x.message_id FROM "
+		                       "message_text x WHERE x.tsv IS NULL AND mv_search_vector(x.doc, "
+		                       "NULL) @@ mv_search_query($%d, %s) UNION ALL ",
+		                       n, phrase, n, phrase);
+	g_string_append_printf(p->sql,
+	                       "SELECT y.message_id FROM part_text y WHERE y.tsv @@ "
+	                       "mv_search_query($%d, %s) UNION ALL SELECT y.message_id FROM "
+	                       "part_text y WHERE y.tsv IS NULL AND mv_search_vector(y.doc, y.lang) "
+	                       "@@ mv_search_query($%d, %s))",
+	                       n, phrase, n, phrase);
+}
+
 static mv_status term(parser *p, token *t)
 {
 	GString *s = p->sql;
@@ -341,14 +365,9 @@ static mv_status term(parser *p, token *t)
 			return st;
 	}
 	if (f == NULL) {
-		int n = param(p, g_strdup(v));
-		const char *fn = t->quoted ? "phraseto_tsquery" : "plainto_tsquery";
-		g_string_append_printf(s,
-		                       "m.id IN (SELECT x.message_id FROM message_text x WHERE x.tsv @@ "
-		                       "%s('english', $%d) UNION ALL SELECT x.message_id FROM "
-		                       "message_text x WHERE x.tsv IS NULL AND to_tsvector('english', "
-		                       "x.doc) @@ %s('english', $%d))",
-		                       fn, n, fn, n);
+		text_term(p, t, TRUE);
+	} else if (strcmp(f, "attachment") == 0) {
+		text_term(p, t, FALSE);
 	} else if (strcmp(f, "from") == 0) {
 		address_term(p, "'from', 'sender'", v);
 	} else if (strcmp(f, "to") == 0) {

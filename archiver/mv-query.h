@@ -17,8 +17,9 @@
  * 2025-03-01), has:attachment, filename: (glob), type: (MIME type,
  * trailing star allowed), message-id:, class: (retention class), tag:,
  * hold:, registration: (2026-0000123, or without the leading zeros:
- * 2026-123), destroyed:yes|no.  A bare word or phrase is full-text search
- * over subject, addresses and body text.
+ * 2026-123), destroyed:yes|no, attachment: (full text of the attachments
+ * only).  A bare word or phrase is full-text search over subject,
+ * addresses, body text and the text of attachments (part_text).
  *
  * Destroyed records: a query compiled for MV_QUERY_TOMBSTONES is a
  * condition on the tombstones of purged records (MV_QUERY_TOMBSTONE_SOURCE

@@ -888,6 +888,86 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
 	return MV_OK;
 }
 
+static void part_text_arrays(const mv_message *msg, GString *paths, GString *docs,
+                             GString *problems)
+{
+	g_string_append_c(paths, '{');
+	g_string_append_c(docs, '{');
+	g_string_append_c(problems, '{');
+	for (guint k = 0; k < msg->part_texts->len; k++) {
+		const mv_part_text *t = msg->part_texts->pdata[k];
+		mv_db_array_text(paths, t->path);
+		mv_db_array_text(docs, t->doc);
+		mv_db_array_text(problems, t->problem);
+	}
+	g_string_append_c(paths, '}');
+	g_string_append_c(docs, '}');
+	g_string_append_c(problems, '}');
+}
+
+mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
+                                   char **error_r)
+{
+	static const char sql[] =
+	    "WITH m AS (SELECT id FROM message WHERE sha256 = $1::bytea), "
+	    "x AS (INSERT INTO text_extraction (message_id, version) SELECT id, $2::integer FROM m "
+	    "  ON CONFLICT (message_id) DO NOTHING RETURNING message_id) "
+	    "INSERT INTO part_text (message_id, path, doc, problem) "
+	    "SELECT x.message_id, p.path, p.doc, p.problem FROM x, "
+	    "  unnest($3::text[], $4::text[], $5::text[]) AS p(path, doc, problem)";
+	char ver[16];
+	g_snprintf(ver, sizeof ver, "%d", version);
+	mv_status st = MV_OK;
+	for (guint i = 0; i < n && st == MV_OK; i++) {
+		const mv_message *msg = msgs[i];
+		char hex[MV_SHA256_HEX_LEN + 1];
+		mv_sha256_to_hex(msg->sha256, hex);
+		char *sha = g_strdup_printf("\\x%s", hex);
+		GString *paths = g_string_new(NULL), *docs = g_string_new(NULL),
+		        *problems = g_string_new(NULL);
+		part_text_arrays(msg, paths, docs, problems);
+		const char *v[] = {sha, ver, paths->str, docs->str, problems->str};
+		st = mv_db_send(db, sql, G_N_ELEMENTS(v), v, error_r);
+		g_free(sha);
+		g_string_free(paths, TRUE);
+		g_string_free(docs, TRUE);
+		g_string_free(problems, TRUE);
+	}
+	return st;
+}
+
+mv_status mv_store_part_texts_replace(mv_db *db, gint64 id, const mv_message *msg, int version,
+                                      char **error_r)
+{
+	char idtext[24], ver[16];
+	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, id);
+	g_snprintf(ver, sizeof ver, "%d", version);
+	const char *v1[] = {idtext};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "DELETE FROM part_text WHERE message_id = $1::bigint", 1, v1,
+	                           NULL, NULL, 0, &r, error_r);
+	PQclear(r);
+	r = NULL;
+	if (st != MV_OK)
+		return st;
+	GString *paths = g_string_new(NULL), *docs = g_string_new(NULL), *problems = g_string_new(NULL);
+	part_text_arrays(msg, paths, docs, problems);
+	const char *v2[] = {idtext, ver, paths->str, docs->str, problems->str};
+	st = mv_db_query(db,
+	                 "WITH x AS (INSERT INTO text_extraction (message_id, version) "
+	                 "  VALUES ($1::bigint, $2::integer) ON CONFLICT (message_id) DO UPDATE "
+	                 "  SET version = EXCLUDED.version, extracted_at = now()) "
+	                 "INSERT INTO part_text (message_id, path, doc, problem) "
+	                 "SELECT $1::bigint, p.path, p.doc, p.problem "
+	                 "  FROM unnest($3::text[], $4::text[], $5::text[]) AS p(path, doc, problem)",
+	                 G_N_ELEMENTS(v2), v2, NULL, NULL, 0, &r, error_r);
+	PQclear(r);
+	g_string_free(paths, TRUE);
+	g_string_free(docs, TRUE);
+	g_string_free(problems, TRUE);
+	return st;
+}
+
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,
                                  char **error_r)
 {

@@ -159,6 +159,17 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
                           gint64 *checked_r, GPtrArray **damaged_r, char **error_r)
 	MV_WARN_UNUSED;
 
+/* Attachment text (mv-extract.h): send msgs' part_texts inside an ingest
+ * transaction (mv_db_send: pipelined or not), a message's rows only when
+ * it has no text_extraction row yet (a second arrival adds nothing), with
+ * the extractor version. */
+mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
+                                   char **error_r) MV_WARN_UNUSED;
+/* Replace the attachment text of message id by msg's part_texts, in the
+ * caller's transaction (re-extraction). */
+mv_status mv_store_part_texts_replace(mv_db *db, gint64 id, const mv_message *msg, int version,
+                                      char **error_r) MV_WARN_UNUSED;
+
 /* Compute search vectors for messages that have none, batch_size at a time,
  * until none are left or max_total (0: no limit) are done. */
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,

@@ -1,4 +1,4 @@
-/* mailvault stats and mailvault index. */
+/* mailvault stats. */
 #include "mv-catalog.h"
 #include "mv-audit.h"
 #include "mv-cli.h"
@@ -114,41 +114,5 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 			printf("not yet indexed: %" G_GINT64_FORMAT " (searchable; run mailvault index)\n",
 			       s.pending_index);
 	}
-	return 0;
-}
-
-static const char index_help[] =
-	"Usage: mailvault index [OPTIONS]\n"
-	"\n"
-	"Compute the full-text search vectors of messages imported with --no-index or\n"
-	"whose indexing was interrupted.  Such messages are searchable before this runs,\n"
-	"only more slowly.  It also settles the new messages ongoing holds deferred\n"
-	"when their query ran out of time at ingest (see `hold list`).\n"
-	"\n"
-	"Options:\n" MV_CLI_COMMON_HELP;
-
-int mv_cmd_index(mv_cli *cli, int argc, char **argv)
-{
-	int rc = simple_options(cli, argc, argv, index_help, FALSE);
-	if (rc != 0)
-		return rc < 0 ? 0 : rc;
-	mv_db *db = NULL;
-	if ((rc = mv_cli_open(cli, &db, NULL)) != 0)
-		return rc;
-	gint64 done = 0;
-	char *err = NULL;
-	mv_status st = mv_store_index_pending(db, 1000, 0, &done, &err);
-	gint64 settled = 0;
-	if (st == MV_OK)
-		st = mv_hold_settle_pending(db, mv_audit_actor(), &settled, &err);
-	mv_db_close(&db);
-	if (st != MV_OK) {
-		rc = mv_cli_fail(cli, st, err);
-		g_free(err);
-		return rc;
-	}
-	printf("indexed %" G_GINT64_FORMAT " messages\n", done);
-	if (settled > 0)
-		printf("settled %" G_GINT64_FORMAT " messages deferred by ongoing holds\n", settled);
 	return 0;
 }

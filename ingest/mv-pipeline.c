@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mv-classify.h"
+#include "mv-extract.h"
 #include "mv-hold.h"
 #include "mv-policy-store.h"
 #include "mv-scan.h"
@@ -77,6 +78,9 @@ typedef struct {
 } stage;
 
 static mv_status stage_parse(mv_pipeline *p, record *r, char **error_r);
+static mv_status stage_extract(mv_pipeline *p, record *r, char **error_r);
+static mv_store_hook *part_text_hook_new(void);
+static void part_text_hook_free(mv_store_hook **hook);
 static mv_status stage_classify(mv_pipeline *p, record *r, char **error_r);
 static mv_status stage_virus(mv_pipeline *p, record *r, char **error_r);
 static mv_status stage_spam(mv_pipeline *p, record *r, char **error_r);
@@ -84,12 +88,15 @@ static mv_store_hook *verdicts_hook_new(void);
 static void verdicts_hook_free(mv_store_hook **hook);
 
 /* The ingest stages, in the order they run.  Stages still to come slot in
- * here: attachment text (each message, before classify, so rules can
- * match it), traffic counters (in the transaction).  The verdicts come
- * before classify (rules match them) and are stored before the ongoing
- * holds run (hold queries match them). */
+ * here: traffic counters (in the transaction).  Attachment text is read
+ * right after parse, before the virus stage drops the attachments'
+ * content, and stored in the transaction before the ongoing holds run
+ * (hold queries match it).  The verdicts come before classify (rules
+ * match them) and are stored before the ongoing holds run (hold queries
+ * match them). */
 static const stage stages[] = {
 	{"parse", stage_parse, NULL, NULL},
+	{"extract", stage_extract, part_text_hook_new, part_text_hook_free},
 	{"virus", stage_virus, NULL, NULL},
 	{"spam", stage_spam, NULL, NULL},
 	{"classify", stage_classify, NULL, NULL},
@@ -112,6 +119,8 @@ typedef struct {
 struct mv_pipeline {
 	mv_pipeline_options opt;
 	mv_scan_config scan;        /* MAILVAULT_CLAMD, MAILVAULT_SPAMD, ... */
+	gboolean extract;           /* attachment text (MAILVAULT_EXTRACT=off: not) */
+	mv_extract_limits extract_limits;
 	const char *fail_stage;     /* MAILVAULT_TEST_FAIL_STAGE: tests only */
 	GThreadPool *parsers;
 	GThread **writer_threads;
@@ -205,6 +214,43 @@ static mv_status stage_classify(mv_pipeline *p, record *r, char **error_r)
 	                          .envelope_to = r->arrival.envelope_to,
 	                          .archive_date = g_get_real_time() / G_USEC_PER_SEC};
 	return mv_classify_message(pol.policy, pol.version, r->msg, &cc, NULL, error_r);
+}
+
+/* The text of each attachment (mv-extract), within its limits; a part
+ * that fails is flagged "text-extraction-failed: PATH: WHY" by
+ * mv_extract_message, the stage itself does not fail. */
+static mv_status stage_extract(mv_pipeline *p, record *r, char **error_r)
+{
+	if (forced_failure(p, "extract", error_r))
+		return MV_ERR_INTERNAL;
+	if (!p->extract || r->msg == NULL)
+		return MV_OK;
+	mv_extract_message(r->msg, &p->extract_limits, p->scan.clamd != NULL);
+	return MV_OK;
+}
+
+static mv_status part_text_send(mv_db *db, void *context, mv_message *const *msgs, guint n,
+                                char **error_r)
+{
+	(void)context;
+	mv_status st = MV_OK;
+	for (guint i = 0; i < n && st == MV_OK; i++)
+		if (msgs[i]->text_extracted)
+			st = mv_store_part_texts_send(db, &msgs[i], 1, MV_EXTRACT_VERSION, error_r);
+	return st;
+}
+
+static mv_store_hook *part_text_hook_new(void)
+{
+	mv_store_hook *hook = g_new0(mv_store_hook, 1);
+	hook->name = "attachment-text";
+	hook->send = part_text_send;
+	return hook;
+}
+
+static void part_text_hook_free(mv_store_hook **hook)
+{
+	g_clear_pointer(hook, g_free);
 }
 
 /* clamd: each attachment and the whole message, within the configured
@@ -1144,7 +1190,9 @@ mv_status mv_pipeline_new(const mv_pipeline_options *options, mv_pipeline **pipe
 		p->opt.writers = 1;
 	p->fail_stage = g_getenv("MAILVAULT_TEST_FAIL_STAGE");
 	mv_scan_config_from_env(&p->scan);
-	if (p->scan.clamd != NULL)
+	p->extract = mv_extract_enabled();
+	mv_extract_limits_from_env(&p->extract_limits);
+	if (p->scan.clamd != NULL || p->extract)
 		p->opt.limits.keep_attachment_content = TRUE;
 	g_mutex_init(&p->lock);
 	g_cond_init(&p->work_cond);

@@ -42,13 +42,32 @@ for d in u:
 both = max((a for a in roles if roles[a][0] and roles[a][1]), key=lambda a: (len(roles[a][0]) + len(roles[a][1]), a))
 print("addr", both, len(roles[both][0] | roles[both][1]), len(roles[both][0]))
 print("total", len(u))
-# free text: a project code word, over subject and text bodies (incl. forwarded)
+# free text: a project code word, over subject, text bodies (incl. forwarded)
+# and the text of attachments
 paths = {}
 for root, _, files in os.walk(sys.argv[2]):
     for f in files:
         p = os.path.join(root, f)
         import hashlib
         paths[hashlib.sha256(open(p, "rb").read()).hexdigest()] = p
+def attachment_text(data):
+    """What a reader finds in an attachment: the XML text of the Office
+    documents the generator writes, the text operators of its PDFs, text."""
+    import io, zipfile
+    if data[:4] == b"PK\x03\x04":
+        out = []
+        try:
+            z = zipfile.ZipFile(io.BytesIO(data))
+            for n in z.namelist():
+                if n in ("word/document.xml", "xl/sharedStrings.xml", "content.xml") or \
+                        re.match(r"(xl/worksheets/sheet|ppt/slides/slide).*\.xml$", n):
+                    out.append(re.sub(r"<[^>]*>", " ", z.read(n).decode("utf-8", "replace")))
+        except zipfile.BadZipFile:
+            pass
+        return "\n".join(out)
+    if data[:5] == b"%PDF-":
+        return "\n".join(t.decode("latin-1") for t in re.findall(rb"\((.*?)\) Tj", data))
+    return ""
 def texts(path):
     m = email.message_from_binary_file(open(path, "rb"), policy=email.policy.default)
     out = [str(m["subject"] or "")]
@@ -58,6 +77,13 @@ def texts(path):
                 out.append(part.get_content())
             except Exception:
                 out.append(part.get_payload(decode=True).decode("latin-1"))
+        elif part.get_filename() and not part.is_multipart():
+            # attachment text is searched too (part_text)
+            data = part.get_payload(decode=True) or b""
+            if part.get_content_maintype() == "text":
+                out.append(data.decode(part.get_content_charset() or "utf-8", "replace"))
+            else:
+                out.append(attachment_text(data))
     return "\n".join(out)
 word = "BLUEHERON"
 hits = 0

@@ -16,11 +16,16 @@
 
 static char *ft_sql(const char *fn, int n)
 {
+	const char *ph = strcmp(fn, "phraseto_tsquery") == 0 ? "true" : "false";
 	return g_strdup_printf("m.id IN (SELECT x.message_id FROM message_text x WHERE x.tsv @@ "
-	                       "%s('english', $%d) UNION ALL SELECT x.message_id FROM "
-	                       "message_text x WHERE x.tsv IS NULL AND to_tsvector('english', "
-	                       "x.doc) @@ %s('english', $%d))",
-	                       fn, n, fn, n);
+	                       "mv_search_query($%d, %s) UNION ALL SELECT x.message_id FROM "
+	                       "message_text x WHERE x.tsv IS NULL AND mv_search_vector(x.doc, "
+	                       "NULL) @@ mv_search_query($%d, %s) UNION ALL "
+	                       "SELECT y.message_id FROM part_text y WHERE y.tsv @@ "
+	                       "mv_search_query($%d, %s) UNION ALL SELECT y.message_id FROM "
+	                       "part_text y WHERE y.tsv IS NULL AND mv_search_vector(y.doc, y.lang) "
+	                       "@@ mv_search_query($%d, %s))",
+	                       n, ph, n, ph, n, ph, n, ph);
 }
 
 static char *plain_sql(int n)

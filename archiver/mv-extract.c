@@ -1,0 +1,943 @@
+/* mv-extract: text of attachments (see mv-extract.h).
+ *
+ * SECURITY: parses untrusted attachments (PDF, zip, XML, RTF, text).  The
+ * limits of mv_extract_limits apply before memory is spent: a zip entry is
+ * inflated in 64 KiB steps and given up past its cap, the whole zip past
+ * its cap or its ratio; XML goes through libxml2's streaming reader without
+ * network access, entity substitution or the "huge" option; the RTF reader
+ * is one pass with a fixed-size group stack; PDF runs in a forked child
+ * whose address space and CPU time are limited and which the parent kills
+ * at the deadline (poppler can loop or allocate without end on hostile
+ * input), so a PDF bomb costs at most pdf_timeout_ms of one thread. */
+#include "mv-extract.h"
+
+#include "mv-store.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <libxml/xmlreader.h>
+#include <poll.h>
+#include <poppler.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void mv_extract_limits_default(mv_extract_limits *l)
+{
+	l->part_text_max = 256 * 1024;
+	l->message_text_max = 1024 * 1024;
+	l->zip_entries_max = 10000;
+	l->zip_entry_max = 64 * 1024 * 1024;
+	l->zip_total_max = 256 * 1024 * 1024;
+	l->zip_ratio_max = 200;
+	l->pdf_pages_max = 2000;
+	l->pdf_timeout_ms = 20000;
+	l->pdf_memory_max = (gsize)1024 * 1024 * 1024;
+	l->rtf_depth_max = 512;
+}
+
+/* Append s (UTF-8) to out, out staying within max_out bytes, cut on a
+ * character boundary.  Returns FALSE once out is full. */
+static gboolean put(GString *out, const char *s, gsize len, gsize max_out)
+{
+	if (out->len >= max_out)
+		return FALSE;
+	gsize room = max_out - out->len;
+	if (len > room) {
+		const char *end = g_utf8_find_prev_char(s, s + room + 1);
+		len = end != NULL ? (gsize)(end - s) : 0;
+		g_string_append_len(out, s, (gssize)len);
+		return FALSE;
+	}
+	g_string_append_len(out, s, (gssize)len);
+	return TRUE;
+}
+
+static gboolean put_clean(GString *out, const char *s, gssize len, gsize max_out)
+{
+	char *clean = mv_utf8_clean(s, len);
+	gboolean more = put(out, clean, strlen(clean), max_out);
+	g_free(clean);
+	return more;
+}
+
+static mv_extract_result failed(char **why_r, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static mv_extract_result failed(char **why_r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *why = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	if (why_r != NULL)
+		*why_r = why;
+	else
+		g_free(why);
+	return MV_EXTRACT_FAILED;
+}
+
+/* ---- plain text and HTML ---- */
+
+static mv_extract_result extract_text(gboolean html, const char *charset, const guint8 *data,
+                                      gsize len, gsize max_out, GString *out, char **why_r)
+{
+	/* Four bytes of input make at most one character of output beyond
+	 * four bytes; read no more than that of a big file. */
+	gsize take = MIN(len, (max_out - MIN(max_out, out->len)) * 4 + 4);
+	char *utf8 = NULL;
+	if (charset != NULL && g_ascii_strcasecmp(charset, "utf-8") != 0 &&
+	    g_ascii_strcasecmp(charset, "us-ascii") != 0)
+		utf8 = g_convert_with_fallback((const char *)data, (gssize)take, "UTF-8", charset, "?",
+		                               NULL, NULL, NULL);
+	char *clean = mv_utf8_clean(utf8 != NULL ? utf8 : (const char *)data,
+	                            utf8 != NULL ? -1 : (gssize)take);
+	g_free(utf8);
+	if (html)
+		mv_html_to_text(clean, strlen(clean), out, max_out);
+	else
+		put(out, clean, strlen(clean), max_out);
+	g_free(clean);
+	if (out->len >= max_out)
+		return failed(why_r, "text over %zu bytes, the first kept", max_out);
+	return MV_EXTRACT_OK;
+}
+
+/* ---- RTF ----
+ *
+ * One pass over the bytes.  Groups nest up to rtf_depth_max; a group whose
+ * destination is not body text (font and colour tables, pictures, field
+ * instructions, any "\*" destination ...) is skipped with everything in it.
+ * \'hh bytes are in the document's code page (\ansicpgN, default 1252),
+ * \uN is a Unicode character followed by \ucN (default 1) fallback
+ * characters that are skipped. */
+
+static const char *const rtf_skip_destinations[] = {
+	"fonttbl", "colortbl", "stylesheet", "info", "pict", "object", "themedata",
+	"colorschememapping", "datastore", "latentstyles", "listtable", "listoverridetable",
+	"rsidtbl", "generator", "xmlnsdecl", "fldinst", "filetbl", "revtbl", "header", "footer",
+	"headerl", "headerr", "headerf", "footerl", "footerr", "footerf", "bkmkstart", "bkmkend",
+	"objdata", "nonshppict", "shppict", "defchp", "defpap", "pgdsctbl", "mmathPr", "userprops",
+};
+
+typedef struct {
+	GString *out;
+	gsize max_out;
+	GByteArray *pending;   /* \'hh bytes not yet converted */
+	char codepage[16];
+	gboolean full;
+} rtf_state;
+
+static void rtf_flush(rtf_state *s)
+{
+	if (s->pending->len == 0)
+		return;
+	char *u = g_convert_with_fallback((const char *)s->pending->data, (gssize)s->pending->len,
+	                                  "UTF-8", s->codepage, "?", NULL, NULL, NULL);
+	if (u == NULL)
+		u = g_convert_with_fallback((const char *)s->pending->data, (gssize)s->pending->len,
+		                            "UTF-8", "CP1252", "?", NULL, NULL, NULL);
+	if (u != NULL) {
+		if (!put_clean(s->out, u, -1, s->max_out))
+			s->full = TRUE;
+		g_free(u);
+	}
+	g_byte_array_set_size(s->pending, 0);
+}
+
+static void rtf_text(rtf_state *s, const char *t, gsize len)
+{
+	rtf_flush(s);
+	if (!put(s->out, t, len, s->max_out))
+		s->full = TRUE;
+}
+
+static void rtf_unichar(rtf_state *s, gunichar c)
+{
+	if (c == 0 || !g_unichar_validate(c))
+		c = 0xFFFD;
+	char buf[8];
+	int n = g_unichar_to_utf8(c, buf);
+	rtf_text(s, buf, (gsize)n);
+}
+
+static int hexval(guint8 c)
+{
+	return g_ascii_isxdigit(c) ? g_ascii_xdigit_value((char)c) : -1;
+}
+
+mv_extract_result mv_extract_rtf(const guint8 *data, gsize len, const mv_extract_limits *limits,
+                                 gsize max_out, GString *out, char **why_r)
+{
+	if (len < 5 || memcmp(data, "{\\rtf", 5) != 0)
+		return failed(why_r, "not an RTF document");
+	guint depth_max = MAX(limits->rtf_depth_max, 1);
+	/* per group: skipped?  and its \uc count */
+	guint8 *skip = g_new0(guint8, depth_max + 1);
+	guint8 *uc = g_new0(guint8, depth_max + 1);
+	rtf_state s = {.out = out, .max_out = max_out, .pending = g_byte_array_new()};
+	g_strlcpy(s.codepage, "CP1252", sizeof s.codepage);
+	guint depth = 0;
+	uc[0] = 1;
+	guint to_skip = 0; /* fallback characters after \uN still to skip */
+	gboolean group_start = FALSE;
+	mv_extract_result res = MV_EXTRACT_OK;
+	gsize i = 0;
+	while (i < len && !s.full) {
+		guint8 c = data[i];
+		if (c == '{') {
+			if (depth >= depth_max) {
+				res = failed(why_r, "RTF groups nested deeper than %u", depth_max);
+				break;
+			}
+			depth++;
+			skip[depth] = skip[depth - 1];
+			uc[depth] = uc[depth - 1];
+			group_start = TRUE;
+			to_skip = 0;
+			i++;
+			continue;
+		}
+		if (c == '}') {
+			if (depth == 0)
+				break; /* the end of the document */
+			depth--;
+			group_start = FALSE;
+			to_skip = 0;
+			i++;
+			continue;
+		}
+		if (c == '\r' || c == '\n') {
+			i++;
+			continue;
+		}
+		gboolean first = group_start;
+		group_start = FALSE;
+		if (c != '\\') {
+			if (to_skip > 0) {
+				to_skip--;
+			} else if (!skip[depth]) {
+				if (c < 0x80) {
+					rtf_text(&s, (const char *)&data[i], 1);
+				} else {
+					g_byte_array_append(s.pending, &c, 1);
+				}
+			}
+			i++;
+			continue;
+		}
+		/* a control word or symbol */
+		i++;
+		if (i >= len)
+			break;
+		c = data[i];
+		if (c == '\'') {
+			int hi = i + 1 < len ? hexval(data[i + 1]) : -1;
+			int lo = i + 2 < len ? hexval(data[i + 2]) : -1;
+			i += 1 + (hi >= 0) + (hi >= 0 && lo >= 0);
+			if (hi < 0 || lo < 0)
+				continue;
+			if (to_skip > 0) {
+				to_skip--;
+				continue;
+			}
+			if (!skip[depth]) {
+				guint8 b = (guint8)(hi * 16 + lo);
+				g_byte_array_append(s.pending, &b, 1);
+			}
+			continue;
+		}
+		if (!g_ascii_isalpha(c)) {
+			/* a control symbol */
+			i++;
+			if (c == '*') {
+				if (first)
+					skip[depth] = 1;
+				continue;
+			}
+			if (to_skip > 0) {
+				to_skip--;
+				continue;
+			}
+			if (skip[depth])
+				continue;
+			if (c == '\\' || c == '{' || c == '}')
+				rtf_text(&s, (const char *)&data[i - 1], 1);
+			else if (c == '~')
+				rtf_text(&s, " ", 1);
+			else if (c == '_' || c == '-')
+				rtf_text(&s, "-", 1);
+			continue;
+		}
+		char word[33];
+		gsize wl = 0;
+		while (i < len && g_ascii_isalpha(data[i])) {
+			if (wl < sizeof word - 1)
+				word[wl++] = (char)data[i];
+			i++;
+		}
+		word[wl] = '\0';
+		gboolean has_param = FALSE, neg = FALSE;
+		gint64 param = 0;
+		if (i < len && data[i] == '-') {
+			neg = TRUE;
+			i++;
+		}
+		while (i < len && g_ascii_isdigit(data[i])) {
+			has_param = TRUE;
+			if (param < 10000000)
+				param = param * 10 + (data[i] - '0');
+			i++;
+		}
+		if (neg)
+			param = -param;
+		if (i < len && data[i] == ' ')
+			i++; /* the delimiter belongs to the control word */
+
+		if (first) {
+			for (gsize k = 0; k < G_N_ELEMENTS(rtf_skip_destinations); k++)
+				if (strcmp(word, rtf_skip_destinations[k]) == 0)
+					skip[depth] = 1;
+		}
+		if (strcmp(word, "ansicpg") == 0 && has_param && param > 0 && param < 100000) {
+			rtf_flush(&s);
+			g_snprintf(s.codepage, sizeof s.codepage, "CP%d", (int)param);
+			continue;
+		}
+		if (strcmp(word, "uc") == 0 && has_param) {
+			uc[depth] = (guint8)CLAMP(param, 0, 10);
+			continue;
+		}
+		if (to_skip > 0) {
+			to_skip--;
+			continue;
+		}
+		if (strcmp(word, "u") == 0 && has_param) {
+			if (!skip[depth]) {
+				gint64 u = param < 0 ? param + 65536 : param;
+				rtf_unichar(&s, (gunichar)u);
+			}
+			to_skip = uc[depth];
+			continue;
+		}
+		if (skip[depth])
+			continue;
+		if (strcmp(word, "par") == 0 || strcmp(word, "line") == 0 ||
+		    strcmp(word, "row") == 0 || strcmp(word, "sect") == 0 ||
+		    strcmp(word, "page") == 0)
+			rtf_text(&s, "\n", 1);
+		else if (strcmp(word, "tab") == 0 || strcmp(word, "cell") == 0)
+			rtf_text(&s, " ", 1);
+		else if (strcmp(word, "emdash") == 0 || strcmp(word, "endash") == 0)
+			rtf_text(&s, "-", 1);
+		else if (strcmp(word, "lquote") == 0 || strcmp(word, "rquote") == 0)
+			rtf_text(&s, "'", 1);
+		else if (strcmp(word, "ldblquote") == 0 || strcmp(word, "rdblquote") == 0)
+			rtf_text(&s, "\"", 1);
+	}
+	if (!s.full)
+		rtf_flush(&s);
+	g_byte_array_free(s.pending, TRUE);
+	g_free(skip);
+	g_free(uc);
+	if (res == MV_EXTRACT_OK && s.full)
+		return failed(why_r, "text over %zu bytes, the first kept", max_out);
+	return res;
+}
+
+/* ---- Office Open XML and OpenDocument ---- */
+
+/* Entries whose text we read, and how. */
+typedef enum { ENTRY_SKIP, ENTRY_TEXT, ENTRY_SHEET } entry_kind;
+
+static entry_kind office_entry(const char *name)
+{
+	static const char *const exact[] = {
+		"word/document.xml", "word/footnotes.xml", "word/endnotes.xml", "word/comments.xml",
+		"xl/sharedStrings.xml", "content.xml",
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS(exact); i++)
+		if (strcmp(name, exact[i]) == 0)
+			return ENTRY_TEXT;
+	if (g_str_has_suffix(name, ".xml") &&
+	    (g_str_has_prefix(name, "ppt/slides/slide") ||
+	     g_str_has_prefix(name, "ppt/notesSlides/notesSlide")))
+		return ENTRY_TEXT;
+	if (g_str_has_prefix(name, "xl/worksheets/sheet") && g_str_has_suffix(name, ".xml"))
+		return ENTRY_SHEET;
+	return ENTRY_SKIP;
+}
+
+static const char *const xml_newline_after[] = {"p", "h", "si", "row", "tr", "list-item", "br",
+                                                "line-break", "cr"};
+static const char *const xml_space_after[] = {"tab", "s", "c", "tc", "table-cell", "v"};
+
+static gboolean name_in(const char *name, const char *const *set, gsize n)
+{
+	for (gsize i = 0; i < n; i++)
+		if (strcmp(name, set[i]) == 0)
+			return TRUE;
+	return FALSE;
+}
+
+static void xml_separator(const char *local, GString *out, gsize max_out)
+{
+	if (name_in(local, xml_newline_after, G_N_ELEMENTS(xml_newline_after)))
+		put(out, "\n", 1, max_out);
+	else if (name_in(local, xml_space_after, G_N_ELEMENTS(xml_space_after)))
+		put(out, " ", 1, max_out);
+}
+
+static void xml_silence(void *ctx, const char *msg, ...)
+{
+	(void)ctx;
+	(void)msg;
+}
+
+mv_extract_result mv_extract_office_xml(const char *entry, const guint8 *data, gsize len,
+                                        gsize max_out, GString *out, char **why_r)
+{
+	if (len > G_MAXINT)
+		return failed(why_r, "%s: too large", entry);
+	gboolean sheet = office_entry(entry) == ENTRY_SHEET;
+	xmlTextReaderPtr r = xmlReaderForMemory((const char *)data, (int)len, NULL, NULL,
+	                                        XML_PARSE_NONET | XML_PARSE_NOERROR |
+	                                            XML_PARSE_NOWARNING | XML_PARSE_COMPACT);
+	if (r == NULL)
+		return failed(why_r, "%s: not XML", entry);
+	xmlTextReaderSetErrorHandler(r, (xmlTextReaderErrorFunc)xml_silence, NULL);
+	int skip_depth = -1; /* inside a shared-string cell or a formula */
+	int ret;
+	while (out->len < max_out && (ret = xmlTextReaderRead(r)) == 1) {
+		int type = xmlTextReaderNodeType(r);
+		int depth = xmlTextReaderDepth(r);
+		const char *local = (const char *)xmlTextReaderConstLocalName(r);
+		if (local == NULL)
+			local = "";
+		if (type == XML_READER_TYPE_ELEMENT) {
+			gboolean empty = xmlTextReaderIsEmptyElement(r) == 1;
+			if (sheet && skip_depth < 0 && !empty) {
+				if (strcmp(local, "f") == 0) {
+					skip_depth = depth;
+				} else if (strcmp(local, "c") == 0) {
+					xmlChar *t = xmlTextReaderGetAttribute(r, BAD_CAST "t");
+					if (t != NULL && strcmp((const char *)t, "s") == 0)
+						skip_depth = depth;
+					xmlFree(t);
+				}
+			}
+			if (empty && skip_depth < 0)
+				xml_separator(local, out, max_out);
+		} else if (type == XML_READER_TYPE_END_ELEMENT) {
+			if (skip_depth == depth)
+				skip_depth = -1;
+			else if (skip_depth < 0)
+				xml_separator(local, out, max_out);
+		} else if ((type == XML_READER_TYPE_TEXT || type == XML_READER_TYPE_CDATA) &&
+		           skip_depth < 0) {
+			const char *v = (const char *)xmlTextReaderConstValue(r);
+			if (v != NULL)
+				put_clean(out, v, -1, max_out);
+		}
+	}
+	gboolean full = out->len >= max_out;
+	ret = full ? 1 : ret;
+	xmlFreeTextReader(r);
+	if (full)
+		return failed(why_r, "text over %zu bytes, the first kept", max_out);
+	if (ret < 0)
+		return failed(why_r, "%s: malformed XML", entry);
+	return MV_EXTRACT_OK;
+}
+
+mv_extract_result mv_extract_office(const guint8 *data, gsize len, const mv_extract_limits *limits,
+                                    gsize max_out, GString *out, char **why_r)
+{
+	struct archive *a = archive_read_new();
+	archive_read_support_format_zip(a);
+	if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
+		archive_read_free(a);
+		return failed(why_r, "not a zip archive");
+	}
+	mv_extract_result res = MV_EXTRACT_NONE;
+	guint entries = 0;
+	gsize total = 0;
+	GByteArray *buf = g_byte_array_new();
+	guint8 chunk[64 * 1024];
+	struct archive_entry *e;
+	int r;
+	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		if (++entries > limits->zip_entries_max) {
+			res = failed(why_r, "zip of more than %u entries", limits->zip_entries_max);
+			break;
+		}
+		const char *name = archive_entry_pathname(e);
+		if (name == NULL || office_entry(name) == ENTRY_SKIP)
+			continue; /* libarchive skips the data without inflating it */
+		if (res == MV_EXTRACT_NONE)
+			res = MV_EXTRACT_OK;
+		g_byte_array_set_size(buf, 0);
+		gboolean stop = FALSE;
+		for (;;) {
+			la_ssize_t n = archive_read_data(a, chunk, sizeof chunk);
+			if (n == 0)
+				break;
+			if (n < 0) {
+				res = failed(why_r, "zip entry %s: %s", name, archive_error_string(a));
+				stop = TRUE;
+				break;
+			}
+			total += (gsize)n;
+			if (buf->len + (gsize)n > limits->zip_entry_max) {
+				res = failed(why_r, "zip entry %s inflates past %zu bytes", name,
+				             limits->zip_entry_max);
+				stop = TRUE;
+				break;
+			}
+			if (total > limits->zip_total_max) {
+				res = failed(why_r, "zip inflates past %zu bytes", limits->zip_total_max);
+				stop = TRUE;
+				break;
+			}
+			if (total > 1024 * 1024 && total / MAX(len, 1) > limits->zip_ratio_max) {
+				res = failed(why_r, "zip compression ratio over %u:1 (a zip bomb)",
+				             limits->zip_ratio_max);
+				stop = TRUE;
+				break;
+			}
+			g_byte_array_append(buf, chunk, (guint)n);
+		}
+		if (stop)
+			break;
+		char *why = NULL;
+		if (mv_extract_office_xml(name, buf->data, buf->len, max_out, out, &why) ==
+		    MV_EXTRACT_FAILED) {
+			res = MV_EXTRACT_FAILED;
+			if (why_r != NULL)
+				*why_r = why;
+			else
+				g_free(why);
+			if (out->len >= max_out)
+				break;
+			why = NULL;
+		}
+		put(out, "\n", 1, max_out);
+	}
+	if (r != ARCHIVE_OK && r != ARCHIVE_EOF && res != MV_EXTRACT_FAILED)
+		res = failed(why_r, "damaged zip: %s", archive_error_string(a));
+	g_byte_array_free(buf, TRUE);
+	archive_read_free(a);
+	return res;
+}
+
+/* ---- PDF, in a child ----
+ *
+ * The child writes the text to a pipe and exits with PDF_EXIT_*; the
+ * parent reads at most max_out bytes until the deadline, then kills it.
+ * The child inherits the parent's memory (copy-on-write) and only calls
+ * poppler; its address space may grow by pdf_memory_max, its CPU time is
+ * the deadline rounded up. */
+enum { PDF_EXIT_OK = 0, PDF_EXIT_DAMAGED = 10, PDF_EXIT_PAGES = 11, PDF_EXIT_ENCRYPTED = 12 };
+
+static gsize address_space_now(void)
+{
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char buf[128];
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return (gsize)g_ascii_strtoull(buf, NULL, 10) * (gsize)sysconf(_SC_PAGESIZE);
+}
+
+static void write_all(int fd, const char *s, gsize len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, s, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(PDF_EXIT_OK); /* the parent stopped reading: it has enough */
+		s += n;
+		len -= (gsize)n;
+	}
+}
+
+G_GNUC_NORETURN static void pdf_child(int fd, const guint8 *data, gsize len,
+                                      const mv_extract_limits *limits, gsize max_out)
+{
+	struct rlimit as = {.rlim_cur = address_space_now() + limits->pdf_memory_max};
+	as.rlim_max = as.rlim_cur;
+	setrlimit(RLIMIT_AS, &as);
+	rlim_t cpu = (rlim_t)(limits->pdf_timeout_ms + 999) / 1000;
+	struct rlimit cpulim = {.rlim_cur = cpu, .rlim_max = cpu + 1};
+	setrlimit(RLIMIT_CPU, &cpulim);
+	struct rlimit nocore = {0, 0};
+	setrlimit(RLIMIT_CORE, &nocore);
+	signal(SIGPIPE, SIG_DFL);
+
+	GBytes *bytes = g_bytes_new_static(data, len);
+	GError *err = NULL;
+	PopplerDocument *doc = poppler_document_new_from_bytes(bytes, NULL, &err);
+	if (doc == NULL) {
+		gboolean enc = err != NULL && g_error_matches(err, POPPLER_ERROR, POPPLER_ERROR_ENCRYPTED);
+		_exit(enc ? PDF_EXIT_ENCRYPTED : PDF_EXIT_DAMAGED);
+	}
+	int pages = poppler_document_get_n_pages(doc);
+	gsize written = 0;
+	for (int i = 0; i < pages && (guint)i < limits->pdf_pages_max && written < max_out; i++) {
+		PopplerPage *page = poppler_document_get_page(doc, i);
+		if (page == NULL)
+			continue;
+		char *t = poppler_page_get_text(page);
+		if (t != NULL) {
+			gsize n = strlen(t);
+			write_all(fd, t, n);
+			write_all(fd, "\n", 1);
+			written += n + 1;
+		}
+		g_free(t);
+		g_object_unref(page);
+	}
+	_exit(pages >= 0 && (guint)pages > limits->pdf_pages_max && written < max_out
+	          ? PDF_EXIT_PAGES
+	          : PDF_EXIT_OK);
+}
+
+mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract_limits *limits,
+                                 gsize max_out, GString *out, char **why_r)
+{
+	int fds[2];
+	if (!g_unix_open_pipe(fds, FD_CLOEXEC, NULL))
+		return failed(why_r, "PDF: cannot create a pipe: %s", g_strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(fds[0]);
+		close(fds[1]);
+		return failed(why_r, "PDF: cannot fork: %s", g_strerror(e));
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		pdf_child(fds[1], data, len, limits, max_out);
+	}
+	close(fds[1]);
+	gint64 deadline = g_get_monotonic_time() + (gint64)limits->pdf_timeout_ms * 1000;
+	GString *text = g_string_new(NULL);
+	gboolean timed_out = FALSE, enough = FALSE;
+	char chunk[64 * 1024];
+	for (;;) {
+		gint64 left = (deadline - g_get_monotonic_time()) / 1000;
+		if (left <= 0) {
+			timed_out = TRUE;
+			break;
+		}
+		struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+		int pr = poll(&pfd, 1, (int)MIN(left, G_MAXINT));
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0) {
+			timed_out = TRUE;
+			break;
+		}
+		ssize_t n = read(fds[0], chunk, sizeof chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		/* UTF-8 from poppler; up to 4 bytes past the cap keep the last
+		 * character whole for put() to cut. */
+		gsize room = max_out + 4 > text->len ? max_out + 4 - text->len : 0;
+		g_string_append_len(text, chunk, (gssize)MIN((gsize)n, room));
+		if (text->len >= max_out + 4) {
+			enough = TRUE;
+			break;
+		}
+	}
+	close(fds[0]);
+	int status = 0;
+	if (timed_out || enough)
+		kill(pid, SIGKILL);
+	pid_t w;
+	do
+		w = waitpid(pid, &status, 0);
+	while (w < 0 && errno == EINTR);
+	gsize before = out->len;
+	put_clean(out, text->str, (gssize)text->len, max_out);
+	gboolean cut = text->len > 0 && out->len - before < text->len && out->len >= max_out;
+	g_string_free(text, TRUE);
+	if (timed_out)
+		return failed(why_r, "PDF: no result within %u ms", limits->pdf_timeout_ms);
+	if (enough || cut)
+		return failed(why_r, "text over %zu bytes, the first kept", max_out);
+	if (w < 0)
+		return MV_EXTRACT_OK; /* reaped elsewhere (SIGCHLD ignored): what it wrote */
+	if (WIFSIGNALED(status))
+		return failed(why_r, "PDF: the reader was stopped by signal %d (time or memory limit)",
+		              WTERMSIG(status));
+	switch (WIFEXITED(status) ? WEXITSTATUS(status) : -1) {
+	case PDF_EXIT_OK:
+		return MV_EXTRACT_OK;
+	case PDF_EXIT_DAMAGED:
+		return failed(why_r, "PDF: damaged or not a PDF");
+	case PDF_EXIT_ENCRYPTED:
+		return failed(why_r, "PDF: encrypted");
+	case PDF_EXIT_PAGES:
+		return failed(why_r, "PDF of more than %u pages, the first read", limits->pdf_pages_max);
+	default:
+		return failed(why_r, "PDF: the reader failed (exit %d)", WEXITSTATUS(status));
+	}
+}
+
+/* ---- one part ---- */
+
+static gboolean type_is(const char *t, const char *want)
+{
+	return t != NULL && g_ascii_strcasecmp(t, want) == 0;
+}
+
+static gboolean starts(const guint8 *data, gsize len, const char *magic)
+{
+	gsize n = strlen(magic);
+	return len >= n && memcmp(data, magic, n) == 0;
+}
+
+typedef enum { KIND_NONE, KIND_PDF, KIND_OFFICE, KIND_RTF, KIND_TEXT, KIND_HTML } kind;
+
+/* The content says what it is; the declared type and the name only
+ * decide between the text readers. */
+static kind kind_of(const char *declared_type, const char *detected_type, const char *filename,
+                    const guint8 *data, gsize len)
+{
+	if (data == NULL || len == 0)
+		return KIND_NONE;
+	gsize head_len = MIN(len, 1024);
+	if (g_strstr_len((const char *)data, (gssize)head_len, "%PDF-") != NULL &&
+	    (starts(data, len, "%PDF-") || type_is(declared_type, "application/pdf") ||
+	     type_is(detected_type, "application/pdf")))
+		return KIND_PDF;
+	if (starts(data, len, "PK\003\004"))
+		return KIND_OFFICE;
+	if (starts(data, len, "{\\rtf"))
+		return KIND_RTF;
+	gboolean text = (declared_type != NULL && g_str_has_prefix(declared_type, "text/")) ||
+	                (detected_type != NULL && g_str_has_prefix(detected_type, "text/") &&
+	                 (declared_type == NULL || type_is(declared_type, "application/octet-stream")));
+	if (!text)
+		return KIND_NONE;
+	gboolean html = type_is(declared_type, "text/html") ||
+	                (filename != NULL && (g_str_has_suffix(filename, ".html") ||
+	                                      g_str_has_suffix(filename, ".htm")));
+	return html ? KIND_HTML : KIND_TEXT;
+}
+
+mv_extract_result mv_extract_part(const char *declared_type, const char *detected_type,
+                                  const char *filename, const char *charset, const guint8 *data,
+                                  gsize len, const mv_extract_limits *limits, gsize max_out,
+                                  GString *out, char **why_r)
+{
+	if (out->len >= max_out)
+		return MV_EXTRACT_NONE;
+	switch (kind_of(declared_type, detected_type, filename, data, len)) {
+	case KIND_PDF:
+		return mv_extract_pdf(data, len, limits, max_out, out, why_r);
+	case KIND_OFFICE:
+		return mv_extract_office(data, len, limits, max_out, out, why_r);
+	case KIND_RTF:
+		return mv_extract_rtf(data, len, limits, max_out, out, why_r);
+	case KIND_TEXT:
+	case KIND_HTML:
+		return extract_text(kind_of(declared_type, detected_type, filename, data, len) == KIND_HTML,
+		                    charset, data, len, max_out, out, why_r);
+	case KIND_NONE:
+	default:
+		return MV_EXTRACT_NONE;
+	}
+}
+
+static void add_part_text(mv_message *msg, const mv_part *p, char *doc, char *problem)
+{
+	mv_part_text *t = g_new0(mv_part_text, 1);
+	t->path = g_strdup(p->path);
+	t->doc = doc;
+	t->problem = problem;
+	g_ptr_array_add(msg->part_texts, t);
+	if (problem != NULL)
+		g_ptr_array_add(msg->flags, g_strdup_printf("text-extraction-failed: %s: %s",
+		                                            p->path[0] != '\0' ? p->path : "1", problem));
+}
+
+gboolean mv_extract_enabled(void)
+{
+	const char *v = g_getenv("MAILVAULT_EXTRACT");
+	return v == NULL || g_ascii_strcasecmp(v, "off") != 0;
+}
+
+void mv_extract_message(mv_message *msg, const mv_extract_limits *limits, gboolean keep_content)
+{
+	msg->text_extracted = TRUE;
+	gsize budget = limits->message_text_max;
+	for (guint i = 0; i < msg->parts->len; i++) {
+		mv_part *p = msg->parts->pdata[i];
+		if (p->content == NULL)
+			continue;
+		gsize len = 0;
+		const guint8 *data = g_bytes_get_data(p->content, &len);
+		/* A text leaf of an attached message is read like an attachment;
+		 * a text body of the message itself is in the message's text. */
+		if ((p->is_attachment || p->in_message) && len > 0) {
+			if (budget == 0 && kind_of(p->declared_type, p->detected_type, p->filename, data,
+			                           len) != KIND_NONE) {
+				add_part_text(msg, p, g_strdup(""),
+				              g_strdup_printf("the message's attachment text is over %zu "
+				                              "bytes, nothing kept of this part",
+				                              limits->message_text_max));
+			} else if (budget > 0) {
+				GString *out = g_string_new(NULL);
+				char *why = NULL;
+				gsize max_out = MIN(limits->part_text_max, budget);
+				mv_extract_result r =
+				    mv_extract_part(p->declared_type, p->detected_type, p->filename, p->charset,
+				                    data, len, limits, max_out, out, &why);
+				if (r == MV_EXTRACT_FAILED && why == NULL)
+					why = g_strdup("unknown error");
+				if (r != MV_EXTRACT_FAILED)
+					g_clear_pointer(&why, g_free);
+				budget -= MIN(budget, out->len);
+				if (out->len > 0 || why != NULL)
+					add_part_text(msg, p, g_string_free(out, FALSE), why);
+				else
+					g_string_free(out, TRUE);
+			}
+		}
+		if (!keep_content || !p->is_attachment)
+			g_clear_pointer(&p->content, g_bytes_unref);
+	}
+}
+
+static void env_uint(const char *name, guint lo, guint hi, guint *value)
+{
+	const char *v = g_getenv(name);
+	if (v == NULL)
+		return;
+	char *end = NULL;
+	guint64 n = g_ascii_strtoull(v, &end, 10);
+	if (end != v && *end == '\0' && n >= lo && n <= hi)
+		*value = (guint)n;
+}
+
+void mv_extract_limits_from_env(mv_extract_limits *limits)
+{
+	mv_extract_limits_default(limits);
+	env_uint("MAILVAULT_EXTRACT_PDF_TIMEOUT_MS", 100, 600000, &limits->pdf_timeout_ms);
+	env_uint("MAILVAULT_EXTRACT_PDF_PAGES", 1, 100000, &limits->pdf_pages_max);
+}
+
+/* ---- re-extraction ---- */
+
+#define REEXTRACT_WHERE \
+	"FROM message m LEFT JOIN text_extraction te ON te.message_id = m.id " \
+	"WHERE m.has_attachment AND ($1::boolean OR te.message_id IS NULL OR te.version < $2::integer) " \
+	"AND ($3::timestamptz IS NULL OR m.archived_at >= $3::timestamptz) "
+
+mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gboolean all,
+                               guint batch, mv_reextract_progress_fn *progress, void *context,
+                               gint64 *done_r, gint64 *damaged_r, char **error_r)
+{
+	*done_r = 0;
+	*damaged_r = 0;
+	char ver[16], since_text[32], limit[16], after[24];
+	g_snprintf(ver, sizeof ver, "%d", MV_EXTRACT_VERSION);
+	g_snprintf(limit, sizeof limit, "%u", CLAMP(batch, 1, 10000));
+	char *since_iso = NULL;
+	if (since > 0) {
+		GDateTime *dt = g_date_time_new_from_unix_utc(since);
+		since_iso = dt != NULL ? g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ") : NULL;
+		if (dt != NULL)
+			g_date_time_unref(dt);
+	}
+	g_strlcpy(since_text, since_iso != NULL ? since_iso : "", sizeof since_text);
+	g_free(since_iso);
+	const char *sincev = since > 0 ? since_text : NULL;
+	const char *allv = all ? "true" : "false";
+
+	PGresult *r = NULL;
+	const char *cv[] = {allv, ver, sincev};
+	mv_status st = mv_db_query(db, "SELECT count(*) " REEXTRACT_WHERE, 3, cv, NULL, NULL, 0, &r,
+	                           error_r);
+	if (st != MV_OK)
+		return st;
+	gint64 total = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+
+	mv_parse_limits plim;
+	mv_parse_limits_default(&plim);
+	plim.keep_attachment_content = TRUE;
+	mv_extract_limits elim;
+	mv_extract_limits_from_env(&elim);
+	gint64 last = 0;
+	for (;;) {
+		g_snprintf(after, sizeof after, "%" G_GINT64_FORMAT, last);
+		const char *v[] = {allv, ver, sincev, after, limit};
+		st = mv_db_query(db, "SELECT m.id " REEXTRACT_WHERE "AND m.id > $4::bigint "
+		                 "ORDER BY m.id LIMIT $5::integer",
+		                 5, v, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			return st;
+		int n = PQntuples(r);
+		GArray *ids = g_array_sized_new(FALSE, FALSE, sizeof(gint64), (guint)n);
+		for (int i = 0; i < n; i++) {
+			gint64 id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+			g_array_append_val(ids, id);
+		}
+		PQclear(r);
+		if (n == 0) {
+			g_array_free(ids, TRUE);
+			break;
+		}
+		last = g_array_index(ids, gint64, n - 1);
+		st = mv_db_exec(db, "BEGIN", error_r);
+		for (guint i = 0; i < ids->len && st == MV_OK; i++) {
+			gint64 id = g_array_index(ids, gint64, i);
+			GBytes *raw = NULL;
+			char *err = NULL;
+			mv_status gs = mv_store_get_raw(db, blobs, id, &raw, &err);
+			if (gs == MV_ERR_INTEGRITY || gs == MV_ERR_NOT_FOUND) {
+				(*damaged_r)++;
+				g_free(err);
+				continue;
+			}
+			if (gs != MV_OK) {
+				st = gs;
+				if (error_r != NULL)
+					*error_r = err;
+				else
+					g_free(err);
+				break;
+			}
+			mv_message *msg = NULL;
+			st = mv_message_parse(raw, &plim, &msg, error_r);
+			g_bytes_unref(raw);
+			if (st != MV_OK)
+				break;
+			mv_extract_message(msg, &elim, FALSE);
+			st = mv_store_part_texts_replace(db, id, msg, MV_EXTRACT_VERSION, error_r);
+			mv_message_free(&msg);
+			if (st == MV_OK)
+				(*done_r)++;
+		}
+		g_array_free(ids, TRUE);
+		st = mv_db_end(db, st, error_r);
+		if (st != MV_OK)
+			return st;
+		if (progress != NULL)
+			progress(context, *done_r + *damaged_r, total);
+	}
+	return MV_OK;
+}

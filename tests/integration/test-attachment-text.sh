@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Attachment text: real PDF, DOCX, XLSX, ODT and RTF files (made by the
+# Python libraries Debian ships), a text attachment in Latin-1, and a
+# message attached to a message, in base64 and quoted-printable; each
+# phrase found by a bare search, by attachment: and as a quoted phrase.
+# A PDF bomb and a zip bomb disguised as DOCX are flagged within their
+# limits and stored byte-exact; a huge vocabulary stays under the tsvector
+# limit; index --reextract makes messages stored with extraction off
+# findable; an export carries the extracted text.
+. "$(dirname "$0")/lib.sh"
+
+# Debian's python3 (the document libraries are Debian packages), whatever
+# python3 comes first on the PATH.
+PY=/usr/bin/python3
+"$PY" "$TESTS_DIR/integration/attachment_docs.py" "$WORK/gen"
+mkdir "$WORK/mail"
+cp "$WORK"/gen/*.eml "$WORK/mail/"
+
+# The PDF bomb runs into a 2 s limit here (20 s by default).
+start=$(date +%s)
+MAILVAULT_EXTRACT_PDF_TIMEOUT_MS=2000 mv import --quiet "$WORK/mail"
+took=$(( $(date +%s) - start ))
+check "import with two bombs finishes in bounded time (${took}s)" test "$took" -lt 40
+expect_eq "every message stored" 8 "$(sql "SELECT count(*) FROM message")"
+
+phrase() { grep "^$1 " "$WORK/gen/phrases" | cut -d' ' -f2-; }
+id_of() { sql "SELECT id FROM message WHERE message_id = '$1'"; }
+# ids of messages a query finds, space-separated, sorted
+found() { mv search --json "$@" | "$PY" -c 'import json,sys; print(" ".join(sorted(str(d["id"]) for d in json.load(sys.stdin))))'; }
+
+pdf=$(id_of att-1@corp.example); docx=$(id_of att-2@corp.example); xlsx=$(id_of att-3@corp.example)
+rtf=$(id_of att-4@corp.example); fwd=$(id_of att-5@corp.example)
+zipbomb=$(id_of att-6@corp.example); pdfbomb=$(id_of att-7@corp.example); vocab=$(id_of att-8@corp.example)
+
+for k in pdf:$pdf docx:$docx xlsx:$xlsx rtf:$rtf text:$rtf odt:$fwd inner_body:$fwd inner_docx:$fwd; do
+  name=${k%%:*} id=${k#*:}
+  p=$(phrase "$name")
+  last=${p##* }
+  expect_eq "$name: a bare word from the attachment" "$id" "$(found "$last")"
+  expect_eq "$name: attachment:WORD" "$id" "$(found "attachment:$last")"
+  expect_eq "$name: the quoted phrase" "$id" "$(found "\"$p\"")"
+  expect_eq "$name: attachment:\"phrase\"" "$id" "$(found "attachment:\"$p\"")"
+done
+expect_eq "a word of the body is no attachment text" "" "$(found attachment:bodyonlyword)"
+expect_eq "a word of the body is still found bare" "$pdf" "$(found bodyonlyword)"
+expect_eq "a phrase out of order is not a phrase" "" "$(found '"marmalade quetzal"')"
+expect_eq "stemming applies to attachment text" "$pdf" "$(found attachment:flange)"
+expect_eq "the Latin-1 text attachment, converted" "$rtf" "$(found 'attachment:"tapir café"')"
+expect_eq "RTF \\'e9 and \\u239 decoded" "$rtf" "$(found 'attachment:"café naïve"')"
+expect_eq "attachment: combines with other terms" "$docx" "$(found 'attachment:tangerine from:alice@corp.example')"
+check "attachment: with an empty value is an error" bash -c '! "$MAILVAULT_BIN" --home "$MV_HOME" search "attachment:" >/dev/null 2>&1'
+
+# Before indexing (tsv NULL) the same rows are found on the fly.
+sql "UPDATE part_text SET tsv = NULL" >/dev/null
+expect_eq "found before indexing" "$xlsx" "$(found attachment:pomegranate)"
+mv index >/dev/null
+expect_eq "every part text indexed" 0 "$(sql "SELECT count(*) FROM part_text WHERE tsv IS NULL")"
+
+# The bombs: flagged with their reason, stored byte-exact.
+flags() { sql "SELECT array_to_string(flags, ' | ') FROM message WHERE id = $1"; }
+check "zip bomb flagged: $(flags "$zipbomb")" bash -c "[[ '$(flags "$zipbomb")' == *'text-extraction-failed: 2: zip'* ]]"
+check "PDF bomb flagged: $(flags "$pdfbomb")" bash -c "[[ '$(flags "$pdfbomb")' == *'text-extraction-failed: 2: PDF: no result within 2000 ms'* ]]"
+mv get "$zipbomb" > "$WORK/zb.eml"
+check "zip bomb message: get returns its exact bytes" cmp -s "$WORK/zb.eml" "$WORK/gen/zipbomb.eml"
+mv get "$pdfbomb" > "$WORK/pb.eml"
+check "PDF bomb message: get returns its exact bytes" cmp -s "$WORK/pb.eml" "$WORK/gen/pdfbomb.eml"
+expect_eq "the other messages are not flagged" 0 \
+  "$(sql "SELECT count(*) FROM message WHERE flags <> '{}' AND id NOT IN ($zipbomb, $pdfbomb, $vocab)")"
+
+# A megabyte of distinct words: the part keeps 256 KiB, is flagged as cut,
+# and its tsvector is computed (under PostgreSQL's 1 MB).
+expect_eq "huge vocabulary: 256 KiB kept" 262144 "$(sql "SELECT octet_length(doc) FROM part_text WHERE message_id = $vocab")"
+check "huge vocabulary flagged as cut" bash -c "[[ '$(flags "$vocab")' == *'text over 262144 bytes'* ]]"
+check "huge vocabulary indexed" test "$(sql "SELECT pg_column_size(tsv) > 100000 FROM part_text WHERE message_id = $vocab")" = t
+
+# Stored with extraction off: not findable by its attachment, then found
+# after index --reextract, which is idempotent.
+mkdir "$WORK/old"
+cp "$WORK/gen/old/ledger.eml" "$WORK/old/"
+MAILVAULT_EXTRACT=off mv import --quiet "$WORK/old"
+old=$(id_of att-9@corp.example)
+expect_eq "extraction off: no attachment text" "" "$(found attachment:durian)"
+out=$(mv index --reextract --json)
+expect_eq "reextract: the one message without text" 1 "$(echo "$out" | json_get reextracted)"
+expect_eq "reextract: now found" "$old" "$(found attachment:durian)"
+expect_eq "reextract: found by phrase" "$old" "$(found "\"$(phrase old_pdf)\"")"
+expect_eq "reextract again: nothing to do" 0 "$(mv index --reextract --json | json_get reextracted)"
+n_all=$(sql "SELECT count(*) FROM message WHERE has_attachment")
+expect_eq "reextract --all redoes every message with attachments" "$n_all" \
+  "$(mv index --reextract --all --json | json_get reextracted)"
+expect_eq "reextract --all keeps one row per part" 0 \
+  "$(sql "SELECT count(*) FROM (SELECT message_id, path FROM part_text GROUP BY 1, 2 HAVING count(*) > 1) d")"
+expect_eq "after --all: still found" "$pdf" "$(found attachment:marmalade)"
+expect_eq "reextract --since tomorrow: nothing" 0 \
+  "$(mv index --reextract --all --since "$(date -u -d tomorrow +%F)" --json | json_get reextracted)"
+check "reextract --since checks its date" bash -c '! "$MAILVAULT_BIN" --home "$MV_HOME" index --reextract --since 2025-13-01 >/dev/null 2>&1'
+
+# Export: the text file and index.html carry the extracted text, marked.
+mv export --query "attachment:marmalade OR attachment:lychee" --out "$WORK/bundle" >/dev/null
+txt=$(cat "$WORK"/bundle/documents/*/*.txt)
+check "export .txt: heading of the PDF's text" grep -q "==== Extracted text of attachment report.pdf (part 2) ====" <<<"$txt"
+check "export .txt: the PDF's phrase" grep -q "$(phrase pdf)" <<<"$txt"
+check "export .txt: the nested DOCX's phrase" grep -q "$(phrase inner_docx)" <<<"$txt"
+check "export index.html: marked extracted text" grep -q "Extracted text of attachments</summary><pre>" "$WORK/bundle/index.html"
+check "export index.html: the PDF's phrase" grep -q "$(phrase pdf)" "$WORK/bundle/index.html"
+check "the bundle verifies" mv verify-bundle "$WORK/bundle"
+check "the bundle verifies with sha256sum" bash -c "cd '$WORK/bundle' && sha256sum -c --quiet SHA256SUMS"
+
+# The table follows its message: row-level security and purge.
+expect_eq "part_text under row-level security" "t" \
+  "$(sql "SELECT relrowsecurity FROM pg_class WHERE relname = 'part_text'")"
+expect_eq "part_text policies as message_text's" "granted staff" \
+  "$(sql "SELECT string_agg(policyname, ' ' ORDER BY policyname) FROM pg_policies WHERE tablename = 'part_text'")"
+expect_eq "part_text rows go with their message (purge)" "c" \
+  "$(sql "SELECT confdeltype FROM pg_constraint WHERE conrelid = 'part_text'::regclass AND contype = 'f'")"
+
+finish
