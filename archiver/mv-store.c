@@ -1,5 +1,6 @@
 /* mv-store: batch ingest into PostgreSQL and byte-exact reads. */
 #include "mv-store.h"
+#include "mv-lang.h"
 
 #include <string.h>
 
@@ -915,4 +916,53 @@ mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gi
 	if (done_r != NULL)
 		*done_r = done;
 	return MV_OK;
+}
+
+mv_status mv_store_reindex(mv_db *db, int batch_size, gint64 *done_r, char **error_r)
+{
+	*done_r = 0;
+	batch_size = CLAMP(batch_size, 1, 10000);
+	gint64 after = 0;
+	char lim[16];
+	g_snprintf(lim, sizeof lim, "%d", batch_size);
+	for (;;) {
+		char from[24];
+		g_snprintf(from, sizeof from, "%" G_GINT64_FORMAT, after);
+		const char *sel[] = {from, lim};
+		PGresult *r = NULL;
+		mv_status st = mv_db_query(db, "SELECT message_id, CASE WHEN lang IS NULL THEN "
+		                               "left(doc, " G_STRINGIFY(MV_LANG_MAX_BYTES) ") END "
+		                               "FROM message_text WHERE message_id > $1::bigint "
+		                               "ORDER BY message_id LIMIT $2::integer",
+		                           2, sel, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			return st;
+		int n = PQntuples(r);
+		if (n == 0) {
+			PQclear(r);
+			return MV_OK;
+		}
+		GString *ids = g_string_new("{");
+		GString *langs = g_string_new("{");
+		for (int i = 0; i < n; i++) {
+			mv_db_array_text(ids, PQgetvalue(r, i, 0));
+			const char *lang = NULL;
+			if (!PQgetisnull(r, i, 1))
+				lang = mv_lang_detect(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+			mv_db_array_text(langs, lang);
+		}
+		after = g_ascii_strtoll(PQgetvalue(r, n - 1, 0), NULL, 10);
+		PQclear(r);
+		g_string_append_c(ids, '}');
+		g_string_append_c(langs, '}');
+		const char *up[] = {ids->str, langs->str};
+		st = mv_db_query(db, "SELECT mv_reindex($1::bigint[], $2::text[])", 2, up, NULL, NULL, 0,
+		                 &r, error_r);
+		g_string_free(ids, TRUE);
+		g_string_free(langs, TRUE);
+		if (st != MV_OK)
+			return st;
+		*done_r += g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+	}
 }

@@ -159,6 +159,15 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
                           gint64 *checked_r, GPtrArray **damaged_r, char **error_r)
 	MV_WARN_UNUSED;
 
+/* Recompute the search vector of every stored message, batch_size at a
+ * time in id order (one short transaction each), detecting the language
+ * of those that have none (stored before languages were detected: from
+ * the first MV_LANG_MAX_BYTES of their search text).  For rows indexed by
+ * an older mv_search_vector.  *done_r: messages reindexed (also on
+ * failure).  MV_ERR_DB on a database failure. */
+mv_status mv_store_reindex(mv_db *db, int batch_size, gint64 *done_r,
+                           char **error_r) MV_WARN_UNUSED;
+
 /* Compute search vectors for messages that have none, batch_size at a time,
  * until none are left or max_total (0: no limit) are done. */
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,

@@ -1,5 +1,8 @@
 /* mailvault stats and mailvault index. */
 #include "mv-catalog.h"
+
+#include <string.h>
+
 #include "mv-audit.h"
 #include "mv-cli.h"
 #include "mv-hold.h"
@@ -112,19 +115,33 @@ static const char index_help[] =
 	"only more slowly.  It also settles the new messages ongoing holds deferred\n"
 	"when their query ran out of time at ingest (see `hold list`).\n"
 	"\n"
-	"Options:\n" MV_CLI_COMMON_HELP;
+	"Options:\n"
+	"  --rebuild       recompute the search vector of every stored message, 1,000\n"
+	"                  at a time, and detect the language of those stored before\n"
+	"                  languages were detected (after an upgrade of the search)\n" MV_CLI_COMMON_HELP;
 
 int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 {
-	int rc = simple_options(cli, argc, argv, index_help, FALSE);
+	/* --rebuild is taken out before the common options are read */
+	gboolean rebuild = FALSE;
+	int kept = 0;
+	for (int i = 0; i < argc; i++) {
+		if (i > 0 && strcmp(argv[i], "--rebuild") == 0)
+			rebuild = TRUE;
+		else
+			argv[kept++] = argv[i];
+	}
+	int rc = simple_options(cli, kept, argv, index_help, FALSE);
 	if (rc != 0)
 		return rc < 0 ? 0 : rc;
 	mv_db *db = NULL;
 	if ((rc = mv_cli_open(cli, &db, NULL)) != 0)
 		return rc;
-	gint64 done = 0;
+	gint64 done = 0, rebuilt = 0;
 	char *err = NULL;
-	mv_status st = mv_store_index_pending(db, 1000, 0, &done, &err);
+	mv_status st = rebuild ? mv_store_reindex(db, 1000, &rebuilt, &err) : MV_OK;
+	if (st == MV_OK)
+		st = mv_store_index_pending(db, 1000, 0, &done, &err);
 	gint64 settled = 0;
 	if (st == MV_OK)
 		st = mv_hold_settle_pending(db, mv_audit_actor(), &settled, &err);
@@ -134,6 +151,8 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 		g_free(err);
 		return rc;
 	}
+	if (rebuild)
+		printf("rebuilt %" G_GINT64_FORMAT " messages\n", rebuilt);
 	printf("indexed %" G_GINT64_FORMAT " messages\n", done);
 	if (settled > 0)
 		printf("settled %" G_GINT64_FORMAT " messages deferred by ongoing holds\n", settled);

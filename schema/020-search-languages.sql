@@ -29,10 +29,10 @@
 --    the configurations of that configuration's phrase query, and the
 --    bigram chain of its CJK characters.
 --  * mv_index_pending() and the search's on-the-fly fallback use them.
---  * mv_reindex(after, limit): recomputes tsv of stored messages in
+--  * mv_reindex(ids, langs): recomputes tsv of stored messages in
 --    bounded batches (mailvault index --rebuild), for rows indexed before
---    this change; the language of old rows is filled in by the C side
---    (it needs the detector) through UPDATE (lang).
+--    this change; the language of old rows comes from the client (the
+--    detector is C).
 --
 -- Row-level security: lang is a column of message_text, whose row
 -- policies (019) cover it; the search functions read no table.
@@ -226,23 +226,23 @@ BEGIN
 END;
 $$;
 
--- Recompute the vectors of up to p_limit messages with an id above
--- p_after (stored before this change, or after the search functions
--- improve); returns the last id done, NULL when none was left.  The
--- caller loops with the returned id, one short transaction per batch.
-CREATE FUNCTION mv_reindex(p_after bigint, p_limit integer) RETURNS bigint
+-- Recompute the vectors of the messages p_ids (at most 10,000 a call),
+-- setting the language of those whose p_langs entry is not NULL (the
+-- client detected it: rows stored before this change have none).  For
+-- mailvault index --rebuild, which walks the archive in id order, one
+-- short transaction per batch.
+CREATE FUNCTION mv_reindex(p_ids bigint[], p_langs text[]) RETURNS integer
 LANGUAGE plpgsql AS $$
-DECLARE last bigint;
+DECLARE n integer;
 BEGIN
-    WITH todo AS (
-        SELECT message_id FROM message_text WHERE message_id > p_after
-         ORDER BY message_id LIMIT greatest(1, least(p_limit, 10000)) FOR UPDATE SKIP LOCKED),
-    up AS (
-        UPDATE message_text t SET tsv = mv_search_vector(t.doc, t.lang)
-          FROM todo WHERE t.message_id = todo.message_id
-        RETURNING t.message_id)
-    SELECT max(message_id) INTO last FROM up;
-    RETURN last;
+    IF coalesce(array_length(p_ids, 1), 0) > 10000 THEN
+        RAISE EXCEPTION 'mv_reindex: at most 10000 messages a call, not %', array_length(p_ids, 1);
+    END IF;
+    UPDATE message_text t SET lang = coalesce(u.lang, t.lang),
+                              tsv = mv_search_vector(t.doc, coalesce(u.lang, t.lang))
+      FROM unnest(p_ids, p_langs) AS u(id, lang) WHERE t.message_id = u.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
 END;
 $$;
 
@@ -250,17 +250,14 @@ DO $$
 DECLARE
     f text;
 BEGIN
-    FOREACH f IN ARRAY ARRAY['mv_index_pending(integer)', 'mv_reindex(bigint,integer)'] LOOP
+    FOREACH f IN ARRAY ARRAY['mv_index_pending(integer)', 'mv_reindex(bigint[],text[])'] LOOP
         EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp',
                        f, current_schema());
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
 END;
 $$;
-GRANT EXECUTE ON FUNCTION mv_index_pending(integer), mv_reindex(bigint, integer) TO mailvault_ingest;
--- The detector runs in the client: ingest fills in the language of rows
--- stored before this change.
-GRANT UPDATE (lang) ON message_text TO mailvault_ingest;
+GRANT EXECUTE ON FUNCTION mv_index_pending(integer), mv_reindex(bigint[], text[]) TO mailvault_ingest;
 
 -- ---- ingest: the language travels with the text (p_lang, last) ----
 DROP FUNCTION mv_ingest_batch(bytea[], bigint[], bytea[], text[], timestamptz[], text[], text[], text[], text[], boolean[], text[], text[], text[], timestamptz[], text[], integer[], text[], timestamptz[], text[], text[], text[], inet[], text[], text[], text[], text[], bigint[], bigint[], timestamptz[], bytea[], bytea[], text[], integer[], text[], integer[], text[], integer[], bigint[], bytea[], integer[], text[], text[], text[], integer[], text[], text[], text[], text[], bigint[], bytea[], integer[], text[], integer[], text[]);
