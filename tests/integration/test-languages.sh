@@ -22,7 +22,7 @@ def msg(name, subject, body, frm="a@example.com"):
     m.set_content(body, charset="utf-8")
     with open(os.path.join(out, name + ".eml"), "wb") as f:
         f.write(m.as_bytes())
-msg("de", "Lieferung ZX81",
+msg("de", "Lieferung ZX81", frm="einkauf@example.de", body=
     "Sehr geehrte Damen und Herren, bitte prüfen Sie die Bedingungen in den beigefügten "
     "Verträgen bis Freitag. Die Lieferung der Flansche hat sich leider verzögert. "
     "Mit freundlichen Grüßen")
@@ -102,6 +102,20 @@ expect_eq "--fields in JSON: only those keys" '["lang", "snippet"]' \
   "$(mv search --json --fields lang,snippet Vertrag | python3 -c 'import json,sys; print(json.dumps(sorted(json.load(sys.stdin)[0])))')"
 expect_eq "--fields with an unknown field: 64" 64 "$(rc_of mv search --fields id,bogus Vertrag)"
 expect_eq "--fields empty: 64" 64 "$(rc_of mv search --fields '' Vertrag)"
+
+# Row-level security holds for the new column, functions and snippets: an
+# employee granted the German sender's address sees that message alone.
+test_user emp mv-lang-emp
+mv user add "$emp" --role employee --address einkauf@example.de >/dev/null
+as_emp() { runuser -u "$emp" -- "$MAILVAULT_BIN" --home "$MV_HOME" "$@"; }
+expect_eq "employee: ZX81 finds only the message granted" "$de_id" \
+  "$(as_emp search --fields id ZX81)"
+expect_eq "employee: lang:fr finds nothing" "" "$(as_emp search --fields id lang:fr)"
+expect_eq "employee: snippets of what they see only" "1" \
+  "$(as_emp search --json ZX81 | python3 -c 'import json,sys; print(sum(1 for h in json.load(sys.stdin) if h["snippet"]))')"
+expect_eq "employee: plain SQL sees one row's language" "de" \
+  "$(runuser -u "$emp" -- psql -X -q -t -A "host=$MV_HOME/run dbname=mailvault user=$emp" \
+       -c "SELECT string_agg(lang, ',') FROM message_text WHERE lang IS NOT NULL")"
 
 # Rows stored before languages were detected: no lang, an English-only
 # vector; German stemming does not find them until index --rebuild.
