@@ -43,13 +43,13 @@
 -- messages: see docs/search.md).
 CREATE INDEX message_search_order_idx ON message (date DESC NULLS LAST, id DESC);
 
-ALTER TABLE message_text ADD COLUMN lang text
+ALTER TABLE message_text ADD COLUMN IF NOT EXISTS lang text
     CHECK (lang IS NULL OR lang ~ '^[a-zA-Z]{2,3}(-[A-Za-z]{2,8})?$');
 CREATE INDEX message_text_lang_idx ON message_text (lower(lang) text_pattern_ops);
 
 -- The PostgreSQL configuration that stems a language (mv_lang_ts_config in
 -- archiver/mv-lang.cc holds the same table), english when none.
-CREATE FUNCTION mv_lang_config(p_lang text) RETURNS regconfig
+CREATE OR REPLACE FUNCTION mv_lang_config(p_lang text) RETURNS regconfig
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT (CASE lower(split_part(coalesce(p_lang, ''), '-', 1))
         WHEN 'ar' THEN 'pg_catalog.arabic'     WHEN 'hy' THEN 'pg_catalog.armenian'
@@ -73,7 +73,7 @@ $$;
 -- The characters written without spaces between words: CJK radicals,
 -- Hiragana, Katakana, Bopomofo, Hangul, CJK ideographs (and extension A,
 -- compatibility ideographs), half-width Katakana.
-CREATE FUNCTION mv_cjk_class() RETURNS text
+CREATE OR REPLACE FUNCTION mv_cjk_class() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT '[\u2E80-\u2FDF\u3041-\u30FF\u3105-\u312F\u3131-\u318E\u31A0-\u31FF\u3400-\u4DBF'
            '\u4E00-\u9FFF\uA960-\uA97F\uAC00-\uD7AF\uF900-\uFAFF\uFF66-\uFF9F]'
@@ -82,7 +82,7 @@ $$;
 -- Bigram text of the CJK runs of t: "ABCD" -> "AB BC CD D" (the last
 -- character alone, so that a one-character query finds it by prefix), runs
 -- apart by a space; '' when t has none.
-CREATE FUNCTION mv_cjk_bigrams(t text) RETURNS text
+CREATE OR REPLACE FUNCTION mv_cjk_bigrams(t text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(string_agg(substr(r.m[1], g.i, 2), ' ' ORDER BY r.k, g.i), '')
       FROM regexp_matches(t, mv_cjk_class() || '+', 'g') WITH ORDINALITY AS r(m, k),
@@ -93,7 +93,7 @@ $$;
 -- caller, mv_search_vector, sees to it).  CJK runs are left out of parts
 -- 1 and 2, where each would be one useless lexeme the length of a
 -- sentence; part 3 covers the first 16,384 characters.
-CREATE FUNCTION mv_search_vector_of(d text, cfg regconfig) RETURNS tsvector
+CREATE OR REPLACE FUNCTION mv_search_vector_of(d text, cfg regconfig) RETURNS tsvector
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     latin text := d;
@@ -107,7 +107,7 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION mv_search_vector(doc text, lang text) RETURNS tsvector
+CREATE OR REPLACE FUNCTION mv_search_vector(doc text, lang text) RETURNS tsvector
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     cfg regconfig := mv_lang_config(lang);
@@ -128,7 +128,7 @@ $$;
 -- A chain of the CJK bigrams of t's runs: "ABC" -> 'AB' <-> 'BC'; a run
 -- of one character matches as a prefix ('A':*); runs ANDed; NULL when t
 -- has none.
-CREATE FUNCTION mv_cjk_query(t text) RETURNS tsquery
+CREATE OR REPLACE FUNCTION mv_cjk_query(t text) RETURNS tsquery
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     run text;
@@ -155,7 +155,7 @@ $$;
 
 -- Every configuration a query tries: each stemmer PostgreSQL ships, and
 -- 'simple' (the exact form).
-CREATE FUNCTION mv_search_configs() RETURNS regconfig[]
+CREATE OR REPLACE FUNCTION mv_search_configs() RETURNS regconfig[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT ARRAY['pg_catalog.simple', 'pg_catalog.english', 'pg_catalog.german',
                  'pg_catalog.french', 'pg_catalog.spanish', 'pg_catalog.italian',
@@ -169,7 +169,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                  'pg_catalog.tamil', 'pg_catalog.yiddish']::regconfig[]
 $$;
 
-CREATE FUNCTION mv_search_query(q text, phrase boolean) RETURNS tsquery
+CREATE OR REPLACE FUNCTION mv_search_query(q text, phrase boolean) RETURNS tsquery
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     cfg regconfig;
