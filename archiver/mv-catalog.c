@@ -29,7 +29,103 @@ void mv_hit_free(gpointer hit)
 	g_free(h->registration);
 	g_free(h->retention_class);
 	g_free(h->destroyed_at);
+	g_free(h->lang);
+	g_free(h->snippet);
 	g_free(h);
+}
+
+/* Whitespace and control characters folded to single spaces (the
+ * markers kept), trimmed. */
+static char *fold_snippet(const char *in)
+{
+	char *valid = g_utf8_make_valid(in, -1);
+	GString *s = g_string_sized_new(strlen(valid));
+	gboolean space = TRUE; /* drop leading space */
+	for (const char *c = valid; *c != '\0'; c++) {
+		unsigned char u = (unsigned char)*c;
+		if (*c == MV_SNIPPET_START || *c == MV_SNIPPET_END) {
+			g_string_append_c(s, *c);
+		} else if (u < 0x20 || u == 0x7f || u == ' ') {
+			if (!space)
+				g_string_append_c(s, ' ');
+			space = TRUE;
+			continue;
+		} else {
+			g_string_append_c(s, *c);
+		}
+		space = FALSE;
+	}
+	while (s->len > 0 && s->str[s->len - 1] == ' ')
+		g_string_truncate(s, s->len - 1);
+	g_free(valid);
+	return g_string_free(s, FALSE);
+}
+
+mv_status mv_catalog_snippets(mv_db *db, const char *query, GPtrArray *hits, char **error_r)
+{
+	GString *ids = g_string_new("{");
+	for (guint i = 0; i < hits->len; i++) {
+		const mv_hit *h = hits->pdata[i];
+		if (h->destroyed)
+			continue;
+		g_string_append_printf(ids, "%s%" G_GINT64_FORMAT, ids->len > 1 ? "," : "", h->id);
+	}
+	g_string_append_c(ids, '}');
+	if (ids->len == 2) {
+		g_string_free(ids, TRUE);
+		return MV_OK;
+	}
+	mv_query_sql *q = NULL;
+	mv_status st = mv_query_compile(query, 3, &q, error_r);
+	if (st != MV_OK) {
+		g_string_free(ids, TRUE);
+		return st;
+	}
+	/* ts_headline reads at most MV_SNIPPET_INPUT characters per message
+	 * (over 256 KiB it costs tens of milliseconds a row). */
+	/* Every parameter typed, also those of terms the snippet does not use
+	 * (an unused one has no type and fails the statement). */
+	GString *typed = g_string_new("num_nonnulls($2::text");
+	for (guint i = 0; i < q->params->len; i++)
+		g_string_append_printf(typed, ", $%u::text", i + 3);
+	g_string_append(typed, ") >= 0");
+	char *snippet = q->highlight != NULL
+	                    ? g_strdup_printf("ts_headline(mv_lang_config(t.lang), left(t.doc, %d), %s, $2)",
+	                                      MV_SNIPPET_INPUT, q->highlight)
+	                    : g_strdup("NULL::text");
+	char *sql = g_strdup_printf("SELECT t.message_id, t.lang, %s FROM message_text t "
+	                            "WHERE t.message_id = ANY ($1::bigint[]) AND %s",
+	                            snippet, typed->str);
+	g_free(snippet);
+	g_string_free(typed, TRUE);
+	const char *lead[] = {ids->str, "MaxFragments=2, MaxWords=14, MinWords=6, "
+	                                "FragmentDelimiter=\" ... \", StartSel=\x02, StopSel=\x03"};
+	PGresult *r = NULL;
+	st = mv_db_query_params(db, sql, lead, 2, q->params, &r, error_r);
+	g_free(sql);
+	mv_query_sql_free(&q);
+	g_string_free(ids, TRUE);
+	if (st != MV_OK)
+		return st;
+	GHashTable *by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
+	for (guint i = 0; i < hits->len; i++) {
+		mv_hit *h = hits->pdata[i];
+		if (!h->destroyed)
+			g_hash_table_insert(by_id, &h->id, h);
+	}
+	for (int i = 0; i < PQntuples(r); i++) {
+		gint64 id = int_value(r, i, 0);
+		mv_hit *h = g_hash_table_lookup(by_id, &id);
+		if (h == NULL)
+			continue;
+		g_free(h->lang);
+		h->lang = dup_value(r, i, 1);
+		g_free(h->snippet);
+		h->snippet = PQgetisnull(r, i, 2) ? NULL : fold_snippet(PQgetvalue(r, i, 2));
+	}
+	g_hash_table_destroy(by_id);
+	PQclear(r);
+	return MV_OK;
 }
 
 

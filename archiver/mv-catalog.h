@@ -26,7 +26,16 @@ typedef struct {
 	                          no subject, parse status or attachments */
 	char *destroyed_at;    /* ISO 8601 UTC, destroyed records only */
 	gint64 purge_run;      /* the purge run that destroyed it, or 0 */
+	char *lang;            /* detected language, or NULL (mv_catalog_snippets) */
+	char *snippet;         /* a short fragment of the search text, the
+	                          matching words between MV_SNIPPET_START and
+	                          MV_SNIPPET_END, whitespace folded to one
+	                          space; NULL for destroyed records and before
+	                          mv_catalog_snippets */
 } mv_hit;
+
+#define MV_SNIPPET_START '\x02'
+#define MV_SNIPPET_END '\x03'
 
 void mv_hit_free(gpointer hit);
 
@@ -41,6 +50,17 @@ mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArra
  * in the same order (by date, newest first). */
 mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean include_destroyed,
                           GPtrArray **hits_r, char **error_r) MV_WARN_UNUSED;
+
+/* Fill in lang and snippet of each hit that is no destroyed record, by
+ * the bare words and phrases of query (the one the hits were found
+ * with): PostgreSQL's ts_headline over the first MV_SNIPPET_INPUT
+ * characters of the message's search text, with its language's
+ * configuration, at most 2 fragments of up to 14 words; without bare words
+ * the start of the body text.  Reads under the caller's row-level
+ * security, like the search.  hits stay owned by the caller. */
+#define MV_SNIPPET_INPUT 20000
+mv_status mv_catalog_snippets(mv_db *db, const char *query, GPtrArray *hits,
+                              char **error_r) MV_WARN_UNUSED;
 
 typedef struct {
 	gint64 messages;

@@ -5,6 +5,7 @@
  * never trusts offsets it is handed without checking them against the raw
  * buffer.  libmagic and libxml2 see only decoded, bounded part content. */
 #include "mv-message.h"
+#include "mv-lang.h"
 
 #include <gmime/gmime.h>
 #include <libxml/HTMLparser.h>
@@ -608,6 +609,23 @@ static gboolean starts_with_header(const guint8 *data, gsize len)
 	return name_len > 0 && i < len && data[i] == ':';
 }
 
+/* The language of the subject and the body text (not the addresses and
+ * names, which belong to no language); bounded by MV_LANG_MAX_BYTES. */
+static const char *detect_lang(const mv_message *msg)
+{
+	GString *t = g_string_sized_new(MV_LANG_MAX_BYTES);
+	if (msg->subject != NULL) {
+		g_string_append(t, msg->subject);
+		g_string_append_c(t, '\n');
+	}
+	if (t->len < MV_LANG_MAX_BYTES)
+		g_string_append_len(t, msg->body->str,
+		                    (gssize)MIN(msg->body->len, MV_LANG_MAX_BYTES - t->len));
+	const char *lang = mv_lang_detect(t->str, t->len);
+	g_string_free(t, TRUE);
+	return lang;
+}
+
 mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_message **msg_r,
                            char **error_r)
 {
@@ -708,6 +726,7 @@ mv_status mv_message_parse(GBytes *raw, const mv_parse_limits *limits, mv_messag
 	}
 	g_string_free(msg->text, TRUE);
 	msg->text = doc;
+	msg->lang = detect_lang(msg);
 	*msg_r = msg;
 	return MV_OK;
 }

@@ -124,6 +124,8 @@ typedef struct {
 	gboolean text_extracted;      /* the extract stage ran on it */
 	GString *text;                /* search text: subject, addresses, body; bounded */
 	GString *body;                /* body text alone (HTML reduced), UTF-8, bounded */
+	const char *lang;             /* detected language of subject and body
+	                                 (mv_lang_detect, static), or NULL */
 	GPtrArray *headers;           /* of mv_header*, owned, in order (at most 1000) */
 	mv_message_retention retention;
 	mv_message_verdicts verdicts;

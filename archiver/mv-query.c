@@ -38,6 +38,8 @@ typedef struct {
 	int terms;
 	gboolean tombstone;          /* compiling for MV_QUERY_TOMBSTONES */
 	gboolean mentions_destroyed; /* a destroyed: term was seen */
+	int negated;                 /* NOT levels around the current term */
+	GString *highlight;          /* tsquery of the text terms not negated */
 	char **error_r;
 } parser;
 
@@ -287,7 +289,8 @@ static mv_status tombstone_term(parser *p, token *t, gboolean *handled_r)
 	*handled_r = TRUE;
 	if (f == NULL || strcmp(f, "to") == 0 || strcmp(f, "cc") == 0 || strcmp(f, "bcc") == 0 ||
 	    strcmp(f, "subject") == 0 || strcmp(f, "filename") == 0 || strcmp(f, "type") == 0 ||
-	    strcmp(f, "attachment") == 0 || strcmp(f, "tag") == 0 || strcmp(f, "virus") == 0 || strcmp(f, "spam") == 0) {
+	    strcmp(f, "attachment") == 0 || strcmp(f, "tag") == 0 || strcmp(f, "virus") == 0 ||
+	    strcmp(f, "spam") == 0 || strcmp(f, "lang") == 0) {
 		g_string_append(s, "NULL::boolean"); /* not kept: unknown */
 	} else if (strcmp(f, "has") == 0) {
 		if (g_ascii_strcasecmp(v, "attachment") != 0)
@@ -335,7 +338,7 @@ static void text_term(parser *p, const token *t, gboolean body)
 		                       "SELECT x.message_id FROM message_text x WHERE x.tsv @@ "
 		                       "mv_search_query($%d, %s) UNION ALL SELECT x.message_id FROM "
 		                       "message_text x WHERE x.tsv IS NULL AND mv_search_vector(x.doc, "
-		                       "NULL) @@ mv_search_query($%d, %s) UNION ALL ",
+		                       "x.lang) @@ mv_search_query($%d, %s) UNION ALL ",
 		                       n, phrase, n, phrase);
 	g_string_append_printf(p->sql,
 	                       "SELECT y.message_id FROM part_text y WHERE y.tsv @@ "
@@ -343,6 +346,10 @@ static void text_term(parser *p, const token *t, gboolean body)
 	                       "part_text y WHERE y.tsv IS NULL AND mv_search_vector(y.doc, y.lang) "
 	                       "@@ mv_search_query($%d, %s))",
 	                       n, phrase, n, phrase);
+	/* Snippets mark what the query's text terms match. */
+	if (p->negated == 0)
+		g_string_append_printf(p->highlight, "%smv_search_query($%d, %s)",
+		                       p->highlight->len > 0 ? " || " : "", n, phrase);
 }
 
 static mv_status term(parser *p, token *t)
@@ -365,9 +372,26 @@ static mv_status term(parser *p, token *t)
 			return st;
 	}
 	if (f == NULL) {
+		/* mv_search_query/mv_search_vector (schema/021-search-languages.sql):
+		 * every language's stems, exact forms and CJK bigrams, over the
+		 * body text and the attachments' text. */
 		text_term(p, t, TRUE);
 	} else if (strcmp(f, "attachment") == 0) {
 		text_term(p, t, FALSE);
+	} else if (strcmp(f, "lang") == 0) {
+		/* an ISO 639-1 code (de), or one with its script (zh-Hant); lang:zh
+		 * takes zh-Hant too */
+		gsize l = strlen(v);
+		gboolean okv = l >= 2 && l <= 16;
+		for (gsize i = 0; okv && i < l; i++)
+			okv = g_ascii_isalpha(v[i]) || (v[i] == '-' && i >= 2);
+		if (!okv)
+			return syntax(p, t->value_pos, "lang: takes a language code such as de or "
+			                               "zh-Hant, not '%s'", v);
+		int n = param(p, g_ascii_strdown(v, -1));
+		int sub = param(p, g_strdup_printf("%s-%%", (const char *)p->params->pdata[n - p->first_param]));
+		g_string_append_printf(s, "m.id IN (SELECT x.message_id FROM message_text x WHERE "
+		                          "lower(x.lang) = $%d OR lower(x.lang) LIKE $%d)", n, sub);
 	} else if (strcmp(f, "from") == 0) {
 		address_term(p, "'from', 'sender'", v);
 	} else if (strcmp(f, "to") == 0) {
@@ -499,7 +523,9 @@ static mv_status unary(parser *p)
 		if (++p->depth > MAX_NESTING)
 			return syntax(p, t->pos, "%s", "nested too deeply");
 		g_string_append(p->sql, "NOT (");
+		p->negated++;
 		mv_status st = unary(p);
+		p->negated--;
 		g_string_append(p->sql, ")");
 		p->depth--;
 		return st;
@@ -581,7 +607,7 @@ mv_status mv_query_compile_for(const char *query, mv_query_target target, int fi
 	parser p = {.q = query, .toks = g_array_new(FALSE, TRUE, sizeof(token)),
 	            .sql = g_string_new(NULL), .params = g_ptr_array_new_with_free_func(g_free),
 	            .first_param = first_param, .tombstone = target == MV_QUERY_TOMBSTONES,
-	            .error_r = error_r};
+	            .highlight = g_string_new(NULL), .error_r = error_r};
 	mv_status st = tokenize(&p);
 	if (st == MV_OK) {
 		if (peek(&p)->kind == T_END) {
@@ -597,6 +623,7 @@ mv_status mv_query_compile_for(const char *query, mv_query_target target, int fi
 	tokens_free(p.toks);
 	if (st != MV_OK) {
 		g_string_free(p.sql, TRUE);
+		g_string_free(p.highlight, TRUE);
 		g_ptr_array_free(p.params, TRUE);
 		return st;
 	}
@@ -604,6 +631,9 @@ mv_status mv_query_compile_for(const char *query, mv_query_target target, int fi
 	out->where = g_string_free(p.sql, FALSE);
 	out->params = p.params;
 	out->mentions_destroyed = p.mentions_destroyed;
+	if (p.highlight->len > 0)
+		out->highlight = g_strdup_printf("(%s)", p.highlight->str);
+	g_string_free(p.highlight, TRUE);
 	*sql_r = out;
 	return MV_OK;
 }
@@ -613,6 +643,7 @@ void mv_query_sql_free(mv_query_sql **sql)
 	if (sql == NULL || *sql == NULL)
 		return;
 	g_free((*sql)->where);
+	g_free((*sql)->highlight);
 	g_ptr_array_free((*sql)->params, TRUE);
 	g_free(*sql);
 	*sql = NULL;

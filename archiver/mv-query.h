@@ -18,8 +18,14 @@
  * trailing star allowed), message-id:, class: (retention class), tag:,
  * hold:, registration: (2026-0000123, or without the leading zeros:
  * 2026-123), destroyed:yes|no, attachment: (full text of the attachments
- * only).  A bare word or phrase is full-text search over subject,
- * addresses, body text and the text of attachments (part_text).
+ * only), lang: (the detected language, ISO 639-1:
+ * lang:de; lang:zh takes zh-Hant too).  A bare word or phrase is full-text
+ * search over subject, addresses, body text and the text of attachments
+ * (part_text), in any language: a word
+ * matches by its exact form, by its stem in any language PostgreSQL
+ * stems, and (Chinese, Japanese, Korean) as a chain of character bigrams,
+ * so a word in the middle of a sentence without spaces is found
+ * (mv_search_query, schema/021-search-languages.sql).
  *
  * Destroyed records: a query compiled for MV_QUERY_TOMBSTONES is a
  * condition on the tombstones of purged records (MV_QUERY_TOMBSTONE_SOURCE
@@ -50,6 +56,9 @@ typedef struct {
 	char *where;        /* SQL boolean expression using $first.. params */
 	GPtrArray *params;  /* char*, owned; params->pdata[i] is $(first + i) */
 	gboolean mentions_destroyed; /* the query has a destroyed: term */
+	char *highlight;    /* SQL tsquery expression (same parameters) of the
+	                       bare words and phrases not under NOT, for
+	                       ts_headline; NULL when there are none */
 } mv_query_sql;
 
 typedef enum {

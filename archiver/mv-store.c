@@ -1,5 +1,6 @@
 /* mv-store: batch ingest into PostgreSQL and byte-exact reads. */
 #include "mv-store.h"
+#include "mv-lang.h"
 
 #include <string.h>
 
@@ -93,7 +94,8 @@ char *mv_arrival_details(const mv_arrival_info *a)
 
 /* ---- a batch: the parameters of one mv_ingest_batch() call ---- */
 
-/* The function's parameters, in order (schema/010-ingest-batch.sql). */
+/* The function's parameters, in order (schema/011-arrival-facts.sql, p_lang
+ * added by 021-search-languages.sql). */
 enum {
 	B_SHA, B_SIZE, B_SKEL, B_MID, B_DATE, B_DATE_RAW, B_FROM_ADDR, B_FROM_NAME, B_SUBJECT,
 	B_HAS_ATT, B_STATUS, B_DOC, B_CLASS, B_EXPIRES, B_RULE, B_VERSION, B_DIRECTION,
@@ -102,7 +104,7 @@ enum {
 	B_JORIGINAL, B_JPROBLEM, B_FLAG_MSG, B_FLAGS,
 	B_TAG_MSG, B_TAGS, B_SPLICE_MSG, B_SPLICE_OFF, B_SPLICE_BLOB, B_ADDR_MSG, B_ADDR_ROLE,
 	B_ADDR, B_ADDR_NAME, B_PART_MSG, B_PART_PATH, B_PART_DECL, B_PART_DET, B_PART_FN,
-	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC,
+	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC, B_LANG,
 	B_N
 };
 
@@ -110,8 +112,8 @@ enum {
 	"SELECT o_pos, o_id, o_new, o_registration FROM mv_ingest_batch($1, $2, $3, $4, $5, " \
 	"$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, " \
 	"$24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, " \
-	"$41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54)"
-G_STATIC_ASSERT(B_N == 54);
+	"$41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55)"
+G_STATIC_ASSERT(B_N == 55);
 
 typedef struct {
 	GString *param[B_N]; /* PostgreSQL array literals, text format */
@@ -230,6 +232,7 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	add_text(b, B_HAS_ATT, msg->has_attachment ? "t" : "f");
 	add_text(b, B_STATUS, msg->parse_status);
 	add_text(b, B_DOC, msg->text->str);
+	add_text(b, B_LANG, msg->lang);
 
 	const mv_message_retention *ret = &msg->retention;
 	add_text(b, B_CLASS, ret->class_name);
@@ -993,4 +996,53 @@ mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gi
 	if (done_r != NULL)
 		*done_r = done;
 	return MV_OK;
+}
+
+mv_status mv_store_reindex(mv_db *db, int batch_size, gint64 *done_r, char **error_r)
+{
+	*done_r = 0;
+	batch_size = CLAMP(batch_size, 1, 10000);
+	gint64 after = 0;
+	char lim[16];
+	g_snprintf(lim, sizeof lim, "%d", batch_size);
+	for (;;) {
+		char from[24];
+		g_snprintf(from, sizeof from, "%" G_GINT64_FORMAT, after);
+		const char *sel[] = {from, lim};
+		PGresult *r = NULL;
+		mv_status st = mv_db_query(db, "SELECT message_id, CASE WHEN lang IS NULL THEN "
+		                               "left(doc, " G_STRINGIFY(MV_LANG_MAX_BYTES) ") END "
+		                               "FROM message_text WHERE message_id > $1::bigint "
+		                               "ORDER BY message_id LIMIT $2::integer",
+		                           2, sel, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			return st;
+		int n = PQntuples(r);
+		if (n == 0) {
+			PQclear(r);
+			return MV_OK;
+		}
+		GString *ids = g_string_new("{");
+		GString *langs = g_string_new("{");
+		for (int i = 0; i < n; i++) {
+			mv_db_array_text(ids, PQgetvalue(r, i, 0));
+			const char *lang = NULL;
+			if (!PQgetisnull(r, i, 1))
+				lang = mv_lang_detect(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+			mv_db_array_text(langs, lang);
+		}
+		after = g_ascii_strtoll(PQgetvalue(r, n - 1, 0), NULL, 10);
+		PQclear(r);
+		g_string_append_c(ids, '}');
+		g_string_append_c(langs, '}');
+		const char *up[] = {ids->str, langs->str};
+		st = mv_db_query(db, "SELECT mv_reindex($1::bigint[], $2::text[])", 2, up, NULL, NULL, 0,
+		                 &r, error_r);
+		g_string_free(ids, TRUE);
+		g_string_free(langs, TRUE);
+		if (st != MV_OK)
+			return st;
+		*done_r += g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+	}
 }

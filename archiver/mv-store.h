@@ -169,6 +169,14 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
  * caller's transaction (re-extraction). */
 mv_status mv_store_part_texts_replace(mv_db *db, gint64 id, const mv_message *msg, int version,
                                       char **error_r) MV_WARN_UNUSED;
+/* Recompute the search vector of every stored message, batch_size at a
+ * time in id order (one short transaction each), detecting the language
+ * of those that have none (stored before languages were detected: from
+ * the first MV_LANG_MAX_BYTES of their search text).  For rows indexed by
+ * an older mv_search_vector.  *done_r: messages reindexed (also on
+ * failure).  MV_ERR_DB on a database failure. */
+mv_status mv_store_reindex(mv_db *db, int batch_size, gint64 *done_r,
+                           char **error_r) MV_WARN_UNUSED;
 
 /* Compute search vectors for messages that have none, batch_size at a time,
  * until none are left or max_total (0: no limit) are done. */

@@ -28,13 +28,16 @@ static const char index_help[] =
 	"record itself is never changed.\n"
 	"\n"
 	"Options:\n"
+	"  --rebuild       recompute the search vector of every stored message, 1,000\n"
+	"                  at a time, and detect the language of those stored before\n"
+	"                  languages were detected (after an upgrade of the search)\n"
 	"  --reextract     recompute attachment text (see above)\n"
 	"  --all           with --reextract: every message with attachments, not only those\n"
 	"                  without text by the current extractor\n"
 	"  --since DATE    with --reextract: only messages archived on or after DATE\n"
 	"                  (YYYY-MM-DD, UTC)\n"
 	"  --batch N       with --reextract: messages a transaction (1..10000, default 100)\n"
-	"  --json          JSON with keys indexed, settled, reextracted, damaged\n" MV_CLI_COMMON_HELP;
+	"  --json          JSON with keys indexed, settled, reextracted, damaged, rebuilt\n" MV_CLI_COMMON_HELP;
 
 typedef struct {
 	gint64 last_print;
@@ -62,8 +65,9 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 	                                         {"all", no_argument, NULL, 'a'},
 	                                         {"since", required_argument, NULL, 's'},
 	                                         {"batch", required_argument, NULL, 'b'},
+	                                         {"rebuild", no_argument, NULL, 'R' + 256},
 	                                         {NULL, 0, NULL, 0}};
-	gboolean reextract = FALSE, all = FALSE;
+	gboolean reextract = FALSE, all = FALSE, rebuild = FALSE;
 	gint64 since = 0, batch = 100;
 	int o;
 	optind = 1;
@@ -77,6 +81,8 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 			cli->json = TRUE;
 		} else if (o == 'r') {
 			reextract = TRUE;
+		} else if (o == 'R' + 256) {
+			rebuild = TRUE;
 		} else if (o == 'a') {
 			all = TRUE;
 		} else if (o == 's') {
@@ -123,6 +129,9 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 		if (ps.printed)
 			fputs("\r\033[K", stderr);
 	}
+	gint64 rebuilt = 0;
+	if (st == MV_OK && rebuild)
+		st = mv_store_reindex(db, 1000, &rebuilt, &err);
 	gint64 done = 0;
 	if (st == MV_OK)
 		st = mv_store_index_pending(db, 1000, 0, &done, &err);
@@ -143,10 +152,13 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "settled", settled);
 		mv_json_add_int(b, "reextracted", reextracted);
 		mv_json_add_int(b, "damaged", damaged);
+		mv_json_add_int(b, "rebuilt", rebuilt);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 		return 0;
 	}
+	if (rebuild)
+		printf("rebuilt %" G_GINT64_FORMAT " messages\n", rebuilt);
 	if (reextract)
 		printf("re-extracted the attachment text of %" G_GINT64_FORMAT " messages\n", reextracted);
 	if (damaged > 0)

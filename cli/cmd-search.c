@@ -1,5 +1,6 @@
 /* mailvault search: find messages with the query language. */
 #include <string.h>
+#include <unistd.h>
 
 #include "mv-audit.h"
 #include "mv-catalog.h"
@@ -18,9 +19,11 @@ static const char help[] =
 	"                 2025-01-01, before:2025-03 before 2025-03-01\n"
 	"  class:NAME  tag:NAME  hold:NAME  registration:2026-0000123\n"
 	"  destroyed:yes  destroyed records (their tombstones) only; destroyed:no\n"
-	"  word \"a phrase\"   full text over subject, addresses, body and attachments\n"
-	"  attachment:WORD attachment:\"a phrase\"   full text of the attachments only\n"
-	"  -term  NOT term  a OR b  ( ... )\n"
+	"  lang:CODE      the detected language (ISO 639-1: de, fr, ja; lang:zh takes zh-Hant)\n"
+	"  word \"a phrase\"   full text over subject, addresses, body and attachments, in\n"
+	"                 any language: exact forms, every language's stems (Vertrag finds\n"
+	"                 Verträgen), Chinese/Japanese/Korean words inside sentences\n"
+	"  attachment:WORD attachment:\"a phrase\"   full text of the attachments only\n"	"  -term  NOT term  a OR b  ( ... )\n"
 	"A query that does not parse is an error naming the column (exit status 65).\n"
 	"Destroyed records are searched with --include-destroyed or a destroyed: term;\n"
 	"a tombstone keeps registration, Message-ID, date, From, class and expiry, and\n"
@@ -28,10 +31,17 @@ static const char help[] =
 	"Every search is an entry of the audit trail (who, the query, how many\n"
 	"matched); a search that cannot be recorded returns nothing.\n"
 	"\n"
+	"Each hit shows a snippet: a short fragment of its text with the matching words\n"
+	"marked [like this] (bold on a terminal).\n"
+	"\n"
 	"Options:\n"
 	"  --json          print a JSON array of {id, sha256, date, from, subject, size,\n"
 	"                  has_attachment, parse_status, registration, class, destroyed,\n"
-	"                  destroyed_at, purge_run}\n"
+	"                  destroyed_at, purge_run, lang, snippet}\n"
+	"  --fields A,B,.. only these fields, in this order (text: tab-separated; JSON:\n"
+	"                  only these keys): id registration date from subject snippet\n"
+	"                  sha256 size has_attachment parse_status class lang destroyed\n"
+	"                  destroyed_at purge_run\n"
 	"  --limit N       at most N results (default 100; 0 for all)\n"
 	"  --count         print only the number of matches\n"
 	"  --include-destroyed\n"
@@ -71,10 +81,118 @@ static gboolean option_value(int argc, char **argv, int *i, const char *name,
 	return TRUE;
 }
 
+typedef enum {
+	F_ID, F_REGISTRATION, F_DATE, F_FROM, F_SUBJECT, F_SNIPPET, F_SHA256, F_SIZE,
+	F_HAS_ATTACHMENT, F_PARSE_STATUS, F_CLASS, F_LANG, F_DESTROYED, F_DESTROYED_AT,
+	F_PURGE_RUN, F_N
+} field;
+
+static const char *const field_names[F_N] = {
+	"id", "registration", "date", "from", "subject", "snippet", "sha256", "size",
+	"has_attachment", "parse_status", "class", "lang", "destroyed", "destroyed_at", "purge_run",
+};
+
+/* "a,b,c" as fields; FALSE (and *bad_r the first unknown name, g_free)
+ * when a name is unknown or the list is empty. */
+static gboolean parse_fields(const char *list, GArray *out, char **bad_r)
+{
+	*bad_r = NULL;
+	char **names = g_strsplit(list, ",", -1);
+	for (char **n = names; *n != NULL; n++) {
+		char *name = g_strstrip(*n);
+		int f = 0;
+		while (f < F_N && strcmp(field_names[f], name) != 0)
+			f++;
+		if (f == F_N) {
+			*bad_r = g_strdup(name);
+			break;
+		}
+		g_array_append_val(out, f);
+	}
+	g_strfreev(names);
+	return *bad_r == NULL && out->len > 0;
+}
+
+/* The snippet with its markers as start/end (or removed when NULL). */
+static char *render_snippet(const char *snippet, const char *start, const char *end)
+{
+	if (snippet == NULL)
+		return NULL;
+	GString *s = g_string_new(NULL);
+	for (const char *c = snippet; *c != '\0'; c++) {
+		if (*c == MV_SNIPPET_START)
+			g_string_append(s, start);
+		else if (*c == MV_SNIPPET_END)
+			g_string_append(s, end);
+		else if (*c == '\t')
+			g_string_append_c(s, ' ');
+		else
+			g_string_append_c(s, *c);
+	}
+	return g_string_free(s, FALSE);
+}
+
+/* One field of a hit as text (g_free), NULL when it has none. */
+static char *field_text(const mv_hit *h, field f, const char *start, const char *end)
+{
+	switch (f) {
+	case F_ID: return g_strdup_printf("%" G_GINT64_FORMAT, h->id);
+	case F_REGISTRATION: return g_strdup(h->registration);
+	case F_DATE: return g_strdup(h->date);
+	case F_FROM: return g_strdup(h->from);
+	case F_SUBJECT:
+		if (h->destroyed)
+			return g_strdup_printf("[destroyed %s by purge run %" G_GINT64_FORMAT "]",
+			                       h->destroyed_at != NULL ? h->destroyed_at : "-", h->purge_run);
+		return g_strdup(h->subject);
+	case F_SNIPPET: return render_snippet(h->snippet, start, end);
+	case F_SHA256: return g_strdup(h->sha256);
+	case F_SIZE: return g_strdup_printf("%" G_GINT64_FORMAT, h->size);
+	case F_HAS_ATTACHMENT: return h->destroyed ? NULL : g_strdup(h->has_attachment ? "yes" : "no");
+	case F_PARSE_STATUS: return g_strdup(h->parse_status);
+	case F_CLASS: return g_strdup(h->retention_class);
+	case F_LANG: return g_strdup(h->lang);
+	case F_DESTROYED: return g_strdup(h->destroyed ? "yes" : "no");
+	case F_DESTROYED_AT: return g_strdup(h->destroyed_at);
+	case F_PURGE_RUN:
+		return h->destroyed ? g_strdup_printf("%" G_GINT64_FORMAT, h->purge_run) : NULL;
+	case F_N: break;
+	}
+	return NULL;
+}
+
+static void json_field(JsonBuilder *b, const mv_hit *h, field f)
+{
+	switch (f) {
+	case F_ID: mv_json_add_int(b, "id", h->id); break;
+	case F_SIZE: mv_json_add_int(b, "size", h->size); break;
+	case F_HAS_ATTACHMENT:
+		if (h->destroyed)
+			mv_json_add_null(b, "has_attachment"); /* not kept */
+		else
+			mv_json_add_bool(b, "has_attachment", h->has_attachment);
+		break;
+	case F_DESTROYED: mv_json_add_bool(b, "destroyed", h->destroyed); break;
+	case F_PURGE_RUN:
+		if (h->destroyed)
+			mv_json_add_int(b, "purge_run", h->purge_run);
+		else
+			mv_json_add_null(b, "purge_run");
+		break;
+	case F_SUBJECT: mv_json_add_string(b, "subject", h->subject); break;
+	default: {
+		char *v = field_text(h, f, "[", "]");
+		mv_json_add_string(b, field_names[f], v);
+		g_free(v);
+	}
+	}
+}
+
 int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 {
 	gint64 limit = 100;
 	gboolean count = FALSE, include_destroyed = FALSE;
+	g_autoptr(GArray) fields = NULL; /* of field; NULL: the default layout */
 	/* Options may come before or after the query; any other word is part
 	 * of the query, so "-term" negates without needing "--"; after "--"
 	 * everything is query. */
@@ -104,6 +222,21 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 				g_ptr_array_free(words, TRUE);
 				return mv_cli_usage_error(cli, "--limit takes a number (0 for no limit)");
 			}
+		} else if (option_value(argc, argv, &i, "--fields", &val)) {
+			char *bad = NULL;
+			if (fields != NULL)
+				g_array_set_size(fields, 0);
+			else
+				fields = g_array_new(FALSE, FALSE, sizeof(field));
+			if (val == NULL || !parse_fields(val, fields, &bad)) {
+				int rc = bad != NULL ? mv_cli_usage_error(cli, "--fields: unknown field '%s' "
+				                                               "(see --help)", bad)
+				                     : mv_cli_usage_error(cli, "--fields takes a list such as "
+				                                               "id,date,subject");
+				g_free(bad);
+				g_ptr_array_free(words, TRUE);
+				return rc;
+			}
 		} else if (option_value(argc, argv, &i, "--home", &val)) {
 			cli->home = val;
 		} else if (option_value(argc, argv, &i, "--db", &val)) {
@@ -132,6 +265,19 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 	GPtrArray *hits = NULL;
 	char *err = NULL;
 	mv_status st = mv_catalog_find(db, query, count ? 0 : limit, include_destroyed, &hits, &err);
+	gboolean want_snippets = !count;
+	if (fields != NULL) {
+		want_snippets = FALSE;
+		for (guint i = 0; i < fields->len; i++) {
+			field f = g_array_index(fields, field, i);
+			want_snippets |= f == F_SNIPPET || f == F_LANG;
+		}
+	}
+	if (st == MV_OK && want_snippets && hits->len > 0) {
+		st = mv_catalog_snippets(db, query, hits, &err);
+		if (st != MV_OK)
+			g_ptr_array_unref(hits);
+	}
 	if (st == MV_OK) {
 		guint destroyed = 0;
 		for (guint i = 0; i < hits->len; i++)
@@ -175,41 +321,47 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 		for (guint i = 0; i < hits->len; i++) {
 			const mv_hit *h = hits->pdata[i];
 			mv_json_begin_object(b, NULL);
-			mv_json_add_int(b, "id", h->id);
-			mv_json_add_string(b, "sha256", h->sha256);
-			mv_json_add_string(b, "date", h->date);
-			mv_json_add_string(b, "from", h->from);
-			mv_json_add_string(b, "subject", h->subject);
-			mv_json_add_int(b, "size", h->size);
-			if (h->destroyed)
-				mv_json_add_null(b, "has_attachment"); /* not kept */
-			else
-				mv_json_add_bool(b, "has_attachment", h->has_attachment);
-			mv_json_add_string(b, "parse_status", h->parse_status);
-			mv_json_add_string(b, "registration", h->registration);
-			mv_json_add_string(b, "class", h->retention_class);
-			mv_json_add_bool(b, "destroyed", h->destroyed);
-			mv_json_add_string(b, "destroyed_at", h->destroyed_at);
-			if (h->destroyed)
-				mv_json_add_int(b, "purge_run", h->purge_run);
-			else
-				mv_json_add_null(b, "purge_run");
+			if (fields != NULL) {
+				for (guint k = 0; k < fields->len; k++)
+					json_field(b, h, g_array_index(fields, field, k));
+			} else {
+				static const field all[] = {F_ID, F_SHA256, F_DATE, F_FROM, F_SUBJECT, F_SIZE,
+				                            F_HAS_ATTACHMENT, F_PARSE_STATUS, F_REGISTRATION,
+				                            F_CLASS, F_DESTROYED, F_DESTROYED_AT, F_PURGE_RUN,
+				                            F_LANG, F_SNIPPET};
+				for (gsize k = 0; k < G_N_ELEMENTS(all); k++)
+					json_field(b, h, all[k]);
+			}
 			json_builder_end_object(b);
 		}
 		json_builder_end_array(b);
 		mv_json_write(b, stdout);
 	} else {
+		gboolean tty = isatty(STDOUT_FILENO) && g_getenv("NO_COLOR") == NULL;
+		const char *mark_on = tty ? "\033[1m" : "[", *mark_off = tty ? "\033[0m" : "]";
 		for (guint i = 0; i < hits->len; i++) {
 			const mv_hit *h = hits->pdata[i];
+			if (fields != NULL) {
+				/* tab-separated, "-" for none */
+				for (guint k = 0; k < fields->len; k++) {
+					char *v = field_text(h, g_array_index(fields, field, k), mark_on, mark_off);
+					if (v != NULL)
+						g_strdelimit(v, "\t\n\r", ' ');
+					printf("%s%s", k > 0 ? "\t" : "", v != NULL ? v : "-");
+					g_free(v);
+				}
+				putchar('\n');
+				continue;
+			}
 			char *from = column(h->from != NULL ? h->from : "-", 32);
-			char *subject = h->destroyed
-			                    ? g_strdup_printf("[destroyed %s by purge run %" G_GINT64_FORMAT "]",
-			                                      h->destroyed_at != NULL ? h->destroyed_at : "-",
-			                                      h->purge_run)
-			                    : g_strdup(h->subject != NULL ? h->subject : "");
+			char *subject = field_text(h, F_SUBJECT, mark_on, mark_off);
 			printf("%-8" G_GINT64_FORMAT " %-12s %-20s %s %s\n", h->id,
 			       h->registration != NULL ? h->registration : "-",
-			       h->date != NULL ? h->date : "-", from, subject);
+			       h->date != NULL ? h->date : "-", from, subject != NULL ? subject : "");
+			char *snippet = render_snippet(h->snippet, mark_on, mark_off);
+			if (snippet != NULL && snippet[0] != '\0')
+				printf("         %s\n", snippet);
+			g_free(snippet);
 			g_free(subject);
 			g_free(from);
 		}

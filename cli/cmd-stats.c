@@ -1,5 +1,8 @@
 /* mailvault stats. */
 #include "mv-catalog.h"
+
+#include <string.h>
+
 #include "mv-audit.h"
 #include "mv-cli.h"
 #include "mv-hold.h"

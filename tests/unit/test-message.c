@@ -1110,6 +1110,23 @@ static void test_html_to_text_bounded(void **state)
 	g_string_free(out, TRUE);
 }
 
+/* The language of subject and body, not of the addresses. */
+static void test_language(void **state)
+{
+	(void)state;
+	mv_message *m = parse("From: John Smith <john.smith@example.com>\r\n"
+	                      "To: Mary Jones <mary@example.com>\r\n"
+	                      "Subject: Lieferung\r\n"
+	                      "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+	                      "Bitte pr\xc3\xbc" "fen Sie die Vertr\xc3\xa4" "ge bis Freitag.\r\n");
+	assert_non_null(m->lang);
+	assert_string_equal(m->lang, "de");
+	mv_message_free(&m);
+	m = parse("From: a@example.com\r\nSubject: PO-62700\r\n\r\n12345\r\n");
+	assert_null(m->lang); /* no words: no language */
+	mv_message_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1136,6 +1153,7 @@ int main(void)
 		cmocka_unit_test(test_prescan_deep_rfc822),
 		cmocka_unit_test(test_mixed_line_endings),
 		cmocka_unit_test(test_hostile_mime),
+		cmocka_unit_test(test_language),
 		cmocka_unit_test(test_utf8_clean),
 		cmocka_unit_test(test_html_to_text),
 		cmocka_unit_test(test_html_to_text_bounded),

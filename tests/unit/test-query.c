@@ -14,13 +14,15 @@
 
 /* ---- expected SQL of single terms (written out from the specification) ---- */
 
-static char *ft_sql(const char *fn, int n)
+/* A bare word (phrase FALSE) or a quoted phrase: every language's forms
+ * through the search functions of schema/021-search-languages.sql. */
+static char *ft_sql(gboolean phrase, int n)
 {
-	const char *ph = strcmp(fn, "phraseto_tsquery") == 0 ? "true" : "false";
+	const char *ph = phrase ? "true" : "false";
 	return g_strdup_printf("m.id IN (SELECT x.message_id FROM message_text x WHERE x.tsv @@ "
 	                       "mv_search_query($%d, %s) UNION ALL SELECT x.message_id FROM "
 	                       "message_text x WHERE x.tsv IS NULL AND mv_search_vector(x.doc, "
-	                       "NULL) @@ mv_search_query($%d, %s) UNION ALL "
+	                       "x.lang) @@ mv_search_query($%d, %s) UNION ALL "
 	                       "SELECT y.message_id FROM part_text y WHERE y.tsv @@ "
 	                       "mv_search_query($%d, %s) UNION ALL SELECT y.message_id FROM "
 	                       "part_text y WHERE y.tsv IS NULL AND mv_search_vector(y.doc, y.lang) "
@@ -30,7 +32,7 @@ static char *ft_sql(const char *fn, int n)
 
 static char *plain_sql(int n)
 {
-	return ft_sql("plainto_tsquery", n);
+	return ft_sql(FALSE, n);
 }
 
 static char *addr_prefix(const char *roles)
@@ -561,7 +563,7 @@ static void test_bare_word_and_phrase(void **state)
 	expect_sql("invoice", 1, e, "invoice", NULL);
 	g_free(e);
 
-	char *ph = ft_sql("phraseto_tsquery", 1);
+	char *ph = ft_sql(TRUE, 1);
 	e = g_strdup_printf("(%s)", ph);
 	expect_sql("\"quarterly report\"", 1, e, "quarterly report", NULL);
 	g_free(e);
@@ -610,7 +612,7 @@ static void test_not(void **state)
 	expect_sql("NOT subject:a subject:b", 1, "(NOT (" SUBJ(1) ") AND " SUBJ(2) ")", "%a%", "%b%",
 	           NULL);
 	/* -"phrase" */
-	char *ph = ft_sql("phraseto_tsquery", 1);
+	char *ph = ft_sql(TRUE, 1);
 	char *e = g_strdup_printf("(NOT (%s))", ph);
 	expect_sql("-\"a b\"", 1, e, "a b", NULL);
 	g_free(e), g_free(ph);
@@ -782,6 +784,33 @@ static void test_error_empty_quoted_value(void **state)
 	 * error that from: gets. */
 	expect_error("from:\"\"", 6, "field 'from:' needs a value");
 	expect_error("a subject:\"\"", 11, "field 'subject:' needs a value");
+}
+
+/* lang: the detected language; lang:zh takes zh-Hant too. */
+static void test_lang(void **state)
+{
+	(void)state;
+	expect_sql("lang:DE", 1,
+	           "(m.id IN (SELECT x.message_id FROM message_text x WHERE lower(x.lang) = $1 OR "
+	           "lower(x.lang) LIKE $2))",
+	           "de", "de-%", NULL);
+	expect_error("lang:d", 6, "lang: takes a language code");
+	expect_error("lang:'de'", 6, "lang: takes a language code");
+	expect_error("x lang:-de", 8, "lang: takes a language code");
+	/* a tombstone keeps no text: unknown */
+	expect_for("lang:de", MV_QUERY_TOMBSTONES, "(NULL::boolean)", 0);
+}
+
+/* The snippet's tsquery: the bare words and phrases not under NOT. */
+static void test_highlight(void **state)
+{
+	(void)state;
+	mv_query_sql *sql = compile_ok("vertrag -spam \"a b\" from:x@y.z NOT (ham OR eggs)", 1);
+	assert_string_equal(sql->highlight, "(mv_search_query($1, false) || mv_search_query($3, true))");
+	mv_query_sql_free(&sql);
+	sql = compile_ok("from:x@y.z -spam", 1);
+	assert_null(sql->highlight);
+	mv_query_sql_free(&sql);
 }
 
 static void test_error_limits(void **state)
@@ -956,6 +985,8 @@ int main(void)
 		cmocka_unit_test(test_error_operators),
 		cmocka_unit_test(test_error_fields),
 		cmocka_unit_test(test_error_empty_quoted_value),
+		cmocka_unit_test(test_lang),
+		cmocka_unit_test(test_highlight),
 		cmocka_unit_test(test_error_limits),
 		cmocka_unit_test(test_error_invalid_utf8),
 		cmocka_unit_test(test_injection),
