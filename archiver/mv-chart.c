@@ -68,6 +68,15 @@ static char *fmt_int(gint64 v)
 	return g_strdup_printf("%" G_GINT64_FORMAT, v);
 }
 
+/* A tick's value, max * g / 4, exactly (one decimal when not whole). */
+static char *fmt_tick(gint64 max, int g)
+{
+	if ((max * g) % 4 == 0)
+		return fmt_int(max * g / 4);
+	char buf[G_ASCII_DTOSTR_BUF_SIZE];
+	return g_strdup(g_ascii_formatd(buf, sizeof buf, "%.1f", (double)max * g / 4.0));
+}
+
 char *mv_chart_svg(const char *title, const char *label_axis, const char *value_axis,
                    const mv_chart_bar *bars, guint n, mv_chart_kind kind, gboolean standalone)
 {
@@ -139,7 +148,7 @@ char *mv_chart_svg(const char *title, const char *label_axis, const char *value_
 			attr_num(w, "y2", y);
 			xmlTextWriterWriteAttribute(w, BAD_CAST "class", BAD_CAST "grid");
 			xmlTextWriterEndElement(w);
-			char *tick = fmt_int(max * g / 4);
+			char *tick = fmt_tick(max, g);
 			text_el(w, left - 6, y + 4, "end", "tick", NULL, tick);
 			g_free(tick);
 		}
@@ -182,7 +191,7 @@ char *mv_chart_svg(const char *title, const char *label_axis, const char *value_
 		line_el(w, left, top, left, base);
 		line_el(w, left, base, left + plot_len, base);
 		for (int g = 0; g <= 4; g++) {
-			char *tick = fmt_int(max * g / 4);
+			char *tick = fmt_tick(max, g);
 			text_el(w, left + plot_len * g / 4.0, base + 14, "middle", "tick", NULL, tick);
 			g_free(tick);
 		}
