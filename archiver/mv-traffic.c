@@ -47,16 +47,16 @@ void mv_traffic_row_free(gpointer row)
 	"        ''::text AS domain, ''::text AS usr, 1::bigint AS messages, m.size AS bytes "   \
 	"   FROM message m "                                                                      \
 	" UNION ALL "                                                                             \
-	" SELECT mv_traffic_bucket(m.date, m.archived_at), coalesce(m.direction, 'unknown'), "   \
+	" SELECT mv_traffic_day(m.date, m.archived_at), coalesce(m.direction, 'unknown'), "   \
 	"        's'::\"char\", mv_traffic_domain(m.from_addr), mv_traffic_user(m.from_addr), 1, " \
 	"        m.size FROM message m "                                                          \
 	" UNION ALL "                                                                             \
-	" SELECT mv_traffic_bucket(m.date, m.archived_at), coalesce(m.direction, 'unknown'), "   \
+	" SELECT mv_traffic_day(m.date, m.archived_at), coalesce(m.direction, 'unknown'), "   \
 	"        'r'::\"char\", mv_traffic_domain(p.k), p.k, 1, m.size "                          \
 	"   FROM (SELECT DISTINCT message_id, mv_traffic_user(address) AS k FROM address "       \
 	"          WHERE mv_traffic_recipient_role(role)) p JOIN message m ON m.id = p.message_id " \
 	" UNION ALL "                                                                             \
-	" SELECT mv_traffic_bucket(m.date, m.archived_at), coalesce(m.direction, 'unknown'), "   \
+	" SELECT mv_traffic_day(m.date, m.archived_at), coalesce(m.direction, 'unknown'), "   \
 	"        'R'::\"char\", p.k, '', 1, m.size "                                              \
 	"   FROM (SELECT DISTINCT message_id, mv_traffic_domain(address) AS k FROM address "     \
 	"          WHERE mv_traffic_recipient_role(role)) p JOIN message m ON m.id = p.message_id)"
@@ -115,10 +115,16 @@ static char *build_sql(const mv_traffic_query *q)
 		                   "OR EXISTS (SELECT 1 FROM unnest($6::text[]) AS d(g) "
 		                   "WHERE t.domain = d.g OR (d.g LIKE '*.%' AND "
 		                   "right(t.domain, length(d.g) - 1) = substr(d.g, 2))))");
-	g_string_append(s, " AND ($2::text IS NULL OR t.direction = $2) "
-	                   "AND ($3::date IS NULL OR t.bucket >= ($3::date::timestamp AT TIME ZONE $1)) "
-	                   "AND ($4::date IS NULL OR t.bucket < ($4::date::timestamp AT TIME ZONE $1))) t "
-	                   "GROUP BY k HAVING sum(t.messages) <> 0 ");
+	/* Senders and recipients count per UTC day: their dates are UTC days. */
+	const char *zone = time ? "$1" : "'UTC'";
+	if (!time)
+		g_string_append(s, " AND $1::text IS NOT NULL");
+	g_string_append_printf(s,
+	                       " AND ($2::text IS NULL OR t.direction = $2) "
+	                       "AND ($3::date IS NULL OR t.bucket >= ($3::date::timestamp AT TIME ZONE %s)) "
+	                       "AND ($4::date IS NULL OR t.bucket < ($4::date::timestamp AT TIME ZONE %s))) t "
+	                       "GROUP BY k HAVING sum(t.messages) <> 0 ",
+	                       zone, zone);
 	if (time)
 		g_string_append(s, "ORDER BY k LIMIT $5::bigint");
 	else

@@ -3,11 +3,15 @@
 -- traffic_rollup holds additive counters per (hour, direction, kind,
 -- domain, user).  They are a function of the records and nothing else:
 --
---   kind 'm'  one per stored message: messages and raw bytes
---   kind 's'  its sender (message.from_addr): user and domain
+--   kind 'm'  one per stored message: messages and raw bytes (per hour)
+--   kind 's'  its sender (message.from_addr): user and domain (per day)
 --   kind 'r'  each distinct recipient address the archive holds for it
 --             (To, Cc, Bcc, and the envelope recipients of any arrival)
 --   kind 'R'  each distinct recipient domain
+--
+-- 'm' rows are per UTC hour (charts by hour and weekday); 's', 'r' and 'R'
+-- rows per UTC day (domains and users: one row per hour would be about one
+-- row per message).
 --
 -- A message counts once (not once per arrival: a duplicate adds no 'm'
 -- row), in the UTC hour of its Date header, or of its archiving when it
@@ -45,6 +49,13 @@ LANGUAGE sql IMMUTABLE AS $$
                                    THEN p_archived ELSE p_date END, 'UTC')
 $$;
 
+-- The UTC day a message's sender and recipients count in ('s', 'r', 'R'
+-- rows): per hour, addresses would make nearly one row per message.
+CREATE FUNCTION mv_traffic_day(p_date timestamptz, p_archived timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT date_trunc('day', mv_traffic_bucket(p_date, p_archived), 'UTC')
+$$;
+
 -- Keys are bounded (an address can be long; a btree key cannot).
 CREATE FUNCTION mv_traffic_user(p_addr text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT left(lower(coalesce(p_addr, '')), 320)
@@ -77,7 +88,8 @@ $$;
 CREATE FUNCTION mv_traffic_message_rows(p_msgs message[], p_sign integer) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_agg(r), '[]')
-      FROM (SELECT mv_traffic_bucket(m.date, m.archived_at) AS bucket,
+      FROM (SELECT CASE WHEN k.kind = 'm' THEN mv_traffic_bucket(m.date, m.archived_at)
+                        ELSE mv_traffic_day(m.date, m.archived_at) END AS bucket,
                    coalesce(m.direction, 'unknown') AS direction, k.kind,
                    CASE WHEN k.kind = 's' THEN mv_traffic_domain(m.from_addr) ELSE '' END AS domain,
                    CASE WHEN k.kind = 's' THEN mv_traffic_user(m.from_addr) ELSE '' END AS usr,
@@ -94,7 +106,7 @@ CREATE FUNCTION mv_traffic_key_rows(p_ids bigint[], p_keys text[], p_kind "char"
                                     p_dir text DEFAULT NULL) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(jsonb_agg(r), '[]')
-      FROM (SELECT mv_traffic_bucket(m.date, m.archived_at) AS bucket,
+      FROM (SELECT mv_traffic_day(m.date, m.archived_at) AS bucket,
                    coalesce(p_dir, m.direction, 'unknown') AS direction, p_kind AS kind,
                    CASE WHEN p_kind = 'r' THEN mv_traffic_domain(x.k) ELSE x.k END AS domain,
                    CASE WHEN p_kind = 'r' THEN x.k ELSE '' END AS usr,
