@@ -73,6 +73,16 @@ static void csv_field(GString *s, const char *v)
 	g_string_append_c(s, '"');
 }
 
+/* For a terminal: valid UTF-8, control characters as '?'.  g_free. */
+static char *printable(const char *s)
+{
+	char *v = g_utf8_make_valid(s, -1);
+	for (char *p = v; *p != '\0'; p++)
+		if ((guchar)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return v;
+}
+
 static const char *shown_key(const mv_traffic_row *r)
 {
 	return *r->key != '\0' ? r->key : "(none)";
@@ -307,7 +317,7 @@ int mv_cmd_stats_traffic(mv_cli *cli, int argc, char **argv)
 		       "received");
 		for (guint i = 0; i < rows->len; i++) {
 			const mv_traffic_row *r = rows->pdata[i];
-			char *k = g_strescape(shown_key(r), NULL);
+			char *k = printable(shown_key(r));
 			printf("%-32s %10" G_GINT64_FORMAT " %14" G_GINT64_FORMAT " %10" G_GINT64_FORMAT
 			       " %10" G_GINT64_FORMAT "\n",
 			       k, r->messages, r->bytes, r->sent, r->received);
