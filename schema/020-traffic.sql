@@ -24,9 +24,10 @@
 -- INSERT and DELETE on address (ingest, a later arrival's envelope
 -- recipients, purge), UPDATE of message.direction (retention apply).
 -- Writers commit concurrently (smtpd --writers N, purge): each backend
--- adds into its own shard (pg_backend_pid() % 8) with INSERT ... ON
--- CONFLICT DO UPDATE, keys in one order, so no single row is hot and two
--- writers cannot deadlock on it.  Readers sum the shards.
+-- adds into its own shard (pg_backend_pid() % 8; purge 8, direction
+-- changes 9) with INSERT ... ON CONFLICT DO UPDATE, keys in one order, so
+-- no single row is hot and two writers cannot deadlock on it.  Readers sum
+-- the shards.
 -- mv_traffic_rebuild_* recompute it from the records (stats traffic
 -- --rebuild).
 CREATE TABLE traffic_rollup (
@@ -67,12 +68,18 @@ CREATE FUNCTION mv_traffic_recipient_role(p_role text) RETURNS boolean LANGUAGE 
     SELECT p_role IN ('to', 'cc', 'bcc', 'envelope-rcpt')
 $$;
 
--- Add rows (bucket, direction, kind, domain, usr, messages, bytes) to this
--- backend's shard, one statement, keys in order.
-CREATE FUNCTION mv_traffic_add(p_rows jsonb) RETURNS void LANGUAGE plpgsql AS $$
+-- Add rows (bucket, direction, kind, domain, usr, messages, bytes) to a
+-- shard, one statement, keys in order: p_shard, else this backend's
+-- (pg_backend_pid() % 8).  Writers that insert (ingest: message rows, then
+-- address rows) use 0..7; purge's deletes (address rows, then message
+-- rows: the other order) use 8 and direction changes 9, so that an ingest
+-- and a purge never lock one counter row each in an order that deadlocks.
+CREATE FUNCTION mv_traffic_add(p_rows jsonb, p_shard smallint DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO traffic_rollup AS t (bucket, direction, kind, domain, usr, shard, messages, bytes)
-    SELECT x.bucket, x.direction, x.kind, x.domain, x.usr, (pg_backend_pid() % 8)::smallint,
+    SELECT x.bucket, x.direction, x.kind, x.domain, x.usr,
+           coalesce(p_shard, (pg_backend_pid() % 8)::smallint),
            sum(x.messages), sum(x.bytes)
       FROM jsonb_to_recordset(p_rows) AS x(bucket timestamptz, direction text, kind "char",
                                            domain text, usr text, messages bigint, bytes bigint)
@@ -161,7 +168,7 @@ BEGIN
                         WHERE a.message_id = o.message_id AND mv_traffic_recipient_role(a.role)
                           AND mv_traffic_user(a.address) = o.k);
     IF v_ids IS NOT NULL THEN
-        PERFORM mv_traffic_add(mv_traffic_key_rows(v_ids, v_keys, 'r', -1));
+        PERFORM mv_traffic_add(mv_traffic_key_rows(v_ids, v_keys, 'r', -1), 8::smallint);
     END IF;
     SELECT array_agg(o.message_id), array_agg(o.k) INTO v_ids, v_keys
       FROM (SELECT DISTINCT message_id, mv_traffic_domain(address) AS k
@@ -170,7 +177,7 @@ BEGIN
                         WHERE a.message_id = o.message_id AND mv_traffic_recipient_role(a.role)
                           AND mv_traffic_domain(a.address) = o.k);
     IF v_ids IS NOT NULL THEN
-        PERFORM mv_traffic_add(mv_traffic_key_rows(v_ids, v_keys, 'R', -1));
+        PERFORM mv_traffic_add(mv_traffic_key_rows(v_ids, v_keys, 'R', -1), 8::smallint);
     END IF;
     RETURN NULL;
 END;
@@ -185,7 +192,7 @@ $$;
 
 CREATE FUNCTION mv_traffic_message_del() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM mv_traffic_add(mv_traffic_message_rows(ARRAY(SELECT o::message FROM old_rows o), -1));
+    PERFORM mv_traffic_add(mv_traffic_message_rows(ARRAY(SELECT o::message FROM old_rows o), -1), 8::smallint);
     RETURN NULL;
 END;
 $$;
@@ -203,19 +210,19 @@ BEGIN
     IF v_old IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM mv_traffic_add(mv_traffic_message_rows(v_old, -1));
-    PERFORM mv_traffic_add(mv_traffic_message_rows(v_new, 1));
+    PERFORM mv_traffic_add(mv_traffic_message_rows(v_old, -1), 9::smallint);
+    PERFORM mv_traffic_add(mv_traffic_message_rows(v_new, 1), 9::smallint);
     -- The recipients, per old direction (the new one is the message's now).
     FOR r IN SELECT coalesce(o.direction, 'unknown') AS dir, array_agg(o.id) AS ids
                FROM unnest(v_old) AS o GROUP BY 1 LOOP
         PERFORM mv_traffic_add(mv_traffic_key_rows(u.ids, u.keys, 'r', -1, r.dir)
-                               || mv_traffic_key_rows(u.ids, u.keys, 'r', 1))
+                               || mv_traffic_key_rows(u.ids, u.keys, 'r', 1), 9::smallint)
            FROM (SELECT array_agg(message_id) AS ids, array_agg(k) AS keys
                    FROM (SELECT DISTINCT message_id, mv_traffic_user(address) AS k FROM address
                           WHERE message_id = ANY (r.ids) AND mv_traffic_recipient_role(role)) p) u
           WHERE u.ids IS NOT NULL;
         PERFORM mv_traffic_add(mv_traffic_key_rows(u.ids, u.keys, 'R', -1, r.dir)
-                               || mv_traffic_key_rows(u.ids, u.keys, 'R', 1))
+                               || mv_traffic_key_rows(u.ids, u.keys, 'R', 1), 9::smallint)
            FROM (SELECT array_agg(message_id) AS ids, array_agg(k) AS keys
                    FROM (SELECT DISTINCT message_id, mv_traffic_domain(address) AS k FROM address
                           WHERE message_id = ANY (r.ids) AND mv_traffic_recipient_role(role)) p) u
@@ -282,7 +289,7 @@ DECLARE
     f text;
     s text := current_schema();
 BEGIN
-    FOREACH f IN ARRAY ARRAY['mv_traffic_add(jsonb)', 'mv_traffic_message_rows(message[], integer)',
+    FOREACH f IN ARRAY ARRAY['mv_traffic_add(jsonb, smallint)', 'mv_traffic_message_rows(message[], integer)',
                              'mv_traffic_key_rows(bigint[], text[], "char", integer, text)',
                              'mv_traffic_address_ins()', 'mv_traffic_address_del()',
                              'mv_traffic_message_ins()', 'mv_traffic_message_del()',
