@@ -220,7 +220,7 @@ char *mv_chart_svg(const char *title, const char *label_axis, const char *value_
 			g_free(v);
 		}
 		text_el(w, left + plot_len / 2, base + 34, "middle", "axis-title", NULL, va);
-		text_el(w, 12, top - 8, NULL, "axis-title", NULL, la);
+		text_el(w, left - 6, top - 6, "end", "axis-title", NULL, la);
 	}
 	g_free(la);
 	g_free(va);

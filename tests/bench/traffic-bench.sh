@@ -63,7 +63,7 @@ CREATE TEMP TABLE ids ON COMMIT DROP AS
 WITH ins AS (
   INSERT INTO message (sha256, size, skeleton_sha256, date, from_addr, subject, parse_status,
                        direction, archived_at)
-  SELECT sha256(('traffic-bench ' || g)::bytea), 2000 + (g * 7919) % 60000,
+  SELECT sha256(('traffic-bench ' || g)::bytea), 2000 + (g::bigint * 7919) % 60000,
          sha256('traffic-bench'::bytea),
          timestamptz '2025-01-01 00:00:00+00' + ((g::bigint * 31536000) / $count) * interval '1 second',
          'u' || (g % 500) || '@' || CASE WHEN g % 3 = 0 THEN 'corp.example' ELSE 'd' || (g % 50) || '.example' END,
