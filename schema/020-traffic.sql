@@ -310,5 +310,15 @@ GRANT SELECT ON traffic_rollup TO mailvault_legal;
 GRANT EXECUTE ON FUNCTION mv_traffic_rebuild_begin(), mv_traffic_rebuild_batch(bigint, bigint)
     TO mailvault_legal;
 
--- Count what the archive already holds.
-SELECT mv_traffic_rebuild_batch(0, mv_traffic_rebuild_begin());
+-- Count what the archive already holds, 20,000 messages at a time.
+DO $$
+DECLARE
+    v_upto bigint := mv_traffic_rebuild_begin();
+    v_after bigint := 0;
+BEGIN
+    WHILE v_after < v_upto LOOP
+        PERFORM mv_traffic_rebuild_batch(v_after, least(v_after + 20000, v_upto));
+        v_after := v_after + 20000;
+    END LOOP;
+END;
+$$;
