@@ -11,6 +11,8 @@
 
 static const char stats_help[] =
 	"Usage: mailvault stats [OPTIONS]\n"
+	"       mailvault stats traffic [OPTIONS]   (mailvault stats traffic --help)\n"
+	"       mailvault stats storage [OPTIONS]   (mailvault stats storage --help)\n"
 	"\n"
 	"Messages, arrivals (copies received, duplicates included), raw bytes (each\n"
 	"message once), stored bytes (compressed, deduplicated blobs) and their ratio.\n"
@@ -49,8 +51,15 @@ static int simple_options(mv_cli *cli, int argc, char **argv, const char *help, 
 	return 0;
 }
 
+int mv_cmd_stats_traffic(mv_cli *cli, int argc, char **argv);
+int mv_cmd_stats_storage(mv_cli *cli, int argc, char **argv);
+
 int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "traffic") == 0)
+		return mv_cmd_stats_traffic(cli, argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "storage") == 0)
+		return mv_cmd_stats_storage(cli, argc - 1, argv + 1);
 	int rc = simple_options(cli, argc, argv, stats_help, TRUE);
 	if (rc != 0)
 		return rc < 0 ? 0 : rc;

@@ -15,6 +15,7 @@ int mv_cmd_get(mv_cli *cli, int argc, char **argv);
 int mv_cmd_show(mv_cli *cli, int argc, char **argv);
 int mv_cmd_search(mv_cli *cli, int argc, char **argv);
 int mv_cmd_stats(mv_cli *cli, int argc, char **argv);
+int mv_cmd_report(mv_cli *cli, int argc, char **argv);
 int mv_cmd_index(mv_cli *cli, int argc, char **argv);
 int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv);
 int mv_cmd_policy(mv_cli *cli, int argc, char **argv);
@@ -41,7 +42,8 @@ static const mv_cli_command commands[] = {
 	{"get", mv_cmd_get, "write a message's exact bytes, checked against its SHA-256"},
 	{"show", mv_cmd_show, "everything known of one message"},
 	{"search", mv_cmd_search, "find messages with the query language"},
-	{"stats", mv_cmd_stats, "counts and storage of the archive"},
+	{"stats", mv_cmd_stats, "counts, traffic (stats traffic) and storage (stats storage)"},
+	{"report", mv_cmd_report, "the archive's report as one HTML page"},
 	{"index", mv_cmd_index, "compute pending full-text search vectors"},
 	{"smtpd", mv_cmd_smtpd, "receive the journaling / BCC feed over SMTP or LMTP"},
 	{"policy", mv_cmd_policy, "check, load, show the retention policy and its history"},

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 check "mailvault --help" sh -c "'$MAILVAULT_BIN' --help | grep -q Commands"
-for c in db import get show search stats index smtpd policy retention verify audit hold purge help version; do
+for c in db import get show search stats "stats traffic" "stats storage" report index smtpd policy retention verify audit hold purge help version; do
   check "$c --help exits 0" sh -c "'$MAILVAULT_BIN' $c --help >/dev/null"
 done
 
