@@ -216,19 +216,12 @@ static gboolean read_config(mv_cli *cli, const char *path, GPtrArray *sources)
 	return ok;
 }
 
-static GMutex log_lock;
-
 static void log_line(void *context, const char *source_name, const char *line)
 {
 	(void)context;
-	GDateTime *now = g_date_time_new_now_utc();
-	char *ts = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
-	g_mutex_lock(&log_lock);
-	fprintf(stderr, "%s imap:%s: %s\n", ts, source_name, line);
-	fflush(stderr);
-	g_mutex_unlock(&log_lock);
-	g_free(ts);
-	g_date_time_unref(now);
+	char *component = g_strdup_printf("imap:%s", source_name);
+	mv_log(MV_LOG_INFO, component, "%s", line);
+	g_free(component);
 }
 
 static gpointer worker(gpointer data)
@@ -309,7 +302,7 @@ static int cmd_imap(mv_cli *cli, int argc, char **argv)
 		{NULL, 0, NULL, 0}};
 	source *cmd = source_new();
 	GPtrArray *sources = g_ptr_array_new_with_free_func(source_free);
-	const char *config = g_getenv("MAILVAULT_CONFIG"), *password_file = NULL;
+	const char *config = cli->config_path, *password_file = NULL;
 	gboolean once = FALSE, config_given = FALSE;
 	int rc = 0, o;
 	/* Settings given on the command line, applied over the config file's. */

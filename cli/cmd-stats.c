@@ -2,6 +2,7 @@
 #include "mv-catalog.h"
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-hold.h"
 #include "mv-json.h"
 #include "mv-store.h"
@@ -122,9 +123,19 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 	mv_db *db = NULL;
 	if ((rc = mv_cli_open(cli, &db, NULL)) != 0)
 		return rc;
-	gint64 done = 0;
+	gint64 done = 0, n = 0;
 	char *err = NULL;
-	mv_status st = mv_store_index_pending(db, 1000, 0, &done, &err);
+	mv_progress *progress = mv_progress_new("indexing", "messages", 0);
+	mv_status st = MV_OK;
+	/* Batches of 10000 so the progress line moves; each call picks up
+	 * where the last stopped (the vectors it computed are no longer pending). */
+	do {
+		n = 0;
+		st = mv_store_index_pending(db, 1000, progress != NULL ? 10000 : 0, &n, &err);
+		done += n;
+		mv_progress_update(progress, done, NULL);
+	} while (st == MV_OK && progress != NULL && n > 0);
+	mv_progress_free(&progress);
 	gint64 settled = 0;
 	if (st == MV_OK)
 		st = mv_hold_settle_pending(db, mv_audit_actor(), &settled, &err);
