@@ -77,7 +77,7 @@ static void usage(FILE *f)
 	      "Commands:\n",
 	      f);
 	for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
-		fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
 	fputs("\n"
 	      "Global options (before the command):\n" MV_CLI_COMMON_HELP
 	      "  --config FILE   read settings from FILE (MAILVAULT_CONFIG; default\n"
@@ -227,10 +227,11 @@ int main(int argc, char **argv)
 	if (config != NULL)
 		mv_log(MV_LOG_DEBUG, "config", "settings read from %s", cli.config_path);
 	int cargc = 0;
-	char **cargv = mv_config_command_argv(config, argc - i, argv + i, &cargc);
-	if (cargc != argc - i)
-		mv_log(MV_LOG_DEBUG, "config", "%d options for %s from %s", cargc - (argc - i), c->name,
-		       cli.config_path);
+	char *added = NULL;
+	char **cargv = mv_config_command_argv(config, argc - i, argv + i, &cargc, &added);
+	if (*added != '\0')
+		mv_log(MV_LOG_DEBUG, "config", "options of %s from %s: %s", c->name, cli.config_path, added);
+	g_free(added);
 	int rc = c->run(&cli, cargc, cargv);
 	mv_parser_shutdown();
 	g_strfreev(cargv);

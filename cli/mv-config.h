@@ -58,8 +58,10 @@ void mv_config_apply_env(const mv_config *config);
 /* The argv a command runs with: argv[0] (the command), its subcommand when
  * the file has settings for it, then the file's options for it, then the
  * rest of argv.  Returns a new NULL-terminated vector (free with g_strfreev)
- * and its length in *argc_r. */
-char **mv_config_command_argv(const mv_config *config, int argc, char **argv, int *argc_r);
+ * and its length in *argc_r; *added_r: the options added, separated by
+ * spaces (free with g_free). */
+char **mv_config_command_argv(const mv_config *config, int argc, char **argv, int *argc_r,
+                              char **added_r);
 
 /* 'mailvault config sample': every key with its documentation, as a
  * commented configuration file.  'config keys': one line per key,
