@@ -68,7 +68,7 @@ void mv_progress_update(mv_progress *p, gint64 done, const char *detail)
 	p->last_draw = now;
 	p->drawn = TRUE;
 	double secs = (double)(now - p->start) / 1e6;
-	double rate = secs > 0.05 ? (double)done / secs : 0;
+	double rate = secs > 0.001 ? (double)done / secs : 0;
 	GString *s = g_string_new(NULL);
 	g_string_append_printf(s, "%s: %" G_GINT64_FORMAT, p->what, done);
 	if (p->total > 0)
