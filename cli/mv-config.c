@@ -42,7 +42,14 @@ typedef struct {
 
 /* Every setting.  Sections come out in this order in the sample and in
  * mailvault.conf(5).  To add a setting: add its row, then run
- * 'build/mailvault config sample > docs/mailvault.conf.sample'. */
+ * 'build/mailvault config sample > docs/mailvault.conf.sample'
+ * (test-config.sh checks both, and that the test sets the key).
+ *   ENV: the variable is set from the value unless the environment has it
+ *        (a K_LIST value: its items joined with ',');
+ *   OPT: --KEY=VALUE for the command named by the section (a row with
+ *        `sub` only for that subcommand); K_BOOL true gives --KEY, false
+ *        nothing; K_LIST one --KEY=ITEM per item;
+ *   OWN: the command reads the section itself; the row checks it. */
 static const entry table[] = {
 	ENV("database", "home", K_STRING, 0, 0, NULL, "MAILVAULT_HOME",
 	    "Data directory of the embedded PostgreSQL cluster (default /var/lib/mailvault for root, "
@@ -432,8 +439,15 @@ void mv_config_apply_env(const mv_config *config)
 {
 	for (guint i = 0; config != NULL && i < config->settings->len; i++) {
 		const setting *s = config->settings->pdata[i];
-		if (s->e->target == T_ENV && s->value != NULL)
+		if (s->e->target != T_ENV)
+			continue;
+		if (s->list != NULL) { /* a list: the variable holds it comma-separated */
+			char *joined = g_strjoinv(",", s->list);
+			g_setenv(s->e->name, joined, FALSE);
+			g_free(joined);
+		} else if (s->value != NULL) {
 			g_setenv(s->e->name, s->value, FALSE);
+		}
 	}
 }
 
