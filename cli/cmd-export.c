@@ -3,6 +3,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-json.h"
 #include "mv-export.h"
 
@@ -60,23 +61,13 @@ static const char help[] =
 	"                       written (exit 78 when one is not exactly one usable key)\n"
 	"  --json               print the summary as JSON\n" MV_CLI_COMMON_HELP;
 
-typedef struct {
-	gint64 last;
-	gboolean printed;
-} progress_state;
-
 static void on_progress(void *context, const mv_export_progress *p)
 {
-	progress_state *s = context;
-	gint64 now = g_get_monotonic_time();
-	if (now - s->last < 200000 && p->done + p->failed < p->selected)
-		return;
-	s->last = now;
-	s->printed = TRUE;
-	fprintf(stderr, "\r\033[Kexporting: %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " messages, %.1f MB,"
-	        " %" G_GINT64_FORMAT " failed, part %u",
-	        p->done + p->failed, p->selected, (double)p->bytes / 1e6, p->failed, p->part);
-	fflush(stderr);
+	mv_progress_set_total(context, p->selected);
+	char *detail = g_strdup_printf("%.1f MB, %" G_GINT64_FORMAT " failed, part %u",
+	                               (double)p->bytes / 1e6, p->failed, p->part);
+	mv_progress_update(context, p->done + p->failed, detail);
+	g_free(detail);
 }
 
 static void print_summary(const mv_export_summary *s, gboolean json)
@@ -224,10 +215,10 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 		opt.encrypt_to = (const char *const *)recipients->pdata;
 	}
 	opt.actor = mv_audit_actor();
-	progress_state ps = {0};
-	if (mv_cli_progress_enabled()) {
+	mv_progress *ps = mv_progress_new("exporting", "messages", 0);
+	if (ps != NULL) {
 		opt.progress = on_progress;
-		opt.progress_context = &ps;
+		opt.progress_context = ps;
 	}
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
@@ -239,8 +230,7 @@ int mv_cmd_export(mv_cli *cli, int argc, char **argv)
 	mv_status st = mv_export_run(db, blobs, &opt, &sum, &err);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
-	if (ps.printed)
-		fputs("\r\033[K", stderr);
+	mv_progress_free(&ps);
 	if (st == MV_OK || st == MV_ERR_PARTIAL || (st == MV_ERR_DESTROYED && sum.audit_seq > 0))
 		print_summary(&sum, cli->json);
 	if (st != MV_OK)

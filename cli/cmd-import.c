@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-import.h"
 #include "mv-json.h"
 
@@ -29,24 +30,14 @@ static const char help[] =
 	"                     Bcc included, and the report too; never for other mail\n"
 	"  --quiet            no summary on success\n" MV_CLI_COMMON_HELP;
 
-typedef struct {
-	gint64 last_print;
-	gboolean printed;
-} progress_state;
-
 static void on_progress(void *context, const mv_import_stats *s, const char *current)
 {
-	progress_state *p = context;
-	gint64 now = g_get_monotonic_time();
-	if (now - p->last_print < 200000)
-		return;
-	p->last_print = now;
-	p->printed = TRUE;
 	char *cur = current != NULL ? g_path_get_basename(current) : g_strdup("");
-	fprintf(stderr, "\r\033[Kimporting: %" G_GINT64_FORMAT " read, %" G_GINT64_FORMAT " new, %"
-	        G_GINT64_FORMAT " duplicate, %" G_GINT64_FORMAT " failed  %.40s",
-	        s->seen, s->new_count, s->duplicate, s->failed, cur);
-	fflush(stderr);
+	char *detail = g_strdup_printf("%" G_GINT64_FORMAT " new, %" G_GINT64_FORMAT " duplicate, %"
+	                               G_GINT64_FORMAT " failed  %.40s",
+	                               s->new_count, s->duplicate, s->failed, cur);
+	mv_progress_update(context, s->seen, detail);
+	g_free(detail);
 	g_free(cur);
 }
 
@@ -138,10 +129,10 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	int rc = mv_cli_open(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;
-	progress_state ps = {0};
-	if (mv_cli_progress_enabled()) {
+	mv_progress *ps = mv_progress_new("importing", "messages read", 0);
+	if (ps != NULL) {
 		opt.progress = on_progress;
-		opt.progress_context = &ps;
+		opt.progress_context = ps;
 	}
 	mv_db_options more_db = {.home = cli->home, .conninfo = cli->db, .no_migrate = TRUE};
 	opt.db_options = &more_db;
@@ -151,8 +142,7 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	char *err = NULL;
 	mv_status st = mv_import_paths(db, blobs, (const char *const *)argv + optind, &opt, &stats,
 	                               failures, &err);
-	if (ps.printed)
-		fputs("\r\033[K", stderr);
+	mv_progress_free(&ps);
 	for (guint i = 0; i < failures->len && i < 50; i++) {
 		mv_import_failure *f = failures->pdata[i];
 		fprintf(stderr, "mailvault: import: %s: %s\n", f->where, f->error);

@@ -9,6 +9,7 @@
 #include "mv-extract.h"
 #include "mv-hold.h"
 #include "mv-json.h"
+#include "mv-progress.h"
 #include "mv-store.h"
 
 static const char index_help[] =
@@ -132,9 +133,18 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 	gint64 rebuilt = 0;
 	if (st == MV_OK && rebuild)
 		st = mv_store_reindex(db, 1000, &rebuilt, &err);
-	gint64 done = 0;
-	if (st == MV_OK)
-		st = mv_store_index_pending(db, 1000, 0, &done, &err);
+	gint64 done = 0, n = 0;
+	mv_progress *progress = st == MV_OK ? mv_progress_new("indexing", "messages", 0) : NULL;
+	/* Batches of 10000 so the progress line moves; each call picks up
+	 * where the last stopped (the vectors it computed are no longer pending). */
+	do {
+		n = 0;
+		if (st == MV_OK)
+			st = mv_store_index_pending(db, 1000, progress != NULL ? 10000 : 0, &n, &err);
+		done += n;
+		mv_progress_update(progress, done, NULL);
+	} while (st == MV_OK && progress != NULL && n > 0);
+	mv_progress_free(&progress);
 	gint64 settled = 0;
 	if (st == MV_OK)
 		st = mv_hold_settle_pending(db, mv_audit_actor(), &settled, &err);

@@ -44,7 +44,10 @@ static const char help[] =
 	"  --batch-size N        messages per fetch and transaction (default 100)\n"
 	"  --max-size BYTES      largest message accepted (default 268435456)\n"
 	"  --timeout SECONDS     network timeout (default 60)\n"
-	"  --config FILE         sources in [imap:NAME] groups (MAILVAULT_CONFIG)\n"
+	"  --config FILE         sources in [imap:NAME] groups (default: the\n"
+	"                        configuration file, mailvault.conf(5))\n"
+	"  --source NAME         with the configuration file: pull only [imap:NAME]\n"
+	"                        (one service per source: mailvault-ingest@NAME)\n"
 	"  --json                print the outcome (--once) as JSON\n" MV_CLI_COMMON_HELP;
 
 typedef struct {
@@ -166,7 +169,7 @@ static gboolean finish_source(mv_cli *cli, source *s, const char *password_file,
 	return TRUE;
 }
 
-static gboolean read_config(mv_cli *cli, const char *path, GPtrArray *sources)
+static gboolean read_config(mv_cli *cli, const char *path, const char *only, GPtrArray *sources)
 {
 	GKeyFile *kf = g_key_file_new();
 	GError *gerr = NULL;
@@ -179,7 +182,7 @@ static gboolean read_config(mv_cli *cli, const char *path, GPtrArray *sources)
 	gboolean ok = TRUE;
 	char **groups = g_key_file_get_groups(kf, NULL);
 	for (char **g = groups; ok && *g != NULL; g++) {
-		if (!g_str_has_prefix(*g, "imap:"))
+		if (!g_str_has_prefix(*g, "imap:") || (only != NULL && strcmp(*g + 5, only) != 0))
 			continue;
 		source *s = source_new();
 		g_ptr_array_add(sources, s);
@@ -209,26 +212,22 @@ static gboolean read_config(mv_cli *cli, const char *path, GPtrArray *sources)
 	}
 	g_strfreev(groups);
 	g_key_file_free(kf);
-	if (ok && sources->len == 0) {
+	if (ok && sources->len == 0 && only != NULL) {
+		fprintf(stderr, "mailvault: ingest: %s has no [imap:%s] source\n", path, only);
+		ok = FALSE;
+	} else if (ok && sources->len == 0) {
 		fprintf(stderr, "mailvault: ingest: %s has no [imap:NAME] source\n", path);
 		ok = FALSE;
 	}
 	return ok;
 }
 
-static GMutex log_lock;
-
 static void log_line(void *context, const char *source_name, const char *line)
 {
 	(void)context;
-	GDateTime *now = g_date_time_new_now_utc();
-	char *ts = g_date_time_format(now, "%Y-%m-%dT%H:%M:%SZ");
-	g_mutex_lock(&log_lock);
-	fprintf(stderr, "%s imap:%s: %s\n", ts, source_name, line);
-	fflush(stderr);
-	g_mutex_unlock(&log_lock);
-	g_free(ts);
-	g_date_time_unref(now);
+	char *component = g_strdup_printf("imap:%s", source_name);
+	mv_log(MV_LOG_INFO, component, "%s", line);
+	g_free(component);
 }
 
 static gpointer worker(gpointer data)
@@ -306,10 +305,12 @@ static int cmd_imap(mv_cli *cli, int argc, char **argv)
 		{"once", no_argument, NULL, 12},
 		{"config", required_argument, NULL, 13},
 		{"json", no_argument, NULL, 14},
+		{"source", required_argument, NULL, 15},
 		{NULL, 0, NULL, 0}};
 	source *cmd = source_new();
+	const char *only = NULL;
 	GPtrArray *sources = g_ptr_array_new_with_free_func(source_free);
-	const char *config = g_getenv("MAILVAULT_CONFIG"), *password_file = NULL;
+	const char *config = cli->config_path, *password_file = NULL;
 	gboolean once = FALSE, config_given = FALSE;
 	int rc = 0, o;
 	/* Settings given on the command line, applied over the config file's. */
@@ -336,6 +337,9 @@ static int cmd_imap(mv_cli *cli, int argc, char **argv)
 		case 14:
 			cli->json = TRUE;
 			break;
+		case 15:
+			only = optarg;
+			break;
 		default:
 			if (o < 1 || o > 11) {
 				rc = mv_cli_usage_error(cli, "unknown option");
@@ -349,6 +353,9 @@ static int cmd_imap(mv_cli *cli, int argc, char **argv)
 	}
 	if (rc == 0 && optind != argc)
 		rc = mv_cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
+	if (rc == 0 && only != NULL && (cmd->opt.imap.url != NULL || config == NULL))
+		rc = mv_cli_usage_error(cli, "--source names a source of the configuration file: "
+		                             "not with --url, nor without a file");
 	if (rc == 0 && once && cmd->poll_set)
 		rc = mv_cli_usage_error(cli, "--once and --poll exclude each other");
 	if (rc != 0)
@@ -361,7 +368,7 @@ static int cmd_imap(mv_cli *cli, int argc, char **argv)
 		g_ptr_array_add(sources, cmd);
 		cmd = NULL;
 	} else {
-		if (!read_config(cli, config, sources)) {
+		if (!read_config(cli, config, only, sources)) {
 			rc = MV_EXIT_CONFIG;
 			goto out;
 		}

@@ -3,6 +3,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-crypt.h"
 #include "mv-json.h"
 
@@ -60,24 +61,19 @@ static int reencrypt(mv_cli *cli, mv_db *db, guint batch, int version, gboolean 
 		return fail_err(cli, st, err);
 	gint64 total = 0, done = 0;
 	st = mv_blobstore_pg_rekey_remaining(blobs, &total, &err);
-	gboolean tty = mv_cli_progress_enabled();
-	gint64 last = 0;
+	char *what = g_strdup_printf("encrypting to key version %d", version);
+	mv_progress *progress = mv_progress_new(what, "blobs", total);
+	g_free(what);
 	while (st == MV_OK) {
 		guint n = 0;
 		st = mv_blobstore_pg_rekey_batch(blobs, batch, &n, &err);
 		if (st != MV_OK || n == 0)
 			break;
 		done += n;
-		gint64 now = g_get_monotonic_time();
-		if (tty && now - last > 200000) {
-			last = now;
-			fprintf(stderr, "\r\033[Kencrypting to key version %d: %" G_GINT64_FORMAT " of %"
-			        G_GINT64_FORMAT " blobs", version, done, MAX(total, done));
-			fflush(stderr);
-		}
+		mv_progress_set_total(progress, MAX(total, done));
+		mv_progress_update(progress, done, NULL);
 	}
-	if (tty && last != 0)
-		fputs("\r\033[K", stderr);
+	mv_progress_free(&progress);
 	gboolean finished = FALSE;
 	if (st == MV_OK)
 		st = mv_blobstore_pg_rekey_finish(blobs, &finished, &err);

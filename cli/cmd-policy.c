@@ -4,6 +4,7 @@
 #include "cmd-retention.h"
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-json.h"
 #include "mv-policy-store.h"
 #include "mv-retention.h"
@@ -131,6 +132,11 @@ static void history_json_member(JsonBuilder *b, const mv_policy_version *v)
 
 
 /* policy load: the version, then what retention apply would make of it. */
+static void preview_progress(void *context, const mv_apply_stats *s)
+{
+	mv_progress_update(context, s->examined, NULL);
+}
+
 static int load(mv_cli *cli, const char *path, const char *label, gboolean preview)
 {
 	mv_db *db = NULL;
@@ -165,12 +171,11 @@ static int load(mv_cli *cli, const char *path, const char *label, gboolean previ
 		       label != NULL ? " (" : "", label != NULL ? label : "", label != NULL ? ")" : "");
 	mv_apply_stats s = {0};
 	if (preview) {
-		gboolean tty = mv_cli_progress_enabled() && !cli->json;
-		if (tty)
-			fputs("policy load: re-evaluating the archive (--no-preview skips this)...", stderr);
-		st = mv_retention_apply(db, blobs, loaded, v, previous, TRUE, NULL, NULL, &s, &err);
-		if (tty)
-			fputs("\r\033[K", stderr);
+		mv_progress *progress =
+			mv_progress_new("policy load: re-evaluating (--no-preview skips this)", "messages", 0);
+		st = mv_retention_apply(db, blobs, loaded, v, previous, TRUE,
+		                        progress != NULL ? preview_progress : NULL, progress, &s, &err);
+		mv_progress_free(&progress);
 	}
 	if (st == MV_OK && cli->json) {
 		g_autoptr(JsonBuilder) b = json_builder_new();

@@ -7,6 +7,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-json.h"
 #include "mv-policy-store.h"
 #include "mv-purge.h"
@@ -102,12 +103,14 @@ static mv_status atomic_close(atomic_file *a, gboolean keep, char **error_r)
 
 typedef struct {
 	gboolean json, dry_run, quiet;
-	gint64 n;
+	gint64 n, seen;
+	mv_progress *progress;
 } purge_output;
 
 static void print_item(void *context, const mv_purge_item *it)
 {
 	purge_output *out = context;
+	mv_progress_update(out->progress, ++out->seen, NULL);
 	if (out->json) {
 		g_autoptr(JsonBuilder) b = json_builder_new();
 		json_builder_begin_object(b);
@@ -386,7 +389,10 @@ int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 	if (st == MV_OK) {
 		mv_purge_options opts = {.limit = limit, .dry_run = dry_run, .wait_seconds = (guint)wait,
 		                         .actor = mv_audit_actor()};
+		out.progress = mv_progress_new(dry_run ? "purge (dry run)" : "purging",
+		                               dry_run ? "records due" : "records destroyed", 0);
 		st = mv_purge(db, policy, version, &opts, print_item, &out, &res, &err);
+		mv_progress_free(&out.progress);
 	}
 	mv_policy_free(&policy);
 	/* The certificate file: whenever the run has a certificate, also after

@@ -4,6 +4,7 @@
 #include "cmd-retention.h"
 #include "mv-catalog.h"
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-json.h"
 #include "mv-policy-store.h"
 #include "mv-retention.h"
@@ -80,10 +81,9 @@ void mv_cli_due_json(JsonBuilder *b, const mv_apply_stats *s)
 
 static void on_progress(void *context, const mv_apply_stats *s)
 {
-	(void)context;
-	fprintf(stderr, "\r\033[Kretention apply: %" G_GINT64_FORMAT " examined, %" G_GINT64_FORMAT
-	        " changed", s->examined, s->changed);
-	fflush(stderr);
+	char detail[48];
+	g_snprintf(detail, sizeof detail, "%" G_GINT64_FORMAT " changed", s->changed);
+	mv_progress_update(context, s->examined, detail);
 }
 
 /* The lines that say what keeps the message as it is; each a sentence. */
@@ -318,11 +318,10 @@ int mv_cmd_retention(mv_cli *cli, int argc, char **argv)
 		rc = explain(cli, db, blobs, policy, version, argv[optind + 1]);
 	} else {
 		mv_apply_stats s;
-		gboolean tty = mv_cli_progress_enabled();
+		mv_progress *progress = mv_progress_new("retention apply", "messages examined", 0);
 		st = mv_retention_apply(db, blobs, policy, version, NULL, dry_run,
-		                        tty ? on_progress : NULL, NULL, &s, &err);
-		if (tty)
-			fputs("\r\033[K", stderr);
+		                        progress != NULL ? on_progress : NULL, progress, &s, &err);
+		mv_progress_free(&progress);
 		if (st != MV_OK) {
 			rc = mv_cli_fail(cli, st, err);
 		} else if (cli->json) {

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-json.h"
 #include "mv-scan.h"
 #include "mv-store.h"
@@ -82,6 +83,7 @@ int mv_cmd_scan(mv_cli *cli, int argc, char **argv)
 	gint64 after = 0;
 	const char *want_virus = cfg.clamd != NULL ? "t" : "f";
 	const char *want_spam = mv_scan_spam_enabled(&cfg) ? "t" : "f";
+	mv_progress *progress = mv_progress_new("scanning", "messages", 0);
 	while (st == MV_OK && c.scanned < limit) {
 		char after_s[24], page_s[24];
 		g_snprintf(after_s, sizeof after_s, "%" G_GINT64_FORMAT, after);
@@ -121,6 +123,7 @@ int mv_cmd_scan(mv_cli *cli, int argc, char **argv)
 				mv_scan_spam(&cfg, msg);
 			st = mv_scan_store_send(db, &msg, 1, &err);
 			c.scanned++;
+			mv_progress_update(progress, c.scanned, NULL);
 			const char *vv = msg->verdicts.virus, *sv = msg->verdicts.spam;
 			if (vv != NULL)
 				(*(strcmp(vv, "clean") == 0 ? &c.clean
@@ -134,6 +137,7 @@ int mv_cmd_scan(mv_cli *cli, int argc, char **argv)
 		if (n < PAGE)
 			break;
 	}
+	mv_progress_free(&progress);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	if (st != MV_OK) {

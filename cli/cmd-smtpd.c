@@ -151,7 +151,7 @@ int mv_cmd_smtpd(mv_cli *cli, int argc, char **argv)
 	               .strings = g_ptr_array_new_with_free_func(g_free)};
 	mv_smtpd_config_default(&st.cfg);
 	/* Config file first, so the command line overrides it. */
-	const char *config = g_getenv("MAILVAULT_CONFIG");
+	const char *config = cli->config_path;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
 			config = argv[i + 1];

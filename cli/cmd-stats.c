@@ -5,6 +5,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-hold.h"
 #include "mv-json.h"
 #include "mv-store.h"

@@ -4,6 +4,7 @@
 #include "mv-audit.h"
 #include "mv-verify-log.h"
 #include "mv-cli.h"
+#include "mv-progress.h"
 #include "mv-json.h"
 #include "mv-seal.h"
 #include "mv-store.h"
@@ -35,8 +36,9 @@ static const char help[] =
 
 static void on_progress(void *context, gint64 checked, guint damaged)
 {
-	(void)context;
-	fprintf(stderr, "\r\033[Kverify: %" G_GINT64_FORMAT " checked, %u damaged", checked, damaged);
+	char detail[32];
+	g_snprintf(detail, sizeof detail, "%u damaged", damaged);
+	mv_progress_update(context, checked, detail);
 }
 
 int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
@@ -73,14 +75,13 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 	int rc = mv_cli_open_read(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;
-	gboolean tty = mv_cli_progress_enabled();
+	mv_progress *progress = mv_progress_new("verifying", "messages", sample);
 	gint64 checked = 0;
 	GPtrArray *damaged = NULL;
 	char *err = NULL;
-	mv_status st = mv_store_verify(db, blobs, sample, tty ? on_progress : NULL, NULL, &checked,
+	mv_status st = mv_store_verify(db, blobs, sample, progress != NULL ? on_progress : NULL, progress, &checked,
 	                               &damaged, &err);
-	if (tty)
-		fputs("\r\033[K", stderr);
+	mv_progress_free(&progress);
 	/* The chain first: the seals are read from it. */
 	gint64 entries = 0, bad_seq = 0, sealed = 0;
 	char *chain_err = NULL;

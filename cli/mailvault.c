@@ -3,7 +3,9 @@
 #include <string.h>
 
 #include "mv-cli.h"
+#include "mv-config.h"
 #include "mv-message.h"
+#include "mv-progress.h"
 
 #ifndef MV_VERSION
 #define MV_VERSION "0.1.0"
@@ -33,6 +35,7 @@ int mv_cmd_user(mv_cli *cli, int argc, char **argv);
 int mv_cmd_scan(mv_cli *cli, int argc, char **argv);
 int mv_cmd_key(mv_cli *cli, int argc, char **argv);
 int mv_cmd_access(mv_cli *cli, int argc, char **argv);
+int mv_cmd_config(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -61,13 +64,14 @@ static const mv_cli_command commands[] = {
 	{"user", mv_cmd_user, "give OS users their own database role: add, remove, list"},
 	{"key", mv_cmd_key, "encryption at rest: init, rotate, status of the keys"},
 	{"access", mv_cmd_access, "who sees what: grant cases and addresses; check a user's access"},
+	{"config", mv_cmd_config, "check the configuration file; print a sample of every setting"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };
 
 static void usage(FILE *f)
 {
-	fputs("Usage: mailvault [--home DIR] [--db CONNINFO] [--db-read CONNINFO] COMMAND [OPTIONS] [ARGS]\n"
+	fputs("Usage: mailvault [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
 	      "\n"
 	      "mailvault keeps every message a company sends or receives: byte-exact,\n"
 	      "deduplicated, compressed, searchable, in PostgreSQL.\n"
@@ -75,11 +79,19 @@ static void usage(FILE *f)
 	      "Commands:\n",
 	      f);
 	for (gsize i = 0; i < G_N_ELEMENTS(commands); i++)
-		fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
 	fputs("\n"
-	      "Options:\n" MV_CLI_COMMON_HELP
+	      "Global options (before the command):\n" MV_CLI_COMMON_HELP
+	      "  --config FILE   read settings from FILE (MAILVAULT_CONFIG; default\n"
+	      "                  " MV_SYSCONFDIR "/mailvault/mailvault.conf when it exists)\n"
+	      "  --log-level L   error, warn, info (default) or debug (MAILVAULT_LOG_LEVEL)\n"
+	      "  --progress      show progress of long commands even when standard error\n"
+	      "                  is not a terminal\n"
+	      "  --no-progress   never show progress (MAILVAULT_NO_PROGRESS)\n"
 	      "  --version       show the version\n"
 	      "\n"
+	      "Command-line options win over the environment, which wins over the\n"
+	      "configuration file (mailvault.conf(5)).\n"
 	      "Without --db, MAILVAULT_DB or PG* variables, mailvault runs its own PostgreSQL\n"
 	      "cluster under the home directory (default: $MAILVAULT_HOME, /var/lib/mailvault\n"
 	      "for root, else ~/.local/share/mailvault), started on first use.\n"
@@ -119,10 +131,31 @@ static int cmd_version(mv_cli *cli, int argc, char **argv)
 	return 0;
 }
 
+/* "--name VALUE" or "--name=VALUE" at argv[*i]: the value, *i advanced past
+ * it; NULL when argv[*i] is not --name. */
+static const char *global_value(int argc, char **argv, int *i, const char *name)
+{
+	const char *a = argv[*i];
+	gsize n = strlen(name);
+	if (strncmp(a, name, n) != 0)
+		return NULL;
+	if (a[n] == '=') {
+		(*i)++;
+		return a + n + 1;
+	}
+	if (a[n] == '\0' && *i + 1 < argc) {
+		*i += 2;
+		return argv[*i - 1];
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	setlocale(LC_ALL, "");
 	mv_cli cli = {0};
+	const char *config_opt = NULL, *log_level = NULL, *v;
+	int progress = -1; /* -1: not given, else mv_progress_mode */
 	int i = 1;
 	/* Global options before the command. */
 	while (i < argc && argv[i][0] == '-') {
@@ -133,36 +166,23 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--version") == 0)
 			return cmd_version(&cli, 0, NULL);
-		if ((strcmp(a, "--home") == 0 || strcmp(a, "--db") == 0) && i + 1 < argc) {
-			if (a[2] == 'h')
-				cli.home = argv[i + 1];
-			else
-				cli.db = argv[i + 1];
-			i += 2;
-			continue;
-		}
-		if (g_str_has_prefix(a, "--home=")) {
-			cli.home = a + 7;
+		if ((v = global_value(argc, argv, &i, "--home")) != NULL)
+			cli.home = v;
+		else if ((v = global_value(argc, argv, &i, "--db")) != NULL)
+			cli.db = v;
+		else if ((v = global_value(argc, argv, &i, "--db-read")) != NULL)
+			cli.db_read = v;
+		else if ((v = global_value(argc, argv, &i, "--config")) != NULL)
+			config_opt = v;
+		else if ((v = global_value(argc, argv, &i, "--log-level")) != NULL)
+			log_level = v;
+		else if (strcmp(a, "--progress") == 0 || strcmp(a, "--no-progress") == 0) {
+			progress = a[2] == 'n' ? MV_PROGRESS_NEVER : MV_PROGRESS_ALWAYS;
 			i++;
-			continue;
+		} else {
+			fprintf(stderr, "mailvault: unknown option %s (see mailvault --help)\n", a);
+			return MV_EXIT_USAGE;
 		}
-		if (g_str_has_prefix(a, "--db=")) {
-			cli.db = a + 5;
-			i++;
-			continue;
-		}
-		if (strcmp(a, "--db-read") == 0 && i + 1 < argc) {
-			cli.db_read = argv[i + 1];
-			i += 2;
-			continue;
-		}
-		if (g_str_has_prefix(a, "--db-read=")) {
-			cli.db_read = a + 10;
-			i++;
-			continue;
-		}
-		fprintf(stderr, "mailvault: unknown option %s (see mailvault --help)\n", a);
-		return MV_EXIT_USAGE;
 	}
 	if (i >= argc) {
 		usage(stderr);
@@ -174,7 +194,51 @@ int main(int argc, char **argv)
 		return MV_EXIT_USAGE;
 	}
 	cli.command = c->name;
-	int rc = c->run(&cli, argc - i, argv + i);
+	/* The configuration file: its environment settings under the real
+	 * environment, its options before the user's. */
+	const char *path = mv_config_locate(config_opt);
+	mv_config *config = NULL;
+	if (path != NULL && c->run == mv_cmd_config) {
+		cli.config_path = path; /* 'config check' reads it itself */
+	} else if (path != NULL) {
+		char *err = NULL;
+		if (mv_config_load(path, &config, &err) != MV_OK) {
+			fprintf(stderr, "mailvault: %s\n", err);
+			g_free(err);
+			return MV_EXIT_CONFIG;
+		}
+		cli.config_path = mv_config_path(config);
+		mv_config_apply_env(config);
+	}
+	if (log_level == NULL)
+		log_level = g_getenv("MAILVAULT_LOG_LEVEL");
+	if (log_level == NULL || *log_level == '\0')
+		log_level = mv_config_get(config, "logging", "level");
+	mv_log_level threshold = MV_LOG_INFO;
+	if (log_level != NULL && !mv_log_level_parse(log_level, &threshold)) {
+		fprintf(stderr, "mailvault: unknown log level '%s': error, warn, info or debug\n", log_level);
+		mv_config_free(&config);
+		return MV_EXIT_USAGE;
+	}
+	mv_cli_log_init(threshold);
+	if (progress < 0) {
+		const char *p = mv_config_get(config, "logging", "progress");
+		progress = g_strcmp0(p, "always") == 0  ? MV_PROGRESS_ALWAYS
+		           : g_strcmp0(p, "never") == 0 ? MV_PROGRESS_NEVER
+		                                        : MV_PROGRESS_AUTO;
+	}
+	mv_progress_set_mode((mv_progress_mode)progress);
+	if (config != NULL)
+		mv_log(MV_LOG_DEBUG, "config", "settings read from %s", cli.config_path);
+	int cargc = 0;
+	char *added = NULL;
+	char **cargv = mv_config_command_argv(config, argc - i, argv + i, &cargc, &added);
+	if (*added != '\0')
+		mv_log(MV_LOG_DEBUG, "config", "options of %s from %s: %s", c->name, cli.config_path, added);
+	g_free(added);
+	int rc = c->run(&cli, cargc, cargv);
 	mv_parser_shutdown();
+	g_strfreev(cargv);
+	mv_config_free(&config);
 	return rc;
 }

@@ -3,11 +3,13 @@
 
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mv-audit.h"
 #include "mv-codec.h"
 #include "mv-message.h"
+#include "mv-progress.h"
 
 static const int exit_codes[MV_STATUS_COUNT] = {
 	[MV_OK] = MV_EXIT_OK,
@@ -196,7 +198,7 @@ char *mv_cli_replica_note(mv_db *db)
 
 gboolean mv_cli_progress_enabled(void)
 {
-	return isatty(STDERR_FILENO) && g_getenv("MAILVAULT_NO_PROGRESS") == NULL;
+	return mv_progress_enabled();
 }
 
 char *mv_cli_read_secret(const mv_cli *cli, const char *file, const char *env)
@@ -262,4 +264,39 @@ gboolean mv_cli_no_password_args(const mv_cli *cli, int argc, char **argv)
 		}
 	}
 	return TRUE;
+}
+
+static GMutex log_lock;
+
+static void log_to_stderr(mv_log_level level, const char *component, const char *message,
+                          void *context)
+{
+	char *line = mv_log_format_line(level, component, message, GPOINTER_TO_INT(context));
+	g_mutex_lock(&log_lock);
+	fputs(line, stderr);
+	fflush(stderr);
+	g_mutex_unlock(&log_lock);
+	g_free(line);
+}
+
+/* systemd sets JOURNAL_STREAM=DEV:INODE of the stream it connected; it is
+ * ours only when standard error is still that stream. */
+static gboolean stderr_is_journal(void)
+{
+	const char *js = g_getenv("JOURNAL_STREAM");
+	struct stat st;
+	if (js == NULL || fstat(STDERR_FILENO, &st) != 0)
+		return FALSE;
+	char *end = NULL;
+	guint64 dev = g_ascii_strtoull(js, &end, 10);
+	if (end == js || *end != ':')
+		return FALSE;
+	const char *ino_s = end + 1;
+	guint64 ino = g_ascii_strtoull(ino_s, &end, 10);
+	return end != ino_s && *end == '\0' && (guint64)st.st_dev == dev && (guint64)st.st_ino == ino;
+}
+
+void mv_cli_log_init(mv_log_level threshold)
+{
+	mv_log_set_handler(log_to_stderr, GINT_TO_POINTER(stderr_is_journal()), threshold);
 }

@@ -10,6 +10,7 @@
 
 #include "mv-blobstore.h"
 #include "mv-db.h"
+#include "mv-log.h"
 #include "mv-status.h"
 
 /* Exit codes (sysexits.h values where one fits; see docs/cli.md). */
@@ -28,6 +29,7 @@
 #define MV_EXIT_BADSIG 81      /* verify-bundle: the bundle's OpenPGP signature is bad */
 
 typedef struct {
+	const char *config_path; /* the configuration file read (mv-config.h), or NULL */
 	const char *home;     /* --home */
 	const char *db;       /* --db */
 	const char *db_read;  /* --db-read: a replica for read-only commands */
@@ -84,8 +86,13 @@ int mv_cli_open_read(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r);
  * the primary)" for a message that says something was not found; else "". */
 char *mv_cli_replica_note(mv_db *db);
 
-/* Progress on stderr, only when stderr is a terminal. */
+/* Progress on stderr (mv-progress.h: a terminal, or --progress). */
 gboolean mv_cli_progress_enabled(void);
+
+/* Send the library's log lines (mv-log.h) to standard error from threshold
+ * up; in the journal's form when standard error is the journal
+ * (JOURNAL_STREAM names it). */
+void mv_cli_log_init(mv_log_level threshold);
 
 /* A secret (an IMAP password): the first line of file, else the value of
  * the environment variable env.  Never printed.  NULL with a one-line

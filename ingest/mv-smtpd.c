@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "mv-hash.h"
+#include "mv-log.h"
 #include "mv-pipeline.h"
 #include "mv-smtp-session.h"
 
@@ -42,25 +43,31 @@ typedef struct {
 	mv_smtp_session_env env;   /* what every session gets of the server */
 } server;
 
-static void log_line(server *srv, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static void log_at(server *srv, mv_log_level level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
-static void log_line(server *srv, const char *fmt, ...)
+/* One log line: to the --log file when there is one, else to the program's
+ * log handler (mv-log.h: standard error, the journal under systemd). */
+static void log_at(server *srv, mv_log_level level, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	char *msg = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	GDateTime *now = g_date_time_new_now_utc();
-	char *ts = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S");
 	g_mutex_lock(&srv->log_lock);
-	FILE *f = srv->log != NULL ? srv->log : stderr;
-	fprintf(f, "%s.%03dZ mailvault smtpd: %s\n", ts, g_date_time_get_microsecond(now) / 1000, msg);
-	fflush(f);
+	if (srv->log != NULL) {
+		char *line = mv_log_format_line(level, "smtpd", msg, FALSE);
+		fputs(line, srv->log);
+		fflush(srv->log);
+		g_free(line);
+	} else {
+		mv_log(level, "smtpd", "%s", msg);
+	}
 	g_mutex_unlock(&srv->log_lock);
-	g_free(ts);
-	g_date_time_unref(now);
 	g_free(msg);
 }
+
+#define log_line(srv, ...) log_at(srv, MV_LOG_INFO, __VA_ARGS__)
+#define log_warn(srv, ...) log_at(srv, MV_LOG_WARN, __VA_ARGS__)
 
 /* A line from the pipeline or a session. */
 static void forward_log(void *context, const char *line)
@@ -242,7 +249,7 @@ static void reload_policy(server *srv)
 	gint64 version = 0;
 	char *err = NULL;
 	if (mv_pipeline_reload_policy(srv->pipeline, &version, &err) != MV_OK) {
-		log_line(srv, "policy not reloaded, keeping the one in force: %s", err);
+		log_warn(srv, "policy not reloaded, keeping the one in force: %s", err);
 		g_free(err);
 		return;
 	}
@@ -258,7 +265,7 @@ static void reload(server *srv)
 	FILE *log = NULL;
 	if (load_allow(srv->cfg, TRUE, &allow, &err) != MV_OK || load_tls(srv->cfg, &tls, &err) != MV_OK ||
 	    open_log(srv->cfg, &log, &err) != MV_OK) {
-		log_line(srv, "reload failed, keeping the old settings: %s", err);
+		log_warn(srv, "reload failed, keeping the old settings: %s", err);
 		g_free(err);
 		if (allow != NULL)
 			g_ptr_array_free(allow, TRUE);
@@ -360,7 +367,7 @@ static void accept_one(server *srv, int lfd)
 			/* the client is gone; nothing else to do */
 		}
 		close(fd);
-		log_line(srv, "client=%s refused: not in the allow list", addr);
+		log_warn(srv, "client=%s refused: not in the allow list", addr);
 		g_free(addr);
 		return;
 	}
@@ -388,7 +395,7 @@ static void accept_one(server *srv, int lfd)
 		if (write(fd, busy, sizeof busy - 1) < 0) {
 			/* ditto */
 		}
-		log_line(srv, "client=%s refused: %s", addr, gerr->message);
+		log_warn(srv, "client=%s refused: %s", addr, gerr->message);
 		g_error_free(gerr);
 		close(fd);
 		g_free(addr);
