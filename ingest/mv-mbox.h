@@ -36,6 +36,16 @@ mv_status mv_mbox_open(const char *path, mv_mbox_variant variant, mv_mbox_reader
 mv_status mv_mbox_next(mv_mbox_reader *reader, gsize max_bytes, GBytes **msg_r,
                        char **envelope_from_r, gint64 *index_r, char **error_r) MV_WARN_UNUSED;
 
+/* The byte offset where the message mv_mbox_next returned last ends (its
+ * successor's From_ line, or the end of the file): where a resumed import
+ * starts (mv_mbox_seek). */
+gint64 mv_mbox_offset(const mv_mbox_reader *reader);
+
+/* Continue reading at offset (a From_ line, as mv_mbox_offset gave it),
+ * the next message numbered index + 1. */
+mv_status mv_mbox_seek(mv_mbox_reader *reader, gint64 offset, gint64 index, char **error_r)
+	MV_WARN_UNUSED;
+
 void mv_mbox_close(mv_mbox_reader **reader);
 
 #endif
