@@ -128,6 +128,7 @@ typedef struct {
 	const char *kind;
 	char *path;
 	gint64 position, items;
+	gboolean last;         /* the file's last message: the file is done */
 } submitted;
 
 /* The pipeline's outcome of one message: counted only after COMMIT. */
@@ -180,14 +181,17 @@ static mv_status resume_send(mv_db *db, void *context, gpointer const *args, gui
 		g_snprintf(pos, sizeof pos, "%" G_GINT64_FORMAT, sub->position);
 		g_snprintf(items, sizeof items, "%" G_GINT64_FORMAT, sub->items);
 		char *path = mv_utf8_clean(sub->path, -1);
-		const char *v[] = {sub->identity, path, sub->kind, pos, items};
+		const char *v[] = {sub->identity, path, sub->kind, pos, items, sub->last ? "t" : "f"};
+		/* A finished file read again starts over (its row too). */
 		mv_status st = mv_db_send(db,
-		                          "INSERT INTO import_resume (identity, path, kind, position, items) "
-		                          "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (identity) DO UPDATE SET "
-		                          "position = greatest(import_resume.position, excluded.position), "
-		                          "items = greatest(import_resume.items, excluded.items), "
-		                          "path = excluded.path, updated_at = now()",
-		                          5, v, error_r);
+		                          "INSERT INTO import_resume (identity, path, kind, position, items, done) "
+		                          "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (identity) DO UPDATE SET "
+		                          "position = CASE WHEN import_resume.done THEN excluded.position "
+		                          "ELSE greatest(import_resume.position, excluded.position) END, "
+		                          "items = CASE WHEN import_resume.done THEN excluded.items "
+		                          "ELSE greatest(import_resume.items, excluded.items) END, "
+		                          "done = excluded.done, path = excluded.path, updated_at = now()",
+		                          6, v, error_r);
 		g_free(path);
 		if (st != MV_OK)
 			return st;
@@ -200,6 +204,7 @@ typedef struct {
 	const char *kind;
 	const char *path;
 	gint64 position, items;
+	gboolean last;
 } resume_at;
 
 /* Hand one message read from the sources to the pipeline. */
@@ -220,6 +225,7 @@ static void submit_message(importer *imp, GBytes *raw, const mv_arrival_info *ar
 		sub->path = g_strdup(resume->path);
 		sub->position = resume->position;
 		sub->items = resume->items;
+		sub->last = resume->last;
 	}
 	mv_pipeline_submission s = {.raw = raw, .arrival = arrival,
 	                            .unwrap_journal = imp->opt->journal_reports,
@@ -237,6 +243,8 @@ static void add_message(importer *imp, GBytes *raw, const char *ref, const char 
 	submit_message(imp, raw, &arrival, file, resume);
 }
 
+/* Where an unfinished earlier run left this file, or NULL (never read,
+ * or read to its end: then it is read again from the start). */
 static const resume_point *resume_lookup(importer *imp, const char *identity)
 {
 	return imp->resume != NULL && imp->opt->resume ? g_hash_table_lookup(imp->resume, identity)
@@ -294,6 +302,26 @@ static gboolean file_sha256(const char *path, uint8_t out[MV_SHA256_LEN], char *
 	return ok;
 }
 
+static void submit_pst_item(importer *imp, const char *path, const uint8_t *sha,
+                            const char *identity, mv_import_file *file, mv_pst_item *item,
+                            gboolean last)
+{
+	char *ref = g_strdup_printf("%s#%" G_GINT64_FORMAT, path, item->index);
+	mv_arrival_info arrival = {
+		.source_ref = ref,
+		.source_sha256 = sha,
+		.folder_path = item->folder_path,
+		.item_id = item->item_id,
+		.entry_id = item->entry_id_len > 0 ? item->entry_id : NULL,
+		.entry_id_len = item->entry_id_len,
+		.reconstructed = TRUE,
+	};
+	resume_at at = {.identity = identity, .kind = "pst", .path = path,
+	                .position = item->index, .items = item->index, .last = last};
+	submit_message(imp, item->raw, &arrival, file, &at);
+	g_free(ref);
+}
+
 /* Every mail item of a PST / OST, rebuilt (mv-pst.h). */
 static void import_pst(importer *imp, const char *path)
 {
@@ -326,10 +354,17 @@ static void import_pst(importer *imp, const char *path)
 		g_free(identity);
 		return;
 	}
-	while (!stopped(imp)) {
+	/* Each item is submitted once the next is known, the last as the
+	 * file's end (a finished file is read again from its start). */
+	mv_pst_item *held = NULL;
+	for (;;) {
 		mv_pst_item *item = NULL;
 		gint64 index = 0;
-		mv_status st = mv_pst_next(pst, skip_to, &item, &index, &err);
+		mv_status st = stopped(imp) ? MV_OK : mv_pst_next(pst, skip_to, &item, &index, &err);
+		if (held != NULL && (st == MV_OK || stopped(imp))) {
+			submit_pst_item(imp, path, sha, identity, file, held, item == NULL && !stopped(imp));
+			mv_pst_item_free(&held);
+		}
 		if (st != MV_OK) {
 			char *where = g_strdup_printf("%s#%" G_GINT64_FORMAT, path, index);
 			STAT(imp, imp->stats->seen++; file->stats.seen++; file->stats.failed++);
@@ -340,21 +375,7 @@ static void import_pst(importer *imp, const char *path)
 		}
 		if (item == NULL)
 			break;
-		char *ref = g_strdup_printf("%s#%" G_GINT64_FORMAT, path, item->index);
-		mv_arrival_info arrival = {
-			.source_ref = ref,
-			.source_sha256 = sha,
-			.folder_path = item->folder_path,
-			.item_id = item->item_id,
-			.entry_id = item->entry_id_len > 0 ? item->entry_id : NULL,
-			.entry_id_len = item->entry_id_len,
-			.reconstructed = TRUE,
-		};
-		resume_at at = {.identity = identity, .kind = "pst", .path = path,
-		                .position = item->index, .items = item->index};
-		submit_message(imp, item->raw, &arrival, file, &at);
-		g_free(ref);
-		mv_pst_item_free(&item);
+		held = item;
 	}
 	gint64 other = mv_pst_other_items(pst);
 	STAT(imp, imp->stats->other_items += other; file->stats.other_items += other;
@@ -375,6 +396,8 @@ static void import_mbox(importer *imp, const char *path)
 		return;
 	}
 	char *identity = imp->opt->resume ? mbox_identity(path) : NULL;
+	struct stat msb;
+	gint64 mbox_size = stat(path, &msb) == 0 ? (gint64)msb.st_size : G_MAXINT64;
 	const resume_point *rp = identity != NULL ? resume_lookup(imp, identity) : NULL;
 	if (rp != NULL) {
 		if (mv_mbox_seek(r, rp->position, rp->items, &err) != MV_OK) {
@@ -413,7 +436,8 @@ static void import_mbox(importer *imp, const char *path)
 			break;
 		}
 		resume_at at = {.identity = identity, .kind = "mbox", .path = path,
-		                .position = mv_mbox_offset(r), .items = index};
+		                .position = mv_mbox_offset(r), .items = index,
+		                .last = mv_mbox_offset(r) >= mbox_size};
 		add_message(imp, msg, ref, from, file, &at);
 		g_bytes_unref(msg);
 		g_free(from);
@@ -635,7 +659,7 @@ mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *pat
 		PGresult *r = NULL;
 		char *rerr = NULL;
 		if (mv_db_query(db, "SELECT identity, position, items FROM import_resume "
-		                    "ORDER BY updated_at DESC LIMIT 1000000",
+		                    "WHERE NOT done ORDER BY updated_at DESC LIMIT 1000000",
 		                0, NULL, NULL, NULL, 0, &r, &rerr) == MV_OK) {
 			imp.resume = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 			for (int i = 0; i < PQntuples(r); i++) {

@@ -32,9 +32,10 @@ expect_eq "every message stored exactly once" "$unique" "$(sql "SELECT count(*) 
 expect_eq "no message arrived twice from the mbox" 0 \
   "$(sql "SELECT count(*) FROM (SELECT source_ref FROM arrival GROUP BY source_ref HAVING count(*) > 1) x")"
 expect_eq "every position of the mbox arrived once" "$total" "$(sql "SELECT count(DISTINCT source_ref) FROM arrival")"
+expect_eq "the mbox is marked done" t "$(sql "SELECT done FROM import_resume WHERE kind = 'mbox'")"
 out=$(mv import --json "$WORK/big.mbox")
-expect_eq "a finished mbox: nothing read again" "0|$total" \
-  "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["read"], d["resumed_skipped"], sep="|")')"
+expect_eq "a finished mbox is read again from its start, adding nothing" "$total|0|0" \
+  "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["read"], d["new"], d["resumed_skipped"], sep="|")')"
 touch "$WORK/big.mbox"
 out=$(mv import --json "$WORK/big.mbox")
 expect_eq "a changed file (mtime) is read again, adding nothing" "$total|0" \
