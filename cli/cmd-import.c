@@ -200,6 +200,9 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		opt.test_die_after_commits = (guint)v;
 	GPtrArray *files = g_ptr_array_new_with_free_func(mv_import_file_free);
 	opt.files = files;
+	/* PSTs are read by a child process: libpst may crash on a damaged file. */
+	static const char *const pst_helper[] = {"/proc/self/exe", "pst-read", "--records", NULL};
+	opt.pst_helper = pst_helper;
 	if (mv_cli_progress_enabled()) {
 		opt.progress = on_progress;
 		opt.progress_context = &ps;

@@ -12,6 +12,7 @@
 #include "mv-hash.h"
 #include "mv-pipeline.h"
 #include "mv-pst.h"
+#include "mv-pst-proc.h"
 
 /* Where an earlier run left a source file (import_resume). */
 typedef struct {
@@ -347,7 +348,11 @@ static void import_pst(importer *imp, const char *path)
 	mv_pst_limits_default(&limits);
 	limits.max_message_bytes = imp->opt->max_message_bytes;
 	mv_pst *pst = NULL;
-	if (mv_pst_open(path, &limits, &pst, &err) != MV_OK) {
+	mv_pst_proc *proc = NULL;
+	mv_status ost = imp->opt->pst_helper != NULL
+	                    ? mv_pst_proc_open(imp->opt->pst_helper, path, &limits, skip_to, &proc, &err)
+	                    : mv_pst_open(path, &limits, &pst, &err);
+	if (ost != MV_OK) {
 		add_failure(imp, path, err);
 		STAT(imp, file->stats.failed++);
 		g_free(err);
@@ -360,7 +365,9 @@ static void import_pst(importer *imp, const char *path)
 	for (;;) {
 		mv_pst_item *item = NULL;
 		gint64 index = 0;
-		mv_status st = stopped(imp) ? MV_OK : mv_pst_next(pst, skip_to, &item, &index, &err);
+		mv_status st = stopped(imp)     ? MV_OK
+		               : proc != NULL ? mv_pst_proc_next(proc, &item, &index, &err)
+		                              : mv_pst_next(pst, skip_to, &item, &index, &err);
 		if (held != NULL && (st == MV_OK || stopped(imp))) {
 			submit_pst_item(imp, path, sha, identity, file, held, item == NULL && !stopped(imp));
 			mv_pst_item_free(&held);
@@ -377,10 +384,11 @@ static void import_pst(importer *imp, const char *path)
 			break;
 		held = item;
 	}
-	gint64 other = mv_pst_other_items(pst);
+	gint64 other = proc != NULL ? mv_pst_proc_other_items(proc) : mv_pst_other_items(pst);
 	STAT(imp, imp->stats->other_items += other; file->stats.other_items += other;
 	     if (skip_to > 1) { imp->stats->resumed += skip_to - 1; file->stats.resumed += skip_to - 1; });
 	mv_pst_close(&pst);
+	mv_pst_proc_close(&proc);
 	g_free(identity);
 }
 

@@ -93,6 +93,11 @@ typedef struct {
 	/* When set, one mv_import_file* per source file (PST, mbox, message
 	 * file) is appended (the caller frees them: mv_import_file_free). */
 	GPtrArray *files;
+	/* How to start a PST reader in a child process (mv-pst-proc.h), so
+	 * that libpst crashing on a damaged file fails one item, not the
+	 * import: {"/proc/self/exe", "pst-read", "--records", NULL} from the
+	 * mailvault command.  NULL: read in this process. */
+	const char *const *pst_helper;
 	/* Keep and use resume positions (import_resume; default TRUE). */
 	gboolean resume;
 	/* Tests only: exit the process (as kill -9 would end it) once this

@@ -26,6 +26,10 @@ struct mv_pst {
 	gboolean has_store_key;
 	gint64 index;        /* mail items seen */
 	gint64 other;        /* non-mail items seen */
+	gint64 entry;        /* folder entries visited, depth first */
+	gint64 restart_entry; /* mv_pst_set_restart */
+	mv_pst_entry_fn before_parse;
+	void *before_parse_context;
 	GMimeFormatOptions *format;
 };
 
@@ -129,6 +133,19 @@ mv_status mv_pst_open(const char *path, const mv_pst_limits *limits, mv_pst **ps
 gint64 mv_pst_other_items(const mv_pst *pst)
 {
 	return pst->other;
+}
+
+void mv_pst_set_restart(mv_pst *pst, gint64 entry, gint64 index_base, gint64 other_base)
+{
+	pst->restart_entry = entry;
+	pst->index = index_base;
+	pst->other = other_base;
+}
+
+void mv_pst_set_entry_hook(mv_pst *pst, mv_pst_entry_fn fn, void *context)
+{
+	pst->before_parse = fn;
+	pst->before_parse_context = context;
 }
 
 void mv_pst_item_free(mv_pst_item **item)
@@ -554,8 +571,20 @@ mv_status mv_pst_next(mv_pst *p, gint64 skip_to, mv_pst_item **item_r, gint64 *i
 			continue;
 		}
 		f->next = d->next;
-		pst_item *item = pst_parse_item(&p->pf, d, NULL);
+		gint64 entry = ++p->entry;
+		/* Restarting after libpst crashed on entry restart_entry: the
+		 * entries before it without children were read by the reader
+		 * that crashed; the entry itself is not parsed again (only its
+		 * children are walked). */
+		gboolean crashed = entry == p->restart_entry;
+		if (entry < p->restart_entry && d->child == NULL)
+			continue;
+		if (!crashed && p->before_parse != NULL)
+			p->before_parse(p->before_parse_context, entry, (guint64)d->d_id, p->index, p->other);
+		pst_item *item = crashed ? NULL : pst_parse_item(&p->pf, d, NULL);
 		if (item == NULL) {
+			if (crashed && d->child == NULL)
+				continue; /* reported by the caller */
 			if (d->child != NULL) {
 				/* A folder (it has children) that cannot be read: its
 				 * items are walked all the same, under its node id. */

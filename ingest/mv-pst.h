@@ -81,6 +81,19 @@ mv_status mv_pst_next(mv_pst *pst, gint64 skip_to, mv_pst_item **item_r, gint64 
  * not be read (their items are missing: reported as a failure once). */
 gint64 mv_pst_other_items(const mv_pst *pst);
 
+/* Reading again after the reader crashed (libpst on a damaged file) at
+ * folder entry `entry` (as the entry hook numbered it): entries before it
+ * without children are skipped unread, the entry itself is not parsed;
+ * mail items and other items are counted on from index_base and
+ * other_base (the hook's values for that entry). */
+void mv_pst_set_restart(mv_pst *pst, gint64 entry, gint64 index_base, gint64 other_base);
+
+/* Called before libpst parses each folder entry: its number (depth first,
+ * from 1), node id, and the mail and other items counted before it. */
+typedef void (*mv_pst_entry_fn)(void *context, gint64 entry, guint64 nid, gint64 index,
+                                gint64 other);
+void mv_pst_set_entry_hook(mv_pst *pst, mv_pst_entry_fn fn, void *context);
+
 void mv_pst_item_free(mv_pst_item **item);
 void mv_pst_close(mv_pst **pst);
 
