@@ -11,6 +11,7 @@
 
 #include "mv-hash.h"
 #include "mv-pipeline.h"
+#include "mv-msg.h"
 #include "mv-pst.h"
 #include "mv-pst-proc.h"
 
@@ -487,15 +488,48 @@ static gboolean is_mbox_file(const char *path)
 	return mbox;
 }
 
-static gboolean is_pst_file(const char *path)
+/* The first 8 bytes of a file (fewer when it is shorter). */
+static gsize file_head(const char *path, guint8 head[8])
 {
 	FILE *f = fopen(path, "rb");
 	if (f == NULL)
-		return FALSE;
-	guint8 head[4];
-	gsize n = fread(head, 1, sizeof head, f);
+		return 0;
+	gsize n = fread(head, 1, 8, f);
 	fclose(f);
-	return mv_pst_looks_like(head, n);
+	return n;
+}
+
+/* An Outlook MSG file: rebuilt from its properties (mv-msg.h). */
+static void import_msg(importer *imp, const char *path, GBytes *data)
+{
+	mv_import_file *file = file_begin(imp, path, "msg");
+	gsize len = 0;
+	const guint8 *d = g_bytes_get_data(data, &len);
+	mv_msg_result *res = NULL;
+	char *err = NULL;
+	if (mv_msg_read(d, len, imp->opt->max_message_bytes, &res, &err) != MV_OK) {
+		STAT(imp, imp->stats->seen++; file->stats.seen++; file->stats.failed++);
+		add_failure(imp, path, err);
+		g_free(err);
+		return;
+	}
+	if (!res->is_mail) {
+		STAT(imp, imp->stats->other_items++; file->stats.other_items++);
+		mv_msg_result_free(&res);
+		return;
+	}
+	uint8_t sha[MV_SHA256_LEN];
+	mv_sha256(d, len, sha);
+	mv_arrival_info arrival = {
+		.source_ref = path,
+		.source_sha256 = sha,
+		.item_id = "msg",
+		.entry_id = res->entry_id,
+		.entry_id_len = res->entry_id_len,
+		.reconstructed = TRUE,
+	};
+	submit_message(imp, res->raw, &arrival, file, NULL);
+	mv_msg_result_free(&res);
 }
 
 static void import_file(importer *imp, const char *path, gboolean allow_mbox)
@@ -522,7 +556,9 @@ static void import_file(importer *imp, const char *path, gboolean allow_mbox)
 		STAT(imp, imp->stats->empty_files++);
 		return;
 	}
-	if (is_pst_file(path)) {
+	guint8 head[8];
+	gsize head_len = file_head(path, head);
+	if (mv_pst_looks_like(head, head_len)) {
 		import_pst(imp, path);
 		return;
 	}
@@ -548,7 +584,10 @@ static void import_file(importer *imp, const char *path, gboolean allow_mbox)
 		return;
 	}
 	GBytes *raw = g_bytes_new_take(data, len);
-	add_message(imp, raw, path, NULL, file_begin(imp, path, "message"), NULL);
+	if (mv_msg_looks_like(head, head_len))
+		import_msg(imp, path, raw);
+	else
+		add_message(imp, raw, path, NULL, file_begin(imp, path, "message"), NULL);
 	g_bytes_unref(raw);
 }
 

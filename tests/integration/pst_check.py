@@ -53,7 +53,28 @@ def describe(raw):
         'embedded': sorted(out['embedded']),
     }
 
+def pairs(args):
+    """--pairs EXPECTED ACTUAL ...: msgconvert's .eml beside mailvault's."""
+    bad = n = 0
+    for exp_path, got_path in zip(args[0::2], args[1::2]):
+        a = describe(open(exp_path, 'rb').read())
+        b = describe(open(got_path, 'rb').read())
+        n += 1
+        for field in ('subject', 'attachments', 'embedded'):
+            if a[field] != b[field]:
+                print(f'{exp_path} {field}: expected {a[field]} mailvault {b[field]}')
+                bad += 1
+        if not a['addresses'] <= b['addresses']:
+            print(f'{exp_path} addresses missing: {sorted(a["addresses"] - b["addresses"])}')
+            bad += 1
+        print(f'ok {os.path.basename(exp_path)} | {b["subject"]} | {len(b["addresses"])} addresses, '
+              f'{len(b["attachments"])} attachments, {len(b["embedded"])} embedded')
+    print(f'checked {n}')
+    sys.exit(1 if bad or n == 0 else 0)
+
 def main():
+    if sys.argv[1] == '--pairs':
+        pairs(sys.argv[2:])
     readpst_dir, archive_dir = sys.argv[1], sys.argv[2]
     expected = collections.Counter()
     exp = {}
