@@ -2,6 +2,8 @@
  * SECURITY: reads untrusted files; sizes are bounded by max_message_bytes. */
 #include "mv-import.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -253,9 +255,10 @@ static const resume_point *resume_lookup(importer *imp, const char *identity)
 	                                               : NULL;
 }
 
-/* The identity of an mbox for resuming: its path, size, modification
- * time and the SHA-256 of its first 64 KiB (or NULL when unreadable). */
-static char *mbox_identity(const char *path)
+/* The identity of an mbox or zip for resuming: its kind, path, size,
+ * modification time and the SHA-256 of its first 64 KiB (or NULL when
+ * unreadable). */
+static char *file_identity(const char *kind, const char *path)
 {
 	struct stat sb;
 	FILE *f = fopen(path, "rb");
@@ -274,8 +277,9 @@ static char *mbox_identity(const char *path)
 	mv_sha256_to_hex(sha, hex);
 	g_free(head);
 	char *abs = g_canonicalize_filename(path, NULL);
-	char *id = g_strdup_printf("mbox:%s:%" G_GINT64_FORMAT ":%" G_GINT64_FORMAT ".%09ld:%s", abs,
-	                           (gint64)sb.st_size, (gint64)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec, hex);
+	char *id = g_strdup_printf("%s:%s:%" G_GINT64_FORMAT ":%" G_GINT64_FORMAT ".%09ld:%s", kind,
+	                           abs, (gint64)sb.st_size, (gint64)sb.st_mtim.tv_sec,
+	                           sb.st_mtim.tv_nsec, hex);
 	g_free(abs);
 	return id;
 }
@@ -322,6 +326,253 @@ static void submit_pst_item(importer *imp, const char *path, const uint8_t *sha,
 	                .position = item->index, .items = item->index, .last = last};
 	submit_message(imp, item->raw, &arrival, file, &at);
 	g_free(ref);
+}
+
+/* ---- zip archives of messages ---- */
+
+#define ZIP_MAX_ENTRIES 10000000
+
+static ssize_t zip_cookie_read(void *cookie, char *buf, size_t n)
+{
+	la_ssize_t r = archive_read_data(cookie, buf, n);
+	return r < 0 ? -1 : (ssize_t)r;
+}
+
+/* One message of a zip, held back until the next is known, so that the
+ * last one can say the file is done. */
+typedef struct {
+	GBytes *raw;
+	char *ref;
+	gboolean msg;            /* rebuilt from an MSG member */
+	uint8_t sha[MV_SHA256_LEN];
+	guint8 *entry_id;
+	gsize entry_id_len;
+	gint64 items;
+} zip_held;
+
+static void zip_flush(importer *imp, const char *path, const char *identity, mv_import_file *file,
+                      zip_held *h, gboolean last)
+{
+	if (h->raw == NULL)
+		return;
+	mv_arrival_info arrival = {.source_ref = h->ref};
+	if (h->msg) {
+		arrival.source_sha256 = h->sha;
+		arrival.item_id = "msg";
+		arrival.entry_id = h->entry_id;
+		arrival.entry_id_len = h->entry_id_len;
+		arrival.reconstructed = TRUE;
+	}
+	resume_at at = {.identity = identity, .kind = "zip", .path = path, .position = h->items,
+	                .items = h->items, .last = last};
+	submit_message(imp, h->raw, &arrival, file, &at);
+	g_bytes_unref(h->raw);
+	g_free(h->ref);
+	g_free(h->entry_id);
+	*h = (zip_held){0};
+}
+
+static void zip_hold(importer *imp, const char *path, const char *identity, mv_import_file *file,
+                     zip_held *h, GBytes *raw, const char *ref, gint64 items)
+{
+	zip_flush(imp, path, identity, file, h, FALSE);
+	gsize len = 0;
+	const guint8 *d = g_bytes_get_data(raw, &len);
+	if (mv_msg_looks_like(d, len)) {
+		mv_msg_result *res = NULL;
+		char *err = NULL;
+		if (mv_msg_read(d, len, imp->opt->max_message_bytes, &res, &err) != MV_OK) {
+			STAT(imp, imp->stats->seen++; file->stats.seen++; file->stats.failed++);
+			add_failure(imp, ref, err);
+			g_free(err);
+			return;
+		}
+		if (!res->is_mail) {
+			STAT(imp, imp->stats->other_items++; file->stats.other_items++);
+			mv_msg_result_free(&res);
+			return;
+		}
+		h->msg = TRUE;
+		mv_sha256(d, len, h->sha);
+		h->raw = g_bytes_ref(res->raw);
+		h->entry_id = g_steal_pointer(&res->entry_id);
+		h->entry_id_len = res->entry_id_len;
+		mv_msg_result_free(&res);
+	} else {
+		h->raw = g_bytes_ref(raw);
+	}
+	h->ref = g_strdup(ref);
+	h->items = items;
+}
+
+static gboolean zip_member_is_mbox(const char *name)
+{
+	char *base = g_path_get_basename(name);
+	char *lower = g_ascii_strdown(base, -1);
+	gboolean yes = g_str_has_suffix(lower, ".mbox") || g_str_has_suffix(lower, ".mbx") ||
+	               strcmp(lower, "mbox") == 0;
+	g_free(lower);
+	g_free(base);
+	return yes;
+}
+
+/* A zip of messages (.eml, .msg, any other file is one message; an mbox
+ * member is split), streamed: one member at a time, at most one message
+ * in memory. */
+static void import_zip(importer *imp, const char *path)
+{
+	mv_import_file *file = file_begin(imp, path, "zip");
+	char *identity = imp->opt->resume ? file_identity("zip", path) : NULL;
+	const resume_point *rp = identity != NULL ? resume_lookup(imp, identity) : NULL;
+	gint64 skip = rp != NULL ? rp->items : 0;
+	if (rp != NULL)
+		file->resumed_from = rp->items;
+	struct archive *a = archive_read_new();
+	archive_read_support_format_zip_streamable(a);
+	archive_read_support_filter_none(a);
+	if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
+		char *e = g_strdup_printf("%s: not a zip file that can be read: %s", path,
+		                          archive_error_string(a) != NULL ? archive_error_string(a) : "?");
+		add_failure(imp, path, e);
+		STAT(imp, file->stats.failed++);
+		g_free(e);
+		archive_read_free(a);
+		g_free(identity);
+		return;
+	}
+	zip_held held = {0};
+	gint64 entries = 0, items = 0, resumed = 0;
+	gboolean complete = FALSE;
+	struct archive_entry *e;
+	int r;
+	while (!stopped(imp) && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		if (++entries > ZIP_MAX_ENTRIES) {
+			add_failure(imp, path, "more than 10,000,000 zip members: the rest is not read");
+			STAT(imp, file->stats.failed++);
+			break;
+		}
+		if (archive_entry_filetype(e) != AE_IFREG)
+			continue;
+		const char *name = archive_entry_pathname(e);
+		if (name == NULL || strstr(name, "__MACOSX/") != NULL)
+			continue;
+		char *base = g_path_get_basename(name);
+		gboolean hidden = base[0] == '.';
+		g_free(base);
+		if (hidden)
+			continue;
+		char *ref = g_strdup_printf("%s#%s", path, name);
+		if (zip_member_is_mbox(name)) {
+			static cookie_io_functions_t io = {.read = zip_cookie_read};
+			FILE *f = fopencookie(a, "rb", io);
+			mv_mbox_reader *mr = f != NULL ? mv_mbox_open_stream(f, ref, imp->opt->mbox_variant) : NULL;
+			char *err = NULL;
+			while (mr != NULL && !stopped(imp)) {
+				GBytes *msg = NULL;
+				char *from = NULL;
+				gint64 index = 0;
+				mv_status st = mv_mbox_next(mr, imp->opt->max_message_bytes, &msg, &from, &index, &err);
+				char *mref = g_strdup_printf("%s#%" G_GINT64_FORMAT, ref, index);
+				g_free(from);
+				if (st == MV_OK && msg == NULL) {
+					g_free(mref);
+					break;
+				}
+				items++;
+				if (items <= skip) {
+					resumed++;
+				} else if (st != MV_OK) {
+					STAT(imp, imp->stats->seen++; file->stats.seen++; file->stats.failed++);
+					add_failure(imp, mref, err);
+				} else {
+					zip_hold(imp, path, identity, file, &held, msg, mref, items);
+				}
+				if (msg != NULL)
+					g_bytes_unref(msg);
+				g_clear_pointer(&err, g_free);
+				g_free(mref);
+				if (st != MV_OK && st != MV_ERR_LIMIT)
+					break;
+			}
+			mv_mbox_close(&mr);
+			g_free(ref);
+			continue;
+		}
+		items++;
+		if (items <= skip) {
+			resumed++;
+			archive_read_data_skip(a);
+			g_free(ref);
+			continue;
+		}
+		la_int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
+		if (declared > (la_int64_t)imp->opt->max_message_bytes) {
+			char *msg = g_strdup_printf("%s is larger than the limit of %zu bytes", ref,
+			                            imp->opt->max_message_bytes);
+			STAT(imp, imp->stats->seen++; file->stats.seen++; file->stats.failed++);
+			add_failure(imp, ref, msg);
+			g_free(msg);
+			archive_read_data_skip(a);
+			g_free(ref);
+			continue;
+		}
+		GByteArray *buf = g_byte_array_new();
+		guint8 chunk[65536];
+		la_ssize_t n;
+		gboolean too_big = FALSE;
+		while ((n = archive_read_data(a, chunk, sizeof chunk)) > 0) {
+			if (buf->len + (gsize)n > imp->opt->max_message_bytes) {
+				too_big = TRUE;
+				break;
+			}
+			g_byte_array_append(buf, chunk, (guint)n);
+		}
+		if (n < 0 || too_big) {
+			char *msg = too_big ? g_strdup_printf("%s is larger than the limit of %zu bytes", ref,
+			                                      imp->opt->max_message_bytes)
+			                    : g_strdup_printf("%s: %s", ref, archive_error_string(a));
+			STAT(imp, imp->stats->seen++; file->stats.seen++; file->stats.failed++);
+			add_failure(imp, ref, msg);
+			g_free(msg);
+			g_byte_array_free(buf, TRUE);
+			g_free(ref);
+			if (n < 0)
+				break;
+			archive_read_data_skip(a);
+			continue;
+		}
+		if (buf->len == 0) {
+			STAT(imp, imp->stats->empty_files++; file->stats.empty_files++);
+			g_byte_array_free(buf, TRUE);
+			g_free(ref);
+			continue;
+		}
+		GBytes *raw = g_byte_array_free_to_bytes(buf);
+		zip_hold(imp, path, identity, file, &held, raw, ref, items);
+		g_bytes_unref(raw);
+		g_free(ref);
+	}
+	if (!stopped(imp) && r == ARCHIVE_EOF)
+		complete = TRUE;
+	else if (!stopped(imp) && r != ARCHIVE_OK) {
+		char *msg = g_strdup_printf("%s: %s", path, archive_error_string(a) != NULL
+		                                                ? archive_error_string(a) : "cannot be read");
+		add_failure(imp, path, msg);
+		STAT(imp, file->stats.failed++);
+		g_free(msg);
+	}
+	zip_flush(imp, path, identity, file, &held, complete);
+	STAT(imp, imp->stats->resumed += resumed; file->stats.resumed += resumed);
+	archive_read_free(a);
+	g_free(identity);
+}
+
+static gboolean is_zip_name(const char *path)
+{
+	char *lower = g_ascii_strdown(path, -1);
+	gboolean yes = g_str_has_suffix(lower, ".zip");
+	g_free(lower);
+	return yes;
 }
 
 /* Every mail item of a PST / OST, rebuilt (mv-pst.h). */
@@ -404,7 +655,7 @@ static void import_mbox(importer *imp, const char *path)
 		g_free(err);
 		return;
 	}
-	char *identity = imp->opt->resume ? mbox_identity(path) : NULL;
+	char *identity = imp->opt->resume ? file_identity("mbox", path) : NULL;
 	struct stat msb;
 	gint64 mbox_size = stat(path, &msb) == 0 ? (gint64)msb.st_size : G_MAXINT64;
 	const resume_point *rp = identity != NULL ? resume_lookup(imp, identity) : NULL;
@@ -560,6 +811,10 @@ static void import_file(importer *imp, const char *path, gboolean allow_mbox)
 	gsize head_len = file_head(path, head);
 	if (mv_pst_looks_like(head, head_len)) {
 		import_pst(imp, path);
+		return;
+	}
+	if (head_len >= 4 && memcmp(head, "PK\x03\x04", 4) == 0 && is_zip_name(path)) {
+		import_zip(imp, path);
 		return;
 	}
 	if (allow_mbox && is_mbox_file(path)) {

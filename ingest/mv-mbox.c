@@ -42,6 +42,16 @@ mv_status mv_mbox_open(const char *path, mv_mbox_variant variant, mv_mbox_reader
 	return MV_OK;
 }
 
+mv_mbox_reader *mv_mbox_open_stream(FILE *f, const char *name, mv_mbox_variant variant)
+{
+	mv_mbox_reader *r = g_new0(mv_mbox_reader, 1);
+	r->f = f;
+	r->path = g_strdup(name);
+	r->variant = variant;
+	r->pending_len = -1;
+	return r;
+}
+
 void mv_mbox_close(mv_mbox_reader **reader)
 {
 	if (reader == NULL || *reader == NULL)

@@ -16,6 +16,7 @@
 #define MV_MBOX_H
 
 #include <glib.h>
+#include <stdio.h>
 
 #include "mv-status.h"
 
@@ -28,6 +29,11 @@ gboolean mv_mbox_looks_like(const char *head, gsize len);
 
 mv_status mv_mbox_open(const char *path, mv_mbox_variant variant, mv_mbox_reader **reader_r,
                        char **error_r) MV_WARN_UNUSED;
+
+/* Read an mbox from a stream already open (an archive member): name is
+ * for messages; mv_mbox_close closes f.  Offsets (mv_mbox_offset) are
+ * ftello's, mv_mbox_seek needs a seekable stream. */
+mv_mbox_reader *mv_mbox_open_stream(FILE *f, const char *name, mv_mbox_variant variant);
 
 /* Next message: *msg_r is NULL at the end of the file.  *index_r is its
  * 1-based position in the file.  MV_ERR_LIMIT: the message was larger than

@@ -40,4 +40,30 @@ touch "$WORK/big.mbox"
 out=$(mv import --json "$WORK/big.mbox")
 expect_eq "a changed file (mtime) is read again, adding nothing" "$total|0" \
   "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["read"], d["new"], sep="|")')"
+
+# A zip of EML files and an mbox, streamed: killed after 40 commits, then
+# resumed; every message once; members are counted from the zip itself.
+mkdir -p "$WORK/z/eml"
+python3 "$TESTS_DIR/corpus/mvgen.py" --seed 21 --count 90 --format eml --out "$WORK/z/eml" --manifest "$WORK/z1.jsonl" --quiet
+python3 "$TESTS_DIR/corpus/mvgen.py" --seed 22 --count 50 --format mbox --out "$WORK/z" --manifest "$WORK/z2.jsonl" --quiet
+(cd "$WORK/z" && python3 -c 'import os, sys, zipfile
+with zipfile.ZipFile("../export.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    for root, _, files in sorted(os.walk(".")):
+        for f in sorted(files):
+            z.write(os.path.join(root, f))')
+zunique=$(cat "$WORK/z1.jsonl" "$WORK/z2.jsonl" | python3 -c 'import json,sys; print(len({json.loads(l)["sha256"] for l in sys.stdin}))')
+ztotal=$(cat "$WORK/z1.jsonl" "$WORK/z2.jsonl" | wc -l)
+before=$(sql "SELECT count(*) FROM message")
+set +e
+MAILVAULT_TEST_IMPORT_DIE_AFTER=40 "$MAILVAULT_BIN" --home "$MV_HOME" import --batch 5 --no-index \
+  --json "$WORK/export.zip" > /dev/null 2>&1
+rc=$?
+set -e
+expect_eq "the zip import killed after 40 commits (SIGKILL)" 137 "$rc"
+out=$(mv import --batch 5 --json "$WORK/export.zip")
+zres=$(echo "$out" | json_get resumed_skipped)
+check "the zip import resumes after what was committed ($zres members)" test "$zres" -ge 40
+expect_eq "and reads the rest" "$ztotal" "$((zres + $(echo "$out" | json_get read)))"
+expect_eq "every zip message stored once" "$((before + zunique))" "$(sql "SELECT count(*) FROM message")"
+expect_eq "the zip is done" t "$(sql "SELECT done FROM import_resume WHERE kind = 'zip'")"
 finish
