@@ -268,13 +268,13 @@ static void part_free(gpointer p)
 	g_free(a);
 }
 
-/* The arrival's typed facts (columns first..first+11 of r) as the one
+/* The arrival's typed facts (columns first..first+16 of r) as the one
  * line `show` prints (mv_arrival_details). */
 static char *arrival_details(const PGresult *r, int row, int first)
 {
-	uint8_t report[MV_SHA256_LEN], original[MV_SHA256_LEN];
-	const char *v[12];
-	for (int k = 0; k < 12; k++)
+	uint8_t report[MV_SHA256_LEN], original[MV_SHA256_LEN], file[MV_SHA256_LEN];
+	const char *v[17];
+	for (int k = 0; k < 17; k++)
 		v[k] = PQgetisnull(r, row, first + k) ? NULL : PQgetvalue(r, row, first + k);
 	mv_arrival_info a = {
 		.client_addr = v[0], .helo = v[1], .tls = v[2], .protocol = v[3],
@@ -285,11 +285,27 @@ static char *arrival_details(const PGresult *r, int row, int first)
 		.journal_report = v[8] != NULL && mv_sha256_from_hex(v[8], report) == 0 ? report : NULL,
 		.journal_original = v[9] != NULL && mv_sha256_from_hex(v[9], original) == 0 ? original : NULL,
 		.journal_problem = v[10],
+		.source_sha256 = v[12] != NULL && mv_sha256_from_hex(v[12], file) == 0 ? file : NULL,
+		.folder_path = v[13],
+		.item_id = v[14],
+		.reconstructed = v[16] != NULL && strcmp(v[16], "t") == 0,
 	};
+	gsize entry_len = 0;
+	guchar *entry = NULL;
+	if (v[15] != NULL && strlen(v[15]) % 2 == 0 && strlen(v[15]) <= 2048) {
+		entry_len = strlen(v[15]) / 2;
+		entry = g_malloc0(entry_len + 1);
+		for (gsize i = 0; i < entry_len; i++)
+			entry[i] = (guchar)(g_ascii_xdigit_value(v[15][2 * i]) * 16 +
+			                    g_ascii_xdigit_value(v[15][2 * i + 1]));
+		a.entry_id = entry;
+		a.entry_id_len = entry_len;
+	}
 	char **bcc = v[11] != NULL && *v[11] != '\0' ? g_strsplit(v[11], ",", -1) : NULL;
 	a.envelope_bcc = (const char *const *)bcc;
 	char *details = mv_arrival_details(&a);
 	g_strfreev(bcc);
+	g_free(entry);
 	return details;
 }
 
@@ -452,7 +468,9 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 		                 "envelope_from, host(client_addr), helo, tls, protocol, imap_mailbox, "
 		                 "imap_uidvalidity, imap_uid, extract(epoch FROM imap_internaldate)::bigint, "
 		                 "encode(journal_report_sha256, 'hex'), encode(journal_original_sha256, 'hex'), "
-		                 "journal_problem, array_to_string(envelope_bcc, ',') "
+		                 "journal_problem, array_to_string(envelope_bcc, ','), "
+		                 "encode(source_sha256, 'hex'), folder_path, item_id, "
+		                 "encode(entry_id, 'hex'), reconstructed "
 		                 "FROM arrival WHERE message_id = $1 ORDER BY id",
 		                 1, v, NULL, NULL, 0, &r, error_r);
 	GHashTable *by_id = g_hash_table_new(g_int64_hash, g_int64_equal);

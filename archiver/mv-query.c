@@ -290,7 +290,8 @@ static mv_status tombstone_term(parser *p, token *t, gboolean *handled_r)
 	if (f == NULL || strcmp(f, "to") == 0 || strcmp(f, "cc") == 0 || strcmp(f, "bcc") == 0 ||
 	    strcmp(f, "subject") == 0 || strcmp(f, "filename") == 0 || strcmp(f, "type") == 0 ||
 	    strcmp(f, "attachment") == 0 || strcmp(f, "tag") == 0 || strcmp(f, "virus") == 0 ||
-	    strcmp(f, "spam") == 0 || strcmp(f, "lang") == 0) {
+	    strcmp(f, "spam") == 0 || strcmp(f, "lang") == 0 ||
+	    strcmp(f, "folder") == 0) {
 		g_string_append(s, "NULL::boolean"); /* not kept: unknown */
 	} else if (strcmp(f, "has") == 0) {
 		if (g_ascii_strcasecmp(v, "attachment") != 0)
@@ -489,6 +490,25 @@ static mv_status term(parser *p, token *t)
 			return syntax(p, t->value_pos, "spam: takes yes, no, unscanned or a score such as "
 			                               ">5, not '%s'", v);
 		}
+	} else if (strcmp(f, "folder") == 0) {
+		/* The folder an import found the message in (arrival.folder_path,
+		 * schema/020): that folder or any below it, whole segments only,
+		 * without regard to case.  "Inbox/Projects/" is "Inbox/Projects". */
+		char *folder = g_utf8_strdown(v, -1);
+		gsize l = strlen(folder);
+		while (l > 0 && folder[l - 1] == '/')
+			folder[--l] = '\0';
+		if (l == 0) {
+			g_free(folder);
+			return syntax(p, t->value_pos, "folder: takes a folder path such as %s", "Inbox/Projects");
+		}
+		char *e = like_escape(folder);
+		int n = param(p, folder);
+		int k = param(p, g_strdup_printf("%s/%%", e));
+		g_free(e);
+		g_string_append_printf(s, "EXISTS (SELECT 1 FROM arrival fa WHERE fa.message_id = m.id "
+		                          "AND (lower(fa.folder_path) = $%d OR lower(fa.folder_path) LIKE $%d))",
+		                       n, k);
 	} else if (strcmp(f, "registration") == 0) {
 		char *canonical = mv_store_registration_canonical(v);
 		int n = param(p, canonical != NULL ? canonical : g_strdup(v));

@@ -31,6 +31,20 @@ static void array_sha(GString *s, const uint8_t *sha)
 	g_string_append_printf(s, "\"\\\\x%s\"", hex);
 }
 
+/* A bytea element of len bytes, or NULL when bytes is NULL. */
+static void array_bytes(GString *s, const uint8_t *bytes, gsize len)
+{
+	array_sep(s);
+	if (bytes == NULL) {
+		g_string_append(s, "NULL");
+		return;
+	}
+	g_string_append(s, "\"\\\\x");
+	for (gsize i = 0; i < len; i++)
+		g_string_append_printf(s, "%02x", bytes[i]);
+	g_string_append_c(s, '"');
+}
+
 static void array_end(GString *s)
 {
 	g_string_append_c(s, '}');
@@ -85,6 +99,21 @@ char *mv_arrival_details(const mv_arrival_info *a)
 	if (a->journal_problem != NULL)
 		g_string_append_printf(d, "%sjournal-report-malformed=\"%s\"", d->len ? " " : "",
 		                       a->journal_problem);
+	if (a->source_sha256 != NULL) {
+		mv_sha256_to_hex(a->source_sha256, hex);
+		g_string_append_printf(d, "%sfile-sha256=%s", d->len ? " " : "", hex);
+	}
+	if (a->folder_path != NULL)
+		g_string_append_printf(d, "%sfolder=\"%s\"", d->len ? " " : "", a->folder_path);
+	if (a->item_id != NULL)
+		g_string_append_printf(d, "%sitem=%s", d->len ? " " : "", a->item_id);
+	if (a->entry_id != NULL) {
+		g_string_append_printf(d, "%sentry-id=", d->len ? " " : "");
+		for (gsize i = 0; i < a->entry_id_len; i++)
+			g_string_append_printf(d, "%02x", a->entry_id[i]);
+	}
+	if (a->reconstructed)
+		g_string_append_printf(d, "%sreconstructed", d->len ? " " : "");
 	if (d->len == 0) {
 		g_string_free(d, TRUE);
 		return NULL;
@@ -94,14 +123,14 @@ char *mv_arrival_details(const mv_arrival_info *a)
 
 /* ---- a batch: the parameters of one mv_ingest_batch() call ---- */
 
-/* The function's parameters, in order (schema/011-arrival-facts.sql, p_lang
- * added by 021-search-languages.sql). */
+/* The function's parameters, in order (schema/024-import-facts.sql: 011's
+ * arrival facts, the import facts, and 021's p_lang last). */
 enum {
 	B_SHA, B_SIZE, B_SKEL, B_MID, B_DATE, B_DATE_RAW, B_FROM_ADDR, B_FROM_NAME, B_SUBJECT,
 	B_HAS_ATT, B_STATUS, B_DOC, B_CLASS, B_EXPIRES, B_RULE, B_VERSION, B_DIRECTION,
 	B_ARCHIVED, B_SOURCE, B_SOURCE_REF, B_ENV_FROM, B_CLIENT, B_HELO, B_TLS, B_PROTO,
 	B_IMAP_MAILBOX, B_IMAP_UIDVALIDITY, B_IMAP_UID, B_IMAP_INTERNALDATE, B_JREPORT,
-	B_JORIGINAL, B_JPROBLEM, B_FLAG_MSG, B_FLAGS,
+	B_JORIGINAL, B_JPROBLEM, B_SRC_SHA, B_FOLDER, B_ITEM, B_ENTRY, B_RECON, B_FLAG_MSG, B_FLAGS,
 	B_TAG_MSG, B_TAGS, B_SPLICE_MSG, B_SPLICE_OFF, B_SPLICE_BLOB, B_ADDR_MSG, B_ADDR_ROLE,
 	B_ADDR, B_ADDR_NAME, B_PART_MSG, B_PART_PATH, B_PART_DECL, B_PART_DET, B_PART_FN,
 	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC, B_LANG,
@@ -112,8 +141,9 @@ enum {
 	"SELECT o_pos, o_id, o_new, o_registration FROM mv_ingest_batch($1, $2, $3, $4, $5, " \
 	"$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, " \
 	"$24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, " \
-	"$41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55)"
-G_STATIC_ASSERT(B_N == 55);
+	"$41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56, $57, " \
+	"$58, $59, $60)"
+G_STATIC_ASSERT(B_N == 60);
 
 typedef struct {
 	GString *param[B_N]; /* PostgreSQL array literals, text format */
@@ -268,6 +298,11 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	array_sha(b->param[B_JREPORT], arr->journal_report);
 	array_sha(b->param[B_JORIGINAL], arr->journal_original);
 	add_clean(b, B_JPROBLEM, arr->journal_problem);
+	array_sha(b->param[B_SRC_SHA], arr->source_sha256);
+	add_clean(b, B_FOLDER, arr->folder_path);
+	add_clean(b, B_ITEM, arr->item_id);
+	array_bytes(b->param[B_ENTRY], arr->entry_id, MIN(arr->entry_id_len, 1024));
+	add_text(b, B_RECON, arr->reconstructed ? "t" : "f");
 	for (const char *const *r = arr->envelope_to; r != NULL && *r != NULL; r++) {
 		add_pos(b, B_RCPT_MSG, pos);
 		add_clean(b, B_RCPT, *r);

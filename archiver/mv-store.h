@@ -42,6 +42,13 @@ typedef struct {
 	const uint8_t *journal_report;      /* the report this original came in */
 	const uint8_t *journal_original;    /* this report's original */
 	const char *journal_problem;        /* marked as a report, not unwrapped */
+	/* Import from a file of items (PST / OST, MSG; schema/020) */
+	const uint8_t *source_sha256; /* SHA-256 of the whole source file, or NULL */
+	const char *folder_path;      /* "Inbox/Projects" (mv_folder_path_escape), or NULL */
+	const char *item_id;          /* "nid=0x200024", or NULL */
+	const uint8_t *entry_id;      /* MAPI entry id, entry_id_len bytes, or NULL */
+	gsize entry_id_len;           /* at most 1024 */
+	gboolean reconstructed;       /* the bytes were rebuilt from MAPI properties */
 } mv_arrival_info;
 
 /* The arrival's facts as one line of text ("client=... helo=... proto=...",

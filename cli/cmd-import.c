@@ -1,23 +1,33 @@
 /* mailvault import: archive files, Maildirs and mbox files. */
+#include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "mv-cli.h"
-#include "mv-progress.h"
 #include "mv-import.h"
 #include "mv-json.h"
+#include "mv-progress.h"
 
 static const char help[] =
 	"Usage: mailvault import [OPTIONS] PATH...\n"
 	"\n"
 	"Archive every message in each PATH: a single message file (.eml), a Maildir\n"
-	"(cur/ and new/), an mbox file, or a directory tree of them.  Messages are\n"
+	"(cur/ and new/), an mbox file, an Outlook PST, OST or MSG file, a .zip of such\n"
+	"files (streamed), or a directory tree of them.  Each mail item of a PST (and each MSG) is rebuilt as a MIME message (flagged\n"
+	"'reconstructed'; docs/import.md says what is kept), with its folder path\n"
+	"(search folder:Inbox/Projects), item ids and the file's SHA-256.  An import\n"
+	"that was interrupted continues, when run again on the same PST or mbox, after\n"
+	"the last message its previous run committed.  Messages are\n"
 	"committed in batches; the summary counts new messages, duplicate arrivals\n"
 	"(bytes already archived), flagged ones (stored raw but not fully parsable, or\n"
 	"a stage such as classification failed on them) and failures.  Exit status 65\n"
 	"when any message failed.\n"
 	"\n"
 	"Options:\n"
-	"  --json             print the summary as JSON (new, duplicate, flagged, failed, ...)\n"
+	"  --json             print the summary as JSON (new, duplicate, flagged, failed,\n"
+	"                     ..., and per source file under \"files\")\n"
+	"  --no-resume        read every PST and mbox from its start (what is archived\n"
+	"                     already is counted as duplicate)\n"
 	"  --mbox-format F    mboxrd (default) or mboxo: how '>From ' lines are unescaped\n"
 	"  --batch N          messages per transaction (default 200)\n"
 	"  --max-size BYTES   largest message accepted (default 268435456)\n"
@@ -30,15 +40,61 @@ static const char help[] =
 	"                     Bcc included, and the report too; never for other mail\n"
 	"  --quiet            no summary on success\n" MV_CLI_COMMON_HELP;
 
+typedef struct {
+	mv_progress *line;   /* mv-progress: count and rate, on a terminal or --progress */
+	gint64 started;      /* monotonic */
+	gint64 total_bytes;  /* of the paths given (files, not trees), or 0 */
+} progress_state;
+
+/* Bytes of the regular files among paths (directories are not walked). */
+static gint64 paths_bytes(char **paths, int n)
+{
+	gint64 total = 0;
+	for (int i = 0; i < n; i++) {
+		GStatBuf sb;
+		if (g_stat(paths[i], &sb) == 0 && S_ISREG(sb.st_mode))
+			total += (gint64)sb.st_size;
+		else if (g_stat(paths[i], &sb) == 0)
+			return 0; /* a tree: its size is not known up front */
+	}
+	return total;
+}
+
 static void on_progress(void *context, const mv_import_stats *s, const char *current)
 {
+	progress_state *p = context;
+	gint64 now = g_get_monotonic_time();
 	char *cur = current != NULL ? g_path_get_basename(current) : g_strdup("");
+	double secs = (double)(now - p->started) / 1e6;
+	double mbs = secs > 0 ? (double)s->bytes / secs / 1e6 : 0;
+	char left[32] = "";
+	/* Time left from the bytes read of the files given (a PST's rebuilt
+	 * messages are not its bytes: no estimate then). */
+	if (p->total_bytes > 0 && s->reconstructed == 0 && s->bytes > 0 && s->bytes < p->total_bytes &&
+	    secs > 1) {
+		gint64 rest = (gint64)((double)(p->total_bytes - s->bytes) / ((double)s->bytes / secs));
+		g_snprintf(left, sizeof left, ", %" G_GINT64_FORMAT ":%02d left", rest / 60, (int)(rest % 60));
+	}
 	char *detail = g_strdup_printf("%" G_GINT64_FORMAT " new, %" G_GINT64_FORMAT " duplicate, %"
-	                               G_GINT64_FORMAT " failed  %.40s",
-	                               s->new_count, s->duplicate, s->failed, cur);
-	mv_progress_update(context, s->seen, detail);
+	                               G_GINT64_FORMAT " failed, %.1f MB, %.1f MB/s%s  %.40s",
+	                               s->new_count, s->duplicate, s->failed, (double)s->bytes / 1e6,
+	                               mbs, left, cur);
+	mv_progress_update(p->line, s->seen, detail);
 	g_free(detail);
 	g_free(cur);
+}
+
+static void add_stats(JsonBuilder *b, const mv_import_stats *s)
+{
+	mv_json_add_int(b, "messages", s->seen);
+	mv_json_add_int(b, "new", s->new_count);
+	mv_json_add_int(b, "duplicate", s->duplicate);
+	mv_json_add_int(b, "reconstructed", s->reconstructed);
+	mv_json_add_int(b, "flagged", s->flagged);
+	mv_json_add_int(b, "failed", s->failed);
+	mv_json_add_int(b, "resumed_skipped", s->resumed);
+	mv_json_add_int(b, "other_items", s->other_items);
+	mv_json_add_int(b, "bytes", s->bytes);
 }
 
 static gboolean parse_int(const char *s, gint64 min, gint64 max, gint64 *out)
@@ -64,6 +120,7 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		{"parse-threads", required_argument, NULL, 'p'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"journal-reports", no_argument, NULL, 'J'},
+		{"no-resume", no_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0}};
 	mv_import_options opt;
 	mv_import_options_default(&opt);
@@ -118,6 +175,9 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		case 'J':
 			opt.journal_reports = TRUE;
 			break;
+		case 'R':
+			opt.resume = FALSE;
+			break;
 		default:
 			return mv_cli_usage_error(cli, "unknown option");
 		}
@@ -129,10 +189,21 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	int rc = mv_cli_open(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;
-	mv_progress *ps = mv_progress_new("importing", "messages read", 0);
-	if (ps != NULL) {
+	progress_state ps = {.started = g_get_monotonic_time(),
+	                     .total_bytes = paths_bytes(argv + optind, argc - optind)};
+	/* Tests: die (SIGKILL) after this many committed messages. */
+	const char *die = g_getenv("MAILVAULT_TEST_IMPORT_DIE_AFTER");
+	if (die != NULL && parse_int(die, 1, G_MAXINT32, &v))
+		opt.test_die_after_commits = (guint)v;
+	GPtrArray *files = g_ptr_array_new_with_free_func(mv_import_file_free);
+	opt.files = files;
+	/* PSTs are read by a child process: libpst may crash on a damaged file. */
+	static const char *const pst_helper[] = {"/proc/self/exe", "pst-read", "--records", NULL};
+	opt.pst_helper = pst_helper;
+	ps.line = mv_progress_new("importing", "messages read", 0);
+	if (ps.line != NULL) {
 		opt.progress = on_progress;
-		opt.progress_context = ps;
+		opt.progress_context = &ps;
 	}
 	mv_db_options more_db = {.home = cli->home, .conninfo = cli->db, .no_migrate = TRUE};
 	opt.db_options = &more_db;
@@ -142,7 +213,7 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	char *err = NULL;
 	mv_status st = mv_import_paths(db, blobs, (const char *const *)argv + optind, &opt, &stats,
 	                               failures, &err);
-	mv_progress_free(&ps);
+	mv_progress_free(&ps.line);
 	for (guint i = 0; i < failures->len && i < 50; i++) {
 		mv_import_failure *f = failures->pdata[i];
 		fprintf(stderr, "mailvault: import: %s: %s\n", f->where, f->error);
@@ -159,6 +230,34 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "read", stats.seen);
 		mv_json_add_int(b, "bytes", stats.bytes);
 		mv_json_add_int(b, "empty_files", stats.empty_files);
+		mv_json_add_int(b, "reconstructed", stats.reconstructed);
+		mv_json_add_int(b, "resumed_skipped", stats.resumed);
+		mv_json_add_int(b, "other_items", stats.other_items);
+		mv_json_begin_array(b, "files");
+		for (guint i = 0; i < files->len; i++) {
+			mv_import_file *f = files->pdata[i];
+			mv_json_begin_object(b, NULL);
+			mv_json_add_string(b, "path", f->path);
+			mv_json_add_string(b, "kind", f->kind);
+			add_stats(b, &f->stats);
+			mv_json_add_int(b, "resumed_from", f->resumed_from);
+			/* This file's failures, with their reasons. */
+			mv_json_begin_array(b, "failures");
+			gsize plen = strlen(f->path);
+			for (guint k = 0; k < failures->len; k++) {
+				mv_import_failure *fl = failures->pdata[k];
+				if (strncmp(fl->where, f->path, plen) == 0 &&
+				    (fl->where[plen] == '\0' || fl->where[plen] == '#')) {
+					mv_json_begin_object(b, NULL);
+					mv_json_add_string(b, "where", fl->where);
+					mv_json_add_string(b, "error", fl->error);
+					json_builder_end_object(b);
+				}
+			}
+			json_builder_end_array(b);
+			json_builder_end_object(b);
+		}
+		json_builder_end_array(b);
 		mv_json_begin_array(b, "failures");
 		for (guint i = 0; i < failures->len; i++) {
 			mv_import_failure *f = failures->pdata[i];
@@ -176,9 +275,14 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 		       stats.seen, stats.new_count, stats.duplicate, stats.flagged, stats.failed);
 		if (stats.empty_files > 0)
 			printf(" (%" G_GINT64_FORMAT " empty files skipped)", stats.empty_files);
+		if (stats.reconstructed > 0)
+			printf(" (%" G_GINT64_FORMAT " rebuilt from PST items)", stats.reconstructed);
+		if (stats.resumed > 0)
+			printf(" (%" G_GINT64_FORMAT " committed by an earlier run, skipped)", stats.resumed);
 		putchar('\n');
 	}
 	g_ptr_array_free(failures, TRUE);
+	g_ptr_array_free(files, TRUE);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	if (st != MV_OK) {

@@ -168,6 +168,10 @@ static void print_text(const mv_record *m)
 		for (guint j = 0; j < a->envelope_to->len; j++)
 			printf("%s%s", j ? "," : "", (const char *)a->envelope_to->pdata[j]);
 		putchar('\n');
+		/* How it arrived: SMTP client, IMAP UID, the PST item and its
+		 * folder, ... (mv_arrival_details). */
+		if (a->details != NULL)
+			printf("             %s\n", a->details);
 	}
 }
 

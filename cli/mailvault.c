@@ -13,6 +13,7 @@
 
 int mv_cmd_db(mv_cli *cli, int argc, char **argv);
 int mv_cmd_import(mv_cli *cli, int argc, char **argv);
+int mv_cmd_pst_read(mv_cli *cli, int argc, char **argv);
 int mv_cmd_get(mv_cli *cli, int argc, char **argv);
 int mv_cmd_show(mv_cli *cli, int argc, char **argv);
 int mv_cmd_search(mv_cli *cli, int argc, char **argv);
@@ -41,7 +42,8 @@ static int cmd_version(mv_cli *cli, int argc, char **argv);
 
 static const mv_cli_command commands[] = {
 	{"db", mv_cmd_db, "manage the embedded database: init, migrate, start, stop, status"},
-	{"import", mv_cmd_import, "archive .eml files, Maildirs and mbox files"},
+	{"import", mv_cmd_import, "archive .eml files, Maildirs, mbox, Outlook PST / OST files"},
+	{"pst-read", mv_cmd_pst_read, "rebuild a PST's mail items as .eml files, as import does"},
 	{"get", mv_cmd_get, "write a message's exact bytes, checked against its SHA-256"},
 	{"show", mv_cmd_show, "everything known of one message"},
 	{"search", mv_cmd_search, "find messages with the query language"},

@@ -5,7 +5,16 @@
  * What a path is: a directory with cur/ and new/ is a Maildir (tmp/ is
  * skipped: messages there are still being delivered); any other directory
  * is walked recursively (hidden entries skipped, names sorted); a file that
- * starts with "From " is an mbox; any other non-empty file is one message.
+ * starts with "!BDN" is an Outlook PST or OST (mv-pst.h: each mail item is
+ * rebuilt as a message, flagged "reconstructed", its arrival keeps the
+ * file's SHA-256, the item's ids and folder); a file that starts with
+ * "From " is an mbox; any other non-empty file is one message.
+ *
+ * Resuming: the position up to which a PST (mail items) or an mbox (bytes)
+ * is committed is kept in import_resume, in the transaction that commits
+ * the messages; importing the same file again (same SHA-256 for a PST;
+ * same path, size, modification time and first 64 KiB for an mbox)
+ * continues after it without rebuilding or re-reading what came before.
  *
  * Messages are stored in batches, one transaction each; a message counts as
  * imported only once its batch has committed.
@@ -32,7 +41,20 @@ typedef struct {
 	gint64 failed;      /* not stored: see the failures */
 	gint64 bytes;       /* bytes read */
 	gint64 empty_files; /* empty files skipped */
+	gint64 reconstructed; /* of seen: rebuilt from MAPI properties (PST) */
+	gint64 resumed;     /* messages skipped: committed by an earlier run */
+	gint64 other_items; /* PST items that are not mail (contacts, ...) */
 } mv_import_stats;
+
+/* What one source file gave (for `import --json`): counted after COMMIT. */
+typedef struct {
+	char *path;
+	const char *kind;   /* "pst", "mbox", "message" */
+	mv_import_stats stats;
+	gint64 resumed_from; /* the position an earlier run had committed, or 0 */
+} mv_import_file;
+
+void mv_import_file_free(gpointer file);
 
 typedef struct {
 	char *where;  /* file, or file#N for an mbox message */
@@ -68,6 +90,20 @@ typedef struct {
 	guint parse_threads;
 	mv_import_progress_fn progress;
 	void *progress_context;
+	/* When set, one mv_import_file* per source file (PST, mbox, message
+	 * file) is appended (the caller frees them: mv_import_file_free). */
+	GPtrArray *files;
+	/* How to start a PST reader in a child process (mv-pst-proc.h), so
+	 * that libpst crashing on a damaged file fails one item, not the
+	 * import: {"/proc/self/exe", "pst-read", "--records", NULL} from the
+	 * mailvault command.  NULL: read in this process. */
+	const char *const *pst_helper;
+	/* Keep and use resume positions (import_resume; default TRUE). */
+	gboolean resume;
+	/* Tests only: exit the process (as kill -9 would end it) once this
+	 * many transactions carrying a resume position have committed; 0: never.
+	 * Set from MAILVAULT_TEST_IMPORT_DIE_AFTER by the CLI. */
+	guint test_die_after_commits;
 } mv_import_options;
 
 void mv_import_options_default(mv_import_options *options);

@@ -17,6 +17,7 @@ struct mv_mbox_reader {
 	char *pending_from;   /* its envelope sender */
 	gint64 index;
 	gboolean started;
+	gint64 end_offset;    /* where the last message returned ends */
 };
 
 gboolean mv_mbox_looks_like(const char *head, gsize len)
@@ -39,6 +40,16 @@ mv_status mv_mbox_open(const char *path, mv_mbox_variant variant, mv_mbox_reader
 	r->pending_len = -1;
 	*reader_r = r;
 	return MV_OK;
+}
+
+mv_mbox_reader *mv_mbox_open_stream(FILE *f, const char *name, mv_mbox_variant variant)
+{
+	mv_mbox_reader *r = g_new0(mv_mbox_reader, 1);
+	r->f = f;
+	r->path = g_strdup(name);
+	r->variant = variant;
+	r->pending_len = -1;
+	return r;
 }
 
 void mv_mbox_close(mv_mbox_reader **reader)
@@ -130,6 +141,7 @@ mv_status mv_mbox_next(mv_mbox_reader *r, gsize max_bytes, GBytes **msg_r,
 			/* The held-back empty line was the separator. */
 			r->pending_len = n;
 			r->pending_from = envelope_sender(r->line, n);
+			r->end_offset = (gint64)ftello(r->f) - (gint64)n;
 			prev_empty = FALSE;
 			break;
 		}
@@ -155,6 +167,8 @@ mv_status mv_mbox_next(mv_mbox_reader *r, gsize max_bytes, GBytes **msg_r,
 		if (!too_big)
 			g_byte_array_append(buf, (const guint8 *)r->line + skip, (guint)((gsize)n - skip));
 	}
+	if (n < 0)
+		r->end_offset = (gint64)ftello(r->f);
 	/* At end of file, a trailing empty line is the final separator. */
 	if (n < 0 && ferror(r->f)) {
 		g_byte_array_free(buf, TRUE);
@@ -170,5 +184,21 @@ mv_status mv_mbox_next(mv_mbox_reader *r, gsize max_bytes, GBytes **msg_r,
 	}
 	*envelope_from_r = from;
 	*msg_r = g_byte_array_free_to_bytes(buf);
+	return MV_OK;
+}
+
+gint64 mv_mbox_offset(const mv_mbox_reader *reader)
+{
+	return reader->end_offset;
+}
+
+mv_status mv_mbox_seek(mv_mbox_reader *r, gint64 offset, gint64 index, char **error_r)
+{
+	if (offset < 0 || fseeko(r->f, (off_t)offset, SEEK_SET) != 0)
+		return mv_fail(error_r, MV_ERR_IO, "cannot seek in %s: %s", r->path, g_strerror(errno));
+	r->pending_len = -1;
+	g_clear_pointer(&r->pending_from, g_free);
+	r->index = index;
+	r->end_offset = offset;
 	return MV_OK;
 }

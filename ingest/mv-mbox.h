@@ -16,6 +16,7 @@
 #define MV_MBOX_H
 
 #include <glib.h>
+#include <stdio.h>
 
 #include "mv-status.h"
 
@@ -29,12 +30,27 @@ gboolean mv_mbox_looks_like(const char *head, gsize len);
 mv_status mv_mbox_open(const char *path, mv_mbox_variant variant, mv_mbox_reader **reader_r,
                        char **error_r) MV_WARN_UNUSED;
 
+/* Read an mbox from a stream already open (an archive member): name is
+ * for messages; mv_mbox_close closes f.  Offsets (mv_mbox_offset) are
+ * ftello's, mv_mbox_seek needs a seekable stream. */
+mv_mbox_reader *mv_mbox_open_stream(FILE *f, const char *name, mv_mbox_variant variant);
+
 /* Next message: *msg_r is NULL at the end of the file.  *index_r is its
  * 1-based position in the file.  MV_ERR_LIMIT: the message was larger than
  * max_bytes and was skipped (call again for the next one); MV_ERR_IO: the
  * file cannot be read (stop). */
 mv_status mv_mbox_next(mv_mbox_reader *reader, gsize max_bytes, GBytes **msg_r,
                        char **envelope_from_r, gint64 *index_r, char **error_r) MV_WARN_UNUSED;
+
+/* The byte offset where the message mv_mbox_next returned last ends (its
+ * successor's From_ line, or the end of the file): where a resumed import
+ * starts (mv_mbox_seek). */
+gint64 mv_mbox_offset(const mv_mbox_reader *reader);
+
+/* Continue reading at offset (a From_ line, as mv_mbox_offset gave it),
+ * the next message numbered index + 1. */
+mv_status mv_mbox_seek(mv_mbox_reader *reader, gint64 offset, gint64 index, char **error_r)
+	MV_WARN_UNUSED;
 
 void mv_mbox_close(mv_mbox_reader **reader);
 

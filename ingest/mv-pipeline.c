@@ -45,6 +45,9 @@ typedef struct group {
 	mv_arrival_info arrival;
 	char *source_ref, *env_from, *client_addr, *helo, *tls, *protocol, *imap_mailbox;
 	char **env_to;
+	char *folder_path, *item_id;
+	uint8_t source_sha256[MV_SHA256_LEN];
+	GBytes *entry_id;
 	guint n;
 	record rec[2];
 	mv_journal_kind journal;
@@ -344,6 +347,10 @@ static void group_free(group *g)
 	g_free(g->tls);
 	g_free(g->protocol);
 	g_free(g->imap_mailbox);
+	g_free(g->folder_path);
+	g_free(g->item_id);
+	if (g->entry_id != NULL)
+		g_bytes_unref(g->entry_id);
 	g_strfreev(g->env_to);
 	g_free(g->journal_problem);
 	g_free(g->error);
@@ -368,6 +375,12 @@ static group *group_new(mv_pipeline *p, const mv_pipeline_submission *s)
 	g->tls = g_strdup(a->tls);
 	g->protocol = g_strdup(a->protocol);
 	g->imap_mailbox = g_strdup(a->imap_mailbox);
+	g->folder_path = g_strdup(a->folder_path);
+	g->item_id = g_strdup(a->item_id);
+	if (a->source_sha256 != NULL)
+		memcpy(g->source_sha256, a->source_sha256, MV_SHA256_LEN);
+	if (a->entry_id != NULL)
+		g->entry_id = g_bytes_new(a->entry_id, MIN(a->entry_id_len, 1024));
 	g->arrival = (mv_arrival_info){
 		.source = p->opt.source,
 		.source_ref = g->source_ref,
@@ -382,6 +395,12 @@ static group *group_new(mv_pipeline *p, const mv_pipeline_submission *s)
 		.imap_uidvalidity = a->imap_uidvalidity,
 		.imap_uid = a->imap_uid,
 		.imap_internaldate = a->imap_internaldate,
+		.source_sha256 = a->source_sha256 != NULL ? g->source_sha256 : NULL,
+		.folder_path = g->folder_path,
+		.item_id = g->item_id,
+		.entry_id = g->entry_id != NULL ? g_bytes_get_data(g->entry_id, NULL) : NULL,
+		.entry_id_len = g->entry_id != NULL ? g_bytes_get_size(g->entry_id) : 0,
+		.reconstructed = a->reconstructed,
 	};
 	g->sub.arrival = NULL;
 	return g;
@@ -399,6 +418,10 @@ static void parse_group(gpointer data, gpointer user_data)
 	w->raw = g_bytes_ref(g->raw);
 	w->arrival = g->arrival;
 	run_stages(p, w);
+	/* Rebuilt from MAPI properties (a PST or MSG item): the record says
+	 * so itself, not only its arrival (docs/import.md). */
+	if (g->arrival.reconstructed && w->msg != NULL)
+		add_flag(w->msg, "reconstructed");
 	mv_journal_report rep = {.kind = MV_JOURNAL_NONE};
 	if (g->sub.unwrap_journal && w->failed_stage != stages[0].name &&
 	    mv_journal_candidate(w->msg))
