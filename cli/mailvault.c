@@ -32,6 +32,7 @@ int mv_cmd_user(mv_cli *cli, int argc, char **argv);
 int mv_cmd_scan(mv_cli *cli, int argc, char **argv);
 int mv_cmd_key(mv_cli *cli, int argc, char **argv);
 int mv_cmd_access(mv_cli *cli, int argc, char **argv);
+int mv_cmd_erase(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -59,6 +60,7 @@ static const mv_cli_command commands[] = {
 	{"user", mv_cmd_user, "give OS users their own database role: add, remove, list"},
 	{"key", mv_cmd_key, "encryption at rest: init, rotate, status of the keys"},
 	{"access", mv_cmd_access, "who sees what: grant cases and addresses; check a user's access"},
+	{"erase", mv_cmd_erase, "erasure requests (GDPR Art. 17): propose, a second person approves"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };
