@@ -16,10 +16,9 @@
 
 static char *ft_sql(const char *fn, int n)
 {
-	return g_strdup_printf("m.id IN (SELECT x.message_id FROM message_text x WHERE x.tsv @@ "
-	                       "%s('english', $%d) UNION ALL SELECT x.message_id FROM "
-	                       "message_text x WHERE x.tsv IS NULL AND to_tsvector('english', "
-	                       "x.doc) @@ %s('english', $%d))",
+	return g_strdup_printf("EXISTS (SELECT 1 FROM message_text x WHERE x.message_id = m.id AND "
+	                       "(x.tsv @@ %s('english', $%d) OR (x.tsv IS NULL AND "
+	                       "to_tsvector('english', x.doc) @@ %s('english', $%d))))",
 	                       fn, n, fn, n);
 }
 
