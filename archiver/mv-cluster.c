@@ -2,6 +2,7 @@
 #include "mv-cluster.h"
 
 #include <errno.h>
+#include <gio/gio.h>
 #include <grp.h>
 #include <libpq-fe.h>
 #include <pwd.h>
@@ -22,6 +23,11 @@ struct mv_cluster {
 	char *user;
 	gboolean owner;   /* root, or the user the cluster belongs to (or will) */
 	char *login;      /* the name of the user this process runs as */
+	/* Directory logins (HOME/directory.conf, mv_cluster_set_directory):
+	 * a TCP listener whose connections PostgreSQL authenticates against
+	 * LDAP; listen NULL: none (the socket and peer authentication only). */
+	char *listen, *allow, *ldap_options;
+	int port;
 };
 
 /* Authentication: peer only, over the Unix socket; pg_ident.conf maps each
@@ -33,6 +39,51 @@ static const char hba_text[] =
 	"# (`mailvault user add`, docs/database-roles.md).\n"
 	"local all all peer map=mailvault\n";
 #define IDENT_MARK "# mailvault peer map"
+#define DIRECTORY_CONF "directory.conf"
+#define DIRECTORY_GROUP "directory"
+
+/* pg_hba.conf: hba_text, and with directory logins the TCP lines. */
+static char *hba_wanted(const mv_cluster *c)
+{
+	if (c->listen == NULL)
+		return g_strdup(hba_text);
+	return g_strdup_printf("%s"
+	                       "# directory logins (mailvault db directory, docs/access.md): TCP from\n"
+	                       "# %s, each password checked by the LDAP server; mailvault stores none.\n"
+	                       "# The owner role never logs in this way.\n"
+	                       "host all mailvault %s reject\n"
+	                       "host all all %s ldap %s\n",
+	                       hba_text, c->allow, c->allow, c->allow, c->ldap_options);
+}
+
+/* Read HOME/directory.conf, if there is one. */
+static mv_status load_directory(mv_cluster *c, char **error_r)
+{
+	c->port = 5432;
+	char *path = g_build_filename(c->home, DIRECTORY_CONF, NULL);
+	GKeyFile *k = g_key_file_new();
+	GError *gerr = NULL;
+	mv_status st = MV_OK;
+	if (!g_key_file_load_from_file(k, path, G_KEY_FILE_NONE, &gerr)) {
+		if (!g_error_matches(gerr, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+			st = mv_fail(error_r, MV_ERR_CONFIG, "cannot read %s: %s", path, gerr->message);
+	} else {
+		c->listen = g_key_file_get_string(k, DIRECTORY_GROUP, "listen", NULL);
+		c->allow = g_key_file_get_string(k, DIRECTORY_GROUP, "allow", NULL);
+		c->ldap_options = g_key_file_get_string(k, DIRECTORY_GROUP, "ldap", NULL);
+		gint64 port = g_key_file_get_int64(k, DIRECTORY_GROUP, "port", NULL);
+		if (c->listen == NULL || c->allow == NULL || c->ldap_options == NULL || port < 1 ||
+		    port > 65535)
+			st = mv_fail(error_r, MV_ERR_CONFIG, "%s: expected listen, port, allow and ldap in "
+			             "[" DIRECTORY_GROUP "] (mailvault db directory writes it)", path);
+		else
+			c->port = (int)port;
+	}
+	g_clear_error(&gerr);
+	g_key_file_free(k);
+	g_free(path);
+	return st;
+}
 
 char *mv_cluster_default_home(void)
 {
@@ -141,6 +192,11 @@ mv_status mv_cluster_new(const char *home, mv_cluster **cluster_r, char **error_
 		c->owner = sb.st_uid == geteuid();
 	else
 		c->owner = errno == ENOENT;
+	mv_status st = load_directory(c, error_r);
+	if (st != MV_OK) {
+		mv_cluster_free(&c);
+		return st;
+	}
 	*cluster_r = c;
 	return MV_OK;
 }
@@ -157,6 +213,9 @@ void mv_cluster_free(mv_cluster **cluster)
 	g_free(c->bindir);
 	g_free(c->user);
 	g_free(c->login);
+	g_free(c->listen);
+	g_free(c->allow);
+	g_free(c->ldap_options);
 	g_free(c);
 	*cluster = NULL;
 }
@@ -189,6 +248,8 @@ char *mv_cluster_conninfo(const mv_cluster *cluster, const char *dbname)
 		g_string_append_c(s, *p);
 	}
 	g_string_append(s, "' connect_timeout=10");
+	if (cluster->port != 5432)
+		g_string_append_printf(s, " port=%d", cluster->port);
 	return g_string_free(s, FALSE);
 }
 
@@ -398,10 +459,12 @@ static mv_status write_auth(mv_cluster *c, gboolean *changed_r, char **error_r)
 	char *ident = g_build_filename(c->pgdata, "pg_ident.conf", NULL);
 	char *text = NULL;
 	mv_status st = MV_OK;
-	if (!g_file_get_contents(hba, &text, NULL, NULL) || strcmp(text, hba_text) != 0) {
-		st = write_pg_file(c, hba, hba_text, error_r);
+	char *wanted = hba_wanted(c);
+	if (!g_file_get_contents(hba, &text, NULL, NULL) || strcmp(text, wanted) != 0) {
+		st = write_pg_file(c, hba, wanted, error_r);
 		*changed_r = TRUE;
 	}
+	g_free(wanted);
 	g_free(text);
 	text = NULL;
 	if (st == MV_OK) {
@@ -546,7 +609,9 @@ mv_status mv_cluster_map_user(mv_cluster *c, const char *os_user, const char *ro
 
 gboolean mv_cluster_socket_open(const mv_cluster *c)
 {
-	char *sock = g_build_filename(c->sockdir, ".s.PGSQL.5432", NULL);
+	char *name = g_strdup_printf(".s.PGSQL.%d", c->port);
+	char *sock = g_build_filename(c->sockdir, name, NULL);
+	g_free(name);
 	struct stat sb;
 	gboolean open = stat(sock, &sb) == 0 && (sb.st_mode & 0007) == 0007;
 	g_free(sock);
@@ -579,8 +644,15 @@ mv_status mv_cluster_start(mv_cluster *c, char **error_r)
 	if (bin == NULL)
 		return MV_ERR_CONFIG;
 	char *pg_ctl = g_build_filename(bin, "pg_ctl", NULL);
-	const char *argv[] = {pg_ctl, "start", "-w", "-t", "60", "-s", "-D", c->pgdata, "-l", c->logfile, NULL};
+	/* The listener's address and port (checked when they were set: an IP
+	 * address and a number) override the settings files. */
+	char *opts = c->listen != NULL
+	                     ? g_strdup_printf("-c listen_addresses=%s -c port=%d", c->listen, c->port)
+	                     : NULL;
+	const char *argv[] = {pg_ctl, "start", "-w", "-t", "60", "-s", "-D", c->pgdata, "-l", c->logfile,
+	                      opts != NULL ? "-o" : NULL, opts, NULL};
 	st = run_pg(c, argv, error_r);
+	g_free(opts);
 	g_free(pg_ctl);
 	return st;
 }
@@ -662,4 +734,85 @@ mv_status mv_cluster_init(mv_cluster *c, char **error_r)
 	if (st == MV_OK)
 		st = create_database(c, error_r);
 	return st;
+}
+
+mv_status mv_cluster_set_directory(mv_cluster *c, const char *listen, int port, const char *allow,
+                                   const char *ldap_options, char **error_r)
+{
+	if (!c->owner)
+		return not_owner(c, "configure", error_r);
+	if (!mv_cluster_is_initialised(c))
+		return mv_fail(error_r, MV_ERR_DB, "no database cluster in %s; run mailvault db init",
+		               c->home);
+	char *path = g_build_filename(c->home, DIRECTORY_CONF, NULL);
+	mv_status st = MV_OK;
+	if (listen != NULL) {
+		GInetAddress *a = g_inet_address_new_from_string(listen);
+		if (a == NULL)
+			st = mv_fail(error_r, MV_ERR_USAGE, "listen address %s: not an IP address", listen);
+		GInetAddressMask *m = NULL;
+		if (st == MV_OK && allow != NULL) {
+			m = g_inet_address_mask_new_from_string(allow, NULL);
+			if (m == NULL)
+				st = mv_fail(error_r, MV_ERR_USAGE, "--allow %s: not an address/prefix", allow);
+		}
+		if (st == MV_OK && (port < 1 || port > 65535))
+			st = mv_fail(error_r, MV_ERR_USAGE, "port %d: not a TCP port", port);
+		if (st == MV_OK && (ldap_options == NULL || *ldap_options == '\0' ||
+		                    strpbrk(ldap_options, "\r\n#") != NULL))
+			st = mv_fail(error_r, MV_ERR_USAGE, "the ldap options are one pg_hba.conf line's "
+			             "options (ldapurl=... or ldapserver=... ldapbasedn=...), without # or line ends");
+		if (st == MV_OK) {
+			gboolean v6 = g_inet_address_get_family(a) == G_SOCKET_FAMILY_IPV6;
+			char *cidr = allow != NULL ? g_strdup(allow)
+			                           : g_strdup_printf("%s/%d", listen, v6 ? 128 : 32);
+			GKeyFile *k = g_key_file_new();
+			g_key_file_set_comment(k, NULL, NULL,
+			                       " written by mailvault db directory: directory logins over TCP "
+			                       "(docs/access.md)", NULL);
+			g_key_file_set_string(k, DIRECTORY_GROUP, "listen", listen);
+			g_key_file_set_integer(k, DIRECTORY_GROUP, "port", port);
+			g_key_file_set_string(k, DIRECTORY_GROUP, "allow", cidr);
+			g_key_file_set_string(k, DIRECTORY_GROUP, "ldap", ldap_options);
+			GError *gerr = NULL;
+			gsize len = 0;
+			char *text = g_key_file_to_data(k, &len, NULL);
+			if (!g_file_set_contents_full(path, text, (gssize)len, G_FILE_SET_CONTENTS_CONSISTENT,
+			                              0644, &gerr)) {
+				st = mv_fail(error_r, MV_ERR_IO, "cannot write %s: %s", path, gerr->message);
+				g_clear_error(&gerr);
+			}
+			g_free(text);
+			g_key_file_free(k);
+			g_free(cidr);
+		}
+		if (m != NULL)
+			g_object_unref(m);
+		if (a != NULL)
+			g_object_unref(a);
+	} else if (unlink(path) != 0 && errno != ENOENT) {
+		st = mv_fail(error_r, MV_ERR_IO, "cannot remove %s: %s", path, g_strerror(errno));
+	}
+	g_free(path);
+	if (st != MV_OK)
+		return st;
+	/* The listener's address and port take a restart. */
+	gboolean running = mv_cluster_is_running(c);
+	if (running)
+		st = mv_cluster_stop(c, error_r);
+	g_free(c->listen);
+	g_free(c->allow);
+	g_free(c->ldap_options);
+	c->listen = c->allow = c->ldap_options = NULL;
+	if (st == MV_OK)
+		st = load_directory(c, error_r);
+	if (st == MV_OK && running)
+		st = mv_cluster_start(c, error_r);
+	return st;
+}
+
+const char *mv_cluster_directory_listen(const mv_cluster *c, int *port_r)
+{
+	*port_r = c->port;
+	return c->listen;
 }

@@ -74,4 +74,19 @@ mv_status mv_cluster_map_user(mv_cluster *cluster, const char *os_user, const ch
  * started by an older mailvault does not until it is restarted). */
 gboolean mv_cluster_socket_open(const mv_cluster *cluster);
 
+/* Directory logins (docs/access.md): a TCP listener on address listen,
+ * port `port`, whose connections from allow (an address/prefix; NULL: the
+ * listen address alone) PostgreSQL authenticates against LDAP with the
+ * options of pg_hba.conf's ldap method (ldap_options: ldapurl=... or
+ * ldapserver=... ldapbasedn=... ldapsearchattribute=...); the owner role
+ * never logs in that way.  Kept in HOME/directory.conf (which tells guests
+ * the port too); listen NULL removes it.  A running server is restarted.
+ * The owner's only. */
+mv_status mv_cluster_set_directory(mv_cluster *cluster, const char *listen, int port,
+                                   const char *allow, const char *ldap_options,
+                                   char **error_r) MV_WARN_UNUSED;
+
+/* The directory listener's address (NULL: none) and the port. */
+const char *mv_cluster_directory_listen(const mv_cluster *cluster, int *port_r);
+
 #endif

@@ -14,6 +14,16 @@ static const char help[] =
 	"  start     start the embedded cluster\n"
 	"  stop      stop the embedded cluster\n"
 	"  status    show where the database is, whether it runs, its schema version\n"
+	"  directory --listen ADDRESS --port PORT --ldap OPTIONS [--allow CIDR] | --off\n"
+	"            directory logins (docs/access.md): the embedded server also listens\n"
+	"            on TCP ADDRESS:PORT, and PostgreSQL checks the passwords of the\n"
+	"            connections from CIDR (default: ADDRESS alone) against LDAP or\n"
+	"            Active Directory, with OPTIONS the options of pg_hba.conf's ldap\n"
+	"            method: 'ldapurl=\"ldap://dc.corp.example/dc=corp,dc=example?uid?sub\"'\n"
+	"            (search+bind), or ldapserver=... ldapprefix=... ldapsuffix=...\n"
+	"            (simple bind); ldapscheme=ldaps or ldaptls=1 to encrypt.  The owner\n"
+	"            role never logs in that way.  Restarts a running server.  Roles\n"
+	"            come from `mailvault user sync`.  --off: the socket only again\n"
 	"\n"
 	"Options:\n" MV_CLI_COMMON_HELP "  --json          machine-readable status\n";
 
@@ -42,7 +52,15 @@ int mv_cmd_db(mv_cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
 	                                         {"json", no_argument, NULL, 'j'},
+	                                         {"listen", required_argument, NULL, 'L'},
+	                                         {"port", required_argument, NULL, 'P'},
+	                                         {"allow", required_argument, NULL, 'A'},
+	                                         {"ldap", required_argument, NULL, 1001},
+	                                         {"off", no_argument, NULL, 'O'},
 	                                         {NULL, 0, NULL, 0}};
+	const char *listen = NULL, *allow = NULL, *ldap = NULL;
+	gint64 port = 0;
+	gboolean off = FALSE, dir_opts = FALSE;
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -56,8 +74,49 @@ int mv_cmd_db(mv_cli *cli, int argc, char **argv)
 			cli->json = TRUE;
 			continue;
 		}
-		return mv_cli_usage_error(cli, "unknown option");
+		dir_opts = TRUE;
+		if (opt == 'L')
+			listen = optarg;
+		else if (opt == 'A')
+			allow = optarg;
+		else if (opt == 1001)
+			ldap = optarg;
+		else if (opt == 'O')
+			off = TRUE;
+		else if (opt == 'P') {
+			if (!mv_cli_positive(optarg, &port) || port > 65535)
+				return mv_cli_usage_error(cli, "--port takes a TCP port number");
+		} else
+			return mv_cli_usage_error(cli, "unknown option");
 	}
+	if (optind + 1 == argc && strcmp(argv[optind], "directory") == 0) {
+		if (off ? listen != NULL || ldap != NULL || allow != NULL || port != 0
+		        : listen == NULL || ldap == NULL || port == 0)
+			return mv_cli_usage_error(cli, "db directory takes --listen ADDRESS --port PORT --ldap "
+			                               "OPTIONS [--allow CIDR], or --off");
+		int rc = need_embedded(cli, "directory");
+		mv_cluster *c = NULL;
+		if (rc != 0 || (rc = with_cluster(cli, &c)) != 0)
+			return rc;
+		char *err = NULL;
+		mv_status st = mv_cluster_set_directory(c, off ? NULL : listen, (int)port, allow, ldap, &err);
+		if (st == MV_OK) {
+			if (off)
+				printf("%s: no directory logins (Unix socket, peer authentication only)\n",
+				       mv_cluster_home(c));
+			else
+				printf("%s: directory logins on %s port %" G_GINT64_FORMAT "\n", mv_cluster_home(c),
+				       listen, port);
+		}
+		mv_cluster_free(&c);
+		if (st != MV_OK) {
+			rc = mv_cli_fail(cli, st, err);
+			g_free(err);
+		}
+		return rc;
+	}
+	if (dir_opts)
+		return mv_cli_usage_error(cli, "--listen, --port, --allow, --ldap and --off are db directory's");
 	if (optind + 1 != argc)
 		return mv_cli_usage_error(cli, "expected one action: init, migrate, start, stop or status");
 	const char *action = argv[optind];

@@ -5,12 +5,14 @@
 #include "mv-audit.h"
 #include "mv-cli.h"
 #include "mv-json.h"
+#include "mv-directory.h"
 #include "mv-users.h"
 
 static const char help[] =
 	"Usage: mailvault user add OSUSER --role ROLE [--role ROLE]... [--address ADDR]... [--json]\n"
 	"       mailvault user remove OSUSER [--json]\n"
 	"       mailvault user list [--json]\n"
+	"       mailvault user sync --ldap-uri URI --base DN --group-map GROUP=ROLE... (--help)\n"
 	"\n"
 	"The embedded database lets every operating-system user in as exactly one\n"
 	"database role, checked by the operating system (peer authentication): the\n"
@@ -26,6 +28,8 @@ static const char help[] =
 	"  remove   OSUSER can no longer log in; the role stays, without its\n"
 	"           roles, since records name it\n"
 	"  list     every user added, with roles and whether still active\n"
+	"  sync     users, roles and addresses from the company directory (LDAP,\n"
+	"           Active Directory): `mailvault user sync --help`\n"
 	"\n"
 	"Only the owner of the embedded database (root, or the user it belongs to)\n"
 	"manages users; each change is an audit entry.  For an external server,\n"
@@ -58,8 +62,164 @@ static void user_json(JsonBuilder *b, const mv_user *u)
 	json_builder_end_object(b);
 }
 
+static const char sync_help[] =
+	"Usage: mailvault user sync --ldap-uri URI --base DN --group-map GROUP=ROLE...\n"
+	"                           [--bind-dn DN --bind-password-file FILE] [--starttls]\n"
+	"                           [--login-attribute ATTR] [--dry-run] [--json]\n"
+	"\n"
+	"Bring the database's users to what the company directory (LDAP, Active\n"
+	"Directory) says (docs/access.md): each member of a mapped group gets a\n"
+	"database role of their login name (uid; --login-attribute sAMAccountName for\n"
+	"Active Directory), LOGIN without a password (PostgreSQL asks the directory:\n"
+	"pg_hba.conf method ldap, `mailvault db directory`), the group's role, and their\n"
+	"addresses: mail, and proxyAddresses with an smtp:/SMTP: prefix.  A user no\n"
+	"longer in a mapped group (or disabled in Active Directory) keeps the role,\n"
+	"NOLOGIN, without its roles and the addresses a sync gave: records name it.\n"
+	"Grants made by hand (mailvault access) stay.  Idempotent; prints what changed;\n"
+	"each user changed is an audit entry (user.sync).  A mapped group the directory\n"
+	"does not have is an error (exit 66), and nothing changes.  The owner's (or a\n"
+	"role that may create roles) only.\n"
+	"\n"
+	"Options:\n"
+	"  --ldap-uri URI          ldap://host:port or ldaps://host\n"
+	"  --base DN               where users and groups are searched\n"
+	"  --group-map GROUP=ROLE  members of GROUP (its cn under the base, or its DN)\n"
+	"                          get ROLE: employee, auditor, legal, ingest or purge\n"
+	"                          (repeatable)\n"
+	"  --bind-dn DN            bind as DN (default: anonymous), with the password in\n"
+	"  --bind-password-file FILE  (or $MAILVAULT_LDAP_PASSWORD)\n"
+	"  --starttls              StartTLS on an ldap:// URI\n"
+	"  --login-attribute ATTR  the login name's attribute (default uid)\n"
+	"  --dry-run               say what would change, change nothing\n"
+	"  --json                  [{user, dn, action, changes}], action one of created,\n"
+	"                          updated, unchanged, disabled, skipped\n" MV_CLI_COMMON_HELP;
+
+static int user_sync(mv_cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
+	                                         {"ldap-uri", required_argument, NULL, 'u'},
+	                                         {"base", required_argument, NULL, 'b'},
+	                                         {"bind-dn", required_argument, NULL, 1001},
+	                                         {"bind-password-file", required_argument, NULL, 'y'},
+	                                         {"group-map", required_argument, NULL, 'g'},
+	                                         {"login-attribute", required_argument, NULL, 'l'},
+	                                         {"starttls", no_argument, NULL, 'Z'},
+	                                         {"dry-run", no_argument, NULL, 'n'},
+	                                         {"json", no_argument, NULL, 'j'},
+	                                         {NULL, 0, NULL, 0}};
+	mv_directory_options o = {.actor = mv_audit_actor()};
+	const char *password_file = NULL;
+	g_autoptr(GPtrArray) groups = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GPtrArray) roles = g_ptr_array_new_with_free_func(g_free);
+	if (!mv_cli_no_password_args(cli, argc, argv))
+		return MV_EXIT_USAGE;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (mv_cli_common_option(cli, opt, optarg))
+			continue;
+		switch (opt) {
+		case 'h':
+			fputs(sync_help, stdout);
+			return 0;
+		case 'u': o.uri = optarg; break;
+		case 'b': o.base = optarg; break;
+		case 1001: o.bind_dn = optarg; break;
+		case 'y': password_file = optarg; break;
+		case 'l': o.login_attribute = optarg; break;
+		case 'Z': o.starttls = TRUE; break;
+		case 'n': o.dry_run = TRUE; break;
+		case 'j': cli->json = TRUE; break;
+		case 'g': {
+			const char *eq = strrchr(optarg, '=');
+			if (eq == NULL || eq == optarg || !mv_users_role_known(eq + 1))
+				return mv_cli_usage_error(cli, "--group-map takes GROUP=ROLE, ROLE one of employee, "
+				                               "auditor, legal, ingest, purge");
+			g_ptr_array_add(groups, g_strndup(optarg, (gsize)(eq - optarg)));
+			g_ptr_array_add(roles, g_strdup(eq + 1));
+			break;
+		}
+		default:
+			return mv_cli_usage_error(cli, "unknown option");
+		}
+	}
+	if (optind != argc) /* argv[0] is "sync" */
+		return mv_cli_usage_error(cli, "user sync takes no argument besides its options");
+	if (o.uri == NULL || o.base == NULL || groups->len == 0)
+		return mv_cli_usage_error(cli, "user sync needs --ldap-uri, --base and --group-map");
+	if (o.login_attribute != NULL && (*o.login_attribute == '\0' ||
+	                                  strspn(o.login_attribute, "abcdefghijklmnopqrstuvwxyz"
+	                                                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+	                                          != strlen(o.login_attribute)))
+		return mv_cli_usage_error(cli, "--login-attribute takes an attribute name");
+	char *password = NULL;
+	if (o.bind_dn != NULL) {
+		password = mv_cli_read_secret(cli, password_file, "MAILVAULT_LDAP_PASSWORD");
+		if (password == NULL)
+			return MV_EXIT_CONFIG;
+		o.bind_password = password;
+	} else if (password_file != NULL) {
+		return mv_cli_usage_error(cli, "--bind-password-file goes with --bind-dn");
+	}
+	o.groups = (const char *const *)groups->pdata;
+	o.roles = (const char *const *)roles->pdata;
+	o.n_groups = groups->len;
+	mv_db *db = NULL;
+	int rc = mv_cli_open(cli, &db, NULL);
+	if (rc != 0) {
+		mv_cli_secret_free(password);
+		return rc;
+	}
+	GPtrArray *changes = NULL;
+	char *err = NULL;
+	mv_status st = mv_directory_sync(db, &o, &changes, &err);
+	mv_cli_secret_free(password);
+	mv_db_close(&db);
+	if (st != MV_OK) {
+		rc = mv_cli_fail(cli, st, err);
+		g_free(err);
+		return rc;
+	}
+	if (cli->json) {
+		g_autoptr(JsonBuilder) b = json_builder_new();
+		json_builder_begin_array(b);
+		for (guint i = 0; i < changes->len; i++) {
+			const mv_directory_change *c = changes->pdata[i];
+			mv_json_begin_object(b, NULL);
+			mv_json_add_string(b, "user", c->role);
+			mv_json_add_string(b, "dn", c->dn);
+			mv_json_add_string(b, "action", c->action);
+			json_builder_set_member_name(b, "changes");
+			json_builder_begin_array(b);
+			for (char **x = c->changes; x != NULL && *x != NULL; x++)
+				json_builder_add_string_value(b, *x);
+			json_builder_end_array(b);
+			json_builder_end_object(b);
+		}
+		json_builder_end_array(b);
+		mv_json_write(b, stdout);
+	} else {
+		guint changed = 0;
+		for (guint i = 0; i < changes->len; i++) {
+			const mv_directory_change *c = changes->pdata[i];
+			if (strcmp(c->action, "unchanged") == 0)
+				continue;
+			changed++;
+			char *what = c->changes != NULL ? g_strjoinv("; ", c->changes) : g_strdup("");
+			printf("%-20s %-9s %s\n", c->role, c->action, what);
+			g_free(what);
+		}
+		printf("%u users in the directory's groups or removed from them, %u changed%s\n",
+		       changes->len, changed, o.dry_run ? " (dry run: nothing was)" : "");
+	}
+	g_ptr_array_unref(changes);
+	return 0;
+}
+
 int mv_cmd_user(mv_cli *cli, int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "sync") == 0)
+		return user_sync(cli, argc - 1, argv + 1);
 	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
 	                                         {"role", required_argument, NULL, 'r'},
 	                                         {"address", required_argument, NULL, 'a'},

@@ -76,11 +76,24 @@ static char *one_line(const char *text)
 	return s;
 }
 
-/* The approvals of tombstone t's destruction, separated by US (0x1f). */
-#define SQL_T_APPROVERS                                                                  \
-	"(SELECT string_agg(d.decided_by, E'\\x1f' ORDER BY d.decided_at, d.id) "         \
+/* An erasure (schema/025-erasure.sql): its proposer and its approver, by
+ * database role, as approvals of tombstone t's destruction (who, at, k). */
+#define SQL_T_ERASURE_APPROVALS                                                               \
+	"SELECT e.proposed_role || ' (proposed erasure ' || e.id || ')', e.proposed_at, 0 "      \
+	"FROM erasure_request e WHERE e.disposition_id = t.disposition_id "                      \
+	"AND e.message_id = t.message_id AND e.state = 'erased' "                                 \
+	"UNION ALL SELECT e.decided_role || ' (approved erasure ' || e.id || ')', e.decided_at, 1 " \
+	"FROM erasure_request e WHERE e.disposition_id = t.disposition_id "                      \
+	"AND e.message_id = t.message_id AND e.state = 'erased'"
+
+/* The approvals of tombstone t's destruction, separated by US (0x1f). (Review approvals
+ * name the reviewer given with --by; erasures the database roles.) */
+#define SQL_T_APPROVERS                                                                   \
+	"(SELECT string_agg(x.who, E'\\x1f' ORDER BY x.at, x.k) FROM ("                     \
+	"SELECT d.decided_by AS who, d.decided_at AS at, d.id AS k "                          \
 	"FROM review_decision d WHERE d.message_id = t.message_id AND d.decision = 'approve' " \
-	"AND d.expires_at = t.expires_at AND d.decided_at <= t.destroyed_at)"
+	"AND d.expires_at = t.expires_at AND d.decided_at <= t.destroyed_at "                  \
+	"UNION ALL " SQL_T_ERASURE_APPROVALS ") x)"
 
 /* The canonical text: a header, then one line per destroyed record in
  * message id order, read from the run's tombstones page by page. */
@@ -196,6 +209,7 @@ static mv_status finish_run(mv_db *db, gint64 disposition_id, const char *actor,
                             const char *state, const char *note, char **sha256_r,
                             gint64 *count_r, char **error_r)
 {
+	*sha256_r = NULL;
 	char disp[24];
 	g_snprintf(disp, sizeof disp, "%" G_GINT64_FORMAT, disposition_id);
 	mv_status st = mv_db_exec(db, "BEGIN", error_r);
@@ -413,10 +427,15 @@ void mv_tombstone_free(mv_tombstone **tombstone)
 
 char *mv_tombstone_describe(const mv_tombstone *t)
 {
-	return g_strdup_printf("message %" G_GINT64_FORMAT "%s%s%s was destroyed by purge run %"
-	                       G_GINT64_FORMAT " at %s", t->id, t->registration ? " (" : "",
-	                       t->registration ? t->registration : "", t->registration ? ")" : "",
-	                       t->run, t->destroyed_at ? t->destroyed_at : "an unknown time");
+	char *erasure = t->erasure_request > 0
+	                    ? g_strdup_printf(" on erasure request %" G_GINT64_FORMAT, t->erasure_request)
+	                    : g_strdup("");
+	char *text = g_strdup_printf("message %" G_GINT64_FORMAT "%s%s%s was destroyed%s by purge run %"
+	                             G_GINT64_FORMAT " at %s", t->id, t->registration ? " (" : "",
+	                             t->registration ? t->registration : "", t->registration ? ")" : "",
+	                             erasure, t->run, t->destroyed_at ? t->destroyed_at : "an unknown time");
+	g_free(erasure);
+	return text;
 }
 
 static void approval_free(gpointer p)
@@ -493,17 +512,30 @@ mv_status mv_purge_tombstone_find(mv_db *db, const char *ref, mv_tombstone **tom
 	g_snprintf(id, sizeof id, "%" G_GINT64_FORMAT, t->id);
 	const char *av[] = {id};
 	st = mv_db_query(db,
-	                 "SELECT d.decided_by, d.actor, " MV_SQL_ISO_UTC("d.decided_at") " "
+	                 "SELECT x.who, x.actor, " MV_SQL_ISO_UTC("x.at") ", x.req FROM ("
+	                 "SELECT d.decided_by AS who, d.actor, d.decided_at AS at, d.id AS k, "
+	                 "NULL::bigint AS req "
 	                 "FROM review_decision d JOIN tombstone t ON t.message_id = d.message_id "
 	                 "WHERE t.message_id = $1 AND d.decision = 'approve' "
 	                 "AND d.expires_at = t.expires_at AND d.decided_at <= t.destroyed_at "
-	                 "ORDER BY d.decided_at, d.id",
+	                 "UNION ALL SELECT e.proposed_role || ' (proposed erasure ' || e.id || ')', "
+	                 "e.proposed_by, e.proposed_at, 0, e.id "
+	                 "FROM erasure_request e JOIN tombstone t ON t.message_id = e.message_id "
+	                 "AND t.disposition_id = e.disposition_id WHERE t.message_id = $1 "
+	                 "AND e.state = 'erased' "
+	                 "UNION ALL SELECT e.decided_role || ' (approved erasure ' || e.id || ')', "
+	                 "e.decided_by, e.decided_at, 1, e.id "
+	                 "FROM erasure_request e JOIN tombstone t ON t.message_id = e.message_id "
+	                 "AND t.disposition_id = e.disposition_id WHERE t.message_id = $1 "
+	                 "AND e.state = 'erased') x ORDER BY x.at, x.k",
 	                 1, av, NULL, NULL, 0, &r, error_r);
 	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
 		mv_purge_approval *a = g_new0(mv_purge_approval, 1);
 		a->by = g_strdup(PQgetvalue(r, i, 0));
 		a->actor = g_strdup(PQgetvalue(r, i, 1));
 		a->at = g_strdup(PQgetvalue(r, i, 2));
+		if (!PQgetisnull(r, i, 3))
+			t->erasure_request = g_ascii_strtoll(PQgetvalue(r, i, 3), NULL, 10);
 		g_ptr_array_add(t->approvals, a);
 	}
 	PQclear(r);
@@ -616,6 +648,13 @@ static mv_status finish_interrupted(mv_db *db, const char *actor, gint64 disposi
 	return st;
 }
 
+mv_status mv_purge_finish_run(mv_db *db, gint64 disposition_id, const char *actor,
+                              const char *state, const char *note, char **sha256_r,
+                              gint64 *count_r, char **error_r)
+{
+	return finish_run(db, disposition_id, actor, state, note, sha256_r, count_r, error_r);
+}
+
 /* Take the purge lock, waiting up to wait_seconds for a running purge. */
 static mv_status take_lock(mv_db *db, guint wait_seconds, gboolean *locked_r, char **error_r)
 {
@@ -635,6 +674,17 @@ static mv_status take_lock(mv_db *db, guint wait_seconds, gboolean *locked_r, ch
 		*locked_r = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	PQclear(r);
 	return st;
+}
+
+mv_status mv_purge_lock(mv_db *db, guint wait_seconds, gboolean *locked_r, char **error_r)
+{
+	*locked_r = FALSE;
+	return take_lock(db, wait_seconds, locked_r, error_r);
+}
+
+void mv_purge_unlock(mv_db *db)
+{
+	PQclear(PQexec(mv_db_conn(db), "SELECT pg_advisory_unlock(" PURGE_LOCK_KEY ")"));
 }
 
 /* A run's row: started now by actor, numbered by the database.  state NULL:

@@ -130,13 +130,16 @@ typedef struct {
 		*deciding_rule, *archived_at, *destroyed_at; /* NULL when unknown */
 	gint64 run, disposition_id;       /* the purge run that destroyed it */
 	char *run_state, *performed_by, *run_finished_at, *certificate_sha256;
-	GPtrArray *approvals;             /* mv_purge_approval*, in order */
+	GPtrArray *approvals;             /* mv_purge_approval*, in order: review
+	                                     approvals, or an erasure's proposer and
+	                                     approver (by: "ROLE (proposed erasure N)") */
+	gint64 erasure_request;           /* the erasure request it was destroyed on; 0: none */
 } mv_tombstone;
 
 void mv_tombstone_free(mv_tombstone **tombstone);
 
-/* One line: "message ID (REGISTRATION) was destroyed by purge run N at
- * TIME".  g_free. */
+/* One line: "message ID (REGISTRATION) was destroyed [on erasure request
+ * R] by purge run N at TIME".  g_free. */
 char *mv_tombstone_describe(const mv_tombstone *tombstone);
 
 /* The tombstone of a destroyed record by message id, SHA-256 or
@@ -145,5 +148,18 @@ char *mv_tombstone_describe(const mv_tombstone *tombstone);
  * MV_ERR_NOT_FOUND when there is none. */
 mv_status mv_purge_tombstone_find(mv_db *db, const char *ref, mv_tombstone **tombstone_r,
                                   char **error_r) MV_WARN_UNUSED;
+
+/* For other ways of destroying records that use purge's runs and
+ * certificates (mv-erase.h): take the purge lock (as mv_purge does: wait up
+ * to wait_seconds; *locked_r FALSE when another run holds it), release it,
+ * and complete run disposition_id in state `state`: render its certificate
+ * from its tombstones, store its SHA-256 (*sha256_r, hex, g_free) and write
+ * the run's audit entry (action "purge", note added to its details). */
+mv_status mv_purge_lock(mv_db *db, guint wait_seconds, gboolean *locked_r, char **error_r)
+	MV_WARN_UNUSED;
+void mv_purge_unlock(mv_db *db);
+mv_status mv_purge_finish_run(mv_db *db, gint64 disposition_id, const char *actor,
+                              const char *state, const char *note, char **sha256_r,
+                              gint64 *count_r, char **error_r) MV_WARN_UNUSED;
 
 #endif

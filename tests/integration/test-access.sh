@@ -115,7 +115,7 @@ expect_eq "auditor SQL: nor an ingest entry" 1 \
 check "(refused likewise)" grep -q "may append only the audit entries of its reads" "$WORK/sqlerr"
 expect_eq "alice SQL: the entry of a read she may append (stamped with her role)" "x (database role ${user[alice]})" \
   "$(sql_as alice "SELECT mv_audit_append('x', 'search', 'psql', 'results=0')" >/dev/null; sql "SELECT actor FROM audit_event ORDER BY seq DESC LIMIT 1")"
-expect_eq "alice SQL: the security-definer functions she may run" "mv_audit_append,mv_verify_record,mv_visible,mv_visible_ids" \
+expect_eq "alice SQL: the security-definer functions she may run" "mv_audit_append,mv_verify_record,mv_visible,mv_visible_id_array,mv_visible_ids" \
   "$(sql_as alice "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE prosecdef AND has_function_privilege(oid, 'EXECUTE')")"
 
 # the auditor: one case, nothing else.
@@ -143,7 +143,7 @@ expect_eq "auditor SQL: turning row security off is refused" 1 \
 check "(row-level security says so)" grep -q "row-level security" "$WORK/sqlerr"
 expect_eq "auditor SQL: the seal function sees no more (NULL for m1)" "" \
   "$(sql_as aud "SELECT mv_message_seal(${id[m1]})")"
-expect_eq "auditor SQL: the security-definer functions it may run" "mv_audit_append,mv_verify_record,mv_visible,mv_visible_ids" \
+expect_eq "auditor SQL: the security-definer functions it may run" "mv_audit_append,mv_verify_record,mv_visible,mv_visible_id_array,mv_visible_ids" \
   "$(sql_as aud "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE prosecdef AND has_function_privilege(oid, 'EXECUTE')")"
 expect_eq "auditor: audit verify still works (it reads the whole chain)" 0 "$(rc_of as aud audit verify)"
 expect_eq "auditor: verify checks its case against the trail" "1 0" \

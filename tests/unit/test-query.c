@@ -19,15 +19,12 @@
 static char *ft_sql(gboolean phrase, int n)
 {
 	const char *ph = phrase ? "true" : "false";
-	return g_strdup_printf("m.id IN (SELECT x.message_id FROM message_text x WHERE x.tsv @@ "
-	                       "mv_search_query($%d, %s) UNION ALL SELECT x.message_id FROM "
-	                       "message_text x WHERE x.tsv IS NULL AND mv_search_vector(x.doc, "
-	                       "x.lang) @@ mv_search_query($%d, %s) UNION ALL "
-	                       "SELECT y.message_id FROM part_text y WHERE y.tsv @@ "
-	                       "mv_search_query($%d, %s) UNION ALL SELECT y.message_id FROM "
-	                       "part_text y WHERE y.tsv IS NULL AND mv_search_vector(y.doc, y.lang) "
-	                       "@@ mv_search_query($%d, %s))",
-	                       n, ph, n, ph, n, ph, n, ph);
+	return g_strdup_printf("EXISTS (SELECT 1 FROM (SELECT x.message_id, x.tsv, x.doc, x.lang FROM "
+	                       "message_text x UNION ALL SELECT y.message_id, y.tsv, y.doc, y.lang FROM "
+	                       "part_text y) t WHERE t.message_id = m.id AND (t.tsv @@ "
+	                       "mv_search_query($%d, %s) OR (t.tsv IS NULL AND mv_search_vector(t.doc, "
+	                       "t.lang) @@ mv_search_query($%d, %s))))",
+	                       n, ph, n, ph);
 }
 
 static char *plain_sql(int n)
