@@ -5,10 +5,11 @@
  * inflated in 64 KiB steps and given up past its cap, the whole zip past
  * its cap or its ratio; XML goes through libxml2's streaming reader without
  * network access, entity substitution or the "huge" option; the RTF reader
- * is one pass with a fixed-size group stack; PDF runs in a forked child
- * whose address space and CPU time are limited and which the parent kills
- * at the deadline (poppler can loop or allocate without end on hostile
- * input), so a PDF bomb costs at most pdf_timeout_ms of one thread. */
+ * is one pass with a fixed-size group stack; PDF is read by a program of
+ * its own (libexec/mailvault-pdftext) whose address space and CPU time are
+ * limited and which the parent kills at the deadline (poppler can loop or
+ * allocate without end on hostile input), so a PDF bomb costs at most
+ * pdf_timeout_ms of one thread. */
 #include "mv-extract.h"
 
 #include "mv-store.h"
@@ -20,10 +21,9 @@
 #include <glib-unix.h>
 #include <libxml/xmlreader.h>
 #include <poll.h>
-#include <poppler.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -533,101 +533,78 @@ mv_extract_result mv_extract_office(const guint8 *data, gsize len, const mv_extr
 	return res;
 }
 
-/* ---- PDF, in a child ----
+/* ---- PDF, in a process of its own ----
  *
- * The child writes the text to a pipe and exits with PDF_EXIT_*; the
- * parent reads at most max_out bytes until the deadline, then kills it.
- * The child inherits the parent's memory (copy-on-write) and only calls
- * poppler; its address space may grow by pdf_memory_max, its CPU time is
- * the deadline rounded up. */
+ * libexec/mailvault-pdftext reads the PDF (given as its standard input, a
+ * memfd holding the bytes: no pipe to feed, no SIGPIPE) and writes the
+ * text to a pipe; it limits its own address space and CPU time before it
+ * reads, and the parent reads at most max_out bytes until the deadline,
+ * then kills it.  A program of its own keeps poppler out of the mailvault
+ * command (loading it cost every command some 10 ms) and starts from a
+ * clean process: a fork without exec of this threaded one could inherit a
+ * lock another thread held (GLib's type system) and hang. */
 enum { PDF_EXIT_OK = 0, PDF_EXIT_DAMAGED = 10, PDF_EXIT_PAGES = 11, PDF_EXIT_ENCRYPTED = 12 };
 
-static gsize address_space_now(void)
+/* MAILVAULT_PDFTEXT, else the program beside this executable (the build
+ * tree), else the installed one (MV_LIBEXECDIR). */
+static char *pdftext_path(void)
 {
-	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	char buf[128];
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	return (gsize)g_ascii_strtoull(buf, NULL, 10) * (gsize)sysconf(_SC_PAGESIZE);
-}
-
-static void write_all(int fd, const char *s, gsize len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, s, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(PDF_EXIT_OK); /* the parent stopped reading: it has enough */
-		s += n;
-		len -= (gsize)n;
+	const char *env = g_getenv("MAILVAULT_PDFTEXT");
+	if (env != NULL && *env != '\0')
+		return g_strdup(env);
+	char *self = g_file_read_link("/proc/self/exe", NULL);
+	if (self != NULL) {
+		char *dir = g_path_get_dirname(self);
+		char *beside = g_build_filename(dir, "mailvault-pdftext", NULL);
+		g_free(dir);
+		g_free(self);
+		if (g_file_test(beside, G_FILE_TEST_IS_EXECUTABLE))
+			return beside;
+		g_free(beside);
 	}
-}
-
-G_GNUC_NORETURN static void pdf_child(int fd, const guint8 *data, gsize len,
-                                      const mv_extract_limits *limits, gsize max_out)
-{
-	struct rlimit as = {.rlim_cur = address_space_now() + limits->pdf_memory_max};
-	as.rlim_max = as.rlim_cur;
-	setrlimit(RLIMIT_AS, &as);
-	rlim_t cpu = (rlim_t)(limits->pdf_timeout_ms + 999) / 1000;
-	struct rlimit cpulim = {.rlim_cur = cpu, .rlim_max = cpu + 1};
-	setrlimit(RLIMIT_CPU, &cpulim);
-	struct rlimit nocore = {0, 0};
-	setrlimit(RLIMIT_CORE, &nocore);
-	signal(SIGPIPE, SIG_DFL);
-
-	GBytes *bytes = g_bytes_new_static(data, len);
-	GError *err = NULL;
-	PopplerDocument *doc = poppler_document_new_from_bytes(bytes, NULL, &err);
-	if (doc == NULL) {
-		gboolean enc = err != NULL && g_error_matches(err, POPPLER_ERROR, POPPLER_ERROR_ENCRYPTED);
-		_exit(enc ? PDF_EXIT_ENCRYPTED : PDF_EXIT_DAMAGED);
-	}
-	int pages = poppler_document_get_n_pages(doc);
-	gsize written = 0;
-	for (int i = 0; i < pages && (guint)i < limits->pdf_pages_max && written < max_out; i++) {
-		PopplerPage *page = poppler_document_get_page(doc, i);
-		if (page == NULL)
-			continue;
-		char *t = poppler_page_get_text(page);
-		if (t != NULL) {
-			gsize n = strlen(t);
-			write_all(fd, t, n);
-			write_all(fd, "\n", 1);
-			written += n + 1;
-		}
-		g_free(t);
-		g_object_unref(page);
-	}
-	_exit(pages >= 0 && (guint)pages > limits->pdf_pages_max && written < max_out
-	          ? PDF_EXIT_PAGES
-	          : PDF_EXIT_OK);
+	return g_build_filename(MV_LIBEXECDIR, "mailvault-pdftext", NULL);
 }
 
 mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract_limits *limits,
                                  gsize max_out, GString *out, char **why_r)
 {
-	int fds[2];
-	if (!g_unix_open_pipe(fds, FD_CLOEXEC, NULL))
-		return failed(why_r, "PDF: cannot create a pipe: %s", g_strerror(errno));
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(fds[0]);
-		close(fds[1]);
-		return failed(why_r, "PDF: cannot fork: %s", g_strerror(e));
+	int in = memfd_create("mailvault-pdf", MFD_CLOEXEC);
+	if (in < 0)
+		return failed(why_r, "PDF: cannot create a memory file: %s", g_strerror(errno));
+	for (gsize off = 0; off < len;) {
+		ssize_t n = write(in, data + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = errno;
+			close(in);
+			return failed(why_r, "PDF: cannot write a memory file: %s", g_strerror(e));
+		}
+		off += (gsize)n;
 	}
-	if (pid == 0) {
-		close(fds[0]);
-		pdf_child(fds[1], data, len, limits, max_out);
+	lseek(in, 0, SEEK_SET);
+	char *program = pdftext_path();
+	char pages[24], bytes[24], memory[24], cpu[24];
+	g_snprintf(pages, sizeof pages, "%u", limits->pdf_pages_max);
+	g_snprintf(bytes, sizeof bytes, "%zu", max_out + 4);
+	g_snprintf(memory, sizeof memory, "%zu", limits->pdf_memory_max);
+	g_snprintf(cpu, sizeof cpu, "%u", (limits->pdf_timeout_ms + 999) / 1000);
+	char *argv[] = {program, pages, bytes, memory, cpu, NULL};
+	GPid pid = 0;
+	int from = -1;
+	GError *gerr = NULL;
+	gboolean spawned = g_spawn_async_with_pipes_and_fds(
+		NULL, (const char *const *)argv, NULL,
+		G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDERR_TO_DEV_NULL | G_SPAWN_CLOEXEC_PIPES, NULL, NULL,
+		in, -1, -1, NULL, NULL, 0, &pid, NULL, &from, NULL, &gerr);
+	close(in);
+	if (!spawned) {
+		mv_extract_result r = failed(why_r, "PDF: cannot start %s: %s", program, gerr->message);
+		g_error_free(gerr);
+		g_free(program);
+		return r;
 	}
-	close(fds[1]);
+	g_free(program);
 	gint64 deadline = g_get_monotonic_time() + (gint64)limits->pdf_timeout_ms * 1000;
 	GString *text = g_string_new(NULL);
 	gboolean timed_out = FALSE, enough = FALSE;
@@ -638,7 +615,7 @@ mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract
 			timed_out = TRUE;
 			break;
 		}
-		struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+		struct pollfd pfd = {.fd = from, .events = POLLIN};
 		int pr = poll(&pfd, 1, (int)MIN(left, G_MAXINT));
 		if (pr < 0 && errno == EINTR)
 			continue;
@@ -646,7 +623,7 @@ mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract
 			timed_out = TRUE;
 			break;
 		}
-		ssize_t n = read(fds[0], chunk, sizeof chunk);
+		ssize_t n = read(from, chunk, sizeof chunk);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -660,7 +637,7 @@ mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract
 			break;
 		}
 	}
-	close(fds[0]);
+	close(from);
 	int status = 0;
 	if (timed_out || enough)
 		kill(pid, SIGKILL);

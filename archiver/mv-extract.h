@@ -1,7 +1,8 @@
 /* mv-extract: the text inside attachments, for search and export.
  *
  * One decoded MIME leaf in, UTF-8 text out: PDF (poppler-glib, in a
- * forked child under memory, CPU and wall-clock limits), Office Open XML
+ * program of its own, libexec/mailvault-pdftext, under memory, CPU and
+ * wall-clock limits), Office Open XML
  * (docx, xlsx, pptx) and OpenDocument (odt, ods, odp) through libarchive
  * and libxml2's streaming reader, RTF (a small reader of our own: Debian
  * ships no C library for it), HTML and plain-text attachments (their
