@@ -194,6 +194,16 @@ mvc "$c" import --quiet "$WORK/max.eml"
 show_of "max bytes" > "$WORK/show"
 check "[scanners] clamd-max-bytes: larger messages not sent to clamd" grep -q "limit 10)" "$WORK/show"
 check "[scanners] spamd-max-bytes: nor to spamd" grep -Eq "^spam: .*too large .*limit 10\)" "$WORK/show"
+c=$(conf rspamd <<EOF
+[scanners]
+rspamd = unix:$WORK/no-rspamd.sock
+EOF
+)
+sed 's/config test 1/rspamd down/; s/cfg1@/cfgrsp@/' "$WORK/m1.eml" > "$WORK/rsp.eml"
+mvc "$c" import --quiet "$WORK/rsp.eml"
+show_of "rspamd down" > "$WORK/show"
+check "[scanners] rspamd: the spam scanner asked (down: unscanned, and says so)" \
+  grep -Eq "^spam: .*rspamd unavailable" "$WORK/show"
 # A peer that accepts and never answers: the file's timeouts end the wait.
 python3 - "$WORK" <<'PY' &
 import socket, sys, time
