@@ -37,6 +37,7 @@ typedef struct {
 	GHashTable *resume;     /* identity -> resume_point*, as loaded */
 	mv_pipeline_hook resume_hook;
 	guint committed;        /* messages committed with a resume position */
+	gboolean top_level;     /* the file being read was named by the caller */
 } importer;
 
 #define STAT(imp, expr)                  \
@@ -753,19 +754,21 @@ static gsize file_head(const char *path, guint8 head[8])
 /* An Outlook MSG file: rebuilt from its properties (mv-msg.h). */
 static void import_msg(importer *imp, const char *path, GBytes *data)
 {
-	mv_import_file *file = file_begin(imp, path, "msg");
+	/* A file of its own in the report only when named on the command
+	 * line: a tree of a million files reports its containers. */
+	mv_import_file *file = imp->top_level ? file_begin(imp, path, "msg") : NULL;
 	gsize len = 0;
 	const guint8 *d = g_bytes_get_data(data, &len);
 	mv_msg_result *res = NULL;
 	char *err = NULL;
 	if (mv_msg_read(d, len, imp->opt->max_message_bytes, &res, &err) != MV_OK) {
-		STAT(imp, imp->stats->seen++; file->stats.seen++; file->stats.failed++);
+		STAT(imp, imp->stats->seen++; if (file != NULL) { file->stats.seen++; file->stats.failed++; });
 		add_failure(imp, path, err);
 		g_free(err);
 		return;
 	}
 	if (!res->is_mail) {
-		STAT(imp, imp->stats->other_items++; file->stats.other_items++);
+		STAT(imp, imp->stats->other_items++; if (file != NULL) file->stats.other_items++);
 		mv_msg_result_free(&res);
 		return;
 	}
@@ -842,7 +845,8 @@ static void import_file(importer *imp, const char *path, gboolean allow_mbox)
 	if (mv_msg_looks_like(head, head_len))
 		import_msg(imp, path, raw);
 	else
-		add_message(imp, raw, path, NULL, file_begin(imp, path, "message"), NULL);
+		add_message(imp, raw, path, NULL, imp->top_level ? file_begin(imp, path, "message") : NULL,
+		            NULL);
 	g_bytes_unref(raw);
 }
 
@@ -1011,7 +1015,9 @@ mv_status mv_import_paths(mv_db *db, mv_blobstore *blobs, const char *const *pat
 		} else if (S_ISDIR(sb.st_mode)) {
 			import_dir(&imp, *p, 0);
 		} else {
+			imp.top_level = TRUE;
 			import_file(&imp, *p, TRUE);
+			imp.top_level = FALSE;
 		}
 	}
 	mv_pipeline_flush(imp.pipeline);
