@@ -13,6 +13,14 @@ rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc
 mvc() { local c=$1; shift; MAILVAULT_CONFIG=$c "$MAILVAULT_BIN" "$@"; }
 conf() { cat > "$WORK/$1.conf"; echo "$WORK/$1.conf"; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_port PORT PID: until the daemon PID listens on PORT (or has died)
+wait_port() {
+  for _ in $(seq 1 600); do
+    kill -0 "$2" 2>/dev/null || return 0
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1).close()" 2>/dev/null && return 0
+    sleep 0.1
+  done
+}
 jq_() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 
 # Messages: three small ones and a large compressible one.
@@ -383,7 +391,7 @@ EOF
 )
 MAILVAULT_CONFIG=$c "$MAILVAULT_BIN" smtpd &
 spid=$!
-for _ in $(seq 1 300); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $P), 1).close()" 2>/dev/null && break; sleep 0.1; done
+wait_port "$P" "$spid"
 python3 - "$P" "$WORK/big-a.eml" "$WORK/journal.eml" > "$WORK/smtp.out" <<'PY'
 import smtplib, socket, sys, time
 port = int(sys.argv[1])
@@ -434,17 +442,21 @@ check "[smtpd] writers = 3 (and max-connections) in force" grep -q "max-connecti
 check "[smtpd] journal-reports = true: the report's original archived too" \
   [ "$(mv search --json 'subject:wrapped-smtp' | jq_ 'len(d)')" -eq 1 ]
 P=$(port)
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
+  -days 1 -subj "/CN=localhost" >/dev/null 2>&1
 c=$(conf lmtp <<EOF
 [smtpd]
 listen = 127.0.0.1:$P
 lmtp = true
 require-tls = true
+tls-cert = $WORK/cert.pem
+tls-key = $WORK/key.pem
 log = $WORK/lmtp.log
 EOF
 )
 MAILVAULT_CONFIG=$c "$MAILVAULT_BIN" smtpd &
 spid=$!
-for _ in $(seq 1 300); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $P), 1).close()" 2>/dev/null && break; sleep 0.1; done
+wait_port "$P" "$spid"
 out=$(python3 - "$P" <<'PY'
 import smtplib, sys
 s = smtplib.LMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
