@@ -520,21 +520,21 @@ char **mv_config_command_argv(const mv_config *config, int argc, char **argv, in
 	return (char **)g_ptr_array_free(out, FALSE);
 }
 
-static const char *kind_name(const entry *e)
+static char *kind_name(const entry *e)
 {
 	switch (e->kind) {
 	case K_STRING:
-		return "string";
+		return g_strdup("string");
 	case K_INT:
-		return "number";
+		return g_strdup_printf("number %" G_GINT64_FORMAT "..%" G_GINT64_FORMAT, e->min, e->max);
 	case K_BOOL:
-		return "true|false";
+		return g_strdup("true|false");
 	case K_CHOICE:
-		return e->choices;
+		return g_strdup(e->choices);
 	case K_LIST:
-		return "list";
+		return g_strdup("list");
 	}
-	return "?";
+	return g_strdup("?");
 }
 
 static char *target_text(const entry *e)
@@ -558,9 +558,10 @@ void mv_config_write_keys(FILE *f)
 {
 	for (gsize i = 0; i < G_N_ELEMENTS(table); i++) {
 		const entry *e = &table[i];
-		char *t = target_text(e);
-		fprintf(f, "%s\t%s\t%s\t%s\t%s\n", e->section, e->key, kind_name(e), t, e->doc);
+		char *t = target_text(e), *k = kind_name(e);
+		fprintf(f, "%s\t%s\t%s\t%s\t%s\n", e->section, e->key, k, t, e->doc);
 		g_free(t);
+		g_free(k);
 	}
 }
 
@@ -601,8 +602,9 @@ void mv_config_write_sample(FILE *f)
 				fprintf(f, "\n#[%s]\n", e->section);
 			last = e->section;
 		}
-		char *t = target_text(e);
-		char *doc = g_strdup_printf("%s (%s; %s)", e->doc, kind_name(e), t);
+		char *t = target_text(e), *k = kind_name(e);
+		char *doc = g_strdup_printf("%s (%s; %s)", e->doc, k, t);
+		g_free(k);
 		write_wrapped(f, "# ", doc);
 		fprintf(f, "#%s =\n", e->key);
 		g_free(doc);

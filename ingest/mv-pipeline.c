@@ -11,6 +11,7 @@
 #include "mv-classify.h"
 #include "mv-extract.h"
 #include "mv-hold.h"
+#include "mv-log.h"
 #include "mv-policy-store.h"
 #include "mv-scan.h"
 
@@ -151,16 +152,21 @@ struct mv_pipeline {
 	gint64 last_commit;         /* monotonic */
 };
 
-static void logf_(mv_pipeline *p, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static void logf_(mv_pipeline *p, const char *fmt, ...)
+/* A line for the daemon's log (opt.log: smtpd's), else for the program's
+ * log handler (mv-log.h) at `level`, component "pipeline". */
+static void logf_(mv_pipeline *p, mv_log_level level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static void logf_(mv_pipeline *p, mv_log_level level, const char *fmt, ...)
 {
-	if (p->opt.log == NULL)
+	if (p->opt.log == NULL && !mv_log_enabled(level))
 		return;
 	va_list ap;
 	va_start(ap, fmt);
 	char *line = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	p->opt.log(p->opt.log_context, line);
+	if (p->opt.log != NULL)
+		p->opt.log(p->opt.log_context, line);
+	else
+		mv_log(level, "pipeline", "%s", line);
 	g_free(line);
 }
 
@@ -673,9 +679,9 @@ static void train(mv_pipeline *p, writer *w, GPtrArray *samples)
 	/* A failed training is not an error: blobs are then compressed
 	 * without a dictionary. */
 	if (mv_blobstore_pg_train(w->blobs, samples, &err) == MV_OK)
-		logf_(p, "trained a compression dictionary from %u messages", samples->len);
+		logf_(p, MV_LOG_DEBUG, "trained a compression dictionary from %u messages", samples->len);
 	else
-		logf_(p, "no compression dictionary: %s", err);
+		logf_(p, MV_LOG_WARN, "no compression dictionary: %s", err);
 	g_free(err);
 }
 
@@ -758,7 +764,7 @@ static mv_status writer_connect(mv_pipeline *p, writer *w, char **error_r)
 	if (st != MV_OK) {
 		writer_disconnect(w);
 		w->retry_after = g_get_monotonic_time() + G_USEC_PER_SEC;
-		logf_(p, "database unavailable: %s", *error_r);
+		logf_(p, MV_LOG_DEBUG, "database unavailable: %s", *error_r);
 		return st;
 	}
 	g_mutex_lock(&p->lock);
@@ -1142,7 +1148,7 @@ static gpointer indexer_main(gpointer data)
 		gint64 done = 0;
 		if (mv_store_index_pending(db, INDEX_BATCH, INDEX_BATCH, &done, &err) != MV_OK) {
 			if (!failing) /* one line per outage, not one per attempt */
-				logf_(p, "indexing: %s", err);
+				logf_(p, MV_LOG_WARN, "indexing: %s", err);
 			failing = TRUE;
 			g_free(err);
 			mv_db_close(&db);
@@ -1154,10 +1160,10 @@ static gpointer indexer_main(gpointer data)
 		 * time in the ingest transaction) are decided here, outside it. */
 		gint64 settled = 0;
 		if (mv_hold_settle_pending(db, "mailvault ingest", &settled, &err) != MV_OK) {
-			logf_(p, "ongoing holds: settling deferred messages: %s", err);
+			logf_(p, MV_LOG_WARN, "ongoing holds: settling deferred messages: %s", err);
 			g_clear_pointer(&err, g_free);
 		} else if (settled > 0) {
-			logf_(p, "ongoing holds: %" G_GINT64_FORMAT " deferred messages settled", settled);
+			logf_(p, MV_LOG_DEBUG, "ongoing holds: %" G_GINT64_FORMAT " deferred messages settled", settled);
 		}
 		/* A full batch: there may be more (left by an earlier run or an
 		 * outage) even when the count says none. */

@@ -496,8 +496,8 @@ mv_status mv_smtpd_run(const mv_smtpd_config *cfg, char **error_r)
 	                                     FALSE, NULL);
 	g_thread_pool_set_max_unused_threads(MIN((gint)cfg->max_connections, 256));
 	for (guint i = 0; i < cfg->listen->len; i++)
-		log_line(&srv, "listening on %s (%s)", (const char *)cfg->listen->pdata[i],
-		         cfg->lmtp ? "LMTP" : "SMTP");
+		log_line(&srv, "listening on %s (%s) max-connections=%u writers=%u", (const char *)cfg->listen->pdata[i],
+		         cfg->lmtp ? "LMTP" : "SMTP", cfg->max_connections, MAX(cfg->writers, 1));
 	struct pollfd pfds[MAX_LISTENERS + 1];
 	while (!g_atomic_int_get(&srv.stop)) {
 		for (guint i = 0; i < nl; i++)

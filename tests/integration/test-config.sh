@@ -13,6 +13,14 @@ rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc
 mvc() { local c=$1; shift; MAILVAULT_CONFIG=$c "$MAILVAULT_BIN" "$@"; }
 conf() { cat > "$WORK/$1.conf"; echo "$WORK/$1.conf"; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_port PORT PID: until the daemon PID listens on PORT (or has died)
+wait_port() {
+  for _ in $(seq 1 600); do
+    kill -0 "$2" 2>/dev/null || return 0
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1).close()" 2>/dev/null && return 0
+    sleep 0.1
+  done
+}
 jq_() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 
 # Messages: three small ones and a large compressible one.
@@ -376,6 +384,7 @@ mvc "$c" --log-level debug key status 2>"$WORK/err" >/dev/null || true
 check "[key] batch is not given to 'key status'" bash -c "! grep -q 'options of key' '$WORK/err'"
 
 # ---- [smtpd]: read by smtpd from the same file ----
+# (allow, tls-cert and tls-key in a file: smtpd_test.py, with SIGHUP reloads)
 P=$(port)
 c=$(conf smtpd <<EOF
 [smtpd]
@@ -383,28 +392,90 @@ listen = 127.0.0.1:$P
 hostname = vault.config.test
 log = $WORK/smtpd.log
 max-size = 2048
+max-recipients = 2
+max-connections = 2
+idle-timeout = 2
+writers = 3
+journal-reports = true
 EOF
 )
 MAILVAULT_CONFIG=$c "$MAILVAULT_BIN" smtpd &
 spid=$!
-for _ in $(seq 1 300); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $P), 1).close()" 2>/dev/null && break; sleep 0.1; done
-out=$(python3 - "$P" "$WORK/big-a.eml" <<'PY'
-import smtplib, sys
-s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
-print(s.ehlo()[1].decode().split("\n")[0])
+wait_port "$P" "$spid"
+python3 - "$P" "$WORK/big-a.eml" "$WORK/journal.eml" > "$WORK/smtp.out" <<'PY'
+import smtplib, socket, sys, time
+port = int(sys.argv[1])
+s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+print("greeting", s.ehlo()[1].decode().split("\n")[0])
 try:
     s.sendmail("a@corp.example", ["b@corp.example"], open(sys.argv[2], "rb").read())
-    print("accepted")
+    print("big accepted")
 except smtplib.SMTPException as e:
-    print("refused", getattr(e, "smtp_code", ""))
-s.quit()
+    print("big refused", getattr(e, "smtp_code", ""))
+s.mail("a@corp.example")
+print("rcpt", " ".join(str(s.rcpt(r)[0]) for r in ["x@corp.example", "y@corp.example", "z@corp.example"]))
+s.rset()
+report = open(sys.argv[3], "rb").read().replace(b"wrapped-cfg", b"wrapped-smtp")
+report = report.replace(b"<wr@", b"<wrs@").replace(b"<jr@", b"<jrs@")
+s.sendmail("j@corp.example", ["archive@corp.example"], report)
+# two sessions open (this one and the next): the third is turned away
+t = socket.create_connection(("127.0.0.1", port), 10)
+t.recv(512)
+u = socket.create_connection(("127.0.0.1", port), 10)
+print("third", u.recv(512).decode().split(" ")[0])
+u.close()
+# a silent session is closed after idle-timeout
+t0 = time.monotonic()
+t.settimeout(30)
+data = b""
+while True:
+    chunk = t.recv(512)
+    if not chunk:
+        break
+    data += chunk
+print("idle closed after %d s" % round(time.monotonic() - t0))
+try:
+    s.quit()
+except smtplib.SMTPException:
+    pass  # closed for being idle too
+PY
+kill -TERM "$spid"; wait "$spid" || true
+expect_eq "[smtpd] listen and hostname: it answers there, by that name" "greeting vault.config.test" "$(sed -n 1p "$WORK/smtp.out")"
+check "[smtpd] max-size: a larger message refused (552)" grep -q "^big refused 552" "$WORK/smtp.out"
+expect_eq "[smtpd] max-recipients = 2: the third recipient gets 452" "rcpt 250 250 452" "$(grep '^rcpt' "$WORK/smtp.out")"
+expect_eq "[smtpd] max-connections = 2: a third session is turned away (421)" "third 421" "$(grep '^third' "$WORK/smtp.out")"
+check "[smtpd] idle-timeout = 2: a silent session closed within seconds" \
+  grep -Eq "^idle closed after [0-9] s" "$WORK/smtp.out"
+check "[smtpd] log: lines in that file, in the log format" \
+  grep -Eq "^[0-9T:.-]+Z mailvault\[[0-9]+\] info smtpd: listening on 127.0.0.1:$P" "$WORK/smtpd.log"
+check "[smtpd] writers = 3 (and max-connections) in force" grep -q "max-connections=2 writers=3" "$WORK/smtpd.log"
+check "[smtpd] journal-reports = true: the report's original archived too" \
+  [ "$(mv search --json 'subject:wrapped-smtp' | jq_ 'len(d)')" -eq 1 ]
+P=$(port)
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
+  -days 1 -subj "/CN=localhost" >/dev/null 2>&1
+c=$(conf lmtp <<EOF
+[smtpd]
+listen = 127.0.0.1:$P
+lmtp = true
+require-tls = true
+tls-cert = $WORK/cert.pem
+tls-key = $WORK/key.pem
+log = $WORK/lmtp.log
+EOF
+)
+MAILVAULT_CONFIG=$c "$MAILVAULT_BIN" smtpd &
+spid=$!
+wait_port "$P" "$spid"
+out=$(python3 - "$P" <<'PY'
+import smtplib, sys
+s = smtplib.LMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+print(s.ehlo_or_helo_if_needed() or "lhlo", s.docmd("MAIL FROM:<a@corp.example>")[0])
 PY
 )
 kill -TERM "$spid"; wait "$spid" || true
-expect_eq "[smtpd] listen and hostname: it answers there, by that name" "vault.config.test" "$(echo "$out" | head -1)"
-check "[smtpd] max-size: a larger message refused (552)" bash -c "echo '$out' | grep -q 'refused 552'"
-check "[smtpd] log: lines in that file, in the log format" \
-  grep -Eq "^[0-9T:.-]+Z mailvault\[[0-9]+\] info smtpd: listening on 127.0.0.1:$P" "$WORK/smtpd.log"
+check "[smtpd] lmtp = true: it speaks LMTP" grep -q "(LMTP)" "$WORK/lmtp.log"
+expect_eq "[smtpd] require-tls = true: MAIL before STARTTLS refused (530)" "lhlo 530" "$out"
 
 # ---- [imap:NAME]: read by 'ingest imap', one source picked with --source ----
 P=$(port)
