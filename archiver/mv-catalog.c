@@ -63,48 +63,59 @@ static char *fold_snippet(const char *in)
 
 mv_status mv_catalog_snippets(mv_db *db, const char *query, GPtrArray *hits, char **error_r)
 {
+	/* ids: every hit's (for its language); with_snippet: the first
+	 * MV_SNIPPET_MAX_HITS */
 	GString *ids = g_string_new("{");
+	GString *with_snippet = g_string_new("{");
+	guint n = 0;
 	for (guint i = 0; i < hits->len; i++) {
 		const mv_hit *h = hits->pdata[i];
 		if (h->destroyed)
 			continue;
-		g_string_append_printf(ids, "%s%" G_GINT64_FORMAT, ids->len > 1 ? "," : "", h->id);
+		g_string_append_printf(ids, "%s%" G_GINT64_FORMAT, n > 0 ? "," : "", h->id);
+		if (n < MV_SNIPPET_MAX_HITS)
+			g_string_append_printf(with_snippet, "%s%" G_GINT64_FORMAT, n > 0 ? "," : "", h->id);
+		n++;
 	}
 	g_string_append_c(ids, '}');
-	if (ids->len == 2) {
-		g_string_free(ids, TRUE);
-		return MV_OK;
-	}
+	g_string_append_c(with_snippet, '}');
 	mv_query_sql *q = NULL;
-	mv_status st = mv_query_compile(query, 3, &q, error_r);
-	if (st != MV_OK) {
+	mv_status st = n == 0 ? MV_OK : mv_query_compile(query, 4, &q, error_r);
+	if (n == 0 || st != MV_OK) {
 		g_string_free(ids, TRUE);
+		g_string_free(with_snippet, TRUE);
 		return st;
 	}
-	/* ts_headline reads at most MV_SNIPPET_INPUT characters per message
-	 * (over 256 KiB it costs tens of milliseconds a row). */
 	/* Every parameter typed, also those of terms the snippet does not use
 	 * (an unused one has no type and fails the statement). */
 	GString *typed = g_string_new("num_nonnulls($2::text");
 	for (guint i = 0; i < q->params->len; i++)
-		g_string_append_printf(typed, ", $%u::text", i + 3);
+		g_string_append_printf(typed, ", $%u::text", i + 4);
 	g_string_append(typed, ") >= 0");
+	/* ts_headline reads at most MV_SNIPPET_INPUT characters per message
+	 * (over 256 KiB it costs tens of milliseconds a row), without the
+	 * marker characters, so that only its own marks are marks. */
 	char *snippet = q->highlight != NULL
-	                    ? g_strdup_printf("ts_headline(mv_lang_config(t.lang), left(t.doc, %d), %s, $2)",
+	                    ? g_strdup_printf("CASE WHEN t.message_id = ANY ($3::bigint[]) THEN "
+	                                      "ts_headline(mv_lang_config(t.lang), "
+	                                      "translate(left(t.doc, %d), E'\\x02\\x03', ''), %s, $2) END",
 	                                      MV_SNIPPET_INPUT, q->highlight)
 	                    : g_strdup("NULL::text");
 	char *sql = g_strdup_printf("SELECT t.message_id, t.lang, %s FROM message_text t "
-	                            "WHERE t.message_id = ANY ($1::bigint[]) AND %s",
+	                            "WHERE t.message_id = ANY ($1::bigint[]) AND $3::bigint[] IS NOT NULL AND %s",
 	                            snippet, typed->str);
 	g_free(snippet);
 	g_string_free(typed, TRUE);
-	const char *lead[] = {ids->str, "MaxFragments=2, MaxWords=14, MinWords=6, "
-	                                "FragmentDelimiter=\" ... \", StartSel=\x02, StopSel=\x03"};
+	const char *lead[] = {ids->str,
+	                      "MaxFragments=2, MaxWords=14, MinWords=6, "
+	                      "FragmentDelimiter=\" ... \", StartSel=\x02, StopSel=\x03",
+	                      with_snippet->str};
 	PGresult *r = NULL;
-	st = mv_db_query_params(db, sql, lead, 2, q->params, &r, error_r);
+	st = mv_db_query_params(db, sql, lead, 3, q->params, &r, error_r);
 	g_free(sql);
 	mv_query_sql_free(&q);
 	g_string_free(ids, TRUE);
+	g_string_free(with_snippet, TRUE);
 	if (st != MV_OK)
 		return st;
 	GHashTable *by_id = g_hash_table_new(g_int64_hash, g_int64_equal);

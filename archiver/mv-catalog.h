@@ -55,10 +55,14 @@ mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean i
  * the bare words and phrases of query (the one the hits were found
  * with): PostgreSQL's ts_headline over the first MV_SNIPPET_INPUT
  * characters of the message's search text, with its language's
- * configuration, at most 2 fragments of up to 14 words; without bare words
- * the start of the body text.  Reads under the caller's row-level
- * security, like the search.  hits stay owned by the caller. */
+ * configuration, at most 2 fragments of up to 14 words; none (NULL)
+ * without bare words.  Only the first MV_SNIPPET_MAX_HITS hits get one (a
+ * search of every message has no time for a snippet of each); every hit
+ * gets its language.
+ * Reads under the caller's row-level security, like the search.  hits
+ * stay owned by the caller. */
 #define MV_SNIPPET_INPUT 20000
+#define MV_SNIPPET_MAX_HITS 1000
 mv_status mv_catalog_snippets(mv_db *db, const char *query, GPtrArray *hits,
                               char **error_r) MV_WARN_UNUSED;
 

@@ -7,6 +7,7 @@
 #include "mv-lang.h"
 
 #include <cstdio> /* compact_lang_det.h uses FILE without including it */
+#include <cctype>
 #include <cstring>
 
 #include <cld2/public/compact_lang_det.h>
@@ -39,6 +40,26 @@ size_t utf8_cut(const char *s, size_t max)
 	return p;
 }
 
+/* The form message_text.lang's CHECK accepts (schema 020): 2 or 3
+ * letters, optionally '-' and 2 to 8 letters.  A code of another form
+ * would fail the ingest transaction; it is no language instead. */
+bool code_ok(const char *c)
+{
+	size_t i = 0;
+	while (std::isalpha(static_cast<unsigned char>(c[i])))
+		i++;
+	if (i < 2 || i > 3)
+		return false;
+	if (c[i] == '\0')
+		return true;
+	if (c[i] != '-')
+		return false;
+	size_t j = ++i;
+	while (std::isalpha(static_cast<unsigned char>(c[j])))
+		j++;
+	return c[j] == '\0' && j - i >= 2 && j - i <= 8;
+}
+
 } // namespace
 
 extern "C" const char *mv_lang_detect(const char *utf8, size_t len)
@@ -65,7 +86,7 @@ extern "C" const char *mv_lang_detect(const char *utf8, size_t len)
 	if (!reliable || l == CLD2::UNKNOWN_LANGUAGE || l == CLD2::TG_UNKNOWN_LANGUAGE)
 		return nullptr;
 	const char *code = CLD2::LanguageCode(l);
-	if (code == nullptr || code[0] == '\0' || std::strcmp(code, "un") == 0)
+	if (code == nullptr || std::strcmp(code, "un") == 0 || !code_ok(code))
 		return nullptr;
 	return code;
 }

@@ -2,6 +2,7 @@
 # search-scale-bench.sh: search latency on a large archive.
 #
 #   tests/bench/search-scale-bench.sh [--messages N] [--runs R] [--chunk C] [--keep]
+#   tests/bench/search-scale-bench.sh --reuse HOME [--runs R]
 #
 # Builds an archive of N messages (default 1,000,000) from the corpus
 # generator (tests/corpus/mvgen.py: the company mail flow, with its PDF,
@@ -21,7 +22,9 @@
 #     (auto_explain);
 #
 # beside the baseline: the targets of issue 16 (median < 200 ms, p99 < 1 s
-# on one million messages).
+# on one million messages).  --keep keeps the archive (its home is
+# printed); --reuse HOME runs the queries again on such an archive (after a
+# change to the search) without building it.
 #
 # Environment: MAILVAULT_BIN (default: build/mailvault of this tree);
 # MAILVAULT_BENCH_DIR where the archive and the chunks go (default /tmp; an
@@ -40,6 +43,7 @@ MESSAGES=1000000
 RUNS=21
 CHUNK=50000
 KEEP=0
+REUSE=
 TARGET_MEDIAN_MS=200
 TARGET_P99_MS=1000
 
@@ -56,6 +60,8 @@ while [ $# -gt 0 ]; do
     --chunk) CHUNK=${2:?}; shift 2 ;;
     --chunk=*) CHUNK=${1#*=}; shift ;;
     --keep) KEEP=1; shift ;;
+    --reuse) REUSE=${2:?}; shift 2 ;;
+    --reuse=*) REUSE=${1#*=}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "search-scale-bench: unknown argument '$1' (see --help)" >&2; exit 64 ;;
   esac
@@ -73,24 +79,7 @@ fi
 command -v python3 >/dev/null || { echo "search-scale-bench: python3 needed" >&2; exit 2; }
 
 unset MAILVAULT_DB PGHOST PGDATABASE PGSERVICE
-HOME_DIR=$(mktemp -d "$BENCH_DIR/mvsb.XXXXXX")
-chmod 755 "$HOME_DIR"
-CHUNKS=$HOME_DIR/chunks
-mkdir -p "$CHUNKS"
-export MAILVAULT_HOME=$HOME_DIR/home MAILVAULT_NO_PROGRESS=1
-mkdir -p "$MAILVAULT_HOME"
-chmod 755 "$MAILVAULT_HOME"
-finish() {
-  "$MAILVAULT_BIN" db stop >/dev/null 2>&1 || true
-  if [ "$KEEP" -eq 1 ]; then
-    echo "# archive kept in $MAILVAULT_HOME (mailvault --home $MAILVAULT_HOME db start)"
-    rm -rf "$CHUNKS"
-  else
-    rm -rf "$HOME_DIR"
-  fi
-}
-trap finish EXIT
-
+export MAILVAULT_NO_PROGRESS=1
 mv() { "$MAILVAULT_BIN" "$@"; }
 sql() {
   local conn="host=$MAILVAULT_HOME/run dbname=mailvault user=mailvault"
@@ -102,8 +91,33 @@ sql() {
 }
 now_ns() { date +%s%N; }
 
-mv db init >/dev/null
+if [ -n "$REUSE" ]; then
+  [ -d "$REUSE/pgdata" ] || { echo "search-scale-bench: no archive at $REUSE" >&2; exit 64; }
+  export MAILVAULT_HOME=$REUSE
+  trap 'mv db stop >/dev/null 2>&1 || true' EXIT
+  mv db start >/dev/null 2>&1 || true
+  mv db migrate >/dev/null
+  echo "# search-scale-bench: the archive at $REUSE ($(sql "SELECT count(*) FROM message") messages), $RUNS runs a query"
+else
+HOME_DIR=$(mktemp -d "$BENCH_DIR/mvsb.XXXXXX")
+chmod 755 "$HOME_DIR"
+CHUNKS=$HOME_DIR/chunks
+mkdir -p "$CHUNKS"
+export MAILVAULT_HOME=$HOME_DIR/home
+mkdir -p "$MAILVAULT_HOME"
+chmod 755 "$MAILVAULT_HOME"
+finish() {
+  "$MAILVAULT_BIN" db stop >/dev/null 2>&1 || true
+  if [ "$KEEP" -eq 1 ]; then
+    echo "# archive kept: $0 --reuse $MAILVAULT_HOME"
+    rm -rf "$CHUNKS"
+  else
+    rm -rf "$HOME_DIR"
+  fi
+}
+trap finish EXIT
 
+mv db init >/dev/null
 # ---- ingest ----
 echo "# search-scale-bench: $MESSAGES messages, chunks of $CHUNK, $RUNS runs a query"
 import_ns=0
@@ -146,6 +160,8 @@ sql "SELECT 'sizes:   raw ' || pg_size_pretty($raw::bigint)
      FROM message_text"
 sql "SELECT 'languages: ' || string_agg(coalesce(lang, '?') || ' ' || n, ', ' ORDER BY n DESC)
      FROM (SELECT lang, count(*) AS n FROM message_text GROUP BY lang ORDER BY 2 DESC LIMIT 8) l"
+
+fi
 
 # ---- queries ----
 top_from=$(sql "SELECT address FROM address WHERE role = 'from' GROUP BY address ORDER BY count(*) DESC LIMIT 1")

@@ -95,6 +95,25 @@ case "$snip" in *"[invoices]"*) ok "English snippet";; *) fail "English snippet:
 expect_eq "no bare word: no snippet" "None" \
   "$(mv search --json subject:Lieferung | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["snippet"])')"
 
+# Snippets are bounded: the first 1,000 hits of a search get one; every
+# hit still has its language.
+python3 - "$WORK/many" <<'PY'
+import os, sys
+d = sys.argv[1]
+os.makedirs(d)
+for i in range(1001):
+    open(os.path.join(d, "%04d.eml" % i), "w").write(
+        "From: bulk@example.com\nTo: legal@example.com\nSubject: Bulk notice %d\n"
+        "Date: Mon, 02 Jun 2025 09:00:00 +0000\nMessage-ID: <bulk%d@example.com>\n\n"
+        "This quarterly bulletin number %d announces the warehouse inventory.\n" % (i, i, i))
+PY
+mv import --quiet "$WORK/many"
+expect_eq "1,001 hits: 1,000 snippets, 1,001 languages" "1000 1001" \
+  "$(mv search --json --limit 0 warehouse | python3 -c '
+import json, sys
+h = json.load(sys.stdin)
+print(sum(1 for x in h if x["snippet"]), sum(1 for x in h if x["lang"] == "en"))')"
+
 # --fields: chosen columns, tab-separated; unknown field: usage error 64.
 de_id=$(sql "SELECT id FROM message WHERE subject = 'Lieferung ZX81'")
 expect_eq "--fields id,lang" "$de_id	de" "$(mv search --fields id,lang Vertrag)"
@@ -122,7 +141,7 @@ expect_eq "employee: plain SQL sees one row's language" "de" \
 sql "UPDATE message_text SET lang = NULL, tsv = to_tsvector('english', doc)" >/dev/null
 expect_eq "old rows: 'Vertrag' misses 'Verträgen'" "" "$(ids Vertrag)"
 mv index --rebuild > "$WORK/rebuild.out"
-check "index --rebuild reports its work" grep -q '^rebuilt 7 messages' "$WORK/rebuild.out"
+check "index --rebuild reports its work" grep -q '^rebuilt 1008 messages' "$WORK/rebuild.out"
 expect_eq "after --rebuild: languages back" "de en fr ja ru" \
   "$(sql "SELECT string_agg(t.lang, ' ' ORDER BY t.lang) FROM message_text t JOIN message m ON m.id = t.message_id WHERE m.subject LIKE '%ZX81%'")"
 expect_eq "after --rebuild: 'Vertrag' finds 'Verträgen'" "Lieferung" "$(ids Vertrag)"
