@@ -70,6 +70,9 @@ static const entry table[] = {
 	    "zstd compression level of new blobs, 1..19 (default 3)."),
 	ENV("storage", "key-file", K_STRING, 0, 0, NULL, "MAILVAULT_KEY_FILE",
 	    "Master key file of an encrypted archive (default HOME/master.key)."),
+	ENV("traffic", "local-domains", K_LIST, 0, 0, NULL, "MAILVAULT_LOCAL_DOMAINS",
+	    "The company's own domains (*.example covers subdomains): stats traffic --by user "
+	    "and the report list their addresses (default: the policy's internal domains)."),
 	ENV("audit", "actor", K_STRING, 0, 0, NULL, "MAILVAULT_ACTOR",
 	    "Who audit entries name (default $SUDO_USER or the login name)."),
 	{"logging", "level", K_CHOICE, 0, 0, "error|warn|info|debug", T_GLOBAL, NULL, NULL, NULL,

@@ -145,6 +145,17 @@ EOF
 out=$(mvc "$c" key status --json | jq_ 'd["key_file"]')
 expect_eq "[storage] key-file: the master key file" "$WORK/the.key" "$out"
 
+# ---- [traffic] ----
+c=$(conf traffic <<EOF
+[traffic]
+local-domains = cfg-local.example
+EOF
+)
+printf 'From: u@cfg-local.example\nTo: b@corp.example\nSubject: local domains\nMessage-ID: <loc@cfg-local.example>\nDate: Sun, 06 Dec 2026 10:00:00 +0000\n\nhi\n' > "$WORK/loc.eml"
+mv import --quiet "$WORK/loc.eml"
+users=$(mvc "$c" stats traffic --by user --json | python3 -c 'import json,sys; d=json.load(sys.stdin); rows=d["rows"] if isinstance(d, dict) else d; print(",".join(sorted({r.get("key", "").split("@")[-1] for r in rows})))')
+expect_eq "[traffic] local-domains: --by user lists those domains' addresses" "cfg-local.example" "$users"
+
 # ---- [audit] ----
 c=$(conf actor <<EOF
 [audit]
