@@ -269,7 +269,7 @@ static void test_office_zip(void **state)
 	lim = saved;
 	g_free(mib);
 
-	t = run(mv_extract_office, "PK\003\004garbage", 13, 4096, &r, &why);
+	t = run(mv_extract_office, "PK\003\004garbage", sizeof "PK\003\004garbage" - 1, 4096, &r, &why);
 	assert_int_equal(r, MV_EXTRACT_FAILED);
 	g_free(why);
 	g_free(t);
