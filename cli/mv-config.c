@@ -156,6 +156,21 @@ static const entry table[] = {
 	 "At most this many records in 'review list'."},
 	{"key", "batch", K_INT, 1, 100000, NULL, T_OPTION, NULL, "rotate", NULL,
 	 "Blobs re-encrypted per transaction by 'key rotate'."},
+	{"user", "ldap-uri", K_STRING, 0, 0, NULL, T_OPTION, NULL, "sync", NULL,
+	 "The company directory 'user sync' reads: ldap://host:port or ldaps://host."},
+	{"user", "base", K_STRING, 0, 0, NULL, T_OPTION, NULL, "sync", NULL,
+	 "Where 'user sync' searches users and groups (a DN)."},
+	{"user", "group-map", K_LIST, 0, 0, NULL, T_OPTION, NULL, "sync", NULL,
+	 "GROUP=ROLE pairs, separated by ';': members of GROUP get ROLE (employee, auditor, "
+	 "legal, ingest or purge)."},
+	{"user", "bind-dn", K_STRING, 0, 0, NULL, T_OPTION, NULL, "sync", NULL,
+	 "Bind as this DN (default: anonymous)."},
+	{"user", "bind-password-file", K_STRING, 0, 0, NULL, T_OPTION, NULL, "sync", NULL,
+	 "File whose first line is the bind password (never the password itself here)."},
+	{"user", "starttls", K_BOOL, 0, 0, NULL, T_OPTION, NULL, "sync", NULL,
+	 "StartTLS on an ldap:// URI."},
+	{"user", "login-attribute", K_STRING, 0, 0, NULL, T_OPTION, NULL, "sync", NULL,
+	 "The login name's attribute (default uid; sAMAccountName for Active Directory)."},
 };
 
 typedef struct {

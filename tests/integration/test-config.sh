@@ -394,6 +394,23 @@ check "and not 'review approve'" bash -c "! grep -q 'options of review' '$WORK/e
 mvc "$c" --log-level debug key status 2>"$WORK/err" >/dev/null || true
 check "[key] batch is not given to 'key status'" bash -c "! grep -q 'options of key' '$WORK/err'"
 
+c=$(conf userdir <<EOF
+[user]
+ldap-uri = ldap://127.0.0.1:1
+base = dc=corp,dc=example
+group-map = staff=employee;counsel=legal
+bind-dn = cn=sync,dc=corp,dc=example
+bind-password-file = $WORK/ldap-pw
+starttls = true
+login-attribute = sAMAccountName
+EOF
+)
+mvc "$c" --log-level debug user sync --dry-run 2>"$WORK/err" >/dev/null || true
+check "[user] ldap-uri, base, group-map, bind-dn, bind-password-file, starttls, login-attribute reach 'user sync'" \
+  grep -q "options of user from $c: --ldap-uri=ldap://127.0.0.1:1 --base=dc=corp,dc=example --group-map=staff=employee --group-map=counsel=legal --bind-dn=cn=sync,dc=corp,dc=example --bind-password-file=$WORK/ldap-pw --starttls --login-attribute=sAMAccountName" "$WORK/err"
+mvc "$c" --log-level debug user list 2>"$WORK/err" >/dev/null || true
+check "and not 'user list'" bash -c "! grep -q 'options of user' '$WORK/err'"
+
 # ---- [smtpd]: read by smtpd from the same file ----
 # (allow, tls-cert and tls-key in a file: smtpd_test.py, with SIGHUP reloads)
 P=$(port)
