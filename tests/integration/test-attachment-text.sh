@@ -111,7 +111,30 @@ expect_eq "part_text under row-level security" "t" \
   "$(sql "SELECT relrowsecurity FROM pg_class WHERE relname = 'part_text'")"
 expect_eq "part_text policies as message_text's" "granted staff" \
   "$(sql "SELECT string_agg(policyname, ' ' ORDER BY policyname) FROM pg_policies WHERE tablename = 'part_text'")"
-expect_eq "part_text rows go with their message (purge)" "c" \
-  "$(sql "SELECT confdeltype FROM pg_constraint WHERE conrelid = 'part_text'::regclass AND contype = 'f'")"
+# An employee sees the attachment text of their own mail only.
+test_user alice mv-att-alice
+test_user carol mv-att-carol
+mv user add "$alice" --role employee --address alice@corp.example >/dev/null
+mv user add "$carol" --role employee --address carol@corp.example >/dev/null
+psql_as() { runuser -u "$1" -- psql -X -q -t -A -v ON_ERROR_STOP=1 "host=$MV_HOME/run dbname=mailvault user=$1" -c "$2"; }
+expect_eq "employee alice reads the part texts of her messages" \
+  "$(sql "SELECT count(*) FROM part_text")" "$(psql_as "$alice" "SELECT count(*) FROM part_text")"
+expect_eq "employee carol reads none" 0 "$(psql_as "$carol" "SELECT count(*) FROM part_text")"
+expect_eq "carol's search finds no attachment of others" "" \
+  "$(runuser -u "$carol" -- "$MAILVAULT_BIN" --home "$MV_HOME" search --json attachment:marmalade | "$PY" -c 'import json,sys; print(" ".join(str(d["id"]) for d in json.load(sys.stdin)))')"
+expect_eq "alice's search finds hers" "$pdf" \
+  "$(runuser -u "$alice" -- "$MAILVAULT_BIN" --home "$MV_HOME" search --json attachment:marmalade | "$PY" -c 'import json,sys; print(" ".join(str(d["id"]) for d in json.load(sys.stdin)))')"
+# Purge destroys the attachment text with the message.
+mv policy load "$TESTS_DIR/integration/data/policy-purge.xml" >/dev/null
+mkdir "$WORK/eph"
+sed -e 's/^Subject: pdf report/Subject: ephemeral report/' -e 's/<att-1@/<eph-1@/' "$WORK/gen/pdf.eml" > "$WORK/eph/e.eml"
+mv import --quiet "$WORK/eph"
+eph=$(id_of eph-1@corp.example)
+expect_eq "the expiring message has attachment text" 1 "$(sql "SELECT count(*) FROM part_text WHERE message_id = $eph")"
+mv purge --json >/dev/null
+expect_eq "purge destroyed it" 0 "$(sql "SELECT count(*) FROM message WHERE id = $eph")"
+expect_eq "purge took its attachment text" 0 "$(sql "SELECT count(*) FROM part_text WHERE message_id = $eph")"
+expect_eq "and its extraction record" 0 "$(sql "SELECT count(*) FROM text_extraction WHERE message_id = $eph")"
+expect_eq "the others keep theirs" "$pdf" "$(found attachment:marmalade)"
 
 finish
