@@ -50,8 +50,8 @@ expect_eq "stemming applies to attachment text" "$pdf" "$(found attachment:flang
 expect_eq "the Latin-1 text attachment, converted" "$rtf" "$(found 'attachment:"tapir café"')"
 expect_eq "RTF \\'e9 and \\u239 decoded" "$rtf" "$(found 'attachment:"café naïve"')"
 expect_eq "attachment: combines with other terms" "$docx" "$(found 'attachment:tangerine from:alice@corp.example')"
-fails() { ! "$@" >/dev/null 2>&1; }
-check "attachment: with an empty value is an error" fails mv search "attachment:"
+rc_of() { set +e; "$@" >/dev/null 2>&1; local rc=$?; set -e; echo $rc; }
+expect_eq "attachment: with an empty value is a query error (exit 65)" 65 "$(rc_of mv search "attachment:")"
 
 # Before indexing (tsv NULL) the same rows are found on the fly.
 sql "UPDATE part_text SET tsv = NULL" >/dev/null
@@ -96,7 +96,8 @@ expect_eq "reextract --all keeps one row per part" 0 \
 expect_eq "after --all: still found" "$pdf" "$(found attachment:marmalade)"
 expect_eq "reextract --since tomorrow: nothing" 0 \
   "$(mv index --reextract --all --since "$(date -u -d tomorrow +%F)" --json | json_get reextracted)"
-check "reextract --since checks its date" fails mv index --reextract --since 2025-13-01
+expect_eq "reextract --since checks its date (usage, exit 64)" 64 "$(rc_of mv index --reextract --since 2025-13-01)"
+expect_eq "--all without --reextract is a usage error" 64 "$(rc_of mv index --all)"
 
 # Export: the text file and index.html carry the extracted text, marked.
 mv export --query "attachment:marmalade OR attachment:lychee" --out "$WORK/bundle" >/dev/null
