@@ -581,6 +581,14 @@ G_GNUC_NORETURN static void pdf_child(int fd, const guint8 *data, gsize len,
 	struct rlimit nocore = {0, 0};
 	setrlimit(RLIMIT_CORE, &nocore);
 	signal(SIGPIPE, SIG_DFL);
+	/* poppler's complaints about a damaged file are not ours to print */
+	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (devnull >= 0) {
+		if (fd != STDOUT_FILENO)
+			dup2(devnull, STDOUT_FILENO);
+		if (fd != STDERR_FILENO)
+			dup2(devnull, STDERR_FILENO);
+	}
 
 	GBytes *bytes = g_bytes_new_static(data, len);
 	GError *err = NULL;
@@ -610,9 +618,22 @@ G_GNUC_NORETURN static void pdf_child(int fd, const guint8 *data, gsize len,
 	          : PDF_EXIT_OK);
 }
 
+/* Register poppler's types in the parent, once: the child then only
+ * creates instances, and takes no GType lock that another thread of the
+ * parent might have held when it forked. */
+static gpointer poppler_types(gpointer unused)
+{
+	(void)unused;
+	g_type_class_unref(g_type_class_ref(POPPLER_TYPE_DOCUMENT));
+	g_type_class_unref(g_type_class_ref(POPPLER_TYPE_PAGE));
+	return NULL;
+}
+
 mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract_limits *limits,
                                  gsize max_out, GString *out, char **why_r)
 {
+	static GOnce once = G_ONCE_INIT;
+	g_once(&once, poppler_types, NULL);
 	int fds[2];
 	if (!g_unix_open_pipe(fds, FD_CLOEXEC, NULL))
 		return failed(why_r, "PDF: cannot create a pipe: %s", g_strerror(errno));
