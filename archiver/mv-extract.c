@@ -307,6 +307,11 @@ mv_extract_result mv_extract_rtf(const guint8 *data, gsize len, const mv_extract
 			g_snprintf(s.codepage, sizeof s.codepage, "CP%d", (int)param);
 			continue;
 		}
+		if (strcmp(word, "bin") == 0 && has_param) {
+			/* \binN: N bytes of binary data, never text */
+			i += (gsize)MIN((guint64)MAX(param, 0), (guint64)(len - i));
+			continue;
+		}
 		if (strcmp(word, "uc") == 0 && has_param) {
 			uc[depth] = (guint8)CLAMP(param, 0, 10);
 			continue;

@@ -57,6 +57,13 @@ static void test_rtf_text(void **state)
 	assert_int_equal(r, MV_EXTRACT_OK);
 	assert_string_equal(t, "a\xef\x82\xb7" "b\xe2\x82\xac" "c"); /* U+F0B7, U+20AC */
 	g_free(t);
+	/* \bin data is skipped, braces in it included */
+	t = rtf("{\\rtf1 a{\\pict\\bin4 }}{{}b}", 4096, &r, &why);
+	assert_string_equal(t, "ab");
+	g_free(t);
+	t = rtf("{\\rtf1 a\\bin3 {{{b}", 4096, &r, &why);
+	assert_string_equal(t, "ab");
+	g_free(t);
 	/* another code page */
 	t = rtf("{\\rtf1\\ansi\\ansicpg1251 \\'cf\\'f0\\'e8}", 4096, &r, &why);
 	assert_string_equal(t, "При");
