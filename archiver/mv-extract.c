@@ -73,7 +73,8 @@ static mv_extract_result failed(char **why_r, const char *fmt, ...)
 	va_start(ap, fmt);
 	char *why = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	if (why_r != NULL)
+	/* the first reason is kept */
+	if (why_r != NULL && *why_r == NULL)
 		*why_r = why;
 	else
 		g_free(why);
@@ -220,7 +221,11 @@ mv_extract_result mv_extract_rtf(const guint8 *data, gsize len, const mv_extract
 			if (to_skip > 0) {
 				to_skip--;
 			} else if (!skip[depth]) {
-				if (c < 0x80) {
+				if (c == '\t') {
+					rtf_text(&s, " ", 1);
+				} else if (c < 0x20 || c == 0x7f) {
+					/* control characters are no text */
+				} else if (c < 0x80) {
 					rtf_text(&s, (const char *)&data[i], 1);
 				} else {
 					g_byte_array_append(s.pending, &c, 1);
@@ -414,8 +419,13 @@ mv_extract_result mv_extract_office_xml(const char *entry, const guint8 *data, g
 	if (r == NULL)
 		return failed(why_r, "%s: not XML", entry);
 	xmlTextReaderSetErrorHandler(r, (xmlTextReaderErrorFunc)xml_silence, NULL);
+	/* libxml2 reports encoding errors through its generic handler (one
+	 * per thread): silent while this document is read */
+	xmlGenericErrorFunc saved_fn = xmlGenericError;
+	void *saved_ctx = xmlGenericErrorContext;
+	xmlSetGenericErrorFunc(NULL, xml_silence);
 	int skip_depth = -1; /* inside a shared-string cell or a formula */
-	int ret;
+	int ret = 1;
 	while (out->len < max_out && (ret = xmlTextReaderRead(r)) == 1) {
 		int type = xmlTextReaderNodeType(r);
 		int depth = xmlTextReaderDepth(r);
@@ -451,6 +461,7 @@ mv_extract_result mv_extract_office_xml(const char *entry, const guint8 *data, g
 	gboolean full = out->len >= max_out;
 	ret = full ? 1 : ret;
 	xmlFreeTextReader(r);
+	xmlSetGenericErrorFunc(saved_ctx, saved_fn);
 	if (full)
 		return failed(why_r, "text over %zu bytes, the first kept", max_out);
 	if (ret < 0)
@@ -517,17 +528,11 @@ mv_extract_result mv_extract_office(const guint8 *data, gsize len, const mv_extr
 		}
 		if (stop)
 			break;
-		char *why = NULL;
-		if (mv_extract_office_xml(name, buf->data, buf->len, max_out, out, &why) ==
+		if (mv_extract_office_xml(name, buf->data, buf->len, max_out, out, why_r) ==
 		    MV_EXTRACT_FAILED) {
 			res = MV_EXTRACT_FAILED;
-			if (why_r != NULL)
-				*why_r = why;
-			else
-				g_free(why);
 			if (out->len >= max_out)
 				break;
-			why = NULL;
 		}
 		put(out, "\n", 1, max_out);
 	}
