@@ -605,6 +605,8 @@ G_GNUC_NORETURN static void pdf_child(int fd, const guint8 *data, gsize len,
 	PopplerDocument *doc = poppler_document_new_from_bytes(bytes, NULL, &err);
 	if (doc == NULL) {
 		gboolean enc = err != NULL && g_error_matches(err, POPPLER_ERROR, POPPLER_ERROR_ENCRYPTED);
+		g_clear_error(&err);
+		g_bytes_unref(bytes);
 		_exit(enc ? PDF_EXIT_ENCRYPTED : PDF_EXIT_DAMAGED);
 	}
 	int pages = poppler_document_get_n_pages(doc);
@@ -623,9 +625,12 @@ G_GNUC_NORETURN static void pdf_child(int fd, const guint8 *data, gsize len,
 		g_free(t);
 		g_object_unref(page);
 	}
-	_exit(pages >= 0 && (guint)pages > limits->pdf_pages_max && written < max_out
-	          ? PDF_EXIT_PAGES
-	          : PDF_EXIT_OK);
+	int status = pages >= 0 && (guint)pages > limits->pdf_pages_max && written < max_out
+	                 ? PDF_EXIT_PAGES
+	                 : PDF_EXIT_OK;
+	g_object_unref(doc);
+	g_bytes_unref(bytes);
+	_exit(status);
 }
 
 /* Register poppler's types in the parent, once: the child then only
