@@ -825,9 +825,10 @@ void mv_extract_message(mv_message *msg, const mv_extract_limits *limits, gboole
 			continue;
 		gsize len = 0;
 		const guint8 *data = g_bytes_get_data(p->content, &len);
-		/* A text leaf of an attached message is read like an attachment;
+		/* A text leaf of an attached message is read like an attachment,
+		 * and so is an inline part that is no body text (an inline PDF);
 		 * a text body of the message itself is in the message's text. */
-		if ((p->is_attachment || p->in_message) && len > 0) {
+		if ((p->is_attachment || p->in_message || !p->body_text) && len > 0) {
 			if (budget == 0 && kind_of(p->declared_type, p->detected_type, p->filename, data,
 			                           len) != KIND_NONE) {
 				add_part_text(msg, p, g_strdup(""),
@@ -879,7 +880,8 @@ void mv_extract_limits_from_env(mv_extract_limits *limits)
 
 #define REEXTRACT_WHERE \
 	"FROM message m LEFT JOIN text_extraction te ON te.message_id = m.id " \
-	"WHERE m.has_attachment AND ($1::boolean OR te.message_id IS NULL OR te.version < $2::integer) " \
+	"WHERE (m.has_attachment OR EXISTS (SELECT 1 FROM part p WHERE p.message_id = m.id " \
+	"  AND p.filename IS NOT NULL)) AND ($1::boolean OR te.message_id IS NULL OR te.version < $2::integer) " \
 	"AND ($3::timestamptz IS NULL OR m.archived_at >= $3::timestamptz) "
 
 mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gboolean all,

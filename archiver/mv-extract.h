@@ -99,7 +99,8 @@ gboolean mv_extract_enabled(void);
 void mv_extract_limits_from_env(mv_extract_limits *limits);
 
 /* Re-extraction (`mailvault index --reextract`): recompute the attachment
- * text of the stored messages with attachments that have none by this
+ * text of the stored messages with attachments (or a part with a file
+ * name: an inline PDF) that have none by this
  * extractor version (all: every one of them), archived at or after since
  * (seconds since the epoch; 0: any time), from their stored bytes (read
  * and verified as `get` reads them), batch messages a transaction, in id

@@ -23,7 +23,7 @@ start=$(date +%s)
 mv import --quiet "$WORK/mail"
 took=$(( $(date +%s) - start ))
 check "import with two bombs finishes in bounded time (${took}s)" test "$took" -lt 40
-expect_eq "every message stored" 8 "$(sql "SELECT count(*) FROM message")"
+expect_eq "every message stored" 9 "$(sql "SELECT count(*) FROM message")"
 
 phrase() { grep "^$1 " "$WORK/gen/phrases" | cut -d' ' -f2-; }
 id_of() { sql "SELECT id FROM message WHERE message_id = '$1'"; }
@@ -33,8 +33,9 @@ found() { mv search --json "$@" | "$PY" -c 'import json,sys; print(" ".join(sort
 pdf=$(id_of att-1@corp.example); docx=$(id_of att-2@corp.example); xlsx=$(id_of att-3@corp.example)
 rtf=$(id_of att-4@corp.example); fwd=$(id_of att-5@corp.example)
 zipbomb=$(id_of att-6@corp.example); pdfbomb=$(id_of att-7@corp.example); vocab=$(id_of att-8@corp.example)
+inline=$(id_of att-10@corp.example)
 
-for k in pdf:$pdf docx:$docx xlsx:$xlsx rtf:$rtf text:$rtf odt:$fwd inner_body:$fwd inner_docx:$fwd; do
+for k in pdf:$pdf docx:$docx xlsx:$xlsx rtf:$rtf text:$rtf odt:$fwd inner_body:$fwd inner_docx:$fwd inline_pdf:$inline; do
   name=${k%%:*} id=${k#*:}
   p=$(phrase "$name")
   last=${p##* }
@@ -88,7 +89,7 @@ expect_eq "reextract: the one message without text" 1 "$(echo "$out" | json_get 
 expect_eq "reextract: now found" "$old" "$(found attachment:durian)"
 expect_eq "reextract: found by phrase" "$old" "$(found "\"$(phrase old_pdf)\"")"
 expect_eq "reextract again: nothing to do" 0 "$(mv index --reextract --json | json_get reextracted)"
-n_all=$(sql "SELECT count(*) FROM message WHERE has_attachment")
+n_all=$(sql "SELECT count(*) FROM message m WHERE has_attachment OR EXISTS (SELECT 1 FROM part p WHERE p.message_id = m.id AND p.filename IS NOT NULL)")
 expect_eq "reextract --all redoes every message with attachments" "$n_all" \
   "$(mv index --reextract --all --json | json_get reextracted)"
 expect_eq "reextract --all keeps one row per part" 0 \
