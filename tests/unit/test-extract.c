@@ -342,6 +342,7 @@ static mv_part *leaf(mv_message *m, const char *path, const char *type, const ch
 	p->declared_type = g_strdup(type);
 	p->filename = g_strdup(name);
 	p->is_attachment = name != NULL;
+	p->body_text = name == NULL; /* as the parser says of a text part without a name */
 	p->content = g_bytes_new(content, strlen(content));
 	g_ptr_array_add(m->parts, p);
 	return p;
