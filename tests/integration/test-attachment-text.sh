@@ -71,6 +71,16 @@ check "PDF bomb message: get returns its exact bytes" cmp -s "$WORK/pb.eml" "$WO
 expect_eq "the other messages are not flagged" 0 \
   "$(sql "SELECT count(*) FROM message WHERE flags <> '{}' AND id NOT IN ($zipbomb, $pdfbomb, $vocab)")"
 
+# The stage failing as a whole (forced): the message is stored, flagged.
+mkdir "$WORK/forced"
+sed -e 's/<att-2@/<forced-2@/' "$WORK/gen/docx.eml" > "$WORK/forced/f.eml"
+MAILVAULT_TEST_FAIL_STAGE=extract mv import --quiet "$WORK/forced"
+forced=$(id_of forced-2@corp.example)
+check "extract stage failing: stored and flagged: $(flags "$forced")" \
+  bash -c "[[ '$(flags "$forced")' == *'stage extract failed: forced'* ]]"
+mv get "$forced" > "$WORK/forced.out"
+check "extract stage failing: byte-exact" cmp -s "$WORK/forced.out" "$WORK/forced/f.eml"
+
 # A megabyte of distinct words: the part keeps 256 KiB, is flagged as cut,
 # and its tsvector is computed (under PostgreSQL's 1 MB).
 expect_eq "huge vocabulary: 256 KiB kept" 262144 "$(sql "SELECT octet_length(doc) FROM part_text WHERE message_id = $vocab")"
@@ -85,7 +95,8 @@ MAILVAULT_EXTRACT=off mv import --quiet "$WORK/old"
 old=$(id_of att-9@corp.example)
 expect_eq "extraction off: no attachment text" "" "$(found attachment:durian)"
 out=$(mv index --reextract --json)
-expect_eq "reextract: the one message without text" 1 "$(echo "$out" | json_get reextracted)"
+expect_eq "reextract: the two messages without text (extraction off, stage failed)" 2 "$(echo "$out" | json_get reextracted)"
+expect_eq "reextract: the failed one now has its text" "$forced" "$(found attachment:tangerine -message-id:att-2@corp.example)"
 expect_eq "reextract: now found" "$old" "$(found attachment:durian)"
 expect_eq "reextract: found by phrase" "$old" "$(found "\"$(phrase old_pdf)\"")"
 expect_eq "reextract again: nothing to do" 0 "$(mv index --reextract --json | json_get reextracted)"
