@@ -549,7 +549,7 @@ mv_extract_result mv_extract_office(const guint8 *data, gsize len, const mv_extr
  * parent reads at most max_out bytes until the deadline, then kills it.
  * The child inherits the parent's memory (copy-on-write) and only calls
  * poppler; its address space may grow by pdf_memory_max, its CPU time is
- * the deadline rounded up. */
+ * the deadline rounded up plus a second (the parent's deadline first). */
 enum { PDF_EXIT_OK = 0, PDF_EXIT_DAMAGED = 10, PDF_EXIT_PAGES = 11, PDF_EXIT_ENCRYPTED = 12 };
 
 static gsize address_space_now(void)
@@ -590,7 +590,9 @@ G_GNUC_NORETURN static void pdf_child(int fd, const guint8 *data, gsize len,
 	struct rlimit as = {.rlim_cur = address_space_now() + limits->pdf_memory_max};
 	as.rlim_max = as.rlim_cur;
 	setrlimit(RLIMIT_AS, &as);
-	rlim_t cpu = (rlim_t)(limits->pdf_timeout_ms + 999) / 1000;
+	/* a second more than the wall clock: the parent's deadline comes first,
+	 * this is the backstop */
+	rlim_t cpu = (rlim_t)(limits->pdf_timeout_ms + 999) / 1000 + 1;
 	struct rlimit cpulim = {.rlim_cur = cpu, .rlim_max = cpu + 1};
 	setrlimit(RLIMIT_CPU, &cpulim);
 	struct rlimit nocore = {0, 0};
