@@ -73,7 +73,8 @@ static mv_extract_result failed(char **why_r, const char *fmt, ...)
 	va_start(ap, fmt);
 	char *why = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	if (why_r != NULL)
+	/* the first reason is kept */
+	if (why_r != NULL && *why_r == NULL)
 		*why_r = why;
 	else
 		g_free(why);
@@ -220,7 +221,11 @@ mv_extract_result mv_extract_rtf(const guint8 *data, gsize len, const mv_extract
 			if (to_skip > 0) {
 				to_skip--;
 			} else if (!skip[depth]) {
-				if (c < 0x80) {
+				if (c == '\t') {
+					rtf_text(&s, " ", 1);
+				} else if (c < 0x20 || c == 0x7f) {
+					/* control characters are no text */
+				} else if (c < 0x80) {
 					rtf_text(&s, (const char *)&data[i], 1);
 				} else {
 					g_byte_array_append(s.pending, &c, 1);
@@ -305,6 +310,11 @@ mv_extract_result mv_extract_rtf(const guint8 *data, gsize len, const mv_extract
 		if (strcmp(word, "ansicpg") == 0 && has_param && param > 0 && param < 100000) {
 			rtf_flush(&s);
 			g_snprintf(s.codepage, sizeof s.codepage, "CP%d", (int)param);
+			continue;
+		}
+		if (strcmp(word, "bin") == 0 && has_param) {
+			/* \binN: N bytes of binary data, never text */
+			i += (gsize)MIN((guint64)MAX(param, 0), (guint64)(len - i));
 			continue;
 		}
 		if (strcmp(word, "uc") == 0 && has_param) {
@@ -409,8 +419,13 @@ mv_extract_result mv_extract_office_xml(const char *entry, const guint8 *data, g
 	if (r == NULL)
 		return failed(why_r, "%s: not XML", entry);
 	xmlTextReaderSetErrorHandler(r, (xmlTextReaderErrorFunc)xml_silence, NULL);
+	/* libxml2 reports encoding errors through its generic handler (one
+	 * per thread): silent while this document is read */
+	xmlGenericErrorFunc saved_fn = xmlGenericError;
+	void *saved_ctx = xmlGenericErrorContext;
+	xmlSetGenericErrorFunc(NULL, xml_silence);
 	int skip_depth = -1; /* inside a shared-string cell or a formula */
-	int ret;
+	int ret = 1;
 	while (out->len < max_out && (ret = xmlTextReaderRead(r)) == 1) {
 		int type = xmlTextReaderNodeType(r);
 		int depth = xmlTextReaderDepth(r);
@@ -446,6 +461,7 @@ mv_extract_result mv_extract_office_xml(const char *entry, const guint8 *data, g
 	gboolean full = out->len >= max_out;
 	ret = full ? 1 : ret;
 	xmlFreeTextReader(r);
+	xmlSetGenericErrorFunc(saved_ctx, saved_fn);
 	if (full)
 		return failed(why_r, "text over %zu bytes, the first kept", max_out);
 	if (ret < 0)
@@ -469,7 +485,7 @@ mv_extract_result mv_extract_office(const guint8 *data, gsize len, const mv_extr
 	guint8 chunk[64 * 1024];
 	struct archive_entry *e;
 	int r;
-	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
 		if (++entries > limits->zip_entries_max) {
 			res = failed(why_r, "zip of more than %u entries", limits->zip_entries_max);
 			break;
@@ -512,21 +528,15 @@ mv_extract_result mv_extract_office(const guint8 *data, gsize len, const mv_extr
 		}
 		if (stop)
 			break;
-		char *why = NULL;
-		if (mv_extract_office_xml(name, buf->data, buf->len, max_out, out, &why) ==
+		if (mv_extract_office_xml(name, buf->data, buf->len, max_out, out, why_r) ==
 		    MV_EXTRACT_FAILED) {
 			res = MV_EXTRACT_FAILED;
-			if (why_r != NULL)
-				*why_r = why;
-			else
-				g_free(why);
 			if (out->len >= max_out)
 				break;
-			why = NULL;
 		}
 		put(out, "\n", 1, max_out);
 	}
-	if (r != ARCHIVE_OK && r != ARCHIVE_EOF && res != MV_EXTRACT_FAILED)
+	if (r != ARCHIVE_OK && r != ARCHIVE_WARN && r != ARCHIVE_EOF && res != MV_EXTRACT_FAILED)
 		res = failed(why_r, "damaged zip: %s", archive_error_string(a));
 	g_byte_array_free(buf, TRUE);
 	archive_read_free(a);
@@ -588,7 +598,9 @@ mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract
 	g_snprintf(pages, sizeof pages, "%u", limits->pdf_pages_max);
 	g_snprintf(bytes, sizeof bytes, "%zu", max_out + 4);
 	g_snprintf(memory, sizeof memory, "%zu", limits->pdf_memory_max);
-	g_snprintf(cpu, sizeof cpu, "%u", (limits->pdf_timeout_ms + 999) / 1000);
+	/* a second more than the wall clock: the deadline here comes first,
+	 * the CPU limit is the backstop */
+	g_snprintf(cpu, sizeof cpu, "%u", (limits->pdf_timeout_ms + 999) / 1000 + 1);
 	char *argv[] = {program, pages, bytes, memory, cpu, NULL};
 	GPid pid = 0;
 	int from = -1;
@@ -766,9 +778,10 @@ void mv_extract_message(mv_message *msg, const mv_extract_limits *limits, gboole
 			continue;
 		gsize len = 0;
 		const guint8 *data = g_bytes_get_data(p->content, &len);
-		/* A text leaf of an attached message is read like an attachment;
+		/* A text leaf of an attached message is read like an attachment,
+		 * and so is an inline part that is no body text (an inline PDF);
 		 * a text body of the message itself is in the message's text. */
-		if ((p->is_attachment || p->in_message) && len > 0) {
+		if ((p->is_attachment || p->in_message || !p->body_text) && len > 0) {
 			if (budget == 0 && kind_of(p->declared_type, p->detected_type, p->filename, data,
 			                           len) != KIND_NONE) {
 				add_part_text(msg, p, g_strdup(""),
@@ -820,7 +833,8 @@ void mv_extract_limits_from_env(mv_extract_limits *limits)
 
 #define REEXTRACT_WHERE \
 	"FROM message m LEFT JOIN text_extraction te ON te.message_id = m.id " \
-	"WHERE m.has_attachment AND ($1::boolean OR te.message_id IS NULL OR te.version < $2::integer) " \
+	"WHERE (m.has_attachment OR EXISTS (SELECT 1 FROM part p WHERE p.message_id = m.id " \
+	"  AND p.filename IS NOT NULL)) AND ($1::boolean OR te.message_id IS NULL OR te.version < $2::integer) " \
 	"AND ($3::timestamptz IS NULL OR m.archived_at >= $3::timestamptz) "
 
 mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gboolean all,

@@ -60,8 +60,9 @@ typedef enum {
 
 /* Append the text of one decoded leaf to out, at most max_out bytes of
  * out in total (on a UTF-8 character boundary).  declared_type,
- * detected_type, filename and charset may be NULL.  On MV_EXTRACT_FAILED,
- * *why_r is a new one-line reason (g_free).  Safe to call from several
+ * detected_type, filename and charset may be NULL.  *why_r must be NULL on
+ * entry (why_r may be NULL); on MV_EXTRACT_FAILED it is a new one-line
+ * reason (g_free), the first one met.  Safe to call from several
  * threads at once. */
 mv_extract_result mv_extract_part(const char *declared_type, const char *detected_type,
                                   const char *filename, const char *charset, const guint8 *data,
@@ -99,7 +100,8 @@ gboolean mv_extract_enabled(void);
 void mv_extract_limits_from_env(mv_extract_limits *limits);
 
 /* Re-extraction (`mailvault index --reextract`): recompute the attachment
- * text of the stored messages with attachments that have none by this
+ * text of the stored messages with attachments (or a part with a file
+ * name: an inline PDF) that have none by this
  * extractor version (all: every one of them), archived at or after since
  * (seconds since the epoch; 0: any time), from their stored bytes (read
  * and verified as `get` reads them), batch messages a transaction, in id

@@ -311,10 +311,12 @@ static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 	rec->size = bytes->len;
 	if (!c->limits->no_type_detection)
 		rec->detected_type = detect_type(bytes->data, bytes->len, is_text);
-	if (c->limits->keep_attachment_content && (rec->is_attachment || rec->in_message))
+	gboolean body_text = is_text && (rec->filename == NULL || !rec->is_attachment);
+	rec->body_text = body_text;
+	if (c->limits->keep_attachment_content &&
+	    (rec->is_attachment || rec->in_message || !body_text))
 		rec->content = g_bytes_new(bytes->data, bytes->len);
 
-	gboolean body_text = is_text && (rec->filename == NULL || !rec->is_attachment);
 	if (body_text && c->body->len < c->limits->max_text_bytes) {
 		char *text = GMIME_IS_TEXT_PART(part) ? g_mime_text_part_get_text(GMIME_TEXT_PART(part))
 		                                      : NULL;

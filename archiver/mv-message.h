@@ -50,15 +50,18 @@ typedef struct {
 	char *filename;       /* decoded, UTF-8, or NULL */
 	char *charset;        /* the charset parameter of its Content-Type, or NULL */
 	gboolean in_message;  /* inside an attached message (message/rfc822) */
+	gboolean body_text;   /* its text is part of the message's body text */
 	gint64 size;          /* decoded content size */
 	gboolean spliced;     /* stored as its own blob (raw encoded bytes) */
 	gsize raw_offset;     /* range of its encoded content in the raw bytes */
 	gsize raw_len;
 	uint8_t blob_sha256[MV_SHA256_LEN]; /* of raw[raw_offset..+raw_len) when spliced */
 	gboolean is_attachment;
-	GBytes *content;      /* decoded content of an attachment (or of any leaf
-	                         in_message), only with keep_attachment_content;
-	                         the extract and virus stages drop it */
+	GBytes *content;      /* decoded content of an attachment, of any leaf
+	                         in_message and of any leaf that is not body
+	                         text (an inline PDF), only with
+	                         keep_attachment_content; the extract and virus
+	                         stages drop it */
 	/* Virus verdict of an attachment (mv-scan.h): NULL when not asked,
 	 * else "clean", "infected" (virus_name) or "unscanned" (virus_name:
 	 * why).  Static status string, owned name. */

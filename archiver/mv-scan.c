@@ -327,7 +327,9 @@ void mv_scan_virus(const mv_scan_config *cfg, mv_message *msg)
 	gboolean down = FALSE; /* once clamd is down, do not wait on it again */
 	for (guint i = 0; i < msg->parts->len; i++) {
 		mv_part *p = msg->parts->pdata[i];
-		if (p->content == NULL)
+		/* attachments only: the parser also keeps other leaves' content
+		 * for the extract stage */
+		if (p->content == NULL || !p->is_attachment)
 			continue;
 		char *detail = NULL;
 		mv_clamd_verdict v;

@@ -33,6 +33,7 @@ PHRASES = {
     "inner_body": "pangolin forwarded rambutan thread",
     "inner_docx": "wombat nested lychee appendix",
     "old_pdf": "capybara archived durian ledger",
+    "inline_pdf": "okapi inline jackfruit invoice",
 }
 
 
@@ -158,7 +159,7 @@ def qp(data):
     return "\n".join(out)
 
 
-def attach(msg, data, maintype, subtype, name, encoding):
+def attach(msg, data, maintype, subtype, name, encoding, disposition="attachment"):
     part = email.mime.base.MIMEBase(maintype, subtype, name=name)
     if encoding == "base64":
         part.set_payload(data)
@@ -166,7 +167,7 @@ def attach(msg, data, maintype, subtype, name, encoding):
     else:
         part.set_payload(qp(data))
         part["Content-Transfer-Encoding"] = "quoted-printable"
-    part.add_header("Content-Disposition", "attachment", filename=name)
+    part.add_header("Content-Disposition", disposition, filename=name)
     msg.attach(part)
 
 
@@ -229,6 +230,11 @@ write("pdfbomb", m)
 m = message(8, "vocabulary", "a dictionary")
 attach(m, vocabulary(), "text", "plain", "words.txt", "base64")
 write("vocab", m)
+
+# A PDF sent inline (some mailers do): no body text, read all the same.
+m = message(10, "inline invoice", "the invoice is inline")
+attach(m, pdf(P["inline_pdf"]), "application", "pdf", "invoice.pdf", "base64", "inline")
+write("inline", m)
 
 # Stored with extraction off, found after index --reextract.
 m = message(9, "old ledger", "an old message")

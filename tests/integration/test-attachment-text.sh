@@ -16,12 +16,14 @@ PY=/usr/bin/python3
 mkdir "$WORK/mail"
 cp "$WORK"/gen/*.eml "$WORK/mail/"
 
-# The PDF bomb runs into a 2 s limit here (20 s by default).
+# The PDF bomb runs into a 2 s limit here (20 s by default), at import and
+# at re-extraction.
+export MAILVAULT_EXTRACT_PDF_TIMEOUT_MS=2000
 start=$(date +%s)
-MAILVAULT_EXTRACT_PDF_TIMEOUT_MS=2000 mv import --quiet "$WORK/mail"
+mv import --quiet "$WORK/mail"
 took=$(( $(date +%s) - start ))
 check "import with two bombs finishes in bounded time (${took}s)" test "$took" -lt 40
-expect_eq "every message stored" 8 "$(sql "SELECT count(*) FROM message")"
+expect_eq "every message stored" 9 "$(sql "SELECT count(*) FROM message")"
 
 phrase() { grep "^$1 " "$WORK/gen/phrases" | cut -d' ' -f2-; }
 id_of() { sql "SELECT id FROM message WHERE message_id = '$1'"; }
@@ -31,8 +33,9 @@ found() { mv search --json "$@" | "$PY" -c 'import json,sys; print(" ".join(sort
 pdf=$(id_of att-1@corp.example); docx=$(id_of att-2@corp.example); xlsx=$(id_of att-3@corp.example)
 rtf=$(id_of att-4@corp.example); fwd=$(id_of att-5@corp.example)
 zipbomb=$(id_of att-6@corp.example); pdfbomb=$(id_of att-7@corp.example); vocab=$(id_of att-8@corp.example)
+inline=$(id_of att-10@corp.example)
 
-for k in pdf:$pdf docx:$docx xlsx:$xlsx rtf:$rtf text:$rtf odt:$fwd inner_body:$fwd inner_docx:$fwd; do
+for k in pdf:$pdf docx:$docx xlsx:$xlsx rtf:$rtf text:$rtf odt:$fwd inner_body:$fwd inner_docx:$fwd inline_pdf:$inline; do
   name=${k%%:*} id=${k#*:}
   p=$(phrase "$name")
   last=${p##* }
@@ -48,7 +51,8 @@ expect_eq "stemming applies to attachment text" "$pdf" "$(found attachment:flang
 expect_eq "the Latin-1 text attachment, converted" "$rtf" "$(found 'attachment:"tapir café"')"
 expect_eq "RTF \\'e9 and \\u239 decoded" "$rtf" "$(found 'attachment:"café naïve"')"
 expect_eq "attachment: combines with other terms" "$docx" "$(found 'attachment:tangerine from:alice@corp.example')"
-check "attachment: with an empty value is an error" bash -c '! "$MAILVAULT_BIN" --home "$MV_HOME" search "attachment:" >/dev/null 2>&1'
+rc_of() { set +e; "$@" >/dev/null 2>&1; local rc=$?; set -e; echo $rc; }
+expect_eq "attachment: with an empty value is a query error (exit 65)" 65 "$(rc_of mv search "attachment:")"
 
 # Before indexing (tsv NULL) the same rows are found on the fly.
 sql "UPDATE part_text SET tsv = NULL" >/dev/null
@@ -64,8 +68,19 @@ mv get "$zipbomb" > "$WORK/zb.eml"
 check "zip bomb message: get returns its exact bytes" cmp -s "$WORK/zb.eml" "$WORK/gen/zipbomb.eml"
 mv get "$pdfbomb" > "$WORK/pb.eml"
 check "PDF bomb message: get returns its exact bytes" cmp -s "$WORK/pb.eml" "$WORK/gen/pdfbomb.eml"
-expect_eq "the other messages are not flagged" 0 \
-  "$(sql "SELECT count(*) FROM message WHERE flags <> '{}' AND id NOT IN ($zipbomb, $pdfbomb, $vocab)")"
+expect_eq "the other messages are not flagged" "" \
+  "$(sql "SELECT string_agg(message_id || ': ' || array_to_string(flags, ', '), '; ') FROM message
+          WHERE flags <> '{}' AND id NOT IN ($zipbomb, $pdfbomb, $vocab)")"
+
+# The stage failing as a whole (forced): the message is stored, flagged.
+mkdir "$WORK/forced"
+sed -e 's/<att-2@/<forced-2@/' "$WORK/gen/docx.eml" > "$WORK/forced/f.eml"
+MAILVAULT_TEST_FAIL_STAGE=extract mv import --quiet "$WORK/forced"
+forced=$(id_of forced-2@corp.example)
+check "extract stage failing: stored and flagged: $(flags "$forced")" \
+  bash -c "[[ '$(flags "$forced")' == *'stage extract failed: forced'* ]]"
+mv get "$forced" > "$WORK/forced.out"
+check "extract stage failing: byte-exact" cmp -s "$WORK/forced.out" "$WORK/forced/f.eml"
 
 # A megabyte of distinct words: the part keeps 256 KiB, is flagged as cut,
 # and its tsvector is computed (under PostgreSQL's 1 MB).
@@ -81,11 +96,12 @@ MAILVAULT_EXTRACT=off mv import --quiet "$WORK/old"
 old=$(id_of att-9@corp.example)
 expect_eq "extraction off: no attachment text" "" "$(found attachment:durian)"
 out=$(mv index --reextract --json)
-expect_eq "reextract: the one message without text" 1 "$(echo "$out" | json_get reextracted)"
+expect_eq "reextract: the two messages without text (extraction off, stage failed)" 2 "$(echo "$out" | json_get reextracted)"
+expect_eq "reextract: the failed one now has its text" "$forced" "$(found attachment:tangerine -message-id:att-2@corp.example)"
 expect_eq "reextract: now found" "$old" "$(found attachment:durian)"
 expect_eq "reextract: found by phrase" "$old" "$(found "\"$(phrase old_pdf)\"")"
 expect_eq "reextract again: nothing to do" 0 "$(mv index --reextract --json | json_get reextracted)"
-n_all=$(sql "SELECT count(*) FROM message WHERE has_attachment")
+n_all=$(sql "SELECT count(*) FROM message m WHERE has_attachment OR EXISTS (SELECT 1 FROM part p WHERE p.message_id = m.id AND p.filename IS NOT NULL)")
 expect_eq "reextract --all redoes every message with attachments" "$n_all" \
   "$(mv index --reextract --all --json | json_get reextracted)"
 expect_eq "reextract --all keeps one row per part" 0 \
@@ -93,7 +109,21 @@ expect_eq "reextract --all keeps one row per part" 0 \
 expect_eq "after --all: still found" "$pdf" "$(found attachment:marmalade)"
 expect_eq "reextract --since tomorrow: nothing" 0 \
   "$(mv index --reextract --all --since "$(date -u -d tomorrow +%F)" --json | json_get reextracted)"
-check "reextract --since checks its date" bash -c '! "$MAILVAULT_BIN" --home "$MV_HOME" index --reextract --since 2025-13-01 >/dev/null 2>&1'
+expect_eq "reextract --since checks its date (usage, exit 64)" 64 "$(rc_of mv index --reextract --since 2025-13-01)"
+expect_eq "--all without --reextract is a usage error" 64 "$(rc_of mv index --all)"
+
+# An ongoing hold whose query is on attachment text takes a new message at
+# ingest: the text is stored in the transaction before the holds run.
+mv hold create flanges --case C-16 --reason "attachment text" --query 'attachment:"stainless flanges"' --ongoing >/dev/null
+mkdir "$WORK/held"
+sed -e 's/<att-1@/<held-1@/' -e 's/^Subject: pdf report/Subject: pdf report again/' "$WORK/gen/pdf.eml" > "$WORK/held/h.eml"
+mv import --quiet "$WORK/held"
+held=$(id_of held-1@corp.example)
+expect_eq "ongoing hold: the new message with the phrase in its PDF is held at ingest" \
+  "$held" "$(found 'hold:flanges message-id:held-1@corp.example')"
+mv hold release flanges --reason "checked" >/dev/null
+# from here on, the PDF's phrase is in two messages
+pdfs=$(printf '%s\n' "$pdf" "$held" | sort | paste -sd' ')
 
 # Export: the text file and index.html carry the extracted text, marked.
 mv export --query "attachment:marmalade OR attachment:lychee" --out "$WORK/bundle" >/dev/null
@@ -111,7 +141,30 @@ expect_eq "part_text under row-level security" "t" \
   "$(sql "SELECT relrowsecurity FROM pg_class WHERE relname = 'part_text'")"
 expect_eq "part_text policies as message_text's" "granted staff" \
   "$(sql "SELECT string_agg(policyname, ' ' ORDER BY policyname) FROM pg_policies WHERE tablename = 'part_text'")"
-expect_eq "part_text rows go with their message (purge)" "c" \
-  "$(sql "SELECT confdeltype FROM pg_constraint WHERE conrelid = 'part_text'::regclass AND contype = 'f'")"
+# An employee sees the attachment text of their own mail only.
+test_user alice mv-att-alice
+test_user carol mv-att-carol
+mv user add "$alice" --role employee --address alice@corp.example >/dev/null
+mv user add "$carol" --role employee --address carol@corp.example >/dev/null
+psql_as() { runuser -u "$1" -- psql -X -q -t -A -v ON_ERROR_STOP=1 "host=$MV_HOME/run dbname=mailvault user=$1" -c "$2"; }
+expect_eq "employee alice reads the part texts of her messages" \
+  "$(sql "SELECT count(*) FROM part_text")" "$(psql_as "$alice" "SELECT count(*) FROM part_text")"
+expect_eq "employee carol reads none" 0 "$(psql_as "$carol" "SELECT count(*) FROM part_text")"
+expect_eq "carol's search finds no attachment of others" "" \
+  "$(runuser -u "$carol" -- "$MAILVAULT_BIN" --home "$MV_HOME" search --json attachment:marmalade | "$PY" -c 'import json,sys; print(" ".join(str(d["id"]) for d in json.load(sys.stdin)))')"
+expect_eq "alice's search finds hers" "$pdfs" \
+  "$(runuser -u "$alice" -- "$MAILVAULT_BIN" --home "$MV_HOME" search --json attachment:marmalade | "$PY" -c 'import json,sys; print(" ".join(sorted(str(d["id"]) for d in json.load(sys.stdin))))')"
+# Purge destroys the attachment text with the message.
+mv policy load "$TESTS_DIR/integration/data/policy-purge.xml" >/dev/null
+mkdir "$WORK/eph"
+sed -e 's/^Subject: pdf report/Subject: ephemeral report/' -e 's/<att-1@/<eph-1@/' "$WORK/gen/pdf.eml" > "$WORK/eph/e.eml"
+mv import --quiet "$WORK/eph"
+eph=$(id_of eph-1@corp.example)
+expect_eq "the expiring message has attachment text" 1 "$(sql "SELECT count(*) FROM part_text WHERE message_id = $eph")"
+mv purge --json >/dev/null
+expect_eq "purge destroyed it" 0 "$(sql "SELECT count(*) FROM message WHERE id = $eph")"
+expect_eq "purge took its attachment text" 0 "$(sql "SELECT count(*) FROM part_text WHERE message_id = $eph")"
+expect_eq "and its extraction record" 0 "$(sql "SELECT count(*) FROM text_extraction WHERE message_id = $eph")"
+expect_eq "the others keep theirs" "$pdfs" "$(found attachment:marmalade)"
 
 finish

@@ -57,6 +57,13 @@ static void test_rtf_text(void **state)
 	assert_int_equal(r, MV_EXTRACT_OK);
 	assert_string_equal(t, "a\xef\x82\xb7" "b\xe2\x82\xac" "c"); /* U+F0B7, U+20AC */
 	g_free(t);
+	/* \bin data is skipped, braces in it included */
+	t = rtf("{\\rtf1 a{\\pict\\bin4 }}{{}b}", 4096, &r, &why);
+	assert_string_equal(t, "ab");
+	g_free(t);
+	t = rtf("{\\rtf1 a\\bin3 {{{b}", 4096, &r, &why);
+	assert_string_equal(t, "ab");
+	g_free(t);
 	/* another code page */
 	t = rtf("{\\rtf1\\ansi\\ansicpg1251 \\'cf\\'f0\\'e8}", 4096, &r, &why);
 	assert_string_equal(t, "При");
@@ -335,6 +342,7 @@ static mv_part *leaf(mv_message *m, const char *path, const char *type, const ch
 	p->declared_type = g_strdup(type);
 	p->filename = g_strdup(name);
 	p->is_attachment = name != NULL;
+	p->body_text = name == NULL; /* as the parser says of a text part without a name */
 	p->content = g_bytes_new(content, strlen(content));
 	g_ptr_array_add(m->parts, p);
 	return p;

@@ -552,6 +552,24 @@ static void test_tombstone_target(void **state)
 
 /* ---- full text ---- */
 
+/* attachment: is the part_text half of a bare word or phrase alone. */
+static void test_attachment(void **state)
+{
+	(void)state;
+	expect_sql("attachment:flanges", 1,
+	           "(m.id IN (SELECT y.message_id FROM part_text y WHERE y.tsv @@ "
+	           "mv_search_query($1, false) UNION ALL SELECT y.message_id FROM "
+	           "part_text y WHERE y.tsv IS NULL AND mv_search_vector(y.doc, y.lang) "
+	           "@@ mv_search_query($1, false)))",
+	           "flanges", NULL);
+	expect_sql("attachment:\"stainless steel\"", 1,
+	           "(m.id IN (SELECT y.message_id FROM part_text y WHERE y.tsv @@ "
+	           "mv_search_query($1, true) UNION ALL SELECT y.message_id FROM "
+	           "part_text y WHERE y.tsv IS NULL AND mv_search_vector(y.doc, y.lang) "
+	           "@@ mv_search_query($1, true)))",
+	           "stainless steel", NULL);
+}
+
 static void test_bare_word_and_phrase(void **state)
 {
 	(void)state;
@@ -971,6 +989,7 @@ int main(void)
 		cmocka_unit_test(test_filename),
 		cmocka_unit_test(test_type),
 		cmocka_unit_test(test_message_id),
+		cmocka_unit_test(test_attachment),
 		cmocka_unit_test(test_bare_word_and_phrase),
 		cmocka_unit_test(test_not),
 		cmocka_unit_test(test_and_or),
