@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -545,15 +546,55 @@ mv_extract_result mv_extract_office(const guint8 *data, gsize len, const mv_extr
 
 /* ---- PDF, in a process of its own ----
  *
- * libexec/mailvault-pdftext reads the PDF (given as its standard input, a
- * memfd holding the bytes: no pipe to feed, no SIGPIPE) and writes the
- * text to a pipe; it limits its own address space and CPU time before it
- * reads, and the parent reads at most max_out bytes until the deadline,
- * then kills it.  A program of its own keeps poppler out of the mailvault
- * command (loading it cost every command some 10 ms) and starts from a
- * clean process: a fork without exec of this threaded one could inherit a
- * lock another thread held (GLib's type system) and hang. */
-enum { PDF_EXIT_OK = 0, PDF_EXIT_DAMAGED = 10, PDF_EXIT_PAGES = 11, PDF_EXIT_ENCRYPTED = 12 };
+ * libexec/mailvault-pdftext reads PDFs for us: each parse thread keeps one
+ * (thread-local), started on its first PDF, and hands it one document at a
+ * time over a socket pair: the PDF as a memfd (SCM_RIGHTS: no pipe to feed,
+ * no SIGPIPE), the text back.  The program limits its own address space and
+ * its CPU time per document; here a document has its wall-clock deadline,
+ * at which the worker is killed (and a new one started for the next PDF).
+ * A program of its own keeps poppler out of the mailvault command (loading
+ * it cost every command some 10 ms) and starts from a clean process: a fork
+ * without exec of this threaded one could inherit a lock another thread
+ * held (GLib's type system) and hang.  Kept between documents: starting it
+ * and loading poppler cost more than reading a small PDF. */
+enum { PDF_OK = 0, PDF_DAMAGED = 10, PDF_PAGES = 11, PDF_ENCRYPTED = 12 };
+
+#define PDF_WORKER_DOCUMENTS 200 /* then a fresh worker */
+
+typedef struct {
+	GPid pid;
+	int sock;
+	guint served;
+} pdf_worker;
+
+static void pdf_worker_stop(pdf_worker *w, int *status_r)
+{
+	if (w == NULL)
+		return;
+	close(w->sock);
+	int status = 0;
+	/* a worker that ended by itself (a limit) has its status; else kill */
+	pid_t r;
+	do
+		r = waitpid(w->pid, &status, WNOHANG);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		kill(w->pid, SIGKILL);
+		do
+			r = waitpid(w->pid, &status, 0);
+		while (r < 0 && errno == EINTR);
+	}
+	if (status_r != NULL)
+		*status_r = r > 0 ? status : 0;
+	g_free(w);
+}
+
+static void pdf_worker_free(gpointer p)
+{
+	pdf_worker_stop(p, NULL);
+}
+
+static GPrivate pdf_worker_key = G_PRIVATE_INIT(pdf_worker_free);
 
 /* MAILVAULT_PDFTEXT, else the program beside this executable (the build
  * tree), else the installed one (MV_LIBEXECDIR). */
@@ -575,6 +616,91 @@ static char *pdftext_path(void)
 	return g_build_filename(MV_LIBEXECDIR, "mailvault-pdftext", NULL);
 }
 
+static pdf_worker *pdf_worker_start(const mv_extract_limits *limits, char **why_r)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		*why_r = g_strdup_printf("PDF: cannot create a socket pair: %s", g_strerror(errno));
+		return NULL;
+	}
+	char *program = pdftext_path();
+	char pages[24], memory[24], cpu[24];
+	g_snprintf(pages, sizeof pages, "%u", limits->pdf_pages_max);
+	g_snprintf(memory, sizeof memory, "%zu", limits->pdf_memory_max);
+	/* a second more than the wall clock: the deadline here comes first,
+	 * the CPU limit is the backstop */
+	g_snprintf(cpu, sizeof cpu, "%u", (limits->pdf_timeout_ms + 999) / 1000 + 1);
+	char *argv[] = {program, pages, memory, cpu, NULL};
+	GPid pid = 0;
+	GError *gerr = NULL;
+	gboolean ok = g_spawn_async_with_pipes_and_fds(
+		NULL, (const char *const *)argv, NULL,
+		G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+		NULL, sv[1], -1, -1, NULL, NULL, 0, &pid, NULL, NULL, NULL, &gerr);
+	close(sv[1]);
+	if (!ok) {
+		*why_r = g_strdup_printf("PDF: cannot start %s: %s", program, gerr->message);
+		g_error_free(gerr);
+		g_free(program);
+		close(sv[0]);
+		return NULL;
+	}
+	g_free(program);
+	pdf_worker *w = g_new0(pdf_worker, 1);
+	w->pid = pid;
+	w->sock = sv[0];
+	return w;
+}
+
+/* Read len bytes before deadline.  0: read; 1: end of file or error; 2:
+ * the deadline passed. */
+static int read_by(int fd, void *buf, gsize len, gint64 deadline)
+{
+	char *p = buf;
+	while (len > 0) {
+		gint64 left = (deadline - g_get_monotonic_time()) / 1000;
+		if (left <= 0)
+			return 2;
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int pr = poll(&pfd, 1, (int)MIN(left, G_MAXINT));
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0)
+			return 2;
+		ssize_t n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return 1;
+		p += n;
+		len -= (gsize)n;
+	}
+	return 0;
+}
+
+/* Hand the PDF in fd to the worker: FALSE when it cannot be sent. */
+static gboolean pdf_send(pdf_worker *w, int fd, guint64 want)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	memset(&control, 0, sizeof control);
+	struct iovec iov = {.iov_base = &want, .iov_len = sizeof want};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+	                   .msg_controllen = sizeof control.buf};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	ssize_t n;
+	do
+		n = sendmsg(w->sock, &m, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)sizeof want;
+}
+
 mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract_limits *limits,
                                  gsize max_out, GString *out, char **why_r)
 {
@@ -592,95 +718,70 @@ mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract
 		}
 		off += (gsize)n;
 	}
-	lseek(in, 0, SEEK_SET);
-	char *program = pdftext_path();
-	char pages[24], bytes[24], memory[24], cpu[24];
-	g_snprintf(pages, sizeof pages, "%u", limits->pdf_pages_max);
-	g_snprintf(bytes, sizeof bytes, "%zu", max_out + 4);
-	g_snprintf(memory, sizeof memory, "%zu", limits->pdf_memory_max);
-	/* a second more than the wall clock: the deadline here comes first,
-	 * the CPU limit is the backstop */
-	g_snprintf(cpu, sizeof cpu, "%u", (limits->pdf_timeout_ms + 999) / 1000 + 1);
-	char *argv[] = {program, pages, bytes, memory, cpu, NULL};
-	GPid pid = 0;
-	int from = -1;
-	GError *gerr = NULL;
-	gboolean spawned = g_spawn_async_with_pipes_and_fds(
-		NULL, (const char *const *)argv, NULL,
-		G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDERR_TO_DEV_NULL | G_SPAWN_CLOEXEC_PIPES, NULL, NULL,
-		in, -1, -1, NULL, NULL, 0, &pid, NULL, &from, NULL, &gerr);
+	guint64 want = (guint64)max_out + 4; /* keeps the last character whole for put() to cut */
+	pdf_worker *w = g_private_get(&pdf_worker_key);
+	/* A worker that died since its last document fails the send: one more
+	 * start then. */
+	gboolean sent = w != NULL && pdf_send(w, in, want);
+	if (!sent) {
+		g_private_replace(&pdf_worker_key, NULL);
+		char *why = NULL;
+		w = pdf_worker_start(limits, &why);
+		if (w == NULL) {
+			close(in);
+			mv_extract_result r = failed(why_r, "%s", why);
+			g_free(why);
+			return r;
+		}
+		g_private_set(&pdf_worker_key, w);
+		sent = pdf_send(w, in, want);
+	}
 	close(in);
-	if (!spawned) {
-		mv_extract_result r = failed(why_r, "PDF: cannot start %s: %s", program, gerr->message);
-		g_error_free(gerr);
-		g_free(program);
-		return r;
-	}
-	g_free(program);
 	gint64 deadline = g_get_monotonic_time() + (gint64)limits->pdf_timeout_ms * 1000;
-	GString *text = g_string_new(NULL);
-	gboolean timed_out = FALSE, enough = FALSE;
-	char chunk[64 * 1024];
-	for (;;) {
-		gint64 left = (deadline - g_get_monotonic_time()) / 1000;
-		if (left <= 0) {
-			timed_out = TRUE;
-			break;
-		}
-		struct pollfd pfd = {.fd = from, .events = POLLIN};
-		int pr = poll(&pfd, 1, (int)MIN(left, G_MAXINT));
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr == 0) {
-			timed_out = TRUE;
-			break;
-		}
-		ssize_t n = read(from, chunk, sizeof chunk);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		/* UTF-8 from poppler; up to 4 bytes past the cap keep the last
-		 * character whole for put() to cut. */
-		gsize room = max_out + 4 > text->len ? max_out + 4 - text->len : 0;
-		g_string_append_len(text, chunk, (gssize)MIN((gsize)n, room));
-		if (text->len >= max_out + 4) {
-			enough = TRUE;
-			break;
-		}
+	guint32 head[4] = {0};
+	int rr = sent ? read_by(w->sock, head, sizeof head, deadline) : 1;
+	guint64 tlen = 0;
+	memcpy(&tlen, &head[2], sizeof tlen);
+	if (rr == 0 && tlen > want)
+		rr = 1; /* more than asked for: not our worker speaking */
+	char *text = NULL;
+	if (rr == 0) {
+		text = g_malloc((gsize)tlen + 1);
+		rr = read_by(w->sock, text, (gsize)tlen, deadline);
 	}
-	close(from);
-	int status = 0;
-	if (timed_out || enough)
-		kill(pid, SIGKILL);
-	pid_t w;
-	do
-		w = waitpid(pid, &status, 0);
-	while (w < 0 && errno == EINTR);
+	if (rr != 0) {
+		/* timed out, died, or spoke nonsense: it goes; the next PDF starts
+		 * another */
+		g_private_set(&pdf_worker_key, NULL);
+		int status = 0;
+		pdf_worker_stop(w, &status);
+		g_free(text);
+		if (rr == 2)
+			return failed(why_r, "PDF: no result within %u ms", limits->pdf_timeout_ms);
+		if (WIFSIGNALED(status))
+			return failed(why_r, "PDF: the reader was stopped by signal %d (time or memory limit)",
+			              WTERMSIG(status));
+		return failed(why_r, "PDF: the reader ended without an answer");
+	}
+	if (++w->served >= PDF_WORKER_DOCUMENTS)
+		g_private_replace(&pdf_worker_key, NULL); /* it sees end of file and exits */
 	gsize before = out->len;
-	put_clean(out, text->str, (gssize)text->len, max_out);
-	gboolean cut = text->len > 0 && out->len - before < text->len && out->len >= max_out;
-	g_string_free(text, TRUE);
-	if (timed_out)
-		return failed(why_r, "PDF: no result within %u ms", limits->pdf_timeout_ms);
-	if (enough || cut)
+	put_clean(out, text, (gssize)tlen, max_out);
+	gboolean cut = tlen > 0 && out->len - before < tlen && out->len >= max_out;
+	g_free(text);
+	if (cut || tlen >= want)
 		return failed(why_r, "text over %zu bytes, the first kept", max_out);
-	if (w < 0)
-		return MV_EXTRACT_OK; /* reaped elsewhere (SIGCHLD ignored): what it wrote */
-	if (WIFSIGNALED(status))
-		return failed(why_r, "PDF: the reader was stopped by signal %d (time or memory limit)",
-		              WTERMSIG(status));
-	switch (WIFEXITED(status) ? WEXITSTATUS(status) : -1) {
-	case PDF_EXIT_OK:
+	switch (head[0]) {
+	case PDF_OK:
 		return MV_EXTRACT_OK;
-	case PDF_EXIT_DAMAGED:
+	case PDF_DAMAGED:
 		return failed(why_r, "PDF: damaged or not a PDF");
-	case PDF_EXIT_ENCRYPTED:
+	case PDF_ENCRYPTED:
 		return failed(why_r, "PDF: encrypted");
-	case PDF_EXIT_PAGES:
+	case PDF_PAGES:
 		return failed(why_r, "PDF of more than %u pages, the first read", limits->pdf_pages_max);
 	default:
-		return failed(why_r, "PDF: the reader failed (exit %d)", WEXITSTATUS(status));
+		return failed(why_r, "PDF: the reader failed (status %u)", head[0]);
 	}
 }
 
