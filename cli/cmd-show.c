@@ -308,14 +308,8 @@ int mv_cmd_show(mv_cli *cli, int argc, char **argv)
 		}
 		g_free(terr);
 	}
-	if (st == MV_ERR_NOT_FOUND && mv_db_is_replica(db)) {
-		/* Perhaps not replayed yet: say how far behind the replica is. */
-		char *lag = mv_cli_replica_note(db);
-		char *e = g_strdup_printf("%s%s", err != NULL ? err : "not found", lag);
-		g_free(lag);
-		g_free(err);
-		err = e;
-	}
+	/* Perhaps not replayed yet: say how far behind a replica is. */
+	mv_cli_replica_lag_note(db, st, &err);
 	mv_db_close(&db);
 	if (st != MV_OK) {
 		rc = mv_cli_fail(cli, st, err);

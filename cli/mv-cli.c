@@ -176,10 +176,8 @@ int mv_cli_open_read(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r)
 	return open_archive(cli, ci != NULL && *ci != '\0' ? ci : NULL, db_r, blobs_r);
 }
 
-char *mv_cli_replica_note(mv_db *db)
+static char *replica_note(mv_db *db)
 {
-	if (db == NULL || !mv_db_is_replica(db))
-		return g_strdup("");
 	gint64 bytes = 0;
 	double seconds = -1;
 	char *err = NULL;
@@ -194,6 +192,17 @@ char *mv_cli_replica_note(mv_db *db)
 	                       "primary, last replayed transaction %.1f s ago: retry, or run without "
 	                       "--db-read / MAILVAULT_DB_READ)",
 	                       bytes, seconds);
+}
+
+void mv_cli_replica_lag_note(mv_db *db, mv_status st, char **error_r)
+{
+	if (st != MV_ERR_NOT_FOUND || db == NULL || !mv_db_is_replica(db))
+		return;
+	char *lag = replica_note(db);
+	char *e = g_strdup_printf("%s%s", *error_r != NULL ? *error_r : "not found", lag);
+	g_free(lag);
+	g_free(*error_r);
+	*error_r = e;
 }
 
 gboolean mv_cli_progress_enabled(void)

@@ -82,9 +82,11 @@ int mv_cli_open(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r);
  * standby and writes its audit entry on the primary (mv_db_writer);
  * without, it is mv_cli_open. */
 int mv_cli_open_read(mv_cli *cli, mv_db **db_r, mv_blobstore **blobs_r);
-/* When db reads from a replica, " (read from a replica N bytes, S s behind
- * the primary)" for a message that says something was not found; else "". */
-char *mv_cli_replica_note(mv_db *db);
+/* When st is MV_ERR_NOT_FOUND and db reads from a replica, append to
+ * *error_r (a g_free'd message, "not found" when NULL) " (read from a
+ * replica N bytes, S s behind the primary ...)": it may not have replayed
+ * the record yet.  Otherwise nothing. */
+void mv_cli_replica_lag_note(mv_db *db, mv_status st, char **error_r);
 
 /* Progress on stderr (mv-progress.h: a terminal, or --progress). */
 gboolean mv_cli_progress_enabled(void);

@@ -246,12 +246,17 @@ sb_sql() {
   runuser -u "$PGU" -- "$PGBIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 \
     "host=$pg/sock port=$SB_PORT user=postgres dbname=mailvault" "$@"
 }
-# Wait until the standby has replayed everything the primary wrote so far.
-target=$(odb -c "SELECT pg_current_wal_lsn()")
-for i in $(seq 1 300); do
-  [ "$(sb_sql -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ] && break
-  sleep 0.1
-done
+# replayed: wait (at most 30 s) until the standby has replayed everything
+# the primary wrote so far.
+replayed() {
+  local target i
+  target=$(odb -c "SELECT pg_current_wal_lsn()")
+  for i in $(seq 1 300); do
+    [ "$(sb_sql -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ] && return 0
+    sleep 0.1
+  done
+}
+replayed
 expect_eq "the standby is in recovery" t "$(sb_sql -c 'SELECT pg_is_in_recovery()')"
 mvr() { "$MAILVAULT_BIN" --db "$OWNER" --db-read "$READ" "$@"; }
 before=$(odb -c "SELECT count(*) FROM audit_event WHERE action = 'get'")
@@ -284,10 +289,6 @@ out=$(mvr get "$late" 2>&1 >/dev/null || true)
 case $out in *"bytes of WAL behind the primary"*) ok "get of a message not yet replayed says how far the replica lags" ;;
   *) fail "get of a message not yet replayed says how far the replica lags: $out" ;; esac
 sb_sql -c "SELECT pg_wal_replay_resume()" >/dev/null
-target=$(odb -c "SELECT pg_current_wal_lsn()")
-for i in $(seq 1 300); do
-  [ "$(sb_sql -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ] && break
-  sleep 0.1
-done
+replayed
 check "once replayed, the replica serves it" mvr show "$late"
 finish
