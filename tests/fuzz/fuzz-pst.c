@@ -19,7 +19,12 @@
  *         without it an odd input goes through the whole import path
  *         instead: the parent above with the real reader child,
  *         MV_FUZZ_MAILVAULT (default: the mailvault of this build,
- *         ../../mailvault from this program), `pst-read --records`. */
+ *         ../../mailvault from this program), `pst-read --records`,
+ *         stopped after its first crash (each restart is a process start,
+ *         and libpst may spend seconds on a hostile length first), with
+ *         unsymbolized sanitizer reports.  That child's coverage is not
+ *         seen by libFuzzer: this half checks the parent against real
+ *         reader output, it does not steer into libpst. */
 #include "fuzz-common.h"
 #include "mv-pst-proc.h"
 #include "mv-pst.h"
