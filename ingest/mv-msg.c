@@ -442,10 +442,11 @@ mv_status mv_msg_read(const guint8 *data, gsize len, gsize max_bytes, mv_msg_res
 	mv_status st = read_msg(data, len, max_bytes, result_r, &err);
 	capturing = NULL;
 	if (st != MV_OK) {
+		const char *why = err != NULL ? err : "cannot be read";
 		if (cap.first != NULL)
-			st = mv_fail(error_r, st, "%s (libgsf: %s)", err, cap.first);
+			st = mv_fail(error_r, st, "%s (libgsf: %s)", why, cap.first);
 		else
-			st = mv_fail(error_r, st, "%s", err);
+			st = mv_fail(error_r, st, "%s", why);
 	}
 	g_free(err);
 	g_free(cap.first);

@@ -483,7 +483,7 @@ mv_status mv_pst_next(mv_pst *p, gint64 skip_to, mv_pst_item **item_r, gint64 *i
 		 * may say so. */
 		guint64 declared = p->declared_size, actual = p->actual_size;
 		p->declared_size = 0;
-		*index_r = p->index;
+		*index_r = 0; /* the file, not an item: FILE#0 */
 		return mv_fail(error_r, MV_ERR_INPUT, "the file is cut short: %" PRIu64 " of the %" PRIu64
 		               " bytes its header declares; items stored beyond its end are missing",
 		               actual, declared);
