@@ -158,8 +158,8 @@ static gboolean get_int(FILE *in, gint64 *v)
 }
 
 /* A length-prefixed field of at most max bytes (NUL-terminated copy).
- * The memory grows with the bytes that arrive, 1 MiB at a time, not with
- * the length the child announced: a child that announces 256 MiB and
+ * The memory grows with the bytes that arrive (64 KiB, then doubling), not
+ * with the length the child announced: a child that announces 256 MiB and
  * dies costs the parent what it sent. */
 static gboolean get_bytes(FILE *in, gsize max, guint8 **data_r, gsize *len_r)
 {
@@ -167,7 +167,7 @@ static gboolean get_bytes(FILE *in, gsize max, guint8 **data_r, gsize *len_r)
 	*data_r = NULL;
 	if (!get_int(in, &len) || len < 0 || (guint64)len > max)
 		return FALSE;
-	gsize want = (gsize)len, have = 0, cap = MIN(want, (gsize)1 << 20) + 1;
+	gsize want = (gsize)len, have = 0, cap = MIN(want, (gsize)64 << 10) + 1;
 	guint8 *d = g_try_malloc(cap);
 	if (d == NULL)
 		return FALSE;
