@@ -157,6 +157,7 @@ static const char *global_value(int argc, char **argv, int *i, const char *name)
 int main(int argc, char **argv)
 {
 	setlocale(LC_ALL, "");
+	mv_cli_save_argv(argc, argv);
 	mv_cli cli = {0};
 	const char *config_opt = NULL, *log_level = NULL, *v;
 	int progress = -1; /* -1: not given, else mv_progress_mode */

@@ -1,6 +1,7 @@
 /* mv-cli: shared command-line plumbing. */
 #include "mv-cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,6 +30,50 @@ static const int exit_codes[MV_STATUS_COUNT] = {
 	[MV_ERR_DESTROYED] = MV_EXIT_DESTROYED,
 	[MV_ERR_SIGNATURE] = MV_EXIT_BADSIG,
 };
+
+static char **saved_argv;
+
+void mv_cli_save_argv(int argc, char **argv)
+{
+	(void)argc;
+	saved_argv = argv;
+}
+
+/* MAILVAULT_FULL, else the program beside this executable (the build
+ * tree), else the installed one (MV_LIBEXECDIR), as mv-extract finds
+ * mailvault-pdftext. */
+static char *full_path(void)
+{
+	const char *env = g_getenv("MAILVAULT_FULL");
+	if (env != NULL && *env != '\0')
+		return g_strdup(env);
+	char *self = g_file_read_link("/proc/self/exe", NULL);
+	if (self != NULL) {
+		char *dir = g_path_get_dirname(self);
+		char *beside = g_build_filename(dir, "mailvault-full", NULL);
+		g_free(dir);
+		g_free(self);
+		if (g_file_test(beside, G_FILE_TEST_IS_EXECUTABLE))
+			return beside;
+		g_free(beside);
+	}
+	return g_build_filename(MV_LIBEXECDIR, "mailvault-full", NULL);
+}
+
+int mv_cli_delegate(const mv_cli *cli)
+{
+	if (saved_argv == NULL)
+		return mv_cli_fail(cli, MV_ERR_INTERNAL, "no command line to hand on");
+	char *program = full_path();
+	fflush(stdout);
+	fflush(stderr);
+	execv(program, saved_argv);
+	char *msg = g_strdup_printf("cannot run %s: %s", program, g_strerror(errno));
+	int code = mv_cli_fail(cli, MV_ERR_INTERNAL, msg);
+	g_free(msg);
+	g_free(program);
+	return code;
+}
 
 int mv_cli_exit_code(mv_status status)
 {
@@ -110,6 +155,7 @@ static mv_status open_db(mv_cli *cli, const char *conninfo, mv_db **db_r, char *
 	}
 	return st;
 }
+
 
 static mv_status open_blobs(mv_cli *cli, mv_db *db, mv_blobstore **blobs_r, char **err_r)
 {

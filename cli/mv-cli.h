@@ -47,6 +47,13 @@ typedef struct {
 	const char *summary;
 } mv_cli_command;
 
+/* The command line as main() received it, for mv_cli_delegate. */
+void mv_cli_save_argv(int argc, char **argv);
+/* Run the whole command line again in the program that has every command
+ * (libexec mailvault-full, cli/cmd-delegate.c); returns only on failure,
+ * with the exit code. */
+int mv_cli_delegate(const mv_cli *cli);
+
 /* Map a status to its exit code. */
 int mv_cli_exit_code(mv_status status);
 
