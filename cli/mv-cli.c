@@ -141,21 +141,12 @@ static mv_status open_db(mv_cli *cli, const char *conninfo, mv_db **db_r, char *
 		gint64 ms = t != NULL && *t != '\0' ? g_ascii_strtoll(t, NULL, 10) : 60000;
 		opts.statement_timeout_ms = (guint)CLAMP(ms, 0, G_MAXINT32);
 	}
-	mv_status st = mv_db_open(&opts, db_r, err_r);
-	if (st == MV_OK) {
-		/* Who acts, for the audit entries the database writes itself
-		 * (schema/013-record-guards.sql): the same actor as ours. */
-		const char *v[] = {mv_audit_actor()};
-		PGresult *r = NULL;
-		st = mv_db_query(*db_r, "SELECT set_config('mailvault.actor', $1, false)", 1, v, NULL,
-		                 NULL, 0, &r, err_r);
-		PQclear(r);
-		if (st != MV_OK)
-			mv_db_close(db_r);
-	}
-	return st;
+	/* Who acts, for the audit entries the database writes itself
+	 * (schema/013-record-guards.sql): the same actor as ours, set with
+	 * the session's other settings in mv_db_open's one start-up query. */
+	opts.actor = mv_audit_actor();
+	return mv_db_open(&opts, db_r, err_r);
 }
-
 
 static mv_status open_blobs(mv_cli *cli, mv_db *db, mv_blobstore **blobs_r, char **err_r)
 {
