@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -65,6 +66,20 @@ int mv_cli_delegate(const mv_cli *cli)
 	if (saved_argv == NULL)
 		return mv_cli_fail(cli, MV_ERR_INTERNAL, "no command line to hand on");
 	char *program = full_path();
+	/* MAILVAULT_FULL naming this program would exec it again and again. */
+	char *self = g_file_read_link("/proc/self/exe", NULL);
+	char *target = realpath(program, NULL);
+	gboolean loop = self != NULL && target != NULL && strcmp(self, target) == 0;
+	g_free(self);
+	free(target);
+	if (loop) {
+		char *msg = g_strdup_printf("%s is this program, not mailvault-full (MAILVAULT_FULL?)",
+		                            program);
+		int code = mv_cli_fail(cli, MV_ERR_CONFIG, msg);
+		g_free(msg);
+		g_free(program);
+		return code;
+	}
 	fflush(stdout);
 	fflush(stderr);
 	execv(program, saved_argv);

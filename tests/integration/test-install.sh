@@ -34,6 +34,8 @@ check "mailvault import --help runs in mailvault-full" \
   bash -c "MAILVAULT_FULL='$FULL' '$P/bin/mailvault' import --help | grep -q '^Usage: mailvault import'"
 check "a delegated command keeps its exit code" \
   bash -c "MAILVAULT_FULL='$FULL' '$P/bin/mailvault' scan --no-such-option 2>/dev/null; [ \$? = 64 ]"
+check "MAILVAULT_FULL naming mailvault itself is refused, not exec'd in a loop" \
+  bash -c "MAILVAULT_FULL='$P/bin/mailvault' timeout 10 '$P/bin/mailvault' import --help >/dev/null 2>&1; [ \$? = 78 ]"
 
 # Commands from the source of the dispatch table, not from the binary.
 cmds=$(grep -oE '^\s*\{"[a-z-]+", (mv_cmd_[a-z_]+|cmd_help|cmd_version),' "$SRC/cli/mailvault.c" \
