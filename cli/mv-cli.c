@@ -10,7 +10,6 @@
 
 #include "mv-audit.h"
 #include "mv-codec.h"
-#include "mv-message.h"
 #include "mv-progress.h"
 
 static const int exit_codes[MV_STATUS_COUNT] = {
@@ -183,7 +182,7 @@ static int open_archive(mv_cli *cli, const char *read_conninfo, mv_db **db_r,
 	*db_r = NULL;
 	if (blobs_r != NULL)
 		*blobs_r = NULL;
-	mv_status st = mv_parser_init(&err);
+	mv_status st = mv_cli_parser_init(&err);
 	mv_db *primary = NULL;
 	if (st == MV_OK)
 		st = open_db(cli, NULL, &primary, &err);
