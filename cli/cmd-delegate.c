@@ -4,8 +4,9 @@
  * load at start-up for nothing (libcurl for the scanners, IMAP and the
  * policy's scan settings; libldap for user sync; libpst and libgsf for
  * Outlook files; gpgme, libarchive and minizip for bundles and attachment
- * text; GMime, libmagic and CLD2 for the message parser).  Loading 64 shared libraries cost a `get` about a third of its
- * time (docs/scaling.md), so these commands live in `mailvault-full`
+ * text; GMime, libmagic and CLD2 for the message parser).  Loading 64
+ * shared libraries cost a `get` about a third of its time
+ * (docs/scaling.md), so these commands live in `mailvault-full`
  * (LIBEXECDIR/mailvault, or beside this program in the build tree, or
  * MAILVAULT_FULL), and each stub below hands it the whole command line,
  * global options included: same options, same help, same exit codes.
