@@ -20,6 +20,8 @@ typedef struct {
 	mv_db *db;
 	mv_blobstore_settings settings;
 	mv_zdict *current;       /* newest dictionary, for compression */
+	gboolean current_known;  /* current was looked up (on first need: a
+	                            reader never loads it) */
 	GHashTable *dicts;       /* id -> mv_zdict*, for decompression */
 	GHashTable *known;       /* sha (GBytes) of blobs put in committed or open transactions */
 	GHashTable *keys;        /* key version -> mv_key* (data keys), when encryption is on */
@@ -196,6 +198,8 @@ static mv_status load_dict(pg_store *s, int id, mv_zdict **dict_r, char **error_
 
 static mv_status load_current_dict(pg_store *s, char **error_r)
 {
+	if (s->current_known || !s->settings.use_dictionary)
+		return MV_OK;
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(s->db, "SELECT max(id) FROM zstd_dict", 0, NULL, NULL, NULL, 0,
 	                           &r, error_r);
@@ -206,6 +210,7 @@ static mv_status load_current_dict(pg_store *s, char **error_r)
 		st = load_dict(s, id, &s->current, error_r);
 	}
 	PQclear(r);
+	s->current_known = st == MV_OK;
 	return st;
 }
 
@@ -220,7 +225,12 @@ static mv_status pg_put(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], co
 	}
 	mv_codec codec = MV_CODEC_NONE;
 	GBytes *packed = NULL;
-	mv_status st = mv_codec_compress(data, len, s->settings.zstd_level,
+	mv_status st = load_current_dict(s, error_r);
+	if (st != MV_OK) {
+		g_bytes_unref(key);
+		return st;
+	}
+	st = mv_codec_compress(data, len, s->settings.zstd_level,
 	                                 s->settings.use_dictionary ? s->current : NULL, &codec,
 	                                 &packed, error_r);
 	if (st != MV_OK) {
@@ -427,9 +437,10 @@ mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
 	s->known = g_hash_table_new_full(g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref,
 	                                 NULL);
 	s->keys = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, key_free);
+	/* The newest dictionary is looked up when the first blob is put:
+	 * readers (get, show, export) load only the dictionaries of the blobs
+	 * they decode (load_dict), two round trips and 112 KiB fewer. */
 	mv_status st = load_keys(s, settings->key_file, error_r);
-	if (st == MV_OK && settings->use_dictionary)
-		st = load_current_dict(s, error_r);
 	if (st != MV_OK) {
 		pg_destroy(&s->base);
 		return st;
@@ -440,7 +451,12 @@ mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
 
 gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store)
 {
-	return ((pg_store *)store)->current != NULL;
+	pg_store *s = (pg_store *)store;
+	/* When the lookup fails, say yes: no dictionary is trained on a
+	 * guess, and the next put reports the failure. */
+	if (load_current_dict(s, NULL) != MV_OK)
+		return TRUE;
+	return s->current != NULL;
 }
 
 mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **error_r)
@@ -487,7 +503,9 @@ mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **
 	int id = (int)g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	s->current = NULL;
-	return load_dict(s, id, &s->current, error_r);
+	st = load_dict(s, id, &s->current, error_r);
+	s->current_known = st == MV_OK;
+	return st;
 }
 
 /* ---- key versions: init, rotate, re-encryption, status ---- */
