@@ -299,7 +299,8 @@ static void splice_leaf(walk_ctx *c, GMimeDataWrapper *content, GByteArray *byte
 	    bytes->len >= c->limits->min_decoded_bytes &&
 	    mv_recipe_find(how, enc, rec->raw_len, bytes->data, bytes->len, &recipe)) {
 		rec->recipe = g_memdup2(&recipe, sizeof recipe);
-		rec->decoded = g_bytes_new(bytes->data, bytes->len);
+		rec->decoded = rec->content != NULL ? g_bytes_ref(rec->content)
+		                                    : g_bytes_new(bytes->data, bytes->len);
 		mv_sha256(bytes->data, bytes->len, rec->blob_sha256);
 		return;
 	}
