@@ -94,7 +94,7 @@ static void test_base64_matches_glib(void **state)
 	}
 }
 
-/* What clients do that no recipe rebuilds: mailvault_find says no, so the
+/* What clients do that no recipe rebuilds: mv_recipe_find says no, so the
  * part is stored as it was encoded. */
 static void test_base64_not_rebuilt(void **state)
 {
@@ -129,7 +129,7 @@ static void test_base64_not_rebuilt(void **state)
 	assert_false(mv_recipe_find(MV_RECIPE_BASE64, pad->data, pad->len, d, 5999, &found));
 	/* ... nor kept back in the tail from a decoder that dropped it */
 	assert_false(mv_recipe_find(MV_RECIPE_BASE64, pad->data, pad->len, d, 5997, &found));
-	/* lower-case hex-like data or other content: not these bytes */
+	/* other decoded content: not these bytes */
 	d[0] ^= 1;
 	assert_false(mv_recipe_find(MV_RECIPE_BASE64, good->data, good->len, d, 6000, &found));
 	d[0] ^= 1;
