@@ -71,7 +71,8 @@ static void b64_write(const mv_recipe *r, const guint8 *d, gsize len, guint8 *ou
 			}
 		}
 	}
-	memcpy(out, r->tail, r->tail_len);
+	if (r->tail_len > 0)
+		memcpy(out, r->tail, r->tail_len);
 }
 
 /* ---- quoted-printable (RFC 2045 6.7) ----
@@ -139,7 +140,7 @@ static gsize qp_run(const mv_recipe *r, const guint8 *d, gsize len, guint8 *out)
 	}
 #undef PUT
 #undef PUT_EOL
-	if (out != NULL)
+	if (out != NULL && r->tail_len > 0)
 		memcpy(out + n, r->tail, r->tail_len);
 	return n + r->tail_len;
 }
@@ -159,6 +160,8 @@ mv_status mv_recipe_encode(const mv_recipe *r, const guint8 *decoded, gsize len,
 	gsize need = mv_recipe_encoded_len(r, decoded, len);
 	if (need == G_MAXSIZE || need > G_MAXUINT - out->len)
 		return mv_fail(error_r, MV_ERR_INTEGRITY, "an attachment's re-encoding recipe is invalid");
+	if (need == 0)
+		return MV_OK;
 	guint start = out->len;
 	g_byte_array_set_size(out, start + (guint)need);
 	if (r->encoding == MV_RECIPE_BASE64)
@@ -182,7 +185,7 @@ static gboolean try_recipe(mv_recipe *r, const guint8 *encoded, gsize enc_len,
 	GByteArray *out = g_byte_array_sized_new((guint)need);
 	char *err = NULL;
 	gboolean same = mv_recipe_encode(r, decoded, dec_len, out, &err) == MV_OK &&
-	                out->len == need && memcmp(out->data, encoded, need) == 0;
+	                out->len == need && (need == 0 || memcmp(out->data, encoded, need) == 0);
 	g_free(err);
 	g_byte_array_free(out, TRUE);
 	if (!same)
