@@ -59,7 +59,8 @@ typedef struct {
 	gboolean in_message;  /* inside an attached message (message/rfc822) */
 	gboolean body_text;   /* its text is part of the message's body text */
 	gint64 size;          /* decoded content size */
-	gboolean spliced;     /* stored as its own blob (raw encoded bytes) */
+	gboolean spliced;     /* stored as its own blob (its encoded bytes, or its
+	                         decoded content with recipe) */
 	gsize raw_offset;     /* range of its encoded content in the raw bytes */
 	gsize raw_len;
 	uint8_t blob_sha256[MV_SHA256_LEN]; /* of raw[raw_offset..+raw_len) when spliced,
