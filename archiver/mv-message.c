@@ -33,6 +33,7 @@ void mv_parse_limits_default(mv_parse_limits *limits)
 	limits->max_parts = 5000;
 	limits->max_text_bytes = 256 * 1024;
 	limits->min_splice_bytes = 2048;
+	limits->min_decoded_bytes = MV_RECIPE_MIN_BYTES;
 	limits->no_type_detection = FALSE;
 }
 
@@ -172,6 +173,9 @@ static void part_free(gpointer p)
 	g_free(part->filename);
 	g_free(part->charset);
 	g_free(part->virus_name);
+	g_free(part->recipe);
+	if (part->decoded != NULL)
+		g_bytes_unref(part->decoded);
 	if (part->content != NULL)
 		g_bytes_unref(part->content);
 	g_free(part);
@@ -251,6 +255,36 @@ static char *detect_type(const guint8 *data, gsize len, gboolean declared_text)
 	return res;
 }
 
+/* A spliced leaf's blob: its decoded content with a recipe when one
+ * rebuilds the encoded bytes exactly (mv-recipe.h: base64 at any line
+ * length or line ends, quoted-printable), else its encoded bytes. */
+static void splice_leaf(walk_ctx *c, GMimeDataWrapper *content, GByteArray *bytes, mv_part *rec)
+{
+	const guint8 *enc = c->raw + rec->raw_offset;
+	mv_recipe_encoding how = MV_RECIPE_NONE;
+	switch (g_mime_data_wrapper_get_encoding(content)) {
+	case GMIME_CONTENT_ENCODING_BASE64:
+		how = MV_RECIPE_BASE64;
+		break;
+	case GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE:
+		how = MV_RECIPE_QP;
+		break;
+	default:
+		break;
+	}
+	mv_recipe recipe;
+	if (how != MV_RECIPE_NONE && c->limits->min_decoded_bytes > 0 &&
+	    bytes->len >= c->limits->min_decoded_bytes &&
+	    mv_recipe_find(how, enc, rec->raw_len, bytes->data, bytes->len, &recipe)) {
+		rec->recipe = g_memdup2(&recipe, sizeof recipe);
+		rec->decoded = rec->content != NULL ? g_bytes_ref(rec->content)
+		                                    : g_bytes_new(bytes->data, bytes->len);
+		mv_sha256(bytes->data, bytes->len, rec->blob_sha256);
+		return;
+	}
+	mv_sha256(enc, rec->raw_len, rec->blob_sha256);
+}
+
 static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 {
 	GMimeObject *obj = GMIME_OBJECT(part);
@@ -308,14 +342,14 @@ static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 		text_append(c->body, "\n", 1, c->limits->max_text_bytes);
 		g_free(clean);
 	}
-	g_object_unref(decoded);
 
 	if (!body_text && rec->raw_len >= c->limits->min_splice_bytes &&
 	    rec->raw_offset >= c->last_splice_end) {
 		rec->spliced = TRUE;
 		c->last_splice_end = rec->raw_offset + rec->raw_len;
-		mv_sha256(c->raw + rec->raw_offset, rec->raw_len, rec->blob_sha256);
+		splice_leaf(c, content, bytes, rec);
 	}
+	g_object_unref(decoded);
 }
 
 static void walk(walk_ctx *c, GMimeObject *obj, const char *path, guint depth)

@@ -1,6 +1,7 @@
 /* mv-store: batch ingest into PostgreSQL and byte-exact reads. */
 #include "mv-store.h"
 #include "mv-lang.h"
+#include "mv-recipe.h"
 
 #include <string.h>
 
@@ -145,9 +146,25 @@ enum {
 	"$58, $59, $60)"
 G_STATIC_ASSERT(B_N == 60);
 
+/* The recipes of the splices stored by decoded content (schema/029),
+ * written by their own statement after mv_ingest_batch: message SHA-256,
+ * splice number, the splice's blob, and the recipe. */
+enum { R_MSG, R_SEQ, R_BLOB, R_ENC, R_LINE, R_CRLF, R_TAIL, R_SIZE, R_N };
+
+#define RECIPE_SQL                                                                              \
+	"INSERT INTO splice_recipe (message_id, seq, encoding, line_len, crlf, tail, encoded_size) " \
+	"SELECT s.message_id, s.seq, r.enc, r.line_len, r.crlf, r.tail, r.size "                  \
+	"FROM unnest($1::bytea[], $2::integer[], $3::bytea[], $4::text[], $5::integer[], "         \
+	"  $6::boolean[], $7::bytea[], $8::bigint[]) AS r(msg, seq, blob, enc, line_len, crlf, tail, size) " \
+	"JOIN message m ON m.sha256 = r.msg "                                                      \
+	"JOIN message_splice s ON s.message_id = m.id AND s.seq = r.seq AND s.blob_sha256 = r.blob " \
+	"ON CONFLICT (message_id, seq) DO NOTHING"
+
 typedef struct {
 	GString *param[B_N]; /* PostgreSQL array literals, text format */
 	guint n;             /* messages added */
+	GString *recipe[R_N];
+	guint n_recipes;
 } batch_params;
 
 /* Where a batch's result rows go: results[pos - 1]. */
@@ -163,12 +180,35 @@ static void batch_init(batch_params *b)
 		array_begin(b->param[i]);
 	}
 	b->n = 0;
+	for (int i = 0; i < R_N; i++) {
+		b->recipe[i] = g_string_sized_new(256);
+		array_begin(b->recipe[i]);
+	}
+	b->n_recipes = 0;
 }
 
 static void batch_free(batch_params *b)
 {
 	for (int i = 0; i < B_N; i++)
 		g_string_free(b->param[i], TRUE);
+	for (int i = 0; i < R_N; i++)
+		g_string_free(b->recipe[i], TRUE);
+}
+
+/* The recipe of msg's splice number seq (1-based, as mv_ingest_batch
+ * numbers them), stored by its decoded content. */
+static void add_recipe(batch_params *b, const mv_message *msg, guint seq, const mv_part *p)
+{
+	const mv_recipe *r = p->recipe;
+	array_sha(b->recipe[R_MSG], msg->sha256);
+	mv_db_array_int(b->recipe[R_SEQ], seq);
+	array_sha(b->recipe[R_BLOB], p->blob_sha256);
+	mv_db_array_text(b->recipe[R_ENC], r->encoding == MV_RECIPE_BASE64 ? "base64" : "quoted-printable");
+	mv_db_array_int(b->recipe[R_LINE], r->line_len);
+	mv_db_array_text(b->recipe[R_CRLF], r->crlf ? "t" : "f");
+	array_bytes(b->recipe[R_TAIL], r->tail, r->tail_len);
+	mv_db_array_int(b->recipe[R_SIZE], (gint64)p->raw_len);
+	b->n_recipes++;
 }
 
 static void ingest_result(void *context, void *tag, const PGresult *r)
@@ -229,16 +269,28 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	/* Skeleton: the raw bytes without the spliced part contents. */
 	GByteArray *skel = g_byte_array_sized_new((guint)MIN(raw_len, G_MAXUINT));
 	gsize at = 0;
+	guint seq = 0;
 	mv_status st = MV_OK;
 	for (guint i = 0; i < msg->parts->len && st == MV_OK; i++) {
 		const mv_part *p = msg->parts->pdata[i];
 		if (!p->spliced)
 			continue;
+		seq++;
 		g_byte_array_append(skel, raw + at, (guint)(p->raw_offset - at));
 		add_pos(b, B_SPLICE_MSG, pos);
 		mv_db_array_int(b->param[B_SPLICE_OFF], skel->len);
 		array_sha(b->param[B_SPLICE_BLOB], p->blob_sha256);
-		st = mv_blobstore_put(blobs, p->blob_sha256, raw + p->raw_offset, p->raw_len, error_r);
+		if (p->recipe != NULL && p->decoded != NULL) {
+			/* Stored by its decoded content, shared however it was
+			 * encoded (mv_message_parse checked the recipe). */
+			gsize dlen = 0;
+			const guint8 *d = g_bytes_get_data(p->decoded, &dlen);
+			st = mv_blobstore_put(blobs, p->blob_sha256, d != NULL ? d : (const guint8 *)"", dlen,
+			                      error_r);
+			add_recipe(b, msg, seq, p);
+		} else {
+			st = mv_blobstore_put(blobs, p->blob_sha256, raw + p->raw_offset, p->raw_len, error_r);
+		}
 		at = p->raw_offset + p->raw_len;
 	}
 	g_byte_array_append(skel, raw + at, (guint)(raw_len - at));
@@ -358,6 +410,16 @@ static mv_status batch_send(mv_db *db, batch_params *b, batch_results *br, char 
 		if (st == MV_OK)
 			ingest_result(NULL, br, r);
 		PQclear(r);
+	}
+	/* The recipes, once the splices they belong to exist (a message
+	 * already archived keeps the splices and recipes it has). */
+	if (st == MV_OK && b->n_recipes > 0) {
+		const char *rv[R_N];
+		for (int i = 0; i < R_N; i++) {
+			array_end(b->recipe[i]);
+			rv[i] = b->recipe[i]->str;
+		}
+		st = mv_db_send(db, RECIPE_SQL, R_N, rv, error_r);
 	}
 	return st;
 }
@@ -591,6 +653,42 @@ mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **erro
 #define READ_CHUNK_BYTES (32 * 1024 * 1024)
 #define READ_CHUNK_MESSAGES 200
 
+/* Columns of a splice's recipe in READ_CHUNK_SQL (NULL: stored encoded). */
+enum { COL_R_ENC = 13, COL_R_LINE, COL_R_CRLF, COL_R_TAIL };
+
+/* The recipe on row i, if any: *has_r FALSE when the splice is stored
+ * encoded.  MV_ERR_INTEGRITY when the row holds one this build cannot
+ * apply. */
+static mv_status row_recipe(const PGresult *r, int i, gint64 id, mv_recipe *recipe,
+                            gboolean *has_r, char **error_r)
+{
+	*has_r = FALSE;
+	if (PQgetisnull(r, i, COL_R_ENC))
+		return MV_OK;
+	memset(recipe, 0, sizeof *recipe);
+	const char *enc = PQgetvalue(r, i, COL_R_ENC);
+	int enc_len = PQgetlength(r, i, COL_R_ENC);
+	if (enc_len == 6 && memcmp(enc, "base64", 6) == 0)
+		recipe->encoding = MV_RECIPE_BASE64;
+	else if (enc_len == 16 && memcmp(enc, "quoted-printable", 16) == 0)
+		recipe->encoding = MV_RECIPE_QP;
+	gint32 line = PQgetlength(r, i, COL_R_LINE) == 4 ? mv_db_get_int4(r, i, COL_R_LINE) : -1;
+	int tail = PQgetlength(r, i, COL_R_TAIL);
+	if (line < 0 || PQgetlength(r, i, COL_R_CRLF) != 1 || tail < 0 || tail > MV_RECIPE_MAX_TAIL)
+		recipe->encoding = MV_RECIPE_NONE;
+	else {
+		recipe->line_len = (guint32)line;
+		recipe->crlf = PQgetvalue(r, i, COL_R_CRLF)[0] != 0;
+		recipe->tail_len = (guint)tail;
+		memcpy(recipe->tail, PQgetvalue(r, i, COL_R_TAIL), (size_t)tail);
+	}
+	if (!mv_recipe_valid(recipe))
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "message %" G_GINT64_FORMAT
+		               " has a malformed re-encoding recipe", id);
+	*has_r = TRUE;
+	return MV_OK;
+}
+
 /* Rebuild message rows [*row, ...) of one message (rows ordered by seq, the
  * skeleton first as seq -1) and check it; *row moves past them. */
 static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **raw_r,
@@ -651,7 +749,21 @@ static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **r
 		pos = off;
 		gsize plen = 0;
 		const guint8 *pdata = g_bytes_get_data(blob, &plen);
-		g_byte_array_append(out, pdata, (guint)plen);
+		mv_recipe recipe;
+		gboolean has_recipe = FALSE;
+		st = row_recipe(r, i, id, &recipe, &has_recipe, error_r);
+		if (st == MV_OK && has_recipe) {
+			/* Stored by its decoded content: encode it back, within the
+			 * message's recorded size. */
+			gsize need = mv_recipe_encoded_len(&recipe, pdata, plen);
+			if (need > (gsize)MAX(size, 0) - MIN(out->len, (gsize)MAX(size, 0)))
+				st = mv_fail(error_r, MV_ERR_INTEGRITY, "message %" G_GINT64_FORMAT
+				             " does not match its size: the stored copy is damaged", id);
+			else
+				st = mv_recipe_encode(&recipe, pdata, plen, out, error_r);
+		} else if (st == MV_OK) {
+			g_byte_array_append(out, pdata, (guint)plen);
+		}
 		g_bytes_unref(blob);
 	}
 	if (st == MV_OK)
@@ -680,13 +792,16 @@ static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **r
  * the skeleton first (seq -1), then the splices in order. */
 #define READ_CHUNK_SQL                                                                          \
 	"SELECT m.id, m.sha256, m.size, p.seq, p.off, p.sha, b.raw_size, b.codec::int4, "         \
-	"coalesce(b.dict_id, 0)::int4, b.data, b.key_version, b.enc_nonce, b.enc_tag "            \
+	"coalesce(b.dict_id, 0)::int4, b.data, b.key_version, b.enc_nonce, b.enc_tag, "           \
+	"r.encoding, r.line_len, r.crlf, r.tail "                                                 \
 	"FROM message m "                                                                         \
 	"CROSS JOIN LATERAL (SELECT -1 AS seq, 0::bigint AS off, m.skeleton_sha256 AS sha "        \
 	"  UNION ALL SELECT s.seq, s.\"offset\", s.blob_sha256 FROM message_splice s "              \
 	"  WHERE s.message_id = m.id) p "                                                         \
 	"LEFT JOIN blob b ON b.sha256 = p.sha "                                                   \
+	"LEFT JOIN splice_recipe r ON r.message_id = m.id AND r.seq = p.seq "                     \
 	"WHERE m.id = ANY ($1::bigint[]) ORDER BY m.id, p.seq"
+
 
 static mv_status read_chunk(mv_db *db, mv_blobstore *blobs, const gint64 *ids, guint n,
                             mv_store_raw_fn *fn, void *context, char **error_r)
