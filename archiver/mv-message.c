@@ -512,6 +512,8 @@ static void part_text_free(gpointer p)
 	g_free(t->path);
 	g_free(t->doc);
 	g_free(t->problem);
+	if (t->ztext != NULL)
+		g_bytes_unref(t->ztext);
 	g_free(t);
 }
 

@@ -71,11 +71,13 @@ typedef struct {
 
 /* The text extracted from one part (mv-extract.h): path of the part, its
  * text (UTF-8 without NUL, bounded, maybe "") and why extraction failed or
- * was cut (NULL when it did not); all owned. */
+ * was cut (NULL when it did not); all owned.  ztext: doc as stored
+ * (mv_blobstore_pg_text_encode), set by mv-store when it is sent, or NULL. */
 typedef struct {
 	char *path;
 	char *doc;
 	char *problem;
+	GBytes *ztext;
 } mv_part_text;
 
 typedef struct {

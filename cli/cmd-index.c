@@ -132,7 +132,7 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 	}
 	gint64 rebuilt = 0;
 	if (st == MV_OK && rebuild)
-		st = mv_store_reindex(db, 1000, &rebuilt, &err);
+		st = mv_store_reindex(db, blobs, 1000, &rebuilt, &err);
 	gint64 done = 0, n = 0;
 	mv_progress *progress = st == MV_OK ? mv_progress_new("indexing", "messages", 0) : NULL;
 	/* Batches of 10000 so the progress line moves; each call picks up
