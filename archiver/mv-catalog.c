@@ -73,25 +73,32 @@ static gboolean is_cjk(gunichar c)
 	       (c >= 0xFF66 && c <= 0xFF9F);
 }
 
-/* The runs of CJK characters in the query (the words search finds by
- * their bigrams), longest first, at most 16. */
+/* The runs of CJK characters in the query's bare words and phrases (the
+ * words search finds by their bigrams; a field term such as subject:
+ * or a negated word is no snippet's), longest first, at most 16. */
 static GPtrArray *cjk_runs(const char *query)
 {
 	GPtrArray *runs = g_ptr_array_new_with_free_func(g_free);
 	char *valid = g_utf8_make_valid(query, -1);
-	const char *start = NULL;
-	for (const char *c = valid;; c = g_utf8_next_char(c)) {
-		gboolean cjk = *c != '\0' && is_cjk(g_utf8_get_char(c));
-		if (cjk && start == NULL)
-			start = c;
-		if (!cjk && start != NULL) {
-			if (runs->len < 16)
-				g_ptr_array_add(runs, g_strndup(start, (gsize)(c - start)));
-			start = NULL;
+	char **words = g_strsplit_set(valid, " \t\r\n", -1);
+	for (char **w = words; *w != NULL; w++) {
+		if (**w == '-' || strchr(*w, ':') != NULL)
+			continue;
+		const char *start = NULL;
+		for (const char *c = *w;; c = g_utf8_next_char(c)) {
+			gboolean cjk = *c != '\0' && is_cjk(g_utf8_get_char(c));
+			if (cjk && start == NULL)
+				start = c;
+			if (!cjk && start != NULL) {
+				if (runs->len < 16)
+					g_ptr_array_add(runs, g_strndup(start, (gsize)(c - start)));
+				start = NULL;
+			}
+			if (*c == '\0')
+				break;
 		}
-		if (*c == '\0')
-			break;
 	}
+	g_strfreev(words);
 	g_free(valid);
 	for (guint i = 1; i < runs->len; i++) /* longest first: insertion sort */
 		for (guint j = i; j > 0 && strlen(runs->pdata[j]) > strlen(runs->pdata[j - 1]); j--) {

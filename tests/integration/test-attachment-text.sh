@@ -60,13 +60,13 @@ expect_eq "attachment: with an empty value is a query error (exit 65)" 65 "$(rc_
 # `index --rebuild`.
 expect_eq "no part text pending or in clear" 0 \
   "$(sql "SELECT count(*) FROM part_text WHERE tsv IS NULL OR doc IS NOT NULL OR ztext IS NULL")"
-sql "UPDATE part_text SET doc = 'an old row: persimmon', ztext = NULL, tsv = NULL WHERE message_id = $xlsx" >/dev/null
-expect_eq "old row found before indexing" "$xlsx" "$(found attachment:persimmon)"
+sql "UPDATE part_text SET doc = 'an old row: zorblaxquine', ztext = NULL, tsv = NULL WHERE message_id = $xlsx" >/dev/null
+expect_eq "old row found before indexing" "$xlsx" "$(found attachment:zorblaxquine)"
 mv index >/dev/null
 expect_eq "every part text indexed" 0 "$(sql "SELECT count(*) FROM part_text WHERE tsv IS NULL")"
 mv index --rebuild >/dev/null
 expect_eq "index --rebuild encodes the old row" 0 "$(sql "SELECT count(*) FROM part_text WHERE doc IS NOT NULL OR ztext IS NULL")"
-expect_eq "the old row still found" "$xlsx" "$(found attachment:persimmon)"
+expect_eq "the old row still found" "$xlsx" "$(found attachment:zorblaxquine)"
 
 # The bombs: flagged with their reason, stored byte-exact.
 flags() { sql "SELECT array_to_string(flags, ' | ') FROM message WHERE id = $1"; }
