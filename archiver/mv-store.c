@@ -1108,20 +1108,31 @@ static gboolean sha_of(const PGresult *r, int row, int col, uint8_t sha[MV_SHA25
 	return ok;
 }
 
-/* Attachment texts still in clear (stored before 030) get their encoding. */
+/* The key version of a stored text's header (schema/030), in SQL. */
+#define ZTEXT_KEY_VERSION(col)                                                              \
+	"((get_byte(" col ", 2)::bigint << 24) | (get_byte(" col ", 3) << 16) | "             \
+	"(get_byte(" col ", 4) << 8) | get_byte(" col ", 5))"
+
+/* Attachment texts still in clear (stored before 030), or sealed with
+ * another key version than the newest (stored before key init or a
+ * rotation), are encoded again. */
 static mv_status reencode_part_texts(mv_db *db, mv_blobstore *blobs, int batch_size,
                                      char **error_r)
 {
 	char lim[16];
 	g_snprintf(lim, sizeof lim, "%d", batch_size);
 	for (;;) {
-		const char *sel[] = {lim};
+		char kv[16];
+		g_snprintf(kv, sizeof kv, "%d", mv_blobstore_pg_key_version(blobs));
+		const char *sel[] = {lim, kv};
 		PGresult *r = NULL;
-		mv_status st = mv_db_query(db, "SELECT t.message_id, t.path, m.sha256, t.doc "
+		mv_status st = mv_db_query(db, "SELECT t.message_id, t.path, m.sha256, t.ztext, t.doc "
 		                               "FROM part_text t JOIN message m ON m.id = t.message_id "
-		                               "WHERE t.ztext IS NULL AND t.doc IS NOT NULL "
+		                               "WHERE (t.ztext IS NULL AND t.doc IS NOT NULL) OR "
+		                               "  (octet_length(t.ztext) >= 10 AND "
+		                               ZTEXT_KEY_VERSION("t.ztext") " <> $2::bigint) "
 		                               "ORDER BY t.message_id, t.path LIMIT $1::integer",
-		                           1, sel, NULL, NULL, 0, &r, error_r);
+		                           2, sel, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
 			return st;
 		int n = PQntuples(r);
@@ -1135,18 +1146,24 @@ static mv_status reencode_part_texts(mv_db *db, mv_blobstore *blobs, int batch_s
 				st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading attachment texts");
 				break;
 			}
-			const char *doc = PQgetvalue(r, k, 3);
+			char *doc = NULL;
+			st = mv_blobstore_pg_text_read(blobs, r, k, 3, sha, PQgetvalue(r, k, 1), &doc,
+			                               error_r);
 			GBytes *enc = NULL;
-			st = mv_blobstore_pg_text_encode(blobs, sha, PQgetvalue(r, k, 1), doc,
-			                                 (size_t)PQgetlength(r, k, 3), &enc, error_r);
-			if (st != MV_OK)
+			if (st == MV_OK)
+				st = mv_blobstore_pg_text_encode(blobs, sha, PQgetvalue(r, k, 1), doc,
+				                                 strlen(doc), &enc, error_r);
+			if (st != MV_OK) {
+				g_free(doc);
 				break;
+			}
 			mv_db_array_text(ids, PQgetvalue(r, k, 0));
 			mv_db_array_text(paths, PQgetvalue(r, k, 1));
 			mv_db_array_text(docs, doc);
 			array_gbytes(z, enc);
 			g_bytes_unref(enc);
-			bytes += (gsize)PQgetlength(r, k, 3);
+			bytes += strlen(doc);
+			g_free(doc);
 		}
 		PQclear(r);
 		array_end(ids);
@@ -1159,7 +1176,7 @@ static mv_status reencode_part_texts(mv_db *db, mv_blobstore *blobs, int batch_s
 			                     "$3::text[], $4::bytea[])",
 			                 4, up, NULL, NULL, 0, &r, error_r);
 			if (st == MV_OK && g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10) == 0)
-				st = mv_fail(error_r, MV_ERR_DB, "attachment texts in clear were not re-encoded");
+				st = mv_fail(error_r, MV_ERR_DB, "attachment texts were not re-encoded");
 			PQclear(r);
 		}
 		g_string_free(ids, TRUE);
@@ -1185,7 +1202,8 @@ mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint6
 		const char *sel[] = {from, lim};
 		PGresult *r = NULL;
 		mv_status st = mv_db_query(db, "SELECT t.message_id, t.lang IS NULL, m.sha256, t.ztext, "
-		                               "t.doc FROM message_text t "
+		                               "t.doc, CASE WHEN octet_length(t.ztext) >= 10 THEN "
+		                               ZTEXT_KEY_VERSION("t.ztext") " END FROM message_text t "
 		                               "JOIN message m ON m.id = t.message_id "
 		                               "WHERE t.message_id > $1::bigint "
 		                               "ORDER BY t.message_id LIMIT $2::integer",
@@ -1210,8 +1228,11 @@ mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint6
 			char *text = NULL;
 			st = mv_blobstore_pg_text_read(blobs, r, k, 3, sha, NULL, &text, error_r);
 			GBytes *enc = NULL;
-			/* a text in clear: its encoding, which replaces it */
-			if (st == MV_OK && PQgetisnull(r, k, 3))
+			/* a text in clear, or sealed with another key version than
+			 * the newest: its encoding, which replaces it */
+			if (st == MV_OK && (PQgetisnull(r, k, 5) ||
+			                    g_ascii_strtoll(PQgetvalue(r, k, 5), NULL, 10) !=
+			                        mv_blobstore_pg_key_version(blobs)))
 				st = mv_blobstore_pg_text_encode(blobs, sha, NULL, text, strlen(text), &enc,
 				                                 error_r);
 			if (st != MV_OK) {

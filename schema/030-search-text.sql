@@ -31,7 +31,9 @@ ALTER TABLE message_text ALTER COLUMN ztext SET STORAGE EXTERNAL;
 ALTER TABLE part_text ALTER COLUMN ztext SET STORAGE EXTERNAL;
 
 -- The search text of a message is part of its record (007): it may not
--- change, except once, from doc to ztext, by mv_reindex_texts.
+-- change, except from doc to ztext, or to a ztext sealed with a newer key,
+-- by mv_reindex_texts (index --rebuild: the client decoded the text and
+-- encoded it again).
 CREATE OR REPLACE FUNCTION mv_message_text_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -45,7 +47,7 @@ BEGIN
     END IF;
     IF NEW.doc IS DISTINCT FROM OLD.doc OR NEW.ztext IS DISTINCT FROM OLD.ztext THEN
         IF NOT (coalesce(current_setting('mailvault.text_encoding', true), '') = 'on'
-                AND OLD.ztext IS NULL AND NEW.doc IS NULL AND NEW.ztext IS NOT NULL) THEN
+                AND NEW.doc IS NULL AND NEW.ztext IS NOT NULL) THEN
             RAISE EXCEPTION 'message %: its search text may not change', OLD.message_id;
         END IF;
     END IF;
@@ -55,8 +57,9 @@ $$;
 
 -- index --rebuild: recompute the vectors (and the language where p_langs
 -- names one) of the messages p_ids from their texts p_docs, decoded by
--- the client; a row still in clear (doc) gets p_ztexts' encoding and loses
--- its clear text.  At most 10,000 messages a call.  Replaces 021's
+-- the client; a row with a p_ztexts entry (its text was in clear, or
+-- sealed with an older key or none) gets that encoding and loses its
+-- clear text.  At most 10,000 messages a call.  Replaces 021's
 -- mv_reindex, which read doc on the server.
 DROP FUNCTION mv_reindex(bigint[], text[]);
 CREATE FUNCTION mv_reindex_texts(p_ids bigint[], p_langs text[], p_docs text[], p_ztexts bytea[])
@@ -71,8 +74,8 @@ BEGIN
     UPDATE message_text t
        SET lang = coalesce(u.lang, t.lang),
            tsv = mv_search_vector(u.doc, coalesce(u.lang, t.lang)),
-           ztext = CASE WHEN t.ztext IS NULL AND u.z IS NOT NULL THEN u.z ELSE t.ztext END,
-           doc = CASE WHEN t.ztext IS NULL AND u.z IS NOT NULL THEN NULL ELSE t.doc END
+           ztext = coalesce(u.z, t.ztext),
+           doc = CASE WHEN u.z IS NOT NULL THEN NULL ELSE t.doc END
       FROM unnest(p_ids, p_langs, p_docs, p_ztexts) AS u(id, lang, doc, z)
      WHERE t.message_id = u.id AND u.doc IS NOT NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -81,7 +84,8 @@ BEGIN
 END;
 $$;
 
--- index --rebuild: attachment texts still in clear get their encoding.
+-- index --rebuild: attachment texts still in clear, or sealed with an
+-- older key or none, get the encoding the client made of them.
 CREATE FUNCTION mv_reindex_part_texts(p_ids bigint[], p_paths text[], p_docs text[],
                                       p_ztexts bytea[])
 RETURNS integer
@@ -94,8 +98,7 @@ BEGIN
     UPDATE part_text t
        SET tsv = mv_search_vector(u.doc, t.lang), ztext = u.z, doc = NULL
       FROM unnest(p_ids, p_paths, p_docs, p_ztexts) AS u(id, path, doc, z)
-     WHERE t.message_id = u.id AND t.path = u.path AND t.ztext IS NULL AND u.z IS NOT NULL
-       AND u.doc IS NOT NULL;
+     WHERE t.message_id = u.id AND t.path = u.path AND u.z IS NOT NULL AND u.doc IS NOT NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END;
