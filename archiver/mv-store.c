@@ -145,7 +145,7 @@ char *mv_arrival_details(const mv_arrival_info *a)
 /* ---- a batch: the parameters of one mv_ingest_batch() call ---- */
 
 /* The function's parameters, in order (schema/030-search-text.sql: 011's
- * arrival facts, 024's import facts, 021's p_lang and 030's p_ztext last). */
+ * arrival facts, 024's import facts, 021's p_lang and 030's p_ztext and p_tsv last). */
 enum {
 	B_SHA, B_SIZE, B_SKEL, B_MID, B_DATE, B_DATE_RAW, B_FROM_ADDR, B_FROM_NAME, B_SUBJECT,
 	B_HAS_ATT, B_STATUS, B_DOC, B_CLASS, B_EXPIRES, B_RULE, B_VERSION, B_DIRECTION,
@@ -154,7 +154,7 @@ enum {
 	B_JORIGINAL, B_JPROBLEM, B_SRC_SHA, B_FOLDER, B_ITEM, B_ENTRY, B_RECON, B_FLAG_MSG, B_FLAGS,
 	B_TAG_MSG, B_TAGS, B_SPLICE_MSG, B_SPLICE_OFF, B_SPLICE_BLOB, B_ADDR_MSG, B_ADDR_ROLE,
 	B_ADDR, B_ADDR_NAME, B_PART_MSG, B_PART_PATH, B_PART_DECL, B_PART_DET, B_PART_FN,
-	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC, B_LANG, B_ZTEXT,
+	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC, B_LANG, B_ZTEXT, B_TSV,
 	B_N
 };
 
@@ -163,8 +163,8 @@ enum {
 	"$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, " \
 	"$24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, " \
 	"$41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56, $57, " \
-	"$58, $59, $60, $61)"
-G_STATIC_ASSERT(B_N == 61);
+	"$58, $59, $60, $61, $62)"
+G_STATIC_ASSERT(B_N == 62);
 
 typedef struct {
 	GString *param[B_N]; /* PostgreSQL array literals, text format */
@@ -180,7 +180,7 @@ typedef struct {
 static void batch_init(batch_params *b)
 {
 	for (int i = 0; i < B_N; i++) {
-		b->param[i] = g_string_sized_new(i == B_DOC || i == B_ZTEXT ? 65536 : 256);
+		b->param[i] = g_string_sized_new(i == B_DOC || i == B_ZTEXT || i == B_TSV ? 65536 : 256);
 		array_begin(b->param[i]);
 	}
 	b->n = 0;
@@ -282,7 +282,10 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	add_text(b, B_SUBJECT, msg->subject);
 	add_text(b, B_HAS_ATT, msg->has_attachment ? "t" : "f");
 	add_text(b, B_STATUS, msg->parse_status);
-	add_text(b, B_DOC, msg->text->str);
+	/* The vector when a parse thread computed it (the text is then not
+	 * sent: the database would only index it), else the text. */
+	add_text(b, B_DOC, msg->tsv != NULL ? NULL : msg->text->str);
+	add_text(b, B_TSV, msg->tsv);
 	add_text(b, B_LANG, msg->lang);
 	/* The search text is stored only encoded (compressed, sealed when the
 	 * archive is encrypted); the database indexes the text of B_DOC and
@@ -970,29 +973,33 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
  * indexed, not stored), problems and their encodings (t->ztext; a text
  * without one is stored in clear, as before 030: no caller does that). */
 static void part_text_arrays(const mv_message *msg, GString *paths, GString *docs,
-                             GString *problems, GString *ztexts)
+                             GString *problems, GString *ztexts, GString *tsvs)
 {
 	array_begin(paths);
 	array_begin(docs);
 	array_begin(problems);
 	array_begin(ztexts);
+	array_begin(tsvs);
 	for (guint k = 0; k < msg->part_texts->len; k++) {
 		const mv_part_text *t = msg->part_texts->pdata[k];
 		mv_db_array_text(paths, t->path);
-		mv_db_array_text(docs, t->doc);
+		mv_db_array_text(docs, t->tsv != NULL && t->ztext != NULL ? NULL : t->doc);
 		mv_db_array_text(problems, t->problem);
 		array_gbytes(ztexts, t->ztext);
+		mv_db_array_text(tsvs, t->tsv);
 	}
 	array_end(paths);
 	array_end(docs);
 	array_end(problems);
 	array_end(ztexts);
+	array_end(tsvs);
 }
 
 #define PART_TEXT_VALUES                                                                  \
 	"p.path, CASE WHEN p.z IS NULL THEN p.doc END, p.z, p.problem, "                      \
-	"mv_search_vector(p.doc, NULL) "                                                      \
-	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[]) AS p(path, doc, problem, z)"
+	"coalesce(p.tsv::tsvector, mv_search_vector(p.doc, NULL)) "                           \
+	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[]) "           \
+	"AS p(path, doc, problem, z, tsv)"
 
 mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
                                    char **error_r)
@@ -1012,15 +1019,17 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
 		mv_sha256_to_hex(msg->sha256, hex);
 		char *sha = g_strdup_printf("\\x%s", hex);
 		GString *paths = g_string_new(NULL), *docs = g_string_new(NULL),
-		        *problems = g_string_new(NULL), *ztexts = g_string_new(NULL);
-		part_text_arrays(msg, paths, docs, problems, ztexts);
-		const char *v[] = {sha, ver, paths->str, docs->str, problems->str, ztexts->str};
+		        *problems = g_string_new(NULL), *ztexts = g_string_new(NULL),
+		        *tsvs = g_string_new(NULL);
+		part_text_arrays(msg, paths, docs, problems, ztexts, tsvs);
+		const char *v[] = {sha, ver, paths->str, docs->str, problems->str, ztexts->str, tsvs->str};
 		st = mv_db_send(db, sql, G_N_ELEMENTS(v), v, error_r);
 		g_free(sha);
 		g_string_free(paths, TRUE);
 		g_string_free(docs, TRUE);
 		g_string_free(problems, TRUE);
 		g_string_free(ztexts, TRUE);
+		g_string_free(tsvs, TRUE);
 	}
 	return st;
 }
@@ -1049,9 +1058,9 @@ mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
 	if (st != MV_OK)
 		return st;
 	GString *paths = g_string_new(NULL), *docs = g_string_new(NULL), *problems = g_string_new(NULL),
-	        *ztexts = g_string_new(NULL);
-	part_text_arrays(msg, paths, docs, problems, ztexts);
-	const char *v2[] = {idtext, ver, paths->str, docs->str, problems->str, ztexts->str};
+	        *ztexts = g_string_new(NULL), *tsvs = g_string_new(NULL);
+	part_text_arrays(msg, paths, docs, problems, ztexts, tsvs);
+	const char *v2[] = {idtext, ver, paths->str, docs->str, problems->str, ztexts->str, tsvs->str};
 	st = mv_db_query(db,
 	                 "WITH x AS (INSERT INTO text_extraction (message_id, version) "
 	                 "  VALUES ($1::bigint, $2::integer) ON CONFLICT (message_id) DO UPDATE "
@@ -1064,7 +1073,42 @@ mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
 	g_string_free(docs, TRUE);
 	g_string_free(problems, TRUE);
 	g_string_free(ztexts, TRUE);
+	g_string_free(tsvs, TRUE);
 	return st;
+}
+
+mv_status mv_store_vectors(mv_db *db, mv_message *msg, char **error_r)
+{
+	GString *docs = g_string_new("{");
+	guint n = msg->part_texts != NULL ? msg->part_texts->len : 0;
+	for (guint k = 0; k < n; k++)
+		mv_db_array_text(docs, ((const mv_part_text *)msg->part_texts->pdata[k])->doc);
+	g_string_append_c(docs, '}');
+	const char *v[] = {msg->text->str, msg->lang, docs->str};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT 0, mv_search_vector($1::text, $2::text)::text "
+	                               "UNION ALL SELECT u.k::integer, mv_search_vector(u.d, NULL)::text "
+	                               "FROM unnest($3::text[]) WITH ORDINALITY AS u(d, k)",
+	                           3, v, NULL, NULL, 0, &r, error_r);
+	g_string_free(docs, TRUE);
+	if (st != MV_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++) {
+		gint64 k = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		char *tsv = PQgetisnull(r, i, 1) ? NULL : g_strdup(PQgetvalue(r, i, 1));
+		if (k == 0) {
+			g_free(msg->tsv);
+			msg->tsv = tsv;
+		} else if (k >= 1 && k <= (gint64)n) {
+			mv_part_text *t = msg->part_texts->pdata[k - 1];
+			g_free(t->tsv);
+			t->tsv = tsv;
+		} else {
+			g_free(tsv);
+		}
+	}
+	PQclear(r);
+	return MV_OK;
 }
 
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,

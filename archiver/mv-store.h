@@ -172,6 +172,13 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
  * the extractor version. */
 mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
                                    char **error_r) MV_WARN_UNUSED;
+/* Compute the search vectors of msg's text and of its part texts on db
+ * (any connection: mv_search_vector reads no table) into msg->tsv and each
+ * part text's tsv, in PostgreSQL's text form: the ingest pipeline does it
+ * on its parse threads, so that the commit only stores the vectors
+ * (mv_ingest_batch computes those it is not given).  Not in a
+ * transaction; one round trip. */
+mv_status mv_store_vectors(mv_db *db, mv_message *msg, char **error_r) MV_WARN_UNUSED;
 /* Replace the attachment text of message id by msg's part_texts (encoded
  * by blobs, indexed as they are stored), in the caller's transaction
  * (re-extraction). */

@@ -172,8 +172,9 @@ REVOKE ALL ON FUNCTION mv_index_pending(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mv_index_pending(integer) TO mailvault_ingest;
 
 
--- ---- ingest: the text arrives as a parameter, is indexed here and is
--- stored only as p_ztext (last parameter) ----
+-- ---- ingest: the vector arrives computed (p_tsv, last), or the text
+-- as a parameter (p_doc) to be indexed here; the text is stored only as
+-- p_ztext ----
 DROP FUNCTION mv_ingest_batch(bytea[], bigint[], bytea[], text[], timestamptz[], text[], text[],
     text[], text[], boolean[], text[], text[], text[], timestamptz[], text[], integer[], text[],
     timestamptz[], text[], text[], text[], inet[], text[], text[], text[], text[], bigint[],
@@ -203,7 +204,7 @@ CREATE FUNCTION mv_ingest_batch(
     p_part_msg integer[], p_part_paths text[], p_part_declared text[], p_part_detected text[],
     p_part_filenames text[], p_part_sizes bigint[], p_part_blobs bytea[],
     p_rcpt_msg integer[], p_rcpts text[],
-    p_bcc_msg integer[], p_bccs text[], p_lang text[], p_ztext bytea[])
+    p_bcc_msg integer[], p_bccs text[], p_lang text[], p_ztext bytea[], p_tsv text[])
 RETURNS TABLE (o_pos integer, o_id bigint, o_new boolean, o_registration text)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -271,13 +272,15 @@ BEGIN
            WITH ORDINALITY AS s(pos, off, blob, k)
      WHERE v_new[s.pos];
 
-    -- The search text: its vector computed here from the parameter, the
+    -- The search text: its vector as the client's parse thread had it
+    -- computed (p_tsv), else computed here from the text (p_doc), the
     -- text itself stored only as the client encoded it (ztext: zstd,
     -- sealed when the archive is encrypted); a position without ztext
     -- (an older client) keeps its text in clear, as before.
     INSERT INTO message_text (message_id, doc, ztext, lang, tsv)
     SELECT v_ids[d.pos], CASE WHEN (p_ztext)[d.pos] IS NULL THEN coalesce(d.doc, '') END,
-           (p_ztext)[d.pos], (p_lang)[d.pos], mv_search_vector(d.doc, (p_lang)[d.pos])
+           (p_ztext)[d.pos], (p_lang)[d.pos],
+           coalesce((p_tsv)[d.pos]::tsvector, mv_search_vector(d.doc, (p_lang)[d.pos]))
       FROM unnest(p_doc) WITH ORDINALITY AS d(doc, pos)
      WHERE v_new[d.pos];
 
