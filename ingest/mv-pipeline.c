@@ -271,7 +271,7 @@ static void part_text_hook_free(mv_store_hook **hook)
  * stores them (schema/030-search-text.sql): the vectors are computed by as
  * many backends as there are parse threads, as the indexer thread did
  * after the commit before 030.  The stage never fails: without a
- * connection (the database down, a borrowed connection) mv_ingest_batch
+ * connection (the database down) mv_ingest_batch
  * computes the vectors itself from the text. */
 typedef struct {
 	mv_db *db;
@@ -293,7 +293,7 @@ static GPrivate vectors_conn_key = G_PRIVATE_INIT(vectors_conn_free);
 static mv_status stage_vectors(mv_pipeline *p, record *r, char **error_r)
 {
 	(void)error_r;
-	if (r->msg == NULL || r->msg->text == NULL || p->opt.db == NULL || p->opt.db_conn != NULL)
+	if (r->msg == NULL || r->msg->text == NULL || p->opt.db == NULL)
 		return MV_OK;
 	vectors_conn *c = g_private_get(&vectors_conn_key);
 	if (c != NULL && (c->owner != p || (c->db != NULL && !mv_db_connected(c->db)))) {
