@@ -277,11 +277,12 @@ BEGIN
     -- text itself stored only as the client encoded it (ztext: zstd,
     -- sealed when the archive is encrypted); a position without ztext
     -- (an older client) keeps its text in clear, as before.
+    -- (One unnest of the four arrays: a subscript of a large array
+    -- parameter per row costs a walk of the array each time.)
     INSERT INTO message_text (message_id, doc, ztext, lang, tsv)
-    SELECT v_ids[d.pos], CASE WHEN (p_ztext)[d.pos] IS NULL THEN coalesce(d.doc, '') END,
-           (p_ztext)[d.pos], (p_lang)[d.pos],
-           coalesce((p_tsv)[d.pos]::tsvector, mv_search_vector(d.doc, (p_lang)[d.pos]))
-      FROM unnest(p_doc) WITH ORDINALITY AS d(doc, pos)
+    SELECT v_ids[d.pos], CASE WHEN d.z IS NULL THEN coalesce(d.doc, '') END, d.z, d.lang,
+           coalesce(d.tsv::tsvector, mv_search_vector(d.doc, d.lang))
+      FROM unnest(p_doc, p_lang, p_ztext, p_tsv) WITH ORDINALITY AS d(doc, lang, z, tsv, pos)
      WHERE v_new[d.pos];
 
     INSERT INTO address (message_id, role, address, name)
