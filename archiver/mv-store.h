@@ -199,7 +199,9 @@ mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint6
                            char **error_r) MV_WARN_UNUSED;
 
 /* Compute search vectors for messages that have none, batch_size at a time,
- * until none are left or max_total (0: no limit) are done. */
+ * until none are left or max_total (0: no limit) are done: rows stored in
+ * clear before schema/030 (newer rows get their vector as they are
+ * stored; the server cannot read their text). */
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,
                                  char **error_r) MV_WARN_UNUSED;
 
