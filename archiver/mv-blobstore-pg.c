@@ -711,3 +711,167 @@ mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first
 	mv_key_free(&master);
 	return mv_db_end(db, st, error_r);
 }
+
+/* ---- search text (schema/030-search-text.sql) ----
+ *
+ * A 10-byte header (format, codec, key version, text length; all bound
+ * into the additional data), then, when the archive is encrypted, nonce
+ * and tag, then the text compressed with zstd (or as is when that is not
+ * smaller), sealed by mv_aead_seal as blobs are.  The additional data also
+ * binds the text to its message's SHA-256 and part path, so a text moved
+ * to another row does not open. */
+#define TEXT_FORMAT 1
+#define TEXT_HEAD_LEN 10
+#define TEXT_AAD_PREFIX "mailvault text v1"
+#define TEXT_RAW_MAX ((size_t)16 * 1024 * 1024)
+
+static GByteArray *text_aad(const uint8_t sha[MV_SHA256_LEN], const char *path,
+                            const uint8_t head[TEXT_HEAD_LEN])
+{
+	GByteArray *aad = g_byte_array_new();
+	g_byte_array_append(aad, (const guint8 *)TEXT_AAD_PREFIX, sizeof TEXT_AAD_PREFIX - 1);
+	g_byte_array_append(aad, sha, MV_SHA256_LEN);
+	g_byte_array_append(aad, head, TEXT_HEAD_LEN);
+	if (path != NULL)
+		g_byte_array_append(aad, (const guint8 *)path, (guint)strlen(path));
+	return aad;
+}
+
+mv_status mv_blobstore_pg_text_encode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                      const char *path, const char *text, size_t len,
+                                      GBytes **out_r, char **error_r)
+{
+	pg_store *s = (pg_store *)store;
+	*out_r = NULL;
+	if (len > TEXT_RAW_MAX)
+		return mv_fail(error_r, MV_ERR_INPUT, "search text of %zu bytes is over %zu", len,
+		               TEXT_RAW_MAX);
+	mv_codec codec = MV_CODEC_NONE;
+	GBytes *packed = NULL;
+	mv_status st = mv_codec_compress(text != NULL ? text : "", len, s->settings.zstd_level, NULL,
+	                                 &codec, &packed, error_r);
+	if (st != MV_OK)
+		return st;
+	uint8_t head[TEXT_HEAD_LEN];
+	head[0] = TEXT_FORMAT;
+	head[1] = (uint8_t)codec;
+	uint32_t v = htobe32((uint32_t)s->key_version), l = htobe32((uint32_t)len);
+	memcpy(head + 2, &v, 4);
+	memcpy(head + 6, &l, 4);
+	GByteArray *out = g_byte_array_new();
+	g_byte_array_append(out, head, TEXT_HEAD_LEN);
+	gsize plen = 0;
+	const guint8 *pdata = g_bytes_get_data(packed, &plen);
+	if (s->key_version > 0) {
+		uint8_t nonce[MV_NONCE_LEN], tag[MV_TAG_LEN];
+		GByteArray *aad = text_aad(sha, path, head);
+		GBytes *sealed = NULL;
+		st = mv_aead_seal(g_hash_table_lookup(s->keys, GINT_TO_POINTER(s->key_version)),
+		                  aad->data, aad->len, pdata != NULL ? pdata : (const guint8 *)"", plen,
+		                  nonce, tag, &sealed, error_r);
+		g_byte_array_free(aad, TRUE);
+		if (st == MV_OK) {
+			gsize slen = 0;
+			const guint8 *sdata = g_bytes_get_data(sealed, &slen);
+			g_byte_array_append(out, nonce, MV_NONCE_LEN);
+			g_byte_array_append(out, tag, MV_TAG_LEN);
+			if (slen > 0)
+				g_byte_array_append(out, sdata, (guint)slen);
+			g_bytes_unref(sealed);
+		}
+	} else if (plen > 0) {
+		g_byte_array_append(out, pdata, (guint)plen);
+	}
+	g_bytes_unref(packed);
+	if (st != MV_OK) {
+		g_byte_array_free(out, TRUE);
+		return st;
+	}
+	*out_r = g_byte_array_free_to_bytes(out);
+	return MV_OK;
+}
+
+mv_status mv_blobstore_pg_text_decode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                      const char *path, const void *data, size_t len,
+                                      char **text_r, char **error_r)
+{
+	pg_store *s = (pg_store *)store;
+	*text_r = NULL;
+	const uint8_t *d = data;
+	char hex[MV_SHA256_HEX_LEN + 1];
+	mv_sha256_to_hex(sha, hex);
+	const char *where = path != NULL && *path != '\0' ? path : "-";
+	if (len < TEXT_HEAD_LEN || d[0] != TEXT_FORMAT ||
+	    (d[1] != MV_CODEC_NONE && d[1] != MV_CODEC_ZSTD))
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "search text of message %s part %s is malformed",
+		               hex, where);
+	uint32_t v, l;
+	memcpy(&v, d + 2, 4);
+	memcpy(&l, d + 6, 4);
+	int key_version = (int)be32toh(v);
+	size_t raw = be32toh(l);
+	if (raw > TEXT_RAW_MAX || key_version < 0)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "search text of message %s part %s is malformed",
+		               hex, where);
+	const uint8_t *payload = d + TEXT_HEAD_LEN;
+	size_t plen = len - TEXT_HEAD_LEN;
+	GBytes *opened = NULL;
+	if (key_version > 0) {
+		mv_key *k = g_hash_table_lookup(s->keys, GINT_TO_POINTER(key_version));
+		if (k == NULL)
+			return mv_fail(error_r, MV_ERR_INTEGRITY, "search text of message %s names key "
+			               "version %d, which the archive does not have", hex, key_version);
+		if (plen < MV_NONCE_LEN + MV_TAG_LEN)
+			return mv_fail(error_r, MV_ERR_INTEGRITY,
+			               "search text of message %s part %s is malformed", hex, where);
+		GByteArray *aad = text_aad(sha, path, d);
+		char *inner = NULL;
+		mv_status st = mv_aead_open(k, aad->data, aad->len, payload + MV_NONCE_LEN + MV_TAG_LEN,
+		                            plen - MV_NONCE_LEN - MV_TAG_LEN, payload,
+		                            payload + MV_NONCE_LEN, &opened, &inner);
+		g_byte_array_free(aad, TRUE);
+		if (st != MV_OK) {
+			st = mv_fail(error_r, st, "search text of message %s part %s: %s (altered, or "
+			             "moved from another row)", hex, where, inner);
+			g_free(inner);
+			return st;
+		}
+		gsize olen = 0;
+		payload = g_bytes_get_data(opened, &olen);
+		plen = olen;
+	}
+	GBytes *out = NULL;
+	mv_status st = mv_codec_decompress((mv_codec)d[1], payload != NULL ? payload : (const uint8_t *)"",
+	                                   plen, raw, NULL, &out, error_r);
+	if (opened != NULL)
+		g_bytes_unref(opened);
+	if (st != MV_OK)
+		return st;
+	gsize olen = 0;
+	const char *o = g_bytes_get_data(out, &olen);
+	/* The text goes back to PostgreSQL as text: valid UTF-8, no NUL. */
+	if (o != NULL && g_utf8_validate_len(o, olen, NULL))
+		*text_r = g_strndup(o, olen);
+	else
+		*text_r = g_utf8_make_valid(o != NULL ? o : "", (gssize)olen);
+	g_bytes_unref(out);
+	return MV_OK;
+}
+
+mv_status mv_blobstore_pg_text_read(mv_blobstore *store, const PGresult *r, int row, int col,
+                                    const uint8_t sha[MV_SHA256_LEN], const char *path,
+                                    char **text_r, char **error_r)
+{
+	*text_r = NULL;
+	if (!PQgetisnull(r, row, col)) {
+		size_t n = 0;
+		unsigned char *z = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+		if (z == NULL)
+			return mv_fail(error_r, MV_ERR_INTERNAL, "out of memory reading a search text");
+		mv_status st = mv_blobstore_pg_text_decode(store, sha, path, z, n, text_r, error_r);
+		PQfreemem(z);
+		return st;
+	}
+	*text_r = g_strdup(PQgetisnull(r, row, col + 1) ? "" : PQgetvalue(r, row, col + 1));
+	return MV_OK;
+}

@@ -108,6 +108,26 @@ mv_status mv_blobstore_pg_rekey_remaining(mv_blobstore *store, gint64 *remaining
  * below it; *finished_r tells whether none is. */
 mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r,
                                        char **error_r) MV_WARN_UNUSED;
+/* The search text of a message (path NULL) or of one of its parts
+ * (schema/030-search-text.sql), as stored in message_text.ztext and
+ * part_text.ztext: compressed with zstd and, when the archive is
+ * encrypted, sealed with the newest key version as blobs are, bound to the
+ * message's SHA-256 and the path.  MV_ERR_INPUT over 16 MiB.  *out_r:
+ * g_bytes_unref. */
+mv_status mv_blobstore_pg_text_encode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                      const char *path, const char *text, size_t len,
+                                      GBytes **out_r, char **error_r) MV_WARN_UNUSED;
+/* The text again (valid UTF-8 without NUL, g_free); MV_ERR_INTEGRITY when
+ * it is malformed or does not authenticate for this message and path. */
+mv_status mv_blobstore_pg_text_decode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                      const char *path, const void *data, size_t len,
+                                      char **text_r, char **error_r) MV_WARN_UNUSED;
+/* The text of a text-format result row whose column col is ztext (bytea)
+ * and col + 1 the clear doc of a row stored before 030 (read when ztext
+ * is NULL). */
+mv_status mv_blobstore_pg_text_read(mv_blobstore *store, const PGresult *r, int row, int col,
+                                    const uint8_t sha[MV_SHA256_LEN], const char *path,
+                                    char **text_r, char **error_r) MV_WARN_UNUSED;
 /* Whether the store has a current dictionary. */
 gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store);
 

@@ -524,6 +524,9 @@ static void part_text_free(gpointer p)
 	g_free(t->path);
 	g_free(t->doc);
 	g_free(t->problem);
+	g_free(t->tsv);
+	if (t->ztext != NULL)
+		g_bytes_unref(t->ztext);
 	g_free(t);
 }
 
@@ -772,6 +775,7 @@ void mv_message_free(mv_message **msg)
 	g_ptr_array_free(m->part_texts, TRUE);
 	g_ptr_array_free(m->flags, TRUE);
 	g_string_free(m->text, TRUE);
+	g_free(m->tsv);
 	g_string_free(m->body, TRUE);
 	g_ptr_array_free(m->headers, TRUE);
 	g_free(m->verdicts.virus_name);

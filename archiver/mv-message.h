@@ -85,11 +85,15 @@ typedef struct {
 
 /* The text extracted from one part (mv-extract.h): path of the part, its
  * text (UTF-8 without NUL, bounded, maybe "") and why extraction failed or
- * was cut (NULL when it did not); all owned. */
+ * was cut (NULL when it did not); all owned.  ztext: doc as stored
+ * (mv_blobstore_pg_text_encode), set by mv-store when it is sent, or NULL;
+ * tsv: its search vector as text (mv_store_vectors), or NULL. */
 typedef struct {
 	char *path;
 	char *doc;
 	char *problem;
+	GBytes *ztext;
+	char *tsv;
 } mv_part_text;
 
 typedef struct {
@@ -143,6 +147,9 @@ typedef struct {
 	GString *body;                /* body text alone (HTML reduced), UTF-8, bounded */
 	const char *lang;             /* detected language of subject and body
 	                                 (mv_lang_detect, static), or NULL */
+	char *tsv;                    /* the search vector of text, as PostgreSQL's
+	                                 text form, when the pipeline computed it on
+	                                 a parse thread (mv_store_vectors), or NULL */
 	GPtrArray *headers;           /* of mv_header*, owned, in order (at most 1000) */
 	mv_message_retention retention;
 	mv_message_verdicts verdicts;

@@ -46,6 +46,27 @@ static void array_bytes(GString *s, const uint8_t *bytes, gsize len)
 	g_string_append_c(s, '"');
 }
 
+/* A bytea element of a GBytes (NULL: NULL), hex-encoded. */
+static void array_gbytes(GString *s, GBytes *bytes)
+{
+	static const char digits[] = "0123456789abcdef";
+	array_sep(s);
+	if (bytes == NULL) {
+		g_string_append(s, "NULL");
+		return;
+	}
+	gsize len = 0;
+	const guint8 *b = g_bytes_get_data(bytes, &len);
+	g_string_append(s, "\"\\\\x");
+	gsize at = s->len;
+	g_string_set_size(s, at + 2 * len);
+	for (gsize i = 0; i < len; i++) {
+		s->str[at + 2 * i] = digits[b[i] >> 4];
+		s->str[at + 2 * i + 1] = digits[b[i] & 15];
+	}
+	g_string_append_c(s, '"');
+}
+
 static void array_end(GString *s)
 {
 	g_string_append_c(s, '}');
@@ -124,8 +145,8 @@ char *mv_arrival_details(const mv_arrival_info *a)
 
 /* ---- a batch: the parameters of one mv_ingest_batch() call ---- */
 
-/* The function's parameters, in order (schema/024-import-facts.sql: 011's
- * arrival facts, the import facts, and 021's p_lang last). */
+/* The function's parameters, in order (schema/030-search-text.sql: 011's
+ * arrival facts, 024's import facts, 021's p_lang and 030's p_ztext and p_tsv last). */
 enum {
 	B_SHA, B_SIZE, B_SKEL, B_MID, B_DATE, B_DATE_RAW, B_FROM_ADDR, B_FROM_NAME, B_SUBJECT,
 	B_HAS_ATT, B_STATUS, B_DOC, B_CLASS, B_EXPIRES, B_RULE, B_VERSION, B_DIRECTION,
@@ -134,7 +155,7 @@ enum {
 	B_JORIGINAL, B_JPROBLEM, B_SRC_SHA, B_FOLDER, B_ITEM, B_ENTRY, B_RECON, B_FLAG_MSG, B_FLAGS,
 	B_TAG_MSG, B_TAGS, B_SPLICE_MSG, B_SPLICE_OFF, B_SPLICE_BLOB, B_ADDR_MSG, B_ADDR_ROLE,
 	B_ADDR, B_ADDR_NAME, B_PART_MSG, B_PART_PATH, B_PART_DECL, B_PART_DET, B_PART_FN,
-	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC, B_LANG,
+	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC, B_LANG, B_ZTEXT, B_TSV,
 	B_N
 };
 
@@ -143,8 +164,8 @@ enum {
 	"$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, " \
 	"$24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, " \
 	"$41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56, $57, " \
-	"$58, $59, $60)"
-G_STATIC_ASSERT(B_N == 60);
+	"$58, $59, $60, $61, $62)"
+G_STATIC_ASSERT(B_N == 62);
 
 /* The recipes of the splices stored by decoded content (schema/029),
  * written by their own statement after mv_ingest_batch: message SHA-256,
@@ -176,7 +197,7 @@ typedef struct {
 static void batch_init(batch_params *b)
 {
 	for (int i = 0; i < B_N; i++) {
-		b->param[i] = g_string_sized_new(i == B_DOC ? 65536 : 256);
+		b->param[i] = g_string_sized_new(i == B_DOC || i == B_ZTEXT || i == B_TSV ? 65536 : 256);
 		array_begin(b->param[i]);
 	}
 	b->n = 0;
@@ -313,8 +334,30 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	add_text(b, B_SUBJECT, msg->subject);
 	add_text(b, B_HAS_ATT, msg->has_attachment ? "t" : "f");
 	add_text(b, B_STATUS, msg->parse_status);
-	add_text(b, B_DOC, msg->text->str);
+	/* The vector when a parse thread computed it (the text is then not
+	 * sent: the database would only index it), else the text. */
+	add_text(b, B_DOC, msg->tsv != NULL ? NULL : msg->text->str);
+	add_text(b, B_TSV, msg->tsv);
 	add_text(b, B_LANG, msg->lang);
+	/* The search text is stored only encoded (compressed, sealed when the
+	 * archive is encrypted); the database indexes the text of B_DOC and
+	 * keeps none of it.  The attachment texts too (mv_store_part_texts_send
+	 * sends them after this batch, in the same transaction). */
+	GBytes *ztext = NULL;
+	st = mv_blobstore_pg_text_encode(blobs, msg->sha256, NULL, msg->text->str, msg->text->len,
+	                                 &ztext, error_r);
+	if (st != MV_OK)
+		return st;
+	array_gbytes(b->param[B_ZTEXT], ztext);
+	g_bytes_unref(ztext);
+	for (guint k = 0; msg->part_texts != NULL && k < msg->part_texts->len && st == MV_OK; k++) {
+		mv_part_text *t = msg->part_texts->pdata[k];
+		g_clear_pointer(&t->ztext, g_bytes_unref);
+		st = mv_blobstore_pg_text_encode(blobs, msg->sha256, t->path, t->doc, strlen(t->doc),
+		                                 &t->ztext, error_r);
+	}
+	if (st != MV_OK)
+		return st;
 
 	const mv_message_retention *ret = &msg->retention;
 	add_text(b, B_CLASS, ret->class_name);
@@ -1041,22 +1084,37 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
 	return MV_OK;
 }
 
+/* The arrays of msg's attachment texts: paths, texts (sent to be
+ * indexed, not stored), problems and their encodings (t->ztext; a text
+ * without one is stored in clear, as before 030: no caller does that). */
 static void part_text_arrays(const mv_message *msg, GString *paths, GString *docs,
-                             GString *problems)
+                             GString *problems, GString *ztexts, GString *tsvs)
 {
-	g_string_append_c(paths, '{');
-	g_string_append_c(docs, '{');
-	g_string_append_c(problems, '{');
+	array_begin(paths);
+	array_begin(docs);
+	array_begin(problems);
+	array_begin(ztexts);
+	array_begin(tsvs);
 	for (guint k = 0; k < msg->part_texts->len; k++) {
 		const mv_part_text *t = msg->part_texts->pdata[k];
 		mv_db_array_text(paths, t->path);
-		mv_db_array_text(docs, t->doc);
+		mv_db_array_text(docs, t->tsv != NULL && t->ztext != NULL ? NULL : t->doc);
 		mv_db_array_text(problems, t->problem);
+		array_gbytes(ztexts, t->ztext);
+		mv_db_array_text(tsvs, t->tsv);
 	}
-	g_string_append_c(paths, '}');
-	g_string_append_c(docs, '}');
-	g_string_append_c(problems, '}');
+	array_end(paths);
+	array_end(docs);
+	array_end(problems);
+	array_end(ztexts);
+	array_end(tsvs);
 }
+
+#define PART_TEXT_VALUES                                                                  \
+	"p.path, CASE WHEN p.z IS NULL THEN p.doc END, p.z, p.problem, "                      \
+	"coalesce(p.tsv::tsvector, mv_search_vector(p.doc, NULL)) "                           \
+	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[]) "           \
+	"AS p(path, doc, problem, z, tsv)"
 
 mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
                                    char **error_r)
@@ -1065,9 +1123,8 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
 	    "WITH m AS (SELECT id FROM message WHERE sha256 = $1::bytea), "
 	    "x AS (INSERT INTO text_extraction (message_id, version) SELECT id, $2::integer FROM m "
 	    "  ON CONFLICT (message_id) DO NOTHING RETURNING message_id) "
-	    "INSERT INTO part_text (message_id, path, doc, problem) "
-	    "SELECT x.message_id, p.path, p.doc, p.problem FROM x, "
-	    "  unnest($3::text[], $4::text[], $5::text[]) AS p(path, doc, problem)";
+	    "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
+	    "SELECT x.message_id, " PART_TEXT_VALUES " CROSS JOIN x";
 	char ver[16];
 	g_snprintf(ver, sizeof ver, "%d", version);
 	mv_status st = MV_OK;
@@ -1077,48 +1134,96 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
 		mv_sha256_to_hex(msg->sha256, hex);
 		char *sha = g_strdup_printf("\\x%s", hex);
 		GString *paths = g_string_new(NULL), *docs = g_string_new(NULL),
-		        *problems = g_string_new(NULL);
-		part_text_arrays(msg, paths, docs, problems);
-		const char *v[] = {sha, ver, paths->str, docs->str, problems->str};
+		        *problems = g_string_new(NULL), *ztexts = g_string_new(NULL),
+		        *tsvs = g_string_new(NULL);
+		part_text_arrays(msg, paths, docs, problems, ztexts, tsvs);
+		const char *v[] = {sha, ver, paths->str, docs->str, problems->str, ztexts->str, tsvs->str};
 		st = mv_db_send(db, sql, G_N_ELEMENTS(v), v, error_r);
 		g_free(sha);
 		g_string_free(paths, TRUE);
 		g_string_free(docs, TRUE);
 		g_string_free(problems, TRUE);
+		g_string_free(ztexts, TRUE);
+		g_string_free(tsvs, TRUE);
 	}
 	return st;
 }
 
-mv_status mv_store_part_texts_replace(mv_db *db, gint64 id, const mv_message *msg, int version,
-                                      char **error_r)
+mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
+                                      const mv_message *msg, int version, char **error_r)
 {
+	mv_status st = MV_OK;
+	for (guint k = 0; k < msg->part_texts->len && st == MV_OK; k++) {
+		mv_part_text *t = msg->part_texts->pdata[k];
+		g_clear_pointer(&t->ztext, g_bytes_unref);
+		st = mv_blobstore_pg_text_encode(blobs, msg->sha256, t->path, t->doc, strlen(t->doc),
+		                                 &t->ztext, error_r);
+	}
+	if (st != MV_OK)
+		return st;
 	char idtext[24], ver[16];
 	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, id);
 	g_snprintf(ver, sizeof ver, "%d", version);
 	const char *v1[] = {idtext};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(db, "DELETE FROM part_text WHERE message_id = $1::bigint", 1, v1,
-	                           NULL, NULL, 0, &r, error_r);
+	st = mv_db_query(db, "DELETE FROM part_text WHERE message_id = $1::bigint", 1, v1, NULL, NULL,
+	                 0, &r, error_r);
 	PQclear(r);
 	r = NULL;
 	if (st != MV_OK)
 		return st;
-	GString *paths = g_string_new(NULL), *docs = g_string_new(NULL), *problems = g_string_new(NULL);
-	part_text_arrays(msg, paths, docs, problems);
-	const char *v2[] = {idtext, ver, paths->str, docs->str, problems->str};
+	GString *paths = g_string_new(NULL), *docs = g_string_new(NULL), *problems = g_string_new(NULL),
+	        *ztexts = g_string_new(NULL), *tsvs = g_string_new(NULL);
+	part_text_arrays(msg, paths, docs, problems, ztexts, tsvs);
+	const char *v2[] = {idtext, ver, paths->str, docs->str, problems->str, ztexts->str, tsvs->str};
 	st = mv_db_query(db,
 	                 "WITH x AS (INSERT INTO text_extraction (message_id, version) "
 	                 "  VALUES ($1::bigint, $2::integer) ON CONFLICT (message_id) DO UPDATE "
 	                 "  SET version = EXCLUDED.version, extracted_at = now()) "
-	                 "INSERT INTO part_text (message_id, path, doc, problem) "
-	                 "SELECT $1::bigint, p.path, p.doc, p.problem "
-	                 "  FROM unnest($3::text[], $4::text[], $5::text[]) AS p(path, doc, problem)",
+	                 "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
+	                 "SELECT $1::bigint, " PART_TEXT_VALUES,
 	                 G_N_ELEMENTS(v2), v2, NULL, NULL, 0, &r, error_r);
 	PQclear(r);
 	g_string_free(paths, TRUE);
 	g_string_free(docs, TRUE);
 	g_string_free(problems, TRUE);
+	g_string_free(ztexts, TRUE);
+	g_string_free(tsvs, TRUE);
 	return st;
+}
+
+mv_status mv_store_vectors(mv_db *db, mv_message *msg, char **error_r)
+{
+	GString *docs = g_string_new("{");
+	guint n = msg->part_texts != NULL ? msg->part_texts->len : 0;
+	for (guint k = 0; k < n; k++)
+		mv_db_array_text(docs, ((const mv_part_text *)msg->part_texts->pdata[k])->doc);
+	g_string_append_c(docs, '}');
+	const char *v[] = {msg->text->str, msg->lang, docs->str};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT 0, mv_search_vector($1::text, $2::text)::text "
+	                               "UNION ALL SELECT u.k::integer, mv_search_vector(u.d, NULL)::text "
+	                               "FROM unnest($3::text[]) WITH ORDINALITY AS u(d, k)",
+	                           3, v, NULL, NULL, 0, &r, error_r);
+	g_string_free(docs, TRUE);
+	if (st != MV_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++) {
+		gint64 k = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		char *tsv = PQgetisnull(r, i, 1) ? NULL : g_strdup(PQgetvalue(r, i, 1));
+		if (k == 0) {
+			g_free(msg->tsv);
+			msg->tsv = tsv;
+		} else if (k >= 1 && k <= (gint64)n) {
+			mv_part_text *t = msg->part_texts->pdata[k - 1];
+			g_free(t->tsv);
+			t->tsv = tsv;
+		} else {
+			g_free(tsv);
+		}
+	}
+	PQclear(r);
+	return MV_OK;
 }
 
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,
@@ -1148,7 +1253,102 @@ mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gi
 	return MV_OK;
 }
 
-mv_status mv_store_reindex(mv_db *db, int batch_size, gint64 *done_r, char **error_r)
+/* One call's texts at most (bytes): a batch stops growing past it. */
+#define REINDEX_BATCH_BYTES ((gsize)32 * 1024 * 1024)
+
+static gboolean sha_of(const PGresult *r, int row, int col, uint8_t sha[MV_SHA256_LEN])
+{
+	size_t n = 0;
+	unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+	gboolean ok = b != NULL && n == MV_SHA256_LEN;
+	if (ok)
+		memcpy(sha, b, MV_SHA256_LEN);
+	PQfreemem(b);
+	return ok;
+}
+
+/* The key version of a stored text's header (schema/030), in SQL. */
+#define ZTEXT_KEY_VERSION(col)                                                              \
+	"((get_byte(" col ", 2)::bigint << 24) | (get_byte(" col ", 3) << 16) | "             \
+	"(get_byte(" col ", 4) << 8) | get_byte(" col ", 5))"
+
+/* Attachment texts still in clear (stored before 030), or sealed with
+ * another key version than the newest (stored before key init or a
+ * rotation), are encoded again. */
+static mv_status reencode_part_texts(mv_db *db, mv_blobstore *blobs, int batch_size,
+                                     char **error_r)
+{
+	char lim[16];
+	g_snprintf(lim, sizeof lim, "%d", batch_size);
+	for (;;) {
+		char kv[16];
+		g_snprintf(kv, sizeof kv, "%d", mv_blobstore_pg_key_version(blobs));
+		const char *sel[] = {lim, kv};
+		PGresult *r = NULL;
+		mv_status st = mv_db_query(db, "SELECT t.message_id, t.path, m.sha256, t.ztext, t.doc "
+		                               "FROM part_text t JOIN message m ON m.id = t.message_id "
+		                               "WHERE (t.ztext IS NULL AND t.doc IS NOT NULL) OR "
+		                               "  (octet_length(t.ztext) >= 10 AND "
+		                               ZTEXT_KEY_VERSION("t.ztext") " <> $2::bigint) "
+		                               "ORDER BY t.message_id, t.path LIMIT $1::integer",
+		                           2, sel, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			return st;
+		int n = PQntuples(r);
+		GString *ids = g_string_new("{"), *paths = g_string_new("{"), *docs = g_string_new("{"),
+		        *z = g_string_new("{");
+		gsize bytes = 0;
+		int k = 0;
+		for (; k < n && st == MV_OK && bytes < REINDEX_BATCH_BYTES; k++) {
+			uint8_t sha[MV_SHA256_LEN];
+			if (!sha_of(r, k, 2, sha)) {
+				st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading attachment texts");
+				break;
+			}
+			char *doc = NULL;
+			st = mv_blobstore_pg_text_read(blobs, r, k, 3, sha, PQgetvalue(r, k, 1), &doc,
+			                               error_r);
+			GBytes *enc = NULL;
+			if (st == MV_OK)
+				st = mv_blobstore_pg_text_encode(blobs, sha, PQgetvalue(r, k, 1), doc,
+				                                 strlen(doc), &enc, error_r);
+			if (st != MV_OK) {
+				g_free(doc);
+				break;
+			}
+			mv_db_array_text(ids, PQgetvalue(r, k, 0));
+			mv_db_array_text(paths, PQgetvalue(r, k, 1));
+			mv_db_array_text(docs, doc);
+			array_gbytes(z, enc);
+			g_bytes_unref(enc);
+			bytes += strlen(doc);
+			g_free(doc);
+		}
+		PQclear(r);
+		array_end(ids);
+		array_end(paths);
+		array_end(docs);
+		array_end(z);
+		if (st == MV_OK && k > 0) {
+			const char *up[] = {ids->str, paths->str, docs->str, z->str};
+			st = mv_db_query(db, "SELECT mv_reindex_part_texts($1::bigint[], $2::text[], "
+			                     "$3::text[], $4::bytea[])",
+			                 4, up, NULL, NULL, 0, &r, error_r);
+			if (st == MV_OK && g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10) == 0)
+				st = mv_fail(error_r, MV_ERR_DB, "attachment texts were not re-encoded");
+			PQclear(r);
+		}
+		g_string_free(ids, TRUE);
+		g_string_free(paths, TRUE);
+		g_string_free(docs, TRUE);
+		g_string_free(z, TRUE);
+		if (st != MV_OK || k == 0)
+			return st;
+	}
+}
+
+mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
+                           char **error_r)
 {
 	*done_r = 0;
 	batch_size = CLAMP(batch_size, 1, 10000);
@@ -1160,36 +1360,73 @@ mv_status mv_store_reindex(mv_db *db, int batch_size, gint64 *done_r, char **err
 		g_snprintf(from, sizeof from, "%" G_GINT64_FORMAT, after);
 		const char *sel[] = {from, lim};
 		PGresult *r = NULL;
-		mv_status st = mv_db_query(db, "SELECT message_id, CASE WHEN lang IS NULL THEN "
-		                               "left(doc, " G_STRINGIFY(MV_LANG_MAX_BYTES) ") END "
-		                               "FROM message_text WHERE message_id > $1::bigint "
-		                               "ORDER BY message_id LIMIT $2::integer",
+		mv_status st = mv_db_query(db, "SELECT t.message_id, t.lang IS NULL, m.sha256, t.ztext, "
+		                               "t.doc, CASE WHEN octet_length(t.ztext) >= 10 THEN "
+		                               ZTEXT_KEY_VERSION("t.ztext") " END FROM message_text t "
+		                               "JOIN message m ON m.id = t.message_id "
+		                               "WHERE t.message_id > $1::bigint "
+		                               "ORDER BY t.message_id LIMIT $2::integer",
 		                           2, sel, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
 			return st;
 		int n = PQntuples(r);
 		if (n == 0) {
 			PQclear(r);
-			return MV_OK;
+			return reencode_part_texts(db, blobs, batch_size, error_r);
 		}
-		GString *ids = g_string_new("{");
-		GString *langs = g_string_new("{");
-		for (int i = 0; i < n; i++) {
-			mv_db_array_text(ids, PQgetvalue(r, i, 0));
+		GString *ids = g_string_new("{"), *langs = g_string_new("{"), *docs = g_string_new("{"),
+		        *z = g_string_new("{");
+		gsize bytes = 0;
+		int k = 0;
+		for (; k < n && bytes < REINDEX_BATCH_BYTES; k++) {
+			uint8_t sha[MV_SHA256_LEN];
+			if (!sha_of(r, k, 2, sha)) {
+				st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading search texts");
+				break;
+			}
+			char *text = NULL;
+			st = mv_blobstore_pg_text_read(blobs, r, k, 3, sha, NULL, &text, error_r);
+			GBytes *enc = NULL;
+			/* a text in clear, or sealed with another key version than
+			 * the newest: its encoding, which replaces it */
+			if (st == MV_OK && (PQgetisnull(r, k, 5) ||
+			                    g_ascii_strtoll(PQgetvalue(r, k, 5), NULL, 10) !=
+			                        mv_blobstore_pg_key_version(blobs)))
+				st = mv_blobstore_pg_text_encode(blobs, sha, NULL, text, strlen(text), &enc,
+				                                 error_r);
+			if (st != MV_OK) {
+				g_free(text);
+				break;
+			}
+			mv_db_array_text(ids, PQgetvalue(r, k, 0));
 			const char *lang = NULL;
-			if (!PQgetisnull(r, i, 1))
-				lang = mv_lang_detect(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+			if (strcmp(PQgetvalue(r, k, 1), "t") == 0)
+				lang = mv_lang_detect(text, MIN(strlen(text), (size_t)MV_LANG_MAX_BYTES));
 			mv_db_array_text(langs, lang);
+			mv_db_array_text(docs, text);
+			array_gbytes(z, enc);
+			bytes += strlen(text);
+			g_free(text);
+			if (enc != NULL)
+				g_bytes_unref(enc);
 		}
-		after = g_ascii_strtoll(PQgetvalue(r, n - 1, 0), NULL, 10);
+		if (k > 0)
+			after = g_ascii_strtoll(PQgetvalue(r, k - 1, 0), NULL, 10);
 		PQclear(r);
-		g_string_append_c(ids, '}');
-		g_string_append_c(langs, '}');
-		const char *up[] = {ids->str, langs->str};
-		st = mv_db_query(db, "SELECT mv_reindex($1::bigint[], $2::text[])", 2, up, NULL, NULL, 0,
-		                 &r, error_r);
+		array_end(ids);
+		array_end(langs);
+		array_end(docs);
+		array_end(z);
+		if (st == MV_OK) {
+			const char *up[] = {ids->str, langs->str, docs->str, z->str};
+			st = mv_db_query(db, "SELECT mv_reindex_texts($1::bigint[], $2::text[], $3::text[], "
+			                     "$4::bytea[])",
+			                 4, up, NULL, NULL, 0, &r, error_r);
+		}
 		g_string_free(ids, TRUE);
 		g_string_free(langs, TRUE);
+		g_string_free(docs, TRUE);
+		g_string_free(z, TRUE);
 		if (st != MV_OK)
 			return st;
 		*done_r += g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);

@@ -390,10 +390,11 @@ mv_status mv_traffic_storage(mv_db *db, mv_storage_stats *s_r, char **error_r)
 		"(SELECT coalesce(sum(b.raw_size), 0) FROM blob b WHERE b.sha256 IN "
 		"   (SELECT blob_sha256 FROM message_splice)), "
 		"(SELECT coalesce(sum(raw_size), 0) FROM blob), (SELECT coalesce(sum(stored_size), 0) FROM blob), "
-		"pg_total_relation_size('blob'), pg_total_relation_size('message_text'), "
+		"pg_total_relation_size('blob'), "
+		"pg_total_relation_size('message_text') + pg_total_relation_size('part_text'), "
 		"(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
 		"  WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace "
-		"    AND c.relname NOT IN ('blob', 'message_text'))",
+		"    AND c.relname NOT IN ('blob', 'message_text', 'part_text'))",
 		0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;

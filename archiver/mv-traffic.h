@@ -95,7 +95,8 @@ mv_status mv_traffic_local_domains(mv_db *db, const char *setting, char ***domai
  *   stored_bytes      every distinct blob's stored (compressed) size
  *   compression       blob_raw_bytes - stored_bytes
  *   blob_disk_bytes   the blob table on disk (pages, TOAST, index)
- *   index_bytes       the search text and its full-text index on disk
+ *   index_bytes       the search texts (message_text, part_text) and their
+ *                     full-text indexes on disk
  *   metadata_bytes    every other table and index of the schema on disk */
 typedef struct {
 	gint64 messages, arrivals, blobs, attachment_blobs;
