@@ -761,6 +761,21 @@ mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **
 	"UPDATE blob SET data = $2, stored_size = $3, key_version = $4, enc_nonce = $5, "          \
 	"enc_tag = $6 WHERE sha256 = $1"
 
+/* The version a rotation moves blobs up to: the newest made by an operator
+ * (key init, key rotate).  Versions a writer made when a budget was spent
+ * (made_by nonce-limit) owe nothing: blobs below them stay as they are. */
+static mv_status rekey_floor(pg_store *s, char text_r[16], char **error_r)
+{
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(s->db, "SELECT coalesce(max(version), 0) FROM enc_key "
+	                                  "WHERE made_by = 'operator'", 0, NULL, NULL, NULL, 0, &r,
+	                           error_r);
+	if (st == MV_OK)
+		g_strlcpy(text_r, PQgetvalue(r, 0, 0), 16);
+	PQclear(r);
+	return st;
+}
+
 mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *done_r,
                                       char **error_r)
 {
@@ -768,12 +783,15 @@ mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *d
 	*done_r = 0;
 	if (s->key_version == 0)
 		return mv_fail(error_r, MV_ERR_CONFIG, "encryption is not on (mailvault key init)");
-	mv_status st = mv_db_exec(s->db, "BEGIN; SELECT set_config('mailvault.rekeying', 'on', true)",
+	char version_text[16];
+	mv_status st = rekey_floor(s, version_text, error_r);
+	if (st != MV_OK)
+		return st;
+	st = mv_db_exec(s->db, "BEGIN; SELECT set_config('mailvault.rekeying', 'on', true)",
 	                          error_r);
 	if (st != MV_OK)
 		return st;
-	char version_text[16], limit_text[16];
-	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
+	char limit_text[16];
 	g_snprintf(limit_text, sizeof limit_text, "%u", limit);
 	const char *sv[] = {version_text, limit_text};
 	PGresult *r = NULL;
@@ -859,11 +877,13 @@ mv_status mv_blobstore_pg_rekey_remaining(mv_blobstore *store, gint64 *remaining
 {
 	pg_store *s = (pg_store *)store;
 	char version_text[16];
-	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
+	mv_status st = rekey_floor(s, version_text, error_r);
+	if (st != MV_OK)
+		return st;
 	const char *v[] = {version_text};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(s->db, "SELECT count(*) FROM blob WHERE key_version IS NULL OR "
-	                                  "key_version < $1", 1, v, NULL, NULL, 0, &r, error_r);
+	st = mv_db_query(s->db, "SELECT count(*) FROM blob WHERE key_version IS NULL OR "
+	                        "key_version < $1", 1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
 	*remaining_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -876,10 +896,12 @@ mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r
 {
 	pg_store *s = (pg_store *)store;
 	char version_text[16];
-	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
+	mv_status st = rekey_floor(s, version_text, error_r);
+	if (st != MV_OK)
+		return st;
 	const char *v[] = {version_text};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(
+	st = mv_db_query(
 		s->db,
 		"UPDATE enc_key SET completed_at = now() WHERE version = $1 "
 		"AND NOT EXISTS (SELECT 1 FROM blob WHERE key_version IS NULL OR key_version < $1) "
@@ -1057,10 +1079,15 @@ mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first
 		return st;
 	}
 	PGresult *r = NULL;
+	/* Owed: the newest operator version (key init, key rotate) is not
+	 * complete, or blobs are below it (versions writers made when a nonce
+	 * budget was spent owe nothing). */
 	st = mv_db_query(db,
-	                 "SELECT version, wrapped, completed_at IS NOT NULL, "
+	                 "WITH op AS (SELECT version, completed_at FROM enc_key "
+	                 "WHERE made_by = 'operator' ORDER BY version DESC LIMIT 1) "
+	                 "SELECT version, wrapped, (SELECT completed_at IS NOT NULL FROM op), "
 	                 "EXISTS (SELECT 1 FROM blob WHERE key_version IS NULL OR key_version < "
-	                 "enc_key.version) FROM enc_key ORDER BY version DESC LIMIT 1",
+	                 "(SELECT version FROM op)) FROM enc_key ORDER BY version DESC LIMIT 1",
 	                 0, NULL, NULL, NULL, 1, &r, error_r);
 	int latest = 0;
 	if (st == MV_OK && PQntuples(r) == 1) {

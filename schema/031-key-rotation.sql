@@ -43,17 +43,27 @@ $$;
 CREATE TRIGGER enc_key_guard BEFORE UPDATE ON enc_key
     FOR EACH ROW EXECUTE FUNCTION mv_enc_key_guard();
 
--- Reserve p_count seals with data key version p_version, never past
+-- Reserve up to p_count seals with data key version p_version, never past
 -- p_limit (at most 2^32, NIST SP 800-38D's bound for random 96-bit
--- nonces).  Returns the new total, or NULL when the budget cannot hold
--- p_count more: the version is spent.  The caller commits it before
--- sealing (autocommit on a connection of its own).
+-- nonces).  Returns how many were granted: 0 when the version is spent.
+-- The caller commits it before sealing (autocommit on a connection of its
+-- own).
 CREATE FUNCTION mv_enc_reserve(p_version integer, p_count bigint, p_limit bigint)
-RETURNS bigint LANGUAGE sql AS $$
-    UPDATE enc_key SET nonces_reserved = nonces_reserved + p_count
-     WHERE version = p_version AND p_count > 0
-       AND nonces_reserved + p_count <= least(p_limit, 4294967296)
-    RETURNING nonces_reserved;
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_used bigint;
+    v_grant bigint;
+BEGIN
+    SELECT nonces_reserved INTO v_used FROM enc_key WHERE version = p_version FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'key version % does not exist', p_version;
+    END IF;
+    v_grant := greatest(0, least(p_count, least(p_limit, 4294967296) - v_used));
+    IF v_grant > 0 THEN
+        UPDATE enc_key SET nonces_reserved = nonces_reserved + v_grant WHERE version = p_version;
+    END IF;
+    RETURN v_grant;
+END;
 $$;
 
 -- A writer whose version p_from is spent adds the next version (its data
