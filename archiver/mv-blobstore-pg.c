@@ -42,6 +42,7 @@ static void key_free(gpointer p)
  * is in) and a crash can only over-count.  When a version's budget is
  * spent, the store makes the next version (sealing_key). */
 
+#define NONCE_BLOCK_MIN 64
 #define NONCE_BLOCK_MAX 65536
 
 /* The seals each version may make: 2^32, or less with the test-only
@@ -114,6 +115,8 @@ static mv_status side_query(PGconn *c, const char *sql, int n, const char *const
 typedef struct {
 	mv_db *db;
 	int version;
+	gint64 next_block; /* doubles from NONCE_BLOCK_MIN: a short-lived process
+	                      (one message) wastes little of the budget */
 } budget_ctx;
 
 static mv_status reserve_nonces(void *context, gint64 *granted_r, char **error_r)
@@ -121,7 +124,9 @@ static mv_status reserve_nonces(void *context, gint64 *granted_r, char **error_r
 	budget_ctx *b = context;
 	*granted_r = 0;
 	gint64 limit = nonce_limit();
-	gint64 block = CLAMP(limit / 64, 1, NONCE_BLOCK_MAX);
+	gint64 cap = CLAMP(limit / 64, 1, NONCE_BLOCK_MAX);
+	gint64 block = CLAMP(b->next_block, 1, cap);
+	b->next_block = MIN(block * 2, cap);
 	char vt[16], bt[24], lt[24];
 	g_snprintf(vt, sizeof vt, "%d", b->version);
 	g_snprintf(bt, sizeof bt, "%" G_GINT64_FORMAT, block);
@@ -151,6 +156,7 @@ static void key_budget(pg_store *s, mv_key *k, int version)
 	budget_ctx *b = g_new0(budget_ctx, 1);
 	b->db = s->db;
 	b->version = version;
+	b->next_block = NONCE_BLOCK_MIN;
 	mv_key_set_nonce_budget(k, reserve_nonces, b, g_free);
 }
 
