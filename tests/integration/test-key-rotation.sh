@@ -3,7 +3,8 @@
 # data key version (crossing it makes the next version, never reuses one);
 # master-key rotation (key rewrap) while an import and reads run, and
 # interrupted by kill -9 (exactly one of the two key files opens the
-# archive); data keys absent from a core dump of a running smtpd.
+# archive); a running smtpd across a rewrap; data keys absent from a core
+# dump of a running smtpd.
 . "$(dirname "$0")/lib.sh"
 
 # gen DIR FIRST COUNT: messages with a text body and a small random
@@ -170,23 +171,58 @@ export MAILVAULT_KEY_FILE=$WORK/third.key
 expect_eq "third key: reads byte-exact" 0 "$(not_exact "$WORK"/a/*.eml)"
 expect_eq "audit chain intact" 0 "$(set +e; mv audit verify > /dev/null 2>&1; echo $?)"
 
-# ---- a core dump of a running smtpd holds no data key ----
+# ---- a running smtpd across a rewrap, its budget spent; then its core ----
+# The smtpd holds its data keys; after a rewrap it keeps archiving until
+# its version's budget (4 here) is spent.  It must then make a version
+# with the master key in its key file: the stale one is refused (a 4xx
+# reply, nothing stored, no version wrapped by the old key), and once the
+# new key file is in place the same message is archived.
+cp "$WORK/third.key" "$WORK/live.key"
 P=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$MAILVAULT_BIN" --home "$MV_HOME" smtpd --listen "127.0.0.1:$P" 2> "$WORK/smtpd.err" &
+MAILVAULT_KEY_FILE=$WORK/live.key MAILVAULT_TEST_NONCE_LIMIT=4 \
+  "$MAILVAULT_BIN" --home "$MV_HOME" smtpd --listen "127.0.0.1:$P" 2> "$WORK/smtpd.err" &
 spid=$!
 for _ in $(seq 600); do
   python3 -c "import socket; socket.create_connection(('127.0.0.1', $P), 1).close()" 2> /dev/null && break
   kill -0 "$spid" 2> /dev/null || break
   sleep 0.1
 done
-python3 - "$P" "$WORK/a/m00003.eml" <<'PY'
-import smtplib, sys
-s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=60)
-raw = open(sys.argv[2], "rb").read().replace(b"<key3@example.com>", b"<core-dump-probe@example.com>")
-s.sendmail("a@example.com", ["b@example.com"], raw)
-s.quit()
+# send ID...: one message each (a fresh attachment each), "ID CODE" lines
+send() {
+  python3 - "$P" "$WORK/a/m00003.eml" "$@" <<'PY'
+import os, smtplib, sys
+port, src, ids = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+for i in ids:
+    raw = open(src, "rb").read().replace(b"<key3@example.com>", b"<%s@example.com>" % i.encode())
+    raw = raw.replace(b"Key rotation note 3.", b"Key rotation note %s %s." % (i.encode(), os.urandom(8).hex().encode()))
+    s = smtplib.SMTP("127.0.0.1", port, timeout=60)
+    try:
+        s.sendmail("a@example.com", ["b@example.com"], raw)
+        print(i, 250)
+    except smtplib.SMTPDataError as e:
+        print(i, e.smtp_code)
+    s.quit()
 PY
-expect_eq "smtpd archived a message (sealed with a data key it holds)" 1 "$(sql "SELECT count(*) FROM message WHERE message_id = 'core-dump-probe@example.com'")"
+}
+stored() { sql "SELECT count(*) FROM message WHERE message_id = '$1@example.com'"; }
+expect_eq "smtpd archives before the rewrap" "probe0 250" "$(send probe0)"
+third_fpr=$(MAILVAULT_KEY_FILE=$WORK/third.key mv key status --json | jq_ 'd["key_file_fingerprint"]')
+before=$(sql "SELECT max(version) FROM enc_key")
+MAILVAULT_KEY_FILE=$WORK/third.key mv key rewrap --new-key-file "$WORK/fourth.key" > /dev/null
+fourth_fpr=$(MAILVAULT_KEY_FILE=$WORK/fourth.key mv key status --json | jq_ 'd["key_file_fingerprint"]')
+send p1 p2 p3 p4 > "$WORK/sent"
+refused=$(awk '$2 != 250 { print $1; exit }' "$WORK/sent")
+check "once its budget is spent, the smtpd with a stale key file refuses for now ($(tr '\n' ' ' < "$WORK/sent"))" test -n "$refused"
+expect_eq "the refusal is temporary (4xx): the sender keeps it" 4 "$(awk -v r="$refused" '$1 == r { print substr($2, 1, 1) }' "$WORK/sent")"
+expect_eq "the refused message is not stored" 0 "$(stored "$refused")"
+expect_eq "every accepted message is stored" "$(grep -c ' 250$' "$WORK/sent")" "$(sql "SELECT count(*) FROM message WHERE message_id IN ('p1@example.com', 'p2@example.com', 'p3@example.com', 'p4@example.com')")"
+expect_eq "no version wrapped by the old master key after the rewrap" 0 "$(sql "SELECT count(*) FROM enc_key WHERE version > $before AND substr(encode(master_fpr, 'hex'), 1, 16) = '$third_fpr'")"
+check "the smtpd says why" grep -q "key file" "$WORK/smtpd.err"
+cp "$WORK/fourth.key" "$WORK/live.key.tmp"; command mv -f "$WORK/live.key.tmp" "$WORK/live.key"
+expect_eq "with the new key file in place the same message is archived" "$refused 250" "$(send "$refused")"
+expect_eq "by a version the smtpd made, wrapped by the new master key" "nonce-limit $fourth_fpr" \
+  "$(sql "SELECT made_by || ' ' || substr(encode(master_fpr, 'hex'), 1, 16) FROM enc_key ORDER BY version DESC LIMIT 1")"
+expect_eq "no version past its limit of 4 since" 0 "$(sql "SELECT count(*) FROM enc_key WHERE version > $before AND nonces_reserved > 4")"
 expect_eq "the process dumped is mailvault" "$(readlink -f "$MAILVAULT_BIN")" "$(readlink -f /proc/$spid/exe)"
 gcore -o "$WORK/core" "$spid" > /dev/null 2>&1 || true
 core=$(ls "$WORK"/core.* 2> /dev/null | head -1)
@@ -194,7 +230,7 @@ kill -TERM "$spid"; wait "$spid" || true
 check "gcore wrote a core of the running smtpd" test -s "$core"
 sql "SELECT version || ' ' || encode(wrapped, 'hex') FROM enc_key ORDER BY version" > "$WORK/wrapped"
 expect_eq "the core holds process memory (the home path), but no data key and no master key" "home 0 keys: $(sql "SELECT count(*) FROM enc_key")" \
-  "$(python3 - "$core" "$WORK/third.key" "$WORK/wrapped" "$MV_HOME" <<'PY'
+  "$(python3 - "$core" "$WORK/fourth.key" "$WORK/wrapped" "$MV_HOME" <<'PY'
 import sys
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 core = open(sys.argv[1], 'rb').read()
