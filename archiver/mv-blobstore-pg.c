@@ -2,7 +2,6 @@
  * is untrusted on the way back: sizes, codec and hash are all checked. */
 #include <endian.h>
 #include <openssl/crypto.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "mv-audit.h"
@@ -148,8 +147,6 @@ static mv_status reserve_nonces(void *context, gint64 *granted_r, char **error_r
 	PQfinish(c);
 	return st;
 }
-
-static void key_budget(pg_store *s, mv_key *k, int version);
 
 static void key_budget(pg_store *s, mv_key *k, int version)
 {
