@@ -46,6 +46,7 @@ static const char help[] =
 	"  --new-key-file NEW  rewrap: the new master key file\n"
 	"  --json           status: JSON with keys encrypted, key_file, key_file_ok,\n"
 	"                   key_file_error, key_file_fingerprint, master_fingerprints,\n"
+	"                   key_memory_locked, key_memory_not_in_core_dumps,\n"
 	"                   current_version, plaintext_blobs, nonce_limit, versions\n"
 	"                   (version, created_at, completed_at, blobs, nonces_reserved,\n"
 	"                   made_by, master_fingerprint); init and rotate: version,\n"
@@ -161,8 +162,12 @@ static int key_status(mv_cli *cli, mv_db *db)
 	char file_fpr[17] = "";
 	mv_key *master = NULL;
 	char *ferr = NULL;
-	if (mv_key_file_read(path, &master, &ferr) == MV_OK)
+	gboolean locked = FALSE, nodump = FALSE;
+	if (mv_key_file_read(path, &master, &ferr) == MV_OK) {
 		mv_key_fingerprint_hex(master, file_fpr);
+		/* Where this process put the key: as every process does. */
+		mv_key_protection(master, &locked, &nodump);
+	}
 	mv_key_free(&master);
 	g_free(ferr);
 	GPtrArray *fprs = g_ptr_array_new();
@@ -186,6 +191,8 @@ static int key_status(mv_cli *cli, mv_db *db)
 		for (guint j = 0; j < fprs->len; j++)
 			json_builder_add_string_value(b, fprs->pdata[j]);
 		json_builder_end_array(b);
+		mv_json_add_bool(b, "key_memory_locked", locked);
+		mv_json_add_bool(b, "key_memory_not_in_core_dumps", nodump);
 		mv_json_add_int(b, "current_version", current);
 		mv_json_add_int(b, "plaintext_blobs", plain);
 		mv_json_add_int(b, "nonce_limit", MV_NONCE_LIMIT);
@@ -213,6 +220,8 @@ static int key_status(mv_cli *cli, mv_db *db)
 		printf("encryption:     on, key version %d for new blobs\n", current);
 		printf("key file:       %s (%s)\n", path, key_err == NULL ? "opens every key" : key_err);
 		printf("key file fingerprint: %s\n", *file_fpr != '\0' ? file_fpr : "(unreadable)");
+		printf("key memory:     %s, %s\n", locked ? "locked" : "not locked (RLIMIT_MEMLOCK)",
+		       nodump ? "left out of core dumps" : "in core dumps (no MADV_DONTDUMP here)");
 		printf("master key wrapping the data keys: ");
 		for (guint j = 0; j < fprs->len; j++)
 			printf("%s%s", j > 0 ? ", " : "", (const char *)fprs->pdata[j]);

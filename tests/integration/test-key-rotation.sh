@@ -133,6 +133,7 @@ expect_eq "new master key: verify checks all 162" "162 0" "$(mv verify --json | 
 mv key status --json > "$WORK/st2.json"
 expect_eq "key status: the new key file opens every key, and it is the one that wraps them" "True ['$new_fpr'] $new_fpr" \
   "$(jq_ '" ".join([str(d["key_file_ok"]), str(d["master_fingerprints"]), d["key_file_fingerprint"]])' < "$WORK/st2.json")"
+expect_eq "key status: key pages left out of core dumps" True "$(jq_ 'd["key_memory_not_in_core_dumps"]' < "$WORK/st2.json")"
 det=$(sql "SELECT details FROM audit_event WHERE action = 'key.rewrap'")
 expect_eq "audited once, fingerprints only" "versions=$(sql "SELECT count(*) FROM enc_key") master=$new_fpr previous=$old_fpr" "$det"
 keys_hex=$(python3 - "$WORK/old.key" "$WORK/new.key" <<'PY'
@@ -223,14 +224,21 @@ expect_eq "with the new key file in place the same message is archived" "$refuse
 expect_eq "by a version the smtpd made, wrapped by the new master key" "nonce-limit $fourth_fpr" \
   "$(sql "SELECT made_by || ' ' || substr(encode(master_fpr, 'hex'), 1, 16) FROM enc_key ORDER BY version DESC LIMIT 1")"
 expect_eq "no version past its limit of 4 since" 0 "$(sql "SELECT count(*) FROM enc_key WHERE version > $before AND nonces_reserved > 4")"
-expect_eq "the process dumped is mailvault" "$(readlink -f "$MAILVAULT_BIN")" "$(readlink -f /proc/$spid/exe)"
-gcore -o "$WORK/core" "$spid" > /dev/null 2>&1 || true
-core=$(ls "$WORK"/core.* 2> /dev/null | head -1)
-kill -TERM "$spid"; wait "$spid" || true
-check "gcore wrote a core of the running smtpd" test -s "$core"
-sql "SELECT version || ' ' || encode(wrapped, 'hex') FROM enc_key ORDER BY version" > "$WORK/wrapped"
-expect_eq "the core holds process memory (the home path), but no data key and no master key" "home 0 keys: $(sql "SELECT count(*) FROM enc_key")" \
-  "$(python3 - "$core" "$WORK/fourth.key" "$WORK/wrapped" "$MV_HOME" <<'PY'
+# Under AddressSanitizer the process maps terabytes of shadow and
+# allocator space: the core check runs in the normal build (unit-crypt
+# checks the key pages' flags in both).
+if grep -q __asan_init "$MAILVAULT_BIN"; then
+  kill -TERM "$spid"; wait "$spid" || true
+  echo "# ASan build: the core dump check is left to the normal build"
+else
+  expect_eq "the process dumped is mailvault" "$(readlink -f "$MAILVAULT_BIN")" "$(readlink -f /proc/$spid/exe)"
+  gcore -o "$WORK/core" "$spid" > /dev/null 2>&1 || true
+  core=$(ls "$WORK"/core.* 2> /dev/null | head -1)
+  kill -TERM "$spid"; wait "$spid" || true
+  check "gcore wrote a core of the running smtpd" test -s "$core"
+  sql "SELECT version || ' ' || encode(wrapped, 'hex') FROM enc_key ORDER BY version" > "$WORK/wrapped"
+  expect_eq "the core holds process memory (the home path), but no data key and no master key" "home 0 keys: $(sql "SELECT count(*) FROM enc_key")" \
+    "$(python3 - "$core" "$WORK/fourth.key" "$WORK/wrapped" "$MV_HOME" <<'PY'
 import sys
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 core = open(sys.argv[1], 'rb').read()
@@ -245,6 +253,7 @@ for k in keys + [master]:
     found += core.count(k)
 print('home' if sys.argv[4].encode() in core else 'no-home', found, 'keys:', len(keys))
 PY
-)"
+  )"
+fi
 
 finish
