@@ -205,25 +205,40 @@ set +e; sql "UPDATE blob SET key_version = NULL, enc_nonce = NULL, enc_tag = NUL
 check "decrypting a blob back to clear by SQL is refused (rc $rc)" test "$rc" -ne 0
 
 # ---- rotation while an import runs (9 messages so far) ----
+# wait_for SQL: until the query prints 1 (bounded: 120 s); fails otherwise
+wait_for() {
+  local i
+  for i in $(seq 1200); do
+    [ "$(sql "$1")" = 1 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
 gen "$WORK/m2" 100 600 "$P1" "$M1"
-mv import --quiet --batch 20 "$WORK/m2" > "$WORK/imp.out" 2>&1 &
+# Hold the import still inside its first batch, on a condition rather than
+# a clock: a session holds the arrival table in EXCLUSIVE mode (reads go
+# on), so the import blocks at its first arrival, with its store open at
+# key version 1 and that batch's blobs sealed with it.
+sql "BEGIN; LOCK TABLE arrival IN EXCLUSIVE MODE; SELECT pg_sleep(600)" > /dev/null 2>&1 &
+holder=$!
+check "a session holds the arrival table" wait_for "SELECT (count(*) > 0)::int FROM pg_locks WHERE relation = 'arrival'::regclass AND mode = 'ExclusiveLock' AND granted"
+# (the binary itself, not the mv function: $! is then mailvault's process)
+"$MAILVAULT_BIN" --home "$MV_HOME" import --quiet --batch 20 "$WORK/m2" > "$WORK/imp.out" 2>&1 &
 imp=$!
-# Wait (bounded) until the import has committed something, then hold it
-# still (mid-run: it keeps its open transaction and its key version 1).
-for _ in $(seq 600); do
-  [ "$(sql "SELECT count(*) FROM message WHERE id > 9")" -gt 0 ] && break
-  kill -0 "$imp" 2>/dev/null || break
-  sleep 0.1
-done
-check "the import is still running when the rotation starts" kill -STOP "$imp"
+check "the import is held inside its first batch when the rotation starts" \
+  wait_for "SELECT (count(*) > 0)::int FROM pg_locks WHERE relation = 'arrival'::regclass AND NOT granted"
 expect_eq "key rotate (while the import is held mid-run)" 0 "$(set +e; mv key rotate --batch 50 > "$WORK/rot.out"; echo $?)"
 check "rotate made version 2" grep -q "key version 2 made" "$WORK/rot.out"
 # Reads go on after and during the rotation: every earlier message.
 bad=0
 for f in "$WORK"/m1/*.eml; do mv get "$(sha256sum < "$f" | cut -c1-64)" | cmp -s - "$f" || bad=$((bad + 1)); done
 expect_eq "reads after rotation: byte-exact" 0 "$bad"
-kill -CONT "$imp"
-wait "$imp"; expect_eq "the import finished without failures" 0 "$?"
+check "the import is still held" kill -0 "$imp"
+sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()" > /dev/null
+wait "$holder" || true
+set +e; wait "$imp"; rc=$?; set -e
+expect_eq "the import finished without failures" 0 "$rc"
+[ "$rc" -eq 0 ] || cat "$WORK/imp.out"
 v1=$(mv key status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print([v["blobs"] for v in d["versions"] if v["version"] == 1][0])')
 check "the held import wrote with version 1 after the rotation ($v1 blobs): owed" test "$v1" -gt 0
 expect_eq "key rotate --finish" 0 "$(set +e; mv key rotate --finish --json > "$WORK/fin.json"; echo $?)"
