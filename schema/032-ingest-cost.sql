@@ -1,0 +1,118 @@
+-- 032-ingest-cost: the traffic counters and the seals of ingest at a
+-- fraction of their cost (issue 12).
+--
+-- Measured (pg_stat_statements and pg_stat_user_functions during
+-- `smtp-bench --sessions 50`, 2,000 messages in 81 transactions): the
+-- INSERT triggers of 022 took 525 ms of mv_ingest_batch's 905 ms.  Not the
+-- counting itself (the existence checks took 71 ms) but how it was said:
+-- per statement, each trigger built a jsonb document of rows
+-- (mv_traffic_message_rows, mv_traffic_key_rows: SQL functions run as the
+-- owner with their own search_path, so never inlined and planned again on
+-- every call), then parsed it back (mv_traffic_add); and mv_traffic_bucket
+-- and mv_traffic_day, declared IMMUTABLE around date_trunc(..., 'UTC'),
+-- which is STABLE, were never inlined either: 10,000 and 11,000 calls of a
+-- SQL function for 2,000 messages.
+--
+-- Here:
+-- - mv_traffic_bucket and mv_traffic_day are STABLE (what their body is),
+--   so the planner inlines them into every query that uses them (the
+--   triggers, the rebuild, the purge and direction paths);
+-- - the INSERT triggers on message and address each make one INSERT ...
+--   SELECT ... ON CONFLICT straight from the transition table, with the
+--   same definitions as 022 (a recipient pair counts when every recipient
+--   row of the message that holds its key is new in the statement), the
+--   same shard (pg_backend_pid() % 8) and the same key order.
+-- The DELETE and UPDATE triggers (purge, erasure, retention apply) and
+-- the rebuild are unchanged.  The counts are the same: test-traffic.sh
+-- compares the rollups with the records after concurrent imports,
+-- retention apply, purge and --rebuild.
+
+ALTER FUNCTION mv_traffic_bucket(timestamptz, timestamptz) STABLE;
+ALTER FUNCTION mv_traffic_day(timestamptz, timestamptz) STABLE;
+
+-- The same for the seals (013): mv_audit_ingest seals every message of a
+-- batch with mv_message_seal, which formats its timestamps with mv_ts,
+-- declared IMMUTABLE around to_char (STABLE): never inlined, and so the
+-- mv_field around each of them was not inlined either (an argument that
+-- calls a function is too costly to repeat).  Measured: 12 mv_field and 6
+-- mv_ts calls per message, the seals 0.9 of mv_audit_ingest's time, which
+-- was more than mv_ingest_batch's.  STABLE is what the body is; the seal's
+-- text, and so every seal, is the same.
+ALTER FUNCTION mv_ts(timestamptz) STABLE;
+
+-- The 'm' (per hour) and 's' (sender, per day) rows of the messages a
+-- statement inserted (ingest: only those mv_ingest_batch won the insert
+-- for, so a duplicate adds nothing).
+CREATE OR REPLACE FUNCTION mv_traffic_message_ins() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO traffic_rollup AS t (bucket, direction, kind, domain, usr, shard, messages, bytes)
+    SELECT CASE WHEN k.kind = 'm' THEN mv_traffic_bucket(n.date, n.archived_at)
+                ELSE mv_traffic_day(n.date, n.archived_at) END,
+           coalesce(n.direction, 'unknown'), k.kind,
+           CASE WHEN k.kind = 's' THEN mv_traffic_domain(n.from_addr) ELSE '' END,
+           CASE WHEN k.kind = 's' THEN mv_traffic_user(n.from_addr) ELSE '' END,
+           (pg_backend_pid() % 8)::smallint, count(*), sum(n.size)
+      FROM new_rows n
+     CROSS JOIN (VALUES ('m'::"char"), ('s'::"char")) AS k(kind)
+     GROUP BY 1, 2, 3, 4, 5
+     ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (bucket, direction, kind, domain, usr, shard)
+    DO UPDATE SET messages = t.messages + excluded.messages, bytes = t.bytes + excluded.bytes;
+    RETURN NULL;
+END;
+$$;
+
+-- The 'r' (recipient user) and 'R' (recipient domain) rows of the
+-- (message, key) pairs a statement made present: pairs whose every
+-- recipient row is among the statement's rows were absent before (so a
+-- later arrival's envelope recipient adds only what is new).  One pass
+-- over the statement's rows and the address rows of their messages (one
+-- index scan), not a probe per pair.
+CREATE OR REPLACE FUNCTION mv_traffic_address_ins() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- One aggregate over the statement's recipient rows (n = 1) and all
+    -- the recipient rows of their messages now (n = 0, the new ones
+    -- included): a key is new when it has as many rows in the statement
+    -- as in the table.  No join of two sets whose sizes the planner cannot
+    -- know (a transition table has no statistics: a join of them was a
+    -- nested loop, quadratic in the batch).
+    INSERT INTO traffic_rollup AS t (bucket, direction, kind, domain, usr, shard, messages, bytes)
+    SELECT mv_traffic_day(m.date, m.archived_at), coalesce(m.direction, 'unknown'), p.kind,
+           CASE WHEN p.kind = 'r' THEN mv_traffic_domain(p.key) ELSE p.key END,
+           CASE WHEN p.kind = 'r' THEN p.key ELSE '' END,
+           (pg_backend_pid() % 8)::smallint, count(*), sum(m.size)
+      FROM (SELECT r.message_id, k.kind,
+                   CASE WHEN k.kind = 'r' THEN mv_traffic_user(r.address)
+                        ELSE mv_traffic_domain(r.address) END AS key
+              FROM (SELECT n.message_id, n.address, 1 AS fresh FROM new_rows n
+                     WHERE mv_traffic_recipient_role(n.role)
+                    UNION ALL
+                    SELECT a.message_id, a.address, 0 FROM address a
+                     WHERE a.message_id = ANY (ARRAY(SELECT DISTINCT n.message_id FROM new_rows n
+                                                      WHERE mv_traffic_recipient_role(n.role)))
+                       AND mv_traffic_recipient_role(a.role)) r
+             CROSS JOIN (VALUES ('r'::"char"), ('R'::"char")) AS k(kind)
+             GROUP BY 1, 2, 3
+            HAVING sum(r.fresh) > 0 AND 2 * sum(r.fresh) = count(*)) p
+      JOIN message m ON m.id = p.message_id
+     GROUP BY 1, 2, 3, 4, 5
+     ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (bucket, direction, kind, domain, usr, shard)
+    DO UPDATE SET messages = t.messages + excluded.messages, bytes = t.bytes + excluded.bytes;
+    RETURN NULL;
+END;
+$$;
+
+-- As in 022: the triggers fire under the ingest role, which may not write
+-- the rollups; they run as the owner with a fixed search_path.
+DO $$
+DECLARE
+    f text;
+    s text := current_schema();
+BEGIN
+    FOREACH f IN ARRAY ARRAY['mv_traffic_message_ins()', 'mv_traffic_address_ins()'] LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', f, s);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END;
+$$;
