@@ -935,7 +935,7 @@ mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r
 	return MV_OK;
 }
 
-/* Versions wrapped before 031 have no master key fingerprint: record it
+/* Versions wrapped before 030 have no master key fingerprint: record it
  * for those this master key opens. */
 static mv_status record_fingerprint(mv_db *db, const mv_key *master, char **error_r)
 {
@@ -1165,7 +1165,7 @@ mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first
 	return mv_db_end(db, st, error_r);
 }
 
-/* ---- search text (schema/030-search-text.sql) ----
+/* ---- search text (schema/029-search-text.sql) ----
  *
  * A 10-byte header (format, codec, key version, text length; all bound
  * into the additional data), then, when the archive is encrypted, nonce
@@ -1205,22 +1205,32 @@ mv_status mv_blobstore_pg_text_encode(mv_blobstore *store, const uint8_t sha[MV_
 	                                 &codec, &packed, error_r);
 	if (st != MV_OK)
 		return st;
+	/* The key and version from the one sealing path (its nonce budget, and
+	 * the writer's own next version when a budget is spent). */
+	mv_key *key = NULL;
+	int version = 0;
+	if (s->key_version > 0) {
+		st = sealing_key(s, &key, &version, error_r);
+		if (st != MV_OK) {
+			g_bytes_unref(packed);
+			return st;
+		}
+	}
 	uint8_t head[TEXT_HEAD_LEN];
 	head[0] = TEXT_FORMAT;
 	head[1] = (uint8_t)codec;
-	uint32_t v = htobe32((uint32_t)s->key_version), l = htobe32((uint32_t)len);
+	uint32_t v = htobe32((uint32_t)version), l = htobe32((uint32_t)len);
 	memcpy(head + 2, &v, 4);
 	memcpy(head + 6, &l, 4);
 	GByteArray *out = g_byte_array_new();
 	g_byte_array_append(out, head, TEXT_HEAD_LEN);
 	gsize plen = 0;
 	const guint8 *pdata = g_bytes_get_data(packed, &plen);
-	if (s->key_version > 0) {
+	if (key != NULL) {
 		uint8_t nonce[MV_NONCE_LEN], tag[MV_TAG_LEN];
 		GByteArray *aad = text_aad(sha, path, head);
 		GBytes *sealed = NULL;
-		st = mv_aead_seal(g_hash_table_lookup(s->keys, GINT_TO_POINTER(s->key_version)),
-		                  aad->data, aad->len, pdata != NULL ? pdata : (const guint8 *)"", plen,
+		st = mv_aead_seal(key, aad->data, aad->len, pdata != NULL ? pdata : (const guint8 *)"", plen,
 		                  nonce, tag, &sealed, error_r);
 		g_byte_array_free(aad, TRUE);
 		if (st == MV_OK) {

@@ -128,7 +128,7 @@ mv_status mv_blobstore_pg_rekey_remaining(mv_blobstore *store, gint64 *remaining
 mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r,
                                        char **error_r) MV_WARN_UNUSED;
 /* The search text of a message (path NULL) or of one of its parts
- * (schema/030-search-text.sql), as stored in message_text.ztext and
+ * (schema/029-search-text.sql), as stored in message_text.ztext and
  * part_text.ztext: compressed with zstd and, when the archive is
  * encrypted, sealed with the newest key version as blobs are, bound to the
  * message's SHA-256 and the path.  MV_ERR_INPUT over 16 MiB.  *out_r:
@@ -142,7 +142,7 @@ mv_status mv_blobstore_pg_text_decode(mv_blobstore *store, const uint8_t sha[MV_
                                       const char *path, const void *data, size_t len,
                                       char **text_r, char **error_r) MV_WARN_UNUSED;
 /* The text of a text-format result row whose column col is ztext (bytea)
- * and col + 1 the clear doc of a row stored before 030 (read when ztext
+ * and col + 1 the clear doc of a row stored before 029 (read when ztext
  * is NULL). */
 mv_status mv_blobstore_pg_text_read(mv_blobstore *store, const PGresult *r, int row, int col,
                                     const uint8_t sha[MV_SHA256_LEN], const char *path,

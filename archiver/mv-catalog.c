@@ -206,7 +206,7 @@ mv_status mv_catalog_snippets(mv_db *db, mv_blobstore *blobs, const char *query,
 	gboolean want_text = q->highlight != NULL || runs->len > 0;
 	/* The languages of every hit, the stored texts of those that get a
 	 * snippet (the first MV_SNIPPET_INPUT characters of a text stored in
-	 * clear before schema/030). */
+	 * clear before schema/029). */
 	const char *v1[] = {ids->str, want_text ? with_snippet->str : "{}"};
 	PGresult *r = NULL;
 	st = mv_db_query(db,

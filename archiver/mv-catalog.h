@@ -60,7 +60,7 @@ mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean i
  * without bare words.  Only the first MV_SNIPPET_MAX_HITS hits get one (a
  * search of every message has no time for a snippet of each); every hit
  * gets its language.
- * The texts are stored encoded (schema/030-search-text.sql): they are
+ * The texts are stored encoded (schema/029-search-text.sql): they are
  * decoded here by blobs (the key, when the archive is encrypted) and sent
  * back to ts_headline as a parameter.  Chinese, Japanese and Korean words
  * of the query (found through bigrams, which ts_headline does not see)

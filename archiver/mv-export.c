@@ -1215,7 +1215,7 @@ static mv_status extracted_text(exporter *x, gint64 id, GString *text, char **ex
 		}
 		if (problem != NULL)
 			g_string_append_printf(text, "[extraction incomplete: %s]\n", problem);
-		/* stored encoded (schema/030-search-text.sql), or in clear before */
+		/* stored encoded (schema/029-search-text.sql), or in clear before */
 		size_t shalen = 0;
 		unsigned char *sha = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 6), &shalen);
 		char *doc = NULL;

@@ -4,7 +4,7 @@
  * bytes; what turns those bytes back into the exact encoded bytes of one
  * message (the transfer encoding, the line length, the line ends, the bytes
  * after the encoded data) is its recipe, kept beside the message
- * (schema/029-decoded-splices.sql).  A recipe is only ever kept after
+ * (schema/028-decoded-splices.sql).  A recipe is only ever kept after
  * mv_recipe_find checked that encoding the decoded bytes with it gives the
  * original bytes exactly; anything else stays stored encoded.
  *

@@ -145,8 +145,8 @@ char *mv_arrival_details(const mv_arrival_info *a)
 
 /* ---- a batch: the parameters of one mv_ingest_batch() call ---- */
 
-/* The function's parameters, in order (schema/030-search-text.sql: 011's
- * arrival facts, 024's import facts, 021's p_lang and 030's p_ztext and p_tsv last). */
+/* The function's parameters, in order (schema/029-search-text.sql: 011's
+ * arrival facts, 024's import facts, 021's p_lang and 029's p_ztext and p_tsv last). */
 enum {
 	B_SHA, B_SIZE, B_SKEL, B_MID, B_DATE, B_DATE_RAW, B_FROM_ADDR, B_FROM_NAME, B_SUBJECT,
 	B_HAS_ATT, B_STATUS, B_DOC, B_CLASS, B_EXPIRES, B_RULE, B_VERSION, B_DIRECTION,
@@ -167,7 +167,7 @@ enum {
 	"$58, $59, $60, $61, $62)"
 G_STATIC_ASSERT(B_N == 62);
 
-/* The recipes of the splices stored by decoded content (schema/029),
+/* The recipes of the splices stored by decoded content (schema/028),
  * written by their own statement after mv_ingest_batch: message SHA-256,
  * splice number, the splice's blob, and the recipe. */
 enum { R_MSG, R_SEQ, R_BLOB, R_ENC, R_LINE, R_CRLF, R_TAIL, R_SIZE, R_N };
@@ -1086,7 +1086,7 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
 
 /* The arrays of msg's attachment texts: paths, texts (sent to be
  * indexed, not stored), problems and their encodings (t->ztext; a text
- * without one is stored in clear, as before 030: no caller does that). */
+ * without one is stored in clear, as before 029: no caller does that). */
 static void part_text_arrays(const mv_message *msg, GString *paths, GString *docs,
                              GString *problems, GString *ztexts, GString *tsvs)
 {
@@ -1267,12 +1267,12 @@ static gboolean sha_of(const PGresult *r, int row, int col, uint8_t sha[MV_SHA25
 	return ok;
 }
 
-/* The key version of a stored text's header (schema/030), in SQL. */
+/* The key version of a stored text's header (schema/029), in SQL. */
 #define ZTEXT_KEY_VERSION(col)                                                              \
 	"((get_byte(" col ", 2)::bigint << 24) | (get_byte(" col ", 3) << 16) | "             \
 	"(get_byte(" col ", 4) << 8) | get_byte(" col ", 5))"
 
-/* Attachment texts still in clear (stored before 030), or sealed with
+/* Attachment texts still in clear (stored before 029), or sealed with
  * another key version than the newest (stored before key init or a
  * rotation), are encoded again. */
 static mv_status reencode_part_texts(mv_db *db, mv_blobstore *blobs, int batch_size,

@@ -191,7 +191,7 @@ mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
  * the first MV_LANG_MAX_BYTES of their search text).  For rows indexed by
  * an older mv_search_vector.  The texts are decoded here (blobs: the
  * key when the archive is encrypted) and sent back to be indexed; a text
- * stored in clear before schema/030 is encoded on the way (message and
+ * stored in clear before schema/029 is encoded on the way (message and
  * attachment texts), so the archive keeps none in clear afterwards.
  * *done_r: messages reindexed (also on failure).  MV_ERR_DB on a database
  * failure, MV_ERR_INTEGRITY when a stored text does not decode. */
@@ -200,7 +200,7 @@ mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint6
 
 /* Compute search vectors for messages that have none, batch_size at a time,
  * until none are left or max_total (0: no limit) are done: rows stored in
- * clear before schema/030 (newer rows get their vector as they are
+ * clear before schema/029 (newer rows get their vector as they are
  * stored; the server cannot read their text). */
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,
                                  char **error_r) MV_WARN_UNUSED;

@@ -383,7 +383,7 @@ mv_status mv_traffic_storage(mv_db *db, mv_storage_stats *s_r, char **error_r)
 		"(SELECT coalesce(sum(m.size), 0) FROM arrival a JOIN message m ON m.id = a.message_id), "
 		"(SELECT coalesce(sum(b.raw_size), 0) FROM message m JOIN blob b ON b.sha256 = m.skeleton_sha256), "
 		/* per reference: the part's encoded size in its message, also
-		 * when stored by its decoded content (schema/029) */
+		 * when stored by its decoded content (schema/028) */
 		"(SELECT coalesce(sum(coalesce(r.encoded_size, b.raw_size)), 0) FROM message_splice s "
 		"  JOIN blob b ON b.sha256 = s.blob_sha256 "
 		"  LEFT JOIN splice_recipe r ON r.message_id = s.message_id AND r.seq = s.seq), "

@@ -35,7 +35,7 @@ static const char help[] =
 	"  --parse-threads N  threads parsing messages (default: one per processor, at\n"
 	"                     most 8); messages are stored in the order they are read\n"
 	"  --no-index         do not wait for the indexing of texts stored before\n"
-	"                     schema 030 (new messages are indexed as they are stored)\n"
+	"                     schema 029 (new messages are indexed as they are stored)\n"
 	"  --journal-reports  unwrap journal reports (an exported journal mailbox): the\n"
 	"                     original is archived with the envelope the report lists,\n"
 	"                     Bcc included, and the report too; never for other mail\n"

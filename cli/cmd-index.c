@@ -32,7 +32,7 @@ static const char index_help[] =
 	"  --rebuild       recompute the search vector of every stored message, 1,000\n"
 	"                  at a time, and detect the language of those stored before\n"
 	"                  languages were detected (after an upgrade of the search);\n"
-	"                  search texts stored in clear (before schema 030), or sealed\n"
+	"                  search texts stored in clear (before schema 029), or sealed\n"
 	"                  with no key or an older one (before key init or a rotation),\n"
 	"                  are compressed and sealed with the newest key\n"
 	"  --reextract     recompute attachment text (see above)\n"

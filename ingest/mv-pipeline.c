@@ -268,7 +268,7 @@ static void part_text_hook_free(mv_store_hook **hook)
  * computed by PostgreSQL (mv_search_vector) on a connection of this parse
  * thread's own (opened on first use, kept in a GPrivate, closed when the
  * thread ends), so that the commit transaction, in the one writer, only
- * stores them (schema/030-search-text.sql): the vectors are computed by as
+ * stores them (schema/029-search-text.sql): the vectors are computed by as
  * many backends as there are parse threads, as the indexer thread did
  * after the commit before 030.  The stage never fails: without a
  * connection (the database down) mv_ingest_batch

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ingest-cost-bench.sh: smtpd's rate with the ingest transaction's database
 # functions as 022/013 defined them (the baseline: the traffic INSERT
-# triggers building jsonb, the seal in SQL) and as 032 defines them, side
+# triggers building jsonb, the seal in SQL) and as 031 defines them, side
 # by side: one binary, one cluster, the definitions swapped by SQL between
 # rounds (taken from the schema files), alternating so that a change in
 # the machine's load hits both.  Then the rollups are checked against the
@@ -65,7 +65,7 @@ old = "\n".join([
     "ALTER FUNCTION mv_traffic_address_ins() SECURITY DEFINER SET search_path = public, pg_temp;",
 ])
 open(f"{home}/before.sql", "w").write(old + "\n")
-open(f"{home}/after.sql", "w").write(open(f"{schema}/032-ingest-cost.sql").read())
+open(f"{home}/after.sql", "w").write(open(f"{schema}/031-ingest-cost.sql").read())
 PY
 chmod 644 "$home"/*.sql
 
@@ -99,7 +99,7 @@ for r in $(seq "$rounds"); do
   before+=("$(run)")
   psql_ -f "$home/after.sql" >/dev/null
   after+=("$(run)")
-  echo "  round $r: 022/013 ${before[-1]} msg/s, 032 ${after[-1]} msg/s (load $(cut -d' ' -f1 /proc/loadavg))"
+  echo "  round $r: 022/013 ${before[-1]} msg/s, 031 ${after[-1]} msg/s (load $(cut -d' ' -f1 /proc/loadavg))"
 done
 python3 - "${before[*]}" "${after[*]}" <<'PY'
 import statistics, sys
@@ -107,8 +107,8 @@ b = [int(x) for x in sys.argv[1].split()]
 a = [int(x) for x in sys.argv[2].split()]
 print(f"{'definitions':<34}{'median msg/s':>14}")
 print(f"{'022 triggers, 013 seal (baseline)':<34}{statistics.median(b):>14.0f}")
-print(f"{'032':<34}{statistics.median(a):>14.0f}")
-print(f"032 / baseline: {statistics.median(a) / statistics.median(b):.2f}")
+print(f"{'031':<34}{statistics.median(a):>14.0f}")
+print(f"031 / baseline: {statistics.median(a) / statistics.median(b):.2f}")
 PY
 rollups=$("$MAILVAULT_BIN" --home "$home" stats traffic --by day --all-users --json | sed 's/"source":"[a-z]*",//')
 records=$("$MAILVAULT_BIN" --home "$home" stats traffic --by day --all-users --json --from-records | sed 's/"source":"[a-z]*",//')

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # text-storage-bench.sh: what the search text costs to store, and what a
-# snippet costs, with the text stored once (schema/030: zstd, sealed when
+# snippet costs, with the text stored once (schema/029: zstd, sealed when
 # the archive is encrypted, next to the tsvector) beside the layout before
 # it (the text in clear, lz4, next to the tsvector) and beside the other
 # candidate (the tsvector alone, the text recomputed from the message for
@@ -123,7 +123,7 @@ done
 read -r s total msgs mdoc mtsv pdoc ptsv <<<"${RESULT[after]}"
 awk -v t="$total" -v a="$mdoc" -v c="$pdoc" -v r="$RAW" \
   'BEGIN {printf "  (a) the tsvector alone (this layout without its text columns): about %d bytes, %.3f of raw\n", t - a - c, (t - a - c) / r}'
-echo "  baseline: 'before' = the text in clear (lz4) beside the tsvector (schema 001-027); 'after' = schema/030"
+echo "  baseline: 'before' = the text in clear (lz4) beside the tsvector (schema 001-027); 'after' = schema/029"
 
 # Snippet cost per hit, this tree: a search with snippets against the same
 # search with none (--fields without snippet), best of 5; and the cost of

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Attachments stored once by their decoded content (schema/029,
+# Attachments stored once by their decoded content (schema/028,
 # archiver/mv-recipe.h): the same files (random binary, a PDF-like file, a
 # UTF-8 text) encoded as different mail clients do (base64 at 76 and 72
 # columns, CRLF and LF, quoted-printable, with and without a newline after

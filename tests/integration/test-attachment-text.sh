@@ -55,7 +55,7 @@ rc_of() { set +e; "$@" >/dev/null 2>&1; local rc=$?; set -e; echo $rc; }
 expect_eq "attachment: with an empty value is a query error (exit 65)" 65 "$(rc_of mv search "attachment:")"
 
 # Attachment texts are indexed as they are stored, and stored only
-# encoded (schema/030).  A row stored in clear before 030 and not yet
+# encoded (schema/029).  A row stored in clear before 029 and not yet
 # indexed is found on the fly, indexed by `mailvault index`, and encoded by
 # `index --rebuild`.
 expect_eq "no part text pending or in clear" 0 \

@@ -275,7 +275,7 @@ EOF
 )
 sed 's/config test 0/not indexed/; s/cfg0@/cfgnoidx@/' "$WORK/m0.eml" > "$WORK/noidx.eml"
 mvc "$c" import --quiet "$WORK/noidx.eml"
-# Since schema 030 a message is indexed as it is stored (its text is not
+# Since schema 029 a message is indexed as it is stored (its text is not
 # stored in clear for a later indexer): no-index only stops import from
 # waiting for the indexer of rows stored before 030.
 expect_eq "[import] no-index: accepted, the message indexed as stored all the same" 0 \

@@ -92,7 +92,7 @@ for r in $rels; do
   done
 done
 expect_eq "blob table files: no message text" 0 "$n"
-# The search text is sealed too (schema/030): no body phrase in the full
+# The search text is sealed too (schema/029): no body phrase in the full
 # dump, nor the phrase of a PDF's or a DOCX's text; search still finds
 # them and the snippet shows them.  (The tsvector holds the words, each
 # alone, for the server to search: docs/encryption.md.)

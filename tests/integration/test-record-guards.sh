@@ -109,7 +109,7 @@ rc_of mv verify --json >/dev/null
 check "a released hold made active again with triggers off: named" \
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if any(f["problem"] == "hold" and f["hold"] == int(sys.argv[2]) for f in d["records"]["findings"]) else 1)' "$WORK/out" "$sqlhold"
 
-# ---- the seal of 032 (PL/pgSQL) is 013's (SQL), on every message ----
+# ---- the seal of 031 (PL/pgSQL) is 013's (SQL), on every message ----
 # Messages with what a seal encodes: several recipients and names, an
 # attachment, no Date, a flag (unparsable), a second arrival, envelope
 # recipients and a Bcc (a journal report); then both definitions over

@@ -229,7 +229,7 @@ echo "screenshots kept in $ARTIFACTS"
 # A later arrival of a stored message over SMTP that brings new envelope
 # recipients (one in a new domain, one a new user of a known domain, one
 # repeated in other case) counts them once each, when they arrive; the
-# rollups still equal the records (the address INSERT trigger, 032).
+# rollups still equal the records (the address INSERT trigger, 031).
 smtp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$MAILVAULT_BIN" --home "$MV_HOME" smtpd --listen "127.0.0.1:$smtp_port" --log "$WORK/smtpd.log" & smtpd_pid=$!
 python3 - "$smtp_port" <<'PY'

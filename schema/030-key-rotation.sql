@@ -1,9 +1,9 @@
--- 031-key-rotation: master-key rotation and the nonce budget of each data
+-- 030-key-rotation: master-key rotation and the nonce budget of each data
 -- key version (docs/encryption.md).
 --
 -- master_fpr: a fingerprint of the master key that wraps this version's
 -- data key (SHA-256 of a label and the key: it reveals nothing of the key;
--- NULL for versions wrapped before 031 until a key command records it).
+-- NULL for versions wrapped before 030 until a key command records it).
 -- nonces_reserved: how many AES-256-GCM seals (each a fresh random 96-bit
 -- nonce) writers have reserved with this data key.  Writers reserve in
 -- blocks, committed before they seal, so a crash can only over-count.  A

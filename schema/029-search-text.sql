@@ -1,4 +1,4 @@
--- 030-search-text: the search text stored once, and sealed when the
+-- 029-search-text: the search text stored once, and sealed when the
 -- archive is encrypted (docs/search.md "How the text is stored",
 -- docs/encryption.md).
 --

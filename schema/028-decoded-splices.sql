@@ -1,4 +1,4 @@
--- 029-decoded-splices: attachments stored once by their decoded content.
+-- 028-decoded-splices: attachments stored once by their decoded content.
 --
 -- A spliced part (message_splice) used to be stored by its encoded bytes,
 -- so one PDF sent by two mail clients (base64 at 76 or 72 columns, CRLF or

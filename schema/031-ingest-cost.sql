@@ -1,4 +1,4 @@
--- 032-ingest-cost: the traffic counters and the seals of ingest at a
+-- 031-ingest-cost: the traffic counters and the seals of ingest at a
 -- fraction of their cost (issue 12).  Part 1: the traffic counters.  Part
 -- 2 (at the end): the message seal.
 --
