@@ -657,6 +657,11 @@ static mv_status pg_get(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], GB
 static mv_status pg_prepare(mv_blobstore *base, char **error_r)
 {
 	pg_store *s = (pg_store *)base;
+	/* A writer's puts run inside a pipeline, where no query of the store's
+	 * own can run: the newest dictionary is looked up now (once). */
+	mv_status st = load_current_dict(s, error_r);
+	if (st != MV_OK)
+		return st;
 	return mv_db_prepare(s->db, "mv_blob_put", BLOB_PUT_SQL, 9, error_r);
 }
 
