@@ -1347,8 +1347,12 @@ static mv_status reencode_part_texts(mv_db *db, mv_blobstore *blobs, int batch_s
 	}
 }
 
-mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
-                           char **error_r)
+/* The message texts (then the attachment texts) decoded and sent back to
+ * mv_reindex_texts: every text (index --rebuild), or with stale_only only
+ * those in clear or sealed with another key version than the newest (key
+ * rotate: the language is not detected again). */
+static mv_status reindex_texts(mv_db *db, mv_blobstore *blobs, int batch_size,
+                               gboolean stale_only, gint64 *done_r, char **error_r)
 {
 	*done_r = 0;
 	batch_size = CLAMP(batch_size, 1, 10000);
@@ -1358,15 +1362,19 @@ mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint6
 	for (;;) {
 		char from[24];
 		g_snprintf(from, sizeof from, "%" G_GINT64_FORMAT, after);
-		const char *sel[] = {from, lim};
+		char kv[16];
+		g_snprintf(kv, sizeof kv, "%d", mv_blobstore_pg_key_version(blobs));
+		const char *sel[] = {from, lim, stale_only ? kv : NULL};
 		PGresult *r = NULL;
 		mv_status st = mv_db_query(db, "SELECT t.message_id, t.lang IS NULL, m.sha256, t.ztext, "
 		                               "t.doc, CASE WHEN octet_length(t.ztext) >= 10 THEN "
 		                               ZTEXT_KEY_VERSION("t.ztext") " END FROM message_text t "
 		                               "JOIN message m ON m.id = t.message_id "
-		                               "WHERE t.message_id > $1::bigint "
+		                               "WHERE t.message_id > $1::bigint AND ($3::bigint IS NULL "
+		                               "  OR t.ztext IS NULL OR octet_length(t.ztext) < 10 OR "
+		                               ZTEXT_KEY_VERSION("t.ztext") " <> $3::bigint) "
 		                               "ORDER BY t.message_id LIMIT $2::integer",
-		                           2, sel, NULL, NULL, 0, &r, error_r);
+		                           3, sel, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
 			return st;
 		int n = PQntuples(r);
@@ -1400,7 +1408,7 @@ mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint6
 			}
 			mv_db_array_text(ids, PQgetvalue(r, k, 0));
 			const char *lang = NULL;
-			if (strcmp(PQgetvalue(r, k, 1), "t") == 0)
+			if (!stale_only && strcmp(PQgetvalue(r, k, 1), "t") == 0)
 				lang = mv_lang_detect(text, MIN(strlen(text), (size_t)MV_LANG_MAX_BYTES));
 			mv_db_array_text(langs, lang);
 			mv_db_array_text(docs, text);
@@ -1432,4 +1440,16 @@ mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint6
 		*done_r += g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		PQclear(r);
 	}
+}
+
+mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
+                           char **error_r)
+{
+	return reindex_texts(db, blobs, batch_size, FALSE, done_r, error_r);
+}
+
+mv_status mv_store_reseal_texts(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
+                                char **error_r)
+{
+	return reindex_texts(db, blobs, batch_size, TRUE, done_r, error_r);
 }

@@ -198,6 +198,13 @@ mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
 mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
                            char **error_r) MV_WARN_UNUSED;
 
+/* key rotate: the search texts in clear or sealed with another key version
+ * than the blob store's newest, sealed again with it (as mv_store_reindex
+ * does for every text, without detecting languages again); attachment
+ * texts too.  *done_r: message texts sealed again. */
+mv_status mv_store_reseal_texts(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
+                                char **error_r) MV_WARN_UNUSED;
+
 /* Compute search vectors for messages that have none, batch_size at a time,
  * until none are left or max_total (0: no limit) are done: rows stored in
  * clear before schema/029 (newer rows get their vector as they are

@@ -4,6 +4,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-store.h"
 #include "mv-progress.h"
 #include "mv-crypt.h"
 #include "mv-json.h"
@@ -92,6 +93,11 @@ static int reencrypt(mv_cli *cli, mv_db *db, guint batch, int version, gboolean 
 		mv_progress_update(progress, done, NULL);
 	}
 	mv_progress_free(&progress);
+	/* The search texts (schema/029) are sealed with the same keys: those
+	 * still in clear or under an older version are sealed again too. */
+	gint64 texts = 0;
+	if (st == MV_OK)
+		st = mv_store_reseal_texts(db, blobs, (int)MIN(batch, 10000u), &texts, &err);
 	gboolean finished = FALSE;
 	if (st == MV_OK)
 		st = mv_blobstore_pg_rekey_finish(blobs, &finished, &err);
@@ -105,6 +111,7 @@ static int reencrypt(mv_cli *cli, mv_db *db, guint batch, int version, gboolean 
 		mv_json_add_bool(b, "resumed", resumed);
 		mv_json_add_string(b, "key_file_created", created);
 		mv_json_add_int(b, "reencrypted", done);
+		mv_json_add_int(b, "texts_resealed", texts);
 		mv_json_add_bool(b, "complete", finished);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
@@ -116,8 +123,9 @@ static int reencrypt(mv_cli *cli, mv_db *db, guint batch, int version, gboolean 
 		printf("finishing the rotation to key version %d\n", version);
 	else
 		printf("key version %d made; new blobs are encrypted with it\n", version);
-	printf("key version %d: %" G_GINT64_FORMAT " blobs encrypted to it%s\n", version, done,
-	       finished ? "; complete" : "");
+	printf("key version %d: %" G_GINT64_FORMAT " blobs and %" G_GINT64_FORMAT
+	       " search texts encrypted to it%s\n",
+	       version, done, texts, finished ? "; complete" : "");
 	return 0;
 }
 

@@ -241,7 +241,17 @@ expect_eq "the import finished without failures" 0 "$rc"
 [ "$rc" -eq 0 ] || cat "$WORK/imp.out"
 v1=$(mv key status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print([v["blobs"] for v in d["versions"] if v["version"] == 1][0])')
 check "the held import wrote with version 1 after the rotation ($v1 blobs): owed" test "$v1" -gt 0
+# The search texts are sealed with the same keys (schema/029): the held
+# import's are under version 1 too, and key rotate seals them again.
+text_version="((get_byte(ztext, 2)::bigint << 24) | (get_byte(ztext, 3) << 16) | (get_byte(ztext, 4) << 8) | get_byte(ztext, 5))"
+t1=$(sql "SELECT (SELECT count(*) FROM message_text WHERE $text_version = 1) + (SELECT count(*) FROM part_text WHERE $text_version = 1)")
+check "the held import sealed its search texts with version 1 ($t1)" test "$t1" -gt 0
+m1=$(sql "SELECT count(*) FROM message_text WHERE $text_version = 1")
 expect_eq "key rotate --finish" 0 "$(set +e; mv key rotate --finish --json > "$WORK/fin.json"; echo $?)"
+expect_eq "key rotate --finish sealed those texts again" "$m1" \
+  "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["texts_resealed"])' "$WORK/fin.json")"
+expect_eq "after the rotation every search text is sealed with version 2" "0 0" \
+  "$(sql "SELECT (SELECT count(*) FROM message_text WHERE ztext IS NULL OR $text_version <> 2), (SELECT count(*) FROM part_text WHERE ztext IS NULL OR $text_version <> 2)" | tr '|' ' ')"
 expect_eq "--finish resumed version 2 (no new version), moved the held import's blobs, complete" "2 True $v1 True" \
   "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["version"], d["resumed"], d["reencrypted"], d["complete"])' "$WORK/fin.json")"
 mv key status --json > "$WORK/status.json"
