@@ -205,15 +205,6 @@ set +e; sql "UPDATE blob SET key_version = NULL, enc_nonce = NULL, enc_tag = NUL
 check "decrypting a blob back to clear by SQL is refused (rc $rc)" test "$rc" -ne 0
 
 # ---- rotation while an import runs (9 messages so far) ----
-# wait_for SQL: until the query prints 1 (bounded: 120 s); fails otherwise
-wait_for() {
-  local i
-  for i in $(seq 1200); do
-    [ "$(sql "$1")" = 1 ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 gen "$WORK/m2" 100 600 "$P1" "$M1"
 # Hold the import still inside its first batch, on a condition rather than
 # a clock: a session holds the arrival table in EXCLUSIVE mode (reads go

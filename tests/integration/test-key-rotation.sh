@@ -35,15 +35,6 @@ not_exact() {
   echo "$bad"
 }
 jq_() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
-# wait_for SQL: until the query prints 1 (bounded: 120 s); 0 when it did
-wait_for() {
-  local i
-  for i in $(seq 1200); do
-    [ "$(sql "$1")" = 1 ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # ---- the nonce budget: crossing it makes the next version ----
 mv key init > /dev/null
