@@ -521,6 +521,23 @@ mv_status mv_db_send(mv_db *db, const char *sql, int n_params, const char *const
 	return st;
 }
 
+mv_status mv_db_send_prepared(mv_db *db, const char *name, const char *sql, int n_params,
+                              const char *const *values, char **error_r)
+{
+	if (mv_db_in_pipeline(db)) {
+		/* A statement cannot be prepared synchronously inside a pipeline:
+		 * an unprepared one is sent rather than none. */
+		gboolean ready = g_hash_table_contains(db->prepared, name);
+		return mv_db_pipeline_send(db, ready ? name : NULL, sql, n_params, values, NULL, NULL,
+		                           NULL, error_r);
+	}
+	PGresult *r = NULL;
+	mv_status st = mv_db_query_prepared(db, name, sql, n_params, values, NULL, NULL, 0, &r,
+	                                    error_r);
+	PQclear(r);
+	return st;
+}
+
 /* Hand out results; with block FALSE only those already received. */
 static mv_status pipe_drain(mv_db *db, gboolean block, char **error_r)
 {

@@ -151,6 +151,11 @@ mv_status mv_db_pipeline_end(mv_db *db, char **error_r) MV_WARN_UNUSED;
  * run at once.  Used by ingest hooks that run in either mode. */
 mv_status mv_db_send(mv_db *db, const char *sql, int n_params, const char *const *values,
                      char **error_r) MV_WARN_UNUSED;
+/* Like mv_db_send, for a statement sent many times: by name, prepared
+ * (mv_db_prepare) before the pipeline began; prepared at once when it was
+ * not and no pipeline is open. */
+mv_status mv_db_send_prepared(mv_db *db, const char *name, const char *sql, int n_params,
+                              const char *const *values, char **error_r) MV_WARN_UNUSED;
 
 /* Map a failed result or connection to a status and message. */
 mv_status mv_db_fail(mv_db *db, const PGresult *res, const char *what, char **error_r);

@@ -1116,15 +1116,23 @@ static void part_text_arrays(const mv_message *msg, GString *paths, GString *doc
 	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[]) "           \
 	"AS p(path, doc, problem, z, tsv)"
 
+static const char part_texts_sql[] =
+    "WITH m AS (SELECT id FROM message WHERE sha256 = $1::bytea), "
+    "x AS (INSERT INTO text_extraction (message_id, version) SELECT id, $2::integer FROM m "
+    "  ON CONFLICT (message_id) DO NOTHING RETURNING message_id) "
+    "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
+    "SELECT x.message_id, " PART_TEXT_VALUES " CROSS JOIN x";
+#define PART_TEXTS_STATEMENT "mv_part_texts"
+#define PART_TEXTS_PARAMS 7
+
+mv_status mv_store_part_texts_prepare(mv_db *db, char **error_r)
+{
+	return mv_db_prepare(db, PART_TEXTS_STATEMENT, part_texts_sql, PART_TEXTS_PARAMS, error_r);
+}
+
 mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
                                    char **error_r)
 {
-	static const char sql[] =
-	    "WITH m AS (SELECT id FROM message WHERE sha256 = $1::bytea), "
-	    "x AS (INSERT INTO text_extraction (message_id, version) SELECT id, $2::integer FROM m "
-	    "  ON CONFLICT (message_id) DO NOTHING RETURNING message_id) "
-	    "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
-	    "SELECT x.message_id, " PART_TEXT_VALUES " CROSS JOIN x";
 	char ver[16];
 	g_snprintf(ver, sizeof ver, "%d", version);
 	mv_status st = MV_OK;
@@ -1138,7 +1146,9 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
 		        *tsvs = g_string_new(NULL);
 		part_text_arrays(msg, paths, docs, problems, ztexts, tsvs);
 		const char *v[] = {sha, ver, paths->str, docs->str, problems->str, ztexts->str, tsvs->str};
-		st = mv_db_send(db, sql, G_N_ELEMENTS(v), v, error_r);
+		G_STATIC_ASSERT(G_N_ELEMENTS(v) == PART_TEXTS_PARAMS);
+		st = mv_db_send_prepared(db, PART_TEXTS_STATEMENT, part_texts_sql, PART_TEXTS_PARAMS, v,
+		                         error_r);
 		g_free(sha);
 		g_string_free(paths, TRUE);
 		g_string_free(docs, TRUE);

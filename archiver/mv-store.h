@@ -169,7 +169,10 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
 /* Attachment text (mv-extract.h): send msgs' part_texts inside an ingest
  * transaction (mv_db_send: pipelined or not), a message's rows only when
  * it has no text_extraction row yet (a second arrival adds nothing), with
- * the extractor version. */
+ * the extractor version.  mv_store_part_texts_prepare, before the
+ * transaction, prepares the statement on db (once per connection), so that
+ * it is not planned again for every message. */
+mv_status mv_store_part_texts_prepare(mv_db *db, char **error_r) MV_WARN_UNUSED;
 mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
                                    char **error_r) MV_WARN_UNUSED;
 /* Compute the search vectors of msg's text and of its part texts on db

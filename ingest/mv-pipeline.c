@@ -251,10 +251,17 @@ static mv_status part_text_send(mv_db *db, void *context, mv_message *const *msg
 	return st;
 }
 
+static mv_status part_text_prepare(mv_db *db, void *context, char **error_r)
+{
+	(void)context;
+	return mv_store_part_texts_prepare(db, error_r);
+}
+
 static mv_store_hook *part_text_hook_new(void)
 {
 	mv_store_hook *hook = g_new0(mv_store_hook, 1);
 	hook->name = "attachment-text";
+	hook->prepare = part_text_prepare;
 	hook->send = part_text_send;
 	return hook;
 }
