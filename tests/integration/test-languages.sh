@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Search in every language: each message's language is detected at parse
-# time and its text indexed with the matching stemmer, the exact forms and
+# time and its text indexed with the matching stemmer (the stems alone) and
 # (Chinese, Japanese, Korean) character bigrams; a query finds a word in
 # any language without naming it, lang: narrows, each hit shows a snippet
 # with the matching words marked, --fields picks the output, and
@@ -70,6 +70,18 @@ expect_eq "English as before: 'invoice' finds 'invoices'" "Delivery" "$(ids invo
 expect_eq "English phrase" "Delivery" "$(ids '"stainless steel flanges"')"
 expect_eq "German phrase, inflected" "Lieferung" "$(ids '"beigefügten Vertrag"')"
 expect_eq "an English stop word alone finds nothing, as before" "" "$(ids the)"
+# The vectors hold the stems alone (schema 032): no exact forms beside
+# them, yet every form of a word and phrases across stop words still find it.
+expect_eq "vectors: stems only (weight A), no exact forms" 0 \
+  "$(sql "SELECT count(*) FROM message_text t JOIN message m ON m.id = t.message_id, unnest(t.tsv) u
+          WHERE m.subject LIKE '%ZX81%' AND t.lang <> 'ja' AND 'D' = ANY (u.weights)")"
+expect_eq "vectors: the English stem, not the form as written" "invoic" \
+  "$(sql "SELECT string_agg(u.lexeme, ',') FROM message_text t JOIN message m ON m.id = t.message_id, unnest(t.tsv) u
+          WHERE m.subject = 'Delivery ZX81' AND u.lexeme LIKE 'invoic%'")"
+expect_eq "the form as written finds it" "Delivery" "$(ids invoices)"
+expect_eq "a German form as written" "Lieferung" "$(ids Verträgen)"
+expect_eq "a phrase across stop words" "Delivery" "$(ids '"terms of the attached invoices"')"
+expect_eq "a phrase across stop words, wrong order: nothing" "" "$(ids '"attached of the terms invoices"')"
 expect_eq "a shared word in every language" "Delivery Lieferung Livraison Поставка 契約書の確認について" "$(ids ZX81)"
 
 # Japanese: a word from the middle of a sentence without spaces.
