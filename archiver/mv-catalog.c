@@ -554,95 +554,121 @@ void mv_record_free(mv_record **record)
 	*record = NULL;
 }
 
-mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **error_r)
-{
-	*record_r = NULL;
-	char idtext[24];
-	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, id);
-	const char *v[] = {idtext};
-	PGresult *r = NULL;
-	mv_status st = mv_db_query(
-		db,
+/* The statements of one record, sent together in one pipeline (one round
+ * trip instead of eight: each costs a context switch to the server and
+ * back, some milliseconds on a loaded machine; docs/scaling.md), in this
+ * order; their results come back in the same order and record_result
+ * files each by its tag. */
+enum record_part {
+	REC_MESSAGE = 1,
+	REC_ADDRESSES,
+	REC_PARTS,
+	REC_VERDICT,
+	REC_ARRIVALS,
+	REC_ENVELOPE_TO,
+	REC_FLAGS,
+	REC_TAGS,
+};
+
+static const char *const record_sql[] = {
+	[REC_MESSAGE] =
 		"SELECT encode(sha256, 'hex'), size, message_id, " MV_SQL_ISO_UTC("date") ", date_raw, "
 		"from_addr, from_name, subject, parse_status, " MV_SQL_ISO_UTC("archived_at") ", has_attachment, "
 		"registration, retention_class, " MV_SQL_ISO_UTC("expires_at") ", deciding_rule, direction, "
 		"policy_version FROM message WHERE id = $1",
-		1, v, NULL, NULL, 0, &r, error_r);
-	if (st != MV_OK)
-		return st;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		return mv_fail(error_r, MV_ERR_NOT_FOUND, "no message %s in the archive", idtext);
-	}
-	mv_record *m = g_new0(mv_record, 1);
-	m->id = id;
-	m->sha256 = dup_value(r, 0, 0);
-	m->size = int_value(r, 0, 1);
-	m->message_id = dup_value(r, 0, 2);
-	m->date = dup_value(r, 0, 3);
-	m->date_raw = dup_value(r, 0, 4);
-	m->from = dup_value(r, 0, 5);
-	m->from_name = dup_value(r, 0, 6);
-	m->subject = dup_value(r, 0, 7);
-	m->parse_status = dup_value(r, 0, 8);
-	m->archived_at = dup_value(r, 0, 9);
-	m->has_attachment = strcmp(PQgetvalue(r, 0, 10), "t") == 0;
-	m->registration = dup_value(r, 0, 11);
-	m->retention_class = dup_value(r, 0, 12);
-	m->expires_at = dup_value(r, 0, 13);
-	m->deciding_rule = dup_value(r, 0, 14);
-	m->direction = dup_value(r, 0, 15);
-	m->policy_version = int_value(r, 0, 16);
-	PQclear(r);
-	m->tags = g_ptr_array_new_with_free_func(g_free);
-	m->addresses = g_ptr_array_new_with_free_func(address_free);
-	m->parts = g_ptr_array_new_with_free_func(part_free);
-	m->arrivals = g_ptr_array_new_with_free_func(arrival_free);
-	m->flags = g_ptr_array_new_with_free_func(g_free);
+	[REC_ADDRESSES] =
+		"SELECT role, address, name FROM address WHERE message_id = $1 ORDER BY "
+		"array_position(ARRAY['from','sender','reply-to','to','cc','bcc',"
+		"'envelope-from','envelope-rcpt'], role), ctid",
+	[REC_PARTS] =
+		"SELECT pt.path, pt.declared_type, pt.detected_type, pt.filename, pt.size, "
+		"encode(pt.blob_sha256, 'hex'), pv.virus, pv.virus_name FROM part pt "
+		"LEFT JOIN part_verdict pv ON pv.message_id = pt.message_id "
+		"AND pv.path = pt.path WHERE pt.message_id = $1 "
+		"ORDER BY string_to_array(nullif(pt.path, ''), '.')::int[] NULLS FIRST",
+	[REC_VERDICT] =
+		"SELECT virus, virus_name, " MV_SQL_ISO_UTC("virus_at") ", spam, spam_reason, "
+		MV_SQL_ISO_UTC("spam_at") ", spam_score::text, spam_threshold::text "
+		"FROM verdict WHERE message_id = $1",
+	[REC_ARRIVALS] =
+		"SELECT id, source, source_ref, " MV_SQL_ISO_UTC("received_at") ", "
+		"envelope_from, host(client_addr), helo, tls, protocol, imap_mailbox, "
+		"imap_uidvalidity, imap_uid, extract(epoch FROM imap_internaldate)::bigint, "
+		"encode(journal_report_sha256, 'hex'), encode(journal_original_sha256, 'hex'), "
+		"journal_problem, array_to_string(envelope_bcc, ','), "
+		"encode(source_sha256, 'hex'), folder_path, item_id, "
+		"encode(entry_id, 'hex'), reconstructed "
+		"FROM arrival WHERE message_id = $1 ORDER BY id",
+	[REC_ENVELOPE_TO] =
+		"SELECT a.id, t.rcpt FROM arrival a, unnest(a.envelope_to) "
+		"WITH ORDINALITY AS t(rcpt, n) WHERE a.message_id = $1 ORDER BY a.id, t.n",
+	[REC_FLAGS] =
+		"SELECT f FROM message, unnest(flags) WITH ORDINALITY AS t(f, n) "
+		"WHERE id = $1 ORDER BY n",
+	[REC_TAGS] =
+		"SELECT t FROM message, unnest(tags) WITH ORDINALITY AS x(t, n) "
+		"WHERE id = $1 ORDER BY n",
+};
 
-	st = mv_db_query(db,
-	                 "SELECT role, address, name FROM address WHERE message_id = $1 ORDER BY "
-	                 "array_position(ARRAY['from','sender','reply-to','to','cc','bcc',"
-	                 "'envelope-from','envelope-rcpt'], role), ctid",
-	                 1, v, NULL, NULL, 0, &r, error_r);
-	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
-		mv_record_address *a = g_new0(mv_record_address, 1);
-		a->role = dup_value(r, i, 0);
-		a->address = dup_value(r, i, 1);
-		a->name = dup_value(r, i, 2);
-		g_ptr_array_add(m->addresses, a);
-	}
-	PQclear(r);
-	r = NULL;
-	if (st == MV_OK)
-		st = mv_db_query(db,
-		                 "SELECT pt.path, pt.declared_type, pt.detected_type, pt.filename, pt.size, "
-		                 "encode(pt.blob_sha256, 'hex'), pv.virus, pv.virus_name FROM part pt "
-		                 "LEFT JOIN part_verdict pv ON pv.message_id = pt.message_id "
-		                 "AND pv.path = pt.path WHERE pt.message_id = $1 "
-		                 "ORDER BY string_to_array(nullif(pt.path, ''), '.')::int[] NULLS FIRST",
-		                 1, v, NULL, NULL, 0, &r, error_r);
-	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
-		mv_record_part *p = g_new0(mv_record_part, 1);
-		p->path = dup_value(r, i, 0);
-		p->declared_type = dup_value(r, i, 1);
-		p->detected_type = dup_value(r, i, 2);
-		p->filename = dup_value(r, i, 3);
-		p->size = int_value(r, i, 4);
-		p->blob_sha256 = dup_value(r, i, 5);
-		p->virus = dup_value(r, i, 6);
-		p->virus_name = dup_value(r, i, 7);
-		g_ptr_array_add(m->parts, p);
-	}
-	PQclear(r);
-	r = NULL;
-	if (st == MV_OK)
-		st = mv_db_query(db,
-		                 "SELECT virus, virus_name, " MV_SQL_ISO_UTC("virus_at") ", spam, spam_reason, "
-		                 MV_SQL_ISO_UTC("spam_at") ", spam_score::text, spam_threshold::text "
-		                 "FROM verdict WHERE message_id = $1",
-		                 1, v, NULL, NULL, 0, &r, error_r);
-	if (st == MV_OK && PQntuples(r) == 1) {
+typedef struct {
+	mv_record *m;
+	gboolean found;
+	GHashTable *arrivals_by_id; /* gint64* -> mv_record_arrival* of m->arrivals */
+} record_reading;
+
+static void record_result(void *context, void *tag, const PGresult *r)
+{
+	record_reading *rr = context;
+	mv_record *m = rr->m;
+	switch ((enum record_part)GPOINTER_TO_INT(tag)) {
+	case REC_MESSAGE:
+		if (PQntuples(r) != 1)
+			return;
+		rr->found = TRUE;
+		m->sha256 = dup_value(r, 0, 0);
+		m->size = int_value(r, 0, 1);
+		m->message_id = dup_value(r, 0, 2);
+		m->date = dup_value(r, 0, 3);
+		m->date_raw = dup_value(r, 0, 4);
+		m->from = dup_value(r, 0, 5);
+		m->from_name = dup_value(r, 0, 6);
+		m->subject = dup_value(r, 0, 7);
+		m->parse_status = dup_value(r, 0, 8);
+		m->archived_at = dup_value(r, 0, 9);
+		m->has_attachment = strcmp(PQgetvalue(r, 0, 10), "t") == 0;
+		m->registration = dup_value(r, 0, 11);
+		m->retention_class = dup_value(r, 0, 12);
+		m->expires_at = dup_value(r, 0, 13);
+		m->deciding_rule = dup_value(r, 0, 14);
+		m->direction = dup_value(r, 0, 15);
+		m->policy_version = int_value(r, 0, 16);
+		return;
+	case REC_ADDRESSES:
+		for (int i = 0; i < PQntuples(r); i++) {
+			mv_record_address *a = g_new0(mv_record_address, 1);
+			a->role = dup_value(r, i, 0);
+			a->address = dup_value(r, i, 1);
+			a->name = dup_value(r, i, 2);
+			g_ptr_array_add(m->addresses, a);
+		}
+		return;
+	case REC_PARTS:
+		for (int i = 0; i < PQntuples(r); i++) {
+			mv_record_part *p = g_new0(mv_record_part, 1);
+			p->path = dup_value(r, i, 0);
+			p->declared_type = dup_value(r, i, 1);
+			p->detected_type = dup_value(r, i, 2);
+			p->filename = dup_value(r, i, 3);
+			p->size = int_value(r, i, 4);
+			p->blob_sha256 = dup_value(r, i, 5);
+			p->virus = dup_value(r, i, 6);
+			p->virus_name = dup_value(r, i, 7);
+			g_ptr_array_add(m->parts, p);
+		}
+		return;
+	case REC_VERDICT:
+		if (PQntuples(r) != 1)
+			return;
 		m->virus = dup_value(r, 0, 0);
 		m->virus_name = dup_value(r, 0, 1);
 		m->virus_at = dup_value(r, 0, 2);
@@ -651,66 +677,80 @@ mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **e
 		m->spam_at = dup_value(r, 0, 5);
 		m->spam_score = dup_value(r, 0, 6);
 		m->spam_threshold = dup_value(r, 0, 7);
+		return;
+	case REC_ARRIVALS:
+		for (int i = 0; i < PQntuples(r); i++) {
+			mv_record_arrival *a = g_new0(mv_record_arrival, 1);
+			a->id = int_value(r, i, 0);
+			a->source = dup_value(r, i, 1);
+			a->source_ref = dup_value(r, i, 2);
+			a->received_at = dup_value(r, i, 3);
+			a->envelope_from = dup_value(r, i, 4);
+			a->details = arrival_details(r, i, 5);
+			a->envelope_to = g_ptr_array_new_with_free_func(g_free);
+			g_ptr_array_add(m->arrivals, a);
+			g_hash_table_insert(rr->arrivals_by_id, &a->id, a);
+		}
+		return;
+	case REC_ENVELOPE_TO:
+		for (int i = 0; i < PQntuples(r); i++) {
+			gint64 aid = int_value(r, i, 0);
+			mv_record_arrival *a = g_hash_table_lookup(rr->arrivals_by_id, &aid);
+			if (a != NULL)
+				g_ptr_array_add(a->envelope_to, dup_value(r, i, 1));
+		}
+		return;
+	case REC_FLAGS:
+		for (int i = 0; i < PQntuples(r); i++)
+			g_ptr_array_add(m->flags, dup_value(r, i, 0));
+		return;
+	case REC_TAGS:
+		for (int i = 0; i < PQntuples(r); i++)
+			g_ptr_array_add(m->tags, dup_value(r, i, 0));
+		return;
 	}
-	PQclear(r);
-	r = NULL;
-	if (st == MV_OK)
-		st = mv_db_query(db,
-		                 "SELECT id, source, source_ref, " MV_SQL_ISO_UTC("received_at") ", "
-		                 "envelope_from, host(client_addr), helo, tls, protocol, imap_mailbox, "
-		                 "imap_uidvalidity, imap_uid, extract(epoch FROM imap_internaldate)::bigint, "
-		                 "encode(journal_report_sha256, 'hex'), encode(journal_original_sha256, 'hex'), "
-		                 "journal_problem, array_to_string(envelope_bcc, ','), "
-		                 "encode(source_sha256, 'hex'), folder_path, item_id, "
-		                 "encode(entry_id, 'hex'), reconstructed "
-		                 "FROM arrival WHERE message_id = $1 ORDER BY id",
-		                 1, v, NULL, NULL, 0, &r, error_r);
-	GHashTable *by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
-	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
-		mv_record_arrival *a = g_new0(mv_record_arrival, 1);
-		a->id = int_value(r, i, 0);
-		a->source = dup_value(r, i, 1);
-		a->source_ref = dup_value(r, i, 2);
-		a->received_at = dup_value(r, i, 3);
-		a->envelope_from = dup_value(r, i, 4);
-		a->details = arrival_details(r, i, 5);
-		a->envelope_to = g_ptr_array_new_with_free_func(g_free);
-		g_ptr_array_add(m->arrivals, a);
-		g_hash_table_insert(by_id, &a->id, a);
+}
+
+mv_status mv_catalog_record(mv_db *db, gint64 id, mv_record **record_r, char **error_r)
+{
+	*record_r = NULL;
+	char idtext[24];
+	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, id);
+	const char *v[] = {idtext};
+	mv_record *m = g_new0(mv_record, 1);
+	m->id = id;
+	m->tags = g_ptr_array_new_with_free_func(g_free);
+	m->addresses = g_ptr_array_new_with_free_func(address_free);
+	m->parts = g_ptr_array_new_with_free_func(part_free);
+	m->arrivals = g_ptr_array_new_with_free_func(arrival_free);
+	m->flags = g_ptr_array_new_with_free_func(g_free);
+	record_reading rr = {.m = m, .arrivals_by_id = g_hash_table_new(g_int64_hash, g_int64_equal)};
+	/* Inside a caller's pipeline the statements go one by one. */
+	gboolean pipe = !mv_db_in_pipeline(db);
+	mv_status st = pipe ? mv_db_pipeline_begin(db, record_result, &rr, error_r) : MV_OK;
+	for (int k = REC_MESSAGE; st == MV_OK && k <= REC_TAGS; k++) {
+		if (pipe) {
+			st = mv_db_pipeline_send(db, NULL, record_sql[k], 1, v, NULL, NULL, GINT_TO_POINTER(k),
+			                         error_r);
+		} else {
+			PGresult *r = NULL;
+			st = mv_db_query(db, record_sql[k], 1, v, NULL, NULL, 0, &r, error_r);
+			if (st == MV_OK)
+				record_result(&rr, GINT_TO_POINTER(k), r);
+			PQclear(r);
+		}
 	}
-	PQclear(r);
-	r = NULL;
-	if (st == MV_OK)
-		st = mv_db_query(db,
-		                 "SELECT a.id, t.rcpt FROM arrival a, unnest(a.envelope_to) "
-		                 "WITH ORDINALITY AS t(rcpt, n) WHERE a.message_id = $1 ORDER BY a.id, t.n",
-		                 1, v, NULL, NULL, 0, &r, error_r);
-	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
-		gint64 aid = int_value(r, i, 0);
-		mv_record_arrival *a = g_hash_table_lookup(by_id, &aid);
-		if (a != NULL)
-			g_ptr_array_add(a->envelope_to, dup_value(r, i, 1));
+	if (pipe) {
+		/* The pipeline is left whatever happened while sending. */
+		char *e = NULL;
+		mv_status end = mv_db_pipeline_end(db, st == MV_OK ? error_r : &e);
+		g_free(e);
+		if (st == MV_OK)
+			st = end;
 	}
-	g_hash_table_destroy(by_id);
-	PQclear(r);
-	r = NULL;
-	if (st == MV_OK)
-		st = mv_db_query(db,
-		                 "SELECT f FROM message, unnest(flags) WITH ORDINALITY AS t(f, n) "
-		                 "WHERE id = $1 ORDER BY n",
-		                 1, v, NULL, NULL, 0, &r, error_r);
-	for (int i = 0; st == MV_OK && i < PQntuples(r); i++)
-		g_ptr_array_add(m->flags, dup_value(r, i, 0));
-	PQclear(r);
-	r = NULL;
-	if (st == MV_OK)
-		st = mv_db_query(db,
-		                 "SELECT t FROM message, unnest(tags) WITH ORDINALITY AS x(t, n) "
-		                 "WHERE id = $1 ORDER BY n",
-		                 1, v, NULL, NULL, 0, &r, error_r);
-	for (int i = 0; st == MV_OK && i < PQntuples(r); i++)
-		g_ptr_array_add(m->tags, dup_value(r, i, 0));
-	PQclear(r);
+	g_hash_table_destroy(rr.arrivals_by_id);
+	if (st == MV_OK && !rr.found)
+		st = mv_fail(error_r, MV_ERR_NOT_FOUND, "no message %s in the archive", idtext);
 	if (st != MV_OK) {
 		mv_record_free(&m);
 		return st;
