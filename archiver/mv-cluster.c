@@ -1,8 +1,8 @@
 /* mv-cluster: initdb / pg_ctl for the embedded PostgreSQL cluster. */
 #include "mv-cluster.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
-#include <gio/gio.h>
 #include <grp.h>
 #include <libpq-fe.h>
 #include <pwd.h>
@@ -736,6 +736,46 @@ mv_status mv_cluster_init(mv_cluster *c, char **error_r)
 	return st;
 }
 
+/* AF_INET or AF_INET6 when text is an IP address, else 0 (libc's
+ * inet_pton: GIO, which the `mailvault` program does not load otherwise,
+ * is not needed for this; docs/scaling.md). */
+static int ip_family(const char *text)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	if (inet_pton(AF_INET, text, buf) == 1)
+		return AF_INET;
+	if (inet_pton(AF_INET6, text, buf) == 1)
+		return AF_INET6;
+	return 0;
+}
+
+/* Whether text is ADDRESS or ADDRESS/PREFIX with no address bit set
+ * beyond the prefix (what pg_hba.conf takes, as GLib's
+ * g_inet_address_mask_new_from_string checks). */
+static gboolean ip_prefix_valid(const char *text)
+{
+	const char *slash = strchr(text, '/');
+	char *addr = slash != NULL ? g_strndup(text, (gsize)(slash - text)) : g_strdup(text);
+	unsigned char buf[sizeof(struct in6_addr)];
+	int family = ip_family(addr);
+	gboolean ok = family != 0 && inet_pton(family, addr, buf) == 1;
+	g_free(addr);
+	if (!ok || slash == NULL)
+		return ok;
+	int bits = family == AF_INET ? 32 : 128;
+	const char *p = slash + 1;
+	if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
+		return FALSE;
+	char *end = NULL;
+	long prefix = strtol(p, &end, 10);
+	if (*end != '\0' || prefix < 0 || prefix > bits)
+		return FALSE;
+	for (int i = (int)prefix; i < bits; i++)
+		if (buf[i / 8] & (0x80 >> (i % 8)))
+			return FALSE;
+	return TRUE;
+}
+
 mv_status mv_cluster_set_directory(mv_cluster *c, const char *listen, int port, const char *allow,
                                    const char *ldap_options, char **error_r)
 {
@@ -747,15 +787,11 @@ mv_status mv_cluster_set_directory(mv_cluster *c, const char *listen, int port, 
 	char *path = g_build_filename(c->home, DIRECTORY_CONF, NULL);
 	mv_status st = MV_OK;
 	if (listen != NULL) {
-		GInetAddress *a = g_inet_address_new_from_string(listen);
-		if (a == NULL)
+		int family = ip_family(listen);
+		if (family == 0)
 			st = mv_fail(error_r, MV_ERR_USAGE, "listen address %s: not an IP address", listen);
-		GInetAddressMask *m = NULL;
-		if (st == MV_OK && allow != NULL) {
-			m = g_inet_address_mask_new_from_string(allow, NULL);
-			if (m == NULL)
-				st = mv_fail(error_r, MV_ERR_USAGE, "--allow %s: not an address/prefix", allow);
-		}
+		if (st == MV_OK && allow != NULL && !ip_prefix_valid(allow))
+			st = mv_fail(error_r, MV_ERR_USAGE, "--allow %s: not an address/prefix", allow);
 		if (st == MV_OK && (port < 1 || port > 65535))
 			st = mv_fail(error_r, MV_ERR_USAGE, "port %d: not a TCP port", port);
 		if (st == MV_OK && (ldap_options == NULL || *ldap_options == '\0' ||
@@ -763,7 +799,7 @@ mv_status mv_cluster_set_directory(mv_cluster *c, const char *listen, int port, 
 			st = mv_fail(error_r, MV_ERR_USAGE, "the ldap options are one pg_hba.conf line's "
 			             "options (ldapurl=... or ldapserver=... ldapbasedn=...), without # or line ends");
 		if (st == MV_OK) {
-			gboolean v6 = g_inet_address_get_family(a) == G_SOCKET_FAMILY_IPV6;
+			gboolean v6 = family == AF_INET6;
 			char *cidr = allow != NULL ? g_strdup(allow)
 			                           : g_strdup_printf("%s/%d", listen, v6 ? 128 : 32);
 			GKeyFile *k = g_key_file_new();
@@ -786,10 +822,6 @@ mv_status mv_cluster_set_directory(mv_cluster *c, const char *listen, int port, 
 			g_key_file_free(k);
 			g_free(cidr);
 		}
-		if (m != NULL)
-			g_object_unref(m);
-		if (a != NULL)
-			g_object_unref(a);
 	} else if (unlink(path) != 0 && errno != ENOENT) {
 		st = mv_fail(error_r, MV_ERR_IO, "cannot remove %s: %s", path, g_strerror(errno));
 	}

@@ -28,7 +28,7 @@ case $libexecdir in /*) FULL=$DEST$libexecdir ;; *) FULL=$P/$libexecdir ;; esac
 FULL=$FULL/mailvault/mailvault-full
 check "mailvault-full in LIBEXECDIR/mailvault" test -x "$FULL"
 needed=$(readelf -d "$P/bin/mailvault" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
-heavy=$(echo "$needed" | grep -E '^lib(curl|pst|gsf-1|gpgme|archive|minizip|ldap|lber|gmime-3.0|magic|cld2|xml2)[.-]' | tr '\n' ' ' || true)
+heavy=$(echo "$needed" | grep -E '^lib(curl|pst|gsf-1|gpgme|archive|minizip|ldap|lber|gmime-3.0|magic|cld2|xml2|json-glib-1.0|gio-2.0)[.-]' | tr '\n' ' ' || true)
 check "mailvault itself loads no heavy library (${heavy:-none})" [ -n "$needed" -a -z "$heavy" ]
 check "mailvault import --help runs in mailvault-full" \
   bash -c "MAILVAULT_FULL='$FULL' '$P/bin/mailvault' import --help | grep -q '^Usage: mailvault import'"
