@@ -17,6 +17,9 @@
 # alternately, so that a before/after comparison sees the same machine
 # load (a loaded machine's figures move by tens of percent in a minute):
 # each line then prints the other binary's median and the ratio.
+# Every line also prints the median CPU time (user + system) of the
+# command's own process (and of the other binary's): on a loaded machine
+# it moves far less than the wall time.
 #
 # Needs the PostgreSQL server programs mailvault needs anyway; cleans up.
 set -euo pipefail
@@ -31,7 +34,7 @@ while [ $# -gt 0 ]; do
     --count) count=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --compare) compare=$(readlink -f "$2"); shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: $0 [--count N] [--runs R] [--compare OTHER_MAILVAULT]" >&2; exit 64 ;;
   esac
 done
@@ -96,22 +99,37 @@ head = f"{'command':44} {'median':>8} {'p90':>8} {'p99':>8}"
 if other:
     print(f"compared with {other}")
     head += f" {'other':>8} {'ratio':>6}"
-print(head + "   (ms, end to end)")
+head += f" {'cpu':>6}" + (f" {'other':>6}" if other else "")
+print(head + "   (ms: end to end; cpu: the command's own CPU, median)")
 def timed(argv):
+    """Wall time of one run and the CPU time (user + system) of its
+    process: the client's CPU, which the machine's load inflates far less
+    than the wall time (the server's backend is another process)."""
     t = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return (time.perf_counter() - t) * 1000
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = (time.perf_counter() - t) * 1000
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        raise SystemExit(f"{' '.join(argv)} failed (status {status})")
+    return wall, (ru.ru_utime + ru.ru_stime) * 1000
 for name, argv in cases:
-    ts, os_ = [], []
+    ts, cs, os_, ocs = [], [], [], []
     alt = [other] + argv[1:] if other and argv[0] == mv[0] else None
     for _ in range(runs):
-        ts.append(timed(argv))
+        w, c = timed(argv)
+        ts.append(w)
+        cs.append(c)
         if alt:
-            os_.append(timed(alt))
+            w, c = timed(alt)
+            os_.append(w)
+            ocs.append(c)
     ts.sort()
     q = lambda p: ts[min(len(ts) - 1, int(len(ts) * p))]
     line = f"{name:44} {statistics.median(ts):8.1f} {q(0.90):8.1f} {q(0.99):8.1f}"
     if os_:
         line += f" {statistics.median(os_):8.1f} {statistics.median(ts) / statistics.median(os_):6.2f}"
+    line += f" {statistics.median(cs):6.1f}"
+    if ocs:
+        line += f" {statistics.median(ocs):6.1f}"
     print(line)
 PY
