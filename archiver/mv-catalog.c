@@ -176,6 +176,18 @@ static char *cjk_snippet(const char *headline, const char *text, const GPtrArray
 	return res;
 }
 
+gboolean mv_catalog_snippets_decode(const char *query)
+{
+	mv_query_sql *q = NULL;
+	if (mv_query_compile(query, 5, &q, NULL) != MV_OK)
+		return TRUE; /* the search says what is wrong with it */
+	GPtrArray *runs = cjk_runs(query);
+	gboolean want_text = q->highlight != NULL || runs->len > 0;
+	g_ptr_array_unref(runs);
+	mv_query_sql_free(&q);
+	return want_text;
+}
+
 mv_status mv_catalog_snippets(mv_db *db, mv_blobstore *blobs, const char *query,
                               GPtrArray *hits, char **error_r)
 {
@@ -204,6 +216,14 @@ mv_status mv_catalog_snippets(mv_db *db, mv_blobstore *blobs, const char *query,
 	}
 	GPtrArray *runs = cjk_runs(query);
 	gboolean want_text = q->highlight != NULL || runs->len > 0;
+	if (want_text && blobs == NULL) {
+		g_ptr_array_unref(runs);
+		mv_query_sql_free(&q);
+		g_string_free(ids, TRUE);
+		g_string_free(with_snippet, TRUE);
+		return mv_fail(error_r, MV_ERR_INTERNAL,
+		               "snippets of this query decode stored texts: no blob store given");
+	}
 	/* The languages of every hit, the stored texts of those that get a
 	 * snippet (the first MV_SNIPPET_INPUT characters of a text stored in
 	 * clear before schema/029). */

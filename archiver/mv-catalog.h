@@ -72,6 +72,11 @@ mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean i
 #define MV_SNIPPET_MAX_HITS 1000
 mv_status mv_catalog_snippets(mv_db *db, mv_blobstore *blobs, const char *query,
                               GPtrArray *hits, char **error_r) MV_WARN_UNUSED;
+/* Whether mv_catalog_snippets of query decodes stored texts (the query
+ * has words to mark), so needs blobs; when not, blobs may be NULL and the
+ * hits get their languages alone (a search of addresses or dates opens no
+ * blob store: one round trip and the key file fewer). */
+gboolean mv_catalog_snippets_decode(const char *query);
 
 typedef struct {
 	gint64 messages;

@@ -267,8 +267,9 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 	mv_blobstore *blobs = NULL;
 	cli->interactive = TRUE; /* a person waits for the answer */
 	/* Snippets decode the stored search text: the blob store (and the key,
-	 * when the archive is encrypted). */
-	int rc = mv_cli_open_read(cli, &db, want_snippets ? &blobs : NULL);
+	 * when the archive is encrypted), when the query has words to mark. */
+	gboolean decode = want_snippets && mv_catalog_snippets_decode(query);
+	int rc = mv_cli_open_read(cli, &db, decode ? &blobs : NULL);
 	if (rc != 0) {
 		g_free(query);
 		return rc;
