@@ -349,7 +349,7 @@ void mv_purge_run_free(gpointer run)
 
 /* An unfinished run is running while a purge holds the lock and it is the
  * newest unfinished one; otherwise it was interrupted (the next run
- * completes it). */
+ * completes it): SQL_RUN_STATE, mv-purge-sql.h. */
 mv_status mv_purge_runs(mv_db *db, gint64 run, GPtrArray **runs_r, char **error_r)
 {
 	*runs_r = NULL;
