@@ -70,7 +70,7 @@ expect_eq "English as before: 'invoice' finds 'invoices'" "Delivery" "$(ids invo
 expect_eq "English phrase" "Delivery" "$(ids '"stainless steel flanges"')"
 expect_eq "German phrase, inflected" "Lieferung" "$(ids '"beigefügten Vertrag"')"
 expect_eq "an English stop word alone finds nothing, as before" "" "$(ids the)"
-# The vectors hold the stems alone (schema 032): no exact forms beside
+# The vectors hold the stems alone (schema 035): no exact forms beside
 # them, yet every form of a word and phrases across stop words still find it.
 expect_eq "vectors: stems only (weight A), no exact forms" 0 \
   "$(sql "SELECT count(*) FROM message_text t JOIN message m ON m.id = t.message_id, unnest(t.tsv) u

@@ -1,4 +1,4 @@
--- 032-search-stems: search vectors of the stems alone (issues 12 and 18).
+-- 035-search-stems: search vectors of the stems alone (issues 12 and 18).
 --
 -- Since 021 a vector held every word twice: stemmed by the language's
 -- configuration (weight A) and in its exact form ('simple', weight D),
