@@ -374,3 +374,22 @@ mv_status mv_blind_query(const mv_blind *blind, const char *tsq, char **out_r, c
 	*out_r = g_string_free(res, FALSE);
 	return MV_OK;
 }
+
+static GMutex remembered_lock;
+static mv_blind *remembered;
+
+void mv_blind_remember(mv_blind *blind)
+{
+	g_mutex_lock(&remembered_lock);
+	if (remembered == NULL)
+		remembered = mv_blind_ref(blind);
+	g_mutex_unlock(&remembered_lock);
+}
+
+mv_blind *mv_blind_remembered(void)
+{
+	g_mutex_lock(&remembered_lock);
+	mv_blind *b = mv_blind_ref(remembered);
+	g_mutex_unlock(&remembered_lock);
+	return b;
+}

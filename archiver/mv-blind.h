@@ -66,4 +66,12 @@ mv_status mv_blind_query(const mv_blind *blind, const char *tsq, char **out_r, c
 /* Whether a lexeme is shaped as a blind one. */
 gboolean mv_blind_lexeme_shaped(const char *lexeme, gsize len);
 
+/* The process's blind index: the blob store remembers the one it loads
+ * (a process serves one archive; the index key never changes), so that
+ * queries compiled anywhere in the process can be made blind
+ * (mv_catalog_query_resolve).  mv_blind_remembered returns a new
+ * reference, or NULL. */
+void mv_blind_remember(mv_blind *blind);
+mv_blind *mv_blind_remembered(void);
+
 #endif

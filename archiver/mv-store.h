@@ -179,11 +179,21 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
  * (mv_ingest_batch computes those it is not given).  Not in a
  * transaction; one round trip. */
 mv_status mv_store_vectors(mv_db *db, mv_message *msg, char **error_r) MV_WARN_UNUSED;
+/* The blind index (mv-blind.h, schema/032): replace msg's vectors (its
+ * text's and every part text's, all computed) by their blind forms, and
+ * mark them so (msg->tsv_blind).  Every vector, or none, is replaced. */
+typedef struct mv_blind mv_blind;
+mv_status mv_store_vectors_blind(const mv_blind *blind, mv_message *msg, char **error_r)
+	MV_WARN_UNUSED;
+/* The same, computing on db first the vectors msg does not have yet (the
+ * commit connection, when the parse thread could not). */
+mv_status mv_store_vectors_ensure_blind(mv_db *db, const mv_blind *blind, mv_message *msg,
+                                        char **error_r) MV_WARN_UNUSED;
 /* Replace the attachment text of message id by msg's part_texts (encoded
  * by blobs, indexed as they are stored), in the caller's transaction
  * (re-extraction). */
 mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
-                                      const mv_message *msg, int version,
+                                      mv_message *msg, int version,
                                       char **error_r) MV_WARN_UNUSED;
 /* Recompute the search vector of every stored message, batch_size at a
  * time in id order (one short transaction each), detecting the language
