@@ -141,32 +141,44 @@ static gboolean read_lexeme(const char *s, gsize *i, GString *lex)
 	return lex->len > 0 && g_utf8_validate(lex->str, (gssize)lex->len, NULL);
 }
 
-/* hash -> GString of its positions ("1A,5") */
-static void add_positions(GHashTable *out, GHashTable *counts, const char *hash, const char *pos)
+/* One lexeme of the blind vector being built: its hash and positions. */
+typedef struct {
+	char hash[MV_BLIND_LEXEME_LEN + 1];
+	guint count;  /* positions so far (PostgreSQL keeps 256) */
+	GString *pos; /* "1A,5" */
+} entry;
+
+static void entry_free(gpointer p)
 {
-	GString *p = g_hash_table_lookup(out, hash);
-	if (p == NULL) {
-		p = g_string_new(NULL);
-		g_hash_table_insert(out, g_strdup(hash), p);
+	entry *e = p;
+	g_string_free(e->pos, TRUE);
+	g_free(e);
+}
+
+/* Add the positions pos[0..len) (already checked: "N[W](,N[W])*") of a
+ * lexeme whose hash is h. */
+static void add_positions(GHashTable *by_hash, GPtrArray *order, const char *h, const char *pos,
+                          gsize len)
+{
+	entry *e = g_hash_table_lookup(by_hash, h);
+	if (e == NULL) {
+		e = g_new0(entry, 1);
+		memcpy(e->hash, h, sizeof e->hash);
+		e->pos = g_string_new(NULL);
+		g_hash_table_insert(by_hash, e->hash, e);
+		g_ptr_array_add(order, e);
 	}
-	guint have = GPOINTER_TO_UINT(g_hash_table_lookup(counts, hash));
-	if (pos == NULL || have >= MAX_POSITIONS)
-		return;
-	/* PostgreSQL keeps the first 256 positions of a lexeme: so do we, so
-	 * that the text stays small */
-	const char *c = pos;
-	while (*c != '\0' && have < MAX_POSITIONS) {
-		const char *end = strchr(c, ',');
-		gsize l = end != NULL ? (gsize)(end - c) : strlen(c);
-		if (p->len > 0)
-			g_string_append_c(p, ',');
-		g_string_append_len(p, c, (gssize)l);
-		have++;
-		c += l;
-		if (*c == ',')
-			c++;
+	gsize i = 0;
+	while (i < len && e->count < MAX_POSITIONS) {
+		gsize k = i;
+		while (k < len && pos[k] != ',')
+			k++;
+		if (e->pos->len > 0)
+			g_string_append_c(e->pos, ',');
+		g_string_append_len(e->pos, pos + i, (gssize)(k - i));
+		e->count++;
+		i = k + 1;
 	}
-	g_hash_table_insert(counts, g_strdup(hash), GUINT_TO_POINTER(have));
 }
 
 mv_status mv_blind_vector(const mv_blind *blind, const char *tsv, char **out_r, char **error_r)
@@ -180,9 +192,8 @@ mv_status mv_blind_vector(const mv_blind *blind, const char *tsv, char **out_r, 
 	mv_status st = mv_mac_new(blind->key, &mac, error_r);
 	if (st != MV_OK)
 		return st;
-	GHashTable *out = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	GHashTable *counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	GPtrArray *order = g_ptr_array_new(); /* hashes in first-seen order */
+	GHashTable *by_hash = g_hash_table_new(g_str_hash, g_str_equal);
+	GPtrArray *order = g_ptr_array_new_with_free_func(entry_free);
 	GString *lex = g_string_new(NULL), *pos = g_string_new(NULL);
 	gsize i = 0;
 	while (st == MV_OK) {
@@ -199,38 +210,30 @@ mv_status mv_blind_vector(const mv_blind *blind, const char *tsv, char **out_r, 
 			st = malformed(error_r, "vector lexeme", at);
 			break;
 		}
-		/* positions: :pos[weight](,pos[weight])* */
+		/* positions: :pos[weight](,pos[weight])*, copied without D (the
+		 * default weight) */
 		g_string_truncate(pos, 0);
-		guint npos = 0;
 		if (tsv[i] == ':') {
 			i++;
 			for (;;) {
-				if (!g_ascii_isdigit(tsv[i])) {
-					st = malformed(error_r, "vector position", i);
-					break;
-				}
+				gsize from = i;
 				guint v = 0;
-				gsize digits = 0;
-				while (g_ascii_isdigit(tsv[i]) && digits < 6) {
+				while (g_ascii_isdigit(tsv[i]) && i - from < 6) {
 					v = v * 10 + (guint)(tsv[i] - '0');
 					i++;
-					digits++;
 				}
-				if (g_ascii_isdigit(tsv[i]) || v < 1 || v > MAX_POS) {
+				if (i == from || g_ascii_isdigit(tsv[i]) || v < 1 || v > MAX_POS) {
 					st = malformed(error_r, "vector position", i);
 					break;
-				}
-				char w = 0;
-				if (tsv[i] >= 'A' && tsv[i] <= 'D') {
-					w = tsv[i];
-					i++;
 				}
 				if (pos->len > 0)
 					g_string_append_c(pos, ',');
-				g_string_append_printf(pos, "%u", v);
-				if (w != 0 && w != 'D')
-					g_string_append_c(pos, w);
-				npos++;
+				g_string_append_len(pos, tsv + from, (gssize)(i - from));
+				if (tsv[i] >= 'A' && tsv[i] <= 'D') {
+					if (tsv[i] != 'D')
+						g_string_append_c(pos, tsv[i]);
+					i++;
+				}
 				if (tsv[i] != ',')
 					break;
 				i++;
@@ -253,33 +256,24 @@ mv_status mv_blind_vector(const mv_blind *blind, const char *tsv, char **out_r, 
 				st = mv_fail(error_r, MV_ERR_INTERNAL, "search index: HMAC failed");
 				break;
 			}
-			if (!g_hash_table_contains(out, h))
-				g_ptr_array_add(order, g_strdup(h));
-			add_positions(out, counts, h, npos > 0 ? pos->str : NULL);
+			add_positions(by_hash, order, h, pos->str, pos->len);
 		}
 	}
 	GString *res = NULL;
 	if (st == MV_OK) {
 		res = g_string_sized_new(order->len * 20);
 		for (guint k = 0; k < order->len; k++) {
-			const char *h = order->pdata[k];
-			GString *p = g_hash_table_lookup(out, h);
+			const entry *e = order->pdata[k];
 			if (res->len > 0)
 				g_string_append_c(res, ' ');
-			g_string_append(res, h);
-			if (p->len > 0) {
+			g_string_append_len(res, e->hash, MV_BLIND_LEXEME_LEN);
+			if (e->pos->len > 0) {
 				g_string_append_c(res, ':');
-				g_string_append_len(res, p->str, (gssize)p->len);
+				g_string_append_len(res, e->pos->str, (gssize)e->pos->len);
 			}
 		}
 	}
-	GHashTableIter it;
-	gpointer k, v;
-	g_hash_table_iter_init(&it, out);
-	while (g_hash_table_iter_next(&it, &k, &v))
-		g_string_free(v, TRUE);
-	g_hash_table_unref(out);
-	g_hash_table_unref(counts);
+	g_hash_table_unref(by_hash);
 	g_ptr_array_free(order, TRUE);
 	g_string_free(lex, TRUE);
 	g_string_free(pos, TRUE);
