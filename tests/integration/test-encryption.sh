@@ -336,6 +336,13 @@ expect_eq "blind index: a hold by words holds the stored messages" 2 "$(sql "SEL
 sed -e 's/blind-en@/blind-en2@/' "$WORK/blind/en.eml" > "$WORK/en2.eml"
 mv import --quiet "$WORK/en2.eml"
 expect_eq "blind index: an ongoing hold by words holds a new message" 3 "$(sql "SELECT count(*) FROM hold_item i JOIN hold h ON h.id = i.hold_id WHERE h.name = 'blind-hold'")"
+# Re-extraction gives the attachment texts blind vectors too; export
+# --query finds by words.
+mv index --reextract --all >/dev/null
+expect_eq "blind index: after index --reextract, every vector blind" "0|0|0" "$(sql "SELECT * FROM mv_blind_vectors()")"
+expect_eq "blind index: after index --reextract, attachment: still found" 1 "$(mv search --count attachment:persimmon)"
+mv export --query "calamansi" --format mbox --out "$WORK/blind-export.mbox" >/dev/null
+expect_eq "blind index: export --query by a word" 2 "$(grep -c '^From ' "$WORK/blind-export.mbox")"
 # A vector still in clear (as in an archive encrypted before schema 032):
 # counted, still found, and made blind by index --rebuild.
 sql "UPDATE message_text SET tsv = to_tsvector('simple', 'okapi hippopotamus') WHERE message_id = (SELECT min(id) FROM message WHERE subject = 'blind en')" >/dev/null
