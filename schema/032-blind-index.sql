@@ -224,6 +224,19 @@ BEGIN
 END;
 $$;
 
+-- (CREATE OR REPLACE resets what 029 altered: restated.)
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY['mv_reindex_texts(bigint[],text[],text[],bytea[])',
+                             'mv_reindex_part_texts(bigint[],text[],text[],bytea[])'] LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp',
+                       f, current_schema());
+    END LOOP;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION mv_index_pending(p_limit integer) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
