@@ -6,6 +6,9 @@
 #define INDEX_LABEL "mailvault search index v1"
 #define MAX_POS 16383     /* PostgreSQL's largest position */
 #define MAX_POSITIONS 256 /* positions PostgreSQL keeps per lexeme */
+/* What PostgreSQL allows a tsvector's lexemes and positions (1 MB), less
+ * a margin: a blind vector that would need more leaves the rest out. */
+#define MAX_VECTOR_DATA (1000 * 1000)
 
 struct mv_blind {
 	gint refs;
@@ -262,8 +265,14 @@ mv_status mv_blind_vector(const mv_blind *blind, const char *tsv, char **out_r, 
 	GString *res = NULL;
 	if (st == MV_OK) {
 		res = g_string_sized_new(order->len * 20);
+		gsize data = 0;
 		for (guint k = 0; k < order->len; k++) {
 			const entry *e = order->pdata[k];
+			/* PostgreSQL's storage of the entry: the lexeme, then (2-byte
+			 * aligned) a count and 2 bytes a position */
+			data += MV_BLIND_LEXEME_LEN + 1 + (e->count > 0 ? 2 + 2 * (gsize)e->count : 0);
+			if (data > MAX_VECTOR_DATA)
+				break;
 			if (res->len > 0)
 				g_string_append_c(res, ' ');
 			g_string_append_len(res, e->hash, MV_BLIND_LEXEME_LEN);

@@ -169,6 +169,20 @@ static void test_vector_hostile(void **state)
 	assert_int_equal(commas, 255);
 	g_free(m);
 	g_string_free(many, TRUE);
+	/* more lexemes than PostgreSQL's 1 MB of tsvector data holds once
+	 * blind: the rest is left out, the vector stays under the limit */
+	GString *huge = g_string_new(NULL);
+	for (int i = 0; i < 100000; i++)
+		g_string_append_printf(huge, "%s'w%d':%d", i > 0 ? " " : "", i, i % 16383 + 1);
+	char *hv = vec(b, huge->str);
+	gsize entries = 1;
+	for (const char *c = hv; *c != '\0'; c++)
+		entries += *c == ' ';
+	assert_true(entries < 100000);
+	assert_true(entries * (MV_BLIND_LEXEME_LEN + 1 + 4) <= 1000 * 1000);
+	assert_true(entries > 50000);
+	g_free(hv);
+	g_string_free(huge, TRUE);
 	mv_blind_free(&b);
 }
 
