@@ -58,6 +58,7 @@ BEGIN
                    'SET search_path = %I, pg_temp', current_schema());
 END;
 $$;
+REVOKE ALL ON FUNCTION mv_search_index_key_record() FROM PUBLIC;
 CREATE TRIGGER enc_key_search_index AFTER INSERT ON enc_key
     FOR EACH ROW EXECUTE FUNCTION mv_search_index_key_record();
 
@@ -170,8 +171,7 @@ $$;
 GRANT EXECUTE ON FUNCTION mv_reseal_texts(bigint[], text[], bytea[], text[]),
                           mv_reseal_part_texts(bigint[], text[], bytea[], text[])
     TO mailvault_ingest;
-GRANT EXECUTE ON FUNCTION mv_blind_vectors() TO mailvault_ingest, mailvault_legal,
-                                                mailvault_auditor;
+-- (mv_blind_vectors: the owner's, for key status.)
 
 -- ---- restated from 029, refusing to compute a vector while the index
 -- is blind ----
