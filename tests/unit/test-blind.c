@@ -281,7 +281,7 @@ static void test_random_input(void **state)
 	mv_blind *b = new_blind();
 	const char alpha[] = "'\\:,ABCDE 0123456789()!&|<->*xy";
 	GRand *rnd = g_rand_new_with_seed(14);
-	for (int n = 0; n < 20000; n++) {
+	for (int n = 0; n < 5000; n++) {
 		char buf[40];
 		int len = g_rand_int_range(rnd, 0, (gint32)sizeof buf - 1);
 		for (int i = 0; i < len; i++)
