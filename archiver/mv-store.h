@@ -205,13 +205,19 @@ mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
  * attachment texts), so the archive keeps none in clear afterwards.
  * *done_r: messages reindexed (also on failure).  MV_ERR_DB on a database
  * failure, MV_ERR_INTEGRITY when a stored text does not decode. */
+/* With the blind index (blobs has one: encryption on, schema/032) every
+ * message and attachment text gets a blind vector, computed by the server
+ * from the decoded text as a parameter and hashed here (mv_reseal_texts,
+ * mv_reseal_part_texts): the way vectors stored in clear are converted. */
 mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
                            char **error_r) MV_WARN_UNUSED;
 
 /* key rotate: the search texts in clear or sealed with another key version
  * than the blob store's newest, sealed again with it (as mv_store_reindex
  * does for every text, without detecting languages again); attachment
- * texts too.  *done_r: message texts sealed again. */
+ * texts too.  With the blind index the vectors are kept (a vector still
+ * in clear, or missing, is made blind: mv_reseal_texts, schema/032).
+ * *done_r: message texts sealed again or given a blind vector. */
 mv_status mv_store_reseal_texts(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
                                 char **error_r) MV_WARN_UNUSED;
 

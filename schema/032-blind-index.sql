@@ -25,7 +25,9 @@
 --    index --rebuild) swap the sealed text and take the client's blind
 --    vector, or keep the vector.
 --  * mv_tsv_blind(v): whether every lexeme of v is shaped as a blind one;
---    mv_blind_vectors(): how many vectors are still in clear.
+--    mv_tsv_text_blind(t): the same of a vector's text, in one scan (what
+--    ingest checks); mv_blind_vectors(): how many vectors are still in
+--    clear (key status).
 --
 -- Row-level security: search_index_key holds a version number, nothing of
 -- any message; the functions that read the texts are SECURITY DEFINER and
