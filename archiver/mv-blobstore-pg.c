@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mv-audit.h"
+#include "mv-blind.h"
 #include "mv-blobstore.h"
 #include "mv-codec.h"
 #include "mv-crypt.h"
@@ -26,6 +27,7 @@ typedef struct {
 	GHashTable *known;       /* sha (GBytes) of blobs put in committed or open transactions */
 	GHashTable *keys;        /* key version -> mv_key* (data keys), when encryption is on */
 	int key_version;         /* newest key version, for new blobs; 0: encryption off */
+	mv_blind *blind;         /* the blind search index, when encryption is on */
 } pg_store;
 
 static void key_free(gpointer p)
@@ -315,6 +317,33 @@ static void blob_aad(const uint8_t sha[MV_SHA256_LEN], gint64 raw_size, int code
 	memcpy(p, &v, 4);
 }
 
+/* The blind search index (schema/032-blind-index.sql): its key derived
+ * from the data key of the version search_index_key records. */
+static mv_status load_blind(pg_store *s, char **error_r)
+{
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(s->db, "SELECT version FROM search_index_key", 0, NULL, NULL, NULL,
+	                           1, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	if (PQntuples(r) == 1 && PQgetlength(r, 0, 0) == 4) {
+		int version = mv_db_get_int4(r, 0, 0);
+		const mv_key *k = g_hash_table_lookup(s->keys, GINT_TO_POINTER(version));
+		st = k == NULL ? mv_fail(error_r, MV_ERR_CONFIG,
+		                         "the search index's key version %d is not in enc_key", version)
+		               : mv_blind_new(k, version, &s->blind, error_r);
+		if (st == MV_OK)
+			mv_blind_remember(s->blind);
+	}
+	PQclear(r);
+	return st;
+}
+
+const mv_blind *mv_blobstore_pg_blind(mv_blobstore *store)
+{
+	return store != NULL ? ((pg_store *)store)->blind : NULL;
+}
+
 /* Load every data key when the archive is encrypted (enc_key has rows). */
 static mv_status load_keys(pg_store *s, const char *key_file, char **error_r)
 {
@@ -354,9 +383,10 @@ static mv_status load_keys(pg_store *s, const char *key_file, char **error_r)
 	}
 	mv_key_free(&master);
 	PQclear(r);
+	if (st == MV_OK)
+		st = load_blind(s, error_r);
 	return st;
 }
-
 
 void mv_blobstore_settings_default(mv_blobstore_settings *settings)
 {
@@ -677,6 +707,7 @@ static void pg_destroy(mv_blobstore *base)
 	g_hash_table_destroy(s->dicts);
 	g_hash_table_destroy(s->known);
 	g_hash_table_destroy(s->keys);
+	mv_blind_free(&s->blind);
 	g_free(s);
 }
 

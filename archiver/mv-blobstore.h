@@ -147,6 +147,10 @@ mv_status mv_blobstore_pg_text_decode(mv_blobstore *store, const uint8_t sha[MV_
 mv_status mv_blobstore_pg_text_read(mv_blobstore *store, const PGresult *r, int row, int col,
                                     const uint8_t sha[MV_SHA256_LEN], const char *path,
                                     char **text_r, char **error_r) MV_WARN_UNUSED;
+/* The blind search index (mv-blind.h) when the archive is encrypted
+ * (schema/032-blind-index.sql), else NULL; borrowed from the store. */
+typedef struct mv_blind mv_blind;
+const mv_blind *mv_blobstore_pg_blind(mv_blobstore *store);
 /* Whether the store has a current dictionary. */
 gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store);
 

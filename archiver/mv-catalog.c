@@ -1,5 +1,6 @@
 /* mv-catalog: read-only queries over the archive's metadata. */
 #include "mv-catalog.h"
+#include "mv-blind.h"
 
 #include <string.h>
 
@@ -341,6 +342,97 @@ mv_status mv_catalog_snippets(mv_db *db, mv_blobstore *blobs, const char *query,
 }
 
 
+mv_status mv_catalog_query_resolve(mv_db *db, mv_query_sql *q, char **error_r)
+{
+	if (q->text_terms == NULL || q->text_terms->len == 0)
+		return MV_OK;
+	mv_blind *blind = mv_blind_remembered();
+	mv_status st = MV_OK;
+	if (blind == NULL) {
+		PGresult *r = NULL;
+		st = mv_db_query(db, "SELECT mv_search_blind() IS NOT NULL", 0, NULL, NULL, NULL, 0, &r,
+		                 error_r);
+		gboolean is_blind = st == MV_OK && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+		PQclear(r);
+		if (st != MV_OK || !is_blind)
+			return st;
+		/* the key, through a blob store (it remembers the index) */
+		mv_blobstore_settings settings;
+		mv_blobstore_settings_default(&settings);
+		mv_blobstore *blobs = NULL;
+		char *inner = NULL;
+		st = mv_blobstore_pg_new(db, &settings, &blobs, &inner);
+		if (st == MV_OK && mv_blobstore_pg_blind(blobs) != NULL)
+			blind = mv_blind_ref((mv_blind *)mv_blobstore_pg_blind(blobs));
+		mv_blobstore_free(&blobs);
+		if (st != MV_OK) {
+			st = mv_fail(error_r, st, "the search index is blind (encryption is on): a word "
+			             "search needs the key: %s", inner);
+			g_free(inner);
+			return st;
+		}
+		if (blind == NULL)
+			return mv_fail(error_r, MV_ERR_CONFIG, "the search index is blind, but the archive "
+			               "has no key for it");
+	}
+	/* every term's clear tsquery, in one round trip */
+	GString *vals = g_string_new("{"), *phr = g_string_new("{");
+	for (guint i = 0; i < q->text_terms->len; i++) {
+		const mv_query_text_term *t = &g_array_index(q->text_terms, mv_query_text_term, i);
+		mv_db_array_text(vals, q->params->pdata[t->param - q->first_param]);
+		mv_db_array_text(phr, t->phrase ? "t" : "f");
+	}
+	g_string_append_c(vals, '}');
+	g_string_append_c(phr, '}');
+	const char *v[] = {vals->str, phr->str};
+	PGresult *r = NULL;
+	st = mv_db_query(db, "SELECT mv_search_query(u.q, u.p)::text FROM "
+	                     "unnest($1::text[], $2::boolean[]) WITH ORDINALITY AS u(q, p, k) "
+	                     "ORDER BY u.k",
+	                 2, v, NULL, NULL, 0, &r, error_r);
+	g_string_free(vals, TRUE);
+	g_string_free(phr, TRUE);
+	if (st == MV_OK && PQntuples(r) != (int)q->text_terms->len)
+		st = mv_fail(error_r, MV_ERR_DB, "unexpected result making the query blind");
+	GString *where = g_string_new(q->where);
+	for (guint i = 0; st == MV_OK && i < q->text_terms->len; i++) {
+		const mv_query_text_term *t = &g_array_index(q->text_terms, mv_query_text_term, i);
+		char *bq = NULL;
+		st = mv_blind_query(blind, PQgetvalue(r, (int)i, 0), &bq, error_r);
+		if (st != MV_OK)
+			break;
+		if (*bq == '\0') { /* no word to search (a stop word): as before */
+			g_free(bq);
+			continue;
+		}
+		g_ptr_array_add(q->params, bq);
+		int b = q->first_param + (int)q->params->len - 1;
+		const char *ph = t->phrase ? "true" : "false";
+		char *needle = g_strdup_printf("t.tsv @@ mv_search_query($%d, %s)", t->param, ph);
+		char *repl = g_strdup_printf("t.tsv @@ ($%d::tsquery || mv_search_query($%d, %s))", b,
+		                             t->param, ph);
+		const char *at = strstr(where->str, needle);
+		if (at == NULL) {
+			st = mv_fail(error_r, MV_ERR_INTERNAL, "a text term's condition was not found");
+		} else {
+			gssize pos = at - where->str;
+			g_string_erase(where, pos, (gssize)strlen(needle));
+			g_string_insert(where, pos, repl);
+		}
+		g_free(needle);
+		g_free(repl);
+	}
+	PQclear(r);
+	mv_blind_free(&blind);
+	if (st == MV_OK) {
+		g_free(q->where);
+		q->where = g_string_free(where, FALSE);
+	} else {
+		g_string_free(where, TRUE);
+	}
+	return st;
+}
+
 mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArray **hits_r,
                             char **error_r)
 {
@@ -353,8 +445,12 @@ mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean i
 	*hits_r = NULL;
 	mv_query_sql *q = NULL, *tq = NULL;
 	mv_status st = mv_query_compile(query, 2, &q, error_r);
-	if (st != MV_OK)
+	if (st == MV_OK)
+		st = mv_catalog_query_resolve(db, q, error_r);
+	if (st != MV_OK) {
+		mv_query_sql_free(&q);
 		return st;
+	}
 	char *sql = NULL;
 	if (include_destroyed || q->mentions_destroyed) {
 		/* Destroyed records too: the tombstones, by the same query. */

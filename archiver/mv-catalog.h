@@ -10,6 +10,7 @@
 
 #include "mv-blobstore.h"
 #include "mv-db.h"
+#include "mv-query.h"
 #include "mv-status.h"
 
 typedef struct {
@@ -49,6 +50,21 @@ mv_status mv_catalog_search(mv_db *db, const char *query, gint64 limit, GPtrArra
  * the query has a destroyed: term: their tombstones match as
  * MV_QUERY_TOMBSTONES says (mv-query.h) and are hits with destroyed set,
  * in the same order (by date, newest first). */
+/* Make a compiled query's text terms (bare words, phrases, attachment:)
+ * match the blind search index when the archive has one
+ * (schema/032-blind-index.sql, mv-blind.h): the server turns each term
+ * into its clear tsquery (mv_search_query), the client hashes its lexemes
+ * and passes the result as a parameter (added to q->params); vectors
+ * still in clear are matched by the clear query as before.  The index key
+ * comes from the process's blob store, or from a blob store opened here
+ * (the key file: MAILVAULT_KEY_FILE, else HOME/master.key): MV_ERR_CONFIG
+ * when it cannot be read, MV_ERR_QUERY for a prefix query the blind index
+ * cannot answer.  A query without text terms, or an archive without
+ * encryption: nothing to do (one round trip for the latter).  Call it
+ * right after compiling, before compiling anything numbered after q's
+ * parameters. */
+mv_status mv_catalog_query_resolve(mv_db *db, mv_query_sql *q, char **error_r) MV_WARN_UNUSED;
+
 mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean include_destroyed,
                           GPtrArray **hits_r, char **error_r) MV_WARN_UNUSED;
 

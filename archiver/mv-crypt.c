@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -417,4 +419,68 @@ mv_status mv_key_unwrap(const mv_key *master, int version, const void *wrapped, 
 	}
 	*data_key_r = k;
 	return MV_OK;
+}
+
+mv_status mv_key_derive(const mv_key *key, const char *label, mv_key **key_r, char **error_r)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *ctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+	EVP_KDF_free(kdf);
+	if (ctx == NULL)
+		return mv_fail(error_r, MV_ERR_INTERNAL, "HKDF is not available");
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key->bytes, MV_KEY_LEN),
+		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)label, strlen(label)),
+		OSSL_PARAM_construct_end(),
+	};
+	mv_key *k = key_alloc();
+	int ok = EVP_KDF_derive(ctx, k->bytes, MV_KEY_LEN, params);
+	EVP_KDF_CTX_free(ctx);
+	if (ok != 1) {
+		mv_key_free(&k);
+		return mv_fail(error_r, MV_ERR_INTERNAL, "HKDF failed");
+	}
+	*key_r = k;
+	return MV_OK;
+}
+
+struct mv_mac {
+	EVP_MAC_CTX *ctx;
+};
+
+mv_status mv_mac_new(const mv_key *key, mv_mac **mac_r, char **error_r)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+	EVP_MAC_free(mac);
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	if (ctx == NULL || EVP_MAC_init(ctx, key->bytes, MV_KEY_LEN, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		return mv_fail(error_r, MV_ERR_INTERNAL, "HMAC-SHA-256 is not available");
+	}
+	*mac_r = g_new0(mv_mac, 1);
+	(*mac_r)->ctx = ctx;
+	return MV_OK;
+}
+
+gboolean mv_mac_compute(mv_mac *mac, const void *in, size_t len, uint8_t out_r[32])
+{
+	size_t n = 0;
+	/* NULL key: start again from the states the key gave */
+	return EVP_MAC_init(mac->ctx, NULL, 0, NULL) == 1 &&
+	       EVP_MAC_update(mac->ctx, in, len) == 1 && EVP_MAC_final(mac->ctx, out_r, &n, 32) == 1 &&
+	       n == 32;
+}
+
+void mv_mac_free(mv_mac **mac)
+{
+	if (mac == NULL || *mac == NULL)
+		return;
+	EVP_MAC_CTX_free((*mac)->ctx); /* cleanses the HMAC states */
+	g_free(*mac);
+	*mac = NULL;
 }

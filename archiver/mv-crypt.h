@@ -99,4 +99,19 @@ mv_status mv_aead_open(const mv_key *key, const void *aad, size_t aad_len, const
                        size_t len, const uint8_t nonce[MV_NONCE_LEN], const uint8_t tag[MV_TAG_LEN],
                        GBytes **out_r, char **error_r) MV_WARN_UNUSED;
 
+/* A key derived from key with HKDF-SHA-256 (RFC 5869, no salt, info
+ * label), in a protected page like every key. */
+mv_status mv_key_derive(const mv_key *key, const char *label, mv_key **key_r, char **error_r)
+	MV_WARN_UNUSED;
+
+/* HMAC-SHA-256 with a key, for many short inputs: the key's inner and outer
+ * states are computed once (mv_mac_new) and reused for each input.  The
+ * context holds those states in OpenSSL's memory (not a protected page):
+ * keep it for one task only, and free it (mv_mac_free cleanses it). */
+typedef struct mv_mac mv_mac;
+mv_status mv_mac_new(const mv_key *key, mv_mac **mac_r, char **error_r) MV_WARN_UNUSED;
+/* The HMAC of in[0..len); FALSE only when OpenSSL fails. */
+gboolean mv_mac_compute(mv_mac *mac, const void *in, size_t len, uint8_t out_r[32]);
+void mv_mac_free(mv_mac **mac);
+
 #endif

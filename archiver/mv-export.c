@@ -25,6 +25,7 @@
 #include "mv-hash.h"
 #include "mv-index-html.h"
 #include "mv-message.h"
+#include "mv-catalog.h"
 #include "mv-query.h"
 #include "mv-safename.h"
 #include "mv-sign.h"
@@ -1526,8 +1527,12 @@ static mv_status select_ids(exporter *x, GArray *ids, char **error_r)
 	} else {
 		mv_query_sql *q = NULL;
 		st = mv_query_compile(o->query, 1, &q, error_r);
-		if (st != MV_OK)
+		if (st == MV_OK)
+			st = mv_catalog_query_resolve(x->db, q, error_r);
+		if (st != MV_OK) {
+			mv_query_sql_free(&q);
 			return st;
+		}
 		char *sql = g_strdup_printf("SELECT m.id FROM message m WHERE %s ORDER BY m.id", q->where);
 		st = mv_db_query_params(x->db, sql, NULL, 0, q->params, &r, error_r);
 		g_free(sql);

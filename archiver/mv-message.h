@@ -150,6 +150,8 @@ typedef struct {
 	char *tsv;                    /* the search vector of text, as PostgreSQL's
 	                                 text form, when the pipeline computed it on
 	                                 a parse thread (mv_store_vectors), or NULL */
+	gboolean tsv_blind;           /* tsv and every part text's tsv are blind
+	                                 (mv_store_vectors_blind, mv-blind.h) */
 	GPtrArray *headers;           /* of mv_header*, owned, in order (at most 1000) */
 	mv_message_retention retention;
 	mv_message_verdicts verdicts;

@@ -40,6 +40,7 @@ typedef struct {
 	gboolean mentions_destroyed; /* a destroyed: term was seen */
 	int negated;                 /* NOT levels around the current term */
 	GString *highlight;          /* tsquery of the text terms not negated */
+	GArray *text_terms;          /* mv_query_text_term */
 	char **error_r;
 } parser;
 
@@ -333,6 +334,8 @@ static void text_term(parser *p, const token *t, gboolean body)
 {
 	int n = param(p, g_strdup(t->value));
 	const char *phrase = t->quoted ? "true" : "false";
+	mv_query_text_term tt = {.param = n, .phrase = t->quoted};
+	g_array_append_val(p->text_terms, tt);
 	/* One EXISTS correlated with m, over the body text and the attachments'
 	 * text together (UNION ALL; attachment: only the latter): the planner
 	 * may start from message (an employee's or auditor's visible set,
@@ -630,7 +633,9 @@ mv_status mv_query_compile_for(const char *query, mv_query_target target, int fi
 	parser p = {.q = query, .toks = g_array_new(FALSE, TRUE, sizeof(token)),
 	            .sql = g_string_new(NULL), .params = g_ptr_array_new_with_free_func(g_free),
 	            .first_param = first_param, .tombstone = target == MV_QUERY_TOMBSTONES,
-	            .highlight = g_string_new(NULL), .error_r = error_r};
+	            .highlight = g_string_new(NULL),
+	            .text_terms = g_array_new(FALSE, FALSE, sizeof(mv_query_text_term)),
+	            .error_r = error_r};
 	mv_status st = tokenize(&p);
 	if (st == MV_OK) {
 		if (peek(&p)->kind == T_END) {
@@ -648,11 +653,14 @@ mv_status mv_query_compile_for(const char *query, mv_query_target target, int fi
 		g_string_free(p.sql, TRUE);
 		g_string_free(p.highlight, TRUE);
 		g_ptr_array_free(p.params, TRUE);
+		g_array_free(p.text_terms, TRUE);
 		return st;
 	}
 	mv_query_sql *out = g_new0(mv_query_sql, 1);
 	out->where = g_string_free(p.sql, FALSE);
 	out->params = p.params;
+	out->first_param = first_param;
+	out->text_terms = p.text_terms;
 	out->mentions_destroyed = p.mentions_destroyed;
 	if (p.highlight->len > 0)
 		out->highlight = g_strdup_printf("(%s)", p.highlight->str);
@@ -668,6 +676,7 @@ void mv_query_sql_free(mv_query_sql **sql)
 	g_free((*sql)->where);
 	g_free((*sql)->highlight);
 	g_ptr_array_free((*sql)->params, TRUE);
+	g_array_free((*sql)->text_terms, TRUE);
 	g_free(*sql);
 	*sql = NULL;
 }

@@ -52,6 +52,15 @@
 
 #include "mv-status.h"
 
+/* A bare word or phrase (or attachment: term): its value is parameter
+ * $param; in where, "t.tsv @@ mv_search_query($param, true|false)" is
+ * its match against the stored vectors (mv_catalog_query_resolve rewrites
+ * it for the blind index). */
+typedef struct {
+	int param;
+	gboolean phrase;
+} mv_query_text_term;
+
 typedef struct {
 	char *where;        /* SQL boolean expression using $first.. params */
 	GPtrArray *params;  /* char*, owned; params->pdata[i] is $(first + i) */
@@ -59,6 +68,8 @@ typedef struct {
 	char *highlight;    /* SQL tsquery expression (same parameters) of the
 	                       bare words and phrases not under NOT, for
 	                       ts_headline; NULL when there are none */
+	int first_param;    /* the number of params->pdata[0] */
+	GArray *text_terms; /* mv_query_text_term, in order */
 } mv_query_sql;
 
 typedef enum {

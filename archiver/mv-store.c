@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mv-audit.h"
+#include "mv-blind.h"
 
 /* ---- array literals for parameters (text format) ---- */
 
@@ -522,6 +523,12 @@ mv_status mv_store_commit(mv_db *db, mv_blobstore *blobs, mv_message *const *msg
 	char *err = NULL;
 	batch_results br = {results, n};
 	mv_status st = MV_OK;
+	/* The blind index: every message brings its blind vectors; those the
+	 * parse threads did not make are made here, on this connection,
+	 * before the transaction (schema/032-blind-index.sql). */
+	const mv_blind *blind = mv_blobstore_pg_blind(blobs);
+	for (guint i = 0; blind != NULL && st == MV_OK && i < n; i++)
+		st = mv_store_vectors_ensure_blind(db, blind, msgs[i], &err);
 	for (guint h = 0; st == MV_OK && h < n_hooks; h++)
 		if (hooks[h]->prepare != NULL)
 			st = hooks[h]->prepare(db, hooks[h]->context, &err);
@@ -1116,18 +1123,33 @@ static void part_text_arrays(const mv_message *msg, GString *paths, GString *doc
 	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[]) "           \
 	"AS p(path, doc, problem, z, tsv)"
 
-static const char part_texts_sql[] =
-    "WITH m AS (SELECT id FROM message WHERE sha256 = $1::bytea), "
-    "x AS (INSERT INTO text_extraction (message_id, version) SELECT id, $2::integer FROM m "
-    "  ON CONFLICT (message_id) DO NOTHING RETURNING message_id) "
-    "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
-    "SELECT x.message_id, " PART_TEXT_VALUES " CROSS JOIN x";
+/* The blind index (schema/032): the vectors as the client made them,
+ * refused unless blind; none computed here. */
+#define PART_TEXT_VALUES_BLIND                                                            \
+	"p.path, CASE WHEN p.z IS NULL THEN p.doc END, p.z, p.problem, mv_blind_tsv(p.tsv) "  \
+	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[]) "           \
+	"AS p(path, doc, problem, z, tsv)"
+
+#define PART_TEXTS_SQL(values)                                                            \
+	"WITH m AS (SELECT id FROM message WHERE sha256 = $1::bytea), "                       \
+	"x AS (INSERT INTO text_extraction (message_id, version) SELECT id, $2::integer FROM m " \
+	"  ON CONFLICT (message_id) DO NOTHING RETURNING message_id) "                        \
+	"INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "                 \
+	"SELECT x.message_id, " values " CROSS JOIN x"
+static const char part_texts_sql[] = PART_TEXTS_SQL(PART_TEXT_VALUES);
+static const char part_texts_sql_blind[] = PART_TEXTS_SQL(PART_TEXT_VALUES_BLIND);
 #define PART_TEXTS_STATEMENT "mv_part_texts"
+#define PART_TEXTS_STATEMENT_BLIND "mv_part_texts_blind"
 #define PART_TEXTS_PARAMS 7
 
 mv_status mv_store_part_texts_prepare(mv_db *db, char **error_r)
 {
-	return mv_db_prepare(db, PART_TEXTS_STATEMENT, part_texts_sql, PART_TEXTS_PARAMS, error_r);
+	mv_status st = mv_db_prepare(db, PART_TEXTS_STATEMENT, part_texts_sql, PART_TEXTS_PARAMS,
+	                             error_r);
+	if (st == MV_OK)
+		st = mv_db_prepare(db, PART_TEXTS_STATEMENT_BLIND, part_texts_sql_blind,
+		                   PART_TEXTS_PARAMS, error_r);
+	return st;
 }
 
 mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
@@ -1147,8 +1169,11 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
 		part_text_arrays(msg, paths, docs, problems, ztexts, tsvs);
 		const char *v[] = {sha, ver, paths->str, docs->str, problems->str, ztexts->str, tsvs->str};
 		G_STATIC_ASSERT(G_N_ELEMENTS(v) == PART_TEXTS_PARAMS);
-		st = mv_db_send_prepared(db, PART_TEXTS_STATEMENT, part_texts_sql, PART_TEXTS_PARAMS, v,
-		                         error_r);
+		st = msg->tsv_blind ? mv_db_send_prepared(db, PART_TEXTS_STATEMENT_BLIND,
+		                                          part_texts_sql_blind, PART_TEXTS_PARAMS, v,
+		                                          error_r)
+		                    : mv_db_send_prepared(db, PART_TEXTS_STATEMENT, part_texts_sql,
+		                                          PART_TEXTS_PARAMS, v, error_r);
 		g_free(sha);
 		g_string_free(paths, TRUE);
 		g_string_free(docs, TRUE);
@@ -1160,9 +1185,14 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
 }
 
 mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
-                                      const mv_message *msg, int version, char **error_r)
+                                      mv_message *msg, int version, char **error_r)
 {
 	mv_status st = MV_OK;
+	const mv_blind *blind = mv_blobstore_pg_blind(blobs);
+	if (blind != NULL)
+		st = mv_store_vectors_ensure_blind(db, blind, msg, error_r);
+	if (st != MV_OK)
+		return st;
 	for (guint k = 0; k < msg->part_texts->len && st == MV_OK; k++) {
 		mv_part_text *t = msg->part_texts->pdata[k];
 		g_clear_pointer(&t->ztext, g_bytes_unref);
@@ -1187,11 +1217,17 @@ mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
 	part_text_arrays(msg, paths, docs, problems, ztexts, tsvs);
 	const char *v2[] = {idtext, ver, paths->str, docs->str, problems->str, ztexts->str, tsvs->str};
 	st = mv_db_query(db,
-	                 "WITH x AS (INSERT INTO text_extraction (message_id, version) "
-	                 "  VALUES ($1::bigint, $2::integer) ON CONFLICT (message_id) DO UPDATE "
-	                 "  SET version = EXCLUDED.version, extracted_at = now()) "
-	                 "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
-	                 "SELECT $1::bigint, " PART_TEXT_VALUES,
+	                 msg->tsv_blind
+	                     ? "WITH x AS (INSERT INTO text_extraction (message_id, version) "
+	                       "  VALUES ($1::bigint, $2::integer) ON CONFLICT (message_id) DO UPDATE "
+	                       "  SET version = EXCLUDED.version, extracted_at = now()) "
+	                       "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
+	                       "SELECT $1::bigint, " PART_TEXT_VALUES_BLIND
+	                     : "WITH x AS (INSERT INTO text_extraction (message_id, version) "
+	                       "  VALUES ($1::bigint, $2::integer) ON CONFLICT (message_id) DO UPDATE "
+	                       "  SET version = EXCLUDED.version, extracted_at = now()) "
+	                       "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
+	                       "SELECT $1::bigint, " PART_TEXT_VALUES,
 	                 G_N_ELEMENTS(v2), v2, NULL, NULL, 0, &r, error_r);
 	PQclear(r);
 	g_string_free(paths, TRUE);
@@ -1234,6 +1270,52 @@ mv_status mv_store_vectors(mv_db *db, mv_message *msg, char **error_r)
 	}
 	PQclear(r);
 	return MV_OK;
+}
+
+mv_status mv_store_vectors_blind(const mv_blind *blind, mv_message *msg, char **error_r)
+{
+	if (msg->tsv_blind)
+		return MV_OK;
+	guint n = msg->part_texts != NULL ? msg->part_texts->len : 0;
+	if (msg->tsv == NULL)
+		return mv_fail(error_r, MV_ERR_INTERNAL, "no search vector to make blind");
+	for (guint k = 0; k < n; k++)
+		if (((const mv_part_text *)msg->part_texts->pdata[k])->tsv == NULL)
+			return mv_fail(error_r, MV_ERR_INTERNAL, "no attachment vector to make blind");
+	/* all or nothing: the vectors are replaced once all are made */
+	char **out = g_new0(char *, n + 2);
+	mv_status st = mv_blind_vector(blind, msg->tsv, &out[0], error_r);
+	for (guint k = 0; k < n && st == MV_OK; k++)
+		st = mv_blind_vector(blind, ((const mv_part_text *)msg->part_texts->pdata[k])->tsv,
+		                     &out[k + 1], error_r);
+	if (st != MV_OK) {
+		g_strfreev(out);
+		return st;
+	}
+	g_free(msg->tsv);
+	msg->tsv = out[0];
+	for (guint k = 0; k < n; k++) {
+		mv_part_text *t = msg->part_texts->pdata[k];
+		g_free(t->tsv);
+		t->tsv = out[k + 1];
+	}
+	g_free(out);
+	msg->tsv_blind = TRUE;
+	return MV_OK;
+}
+
+mv_status mv_store_vectors_ensure_blind(mv_db *db, const mv_blind *blind, mv_message *msg,
+                                        char **error_r)
+{
+	if (msg->tsv_blind)
+		return MV_OK;
+	gboolean have = msg->tsv != NULL;
+	for (guint k = 0; have && msg->part_texts != NULL && k < msg->part_texts->len; k++)
+		have = ((const mv_part_text *)msg->part_texts->pdata[k])->tsv != NULL;
+	mv_status st = have ? MV_OK : mv_store_vectors(db, msg, error_r);
+	if (st == MV_OK)
+		st = mv_store_vectors_blind(blind, msg, error_r);
+	return st;
 }
 
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,
@@ -1357,6 +1439,280 @@ static mv_status reencode_part_texts(mv_db *db, mv_blobstore *blobs, int batch_s
 	}
 }
 
+/* ---- the blind index (schema/032-blind-index.sql) ----
+ *
+ * The texts are decoded here, their clear vectors computed by the server
+ * from the text as a parameter (as at ingest), made blind here, and sent
+ * back with the text sealed again where it is stale (mv_reseal_texts):
+ * the server stores no clear vector and no clear text. */
+
+/* The clear vectors of docs[i] in langs[i] (NULL: the rows' own), text
+ * form, in order; *vecs_r: g_strfreev. */
+static mv_status clear_vectors(mv_db *db, GPtrArray *docs, GPtrArray *langs, char ***vecs_r,
+                               char **error_r)
+{
+	GString *d = g_string_new("{"), *l = g_string_new("{");
+	for (guint i = 0; i < docs->len; i++) {
+		mv_db_array_text(d, docs->pdata[i]);
+		mv_db_array_text(l, langs->pdata[i]);
+	}
+	array_end(d);
+	array_end(l);
+	const char *v[] = {d->str, l->str};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT mv_search_vector(u.d, u.l)::text FROM "
+	                               "unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(d, l, k) "
+	                               "ORDER BY u.k",
+	                           2, v, NULL, NULL, 0, &r, error_r);
+	g_string_free(d, TRUE);
+	g_string_free(l, TRUE);
+	if (st != MV_OK)
+		return st;
+	if (PQntuples(r) != (int)docs->len) {
+		PQclear(r);
+		return mv_fail(error_r, MV_ERR_DB, "unexpected result computing search vectors");
+	}
+	char **vecs = g_new0(char *, docs->len + 1);
+	for (guint i = 0; i < docs->len; i++)
+		vecs[i] = g_strdup(PQgetvalue(r, (int)i, 0));
+	PQclear(r);
+	*vecs_r = vecs;
+	return MV_OK;
+}
+
+/* Message texts (then attachment texts): with stale_only (key rotate, key
+ * init) those sealed with another key version than the newest, in clear,
+ * or whose vector is not blind; else (index --rebuild) every one.  A text
+ * gets a blind vector when it has none or a clear one, or always without
+ * stale_only; its sealing when stale. */
+static mv_status blind_part_texts(mv_db *db, mv_blobstore *blobs, const mv_blind *blind,
+                                  int batch_size, gboolean stale_only, char **error_r)
+{
+	char lim[16];
+	g_snprintf(lim, sizeof lim, "%d", batch_size);
+	char after_id[24] = "0";
+	char *after_path = g_strdup("");
+	mv_status st = MV_OK;
+	for (;;) {
+		char kv[16];
+		g_snprintf(kv, sizeof kv, "%d", mv_blobstore_pg_key_version(blobs));
+		const char *sel[] = {lim, kv, stale_only ? "t" : "f", after_id, after_path};
+		PGresult *r = NULL;
+		st = mv_db_query(db, "SELECT t.message_id, t.path, m.sha256, t.ztext, t.doc, t.lang, "
+		                     "  (t.ztext IS NULL OR octet_length(t.ztext) < 10 OR "
+		                     ZTEXT_KEY_VERSION("t.ztext") " <> $2::bigint), "
+		                     "  (NOT $3::boolean OR t.tsv IS NULL OR NOT mv_tsv_blind(t.tsv)) "
+		                     "FROM part_text t JOIN message m ON m.id = t.message_id "
+		                     "WHERE (t.message_id, t.path) > ($4::bigint, $5::text) "
+		                     "  AND (t.ztext IS NOT NULL OR t.doc IS NOT NULL) "
+		                     "  AND (NOT $3::boolean OR t.ztext IS NULL OR "
+		                     "       octet_length(t.ztext) < 10 OR "
+		                     ZTEXT_KEY_VERSION("t.ztext") " <> $2::bigint OR "
+		                     "       t.tsv IS NULL OR NOT mv_tsv_blind(t.tsv)) "
+		                     "ORDER BY t.message_id, t.path LIMIT $1::integer",
+		                 5, sel, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			break;
+		int n = PQntuples(r);
+		if (n == 0) {
+			PQclear(r);
+			break;
+		}
+		GString *ids = g_string_new("{"), *paths = g_string_new("{"), *z = g_string_new("{"),
+		        *tsvs = g_string_new("{");
+		GPtrArray *docs = g_ptr_array_new_with_free_func(g_free), *langs = g_ptr_array_new();
+		GArray *rows = g_array_new(FALSE, FALSE, sizeof(int));
+		gsize bytes = 0;
+		int k = 0;
+		for (; k < n && st == MV_OK && bytes < REINDEX_BATCH_BYTES; k++) {
+			uint8_t sha[MV_SHA256_LEN];
+			if (!sha_of(r, k, 2, sha)) {
+				st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading attachment texts");
+				break;
+			}
+			char *doc = NULL;
+			st = mv_blobstore_pg_text_read(blobs, r, k, 3, sha, PQgetvalue(r, k, 1), &doc,
+			                               error_r);
+			GBytes *enc = NULL;
+			if (st == MV_OK && strcmp(PQgetvalue(r, k, 6), "t") == 0)
+				st = mv_blobstore_pg_text_encode(blobs, sha, PQgetvalue(r, k, 1), doc,
+				                                 strlen(doc), &enc, error_r);
+			if (st != MV_OK) {
+				g_free(doc);
+				break;
+			}
+			mv_db_array_text(ids, PQgetvalue(r, k, 0));
+			mv_db_array_text(paths, PQgetvalue(r, k, 1));
+			array_gbytes(z, enc);
+			if (enc != NULL)
+				g_bytes_unref(enc);
+			bytes += strlen(doc);
+			if (strcmp(PQgetvalue(r, k, 7), "t") == 0) {
+				g_ptr_array_add(docs, doc);
+				g_ptr_array_add(langs, PQgetisnull(r, k, 5) ? NULL : PQgetvalue(r, k, 5));
+				g_array_append_val(rows, k);
+			} else {
+				g_free(doc);
+			}
+		}
+		char **vecs = NULL;
+		if (st == MV_OK && docs->len > 0)
+			st = clear_vectors(db, docs, langs, &vecs, error_r);
+		for (int i = 0, j = 0; st == MV_OK && i < k; i++) {
+			char *b = NULL;
+			if (j < (int)rows->len && g_array_index(rows, int, j) == i) {
+				st = mv_blind_vector(blind, vecs[j], &b, error_r);
+				j++;
+			}
+			mv_db_array_text(tsvs, b);
+			g_free(b);
+		}
+		g_strfreev(vecs);
+		if (k > 0) {
+			g_snprintf(after_id, sizeof after_id, "%s", PQgetvalue(r, k - 1, 0));
+			g_free(after_path);
+			after_path = g_strdup(PQgetvalue(r, k - 1, 1));
+		}
+		g_ptr_array_free(langs, TRUE);
+		PQclear(r);
+		g_ptr_array_free(docs, TRUE);
+		g_array_free(rows, TRUE);
+		array_end(ids);
+		array_end(paths);
+		array_end(z);
+		array_end(tsvs);
+		if (st == MV_OK && k > 0) {
+			const char *up[] = {ids->str, paths->str, z->str, tsvs->str};
+			st = mv_db_query(db, "SELECT mv_reseal_part_texts($1::bigint[], $2::text[], "
+			                     "$3::bytea[], $4::text[])",
+			                 4, up, NULL, NULL, 0, &r, error_r);
+			PQclear(r);
+		}
+		g_string_free(ids, TRUE);
+		g_string_free(paths, TRUE);
+		g_string_free(z, TRUE);
+		g_string_free(tsvs, TRUE);
+		if (st != MV_OK || k == 0)
+			break;
+	}
+	g_free(after_path);
+	return st;
+}
+
+static mv_status blind_texts(mv_db *db, mv_blobstore *blobs, const mv_blind *blind,
+                             int batch_size, gboolean stale_only, gint64 *done_r, char **error_r)
+{
+	*done_r = 0;
+	batch_size = CLAMP(batch_size, 1, 10000);
+	gint64 after = 0;
+	char lim[16];
+	g_snprintf(lim, sizeof lim, "%d", batch_size);
+	for (;;) {
+		char from[24], kv[16];
+		g_snprintf(from, sizeof from, "%" G_GINT64_FORMAT, after);
+		g_snprintf(kv, sizeof kv, "%d", mv_blobstore_pg_key_version(blobs));
+		const char *sel[] = {from, lim, kv, stale_only ? "t" : "f"};
+		PGresult *r = NULL;
+		mv_status st = mv_db_query(db, "SELECT t.message_id, t.lang, m.sha256, t.ztext, t.doc, "
+		                               "  (t.ztext IS NULL OR octet_length(t.ztext) < 10 OR "
+		                               ZTEXT_KEY_VERSION("t.ztext") " <> $3::bigint), "
+		                               "  (NOT $4::boolean OR t.tsv IS NULL OR "
+		                               "   NOT mv_tsv_blind(t.tsv)) "
+		                               "FROM message_text t JOIN message m ON m.id = t.message_id "
+		                               "WHERE t.message_id > $1::bigint AND (NOT $4::boolean OR "
+		                               "  t.ztext IS NULL OR octet_length(t.ztext) < 10 OR "
+		                               ZTEXT_KEY_VERSION("t.ztext") " <> $3::bigint OR "
+		                               "  t.tsv IS NULL OR NOT mv_tsv_blind(t.tsv)) "
+		                               "ORDER BY t.message_id LIMIT $2::integer",
+		                           4, sel, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			return st;
+		int n = PQntuples(r);
+		if (n == 0) {
+			PQclear(r);
+			return blind_part_texts(db, blobs, blind, batch_size, stale_only, error_r);
+		}
+		GString *ids = g_string_new("{"), *newlangs = g_string_new("{"), *z = g_string_new("{"),
+		        *tsvs = g_string_new("{");
+		GPtrArray *docs = g_ptr_array_new_with_free_func(g_free), *langs = g_ptr_array_new();
+		GArray *rows = g_array_new(FALSE, FALSE, sizeof(int));
+		gsize bytes = 0;
+		int k = 0;
+		for (; k < n && bytes < REINDEX_BATCH_BYTES; k++) {
+			uint8_t sha[MV_SHA256_LEN];
+			if (!sha_of(r, k, 2, sha)) {
+				st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading search texts");
+				break;
+			}
+			char *text = NULL;
+			st = mv_blobstore_pg_text_read(blobs, r, k, 3, sha, NULL, &text, error_r);
+			GBytes *enc = NULL;
+			if (st == MV_OK && strcmp(PQgetvalue(r, k, 5), "t") == 0)
+				st = mv_blobstore_pg_text_encode(blobs, sha, NULL, text, strlen(text), &enc,
+				                                 error_r);
+			if (st != MV_OK) {
+				g_free(text);
+				break;
+			}
+			mv_db_array_text(ids, PQgetvalue(r, k, 0));
+			const char *lang = PQgetisnull(r, k, 1) ? NULL : PQgetvalue(r, k, 1);
+			const char *detected = NULL;
+			if (!stale_only && lang == NULL)
+				lang = detected =
+				    mv_lang_detect(text, MIN(strlen(text), (size_t)MV_LANG_MAX_BYTES));
+			mv_db_array_text(newlangs, detected);
+			array_gbytes(z, enc);
+			if (enc != NULL)
+				g_bytes_unref(enc);
+			bytes += strlen(text);
+			if (strcmp(PQgetvalue(r, k, 6), "t") == 0) {
+				g_ptr_array_add(docs, text);
+				g_ptr_array_add(langs, (gpointer)lang);
+				g_array_append_val(rows, k);
+			} else {
+				g_free(text);
+			}
+		}
+		char **vecs = NULL;
+		if (st == MV_OK && docs->len > 0)
+			st = clear_vectors(db, docs, langs, &vecs, error_r);
+		for (int i = 0, j = 0; st == MV_OK && i < k; i++) {
+			char *b = NULL;
+			if (j < (int)rows->len && g_array_index(rows, int, j) == i) {
+				st = mv_blind_vector(blind, vecs[j], &b, error_r);
+				j++;
+			}
+			mv_db_array_text(tsvs, b);
+			g_free(b);
+		}
+		g_strfreev(vecs);
+		if (k > 0)
+			after = g_ascii_strtoll(PQgetvalue(r, k - 1, 0), NULL, 10);
+		g_ptr_array_free(langs, TRUE); /* (borrowed from r) */
+		PQclear(r);
+		g_ptr_array_free(docs, TRUE);
+		g_array_free(rows, TRUE);
+		array_end(ids);
+		array_end(newlangs);
+		array_end(z);
+		array_end(tsvs);
+		if (st == MV_OK) {
+			const char *up[] = {ids->str, newlangs->str, z->str, tsvs->str};
+			st = mv_db_query(db, "SELECT mv_reseal_texts($1::bigint[], $2::text[], $3::bytea[], "
+			                     "$4::text[])",
+			                 4, up, NULL, NULL, 0, &r, error_r);
+		}
+		g_string_free(ids, TRUE);
+		g_string_free(newlangs, TRUE);
+		g_string_free(z, TRUE);
+		g_string_free(tsvs, TRUE);
+		if (st != MV_OK)
+			return st;
+		*done_r += g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+	}
+}
+
 /* The message texts (then the attachment texts) decoded and sent back to
  * mv_reindex_texts: every text (index --rebuild), or with stale_only only
  * those in clear or sealed with another key version than the newest (key
@@ -1364,6 +1720,9 @@ static mv_status reencode_part_texts(mv_db *db, mv_blobstore *blobs, int batch_s
 static mv_status reindex_texts(mv_db *db, mv_blobstore *blobs, int batch_size,
                                gboolean stale_only, gint64 *done_r, char **error_r)
 {
+	const mv_blind *blind = mv_blobstore_pg_blind(blobs);
+	if (blind != NULL)
+		return blind_texts(db, blobs, blind, batch_size, stale_only, done_r, error_r);
 	*done_r = 0;
 	batch_size = CLAMP(batch_size, 1, 10000);
 	gint64 after = 0;

@@ -182,11 +182,21 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
  * (mv_ingest_batch computes those it is not given).  Not in a
  * transaction; one round trip. */
 mv_status mv_store_vectors(mv_db *db, mv_message *msg, char **error_r) MV_WARN_UNUSED;
+/* The blind index (mv-blind.h, schema/032): replace msg's vectors (its
+ * text's and every part text's, all computed) by their blind forms, and
+ * mark them so (msg->tsv_blind).  Every vector, or none, is replaced. */
+typedef struct mv_blind mv_blind;
+mv_status mv_store_vectors_blind(const mv_blind *blind, mv_message *msg, char **error_r)
+	MV_WARN_UNUSED;
+/* The same, computing on db first the vectors msg does not have yet (the
+ * commit connection, when the parse thread could not). */
+mv_status mv_store_vectors_ensure_blind(mv_db *db, const mv_blind *blind, mv_message *msg,
+                                        char **error_r) MV_WARN_UNUSED;
 /* Replace the attachment text of message id by msg's part_texts (encoded
  * by blobs, indexed as they are stored), in the caller's transaction
  * (re-extraction). */
 mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
-                                      const mv_message *msg, int version,
+                                      mv_message *msg, int version,
                                       char **error_r) MV_WARN_UNUSED;
 /* Recompute the search vector of every stored message, batch_size at a
  * time in id order (one short transaction each), detecting the language
@@ -198,13 +208,19 @@ mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
  * attachment texts), so the archive keeps none in clear afterwards.
  * *done_r: messages reindexed (also on failure).  MV_ERR_DB on a database
  * failure, MV_ERR_INTEGRITY when a stored text does not decode. */
+/* With the blind index (blobs has one: encryption on, schema/032) every
+ * message and attachment text gets a blind vector, computed by the server
+ * from the decoded text as a parameter and hashed here (mv_reseal_texts,
+ * mv_reseal_part_texts): the way vectors stored in clear are converted. */
 mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
                            char **error_r) MV_WARN_UNUSED;
 
 /* key rotate: the search texts in clear or sealed with another key version
  * than the blob store's newest, sealed again with it (as mv_store_reindex
  * does for every text, without detecting languages again); attachment
- * texts too.  *done_r: message texts sealed again. */
+ * texts too.  With the blind index the vectors are kept (a vector still
+ * in clear, or missing, is made blind: mv_reseal_texts, schema/032).
+ * *done_r: message texts sealed again or given a blind vector. */
 mv_status mv_store_reseal_texts(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
                                 char **error_r) MV_WARN_UNUSED;
 

@@ -34,7 +34,8 @@ static const char help[] =
 	"          put it where FILE was before starting mailvault again (running\n"
 	"          processes keep working with the data keys they hold)\n"
 	"  status  key versions, how many blobs and nonces each, blobs still in clear,\n"
-	"          the master key's fingerprint, whether the key file opens them\n"
+	"          the master key's fingerprint, whether the key file opens them, the\n"
+	"          blind search index's key version and the vectors still in clear\n"
 	"\n"
 	"Each data key version seals at most 2^32 blobs (random 96-bit nonces, NIST SP\n"
 	"800-38D), counted in the database; a writer that spends a version's budget\n"
@@ -48,7 +49,9 @@ static const char help[] =
 	"  --json           status: JSON with keys encrypted, key_file, key_file_ok,\n"
 	"                   key_file_error, key_file_fingerprint, master_fingerprints,\n"
 	"                   key_memory_locked, key_memory_not_in_core_dumps,\n"
-	"                   current_version, plaintext_blobs, nonce_limit, versions\n"
+	"                   current_version, plaintext_blobs, nonce_limit,\n"
+	"                   search_index_blind, search_index_key_version,\n"
+	"                   clear_vectors, unindexed_texts, versions\n"
 	"                   (version, created_at, completed_at, blobs, nonces_reserved,\n"
 	"                   made_by, master_fingerprint); init and rotate: version,\n"
 	"                   resumed, key_file_created, reencrypted, complete; rewrap:\n"
@@ -152,6 +155,22 @@ static int key_status(mv_cli *cli, mv_db *db)
 	int rows = PQntuples(r);
 	gint64 plain = g_ascii_strtoll(PQgetvalue(p, 0, 0), NULL, 10);
 	PQclear(p);
+	/* The blind search index (schema/032): its key version, and the
+	 * vectors still in clear (index --rebuild makes them blind). */
+	PGresult *bi = NULL;
+	if (rows > 0 &&
+	    mv_db_query(db, "SELECT mv_search_blind(), v.* FROM mv_blind_vectors() v", 0, NULL, NULL,
+	                NULL, 0, &bi, &err) != MV_OK) {
+		PQclear(r);
+		return fail_err(cli, MV_ERR_DB, err);
+	}
+	int index_version = bi != NULL && !PQgetisnull(bi, 0, 0)
+	                        ? (int)g_ascii_strtoll(PQgetvalue(bi, 0, 0), NULL, 10) : 0;
+	gint64 clear_vectors = bi != NULL ? g_ascii_strtoll(PQgetvalue(bi, 0, 1), NULL, 10) +
+	                                        g_ascii_strtoll(PQgetvalue(bi, 0, 2), NULL, 10)
+	                                  : 0;
+	gint64 unindexed = bi != NULL ? g_ascii_strtoll(PQgetvalue(bi, 0, 3), NULL, 10) : 0;
+	PQclear(bi);
 	char *path = mv_key_file_path(cli->key_file, mv_db_home(db));
 	char *key_err = NULL;
 	if (rows > 0) {
@@ -204,6 +223,10 @@ static int key_status(mv_cli *cli, mv_db *db)
 		mv_json_add_int(b, "current_version", current);
 		mv_json_add_int(b, "plaintext_blobs", plain);
 		mv_json_add_int(b, "nonce_limit", MV_NONCE_LIMIT);
+		mv_json_add_bool(b, "search_index_blind", index_version > 0);
+		mv_json_add_int(b, "search_index_key_version", index_version);
+		mv_json_add_int(b, "clear_vectors", clear_vectors);
+		mv_json_add_int(b, "unindexed_texts", unindexed);
 		mv_json_begin_array(b, "versions");
 		for (int i = 0; i < rows; i++) {
 			mv_json_begin_object(b, NULL);
@@ -235,6 +258,10 @@ static int key_status(mv_cli *cli, mv_db *db)
 			printf("%s%s", j > 0 ? ", " : "", (const char *)fprs->pdata[j]);
 		printf("\n");
 		printf("blobs in clear: %" G_GINT64_FORMAT "\n", plain);
+		printf("search index:   blind (key derived from version %d); %" G_GINT64_FORMAT
+		       " vectors in clear, %" G_GINT64_FORMAT " texts without a vector%s\n",
+		       index_version, clear_vectors, unindexed,
+		       clear_vectors + unindexed > 0 ? " (mailvault index --rebuild)" : "");
 		for (int i = 0; i < rows; i++)
 			printf("version %s: %s blobs, %s of %" G_GINT64_FORMAT " nonces reserved, created %s%s, "
 			       "%s%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),

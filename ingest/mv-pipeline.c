@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "mv-blind.h"
 #include "mv-classify.h"
 #include "mv-extract.h"
 #include "mv-hold.h"
@@ -128,6 +129,7 @@ struct mv_pipeline {
 	gboolean extract;           /* attachment text (MAILVAULT_EXTRACT=off: not) */
 	mv_extract_limits extract_limits;
 	const char *fail_stage;     /* MAILVAULT_TEST_FAIL_STAGE: tests only */
+	mv_blind *blind;            /* the blind search index (encryption on), or NULL */
 	GThreadPool *parsers;
 	GThread **writer_threads;
 	guint n_writers;
@@ -327,6 +329,10 @@ static mv_status stage_vectors(mv_pipeline *p, record *r, char **error_r)
 	}
 	if (mv_store_vectors(c->db, r->msg, &err) != MV_OK) {
 		logf_(p, MV_LOG_DEBUG, "search vectors left to the commit: %s", err);
+		g_free(err);
+	} else if (p->blind != NULL && mv_store_vectors_blind(p->blind, r->msg, &err) != MV_OK) {
+		/* the commit makes them again on its connection */
+		logf_(p, MV_LOG_DEBUG, "blind search vectors left to the commit: %s", err);
 		g_free(err);
 	}
 	return MV_OK;
@@ -1308,11 +1314,15 @@ mv_status mv_pipeline_new(const mv_pipeline_options *options, mv_pipeline **pipe
 		st = mv_db_open(p->opt.db, &db, error_r);
 	if (st == MV_OK)
 		st = mv_policy_store_current(db, &p->policy.policy, &p->policy.version, error_r);
-	if (st == MV_OK && p->opt.train_dictionary) {
+	/* The blind search index, when encryption is on: the parse threads
+	 * make the vectors blind (stage_vectors). */
+	if (st == MV_OK) {
 		mv_blobstore *blobs = p->opt.blobs;
 		if (blobs == NULL)
 			st = mv_blobstore_pg_new(db, &p->opt.blob_settings, &blobs, error_r);
 		if (st == MV_OK)
+			p->blind = mv_blind_ref((mv_blind *)mv_blobstore_pg_blind(blobs));
+		if (st == MV_OK && p->opt.train_dictionary)
 			p->train_pending = !mv_blobstore_pg_has_dictionary(blobs);
 		if (blobs != p->opt.blobs)
 			mv_blobstore_free(&blobs);
@@ -1392,6 +1402,7 @@ void mv_pipeline_free(mv_pipeline **pp)
 		g_ptr_array_free(p->samples, TRUE);
 	mv_policy_free(&p->policy.policy);
 	g_ptr_array_free(p->old_policies, TRUE);
+	mv_blind_free(&p->blind);
 	g_hash_table_destroy(p->failed_hooks);
 	g_free(p->failure_error);
 	g_mutex_clear(&p->lock);

@@ -2,6 +2,7 @@
 #include "mv-restore.h"
 
 #include "mv-audit.h"
+#include "mv-catalog.h"
 #include "mv-query.h"
 #include "mv-store.h"
 
@@ -19,8 +20,12 @@ static mv_status select_items(mv_db *db, const char *query, gint64 limit, GPtrAr
 {
 	mv_query_sql *q = NULL;
 	mv_status st = mv_query_compile(query, 2, &q, error_r);
-	if (st != MV_OK)
+	if (st == MV_OK)
+		st = mv_catalog_query_resolve(db, q, error_r);
+	if (st != MV_OK) {
+		mv_query_sql_free(&q);
 		return st;
+	}
 	char *sql = g_strdup_printf(
 		/* The internal date: the one the message had in the IMAP mailbox it
 		 * was pulled from (recorded in the arrival), else its Date, else

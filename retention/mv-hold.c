@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mv-audit.h"
+#include "mv-catalog.h"
 #include "mv-query.h"
 
 void mv_hold_info_free(gpointer p)
@@ -29,8 +30,12 @@ static mv_status ongoing_trial(mv_db *db, const char *query, char **error_r)
 {
 	mv_query_sql *q = NULL;
 	mv_status st = mv_query_compile(query, 1, &q, error_r);
-	if (st != MV_OK)
+	if (st == MV_OK)
+		st = mv_catalog_query_resolve(db, q, error_r);
+	if (st != MV_OK) {
+		mv_query_sql_free(&q);
 		return st;
+	}
 	st = mv_db_exec(db, "BEGIN", error_r);
 	if (st == MV_OK)
 		st = mv_db_exec(db, "SET LOCAL statement_timeout = " G_STRINGIFY(MV_HOLD_TRIAL_MS), error_r);
@@ -75,8 +80,12 @@ mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, cons
 		               "a hold name is 1 to 200 printable characters (no control characters)");
 	mv_query_sql *q = NULL;
 	mv_status st = mv_query_compile(query, 2, &q, error_r);
-	if (st != MV_OK)
+	if (st == MV_OK)
+		st = mv_catalog_query_resolve(db, q, error_r);
+	if (st != MV_OK) {
+		mv_query_sql_free(&q);
 		return st;
+	}
 	if (ongoing) {
 		st = ongoing_trial(db, query, error_r);
 		if (st != MV_OK) {
@@ -253,7 +262,8 @@ static mv_status ongoing_prepare(mv_db *db, void *context, char **error_r)
 		ongoing_hold *h = g_new0(ongoing_hold, 1);
 		h->id = g_strdup(PQgetvalue(r, i, 0));
 		char *qerr = NULL;
-		if (mv_query_compile(PQgetvalue(r, i, 1), 3, &h->sql, &qerr) != MV_OK) {
+		if (mv_query_compile(PQgetvalue(r, i, 1), 3, &h->sql, &qerr) != MV_OK ||
+		    mv_catalog_query_resolve(db, h->sql, &qerr) != MV_OK) {
 			/* Stored queries were compiled when the hold was created. */
 			st = mv_fail(error_r, MV_ERR_INTERNAL, "hold %s: %s", h->id, qerr);
 			g_free(qerr);
@@ -378,6 +388,8 @@ mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r
 		const char *id = PQgetvalue(r, i, 0), *name = PQgetvalue(r, i, 1);
 		mv_query_sql *q = NULL;
 		st = mv_query_compile(PQgetvalue(r, i, 2), 2, &q, error_r);
+		if (st == MV_OK)
+			st = mv_catalog_query_resolve(db, q, error_r);
 		/* One snapshot for both statements: a pending item ingest adds
 		 * meanwhile is neither decided nor removed here. */
 		if (st == MV_OK)

@@ -269,4 +269,98 @@ done
 check "rotation is in the audit trail" test "$(sql "SELECT count(*) FROM audit_event WHERE action IN ('key.init', 'key.rotate')")" -eq 2
 expect_eq "audit chain intact" 0 "$(set +e; mv audit verify >/dev/null 2>&1; echo $?)"
 
+# ---- the blind search index (schema/032, docs/encryption.md): no word
+# of these messages in a dump or the data files, found all the same ----
+/usr/bin/python3 - "$WORK/blind" <<'PY'
+import email.message, email.policy, os, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+def msg(name, body):
+    m = email.message.EmailMessage(policy=email.policy.SMTP)
+    m["From"] = "clerk@example.com"
+    m["To"] = "legal@example.com"
+    m["Subject"] = "blind " + name
+    m["Message-ID"] = "<blind-%s@example.com>" % name
+    m.set_content(body, charset="utf-8")
+    open(os.path.join(out, name + ".eml"), "wb").write(m.as_bytes())
+msg("de", "Sehr geehrte Damen und Herren, die Kupferflanschen aus dem Sondervertrag "
+          "wurden leider verzoegert geliefert. Mit freundlichen Gruessen")
+msg("ja", "お世話になっております。金曜日までに添付の契約書をご確認いただけますでしょうか。"
+          "ステンレス製フランジの出荷がまた遅れております。")
+msg("en", "The hippopotamus quibbled with the xylophonist about calamansi tariffs.")
+PY
+mv import --quiet "$WORK/blind" "$WORK/docs/rfc822.eml" "$WORK/docs/rtf.eml"
+# words of bodies, of attachment text (ODT and DOCX inside an attached
+# message, RTF, a text attachment), German and Japanese
+BLIND_WORDS="hippopotamus xylophonist calamansi quibbled kupferflanschen kupferflansch sondervertrag pangolin rambutan ocelot persimmon wombat lychee axolotl kumquat gooseberry 契約書 フランジ 契約 出荷 金曜"
+expect_eq "blind index: every vector blind" "0|0|0" "$(sql "SELECT * FROM mv_blind_vectors()")"
+expect_eq "blind index: key status says so" "True 1 0" \
+  "$(mv key status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["search_index_blind"], d["search_index_key_version"], d["clear_vectors"])')"
+dump > "$WORK/dump-blind.sql"
+sql "CHECKPOINT" >/dev/null
+pats=(); for w in $BLIND_WORDS; do pats+=(-e "$w"); done
+expect_eq "blind index: none of the words in the dump" "" \
+  "$(grep -a -i -o -F "${pats[@]}" "$WORK/dump-blind.sql" | sort -u | tr '\n' ' ' || true)"
+expect_eq "blind index: none of the words in the data directory's files" "" \
+  "$(grep -r -a -i -l -F --exclude=master.key "${pats[@]}" "$MV_HOME" 2>/dev/null | tr '\n' ' ' || true)"
+# (the control: the same grep finds the Latin words in the messages; the
+# Japanese body is base64 there)
+expect_eq "blind index: the control finds the words of the bodies" 6 \
+  "$(cat "$WORK"/blind/*.eml | grep -a -i -o -F "${pats[@]}" | sort -u | wc -l)"
+expect_eq "blind index: a bare word" "blind en" "$(mv search --json calamansi | python3 -c 'import json,sys; print(" ".join(h["subject"] for h in json.load(sys.stdin)))')"
+expect_eq "blind index: a phrase" 1 "$(mv search --count '"quibbled with the xylophonist"')"
+expect_eq "blind index: words not adjacent are no phrase" 0 "$(mv search --count '"xylophonist quibbled"')"
+expect_eq "blind index: a German stem (Kupferflansch finds Kupferflanschen)" 1 "$(mv search --count Kupferflansch)"
+expect_eq "blind index: Japanese mid-sentence (フランジ)" 1 "$(mv search --count フランジ)"
+expect_eq "blind index: Japanese mid-sentence (契約書)" 1 "$(mv search --count 契約書)"
+expect_eq "blind index: Japanese, one character (遅)" 1 "$(mv search --count 遅)"
+expect_eq "blind index: Japanese, characters not adjacent" 0 "$(mv search --count 契書)"
+expect_eq "blind index: attachment: (ODT inside an attached message)" 1 "$(mv search --count attachment:persimmon)"
+expect_eq "blind index: attachment: phrase (RTF)" 1 "$(mv search --count 'attachment:"kumquat draft"')"
+expect_eq "blind index: a text attachment's word" 1 "$(mv search --count gooseberry)"
+expect_eq "blind index: an attached message's body" 1 "$(mv search --count pangolin)"
+expect_eq "blind index: NOT" 0 "$(mv search --count 'calamansi -hippopotamus')"
+snip=$(mv search --json --fields snippet hippopotamus | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["snippet"])')
+case "$snip" in *"[hippopotamus]"*) ok "blind index: the snippet shows the word";; *) fail "blind index: snippet: $snip";; esac
+snip=$(mv search --json --fields snippet フランジ | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["snippet"])')
+case "$snip" in *"[フランジ]"*) ok "blind index: the Japanese snippet shows the word";; *) fail "blind index: Japanese snippet: $snip";; esac
+# Without the key: a word search is exit 78 and one line; other terms work.
+set +e; MAILVAULT_KEY_FILE=$WORK/none.key mv search --count calamansi > "$WORK/kout" 2> "$WORK/kerr"; rc=$?; set -e
+expect_eq "blind index: a word search without the key exits 78" 78 "$rc"
+expect_eq "blind index: ... one line" 1 "$(wc -l < "$WORK/kerr")"
+check "blind index: ... saying why" grep -q "search index is blind" "$WORK/kerr"
+expect_eq "blind index: without the key, subject: still works" 3 "$(MAILVAULT_KEY_FILE=$WORK/none.key mv search --count subject:blind)"
+# An ongoing hold by a word holds a new message that has it.
+mv hold create blind-hold --case C-1 --reason test --query "rambutan OR calamansi" --ongoing >/dev/null
+expect_eq "blind index: a hold by words holds the stored messages" 2 "$(sql "SELECT count(*) FROM hold_item i JOIN hold h ON h.id = i.hold_id WHERE h.name = 'blind-hold'")"
+sed -e 's/blind-en@/blind-en2@/' "$WORK/blind/en.eml" > "$WORK/en2.eml"
+mv import --quiet "$WORK/en2.eml"
+expect_eq "blind index: an ongoing hold by words holds a new message" 3 "$(sql "SELECT count(*) FROM hold_item i JOIN hold h ON h.id = i.hold_id WHERE h.name = 'blind-hold'")"
+# Re-extraction gives the attachment texts blind vectors too; export
+# --query finds by words.
+mv index --reextract --all >/dev/null
+expect_eq "blind index: after index --reextract, every vector blind" "0|0|0" "$(sql "SELECT * FROM mv_blind_vectors()")"
+expect_eq "blind index: after index --reextract, attachment: still found" 1 "$(mv search --count attachment:persimmon)"
+mv export --query "calamansi" --format mbox --out "$WORK/blind-export.mbox" >/dev/null
+expect_eq "blind index: export --query by a word" 2 "$(grep -c '^From ' "$WORK/blind-export.mbox")"
+# A vector still in clear (as in an archive encrypted before schema 032):
+# counted, still found, and made blind by index --rebuild.
+sql "UPDATE message_text SET tsv = to_tsvector('simple', 'okapi hippopotamus') WHERE message_id = (SELECT min(id) FROM message WHERE subject = 'blind en')" >/dev/null
+expect_eq "blind index: a vector in clear is counted" 1 "$(mv key status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clear_vectors"])')"
+expect_eq "blind index: a vector in clear is still searched" 1 "$(mv search --count okapi)"
+mv index --rebuild >/dev/null
+expect_eq "blind index: index --rebuild makes it blind" "0|0|0" "$(sql "SELECT * FROM mv_blind_vectors()")"
+expect_eq "blind index: after rebuild, found by its words" 2 "$(mv search --count hippopotamus)"
+# key rotate seals the texts again, keeping the (blind) vectors.
+before=$(sql "SELECT md5(string_agg(tsv::text, '' ORDER BY message_id)) FROM message_text")
+mv key rotate >/dev/null
+expect_eq "blind index: key rotate keeps the vectors" "$before" "$(sql "SELECT md5(string_agg(tsv::text, '' ORDER BY message_id)) FROM message_text")"
+expect_eq "blind index: after key rotate, every text sealed with version 3" 0 \
+  "$(sql "SELECT count(*) FROM message_text WHERE $text_version <> 3")"
+expect_eq "blind index: after key rotate, still found" "2 1 1" \
+  "$(mv search --count hippopotamus) $(mv search --count 契約書) $(mv search --count attachment:persimmon)"
+# A master-key rewrap keeps the index key (derived from a data key).
+mv key rewrap --new-key-file "$WORK/new.key" >/dev/null
+expect_eq "blind index: after key rewrap, found with the new key" 2 "$(MAILVAULT_KEY_FILE=$WORK/new.key mv search --count hippopotamus)"
+
 finish
