@@ -8,6 +8,7 @@
 #include "mv-blobstore.h"
 #include "mv-codec.h"
 #include "mv-crypt.h"
+#include "mv-pack.h"
 
 #define KNOWN_MAX 200000
 #define BLOB_PUT_SQL                                                                         \
@@ -24,6 +25,7 @@ typedef struct {
 	GHashTable *known;       /* sha (GBytes) of blobs put in committed or open transactions */
 	GHashTable *keys;        /* key version -> mv_key* (data keys), when encryption is on */
 	int key_version;         /* newest key version, for new blobs; 0: encryption off */
+	mv_pack_cache *pack_cache; /* frames read last (mv-pack.c) */
 } pg_store;
 
 static void key_free(gpointer p)
@@ -291,6 +293,8 @@ mv_status mv_blobstore_pg_decode(mv_blobstore *store, const uint8_t sha[MV_SHA25
 	mv_sha256_to_hex(sha, hex);
 	if (raw_size < 0)
 		return mv_fail(error_r, MV_ERR_INTEGRITY, "blob %s has a malformed record", hex);
+	if (codec == MV_CODEC_PACKED) /* in a pack: its row holds no bytes */
+		return mv_pack_read(store, sha, raw_size, data_r, error_r);
 	GBytes *opened = NULL;
 	if (sealing != NULL && sealing->key_version != 0) {
 		if (sealing->nonce_len != MV_NONCE_LEN || sealing->tag_len != MV_TAG_LEN)
@@ -401,6 +405,7 @@ static void pg_destroy(mv_blobstore *base)
 	g_hash_table_destroy(s->dicts);
 	g_hash_table_destroy(s->known);
 	g_hash_table_destroy(s->keys);
+	mv_pack_cache_free(s->pack_cache);
 	g_free(s);
 }
 
@@ -436,6 +441,31 @@ mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
 	}
 	*store_r = &s->base;
 	return MV_OK;
+}
+
+mv_db *mv_blobstore_pg_db(mv_blobstore *store)
+{
+	return ((pg_store *)store)->db;
+}
+
+const mv_key *mv_blobstore_pg_data_key(mv_blobstore *store, int version)
+{
+	return g_hash_table_lookup(((pg_store *)store)->keys, GINT_TO_POINTER(version));
+}
+
+mv_status mv_blobstore_pg_dict(mv_blobstore *store, int id, mv_zdict **dict_r, char **error_r)
+{
+	return load_dict((pg_store *)store, id, dict_r, error_r);
+}
+
+mv_zdict *mv_blobstore_pg_current_dict(mv_blobstore *store)
+{
+	return ((pg_store *)store)->current;
+}
+
+mv_pack_cache **mv_blobstore_pg_pack_cache(mv_blobstore *store)
+{
+	return &((pg_store *)store)->pack_cache;
 }
 
 gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store)
@@ -495,7 +525,8 @@ mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **
 #define REKEY_SELECT_SQL                                                                       \
 	"SELECT sha256, raw_size, codec::int4, coalesce(dict_id, 0)::int4, data, "                 \
 	"coalesce(key_version, 0)::int4, enc_nonce, enc_tag FROM blob "                            \
-	"WHERE key_version IS NULL OR key_version < $1 ORDER BY sha256 LIMIT $2 FOR NO KEY UPDATE"
+	"WHERE pack_frame_id IS NULL AND (key_version IS NULL OR key_version < $1) "                \
+	"ORDER BY sha256 LIMIT $2 FOR NO KEY UPDATE"
 #define REKEY_UPDATE_SQL                                                                       \
 	"UPDATE blob SET data = $2, stored_size = $3, key_version = $4, enc_nonce = $5, "          \
 	"enc_tag = $6 WHERE sha256 = $1"
@@ -580,6 +611,9 @@ mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *d
 	st = mv_db_end(s->db, st, error_r);
 	if (st == MV_OK)
 		*done_r = (guint)rows;
+	/* Then the pack frames (packed blobs have no bytes of their own). */
+	if (st == MV_OK && rows == 0)
+		st = mv_pack_rekey_batch(store, MAX(limit / 64, 1), done_r, error_r);
 	return st;
 }
 
@@ -591,8 +625,10 @@ mv_status mv_blobstore_pg_rekey_remaining(mv_blobstore *store, gint64 *remaining
 	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
 	const char *v[] = {version_text};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(s->db, "SELECT count(*) FROM blob WHERE key_version IS NULL OR "
-	                                  "key_version < $1", 1, v, NULL, NULL, 0, &r, error_r);
+	mv_status st = mv_db_query(s->db, "SELECT (SELECT count(*) FROM blob WHERE pack_frame_id IS NULL AND "
+	                                  "(key_version IS NULL OR key_version < $1)) + (SELECT "
+	                                  "count(*) FROM pack_frame WHERE key_version IS NULL OR "
+	                                  "key_version < $1)", 1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
 	*remaining_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -611,7 +647,9 @@ mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r
 	mv_status st = mv_db_query(
 		s->db,
 		"UPDATE enc_key SET completed_at = now() WHERE version = $1 "
-		"AND NOT EXISTS (SELECT 1 FROM blob WHERE key_version IS NULL OR key_version < $1) "
+		"AND NOT EXISTS (SELECT 1 FROM blob WHERE pack_frame_id IS NULL AND "
+		"(key_version IS NULL OR key_version < $1)) "
+		"AND NOT EXISTS (SELECT 1 FROM pack_frame WHERE key_version IS NULL OR key_version < $1) "
 		"RETURNING version",
 		1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
@@ -640,8 +678,10 @@ mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first
 	PGresult *r = NULL;
 	st = mv_db_query(db,
 	                 "SELECT version, wrapped, completed_at IS NOT NULL, "
-	                 "EXISTS (SELECT 1 FROM blob WHERE key_version IS NULL OR key_version < "
-	                 "enc_key.version) FROM enc_key ORDER BY version DESC LIMIT 1",
+	                 "(EXISTS (SELECT 1 FROM blob WHERE pack_frame_id IS NULL AND "
+	                 "(key_version IS NULL OR key_version < enc_key.version)) OR EXISTS (SELECT 1 "
+	                 "FROM pack_frame f WHERE f.key_version IS NULL OR f.key_version < "
+	                 "enc_key.version)) FROM enc_key ORDER BY version DESC LIMIT 1",
 	                 0, NULL, NULL, NULL, 1, &r, error_r);
 	int latest = 0;
 	if (st == MV_OK && PQntuples(r) == 1) {

@@ -12,7 +12,7 @@
 struct mv_zdict {
 	int id;
 	int level;
-	GBytes *data;      /* kept until the CDict is built */
+	GBytes *data;      /* the dictionary's bytes (packs load them with their own parameters) */
 	GMutex cdict_lock; /* writers on several threads may share one dict */
 	ZSTD_CDict *cdict;
 	ZSTD_DDict *ddict;
@@ -40,12 +40,52 @@ static ZSTD_CDict *zdict_cdict(mv_zdict *d)
 		gsize len = 0;
 		const void *p = g_bytes_get_data(d->data, &len);
 		d->cdict = ZSTD_createCDict(p, len, d->level);
-		if (d->cdict != NULL)
-			g_clear_pointer(&d->data, g_bytes_unref);
 	}
 	ZSTD_CDict *c = d->cdict;
 	g_mutex_unlock(&d->cdict_lock);
 	return c;
+}
+
+GBytes *mv_zdict_data(const mv_zdict *dict)
+{
+	return dict->data;
+}
+
+mv_status mv_codec_compress_frame(const void *in, size_t len, int level, const mv_zdict *dict,
+                                  GBytes **out_r, char **error_r)
+{
+	*out_r = NULL;
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	if (cctx == NULL)
+		return mv_fail(error_r, MV_ERR_INTERNAL, "cannot create a zstd context");
+	size_t rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+	if (!ZSTD_isError(rc))
+		rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 1);
+	if (!ZSTD_isError(rc))
+		rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+	if (!ZSTD_isError(rc))
+		rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
+	if (!ZSTD_isError(rc) && dict != NULL && dict->data != NULL) {
+		gsize dlen = 0;
+		const void *d = g_bytes_get_data(dict->data, &dlen);
+		rc = ZSTD_CCtx_loadDictionary(cctx, d, dlen);
+	}
+	if (ZSTD_isError(rc)) {
+		ZSTD_freeCCtx(cctx);
+		return mv_fail(error_r, MV_ERR_INTERNAL, "zstd parameters refused: %s",
+		               ZSTD_getErrorName(rc));
+	}
+	size_t cap = ZSTD_compressBound(len);
+	void *buf = g_malloc(cap);
+	size_t n = ZSTD_compress2(cctx, buf, cap, in, len);
+	ZSTD_freeCCtx(cctx);
+	if (ZSTD_isError(n)) {
+		g_free(buf);
+		return mv_fail(error_r, MV_ERR_INTERNAL, "zstd compression failed: %s",
+		               ZSTD_getErrorName(n));
+	}
+	*out_r = g_bytes_new_take(g_realloc(buf, n), n);
+	return MV_OK;
 }
 
 int mv_zdict_id(const mv_zdict *dict)
