@@ -26,6 +26,8 @@ static const char help[] =
 	"                         with s, m, h, d or w (default 30d; 0s: all)\n"
 	"  --dry-run              count what would be packed; change nothing\n"
 	"  --frame-size BYTES     raw bytes per frame (default 1048576; 4096..64 MiB)\n"
+	"  --batch-size BYTES     raw bytes per transaction (default 4194304, at least\n"
+	"                         the frame size)\n"
 	"  --json                 {dry_run, blobs, raw_bytes, stored_before, stored_after,\n"
 	"                         packs, frames, swept_frames, swept_blobs, swept_bytes}\n"
 	MV_CLI_COMMON_HELP;
@@ -64,6 +66,7 @@ int mv_cmd_compact(mv_cli *cli, int argc, char **argv)
 	                                         {"dry-run", no_argument, NULL, 'n'},
 	                                         {"older-than", required_argument, NULL, 'o'},
 	                                         {"frame-size", required_argument, NULL, 'f'},
+	                                         {"batch-size", required_argument, NULL, 'b'},
 	                                         {"json", no_argument, NULL, 'j'},
 	                                         {NULL, 0, NULL, 0}};
 	mv_pack_options opts;
@@ -89,7 +92,13 @@ int mv_cmd_compact(mv_cli *cli, int argc, char **argv)
 			if (!mv_cli_positive(optarg, &n) || n < 4096 || n > 64 * 1024 * 1024)
 				return mv_cli_usage_error(cli, "--frame-size takes 4096 to 67108864 bytes");
 			opts.frame_bytes = (gsize)n;
-			opts.batch_bytes = MAX(opts.batch_bytes, opts.frame_bytes);
+			break;
+		}
+		case 'b': {
+			gint64 n = 0;
+			if (!mv_cli_positive(optarg, &n) || n < 4096 || n > 1024 * 1024 * 1024)
+				return mv_cli_usage_error(cli, "--batch-size takes 4096 to 1073741824 bytes");
+			opts.batch_bytes = (gsize)n;
 			break;
 		}
 		default:
@@ -98,6 +107,7 @@ int mv_cmd_compact(mv_cli *cli, int argc, char **argv)
 	}
 	if (optind != argc)
 		return mv_cli_usage_error(cli, "unexpected argument '%s'", argv[optind]);
+	opts.batch_bytes = MAX(opts.batch_bytes, opts.frame_bytes);
 	mv_db *db = NULL;
 	mv_blobstore *blobs = NULL;
 	int rc = mv_cli_open(cli, &db, &blobs);
