@@ -529,6 +529,34 @@ mv_status mv_pack_sweep(mv_blobstore *store, mv_pack_result *res, char **error_r
 	return MV_OK;
 }
 
+mv_status mv_pack_sweep_db(mv_db *db, const char *key_file, mv_pack_result *res,
+                           char **error_r)
+{
+	memset(res, 0, sizeof *res);
+	/* Most runs leave no frame to rewrite: then nothing is opened or locked
+	 * (a role without the rights to rewrite frames, or without the key
+	 * file, is not bothered). */
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT EXISTS (SELECT 1 FROM pack_frame WHERE dead_count > 0)",
+	                           0, NULL, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	gboolean any = PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	if (!any)
+		return MV_OK;
+	mv_blobstore_settings settings;
+	mv_blobstore_settings_default(&settings);
+	settings.key_file = key_file;
+	settings.use_dictionary = FALSE;
+	mv_blobstore *blobs = NULL;
+	st = mv_blobstore_pg_new(db, &settings, &blobs, error_r);
+	if (st == MV_OK)
+		st = mv_pack_sweep(blobs, res, error_r);
+	mv_blobstore_free(&blobs);
+	return st;
+}
+
 #define COLD_WHERE                                                                               \
 	"pack_frame_id IS NULL AND created_at < now() - make_interval(secs => $1::double precision)"
 

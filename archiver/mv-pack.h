@@ -69,6 +69,11 @@ mv_status mv_pack_compact(mv_blobstore *store, const mv_pack_options *o, mv_pack
 mv_status mv_pack_sweep(mv_blobstore *store, mv_pack_result *res_r, char **error_r)
 	MV_WARN_UNUSED;
 
+/* mv_pack_sweep with a blob store of its own on db (key_file as in
+ * mv_blobstore_settings): for purge and erasure, right after they destroy. */
+mv_status mv_pack_sweep_db(mv_db *db, const char *key_file, mv_pack_result *res_r,
+                           char **error_r) MV_WARN_UNUSED;
+
 /* The bytes of packed blob sha (row raw_size), checked against sha. */
 mv_status mv_pack_read(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN], gint64 raw_size,
                        GBytes **data_r, char **error_r) MV_WARN_UNUSED;

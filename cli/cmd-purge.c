@@ -307,18 +307,9 @@ static int list_runs(mv_cli *cli, mv_db *db)
 
 static void sweep_packs(mv_cli *cli, mv_db *db)
 {
-	mv_blobstore_settings settings;
-	mv_blobstore_settings_default(&settings);
-	settings.key_file = cli->key_file;
-	settings.use_dictionary = FALSE;
-	mv_blobstore *blobs = NULL;
-	mv_pack_result res = {0};
+	mv_pack_result res;
 	char *err = NULL;
-	mv_status st = mv_blobstore_pg_new(db, &settings, &blobs, &err);
-	if (st == MV_OK)
-		st = mv_pack_sweep(blobs, &res, &err);
-	mv_blobstore_free(&blobs);
-	if (st != MV_OK)
+	if (mv_pack_sweep_db(db, cli->key_file, &res, &err) != MV_OK)
 		fprintf(stderr, "mailvault: purge: the destroyed messages' bytes are still in their "
 		        "packs (mailvault compact removes them): %s\n", err);
 	g_free(err);
