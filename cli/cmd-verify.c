@@ -6,6 +6,7 @@
 #include "mv-cli.h"
 #include "mv-progress.h"
 #include "mv-json.h"
+#include "mv-pack.h"
 #include "mv-seal.h"
 #include "mv-store.h"
 
@@ -32,7 +33,9 @@ static const char help[] =
 	"  --json          {checked, damaged: [{id, sha256, error}], audit: {intact,\n"
 	"                  entries, error}, records: {checked, findings: [{id, hold,\n"
 	"                  problem (changed, deleted, unsealed, hold-item, hold),\n"
-	"                  detail}], more}}\n" MV_CLI_COMMON_HELP;
+	"                  detail}], more}, packs: {frames, dead_blobs, dead_bytes,\n"
+	"                  dead_since}} (packs: destroyed blobs whose bytes are still in a\n"
+	"                  pack frame, docs/storage.md)\n" MV_CLI_COMMON_HELP;
 
 static void on_progress(void *context, gint64 checked, guint damaged)
 {
@@ -106,9 +109,14 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 			fprintf(stderr, "mailvault: verify: the run was not recorded: %s\n", log_err);
 		g_free(log_err);
 	}
+	/* Destroyed blobs whose bytes are still in a pack frame (docs/storage.md). */
+	mv_pack_stats packs = {0};
+	if (st == MV_OK)
+		st = mv_pack_stats_get(db, &packs, &err);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	if (st != MV_OK) {
+		mv_pack_stats_clear(&packs);
 		rc = mv_cli_fail(cli, st, err);
 		g_free(err);
 		g_free(chain_err);
@@ -157,6 +165,12 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 		json_builder_end_array(b);
 		mv_json_add_bool(b, "more", more);
 		json_builder_end_object(b);
+		mv_json_begin_object(b, "packs");
+		mv_json_add_int(b, "frames", packs.frames);
+		mv_json_add_int(b, "dead_blobs", packs.dead_blobs);
+		mv_json_add_int(b, "dead_bytes", packs.dead_bytes);
+		mv_json_add_string(b, "dead_since", packs.dead_since);
+		json_builder_end_object(b);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 	} else {
@@ -175,11 +189,16 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 		}
 		if (more)
 			printf("(more records not listed: the first %u are)\n", MAX_RECORD_FINDINGS);
+		if (packs.dead_blobs > 0)
+			printf("packs: %" G_GINT64_FORMAT " destroyed blobs (%" G_GINT64_FORMAT " bytes) are "
+			       "still in their frames, since %s: the next compact (or purge) removes them\n",
+			       packs.dead_blobs, packs.dead_bytes, packs.dead_since ? packs.dead_since : "?");
 		printf("%" G_GINT64_FORMAT " messages checked, %u damaged; audit trail %s (%" G_GINT64_FORMAT
 		       " entries); %" G_GINT64_FORMAT " records checked against it, %u not as recorded%s\n",
 		       checked, damaged->len, chain_err == NULL ? "intact" : "BROKEN", entries, sealed,
 		       findings->len, more ? " or more" : "");
 	}
+	mv_pack_stats_clear(&packs);
 	rc = damaged->len > 0 || chain_err != NULL || findings->len > 0 ? MV_EXIT_INTEGRITY : 0;
 	g_ptr_array_free(damaged, TRUE);
 	g_ptr_array_free(findings, TRUE);
