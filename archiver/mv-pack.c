@@ -466,6 +466,7 @@ static mv_status sweep_one(mv_blobstore *store, mv_pack_result *res, gboolean *f
 	char frame_text[24];
 	g_strlcpy(frame_text, ft, sizeof frame_text);
 	PQclear(r);
+	r = NULL;
 	gint64 pack = 0;
 	GBytes *plain = NULL, *contents = NULL;
 	st = frame_load(store, frame, &pack, &plain, &contents, error_r);
