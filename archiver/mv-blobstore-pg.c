@@ -199,8 +199,10 @@ static mv_status load_dict(pg_store *s, int id, mv_zdict **dict_r, char **error_
 static mv_status load_current_dict(pg_store *s, char **error_r)
 {
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(s->db, "SELECT max(id) FROM zstd_dict", 0, NULL, NULL, NULL, 0,
-	                           &r, error_r);
+	/* Ingest's dictionary: the newest one not trained for packs (those
+	 * are larger, made for level 19 frames: docs/storage.md). */
+	mv_status st = mv_db_query(s->db, "SELECT max(id) FROM zstd_dict WHERE NOT for_packs", 0,
+	                           NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
 	if (!PQgetisnull(r, 0, 0)) {
@@ -475,9 +477,21 @@ gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store)
 
 mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **error_r)
 {
+	int id = 0;
+	mv_status st = mv_blobstore_pg_train_sized(store, samples, 112 * 1024, FALSE, &id, error_r);
+	if (st != MV_OK)
+		return st;
+	pg_store *s = (pg_store *)store;
+	s->current = NULL;
+	return load_dict(s, id, &s->current, error_r);
+}
+
+mv_status mv_blobstore_pg_train_sized(mv_blobstore *store, GPtrArray *samples, gsize max_size,
+                                      gboolean for_packs, int *id_r, char **error_r)
+{
 	pg_store *s = (pg_store *)store;
 	GBytes *dict = NULL;
-	mv_status st = mv_zdict_train(samples, 112 * 1024, &dict, error_r);
+	mv_status st = mv_zdict_train(samples, max_size, &dict, error_r);
 	if (st != MV_OK)
 		return st;
 	gsize len = 0;
@@ -501,23 +515,23 @@ mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **
 		data = g_bytes_get_data(dict, &len);
 	}
 	const char *values[] = {(const char *)sha, data, enc ? version_text : NULL,
-	                        enc ? (const char *)nonce : NULL, enc ? (const char *)tag : NULL};
-	int lengths[] = {MV_SHA256_LEN, (int)len, 0, MV_NONCE_LEN, MV_TAG_LEN};
-	int formats[] = {1, 1, 0, 1, 1};
+	                        enc ? (const char *)nonce : NULL, enc ? (const char *)tag : NULL,
+	                        for_packs ? "t" : "f"};
+	int lengths[] = {MV_SHA256_LEN, (int)len, 0, MV_NONCE_LEN, MV_TAG_LEN, 0};
+	int formats[] = {1, 1, 0, 1, 1, 0};
 	PGresult *r = NULL;
 	st = mv_db_query(s->db,
 	                 "WITH ins AS (INSERT INTO zstd_dict (sha256, data, key_version, enc_nonce, "
-	                 "enc_tag) VALUES ($1, $2, $3, $4, $5) "
+	                 "enc_tag, for_packs) VALUES ($1, $2, $3, $4, $5, $6) "
 	                 "ON CONFLICT (sha256) DO NOTHING RETURNING id) "
 	                 "SELECT id FROM ins UNION ALL SELECT id FROM zstd_dict WHERE sha256 = $1",
-	                 5, values, lengths, formats, 0, &r, error_r);
+	                 6, values, lengths, formats, 0, &r, error_r);
 	g_bytes_unref(dict);
 	if (st != MV_OK)
 		return st;
-	int id = (int)g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	*id_r = (int)g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
-	s->current = NULL;
-	return load_dict(s, id, &s->current, error_r);
+	return MV_OK;
 }
 
 /* ---- key versions: init, rotate, re-encryption, status ---- */

@@ -563,9 +563,8 @@ mv_status mv_pack_sweep_db(mv_db *db, const char *key_file, mv_pack_result *res,
 
 /* One batch: lock up to batch_bytes of cold blobs, decode them, write them
  * as frames of one pack, commit.  *done_r: blobs packed (0: none left). */
-static mv_status compact_batch(mv_blobstore *store, const mv_pack_options *o, gboolean train,
-                               int *dict_id_r, mv_pack_result *res, gint64 *done_r,
-                               char **error_r)
+static mv_status compact_batch(mv_blobstore *store, const mv_pack_options *o, int dict_id,
+                               mv_pack_result *res, gint64 *done_r, char **error_r)
 {
 	mv_db *db = mv_blobstore_pg_db(store);
 	*done_r = 0;
@@ -638,21 +637,7 @@ static mv_status compact_batch(mv_blobstore *store, const mv_pack_options *o, gb
 			g_ptr_array_add(plains, plain);
 		before += mv_db_get_int8(r, i, 8);
 	}
-	/* The first batch re-trains the dictionary the run's packs use (and
-	 * the ingest uses from then on). */
-	if (st == MV_OK && train && rows >= 16) {
-		GPtrArray *samples = g_ptr_array_new();
-		for (guint i = 0; i < plains->len; i++) {
-			if (g_bytes_get_size(plains->pdata[i]) <= 128 * 1024)
-				g_ptr_array_add(samples, plains->pdata[i]);
-		}
-		char *terr = NULL;
-		if (samples->len >= 16 && mv_blobstore_pg_train(store, samples, &terr) == MV_OK)
-			*dict_id_r = mv_zdict_id(mv_blobstore_pg_current_dict(store));
-		g_free(terr); /* too little to train on: packed without a dictionary */
-		g_ptr_array_free(samples, TRUE);
-	}
-	frame_builder b = {.dict_id = *dict_id_r, .level = o->level, .buf = g_byte_array_new(),
+	frame_builder b = {.dict_id = dict_id, .level = o->level, .buf = g_byte_array_new(),
 	                   .contents = g_byte_array_new()};
 	if (st == MV_OK && b.dict_id > 0)
 		st = mv_blobstore_pg_dict(store, b.dict_id, &b.dict, error_r);
@@ -687,6 +672,89 @@ static mv_status compact_batch(mv_blobstore *store, const mv_pack_options *o, gb
 	return st;
 }
 
+/* The dictionary of this run's packs: the newest one trained for packs in
+ * the last day (a rerun after an interruption), else one trained now on up
+ * to SAMPLE_BYTES of the cold blobs (spread by SHA-256 order: the whole
+ * range, not the first days), at most DICT_MAX bytes and a sixteenth of the
+ * samples.  *dict_id_r 0: too little to train on (frames without one). */
+#define SAMPLE_BYTES (24 * 1024 * 1024)
+#define SAMPLE_BLOB_MAX (128 * 1024)
+#define DICT_MAX (1024 * 1024)
+static mv_status pack_dictionary(mv_blobstore *store, const mv_pack_options *o, int *dict_id_r,
+                                 char **error_r)
+{
+	mv_db *db = mv_blobstore_pg_db(store);
+	*dict_id_r = 0;
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db,
+	                           "SELECT coalesce(max(id), 0) FROM zstd_dict WHERE for_packs "
+	                           "AND created_at > now() - interval '1 day'",
+	                           0, NULL, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	*dict_id_r = (int)g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	if (*dict_id_r > 0)
+		return MV_OK;
+	/* Spread over the whole range: SHA-256 order is random order.  A page
+	 * of 500 at a time, each blob checked as it is decoded. */
+	char secs[24];
+	g_snprintf(secs, sizeof secs, "%" G_GINT64_FORMAT, o->older_than_seconds);
+	GPtrArray *samples = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+	gsize bytes = 0;
+	GByteArray *after = g_byte_array_new();
+	while (st == MV_OK && bytes < SAMPLE_BYTES) {
+		const char *v[] = {secs, after->len > 0 ? (const char *)after->data : ""};
+		int l[] = {0, (int)after->len}, f[] = {0, 1};
+		st = mv_db_query(db,
+		                 "SELECT sha256, raw_size, codec::int4, coalesce(dict_id, 0)::int4, data, "
+		                 "coalesce(key_version, 0)::int4, enc_nonce, enc_tag FROM blob WHERE "
+		                 COLD_WHERE " AND raw_size <= 131072 AND sha256 > $2 "
+		                 "ORDER BY sha256 LIMIT 500",
+		                 2, v, l, f, 1, &r, error_r);
+		if (st != MV_OK)
+			break;
+		int rows = PQntuples(r);
+		for (int i = 0; i < rows && st == MV_OK; i++) {
+			if (PQgetlength(r, i, 0) != MV_SHA256_LEN || PQgetlength(r, i, 1) != 8 ||
+			    PQgetlength(r, i, 2) != 4 || PQgetlength(r, i, 3) != 4 ||
+			    PQgetlength(r, i, 5) != 4) {
+				st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading blobs");
+				break;
+			}
+			mv_blob_sealing sealing;
+			mv_blob_sealing_from_row(r, i, 5, &sealing);
+			GBytes *plain = NULL;
+			st = mv_blobstore_pg_decode(store, (const uint8_t *)PQgetvalue(r, i, 0),
+			                            mv_db_get_int8(r, i, 1), mv_db_get_int4(r, i, 2),
+			                            mv_db_get_int4(r, i, 3), &sealing, PQgetvalue(r, i, 4),
+			                            (size_t)PQgetlength(r, i, 4), &plain, error_r);
+			if (st == MV_OK) {
+				bytes += g_bytes_get_size(plain);
+				g_ptr_array_add(samples, plain);
+			}
+		}
+		if (rows > 0) {
+			g_byte_array_set_size(after, 0);
+			g_byte_array_append(after, (const guint8 *)PQgetvalue(r, rows - 1, 0), MV_SHA256_LEN);
+		}
+		PQclear(r);
+		if (rows < 500)
+			break;
+	}
+	g_byte_array_free(after, TRUE);
+	gsize max = MIN(bytes / 16, (gsize)DICT_MAX);
+	if (st == MV_OK && samples->len >= 16 && max >= 8192) {
+		char *terr = NULL;
+		/* Too little or too uniform to train on: frames without one. */
+		if (mv_blobstore_pg_train_sized(store, samples, max, TRUE, dict_id_r, &terr) != MV_OK)
+			*dict_id_r = 0;
+		g_free(terr);
+	}
+	g_ptr_array_free(samples, TRUE);
+	return st;
+}
+
 mv_status mv_pack_compact(mv_blobstore *store, const mv_pack_options *o, mv_pack_result *res,
                           char **error_r)
 {
@@ -717,11 +785,11 @@ mv_status mv_pack_compact(mv_blobstore *store, const mv_pack_options *o, mv_pack
 	/* Deleted blobs' bytes leave their frames first. */
 	st = mv_pack_sweep(store, res, error_r);
 	int dict_id = 0;
-	gboolean train = TRUE;
+	if (st == MV_OK && total > 0)
+		st = pack_dictionary(store, o, &dict_id, error_r);
 	while (st == MV_OK) {
 		gint64 done = 0;
-		st = compact_batch(store, o, train, &dict_id, res, &done, error_r);
-		train = FALSE;
+		st = compact_batch(store, o, dict_id, res, &done, error_r);
 		if (st != MV_OK || done == 0)
 			break;
 		if (o->progress != NULL)

@@ -6,6 +6,10 @@
 -- data of its own, and points at its frame and its offset in the frame's
 -- decompressed bytes.  Every read still checks the plaintext against sha256.
 
+-- A dictionary trained by compact for its frames (larger, for level 19)
+-- is never ingest's: ingest takes the newest one not for packs.
+ALTER TABLE zstd_dict ADD COLUMN for_packs boolean NOT NULL DEFAULT false;
+
 CREATE TABLE pack (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     dict_id     integer REFERENCES zstd_dict (id),
