@@ -230,3 +230,50 @@ mv_status mv_codec_decompress(mv_codec codec, const void *in, size_t len, size_t
 	*out_r = g_bytes_new_take(buf, raw_size);
 	return MV_OK;
 }
+
+mv_status mv_codec_decompress_prefix(mv_codec codec, const void *in, size_t len,
+                                     size_t raw_size, size_t want, const mv_zdict *dict,
+                                     GBytes **out_r, char **error_r)
+{
+	*out_r = NULL;
+	if (want > raw_size)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "asked for %zu bytes of %zu", want, raw_size);
+	if (want == raw_size || codec == MV_CODEC_NONE)
+		return mv_codec_decompress(codec, in, len, raw_size, dict, out_r, error_r);
+	if (codec != MV_CODEC_ZSTD && codec != MV_CODEC_ZSTD_DICT)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "unknown blob codec %d", (int)codec);
+	if (codec == MV_CODEC_ZSTD_DICT && dict == NULL)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "blob needs a dictionary that is missing");
+	unsigned long long declared = ZSTD_getFrameContentSize(in, len);
+	if (declared != raw_size)
+		return mv_fail(error_r, MV_ERR_INTEGRITY,
+		               "compressed data declares %llu bytes, expected %zu", declared, raw_size);
+	ZSTD_DCtx *dctx = g_private_get(&thread_dctx);
+	if (dctx == NULL) {
+		dctx = ZSTD_createDCtx();
+		if (dctx == NULL)
+			return mv_fail(error_r, MV_ERR_INTERNAL, "cannot create a zstd context");
+		g_private_set(&thread_dctx, dctx);
+	}
+	size_t rc = ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
+	if (!ZSTD_isError(rc) && codec == MV_CODEC_ZSTD_DICT)
+		rc = ZSTD_DCtx_refDDict(dctx, dict->ddict);
+	void *buf = g_malloc(want > 0 ? want : 1);
+	ZSTD_outBuffer out = {buf, want, 0};
+	ZSTD_inBuffer inb = {in, len, 0};
+	/* Stop once the first want bytes are out: the rest of the frame is
+	 * never decompressed. */
+	while (!ZSTD_isError(rc) && out.pos < want) {
+		rc = ZSTD_decompressStream(dctx, &out, &inb);
+		if (ZSTD_isError(rc) || rc == 0 || (inb.pos == inb.size && out.pos < out.size))
+			break;
+	}
+	(void)ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
+	if (ZSTD_isError(rc) || out.pos != want) {
+		g_free(buf);
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "stored data does not decompress: %s",
+		               ZSTD_isError(rc) ? ZSTD_getErrorName(rc) : "too short");
+	}
+	*out_r = g_bytes_new_take(buf, want);
+	return MV_OK;
+}

@@ -54,4 +54,11 @@ mv_status mv_codec_compress(const void *in, size_t len, int level, mv_zdict *dic
 mv_status mv_codec_decompress(mv_codec codec, const void *in, size_t len, size_t raw_size,
                               const mv_zdict *dict, GBytes **out_r, char **error_r) MV_WARN_UNUSED;
 
+/* The first want bytes (want <= raw_size) of data stored with codec,
+ * decompressing no further than needed (pack frames: docs/storage.md); the
+ * declared size is checked; want == raw_size is mv_codec_decompress. */
+mv_status mv_codec_decompress_prefix(mv_codec codec, const void *in, size_t len,
+                                     size_t raw_size, size_t want, const mv_zdict *dict,
+                                     GBytes **out_r, char **error_r) MV_WARN_UNUSED;
+
 #endif

@@ -106,11 +106,12 @@ static gboolean contents_ok(const guint8 *contents, gsize len, gint64 count, gin
 	"coalesce(f.key_version, 0)::int4, f.enc_nonce, f.enc_tag, f.data "                        \
 	"FROM pack_frame f JOIN pack p ON p.id = f.pack_id WHERE f.id = $1"
 
-/* Read, open, decompress and check frame id.  *pack_r: its pack;
+/* Read, open, decompress and check frame id (only its first want bytes
+ * when want >= 0: a read stops decompressing after its blob).  *pack_r: its pack;
  * *plain_r, *contents_r: g_bytes_unref.  MV_ERR_NOT_FOUND when no such
  * frame (rewritten meanwhile). */
-static mv_status frame_load(mv_blobstore *store, gint64 id, gint64 *pack_r, GBytes **plain_r,
-                            GBytes **contents_r, char **error_r)
+static mv_status frame_load(mv_blobstore *store, gint64 id, gint64 want, gint64 *pack_r,
+                            GBytes **plain_r, GBytes **contents_r, char **error_r)
 {
 	*plain_r = *contents_r = NULL;
 	char idt[24];
@@ -169,9 +170,11 @@ static mv_status frame_load(mv_blobstore *store, gint64 id, gint64 *pack_r, GByt
 		st = mv_blobstore_pg_dict(store, dict_id, &dict, error_r);
 	GBytes *plain = NULL;
 	if (st == MV_OK)
-		st = mv_codec_decompress(dict != NULL ? MV_CODEC_ZSTD_DICT : MV_CODEC_ZSTD,
-		                         data != NULL ? data : "", len, (size_t)raw_size, dict, &plain,
-		                         error_r);
+		st = mv_codec_decompress_prefix(dict != NULL ? MV_CODEC_ZSTD_DICT : MV_CODEC_ZSTD,
+		                                data != NULL ? data : "", len, (size_t)raw_size,
+		                                want < 0 ? (size_t)raw_size
+		                                         : (size_t)MIN(want, raw_size),
+		                                dict, &plain, error_r);
 	if (opened != NULL)
 		g_bytes_unref(opened);
 	if (st != MV_OK) {
@@ -271,14 +274,23 @@ mv_status mv_pack_read(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN], gi
 		}
 		gint64 frame = mv_db_get_int8(r, 0, 0), off = mv_db_get_int8(r, 0, 1);
 		PQclear(r);
+		/* A frame read before: whole, or its first bytes (up to the blob
+		 * read then).  A first read decompresses up to its blob's end; a
+		 * second read of the same frame beyond that, the whole frame (so
+		 * reading a frame's blobs in turn costs at most two passes). */
 		int slot = -1;
 		for (int i = 0; i < CACHE_FRAMES; i++)
 			if (c->plain[i] != NULL && c->ids[i] == frame)
 				slot = i;
+		gboolean seen = slot >= 0;
+		if (slot >= 0 && off >= 0 && raw_size >= 0 &&
+		    (guint64)off + (guint64)raw_size > g_bytes_get_size(c->plain[slot]))
+			slot = -1;
 		if (slot < 0) {
 			gint64 pack = 0;
 			GBytes *plain = NULL, *contents = NULL;
-			st = frame_load(store, frame, &pack, &plain, &contents, error_r);
+			gint64 want = seen || off < 0 || raw_size < 0 ? -1 : off + raw_size;
+			st = frame_load(store, frame, want, &pack, &plain, &contents, error_r);
 			if (st == MV_ERR_NOT_FOUND && attempt == 0) {
 				g_clear_pointer(error_r, g_free);
 				continue;
@@ -287,8 +299,14 @@ mv_status mv_pack_read(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN], gi
 				return st == MV_ERR_NOT_FOUND ? mv_fail(error_r, MV_ERR_INTEGRITY, "blob %s: "
 				                                        "its pack frame is missing", hex)
 				                              : st;
-			slot = (int)c->next;
-			c->next = (c->next + 1) % CACHE_FRAMES;
+			slot = -1;
+			for (int i = 0; i < CACHE_FRAMES; i++)
+				if (c->plain[i] != NULL && c->ids[i] == frame)
+					slot = i; /* the same frame, now read further */
+			if (slot < 0) {
+				slot = (int)c->next;
+				c->next = (c->next + 1) % CACHE_FRAMES;
+			}
 			if (c->plain[slot] != NULL)
 				g_bytes_unref(c->plain[slot]);
 			if (c->contents[slot] != NULL)
@@ -469,7 +487,7 @@ static mv_status sweep_one(mv_blobstore *store, mv_pack_result *res, gboolean *f
 	r = NULL;
 	gint64 pack = 0;
 	GBytes *plain = NULL, *contents = NULL;
-	st = frame_load(store, frame, &pack, &plain, &contents, error_r);
+	st = frame_load(store, frame, -1, &pack, &plain, &contents, error_r);
 	if (st == MV_OK && b.dict_id > 0)
 		st = mv_blobstore_pg_dict(store, b.dict_id, &b.dict, error_r);
 	const char *v[] = {frame_text};
@@ -822,7 +840,7 @@ mv_status mv_pack_verify(mv_blobstore *store, gint64 *frames_r, GPtrArray *damag
 			gint64 pack = 0;
 			GBytes *plain = NULL, *contents = NULL;
 			char *err = NULL;
-			st = frame_load(store, id, &pack, &plain, &contents, &err);
+			st = frame_load(store, id, -1, &pack, &plain, &contents, &err);
 			if (st == MV_ERR_NOT_FOUND) { /* rewritten meanwhile */
 				g_free(err);
 				continue;
@@ -887,7 +905,7 @@ mv_status mv_pack_rekey_batch(mv_blobstore *store, guint limit, guint *done_r, c
 		 * sealed again: never re-encrypt damage. */
 		gint64 p2 = 0;
 		GBytes *plain = NULL, *cont = NULL;
-		st = frame_load(store, id, &p2, &plain, &cont, error_r);
+		st = frame_load(store, id, -1, &p2, &plain, &cont, error_r);
 		if (plain != NULL)
 			g_bytes_unref(plain);
 		if (cont != NULL)
