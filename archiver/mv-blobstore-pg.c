@@ -21,6 +21,8 @@ typedef struct {
 	mv_db *db;
 	mv_blobstore_settings settings;
 	mv_zdict *current;       /* newest dictionary, for compression */
+	gboolean current_known;  /* current was looked up (on first need: a
+	                            reader never loads it) */
 	GHashTable *dicts;       /* id -> mv_zdict*, for decompression */
 	GHashTable *known;       /* sha (GBytes) of blobs put in committed or open transactions */
 	GHashTable *keys;        /* key version -> mv_key* (data keys), when encryption is on */
@@ -32,6 +34,263 @@ static void key_free(gpointer p)
 {
 	mv_key *k = p;
 	mv_key_free(&k);
+}
+
+/* ---- the nonce budget of each data key version (docs/encryption.md) ----
+ *
+ * Every seal with a data key takes a nonce from its budget; the budget is
+ * reserved from enc_key.nonces_reserved in blocks, on a connection of its
+ * own in autocommit, so a reservation is committed before any of its
+ * nonces is used (whatever transaction or pipeline the store's connection
+ * is in) and a crash can only over-count.  When a version's budget is
+ * spent, the store makes the next version (sealing_key). */
+
+#define NONCE_BLOCK_MIN 64
+#define NONCE_BLOCK_MAX 65536
+
+/* The seals each version may make: 2^32, or less with the test-only
+ * MAILVAULT_TEST_NONCE_LIMIT (it can only lower it). */
+static gint64 nonce_limit(void)
+{
+	const char *t = g_getenv("MAILVAULT_TEST_NONCE_LIMIT");
+	if (t != NULL && *t != '\0') {
+		char *end = NULL;
+		gint64 v = g_ascii_strtoll(t, &end, 10);
+		if (end != NULL && *end == '\0' && v > 0 && v < MV_NONCE_LIMIT)
+			return v;
+	}
+	return MV_NONCE_LIMIT;
+}
+
+/* A second connection like the store's, for what must commit on its own. */
+static mv_status side_connect(mv_db *db, PGconn **conn_r, char **error_r)
+{
+	*conn_r = NULL;
+	PQconninfoOption *opts = PQconninfo(mv_db_conn(db));
+	if (opts == NULL)
+		return mv_fail(error_r, MV_ERR_DB, "no connection parameters to reserve nonces with");
+	GPtrArray *kw = g_ptr_array_new(), *val = g_ptr_array_new();
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || strcmp(o->keyword, "application_name") == 0)
+			continue;
+		g_ptr_array_add(kw, o->keyword);
+		g_ptr_array_add(val, o->val);
+	}
+	g_ptr_array_add(kw, (char *)"application_name");
+	g_ptr_array_add(val, (char *)"mailvault key budget");
+	g_ptr_array_add(kw, NULL);
+	g_ptr_array_add(val, NULL);
+	PGconn *c = PQconnectdbParams((const char *const *)kw->pdata,
+	                              (const char *const *)val->pdata, 0);
+	g_ptr_array_free(kw, TRUE);
+	g_ptr_array_free(val, TRUE);
+	PQconninfoFree(opts);
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		mv_status st = mv_fail(error_r, MV_ERR_DB, "cannot connect to reserve nonces: %s",
+		                       c != NULL ? g_strchomp(PQerrorMessage(c)) : "out of memory");
+		PQfinish(c);
+		return st;
+	}
+	*conn_r = c;
+	return MV_OK;
+}
+
+/* One statement on a side connection; *r_r: PQclear it. */
+static mv_status side_query(PGconn *c, const char *sql, int n, const char *const *values,
+                            const int *lengths, const int *formats, PGresult **r_r,
+                            char **error_r)
+{
+	PGresult *r = PQexecParams(c, sql, n, NULL, values, lengths, formats, 0);
+	ExecStatusType es = PQresultStatus(r);
+	if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
+		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		mv_status st = mv_fail(error_r,
+		                       state != NULL && strcmp(state, "28000") == 0 ? MV_ERR_CONFIG
+		                                                                    : MV_ERR_DB,
+		                       "%s", g_strchomp(PQerrorMessage(c)));
+		PQclear(r);
+		return st;
+	}
+	*r_r = r;
+	return MV_OK;
+}
+
+typedef struct {
+	mv_db *db;
+	int version;
+	gint64 next_block; /* doubles from NONCE_BLOCK_MIN: a short-lived process
+	                      (one message) wastes little of the budget */
+} budget_ctx;
+
+static mv_status reserve_nonces(void *context, gint64 *granted_r, char **error_r)
+{
+	budget_ctx *b = context;
+	*granted_r = 0;
+	gint64 limit = nonce_limit();
+	gint64 cap = CLAMP(limit / 64, 1, NONCE_BLOCK_MAX);
+	gint64 block = CLAMP(b->next_block, 1, cap);
+	b->next_block = MIN(block * 2, cap);
+	char vt[16], bt[24], lt[24];
+	g_snprintf(vt, sizeof vt, "%d", b->version);
+	g_snprintf(bt, sizeof bt, "%" G_GINT64_FORMAT, block);
+	g_snprintf(lt, sizeof lt, "%" G_GINT64_FORMAT, limit);
+	const char *v[] = {vt, bt, lt};
+	PGconn *c = NULL;
+	mv_status st = side_connect(b->db, &c, error_r);
+	PGresult *r = NULL;
+	if (st == MV_OK)
+		st = side_query(c, "SELECT mv_enc_reserve($1, $2, $3)", 3, v, NULL, NULL, &r, error_r);
+	if (st == MV_OK) {
+		if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0))
+			st = mv_fail(error_r, MV_ERR_INTEGRITY, "key version %d is not in enc_key",
+			             b->version);
+		else
+			*granted_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	}
+	PQclear(r);
+	PQfinish(c);
+	return st;
+}
+
+static void key_budget(pg_store *s, mv_key *k, int version)
+{
+	budget_ctx *b = g_new0(budget_ctx, 1);
+	b->db = s->db;
+	b->version = version;
+	b->next_block = NONCE_BLOCK_MIN;
+	mv_key_set_nonce_budget(k, reserve_nonces, b, g_free);
+}
+
+/* Read the master key file the store was opened with. */
+static mv_status read_master(pg_store *s, mv_key **master_r, char **error_r)
+{
+	char *path = mv_key_file_path(s->settings.key_file, mv_db_home(s->db));
+	char *inner = NULL;
+	mv_status st = mv_key_file_read(path, master_r, &inner);
+	if (st != MV_OK) {
+		st = mv_fail(error_r, st, "the archive is encrypted: %s", inner);
+		g_free(inner);
+	}
+	g_free(path);
+	return st;
+}
+
+/* Unwrap the data keys of versions above the store's newest with master
+ * (read on connection c, or the store's own when c is NULL). */
+static mv_status add_versions(pg_store *s, PGconn *c, const mv_key *master, char **error_r)
+{
+	char vt[16];
+	g_snprintf(vt, sizeof vt, "%d", s->key_version);
+	const char *v[] = {vt};
+	static const char sql[] = "SELECT version, wrapped FROM enc_key WHERE version > $1 "
+	                          "ORDER BY version";
+	PGresult *r = NULL;
+	mv_status st = c != NULL ? side_query(c, sql, 1, v, NULL, NULL, &r, error_r)
+	                         : mv_db_query(s->db, sql, 1, v, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r) && st == MV_OK; i++) {
+		int version = (int)g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		size_t wl = 0;
+		unsigned char *w = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 1), &wl);
+		mv_key *k = NULL;
+		st = w == NULL ? mv_fail(error_r, MV_ERR_DB, "unexpected result reading keys")
+		               : mv_key_unwrap(master, version, w, wl, &k, error_r);
+		PQfreemem(w);
+		if (st == MV_OK) {
+			key_budget(s, k, version);
+			g_hash_table_insert(s->keys, GINT_TO_POINTER(version), k);
+			s->key_version = MAX(s->key_version, version);
+		}
+	}
+	PQclear(r);
+	return st;
+}
+
+/* The store's newest version is spent: make the next one (or take one
+ * another writer made), its data key wrapped by the master key in the key
+ * file, read again now (so a key file rewrapped since the store opened is
+ * the one used; a stale one is refused by mv_enc_next_version). */
+static mv_status next_version(pg_store *s, char **error_r)
+{
+	mv_key *master = NULL, *dk = NULL, *check = NULL;
+	mv_status st = read_master(s, &master, error_r);
+	PGconn *c = NULL;
+	if (st == MV_OK)
+		st = side_connect(s->db, &c, error_r);
+	/* The key file must open the newest version this store seals with. */
+	char vt[16];
+	g_snprintf(vt, sizeof vt, "%d", s->key_version);
+	const char *v1[] = {vt};
+	PGresult *r = NULL;
+	if (st == MV_OK)
+		st = side_query(c, "SELECT wrapped FROM enc_key WHERE version = $1", 1, v1, NULL, NULL,
+		                &r, error_r);
+	if (st == MV_OK && PQntuples(r) == 1) {
+		size_t wl = 0;
+		unsigned char *w = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 0), &wl);
+		st = w == NULL ? mv_fail(error_r, MV_ERR_DB, "unexpected result reading keys")
+		               : mv_key_unwrap(master, s->key_version, w, wl, &check, error_r);
+		PQfreemem(w);
+	}
+	PQclear(r);
+	r = NULL;
+	uint8_t wrapped[MV_WRAPPED_LEN], fpr[MV_KEY_FPR_LEN];
+	if (st == MV_OK)
+		st = mv_key_random(&dk, error_r);
+	if (st == MV_OK)
+		st = mv_key_wrap(master, s->key_version + 1, dk, wrapped, error_r);
+	if (st == MV_OK) {
+		mv_key_fingerprint(master, fpr);
+		const char *v[] = {vt, (const char *)wrapped, (const char *)fpr};
+		int l[] = {0, MV_WRAPPED_LEN, MV_KEY_FPR_LEN};
+		int f[] = {0, 1, 1};
+		st = side_query(c, "SELECT mv_enc_next_version($1, $2, $3)", 3, v, l, f, &r, error_r);
+		PQclear(r);
+	}
+	OPENSSL_cleanse(wrapped, sizeof wrapped);
+	mv_key_free(&dk);
+	mv_key_free(&check);
+	int before = s->key_version;
+	if (st == MV_OK)
+		st = add_versions(s, c, master, error_r);
+	if (st == MV_OK && s->key_version == before)
+		st = mv_fail(error_r, MV_ERR_INTERNAL, "no key version after %d was made", before);
+	mv_key_free(&master);
+	PQfinish(c);
+	return st;
+}
+
+/* The data key new seals use, and its version: the newest, with a nonce
+ * ready for the next seal; when its budget is spent, the next version is
+ * made first (an audit entry key.rotate, reason nonce-limit). */
+static mv_status sealing_key(pg_store *s, mv_key **key_r, int *version_r, char **error_r)
+{
+	for (int tries = 0; tries < 3; tries++) {
+		mv_key *k = g_hash_table_lookup(s->keys, GINT_TO_POINTER(s->key_version));
+		if (k == NULL)
+			return mv_fail(error_r, MV_ERR_CONFIG, "encryption is not on");
+		mv_status st = mv_key_nonce_ensure(k, error_r);
+		if (st == MV_OK) {
+			*key_r = k;
+			*version_r = s->key_version;
+			return MV_OK;
+		}
+		if (!mv_key_nonces_spent(k))
+			return st;
+		g_free(*error_r);
+		*error_r = NULL;
+		st = next_version(s, error_r);
+		if (st != MV_OK)
+			return st;
+	}
+	return mv_fail(error_r, MV_ERR_LIMIT, "key version %d: no nonce budget", s->key_version);
+}
+
+mv_status mv_blobstore_pg_sealing_key(mv_blobstore *store, mv_key **key_r, int *version_r,
+                                      char **error_r)
+{
+	return sealing_key((pg_store *)store, key_r, version_r, error_r);
 }
 
 /* What a blob's ciphertext is bound to: its identity (the SHA-256 of its
@@ -90,6 +349,7 @@ static mv_status load_keys(pg_store *s, const char *key_file, char **error_r)
 		st = mv_key_unwrap(master, version, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1),
 		                   &k, error_r);
 		if (st == MV_OK) {
+			key_budget(s, k, version);
 			g_hash_table_insert(s->keys, GINT_TO_POINTER(version), k);
 			s->key_version = MAX(s->key_version, version);
 		}
@@ -198,6 +458,8 @@ static mv_status load_dict(pg_store *s, int id, mv_zdict **dict_r, char **error_
 
 static mv_status load_current_dict(pg_store *s, char **error_r)
 {
+	if (s->current_known || !s->settings.use_dictionary)
+		return MV_OK;
 	PGresult *r = NULL;
 	/* Ingest's dictionary: the newest one not trained for packs (those
 	 * are larger, made for level 19 frames: docs/storage.md). */
@@ -210,6 +472,7 @@ static mv_status load_current_dict(pg_store *s, char **error_r)
 		st = load_dict(s, id, &s->current, error_r);
 	}
 	PQclear(r);
+	s->current_known = st == MV_OK;
 	return st;
 }
 
@@ -224,7 +487,12 @@ static mv_status pg_put(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], co
 	}
 	mv_codec codec = MV_CODEC_NONE;
 	GBytes *packed = NULL;
-	mv_status st = mv_codec_compress(data, len, s->settings.zstd_level,
+	mv_status st = load_current_dict(s, error_r);
+	if (st != MV_OK) {
+		g_bytes_unref(key);
+		return st;
+	}
+	st = mv_codec_compress(data, len, s->settings.zstd_level,
 	                                 s->settings.use_dictionary ? s->current : NULL, &codec,
 	                                 &packed, error_r);
 	if (st != MV_OK) {
@@ -234,15 +502,18 @@ static mv_status pg_put(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], co
 	int dict_id = codec == MV_CODEC_ZSTD_DICT ? mv_zdict_id(s->current) : 0;
 	uint8_t nonce[MV_NONCE_LEN], tag[MV_TAG_LEN];
 	char version_text[16];
-	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
 	if (s->key_version > 0) {
+		mv_key *k = NULL;
+		int version = 0;
+		st = sealing_key(s, &k, &version, error_r);
 		uint8_t aad[AAD_LEN];
-		blob_aad(sha, (gint64)len, (int)codec, dict_id, s->key_version, aad);
+		blob_aad(sha, (gint64)len, (int)codec, dict_id, version, aad);
+		g_snprintf(version_text, sizeof version_text, "%d", version);
 		gsize clen = 0;
 		const void *cdata = g_bytes_get_data(packed, &clen);
 		GBytes *sealed = NULL;
-		st = mv_aead_seal(g_hash_table_lookup(s->keys, GINT_TO_POINTER(s->key_version)), aad,
-		                  AAD_LEN, cdata, clen, nonce, tag, &sealed, error_r);
+		if (st == MV_OK)
+			st = mv_aead_seal(k, aad, AAD_LEN, cdata, clen, nonce, tag, &sealed, error_r);
 		g_bytes_unref(packed);
 		packed = sealed;
 		if (st != MV_OK) {
@@ -392,6 +663,11 @@ static mv_status pg_get(mv_blobstore *base, const uint8_t sha[MV_SHA256_LEN], GB
 static mv_status pg_prepare(mv_blobstore *base, char **error_r)
 {
 	pg_store *s = (pg_store *)base;
+	/* A writer's puts run inside a pipeline, where no query of the store's
+	 * own can run: the newest dictionary is looked up now (once). */
+	mv_status st = load_current_dict(s, error_r);
+	if (st != MV_OK)
+		return st;
 	return mv_db_prepare(s->db, "mv_blob_put", BLOB_PUT_SQL, 9, error_r);
 }
 
@@ -434,9 +710,10 @@ mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
 	s->known = g_hash_table_new_full(g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref,
 	                                 NULL);
 	s->keys = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, key_free);
+	/* The newest dictionary is looked up when the first blob is put:
+	 * readers (get, show, export) load only the dictionaries of the blobs
+	 * they decode (load_dict), two round trips and 112 KiB fewer. */
 	mv_status st = load_keys(s, settings->key_file, error_r);
-	if (st == MV_OK && settings->use_dictionary)
-		st = load_current_dict(s, error_r);
 	if (st != MV_OK) {
 		pg_destroy(&s->base);
 		return st;
@@ -472,7 +749,12 @@ mv_pack_cache **mv_blobstore_pg_pack_cache(mv_blobstore *store)
 
 gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store)
 {
-	return ((pg_store *)store)->current != NULL;
+	pg_store *s = (pg_store *)store;
+	/* When the lookup fails, say yes: no dictionary is trained on a
+	 * guess, and the next put reports the failure. */
+	if (load_current_dict(s, NULL) != MV_OK)
+		return TRUE;
+	return s->current != NULL;
 }
 
 mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **error_r)
@@ -483,7 +765,9 @@ mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **
 		return st;
 	pg_store *s = (pg_store *)store;
 	s->current = NULL;
-	return load_dict(s, id, &s->current, error_r);
+	st = load_dict(s, id, &s->current, error_r);
+	s->current_known = st == MV_OK;
+	return st;
 }
 
 mv_status mv_blobstore_pg_train_sized(mv_blobstore *store, GPtrArray *samples, gsize max_size,
@@ -499,15 +783,18 @@ mv_status mv_blobstore_pg_train_sized(mv_blobstore *store, GPtrArray *samples, g
 	uint8_t sha[MV_SHA256_LEN];
 	mv_sha256(data, len, sha);
 	uint8_t nonce[MV_NONCE_LEN], tag[MV_TAG_LEN];
-	char version_text[16];
-	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
+	char version_text[16] = "";
 	gboolean enc = s->key_version > 0;
 	if (enc) {
+		mv_key *k = NULL;
+		int version = 0;
+		st = sealing_key(s, &k, &version, error_r);
+		g_snprintf(version_text, sizeof version_text, "%d", version);
 		uint8_t aad[DICT_AAD_LEN];
-		dict_aad(sha, s->key_version, aad);
+		dict_aad(sha, version, aad);
 		GBytes *sealed = NULL;
-		st = mv_aead_seal(g_hash_table_lookup(s->keys, GINT_TO_POINTER(s->key_version)), aad,
-		                  DICT_AAD_LEN, data, len, nonce, tag, &sealed, error_r);
+		if (st == MV_OK)
+			st = mv_aead_seal(k, aad, DICT_AAD_LEN, data, len, nonce, tag, &sealed, error_r);
 		g_bytes_unref(dict);
 		if (st != MV_OK)
 			return st;
@@ -545,6 +832,21 @@ mv_status mv_blobstore_pg_train_sized(mv_blobstore *store, GPtrArray *samples, g
 	"UPDATE blob SET data = $2, stored_size = $3, key_version = $4, enc_nonce = $5, "          \
 	"enc_tag = $6 WHERE sha256 = $1"
 
+/* The version a rotation moves blobs up to: the newest made by an operator
+ * (key init, key rotate).  Versions a writer made when a budget was spent
+ * (made_by nonce-limit) owe nothing: blobs below them stay as they are. */
+static mv_status rekey_floor(pg_store *s, char text_r[16], char **error_r)
+{
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(s->db, "SELECT coalesce(max(version), 0) FROM enc_key "
+	                                  "WHERE made_by = 'operator'", 0, NULL, NULL, NULL, 0, &r,
+	                           error_r);
+	if (st == MV_OK)
+		g_strlcpy(text_r, PQgetvalue(r, 0, 0), 16);
+	PQclear(r);
+	return st;
+}
+
 mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *done_r,
                                       char **error_r)
 {
@@ -552,13 +854,15 @@ mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *d
 	*done_r = 0;
 	if (s->key_version == 0)
 		return mv_fail(error_r, MV_ERR_CONFIG, "encryption is not on (mailvault key init)");
-	mv_key *key = g_hash_table_lookup(s->keys, GINT_TO_POINTER(s->key_version));
-	mv_status st = mv_db_exec(s->db, "BEGIN; SELECT set_config('mailvault.rekeying', 'on', true)",
+	char version_text[16];
+	mv_status st = rekey_floor(s, version_text, error_r);
+	if (st != MV_OK)
+		return st;
+	st = mv_db_exec(s->db, "BEGIN; SELECT set_config('mailvault.rekeying', 'on', true)",
 	                          error_r);
 	if (st != MV_OK)
 		return st;
-	char version_text[16], limit_text[16];
-	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
+	char limit_text[16];
 	g_snprintf(limit_text, sizeof limit_text, "%u", limit);
 	const char *sv[] = {version_text, limit_text};
 	PGresult *r = NULL;
@@ -597,8 +901,19 @@ mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *d
 		}
 		if (st != MV_OK)
 			break;
+		/* The newest version, or the next one when its nonce budget is
+		 * spent (never a version below the blob's own). */
+		mv_key *key = NULL;
+		int to = 0;
+		st = sealing_key(s, &key, &to, error_r);
+		if (st != MV_OK) {
+			g_bytes_unref(stored);
+			break;
+		}
+		char to_text[16];
+		g_snprintf(to_text, sizeof to_text, "%d", to);
 		uint8_t aad[AAD_LEN], nonce[MV_NONCE_LEN], tag[MV_TAG_LEN];
-		blob_aad(sha, raw_size, codec, dict_id, s->key_version, aad);
+		blob_aad(sha, raw_size, codec, dict_id, to, aad);
 		gsize slen = 0;
 		const void *sdata = g_bytes_get_data(stored, &slen);
 		GBytes *sealed = NULL;
@@ -612,7 +927,7 @@ mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *d
 		char size_text[24];
 		g_snprintf(size_text, sizeof size_text, "%zu", (size_t)clen);
 		const char *uv[] = {(const char *)sha, cdata != NULL ? cdata : "", size_text,
-		                    version_text, (const char *)nonce, (const char *)tag};
+		                    to_text, (const char *)nonce, (const char *)tag};
 		int ul[] = {MV_SHA256_LEN, (int)clen, 0, 0, MV_NONCE_LEN, MV_TAG_LEN};
 		int uf[] = {1, 1, 0, 0, 1, 1};
 		PGresult *u = NULL;
@@ -636,13 +951,15 @@ mv_status mv_blobstore_pg_rekey_remaining(mv_blobstore *store, gint64 *remaining
 {
 	pg_store *s = (pg_store *)store;
 	char version_text[16];
-	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
+	mv_status st = rekey_floor(s, version_text, error_r);
+	if (st != MV_OK)
+		return st;
 	const char *v[] = {version_text};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(s->db, "SELECT (SELECT count(*) FROM blob WHERE pack_frame_id IS NULL AND "
-	                                  "(key_version IS NULL OR key_version < $1)) + (SELECT "
-	                                  "count(*) FROM pack_frame WHERE key_version IS NULL OR "
-	                                  "key_version < $1)", 1, v, NULL, NULL, 0, &r, error_r);
+	st = mv_db_query(s->db, "SELECT (SELECT count(*) FROM blob WHERE pack_frame_id IS NULL AND "
+	                        "(key_version IS NULL OR key_version < $1)) + (SELECT "
+	                        "count(*) FROM pack_frame WHERE key_version IS NULL OR "
+	                        "key_version < $1)", 1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
 	*remaining_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -655,10 +972,12 @@ mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r
 {
 	pg_store *s = (pg_store *)store;
 	char version_text[16];
-	g_snprintf(version_text, sizeof version_text, "%d", s->key_version);
+	mv_status st = rekey_floor(s, version_text, error_r);
+	if (st != MV_OK)
+		return st;
 	const char *v[] = {version_text};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(
+	st = mv_db_query(
 		s->db,
 		"UPDATE enc_key SET completed_at = now() WHERE version = $1 "
 		"AND NOT EXISTS (SELECT 1 FROM blob WHERE pack_frame_id IS NULL AND "
@@ -671,6 +990,154 @@ mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r
 	*finished_r = PQntuples(r) == 1;
 	PQclear(r);
 	return MV_OK;
+}
+
+/* Versions wrapped before 030 have no master key fingerprint: record it
+ * for those this master key opens. */
+static mv_status record_fingerprint(mv_db *db, const mv_key *master, char **error_r)
+{
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT version, wrapped FROM enc_key WHERE master_fpr IS NULL",
+	                           0, NULL, NULL, NULL, 1, &r, error_r);
+	uint8_t fpr[MV_KEY_FPR_LEN];
+	mv_key_fingerprint(master, fpr);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		int version = mv_db_get_int4(r, i, 0);
+		mv_key *k = NULL;
+		char *inner = NULL;
+		if (mv_key_unwrap(master, version, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1), &k,
+		                  &inner) != MV_OK) {
+			g_free(inner);
+			continue;
+		}
+		mv_key_free(&k);
+		char vt[16];
+		g_snprintf(vt, sizeof vt, "%d", version);
+		const char *v[] = {vt, (const char *)fpr};
+		int l[] = {0, MV_KEY_FPR_LEN};
+		int f[] = {0, 1};
+		PGresult *u = NULL;
+		st = mv_db_query(db, "UPDATE enc_key SET master_fpr = $2 WHERE version = $1", 2, v, l, f,
+		                 0, &u, error_r);
+		PQclear(u);
+	}
+	PQclear(r);
+	return st;
+}
+
+void mv_key_fingerprint_hex(const mv_key *key, char hex_r[17])
+{
+	uint8_t fpr[MV_KEY_FPR_LEN];
+	mv_key_fingerprint(key, fpr);
+	for (int i = 0; i < 8; i++)
+		g_snprintf(hex_r + 2 * i, 3, "%02x", fpr[i]);
+}
+
+mv_status mv_keyring_rewrap(mv_db *db, const char *key_file, const char *new_key_file,
+                            int *versions_r, char **error_r)
+{
+	*versions_r = 0;
+	char *old_path = mv_key_file_path(key_file, mv_db_home(db));
+	mv_key *old = NULL, *new = NULL;
+	mv_status st = mv_key_file_read(old_path, &old, error_r);
+	if (st == MV_OK)
+		st = mv_key_file_read(new_key_file, &new, error_r);
+	if (st == MV_OK && mv_key_equal(old, new))
+		st = mv_fail(error_r, MV_ERR_CONFIG, "the new key file %s holds the same key as %s",
+		             new_key_file, old_path);
+	if (st != MV_OK) {
+		mv_key_free(&old);
+		mv_key_free(&new);
+		g_free(old_path);
+		return st;
+	}
+	uint8_t new_fpr[MV_KEY_FPR_LEN];
+	mv_key_fingerprint(new, new_fpr);
+	char old_hex[17], new_hex[17];
+	mv_key_fingerprint_hex(old, old_hex);
+	mv_key_fingerprint_hex(new, new_hex);
+	/* One transaction: every version re-wrapped, or none.  The lock keeps
+	 * key rotate and writers making a version (mv_enc_next_version) out
+	 * until it commits; nonce reservations wait the few milliseconds. */
+	st = mv_db_exec(db, "BEGIN; SELECT set_config('mailvault.rewrapping', 'on', true); "
+	                    "LOCK TABLE enc_key IN SHARE ROW EXCLUSIVE MODE", error_r);
+	PGresult *r = NULL;
+	if (st == MV_OK)
+		st = mv_db_query(db, "SELECT version, wrapped FROM enc_key ORDER BY version", 0, NULL,
+		                 NULL, NULL, 1, &r, error_r);
+	int rows = st == MV_OK ? PQntuples(r) : 0;
+	if (st == MV_OK && rows == 0)
+		st = mv_fail(error_r, MV_ERR_CONFIG, "encryption is not on: mailvault key init turns it on");
+	for (int i = 0; i < rows && st == MV_OK; i++) {
+		int version = mv_db_get_int4(r, i, 0);
+		mv_key *dk = NULL, *back = NULL;
+		uint8_t wrapped[MV_WRAPPED_LEN];
+		char *inner = NULL;
+		st = mv_key_unwrap(old, version, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1), &dk,
+		                   &inner);
+		if (st != MV_OK) {
+			st = mv_fail(error_r, MV_ERR_CONFIG, "the key file %s does not open data key version "
+			             "%d: it is not this archive's master key", old_path, version);
+			g_free(inner);
+			break;
+		}
+		st = mv_key_wrap(new, version, dk, wrapped, error_r);
+		/* Checked before it is written: the new wrapping opens to the
+		 * same data key. */
+		if (st == MV_OK)
+			st = mv_key_unwrap(new, version, wrapped, sizeof wrapped, &back, error_r);
+		if (st == MV_OK && !mv_key_equal(dk, back))
+			st = mv_fail(error_r, MV_ERR_INTERNAL, "re-wrapping data key version %d failed", version);
+		mv_key_free(&dk);
+		mv_key_free(&back);
+		char vt[16];
+		g_snprintf(vt, sizeof vt, "%d", version);
+		const char *v[] = {vt, (const char *)wrapped, (const char *)new_fpr};
+		int l[] = {0, MV_WRAPPED_LEN, MV_KEY_FPR_LEN};
+		int f[] = {0, 1, 1};
+		PGresult *u = NULL;
+		if (st == MV_OK)
+			st = mv_db_query(db, "UPDATE enc_key SET wrapped = $2, master_fpr = $3 WHERE version = $1",
+			                 3, v, l, f, 0, &u, error_r);
+		PQclear(u);
+		OPENSSL_cleanse(wrapped, sizeof wrapped);
+	}
+	PQclear(r);
+	r = NULL;
+	/* Before commit: what the table now holds opens with the new key, every
+	 * version, and no longer with the old one. */
+	if (st == MV_OK)
+		st = mv_db_query(db, "SELECT version, wrapped FROM enc_key ORDER BY version", 0, NULL,
+		                 NULL, NULL, 1, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		int version = mv_db_get_int4(r, i, 0);
+		mv_key *k = NULL;
+		char *inner = NULL;
+		st = mv_key_unwrap(new, version, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1), &k,
+		                   error_r);
+		mv_key_free(&k);
+		if (st == MV_OK && mv_key_unwrap(old, version, PQgetvalue(r, i, 1),
+		                                 (size_t)PQgetlength(r, i, 1), &k, &inner) == MV_OK)
+			st = mv_fail(error_r, MV_ERR_INTERNAL, "data key version %d still opens with the "
+			             "old master key", version);
+		mv_key_free(&k);
+		g_free(inner);
+	}
+	PQclear(r);
+	if (st == MV_OK) {
+		char *details = g_strdup_printf("versions=%d master=%s previous=%s", rows, new_hex,
+		                                old_hex);
+		st = mv_audit_append(db, mv_audit_actor(), "key.rewrap", "encryption at rest", details,
+		                     NULL, error_r);
+		g_free(details);
+	}
+	st = mv_db_end(db, st, error_r);
+	if (st == MV_OK)
+		*versions_r = rows;
+	mv_key_free(&old);
+	mv_key_free(&new);
+	g_free(old_path);
+	return st;
 }
 
 mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first,
@@ -690,12 +1157,18 @@ mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first
 		return st;
 	}
 	PGresult *r = NULL;
+	/* Owed: the newest operator version (key init, key rotate) is not
+	 * complete, or blobs are below it (versions writers made when a nonce
+	 * budget was spent owe nothing). */
 	st = mv_db_query(db,
-	                 "SELECT version, wrapped, completed_at IS NOT NULL, "
+	                 "WITH op AS (SELECT version, completed_at FROM enc_key "
+	                 "WHERE made_by = 'operator' ORDER BY version DESC LIMIT 1) "
+	                 "SELECT version, wrapped, (SELECT completed_at IS NOT NULL FROM op), "
 	                 "(EXISTS (SELECT 1 FROM blob WHERE pack_frame_id IS NULL AND "
-	                 "(key_version IS NULL OR key_version < enc_key.version)) OR EXISTS (SELECT 1 "
-	                 "FROM pack_frame f WHERE f.key_version IS NULL OR f.key_version < "
-	                 "enc_key.version)) FROM enc_key ORDER BY version DESC LIMIT 1",
+	                 "(key_version IS NULL OR key_version < (SELECT version FROM op))) OR "
+	                 "EXISTS (SELECT 1 FROM pack_frame f WHERE f.key_version IS NULL OR "
+	                 "f.key_version < (SELECT version FROM op))) "
+	                 "FROM enc_key ORDER BY version DESC LIMIT 1",
 	                 0, NULL, NULL, NULL, 1, &r, error_r);
 	int latest = 0;
 	if (st == MV_OK && PQntuples(r) == 1) {
@@ -706,6 +1179,8 @@ mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first
 		                   &k, error_r);
 		mv_key_free(&k);
 		gboolean done = *PQgetvalue(r, 0, 2) != 0 && *PQgetvalue(r, 0, 3) == 0;
+		if (st == MV_OK)
+			st = record_fingerprint(db, master, error_r);
 		if (st == MV_OK && first)
 			st = mv_fail(error_r, MV_ERR_CONFIG, "encryption is on already (key version %d); "
 			             "mailvault key rotate makes a new key version", latest);
@@ -727,12 +1202,14 @@ mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first
 		mv_key_free(&dk);
 		char vtext[16];
 		g_snprintf(vtext, sizeof vtext, "%d", version);
-		const char *v[] = {vtext, (const char *)wrapped};
-		int l[] = {0, MV_WRAPPED_LEN};
-		int f[] = {0, 1};
+		uint8_t fpr[MV_KEY_FPR_LEN];
+		mv_key_fingerprint(master, fpr);
+		const char *v[] = {vtext, (const char *)wrapped, (const char *)fpr};
+		int l[] = {0, MV_WRAPPED_LEN, MV_KEY_FPR_LEN};
+		int f[] = {0, 1, 1};
 		if (st == MV_OK)
-			st = mv_db_query(db, "INSERT INTO enc_key (version, wrapped) VALUES ($1, $2)", 2, v,
-			                 l, f, 0, &r, error_r);
+			st = mv_db_query(db, "INSERT INTO enc_key (version, wrapped, master_fpr) "
+			                 "VALUES ($1, $2, $3)", 3, v, l, f, 0, &r, error_r);
 		PQclear(r);
 		OPENSSL_cleanse(wrapped, sizeof wrapped);
 		if (st == MV_OK) {
@@ -746,4 +1223,178 @@ mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first
 	}
 	mv_key_free(&master);
 	return mv_db_end(db, st, error_r);
+}
+
+/* ---- search text (schema/029-search-text.sql) ----
+ *
+ * A 10-byte header (format, codec, key version, text length; all bound
+ * into the additional data), then, when the archive is encrypted, nonce
+ * and tag, then the text compressed with zstd (or as is when that is not
+ * smaller), sealed by mv_aead_seal as blobs are.  The additional data also
+ * binds the text to its message's SHA-256 and part path, so a text moved
+ * to another row does not open. */
+#define TEXT_FORMAT 1
+#define TEXT_HEAD_LEN 10
+#define TEXT_AAD_PREFIX "mailvault text v1"
+#define TEXT_RAW_MAX ((size_t)16 * 1024 * 1024)
+
+static GByteArray *text_aad(const uint8_t sha[MV_SHA256_LEN], const char *path,
+                            const uint8_t head[TEXT_HEAD_LEN])
+{
+	GByteArray *aad = g_byte_array_new();
+	g_byte_array_append(aad, (const guint8 *)TEXT_AAD_PREFIX, sizeof TEXT_AAD_PREFIX - 1);
+	g_byte_array_append(aad, sha, MV_SHA256_LEN);
+	g_byte_array_append(aad, head, TEXT_HEAD_LEN);
+	if (path != NULL)
+		g_byte_array_append(aad, (const guint8 *)path, (guint)strlen(path));
+	return aad;
+}
+
+mv_status mv_blobstore_pg_text_encode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                      const char *path, const char *text, size_t len,
+                                      GBytes **out_r, char **error_r)
+{
+	pg_store *s = (pg_store *)store;
+	*out_r = NULL;
+	if (len > TEXT_RAW_MAX)
+		return mv_fail(error_r, MV_ERR_INPUT, "search text of %zu bytes is over %zu", len,
+		               TEXT_RAW_MAX);
+	mv_codec codec = MV_CODEC_NONE;
+	GBytes *packed = NULL;
+	mv_status st = mv_codec_compress(text != NULL ? text : "", len, s->settings.zstd_level, NULL,
+	                                 &codec, &packed, error_r);
+	if (st != MV_OK)
+		return st;
+	/* The key and version from the one sealing path (its nonce budget, and
+	 * the writer's own next version when a budget is spent). */
+	mv_key *key = NULL;
+	int version = 0;
+	if (s->key_version > 0) {
+		st = sealing_key(s, &key, &version, error_r);
+		if (st != MV_OK) {
+			g_bytes_unref(packed);
+			return st;
+		}
+	}
+	uint8_t head[TEXT_HEAD_LEN];
+	head[0] = TEXT_FORMAT;
+	head[1] = (uint8_t)codec;
+	uint32_t v = htobe32((uint32_t)version), l = htobe32((uint32_t)len);
+	memcpy(head + 2, &v, 4);
+	memcpy(head + 6, &l, 4);
+	GByteArray *out = g_byte_array_new();
+	g_byte_array_append(out, head, TEXT_HEAD_LEN);
+	gsize plen = 0;
+	const guint8 *pdata = g_bytes_get_data(packed, &plen);
+	if (key != NULL) {
+		uint8_t nonce[MV_NONCE_LEN], tag[MV_TAG_LEN];
+		GByteArray *aad = text_aad(sha, path, head);
+		GBytes *sealed = NULL;
+		st = mv_aead_seal(key, aad->data, aad->len, pdata != NULL ? pdata : (const guint8 *)"", plen,
+		                  nonce, tag, &sealed, error_r);
+		g_byte_array_free(aad, TRUE);
+		if (st == MV_OK) {
+			gsize slen = 0;
+			const guint8 *sdata = g_bytes_get_data(sealed, &slen);
+			g_byte_array_append(out, nonce, MV_NONCE_LEN);
+			g_byte_array_append(out, tag, MV_TAG_LEN);
+			if (slen > 0)
+				g_byte_array_append(out, sdata, (guint)slen);
+			g_bytes_unref(sealed);
+		}
+	} else if (plen > 0) {
+		g_byte_array_append(out, pdata, (guint)plen);
+	}
+	g_bytes_unref(packed);
+	if (st != MV_OK) {
+		g_byte_array_free(out, TRUE);
+		return st;
+	}
+	*out_r = g_byte_array_free_to_bytes(out);
+	return MV_OK;
+}
+
+mv_status mv_blobstore_pg_text_decode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                      const char *path, const void *data, size_t len,
+                                      char **text_r, char **error_r)
+{
+	pg_store *s = (pg_store *)store;
+	*text_r = NULL;
+	const uint8_t *d = data;
+	char hex[MV_SHA256_HEX_LEN + 1];
+	mv_sha256_to_hex(sha, hex);
+	const char *where = path != NULL && *path != '\0' ? path : "-";
+	if (len < TEXT_HEAD_LEN || d[0] != TEXT_FORMAT ||
+	    (d[1] != MV_CODEC_NONE && d[1] != MV_CODEC_ZSTD))
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "search text of message %s part %s is malformed",
+		               hex, where);
+	uint32_t v, l;
+	memcpy(&v, d + 2, 4);
+	memcpy(&l, d + 6, 4);
+	int key_version = (int)be32toh(v);
+	size_t raw = be32toh(l);
+	if (raw > TEXT_RAW_MAX || key_version < 0)
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "search text of message %s part %s is malformed",
+		               hex, where);
+	const uint8_t *payload = d + TEXT_HEAD_LEN;
+	size_t plen = len - TEXT_HEAD_LEN;
+	GBytes *opened = NULL;
+	if (key_version > 0) {
+		mv_key *k = g_hash_table_lookup(s->keys, GINT_TO_POINTER(key_version));
+		if (k == NULL)
+			return mv_fail(error_r, MV_ERR_INTEGRITY, "search text of message %s names key "
+			               "version %d, which the archive does not have", hex, key_version);
+		if (plen < MV_NONCE_LEN + MV_TAG_LEN)
+			return mv_fail(error_r, MV_ERR_INTEGRITY,
+			               "search text of message %s part %s is malformed", hex, where);
+		GByteArray *aad = text_aad(sha, path, d);
+		char *inner = NULL;
+		mv_status st = mv_aead_open(k, aad->data, aad->len, payload + MV_NONCE_LEN + MV_TAG_LEN,
+		                            plen - MV_NONCE_LEN - MV_TAG_LEN, payload,
+		                            payload + MV_NONCE_LEN, &opened, &inner);
+		g_byte_array_free(aad, TRUE);
+		if (st != MV_OK) {
+			st = mv_fail(error_r, st, "search text of message %s part %s: %s (altered, or "
+			             "moved from another row)", hex, where, inner);
+			g_free(inner);
+			return st;
+		}
+		gsize olen = 0;
+		payload = g_bytes_get_data(opened, &olen);
+		plen = olen;
+	}
+	GBytes *out = NULL;
+	mv_status st = mv_codec_decompress((mv_codec)d[1], payload != NULL ? payload : (const uint8_t *)"",
+	                                   plen, raw, NULL, &out, error_r);
+	if (opened != NULL)
+		g_bytes_unref(opened);
+	if (st != MV_OK)
+		return st;
+	gsize olen = 0;
+	const char *o = g_bytes_get_data(out, &olen);
+	/* The text goes back to PostgreSQL as text: valid UTF-8, no NUL. */
+	if (o != NULL && g_utf8_validate_len(o, olen, NULL))
+		*text_r = g_strndup(o, olen);
+	else
+		*text_r = g_utf8_make_valid(o != NULL ? o : "", (gssize)olen);
+	g_bytes_unref(out);
+	return MV_OK;
+}
+
+mv_status mv_blobstore_pg_text_read(mv_blobstore *store, const PGresult *r, int row, int col,
+                                    const uint8_t sha[MV_SHA256_LEN], const char *path,
+                                    char **text_r, char **error_r)
+{
+	*text_r = NULL;
+	if (!PQgetisnull(r, row, col)) {
+		size_t n = 0;
+		unsigned char *z = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+		if (z == NULL)
+			return mv_fail(error_r, MV_ERR_INTERNAL, "out of memory reading a search text");
+		mv_status st = mv_blobstore_pg_text_decode(store, sha, path, z, n, text_r, error_r);
+		PQfreemem(z);
+		return st;
+	}
+	*text_r = g_strdup(PQgetisnull(r, row, col + 1) ? "" : PQgetvalue(r, row, col + 1));
+	return MV_OK;
 }

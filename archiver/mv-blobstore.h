@@ -17,6 +17,7 @@
 #include <glib.h>
 #include <stdint.h>
 
+#include "mv-crypt.h"
 #include "mv-db.h"
 #include "mv-hash.h"
 #include "mv-status.h"
@@ -103,6 +104,24 @@ int mv_blobstore_pg_key_version(mv_blobstore *store);
 mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first,
                                  int *version_r, gboolean *resumed_r, char **error_r)
 	MV_WARN_UNUSED;
+/* Master-key rotation: re-wrap every data key version under the master key
+ * in new_key_file (which must differ from the one in key_file), in one
+ * transaction, each new wrapping checked by unwrapping it before anything
+ * is written, the whole table checked again before commit, and an audit
+ * entry key.rewrap (fingerprints only).  Interrupted at any point, exactly
+ * one of the two key files opens the archive.  Processes running keep their
+ * unwrapped data keys; new ones need the new key file. */
+mv_status mv_keyring_rewrap(mv_db *db, const char *key_file, const char *new_key_file,
+                            int *versions_r, char **error_r) MV_WARN_UNUSED;
+/* The first 16 hex digits of a key's fingerprint (mv_key_fingerprint). */
+void mv_key_fingerprint_hex(const mv_key *key, char hex_r[17]);
+/* The data key and version the next seal must use: the newest version, with
+ * a nonce ready from its budget (reserved in enc_key); when that version's
+ * nonce budget is spent the next version is made first (audit entry
+ * key.rotate, reason nonce-limit; docs/encryption.md).  Every sealing with
+ * the archive's data keys goes through here, then mv_aead_seal. */
+mv_status mv_blobstore_pg_sealing_key(mv_blobstore *store, mv_key **key_r, int *version_r,
+                                      char **error_r) MV_WARN_UNUSED;
 /* Re-encrypt at most limit blobs in clear or below the store's key version
  * to that version, each checked against its SHA-256 first; one transaction
  * (ingest and reads go on).  *done_r: how many; 0 when none are left. */
@@ -114,6 +133,26 @@ mv_status mv_blobstore_pg_rekey_remaining(mv_blobstore *store, gint64 *remaining
  * below it; *finished_r tells whether none is. */
 mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r,
                                        char **error_r) MV_WARN_UNUSED;
+/* The search text of a message (path NULL) or of one of its parts
+ * (schema/029-search-text.sql), as stored in message_text.ztext and
+ * part_text.ztext: compressed with zstd and, when the archive is
+ * encrypted, sealed with the newest key version as blobs are, bound to the
+ * message's SHA-256 and the path.  MV_ERR_INPUT over 16 MiB.  *out_r:
+ * g_bytes_unref. */
+mv_status mv_blobstore_pg_text_encode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                      const char *path, const char *text, size_t len,
+                                      GBytes **out_r, char **error_r) MV_WARN_UNUSED;
+/* The text again (valid UTF-8 without NUL, g_free); MV_ERR_INTEGRITY when
+ * it is malformed or does not authenticate for this message and path. */
+mv_status mv_blobstore_pg_text_decode(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN],
+                                      const char *path, const void *data, size_t len,
+                                      char **text_r, char **error_r) MV_WARN_UNUSED;
+/* The text of a text-format result row whose column col is ztext (bytea)
+ * and col + 1 the clear doc of a row stored before 029 (read when ztext
+ * is NULL). */
+mv_status mv_blobstore_pg_text_read(mv_blobstore *store, const PGresult *r, int row, int col,
+                                    const uint8_t sha[MV_SHA256_LEN], const char *path,
+                                    char **text_r, char **error_r) MV_WARN_UNUSED;
 /* Whether the store has a current dictionary. */
 gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store);
 

@@ -61,7 +61,123 @@ static char *fold_snippet(const char *in)
 	return g_string_free(s, FALSE);
 }
 
-mv_status mv_catalog_snippets(mv_db *db, const char *query, GPtrArray *hits, char **error_r)
+/* The characters written without spaces between words, as
+ * mv_cjk_class() in schema/021-search-languages.sql says. */
+static gboolean is_cjk(gunichar c)
+{
+	return (c >= 0x2E80 && c <= 0x2FDF) || (c >= 0x3041 && c <= 0x30FF) ||
+	       (c >= 0x3105 && c <= 0x312F) || (c >= 0x3131 && c <= 0x318E) ||
+	       (c >= 0x31A0 && c <= 0x31FF) || (c >= 0x3400 && c <= 0x4DBF) ||
+	       (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xA960 && c <= 0xA97F) ||
+	       (c >= 0xAC00 && c <= 0xD7AF) || (c >= 0xF900 && c <= 0xFAFF) ||
+	       (c >= 0xFF66 && c <= 0xFF9F);
+}
+
+/* The runs of CJK characters in the query's bare words and phrases (the
+ * words search finds by their bigrams; a field term such as subject:
+ * or a negated word is no snippet's), longest first, at most 16. */
+static GPtrArray *cjk_runs(const char *query)
+{
+	GPtrArray *runs = g_ptr_array_new_with_free_func(g_free);
+	char *valid = g_utf8_make_valid(query, -1);
+	char **words = g_strsplit_set(valid, " \t\r\n", -1);
+	for (char **w = words; *w != NULL; w++) {
+		if (**w == '-' || strchr(*w, ':') != NULL)
+			continue;
+		const char *start = NULL;
+		for (const char *c = *w;; c = g_utf8_next_char(c)) {
+			gboolean cjk = *c != '\0' && is_cjk(g_utf8_get_char(c));
+			if (cjk && start == NULL)
+				start = c;
+			if (!cjk && start != NULL) {
+				if (runs->len < 16)
+					g_ptr_array_add(runs, g_strndup(start, (gsize)(c - start)));
+				start = NULL;
+			}
+			if (*c == '\0')
+				break;
+		}
+	}
+	g_strfreev(words);
+	g_free(valid);
+	for (guint i = 1; i < runs->len; i++) /* longest first: insertion sort */
+		for (guint j = i; j > 0 && strlen(runs->pdata[j]) > strlen(runs->pdata[j - 1]); j--) {
+			gpointer t = runs->pdata[j];
+			runs->pdata[j] = runs->pdata[j - 1];
+			runs->pdata[j - 1] = t;
+		}
+	return runs;
+}
+
+/* s with every occurrence of a run outside the marks already there marked. */
+static char *mark_runs(const char *s, gsize len, const GPtrArray *runs)
+{
+	GString *out = g_string_sized_new(len + 16);
+	gboolean inside = FALSE;
+	for (gsize i = 0; i < len;) {
+		if (s[i] == MV_SNIPPET_START || s[i] == MV_SNIPPET_END)
+			inside = s[i] == MV_SNIPPET_START;
+		const char *hit = NULL;
+		for (guint k = 0; !inside && hit == NULL && k < runs->len; k++) {
+			const char *run = runs->pdata[k];
+			gsize rl = strlen(run);
+			if (rl > 0 && rl <= len - i && memcmp(s + i, run, rl) == 0)
+				hit = run;
+		}
+		if (hit != NULL) {
+			g_string_append_c(out, MV_SNIPPET_START);
+			g_string_append(out, hit);
+			g_string_append_c(out, MV_SNIPPET_END);
+			i += strlen(hit);
+		} else {
+			g_string_append_c(out, s[i]);
+			i++;
+		}
+	}
+	return g_string_free(out, FALSE);
+}
+
+/* Whether s holds one of runs. */
+static const char *find_run(const char *s, const GPtrArray *runs)
+{
+	const char *first = NULL;
+	for (guint k = 0; k < runs->len; k++) {
+		const char *at = strstr(s, runs->pdata[k]);
+		if (at != NULL && (first == NULL || at < first))
+			first = at;
+	}
+	return first;
+}
+
+#define CJK_BEFORE 24 /* characters of context before the first CJK hit */
+#define CJK_AFTER 60  /* ... and after it */
+
+/* The snippet with the query's CJK words marked: ts_headline's when it
+ * shows one (marked there), else ts_headline's fragments (when they mark
+ * another term) and a fragment of text around the first CJK word. */
+static char *cjk_snippet(const char *headline, const char *text, const GPtrArray *runs)
+{
+	if (headline != NULL && find_run(headline, runs) != NULL)
+		return mark_runs(headline, strlen(headline), runs);
+	const char *at = text != NULL ? find_run(text, runs) : NULL;
+	if (at == NULL)
+		return g_strdup(headline);
+	const char *from = at;
+	for (int i = 0; i < CJK_BEFORE && from > text; i++)
+		from = g_utf8_find_prev_char(text, from);
+	const char *to = at;
+	for (int i = 0; i < CJK_AFTER && *to != '\0'; i++)
+		to = g_utf8_next_char(to);
+	char *window = mark_runs(from, (gsize)(to - from), runs);
+	char *res = headline != NULL && strchr(headline, MV_SNIPPET_START) != NULL
+	                ? g_strdup_printf("%s ... %s", headline, window)
+	                : g_strdup(window);
+	g_free(window);
+	return res;
+}
+
+mv_status mv_catalog_snippets(mv_db *db, mv_blobstore *blobs, const char *query,
+                              GPtrArray *hits, char **error_r)
 {
 	/* ids: every hit's (for its language); with_snippet: the first
 	 * MV_SNIPPET_MAX_HITS */
@@ -80,63 +196,128 @@ mv_status mv_catalog_snippets(mv_db *db, const char *query, GPtrArray *hits, cha
 	g_string_append_c(ids, '}');
 	g_string_append_c(with_snippet, '}');
 	mv_query_sql *q = NULL;
-	mv_status st = n == 0 ? MV_OK : mv_query_compile(query, 4, &q, error_r);
+	mv_status st = n == 0 ? MV_OK : mv_query_compile(query, 5, &q, error_r);
 	if (n == 0 || st != MV_OK) {
 		g_string_free(ids, TRUE);
 		g_string_free(with_snippet, TRUE);
 		return st;
 	}
-	/* Every parameter typed, also those of terms the snippet does not use
-	 * (an unused one has no type and fails the statement). */
-	GString *typed = g_string_new("num_nonnulls($2::text");
-	for (guint i = 0; i < q->params->len; i++)
-		g_string_append_printf(typed, ", $%u::text", i + 4);
-	g_string_append(typed, ") >= 0");
-	/* ts_headline reads at most MV_SNIPPET_INPUT characters per message
-	 * (over 256 KiB it costs tens of milliseconds a row), without the
-	 * marker characters, so that only its own marks are marks. */
-	char *snippet = q->highlight != NULL
-	                    ? g_strdup_printf("CASE WHEN t.message_id = ANY ($3::bigint[]) THEN "
-	                                      "ts_headline(mv_lang_config(t.lang), "
-	                                      "translate(left(t.doc, %d), E'\\x02\\x03', ''), %s, $2) END",
-	                                      MV_SNIPPET_INPUT, q->highlight)
-	                    : g_strdup("NULL::text");
-	char *sql = g_strdup_printf("SELECT t.message_id, t.lang, %s FROM message_text t "
-	                            "WHERE t.message_id = ANY ($1::bigint[]) AND $3::bigint[] IS NOT NULL AND %s",
-	                            snippet, typed->str);
-	g_free(snippet);
-	g_string_free(typed, TRUE);
-	const char *lead[] = {ids->str,
-	                      "MaxFragments=2, MaxWords=14, MinWords=6, "
-	                      "FragmentDelimiter=\" ... \", StartSel=\x02, StopSel=\x03",
-	                      with_snippet->str};
+	GPtrArray *runs = cjk_runs(query);
+	gboolean want_text = q->highlight != NULL || runs->len > 0;
+	/* The languages of every hit, the stored texts of those that get a
+	 * snippet (the first MV_SNIPPET_INPUT characters of a text stored in
+	 * clear before schema/029). */
+	const char *v1[] = {ids->str, want_text ? with_snippet->str : "{}"};
 	PGresult *r = NULL;
-	st = mv_db_query_params(db, sql, lead, 3, q->params, &r, error_r);
-	g_free(sql);
-	mv_query_sql_free(&q);
+	st = mv_db_query(db,
+	                 "SELECT t.message_id, t.lang, m.sha256, "
+	                 "  CASE WHEN t.message_id = ANY ($2::bigint[]) THEN t.ztext END, "
+	                 "  CASE WHEN t.message_id = ANY ($2::bigint[]) THEN "
+	                 "    left(t.doc, " G_STRINGIFY(MV_SNIPPET_INPUT) ") END "
+	                 "FROM message_text t JOIN message m ON m.id = t.message_id "
+	                 "WHERE t.message_id = ANY ($1::bigint[])",
+	                 2, v1, NULL, NULL, 0, &r, error_r);
 	g_string_free(ids, TRUE);
 	g_string_free(with_snippet, TRUE);
-	if (st != MV_OK)
-		return st;
 	GHashTable *by_id = g_hash_table_new(g_int64_hash, g_int64_equal);
 	for (guint i = 0; i < hits->len; i++) {
 		mv_hit *h = hits->pdata[i];
 		if (!h->destroyed)
 			g_hash_table_insert(by_id, &h->id, h);
 	}
-	for (int i = 0; i < PQntuples(r); i++) {
+	/* id -> decoded text (at most MV_SNIPPET_INPUT characters, without
+	 * the marker characters, so that only marks are marks) */
+	GHashTable *texts = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, g_free);
+	GString *sids = g_string_new("{"), *sdocs = g_string_new("{"), *slangs = g_string_new("{");
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
 		gint64 id = int_value(r, i, 0);
 		mv_hit *h = g_hash_table_lookup(by_id, &id);
 		if (h == NULL)
 			continue;
 		g_free(h->lang);
 		h->lang = dup_value(r, i, 1);
-		g_free(h->snippet);
-		h->snippet = PQgetisnull(r, i, 2) ? NULL : fold_snippet(PQgetvalue(r, i, 2));
+		if (PQgetisnull(r, i, 3) && PQgetisnull(r, i, 4))
+			continue;
+		size_t shalen = 0;
+		unsigned char *sha = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 2), &shalen);
+		char *text = NULL;
+		if (sha == NULL || shalen != MV_SHA256_LEN)
+			st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading search texts");
+		else
+			st = mv_blobstore_pg_text_read(blobs, r, i, 3, sha, NULL, &text, error_r);
+		PQfreemem(sha);
+		if (st != MV_OK)
+			break;
+		if (g_utf8_strlen(text, -1) > MV_SNIPPET_INPUT)
+			*g_utf8_offset_to_pointer(text, MV_SNIPPET_INPUT) = '\0';
+		for (char *c = text; *c != '\0'; c++)
+			if (*c == MV_SNIPPET_START || *c == MV_SNIPPET_END)
+				*c = ' ';
+		mv_db_array_text(sids, PQgetvalue(r, i, 0));
+		mv_db_array_text(sdocs, text);
+		mv_db_array_text(slangs, h->lang);
+		g_hash_table_insert(texts, &h->id, text);
 	}
-	g_hash_table_destroy(by_id);
 	PQclear(r);
-	return MV_OK;
+	r = NULL;
+	g_string_append_c(sids, '}');
+	g_string_append_c(sdocs, '}');
+	g_string_append_c(slangs, '}');
+	if (st == MV_OK && q->highlight != NULL && g_hash_table_size(texts) > 0) {
+		/* Every parameter typed, also those of terms the snippet does not
+		 * use (an unused one has no type and fails the statement). */
+		GString *typed = g_string_new("num_nonnulls($2::text");
+		for (guint i = 0; i < q->params->len; i++)
+			g_string_append_printf(typed, ", $%u::text", i + 5);
+		g_string_append(typed, ") >= 0");
+		char *sql = g_strdup_printf("SELECT u.id, ts_headline(mv_lang_config(u.lang), u.doc, %s, $2) "
+		                            "FROM unnest($1::bigint[], $3::text[], $4::text[]) AS u(id, doc, lang) "
+		                            "WHERE %s",
+		                            q->highlight, typed->str);
+		g_string_free(typed, TRUE);
+		const char *lead[] = {sids->str,
+		                      "MaxFragments=2, MaxWords=14, MinWords=6, "
+		                      "FragmentDelimiter=\" ... \", StartSel=\x02, StopSel=\x03",
+		                      sdocs->str, slangs->str};
+		st = mv_db_query_params(db, sql, lead, 4, q->params, &r, error_r);
+		g_free(sql);
+	}
+	for (int i = 0; st == MV_OK && r != NULL && i < PQntuples(r); i++) {
+		gint64 id = int_value(r, i, 0);
+		mv_hit *h = g_hash_table_lookup(by_id, &id);
+		if (h == NULL || PQgetisnull(r, i, 1))
+			continue;
+		g_free(h->snippet);
+		h->snippet = g_strdup(PQgetvalue(r, i, 1));
+	}
+	if (st == MV_OK && runs->len > 0) {
+		GHashTableIter it;
+		gpointer key, value;
+		g_hash_table_iter_init(&it, texts);
+		while (g_hash_table_iter_next(&it, &key, &value)) {
+			mv_hit *h = g_hash_table_lookup(by_id, key);
+			char *marked = cjk_snippet(h->snippet, value, runs);
+			g_free(h->snippet);
+			h->snippet = marked;
+		}
+	}
+	for (guint i = 0; st == MV_OK && i < hits->len; i++) {
+		mv_hit *h = hits->pdata[i];
+		if (h->snippet != NULL) {
+			char *folded = fold_snippet(h->snippet);
+			g_free(h->snippet);
+			h->snippet = folded;
+		}
+	}
+	PQclear(r);
+	g_string_free(sids, TRUE);
+	g_string_free(sdocs, TRUE);
+	g_string_free(slangs, TRUE);
+	g_hash_table_destroy(texts);
+	g_hash_table_destroy(by_id);
+	g_ptr_array_free(runs, TRUE);
+	mv_query_sql_free(&q);
+	return st;
 }
 
 

@@ -8,6 +8,7 @@
 
 #include <glib.h>
 
+#include "mv-blobstore.h"
 #include "mv-db.h"
 #include "mv-status.h"
 
@@ -59,12 +60,18 @@ mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean i
  * without bare words.  Only the first MV_SNIPPET_MAX_HITS hits get one (a
  * search of every message has no time for a snippet of each); every hit
  * gets its language.
+ * The texts are stored encoded (schema/029-search-text.sql): they are
+ * decoded here by blobs (the key, when the archive is encrypted) and sent
+ * back to ts_headline as a parameter.  Chinese, Japanese and Korean words
+ * of the query (found through bigrams, which ts_headline does not see)
+ * are marked here, in the fragment around their first occurrence.
  * Reads under the caller's row-level security, like the search.  hits
- * stay owned by the caller. */
+ * stay owned by the caller.  MV_ERR_INTEGRITY when a text does not
+ * decode. */
 #define MV_SNIPPET_INPUT 20000
 #define MV_SNIPPET_MAX_HITS 1000
-mv_status mv_catalog_snippets(mv_db *db, const char *query, GPtrArray *hits,
-                              char **error_r) MV_WARN_UNUSED;
+mv_status mv_catalog_snippets(mv_db *db, mv_blobstore *blobs, const char *query,
+                              GPtrArray *hits, char **error_r) MV_WARN_UNUSED;
 
 typedef struct {
 	gint64 messages;

@@ -7,6 +7,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,8 +17,19 @@
 
 #include "mv-cluster.h"
 
+typedef struct {
+	GMutex lock;
+	gint64 remaining; /* nonces reserved and not yet used */
+	gint64 used;      /* seals made in this process */
+	gboolean spent;   /* the refill granted no more */
+	mv_nonce_refill_fn refill;
+	void *context;
+	GDestroyNotify free_context;
+} nonce_budget;
+
 struct mv_key {
 	uint8_t bytes[MV_KEY_LEN];
+	nonce_budget *budget; /* NULL: seals are not counted */
 };
 
 /* One page per key: locked, left out of core dumps, wiped on free. */
@@ -41,10 +54,145 @@ void mv_key_free(mv_key **key)
 		return;
 	long page = sysconf(_SC_PAGESIZE);
 	size_t size = page > (long)sizeof(mv_key) ? (size_t)page : sizeof(mv_key);
+	nonce_budget *b = (*key)->budget;
+	if (b != NULL) {
+		if (b->free_context != NULL)
+			b->free_context(b->context);
+		g_mutex_clear(&b->lock);
+		g_free(b);
+	}
 	OPENSSL_cleanse(*key, sizeof(mv_key));
 	(void)munlock(*key, size);
 	free(*key);
 	*key = NULL;
+}
+
+void mv_key_fingerprint(const mv_key *key, uint8_t fpr_r[MV_KEY_FPR_LEN])
+{
+	static const char label[] = "mailvault key fingerprint v1";
+	unsigned int n = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, label, sizeof label - 1) != 1 ||
+	    EVP_DigestUpdate(ctx, key->bytes, MV_KEY_LEN) != 1 ||
+	    EVP_DigestFinal_ex(ctx, fpr_r, &n) != 1 || n != MV_KEY_FPR_LEN)
+		g_error("SHA-256 is not available");
+	EVP_MD_CTX_free(ctx);
+}
+
+gboolean mv_key_equal(const mv_key *a, const mv_key *b)
+{
+	return CRYPTO_memcmp(a->bytes, b->bytes, MV_KEY_LEN) == 0;
+}
+
+void mv_key_protection(const mv_key *key, gboolean *locked_r, gboolean *nodump_r)
+{
+	*locked_r = *nodump_r = FALSE;
+	FILE *f = fopen("/proc/self/smaps", "re");
+	if (f == NULL)
+		return;
+	uintptr_t at = (uintptr_t)key;
+	gboolean in = FALSE;
+	char line[512];
+	while (fgets(line, sizeof line, f) != NULL) {
+		unsigned long lo = 0, hi = 0;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			in = at >= lo && at < hi;
+			continue;
+		}
+		if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			char **flags = g_strsplit_set(line + 8, " \t\n", -1);
+			for (char **fl = flags; *fl != NULL; fl++) {
+				if (strcmp(*fl, "lo") == 0)
+					*locked_r = TRUE;
+				else if (strcmp(*fl, "dd") == 0)
+					*nodump_r = TRUE;
+			}
+			g_strfreev(flags);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+void mv_key_set_nonce_budget(mv_key *key, mv_nonce_refill_fn fn, void *context,
+                             GDestroyNotify free_context)
+{
+	g_return_if_fail(key->budget == NULL);
+	nonce_budget *b = g_new0(nonce_budget, 1);
+	g_mutex_init(&b->lock);
+	b->refill = fn;
+	b->context = context;
+	b->free_context = free_context;
+	key->budget = b;
+}
+
+/* With b locked: a nonce ready for the next seal, refilled when empty. */
+static mv_status budget_ready(nonce_budget *b, char **error_r)
+{
+	if (b->remaining == 0 && !b->spent) {
+		gint64 granted = 0;
+		mv_status st = b->refill(b->context, &granted, error_r);
+		if (st != MV_OK)
+			return st;
+		if (granted <= 0)
+			b->spent = TRUE;
+		else
+			b->remaining = granted;
+	}
+	if (b->remaining == 0)
+		return mv_fail(error_r, MV_ERR_LIMIT,
+		               "this data key has sealed as many blobs as its nonce budget allows");
+	return MV_OK;
+}
+
+mv_status mv_key_nonce_ensure(const mv_key *key, char **error_r)
+{
+	nonce_budget *b = key->budget;
+	if (b == NULL)
+		return MV_OK;
+	g_mutex_lock(&b->lock);
+	mv_status st = budget_ready(b, error_r);
+	g_mutex_unlock(&b->lock);
+	return st;
+}
+
+gboolean mv_key_nonces_spent(const mv_key *key)
+{
+	nonce_budget *b = key->budget;
+	if (b == NULL)
+		return FALSE;
+	g_mutex_lock(&b->lock);
+	gboolean spent = b->spent && b->remaining == 0;
+	g_mutex_unlock(&b->lock);
+	return spent;
+}
+
+gint64 mv_key_nonces_used(const mv_key *key)
+{
+	nonce_budget *b = key->budget;
+	if (b == NULL)
+		return 0;
+	g_mutex_lock(&b->lock);
+	gint64 used = b->used;
+	g_mutex_unlock(&b->lock);
+	return used;
+}
+
+/* Take one nonce from key's budget (none: seals are not counted). */
+static mv_status take_nonce(const mv_key *key, char **error_r)
+{
+	nonce_budget *b = key->budget;
+	if (b == NULL)
+		return MV_OK;
+	g_mutex_lock(&b->lock);
+	mv_status st = budget_ready(b, error_r);
+	if (st == MV_OK) {
+		b->remaining--;
+		b->used++;
+	}
+	g_mutex_unlock(&b->lock);
+	return st;
 }
 
 mv_status mv_key_random(mv_key **key_r, char **error_r)
@@ -142,8 +290,20 @@ mv_status mv_key_file_create(const char *path, char **error_r)
 	if (close(fd) != 0 && st == MV_OK)
 		st = mv_fail(error_r, MV_ERR_IO, "cannot write the key file %s: %s", path,
 		             g_strerror(errno));
-	if (st != MV_OK)
+	if (st != MV_OK) {
 		unlink(path);
+		return st;
+	}
+	/* The file's name is durable too: a key file that vanished in a
+	 * crash after a key command committed would leave the archive shut. */
+	char *dir = g_path_get_dirname(path);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0)
+		st = mv_fail(error_r, MV_ERR_IO, "cannot sync the directory %s: %s", dir,
+		             g_strerror(errno));
+	if (dfd >= 0)
+		close(dfd);
+	g_free(dir);
 	return st;
 }
 
@@ -184,10 +344,13 @@ mv_status mv_aead_seal(const mv_key *key, const void *aad, size_t aad_len, const
                        GBytes **out_r, char **error_r)
 {
 	*out_r = NULL;
+	mv_status st = take_nonce(key, error_r);
+	if (st != MV_OK)
+		return st;
 	if (RAND_bytes(nonce_r, MV_NONCE_LEN) != 1)
 		return mv_fail(error_r, MV_ERR_INTERNAL, "no random bytes for a nonce");
 	uint8_t *out = g_malloc(len + 16); /* room for a final block that GCM never writes */
-	mv_status st = gcm(TRUE, key, aad, aad_len, in, len, nonce_r, tag_r, out, error_r);
+	st = gcm(TRUE, key, aad, aad_len, in, len, nonce_r, tag_r, out, error_r);
 	if (st != MV_OK) {
 		g_free(out);
 		return st;

@@ -52,33 +52,60 @@ static void quiet_notice(void *arg, const char *message)
 	(void)message;
 }
 
-/* TRUE when schema_version holds exactly the migrations 1..N this binary
+/* The session settings of every connection, the actor for the audit
+ * entries the database writes itself (schema/013-record-guards.sql) and
+ * the schema's state, in one round trip: a command's start-up used to be
+ * five (docs/scaling.md).  $1 the statement timeout or NULL, $2 the actor
+ * or NULL, $3 the number of migrations this binary embeds. */
+#define SESSION_SETTINGS                                                                       \
+	"SELECT set_config('client_min_messages', 'warning', false), "                             \
+	"set_config('TimeZone', 'UTC', false), set_config('application_name', 'mailvault', false), " \
+	"CASE WHEN $1::text IS NOT NULL THEN set_config('statement_timeout', $1::text, false) END, " \
+	"CASE WHEN $2::text IS NOT NULL THEN set_config('mailvault.actor', $2::text, false) END, "  \
+	"$3::int"
+/* current: schema_version holds exactly the migrations 1..N this binary
  * embeds (a newer schema is left to mv_db_migrate's loop, which changes
- * nothing then, and to the version check of guests). */
-static mv_status schema_is_current(mv_db *db, gboolean *current_r, char **error_r)
+ * nothing then, and to the version check of guests); version: the highest. */
+#define SESSION_AND_SCHEMA                                                                     \
+	SESSION_SETTINGS ", v.current, v.version FROM (SELECT "                                    \
+	"count(*) FILTER (WHERE version BETWEEN 1 AND $3::int) = $3::int "                         \
+	"AND coalesce(max(version), 0) = $3::int AS current, "                                     \
+	"coalesce(max(version), 0) AS version FROM schema_version) v"
+
+static mv_status session_start(mv_db *db, const mv_db_options *options, gboolean schema,
+                               gboolean *current_r, int *version_r, char **error_r)
 {
 	*current_r = FALSE;
+	*version_r = 0;
+	char timeout[16], count[16];
+	g_snprintf(timeout, sizeof timeout, "%u", options->statement_timeout_ms);
+	g_snprintf(count, sizeof count, "%d", mv_migrations_count);
+	const char *v[] = {options->statement_timeout_ms > 0 ? timeout : NULL, options->actor, count};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(db, "SELECT to_regclass('schema_version') IS NOT NULL", 0, NULL,
-	                           NULL, NULL, 0, &r, error_r);
-	if (st != MV_OK)
-		return st;
-	gboolean exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	mv_status st;
+	if (schema) {
+		char *err = NULL;
+		st = mv_db_query(db, SESSION_AND_SCHEMA, 3, v, NULL, NULL, 0, &r, &err);
+		if (st == MV_OK) {
+			*current_r = strcmp(PQgetvalue(r, 0, 6), "t") == 0;
+			*version_r = (int)g_ascii_strtoll(PQgetvalue(r, 0, 7), NULL, 10);
+			PQclear(r);
+			return MV_OK;
+		}
+		/* 42P01 undefined_table: a database without schema_version (the
+		 * failed statement set nothing): version 0, settings alone. */
+		if (strcmp(db->last_sqlstate, "42P01") != 0) {
+			if (error_r != NULL)
+				*error_r = err;
+			else
+				g_free(err);
+			return st;
+		}
+		g_free(err);
+	}
+	st = mv_db_query(db, SESSION_SETTINGS, 3, v, NULL, NULL, 0, &r, error_r);
 	PQclear(r);
-	if (!exists)
-		return MV_OK;
-	char n[16];
-	g_snprintf(n, sizeof n, "%d", mv_migrations_count);
-	const char *params[] = {n};
-	st = mv_db_query(db,
-	                 "SELECT count(*) FILTER (WHERE version BETWEEN 1 AND $1::int) = $1::int "
-	                 "AND coalesce(max(version), 0) = $1::int FROM schema_version",
-	                 1, params, NULL, NULL, 0, &r, error_r);
-	if (st != MV_OK)
-		return st;
-	*current_r = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-	PQclear(r);
-	return MV_OK;
+	return st;
 }
 
 mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
@@ -153,30 +180,21 @@ mv_status mv_db_open(const mv_db_options *options, mv_db **db_r, char **error_r)
 	db->describe = describe;
 	db->home = g_strdup(options->home);
 	db->prepared = g_hash_table_new(g_str_hash, g_str_equal);
-	st = mv_db_exec(db, "SET client_min_messages = warning; SET TimeZone = 'UTC'; "
-	                    "SET application_name = 'mailvault'", error_r);
-	if (st == MV_OK && options->statement_timeout_ms > 0) {
-		char *set = g_strdup_printf("SET statement_timeout = %u", options->statement_timeout_ms);
-		st = mv_db_exec(db, set, error_r);
-		g_free(set);
-	}
-	if (st == MV_OK && embedded && owner && !options->no_migrate) {
-		/* Every command opens the database: when the schema is complete
-		 * (the usual case) one read says so, and the migration loop, a
-		 * locked transaction per migration, is not run at all. */
-		gboolean current = FALSE;
-		st = schema_is_current(db, &current, error_r);
-		if (st == MV_OK && !current)
-			st = mv_db_migrate(db, NULL, error_r);
-	}
-	if (st == MV_OK && (!embedded || !owner) && !options->no_migrate) {
-		int version = 0;
-		st = mv_db_schema_version(db, &version, error_r);
-		if (st == MV_OK && version < mv_migrations_count)
+	gboolean owns = embedded && owner;
+	gboolean current = FALSE;
+	int version = 0;
+	/* Every command opens the database: when the schema is complete (the
+	 * usual case) the start-up query says so, and the migration loop, a
+	 * locked transaction per migration, is not run at all. */
+	st = session_start(db, options, !options->no_migrate, &current, &version, error_r);
+	if (st == MV_OK && owns && !options->no_migrate && !current)
+		st = mv_db_migrate(db, NULL, error_r);
+	if (st == MV_OK && !owns && !options->no_migrate) {
+		if (version < mv_migrations_count)
 			st = mv_fail(error_r, MV_ERR_DB,
 			             "the database schema is at version %d, this mailvault needs %d: "
 			             "run mailvault db migrate", version, mv_migrations_count);
-		else if (st == MV_OK && version > mv_migrations_count)
+		else if (version > mv_migrations_count)
 			st = mv_fail(error_r, MV_ERR_DB,
 			             "the database schema (version %d) is newer than this mailvault (%d)",
 			             version, mv_migrations_count);

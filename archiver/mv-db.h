@@ -29,6 +29,8 @@ typedef struct {
 	                          administrator stopped) */
 	guint statement_timeout_ms; /* cancel any statement running longer (an
 	                               interactive command's bound); 0: none */
+	const char *actor;     /* mailvault.actor of the session (who acts, for
+	                          the audit entries the database writes), or NULL */
 } mv_db_options;
 
 typedef struct {

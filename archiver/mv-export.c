@@ -1186,10 +1186,10 @@ static mv_status extracted_text(exporter *x, gint64 id, GString *text, char **ex
 	PGresult *r = NULL;
 	mv_status st = mv_db_query_prepared(
 	    x->db, "mv_export_part_text",
-	    "SELECT pt.path, p.filename, pt.doc, pt.problem, "
+	    "SELECT pt.path, p.filename, pt.ztext, pt.doc, pt.problem, "
 	    "  EXISTS (SELECT 1 FROM part_verdict pv WHERE pv.message_id = pt.message_id "
-	    "          AND pv.path = pt.path AND pv.virus = 'infected') "
-	    "FROM part_text pt "
+	    "          AND pv.path = pt.path AND pv.virus = 'infected'), m.sha256 "
+	    "FROM part_text pt JOIN message m ON m.id = pt.message_id "
 	    "LEFT JOIN part p ON p.message_id = pt.message_id AND p.path = pt.path "
 	    "WHERE pt.message_id = $1::bigint "
 	    "ORDER BY string_to_array(nullif(pt.path, ''), '.')::integer[] NULLS FIRST",
@@ -1200,8 +1200,7 @@ static mv_status extracted_text(exporter *x, gint64 id, GString *text, char **ex
 	for (int i = 0; i < PQntuples(r); i++) {
 		const char *path = PQgetvalue(r, i, 0);
 		const char *name = PQgetisnull(r, i, 1) ? NULL : PQgetvalue(r, i, 1);
-		const char *doc = PQgetvalue(r, i, 2);
-		const char *problem = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
+		const char *problem = PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4);
 		if (name != NULL && *name != '\0')
 			g_string_append_printf(text, "\n\n==== Extracted text of attachment %s (part %s) ====\n",
 			                       name, *path != '\0' ? path : "1");
@@ -1209,16 +1208,30 @@ static mv_status extracted_text(exporter *x, gint64 id, GString *text, char **ex
 			g_string_append_printf(text, "\n\n==== Extracted text of part %s ====\n",
 			                       *path != '\0' ? path : "1");
 		/* An infected attachment's text stays out, as its file does. */
-		if (strcmp(PQgetvalue(r, i, 4), "t") == 0 && !x->o->include_infected) {
+		if (strcmp(PQgetvalue(r, i, 5), "t") == 0 && !x->o->include_infected) {
 			g_string_append(text, "[left out: the attachment is infected (export "
 			                      "--include-infected writes it)]\n");
 			continue;
 		}
 		if (problem != NULL)
 			g_string_append_printf(text, "[extraction incomplete: %s]\n", problem);
+		/* stored encoded (schema/029-search-text.sql), or in clear before */
+		size_t shalen = 0;
+		unsigned char *sha = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 6), &shalen);
+		char *doc = NULL;
+		if (sha == NULL || shalen != MV_SHA256_LEN)
+			st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading attachment text");
+		else
+			st = mv_blobstore_pg_text_read(x->blobs, r, i, 2, sha, path, &doc, error_r);
+		PQfreemem(sha);
+		if (st != MV_OK)
+			break;
 		g_string_append(text, doc);
+		g_free(doc);
 	}
 	PQclear(r);
+	if (st != MV_OK)
+		return st;
 	if (text->len > start) {
 		gsize n = MIN(text->len - start, EXCERPT_BYTES);
 		const char *s = text->str + start + 2; /* past the blank lines */

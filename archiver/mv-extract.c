@@ -1019,7 +1019,7 @@ mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gbo
 			if (st != MV_OK)
 				break;
 			mv_extract_message(msg, &elim, FALSE);
-			st = mv_store_part_texts_replace(db, id, msg, MV_EXTRACT_VERSION, error_r);
+			st = mv_store_part_texts_replace(db, blobs, id, msg, MV_EXTRACT_VERSION, error_r);
 			mv_message_free(&msg);
 			if (st == MV_OK)
 				(*done_r)++;

@@ -33,6 +33,7 @@ void mv_parse_limits_default(mv_parse_limits *limits)
 	limits->max_parts = 5000;
 	limits->max_text_bytes = 256 * 1024;
 	limits->min_splice_bytes = 2048;
+	limits->min_decoded_bytes = MV_RECIPE_MIN_BYTES;
 	limits->no_type_detection = FALSE;
 }
 
@@ -75,28 +76,6 @@ void mv_parser_shutdown(void)
 	g_mime_shutdown();
 	xmlCleanupParser();
 	parser_ready = FALSE;
-}
-
-char *mv_utf8_clean(const char *s, gssize len)
-{
-	if (s == NULL)
-		return NULL;
-	gsize n = len < 0 ? strlen(s) : (gsize)len;
-	/* The common case, already clean, is one validation and one copy. */
-	if (len < 0 || memchr(s, '\0', n) == NULL) {
-		if (g_utf8_validate_len(s, n, NULL))
-			return g_strndup(s, n);
-	}
-	GString *nonul = g_string_sized_new(n);
-	for (const char *p = s, *end = s + n; p < end;) {
-		const char *nul = memchr(p, '\0', (gsize)(end - p));
-		const char *stop = nul != NULL ? nul : end;
-		g_string_append_len(nonul, p, stop - p);
-		p = stop + (nul != NULL);
-	}
-	char *valid = g_utf8_make_valid(nonul->str, (gssize)nonul->len);
-	g_string_free(nonul, TRUE);
-	return valid;
 }
 
 /* Append s, stopping at the limit on a character boundary. */
@@ -194,6 +173,9 @@ static void part_free(gpointer p)
 	g_free(part->filename);
 	g_free(part->charset);
 	g_free(part->virus_name);
+	g_free(part->recipe);
+	if (part->decoded != NULL)
+		g_bytes_unref(part->decoded);
 	if (part->content != NULL)
 		g_bytes_unref(part->content);
 	g_free(part);
@@ -273,6 +255,36 @@ static char *detect_type(const guint8 *data, gsize len, gboolean declared_text)
 	return res;
 }
 
+/* A spliced leaf's blob: its decoded content with a recipe when one
+ * rebuilds the encoded bytes exactly (mv-recipe.h: base64 at any line
+ * length or line ends, quoted-printable), else its encoded bytes. */
+static void splice_leaf(walk_ctx *c, GMimeDataWrapper *content, GByteArray *bytes, mv_part *rec)
+{
+	const guint8 *enc = c->raw + rec->raw_offset;
+	mv_recipe_encoding how = MV_RECIPE_NONE;
+	switch (g_mime_data_wrapper_get_encoding(content)) {
+	case GMIME_CONTENT_ENCODING_BASE64:
+		how = MV_RECIPE_BASE64;
+		break;
+	case GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE:
+		how = MV_RECIPE_QP;
+		break;
+	default:
+		break;
+	}
+	mv_recipe recipe;
+	if (how != MV_RECIPE_NONE && c->limits->min_decoded_bytes > 0 &&
+	    bytes->len >= c->limits->min_decoded_bytes &&
+	    mv_recipe_find(how, enc, rec->raw_len, bytes->data, bytes->len, &recipe)) {
+		rec->recipe = g_memdup2(&recipe, sizeof recipe);
+		rec->decoded = rec->content != NULL ? g_bytes_ref(rec->content)
+		                                    : g_bytes_new(bytes->data, bytes->len);
+		mv_sha256(bytes->data, bytes->len, rec->blob_sha256);
+		return;
+	}
+	mv_sha256(enc, rec->raw_len, rec->blob_sha256);
+}
+
 static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 {
 	GMimeObject *obj = GMIME_OBJECT(part);
@@ -330,14 +342,14 @@ static void walk_leaf(walk_ctx *c, GMimePart *part, mv_part *rec)
 		text_append(c->body, "\n", 1, c->limits->max_text_bytes);
 		g_free(clean);
 	}
-	g_object_unref(decoded);
 
 	if (!body_text && rec->raw_len >= c->limits->min_splice_bytes &&
 	    rec->raw_offset >= c->last_splice_end) {
 		rec->spliced = TRUE;
 		c->last_splice_end = rec->raw_offset + rec->raw_len;
-		mv_sha256(c->raw + rec->raw_offset, rec->raw_len, rec->blob_sha256);
+		splice_leaf(c, content, bytes, rec);
 	}
+	g_object_unref(decoded);
 }
 
 static void walk(walk_ctx *c, GMimeObject *obj, const char *path, guint depth)
@@ -512,6 +524,9 @@ static void part_text_free(gpointer p)
 	g_free(t->path);
 	g_free(t->doc);
 	g_free(t->problem);
+	g_free(t->tsv);
+	if (t->ztext != NULL)
+		g_bytes_unref(t->ztext);
 	g_free(t);
 }
 
@@ -760,6 +775,7 @@ void mv_message_free(mv_message **msg)
 	g_ptr_array_free(m->part_texts, TRUE);
 	g_ptr_array_free(m->flags, TRUE);
 	g_string_free(m->text, TRUE);
+	g_free(m->tsv);
 	g_string_free(m->body, TRUE);
 	g_ptr_array_free(m->headers, TRUE);
 	g_free(m->verdicts.virus_name);

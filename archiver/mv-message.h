@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "mv-hash.h"
+#include "mv-recipe.h"
 #include "mv-status.h"
 
 typedef struct {
@@ -26,6 +27,12 @@ typedef struct {
 	gsize max_text_bytes;     /* body text kept for search (default 256 KiB) */
 	gsize min_splice_bytes;   /* non-text parts at least this big are stored
 	                             as their own deduplicated blob (default 2048) */
+	gsize min_decoded_bytes;  /* a spliced part in base64 or quoted-printable
+	                             whose decoded content is at least this big
+	                             is stored by its decoded content when a
+	                             recipe rebuilds its bytes exactly
+	                             (mv-recipe.h; default MV_RECIPE_MIN_BYTES,
+	                             0: never) */
 	gboolean no_type_detection; /* leave parts' detected_type NULL: for readers
 	                               that want only the text (default FALSE) */
 	gboolean keep_attachment_content; /* keep each attachment's decoded
@@ -52,10 +59,17 @@ typedef struct {
 	gboolean in_message;  /* inside an attached message (message/rfc822) */
 	gboolean body_text;   /* its text is part of the message's body text */
 	gint64 size;          /* decoded content size */
-	gboolean spliced;     /* stored as its own blob (raw encoded bytes) */
+	gboolean spliced;     /* stored as its own blob (its encoded bytes, or its
+	                         decoded content with recipe) */
 	gsize raw_offset;     /* range of its encoded content in the raw bytes */
 	gsize raw_len;
-	uint8_t blob_sha256[MV_SHA256_LEN]; /* of raw[raw_offset..+raw_len) when spliced */
+	uint8_t blob_sha256[MV_SHA256_LEN]; /* of raw[raw_offset..+raw_len) when spliced,
+	                         of decoded when recipe is set */
+	mv_recipe *recipe;    /* spliced by decoded content: encoding decoded
+	                         with it gives raw[raw_offset..+raw_len) exactly
+	                         (checked); owned, or NULL */
+	GBytes *decoded;      /* the decoded content stored as the blob when
+	                         recipe is set; owned */
 	gboolean is_attachment;
 	GBytes *content;      /* decoded content of an attachment, of any leaf
 	                         in_message and of any leaf that is not body
@@ -71,11 +85,15 @@ typedef struct {
 
 /* The text extracted from one part (mv-extract.h): path of the part, its
  * text (UTF-8 without NUL, bounded, maybe "") and why extraction failed or
- * was cut (NULL when it did not); all owned. */
+ * was cut (NULL when it did not); all owned.  ztext: doc as stored
+ * (mv_blobstore_pg_text_encode), set by mv-store when it is sent, or NULL;
+ * tsv: its search vector as text (mv_store_vectors), or NULL. */
 typedef struct {
 	char *path;
 	char *doc;
 	char *problem;
+	GBytes *ztext;
+	char *tsv;
 } mv_part_text;
 
 typedef struct {
@@ -129,6 +147,9 @@ typedef struct {
 	GString *body;                /* body text alone (HTML reduced), UTF-8, bounded */
 	const char *lang;             /* detected language of subject and body
 	                                 (mv_lang_detect, static), or NULL */
+	char *tsv;                    /* the search vector of text, as PostgreSQL's
+	                                 text form, when the pipeline computed it on
+	                                 a parse thread (mv_store_vectors), or NULL */
 	GPtrArray *headers;           /* of mv_header*, owned, in order (at most 1000) */
 	mv_message_retention retention;
 	mv_message_verdicts verdicts;

@@ -352,17 +352,25 @@ static mv_status frame_write(mv_blobstore *store, frame_builder *b, gint64 *fram
 	}
 	gint64 id = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
-	int key_version = mv_blobstore_pg_key_version(store);
+	int key_version = 0;
 	uint8_t nonce[MV_NONCE_LEN], tag[MV_TAG_LEN];
-	if (key_version > 0) {
+	if (mv_blobstore_pg_key_version(store) > 0) {
+		/* The one sealing path: the newest version, or the next one when
+		 * its nonce budget is spent (mv-blobstore-pg.c, sealing_key). */
+		mv_key *key = NULL;
+		st = mv_blobstore_pg_sealing_key(store, &key, &key_version, error_r);
+		if (st != MV_OK) {
+			g_bytes_unref(z);
+			return st;
+		}
 		uint8_t aad[FRAME_AAD_LEN];
 		frame_aad(id, b->pack_id, (gint64)b->buf->len, b->dict_id, key_version,
 		          b->contents->data, b->contents->len, aad);
 		gsize zlen = 0;
 		const void *zdata = g_bytes_get_data(z, &zlen);
 		GBytes *sealed = NULL;
-		st = mv_aead_seal(mv_blobstore_pg_data_key(store, key_version), aad, FRAME_AAD_LEN,
-		                  zdata, zlen, nonce, tag, &sealed, error_r);
+		st = mv_aead_seal(key, aad, FRAME_AAD_LEN, zdata != NULL ? zdata : "", zlen, nonce, tag,
+		                  &sealed, error_r);
 		g_bytes_unref(z);
 		if (st != MV_OK)
 			return st;
@@ -870,18 +878,26 @@ mv_status mv_pack_rekey_batch(mv_blobstore *store, guint limit, guint *done_r, c
 {
 	mv_db *db = mv_blobstore_pg_db(store);
 	*done_r = 0;
-	int version = mv_blobstore_pg_key_version(store);
-	if (version == 0)
+	if (mv_blobstore_pg_key_version(store) == 0)
 		return mv_fail(error_r, MV_ERR_CONFIG, "encryption is not on (mailvault key init)");
-	mv_status st = mv_db_exec(db, "BEGIN; SELECT set_config('mailvault.rekeying', 'on', true)",
-	                          error_r);
+	/* Frames below the newest version an operator made (key init, key
+	 * rotate) are owed, as blobs are (rekey_floor in mv-blobstore-pg.c);
+	 * versions writers made when a nonce budget was spent owe nothing. */
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT coalesce(max(version), 0) FROM enc_key "
+	                               "WHERE made_by = 'operator'", 0, NULL, NULL, NULL, 0, &r,
+	                           error_r);
 	if (st != MV_OK)
 		return st;
 	char vt[16], lim[16];
-	g_snprintf(vt, sizeof vt, "%d", version);
+	g_strlcpy(vt, PQgetvalue(r, 0, 0), sizeof vt);
+	PQclear(r);
+	r = NULL;
+	st = mv_db_exec(db, "BEGIN; SELECT set_config('mailvault.rekeying', 'on', true)", error_r);
+	if (st != MV_OK)
+		return st;
 	g_snprintf(lim, sizeof lim, "%u", limit);
 	const char *sv[] = {vt, lim};
-	PGresult *r = NULL;
 	st = mv_db_query(db,
 	                 "SELECT f.id, f.pack_id, f.raw_size, f.contents, coalesce(p.dict_id, 0)::int4, "
 	                 "coalesce(f.key_version, 0)::int4, f.enc_nonce, f.enc_tag, f.data "
@@ -925,13 +941,24 @@ mv_status mv_pack_rekey_batch(mv_blobstore *store, guint limit, guint *done_r, c
 		}
 		if (st != MV_OK)
 			break;
+		/* The newest version, or the next one when its nonce budget is
+		 * spent (never a version below the frame's own). */
+		mv_key *key = NULL;
+		int version = 0;
+		st = mv_blobstore_pg_sealing_key(store, &key, &version, error_r);
+		if (st != MV_OK) {
+			g_bytes_unref(z);
+			break;
+		}
+		char to_text[16];
+		g_snprintf(to_text, sizeof to_text, "%d", version);
 		uint8_t aad[FRAME_AAD_LEN], nonce[MV_NONCE_LEN], tag[MV_TAG_LEN];
 		frame_aad(id, pack, raw_size, dict_id, version, contents, clen, aad);
 		gsize zlen = 0;
 		const void *zdata = g_bytes_get_data(z, &zlen);
 		GBytes *sealed = NULL;
-		st = mv_aead_seal(mv_blobstore_pg_data_key(store, version), aad, FRAME_AAD_LEN,
-		                  zdata != NULL ? zdata : "", zlen, nonce, tag, &sealed, error_r);
+		st = mv_aead_seal(key, aad, FRAME_AAD_LEN, zdata != NULL ? zdata : "", zlen, nonce, tag,
+		                  &sealed, error_r);
 		g_bytes_unref(z);
 		if (st != MV_OK)
 			break;
@@ -940,7 +967,7 @@ mv_status mv_pack_rekey_batch(mv_blobstore *store, guint limit, guint *done_r, c
 		char idt[24], sizet[24];
 		g_snprintf(idt, sizeof idt, "%" G_GINT64_FORMAT, id);
 		g_snprintf(sizet, sizeof sizet, "%zu", (size_t)slen);
-		const char *uv[] = {idt, sdata != NULL ? sdata : "", sizet, vt, (const char *)nonce,
+		const char *uv[] = {idt, sdata != NULL ? sdata : "", sizet, to_text, (const char *)nonce,
 		                    (const char *)tag};
 		int ul[] = {0, (int)slen, 0, 0, MV_NONCE_LEN, MV_TAG_LEN};
 		int uf[] = {0, 1, 0, 0, 1, 1};

@@ -87,55 +87,94 @@ static gboolean wait_for(int fd, short events, gint64 deadline)
 	}
 }
 
+/* A scanner's address, as the settings give it: "unix:/path" or "/path" (a
+ * Unix socket), or a numeric "A.B.C.D:PORT" or "[V6]:PORT" (no name is
+ * resolved: a scanner is a local service).  One parser for clamd, spamd
+ * and rspamd. */
+typedef struct {
+	char *path; /* a Unix socket, or NULL */
+	char *host; /* numeric, without brackets, or NULL */
+	char *port;
+	gboolean v6;
+} scanner_address;
+
+static void scanner_address_clear(scanner_address *a)
+{
+	g_free(a->path);
+	g_free(a->host);
+	g_free(a->port);
+	*a = (scanner_address){0};
+}
+
+static gboolean scanner_address_parse(const char *address, scanner_address *a, char **error_r)
+{
+	*a = (scanner_address){0};
+	const char *path = g_str_has_prefix(address, "unix:") ? address + 5
+	                   : address[0] == '/'                 ? address
+	                                                       : NULL;
+	if (path != NULL) {
+		if (path[0] == '\0' || strlen(path) >= sizeof ((struct sockaddr_un *)NULL)->sun_path) {
+			mv_fail(error_r, MV_ERR_CONFIG, "bad socket path '%s' (empty or too long)", path);
+			return FALSE;
+		}
+		a->path = g_strdup(path);
+		return TRUE;
+	}
+	const char *colon = strrchr(address, ':');
+	if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) > 5 ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535) {
+		mv_fail(error_r, MV_ERR_CONFIG,
+		        "'%s' is neither a socket path nor a numeric HOST:PORT", address);
+		return FALSE;
+	}
+	size_t hl = (size_t)(colon - address);
+	gboolean v6 = hl >= 2 && address[0] == '[' && address[hl - 1] == ']';
+	char *host = v6 ? g_strndup(address + 1, hl - 2) : g_strndup(address, hl);
+	struct in6_addr a6;
+	struct in_addr a4;
+	if (v6 ? inet_pton(AF_INET6, host, &a6) != 1 : inet_pton(AF_INET, host, &a4) != 1) {
+		mv_fail(error_r, MV_ERR_CONFIG, "'%s' is not a numeric HOST:PORT", address);
+		g_free(host);
+		return FALSE;
+	}
+	a->host = host;
+	a->port = g_strdup(colon + 1);
+	a->v6 = v6;
+	return TRUE;
+}
+
 /* A connected non-blocking socket to address, or -1 with *error_r. */
 static int connect_to(const char *address, gint64 deadline, mv_status *st_r, char **error_r)
 {
+	scanner_address a;
+	if (!scanner_address_parse(address, &a, error_r)) {
+		*st_r = MV_ERR_CONFIG;
+		return -1;
+	}
 	*st_r = MV_ERR_IO;
-	const char *path = NULL;
-	if (g_str_has_prefix(address, "unix:"))
-		path = address + 5;
-	else if (address[0] == '/')
-		path = address;
 	int fd = -1;
-	if (path != NULL) {
+	if (a.path != NULL) {
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
-		if (strlen(path) >= sizeof sun.sun_path) {
-			*st_r = MV_ERR_CONFIG;
-			mv_fail(error_r, MV_ERR_CONFIG, "socket path too long: %s", path);
-			return -1;
-		}
-		strcpy(sun.sun_path, path);
+		memcpy(sun.sun_path, a.path, strlen(a.path) + 1);
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0 || (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0 &&
 		               errno != EINPROGRESS && errno != EAGAIN)) {
-			mv_fail(error_r, MV_ERR_IO, "cannot connect to %s: %s", path, g_strerror(errno));
+			mv_fail(error_r, MV_ERR_IO, "cannot connect to %s: %s", a.path, g_strerror(errno));
 			if (fd >= 0)
 				close(fd);
+			scanner_address_clear(&a);
 			return -1;
 		}
 	} else {
-		/* HOST:PORT, [V6]:PORT; numeric only. */
-		const char *colon = strrchr(address, ':');
-		if (colon == NULL || colon[1] == '\0') {
-			*st_r = MV_ERR_CONFIG;
-			mv_fail(error_r, MV_ERR_CONFIG,
-			        "'%s' is neither a socket path nor a numeric HOST:PORT", address);
-			return -1;
-		}
-		char *host = g_strndup(address, (gsize)(colon - address));
-		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-			memmove(host, host + 1, strlen(host) - 2);
-			host[strlen(host) - 2] = '\0';
-		}
 		struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 		                         .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
 		struct addrinfo *ai = NULL;
-		int rc = getaddrinfo(host, colon + 1, &hints, &ai);
-		g_free(host);
+		int rc = getaddrinfo(a.host, a.port, &hints, &ai);
 		if (rc != 0) {
 			*st_r = MV_ERR_CONFIG;
 			mv_fail(error_r, MV_ERR_CONFIG, "'%s' is not a numeric HOST:PORT: %s", address,
 			        gai_strerror(rc));
+			scanner_address_clear(&a);
 			return -1;
 		}
 		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -144,10 +183,12 @@ static int connect_to(const char *address, gint64 deadline, mv_status *st_r, cha
 			if (fd >= 0)
 				close(fd);
 			freeaddrinfo(ai);
+			scanner_address_clear(&a);
 			return -1;
 		}
 		freeaddrinfo(ai);
 	}
+	scanner_address_clear(&a);
 	if (!wait_for(fd, POLLOUT, deadline)) {
 		mv_fail(error_r, MV_ERR_IO, "connecting to %s timed out", address);
 		close(fd);
@@ -463,33 +504,23 @@ static size_t rspamd_write(char *data, size_t size, size_t n, void *context)
 	return size * n;
 }
 
-/* "unix:/path" or "/path": a Unix socket; "A.B.C.D:PORT" or "[::1]:PORT":
- * numeric TCP (no name is resolved).  *url_r and *socket_r are g_free'd. */
+/* rspamd's URL (and Unix socket) for a scanner address (scanner_address_parse).
+ * *url_r and *socket_r are g_free'd. */
 static gboolean rspamd_endpoint(const char *address, char **url_r, char **socket_r)
 {
 	*url_r = *socket_r = NULL;
-	const char *path = g_str_has_prefix(address, "unix:") ? address + 5
-	                   : address[0] == '/'                 ? address
-	                                                       : NULL;
-	if (path != NULL) {
-		*socket_r = g_strdup(path);
-		*url_r = g_strdup("http://localhost/checkv2");
-		return TRUE;
-	}
-	const char *colon = strrchr(address, ':');
-	if (colon == NULL || colon[1] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+	scanner_address a;
+	if (!scanner_address_parse(address, &a, NULL))
 		return FALSE;
-	char *host = g_strndup(address, (gsize)(colon - address));
-	gboolean v6 = host[0] == '[';
-	char *bare = v6 ? g_strndup(host + 1, strlen(host) > 2 ? strlen(host) - 2 : 0) : g_strdup(host);
-	struct in6_addr a6;
-	struct in_addr a4;
-	gboolean numeric = v6 ? inet_pton(AF_INET6, bare, &a6) == 1 : inet_pton(AF_INET, bare, &a4) == 1;
-	if (numeric)
-		*url_r = g_strdup_printf("http://%s:%s/checkv2", host, colon + 1);
-	g_free(bare);
-	g_free(host);
-	return numeric;
+	if (a.path != NULL) {
+		*socket_r = g_steal_pointer(&a.path);
+		*url_r = g_strdup("http://localhost/checkv2");
+	} else {
+		*url_r = g_strdup_printf(a.v6 ? "http://[%s]:%s/checkv2" : "http://%s:%s/checkv2",
+		                         a.host, a.port);
+	}
+	scanner_address_clear(&a);
+	return TRUE;
 }
 
 static void scan_rspamd(const mv_scan_config *cfg, mv_message *msg)

@@ -1,6 +1,7 @@
 /* mv-store: batch ingest into PostgreSQL and byte-exact reads. */
 #include "mv-store.h"
 #include "mv-lang.h"
+#include "mv-recipe.h"
 
 #include <string.h>
 
@@ -42,6 +43,27 @@ static void array_bytes(GString *s, const uint8_t *bytes, gsize len)
 	g_string_append(s, "\"\\\\x");
 	for (gsize i = 0; i < len; i++)
 		g_string_append_printf(s, "%02x", bytes[i]);
+	g_string_append_c(s, '"');
+}
+
+/* A bytea element of a GBytes (NULL: NULL), hex-encoded. */
+static void array_gbytes(GString *s, GBytes *bytes)
+{
+	static const char digits[] = "0123456789abcdef";
+	array_sep(s);
+	if (bytes == NULL) {
+		g_string_append(s, "NULL");
+		return;
+	}
+	gsize len = 0;
+	const guint8 *b = g_bytes_get_data(bytes, &len);
+	g_string_append(s, "\"\\\\x");
+	gsize at = s->len;
+	g_string_set_size(s, at + 2 * len);
+	for (gsize i = 0; i < len; i++) {
+		s->str[at + 2 * i] = digits[b[i] >> 4];
+		s->str[at + 2 * i + 1] = digits[b[i] & 15];
+	}
 	g_string_append_c(s, '"');
 }
 
@@ -123,8 +145,8 @@ char *mv_arrival_details(const mv_arrival_info *a)
 
 /* ---- a batch: the parameters of one mv_ingest_batch() call ---- */
 
-/* The function's parameters, in order (schema/024-import-facts.sql: 011's
- * arrival facts, the import facts, and 021's p_lang last). */
+/* The function's parameters, in order (schema/029-search-text.sql: 011's
+ * arrival facts, 024's import facts, 021's p_lang and 029's p_ztext and p_tsv last). */
 enum {
 	B_SHA, B_SIZE, B_SKEL, B_MID, B_DATE, B_DATE_RAW, B_FROM_ADDR, B_FROM_NAME, B_SUBJECT,
 	B_HAS_ATT, B_STATUS, B_DOC, B_CLASS, B_EXPIRES, B_RULE, B_VERSION, B_DIRECTION,
@@ -133,7 +155,7 @@ enum {
 	B_JORIGINAL, B_JPROBLEM, B_SRC_SHA, B_FOLDER, B_ITEM, B_ENTRY, B_RECON, B_FLAG_MSG, B_FLAGS,
 	B_TAG_MSG, B_TAGS, B_SPLICE_MSG, B_SPLICE_OFF, B_SPLICE_BLOB, B_ADDR_MSG, B_ADDR_ROLE,
 	B_ADDR, B_ADDR_NAME, B_PART_MSG, B_PART_PATH, B_PART_DECL, B_PART_DET, B_PART_FN,
-	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC, B_LANG,
+	B_PART_SIZE, B_PART_BLOB, B_RCPT_MSG, B_RCPT, B_BCC_MSG, B_BCC, B_LANG, B_ZTEXT, B_TSV,
 	B_N
 };
 
@@ -142,12 +164,28 @@ enum {
 	"$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, " \
 	"$24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, " \
 	"$41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55, $56, $57, " \
-	"$58, $59, $60)"
-G_STATIC_ASSERT(B_N == 60);
+	"$58, $59, $60, $61, $62)"
+G_STATIC_ASSERT(B_N == 62);
+
+/* The recipes of the splices stored by decoded content (schema/028),
+ * written by their own statement after mv_ingest_batch: message SHA-256,
+ * splice number, the splice's blob, and the recipe. */
+enum { R_MSG, R_SEQ, R_BLOB, R_ENC, R_LINE, R_CRLF, R_TAIL, R_SIZE, R_N };
+
+#define RECIPE_SQL                                                                              \
+	"INSERT INTO splice_recipe (message_id, seq, encoding, line_len, crlf, tail, encoded_size) " \
+	"SELECT s.message_id, s.seq, r.enc, r.line_len, r.crlf, r.tail, r.size "                  \
+	"FROM unnest($1::bytea[], $2::integer[], $3::bytea[], $4::text[], $5::integer[], "         \
+	"  $6::boolean[], $7::bytea[], $8::bigint[]) AS r(msg, seq, blob, enc, line_len, crlf, tail, size) " \
+	"JOIN message m ON m.sha256 = r.msg "                                                      \
+	"JOIN message_splice s ON s.message_id = m.id AND s.seq = r.seq AND s.blob_sha256 = r.blob " \
+	"ON CONFLICT (message_id, seq) DO NOTHING"
 
 typedef struct {
 	GString *param[B_N]; /* PostgreSQL array literals, text format */
 	guint n;             /* messages added */
+	GString *recipe[R_N];
+	guint n_recipes;
 } batch_params;
 
 /* Where a batch's result rows go: results[pos - 1]. */
@@ -159,16 +197,39 @@ typedef struct {
 static void batch_init(batch_params *b)
 {
 	for (int i = 0; i < B_N; i++) {
-		b->param[i] = g_string_sized_new(i == B_DOC ? 65536 : 256);
+		b->param[i] = g_string_sized_new(i == B_DOC || i == B_ZTEXT || i == B_TSV ? 65536 : 256);
 		array_begin(b->param[i]);
 	}
 	b->n = 0;
+	for (int i = 0; i < R_N; i++) {
+		b->recipe[i] = g_string_sized_new(256);
+		array_begin(b->recipe[i]);
+	}
+	b->n_recipes = 0;
 }
 
 static void batch_free(batch_params *b)
 {
 	for (int i = 0; i < B_N; i++)
 		g_string_free(b->param[i], TRUE);
+	for (int i = 0; i < R_N; i++)
+		g_string_free(b->recipe[i], TRUE);
+}
+
+/* The recipe of msg's splice number seq (1-based, as mv_ingest_batch
+ * numbers them), stored by its decoded content. */
+static void add_recipe(batch_params *b, const mv_message *msg, guint seq, const mv_part *p)
+{
+	const mv_recipe *r = p->recipe;
+	array_sha(b->recipe[R_MSG], msg->sha256);
+	mv_db_array_int(b->recipe[R_SEQ], seq);
+	array_sha(b->recipe[R_BLOB], p->blob_sha256);
+	mv_db_array_text(b->recipe[R_ENC], r->encoding == MV_RECIPE_BASE64 ? "base64" : "quoted-printable");
+	mv_db_array_int(b->recipe[R_LINE], r->line_len);
+	mv_db_array_text(b->recipe[R_CRLF], r->crlf ? "t" : "f");
+	array_bytes(b->recipe[R_TAIL], r->tail, r->tail_len);
+	mv_db_array_int(b->recipe[R_SIZE], (gint64)p->raw_len);
+	b->n_recipes++;
 }
 
 static void ingest_result(void *context, void *tag, const PGresult *r)
@@ -229,16 +290,28 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	/* Skeleton: the raw bytes without the spliced part contents. */
 	GByteArray *skel = g_byte_array_sized_new((guint)MIN(raw_len, G_MAXUINT));
 	gsize at = 0;
+	guint seq = 0;
 	mv_status st = MV_OK;
 	for (guint i = 0; i < msg->parts->len && st == MV_OK; i++) {
 		const mv_part *p = msg->parts->pdata[i];
 		if (!p->spliced)
 			continue;
+		seq++;
 		g_byte_array_append(skel, raw + at, (guint)(p->raw_offset - at));
 		add_pos(b, B_SPLICE_MSG, pos);
 		mv_db_array_int(b->param[B_SPLICE_OFF], skel->len);
 		array_sha(b->param[B_SPLICE_BLOB], p->blob_sha256);
-		st = mv_blobstore_put(blobs, p->blob_sha256, raw + p->raw_offset, p->raw_len, error_r);
+		if (p->recipe != NULL && p->decoded != NULL) {
+			/* Stored by its decoded content, shared however it was
+			 * encoded (mv_message_parse checked the recipe). */
+			gsize dlen = 0;
+			const guint8 *d = g_bytes_get_data(p->decoded, &dlen);
+			st = mv_blobstore_put(blobs, p->blob_sha256, d != NULL ? d : (const guint8 *)"", dlen,
+			                      error_r);
+			add_recipe(b, msg, seq, p);
+		} else {
+			st = mv_blobstore_put(blobs, p->blob_sha256, raw + p->raw_offset, p->raw_len, error_r);
+		}
 		at = p->raw_offset + p->raw_len;
 	}
 	g_byte_array_append(skel, raw + at, (guint)(raw_len - at));
@@ -261,8 +334,30 @@ static mv_status batch_add(batch_params *b, mv_blobstore *blobs, const mv_messag
 	add_text(b, B_SUBJECT, msg->subject);
 	add_text(b, B_HAS_ATT, msg->has_attachment ? "t" : "f");
 	add_text(b, B_STATUS, msg->parse_status);
-	add_text(b, B_DOC, msg->text->str);
+	/* The vector when a parse thread computed it (the text is then not
+	 * sent: the database would only index it), else the text. */
+	add_text(b, B_DOC, msg->tsv != NULL ? NULL : msg->text->str);
+	add_text(b, B_TSV, msg->tsv);
 	add_text(b, B_LANG, msg->lang);
+	/* The search text is stored only encoded (compressed, sealed when the
+	 * archive is encrypted); the database indexes the text of B_DOC and
+	 * keeps none of it.  The attachment texts too (mv_store_part_texts_send
+	 * sends them after this batch, in the same transaction). */
+	GBytes *ztext = NULL;
+	st = mv_blobstore_pg_text_encode(blobs, msg->sha256, NULL, msg->text->str, msg->text->len,
+	                                 &ztext, error_r);
+	if (st != MV_OK)
+		return st;
+	array_gbytes(b->param[B_ZTEXT], ztext);
+	g_bytes_unref(ztext);
+	for (guint k = 0; msg->part_texts != NULL && k < msg->part_texts->len && st == MV_OK; k++) {
+		mv_part_text *t = msg->part_texts->pdata[k];
+		g_clear_pointer(&t->ztext, g_bytes_unref);
+		st = mv_blobstore_pg_text_encode(blobs, msg->sha256, t->path, t->doc, strlen(t->doc),
+		                                 &t->ztext, error_r);
+	}
+	if (st != MV_OK)
+		return st;
 
 	const mv_message_retention *ret = &msg->retention;
 	add_text(b, B_CLASS, ret->class_name);
@@ -358,6 +453,16 @@ static mv_status batch_send(mv_db *db, batch_params *b, batch_results *br, char 
 		if (st == MV_OK)
 			ingest_result(NULL, br, r);
 		PQclear(r);
+	}
+	/* The recipes, once the splices they belong to exist (a message
+	 * already archived keeps the splices and recipes it has). */
+	if (st == MV_OK && b->n_recipes > 0) {
+		const char *rv[R_N];
+		for (int i = 0; i < R_N; i++) {
+			array_end(b->recipe[i]);
+			rv[i] = b->recipe[i]->str;
+		}
+		st = mv_db_send(db, RECIPE_SQL, R_N, rv, error_r);
 	}
 	return st;
 }
@@ -591,6 +696,42 @@ mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **erro
 #define READ_CHUNK_BYTES (32 * 1024 * 1024)
 #define READ_CHUNK_MESSAGES 200
 
+/* Columns of a splice's recipe in READ_CHUNK_SQL (NULL: stored encoded). */
+enum { COL_R_ENC = 13, COL_R_LINE, COL_R_CRLF, COL_R_TAIL };
+
+/* The recipe on row i, if any: *has_r FALSE when the splice is stored
+ * encoded.  MV_ERR_INTEGRITY when the row holds one this build cannot
+ * apply. */
+static mv_status row_recipe(const PGresult *r, int i, gint64 id, mv_recipe *recipe,
+                            gboolean *has_r, char **error_r)
+{
+	*has_r = FALSE;
+	if (PQgetisnull(r, i, COL_R_ENC))
+		return MV_OK;
+	memset(recipe, 0, sizeof *recipe);
+	const char *enc = PQgetvalue(r, i, COL_R_ENC);
+	int enc_len = PQgetlength(r, i, COL_R_ENC);
+	if (enc_len == 6 && memcmp(enc, "base64", 6) == 0)
+		recipe->encoding = MV_RECIPE_BASE64;
+	else if (enc_len == 16 && memcmp(enc, "quoted-printable", 16) == 0)
+		recipe->encoding = MV_RECIPE_QP;
+	gint32 line = PQgetlength(r, i, COL_R_LINE) == 4 ? mv_db_get_int4(r, i, COL_R_LINE) : -1;
+	int tail = PQgetlength(r, i, COL_R_TAIL);
+	if (line < 0 || PQgetlength(r, i, COL_R_CRLF) != 1 || tail < 0 || tail > MV_RECIPE_MAX_TAIL)
+		recipe->encoding = MV_RECIPE_NONE;
+	else {
+		recipe->line_len = (guint32)line;
+		recipe->crlf = PQgetvalue(r, i, COL_R_CRLF)[0] != 0;
+		recipe->tail_len = (guint)tail;
+		memcpy(recipe->tail, PQgetvalue(r, i, COL_R_TAIL), (size_t)tail);
+	}
+	if (!mv_recipe_valid(recipe))
+		return mv_fail(error_r, MV_ERR_INTEGRITY, "message %" G_GINT64_FORMAT
+		               " has a malformed re-encoding recipe", id);
+	*has_r = TRUE;
+	return MV_OK;
+}
+
 /* Rebuild message rows [*row, ...) of one message (rows ordered by seq, the
  * skeleton first as seq -1) and check it; *row moves past them. */
 static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **raw_r,
@@ -651,7 +792,21 @@ static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **r
 		pos = off;
 		gsize plen = 0;
 		const guint8 *pdata = g_bytes_get_data(blob, &plen);
-		g_byte_array_append(out, pdata, (guint)plen);
+		mv_recipe recipe;
+		gboolean has_recipe = FALSE;
+		st = row_recipe(r, i, id, &recipe, &has_recipe, error_r);
+		if (st == MV_OK && has_recipe) {
+			/* Stored by its decoded content: encode it back, within the
+			 * message's recorded size. */
+			gsize need = mv_recipe_encoded_len(&recipe, pdata, plen);
+			if (need > (gsize)MAX(size, 0) - MIN(out->len, (gsize)MAX(size, 0)))
+				st = mv_fail(error_r, MV_ERR_INTEGRITY, "message %" G_GINT64_FORMAT
+				             " does not match its size: the stored copy is damaged", id);
+			else
+				st = mv_recipe_encode(&recipe, pdata, plen, out, error_r);
+		} else if (st == MV_OK) {
+			g_byte_array_append(out, pdata, (guint)plen);
+		}
 		g_bytes_unref(blob);
 	}
 	if (st == MV_OK)
@@ -680,13 +835,16 @@ static mv_status assemble(PGresult *r, int *row, mv_blobstore *blobs, GBytes **r
  * the skeleton first (seq -1), then the splices in order. */
 #define READ_CHUNK_SQL                                                                          \
 	"SELECT m.id, m.sha256, m.size, p.seq, p.off, p.sha, b.raw_size, b.codec::int4, "         \
-	"coalesce(b.dict_id, 0)::int4, b.data, b.key_version, b.enc_nonce, b.enc_tag "            \
+	"coalesce(b.dict_id, 0)::int4, b.data, b.key_version, b.enc_nonce, b.enc_tag, "           \
+	"r.encoding, r.line_len, r.crlf, r.tail "                                                 \
 	"FROM message m "                                                                         \
 	"CROSS JOIN LATERAL (SELECT -1 AS seq, 0::bigint AS off, m.skeleton_sha256 AS sha "        \
 	"  UNION ALL SELECT s.seq, s.\"offset\", s.blob_sha256 FROM message_splice s "              \
 	"  WHERE s.message_id = m.id) p "                                                         \
 	"LEFT JOIN blob b ON b.sha256 = p.sha "                                                   \
+	"LEFT JOIN splice_recipe r ON r.message_id = m.id AND r.seq = p.seq "                     \
 	"WHERE m.id = ANY ($1::bigint[]) ORDER BY m.id, p.seq"
+
 
 static mv_status read_chunk(mv_db *db, mv_blobstore *blobs, const gint64 *ids, guint n,
                             mv_store_raw_fn *fn, void *context, char **error_r)
@@ -926,22 +1084,37 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
 	return MV_OK;
 }
 
+/* The arrays of msg's attachment texts: paths, texts (sent to be
+ * indexed, not stored), problems and their encodings (t->ztext; a text
+ * without one is stored in clear, as before 029: no caller does that). */
 static void part_text_arrays(const mv_message *msg, GString *paths, GString *docs,
-                             GString *problems)
+                             GString *problems, GString *ztexts, GString *tsvs)
 {
-	g_string_append_c(paths, '{');
-	g_string_append_c(docs, '{');
-	g_string_append_c(problems, '{');
+	array_begin(paths);
+	array_begin(docs);
+	array_begin(problems);
+	array_begin(ztexts);
+	array_begin(tsvs);
 	for (guint k = 0; k < msg->part_texts->len; k++) {
 		const mv_part_text *t = msg->part_texts->pdata[k];
 		mv_db_array_text(paths, t->path);
-		mv_db_array_text(docs, t->doc);
+		mv_db_array_text(docs, t->tsv != NULL && t->ztext != NULL ? NULL : t->doc);
 		mv_db_array_text(problems, t->problem);
+		array_gbytes(ztexts, t->ztext);
+		mv_db_array_text(tsvs, t->tsv);
 	}
-	g_string_append_c(paths, '}');
-	g_string_append_c(docs, '}');
-	g_string_append_c(problems, '}');
+	array_end(paths);
+	array_end(docs);
+	array_end(problems);
+	array_end(ztexts);
+	array_end(tsvs);
 }
+
+#define PART_TEXT_VALUES                                                                  \
+	"p.path, CASE WHEN p.z IS NULL THEN p.doc END, p.z, p.problem, "                      \
+	"coalesce(p.tsv::tsvector, mv_search_vector(p.doc, NULL)) "                           \
+	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[]) "           \
+	"AS p(path, doc, problem, z, tsv)"
 
 mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
                                    char **error_r)
@@ -950,9 +1123,8 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
 	    "WITH m AS (SELECT id FROM message WHERE sha256 = $1::bytea), "
 	    "x AS (INSERT INTO text_extraction (message_id, version) SELECT id, $2::integer FROM m "
 	    "  ON CONFLICT (message_id) DO NOTHING RETURNING message_id) "
-	    "INSERT INTO part_text (message_id, path, doc, problem) "
-	    "SELECT x.message_id, p.path, p.doc, p.problem FROM x, "
-	    "  unnest($3::text[], $4::text[], $5::text[]) AS p(path, doc, problem)";
+	    "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
+	    "SELECT x.message_id, " PART_TEXT_VALUES " CROSS JOIN x";
 	char ver[16];
 	g_snprintf(ver, sizeof ver, "%d", version);
 	mv_status st = MV_OK;
@@ -962,48 +1134,96 @@ mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, 
 		mv_sha256_to_hex(msg->sha256, hex);
 		char *sha = g_strdup_printf("\\x%s", hex);
 		GString *paths = g_string_new(NULL), *docs = g_string_new(NULL),
-		        *problems = g_string_new(NULL);
-		part_text_arrays(msg, paths, docs, problems);
-		const char *v[] = {sha, ver, paths->str, docs->str, problems->str};
+		        *problems = g_string_new(NULL), *ztexts = g_string_new(NULL),
+		        *tsvs = g_string_new(NULL);
+		part_text_arrays(msg, paths, docs, problems, ztexts, tsvs);
+		const char *v[] = {sha, ver, paths->str, docs->str, problems->str, ztexts->str, tsvs->str};
 		st = mv_db_send(db, sql, G_N_ELEMENTS(v), v, error_r);
 		g_free(sha);
 		g_string_free(paths, TRUE);
 		g_string_free(docs, TRUE);
 		g_string_free(problems, TRUE);
+		g_string_free(ztexts, TRUE);
+		g_string_free(tsvs, TRUE);
 	}
 	return st;
 }
 
-mv_status mv_store_part_texts_replace(mv_db *db, gint64 id, const mv_message *msg, int version,
-                                      char **error_r)
+mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
+                                      const mv_message *msg, int version, char **error_r)
 {
+	mv_status st = MV_OK;
+	for (guint k = 0; k < msg->part_texts->len && st == MV_OK; k++) {
+		mv_part_text *t = msg->part_texts->pdata[k];
+		g_clear_pointer(&t->ztext, g_bytes_unref);
+		st = mv_blobstore_pg_text_encode(blobs, msg->sha256, t->path, t->doc, strlen(t->doc),
+		                                 &t->ztext, error_r);
+	}
+	if (st != MV_OK)
+		return st;
 	char idtext[24], ver[16];
 	g_snprintf(idtext, sizeof idtext, "%" G_GINT64_FORMAT, id);
 	g_snprintf(ver, sizeof ver, "%d", version);
 	const char *v1[] = {idtext};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(db, "DELETE FROM part_text WHERE message_id = $1::bigint", 1, v1,
-	                           NULL, NULL, 0, &r, error_r);
+	st = mv_db_query(db, "DELETE FROM part_text WHERE message_id = $1::bigint", 1, v1, NULL, NULL,
+	                 0, &r, error_r);
 	PQclear(r);
 	r = NULL;
 	if (st != MV_OK)
 		return st;
-	GString *paths = g_string_new(NULL), *docs = g_string_new(NULL), *problems = g_string_new(NULL);
-	part_text_arrays(msg, paths, docs, problems);
-	const char *v2[] = {idtext, ver, paths->str, docs->str, problems->str};
+	GString *paths = g_string_new(NULL), *docs = g_string_new(NULL), *problems = g_string_new(NULL),
+	        *ztexts = g_string_new(NULL), *tsvs = g_string_new(NULL);
+	part_text_arrays(msg, paths, docs, problems, ztexts, tsvs);
+	const char *v2[] = {idtext, ver, paths->str, docs->str, problems->str, ztexts->str, tsvs->str};
 	st = mv_db_query(db,
 	                 "WITH x AS (INSERT INTO text_extraction (message_id, version) "
 	                 "  VALUES ($1::bigint, $2::integer) ON CONFLICT (message_id) DO UPDATE "
 	                 "  SET version = EXCLUDED.version, extracted_at = now()) "
-	                 "INSERT INTO part_text (message_id, path, doc, problem) "
-	                 "SELECT $1::bigint, p.path, p.doc, p.problem "
-	                 "  FROM unnest($3::text[], $4::text[], $5::text[]) AS p(path, doc, problem)",
+	                 "INSERT INTO part_text (message_id, path, doc, ztext, problem, tsv) "
+	                 "SELECT $1::bigint, " PART_TEXT_VALUES,
 	                 G_N_ELEMENTS(v2), v2, NULL, NULL, 0, &r, error_r);
 	PQclear(r);
 	g_string_free(paths, TRUE);
 	g_string_free(docs, TRUE);
 	g_string_free(problems, TRUE);
+	g_string_free(ztexts, TRUE);
+	g_string_free(tsvs, TRUE);
 	return st;
+}
+
+mv_status mv_store_vectors(mv_db *db, mv_message *msg, char **error_r)
+{
+	GString *docs = g_string_new("{");
+	guint n = msg->part_texts != NULL ? msg->part_texts->len : 0;
+	for (guint k = 0; k < n; k++)
+		mv_db_array_text(docs, ((const mv_part_text *)msg->part_texts->pdata[k])->doc);
+	g_string_append_c(docs, '}');
+	const char *v[] = {msg->text->str, msg->lang, docs->str};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT 0, mv_search_vector($1::text, $2::text)::text "
+	                               "UNION ALL SELECT u.k::integer, mv_search_vector(u.d, NULL)::text "
+	                               "FROM unnest($3::text[]) WITH ORDINALITY AS u(d, k)",
+	                           3, v, NULL, NULL, 0, &r, error_r);
+	g_string_free(docs, TRUE);
+	if (st != MV_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++) {
+		gint64 k = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		char *tsv = PQgetisnull(r, i, 1) ? NULL : g_strdup(PQgetvalue(r, i, 1));
+		if (k == 0) {
+			g_free(msg->tsv);
+			msg->tsv = tsv;
+		} else if (k >= 1 && k <= (gint64)n) {
+			mv_part_text *t = msg->part_texts->pdata[k - 1];
+			g_free(t->tsv);
+			t->tsv = tsv;
+		} else {
+			g_free(tsv);
+		}
+	}
+	PQclear(r);
+	return MV_OK;
 }
 
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,
@@ -1033,7 +1253,106 @@ mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gi
 	return MV_OK;
 }
 
-mv_status mv_store_reindex(mv_db *db, int batch_size, gint64 *done_r, char **error_r)
+/* One call's texts at most (bytes): a batch stops growing past it. */
+#define REINDEX_BATCH_BYTES ((gsize)32 * 1024 * 1024)
+
+static gboolean sha_of(const PGresult *r, int row, int col, uint8_t sha[MV_SHA256_LEN])
+{
+	size_t n = 0;
+	unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+	gboolean ok = b != NULL && n == MV_SHA256_LEN;
+	if (ok)
+		memcpy(sha, b, MV_SHA256_LEN);
+	PQfreemem(b);
+	return ok;
+}
+
+/* The key version of a stored text's header (schema/029), in SQL. */
+#define ZTEXT_KEY_VERSION(col)                                                              \
+	"((get_byte(" col ", 2)::bigint << 24) | (get_byte(" col ", 3) << 16) | "             \
+	"(get_byte(" col ", 4) << 8) | get_byte(" col ", 5))"
+
+/* Attachment texts still in clear (stored before 029), or sealed with
+ * another key version than the newest (stored before key init or a
+ * rotation), are encoded again. */
+static mv_status reencode_part_texts(mv_db *db, mv_blobstore *blobs, int batch_size,
+                                     char **error_r)
+{
+	char lim[16];
+	g_snprintf(lim, sizeof lim, "%d", batch_size);
+	for (;;) {
+		char kv[16];
+		g_snprintf(kv, sizeof kv, "%d", mv_blobstore_pg_key_version(blobs));
+		const char *sel[] = {lim, kv};
+		PGresult *r = NULL;
+		mv_status st = mv_db_query(db, "SELECT t.message_id, t.path, m.sha256, t.ztext, t.doc "
+		                               "FROM part_text t JOIN message m ON m.id = t.message_id "
+		                               "WHERE (t.ztext IS NULL AND t.doc IS NOT NULL) OR "
+		                               "  (octet_length(t.ztext) >= 10 AND "
+		                               ZTEXT_KEY_VERSION("t.ztext") " <> $2::bigint) "
+		                               "ORDER BY t.message_id, t.path LIMIT $1::integer",
+		                           2, sel, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			return st;
+		int n = PQntuples(r);
+		GString *ids = g_string_new("{"), *paths = g_string_new("{"), *docs = g_string_new("{"),
+		        *z = g_string_new("{");
+		gsize bytes = 0;
+		int k = 0;
+		for (; k < n && st == MV_OK && bytes < REINDEX_BATCH_BYTES; k++) {
+			uint8_t sha[MV_SHA256_LEN];
+			if (!sha_of(r, k, 2, sha)) {
+				st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading attachment texts");
+				break;
+			}
+			char *doc = NULL;
+			st = mv_blobstore_pg_text_read(blobs, r, k, 3, sha, PQgetvalue(r, k, 1), &doc,
+			                               error_r);
+			GBytes *enc = NULL;
+			if (st == MV_OK)
+				st = mv_blobstore_pg_text_encode(blobs, sha, PQgetvalue(r, k, 1), doc,
+				                                 strlen(doc), &enc, error_r);
+			if (st != MV_OK) {
+				g_free(doc);
+				break;
+			}
+			mv_db_array_text(ids, PQgetvalue(r, k, 0));
+			mv_db_array_text(paths, PQgetvalue(r, k, 1));
+			mv_db_array_text(docs, doc);
+			array_gbytes(z, enc);
+			g_bytes_unref(enc);
+			bytes += strlen(doc);
+			g_free(doc);
+		}
+		PQclear(r);
+		array_end(ids);
+		array_end(paths);
+		array_end(docs);
+		array_end(z);
+		if (st == MV_OK && k > 0) {
+			const char *up[] = {ids->str, paths->str, docs->str, z->str};
+			st = mv_db_query(db, "SELECT mv_reindex_part_texts($1::bigint[], $2::text[], "
+			                     "$3::text[], $4::bytea[])",
+			                 4, up, NULL, NULL, 0, &r, error_r);
+			if (st == MV_OK && g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10) == 0)
+				st = mv_fail(error_r, MV_ERR_DB, "attachment texts were not re-encoded");
+			PQclear(r);
+		}
+		g_string_free(ids, TRUE);
+		g_string_free(paths, TRUE);
+		g_string_free(docs, TRUE);
+		g_string_free(z, TRUE);
+		if (st != MV_OK || k == 0)
+			return st;
+	}
+}
+
+/* The message texts (then the attachment texts) decoded and sent back to
+ * mv_reindex_texts: every text (index --rebuild), or with stale_only only
+ * those in clear or sealed with another key version than the newest (key
+ * rotate: the language is not detected again). */
+static mv_status reindex_texts(mv_db *db, mv_blobstore *blobs, int batch_size,
+                               gboolean stale_only, gint64 *done_r, char **error_r)
 {
 	*done_r = 0;
 	batch_size = CLAMP(batch_size, 1, 10000);
@@ -1043,41 +1362,94 @@ mv_status mv_store_reindex(mv_db *db, int batch_size, gint64 *done_r, char **err
 	for (;;) {
 		char from[24];
 		g_snprintf(from, sizeof from, "%" G_GINT64_FORMAT, after);
-		const char *sel[] = {from, lim};
+		char kv[16];
+		g_snprintf(kv, sizeof kv, "%d", mv_blobstore_pg_key_version(blobs));
+		const char *sel[] = {from, lim, stale_only ? kv : NULL};
 		PGresult *r = NULL;
-		mv_status st = mv_db_query(db, "SELECT message_id, CASE WHEN lang IS NULL THEN "
-		                               "left(doc, " G_STRINGIFY(MV_LANG_MAX_BYTES) ") END "
-		                               "FROM message_text WHERE message_id > $1::bigint "
-		                               "ORDER BY message_id LIMIT $2::integer",
-		                           2, sel, NULL, NULL, 0, &r, error_r);
+		mv_status st = mv_db_query(db, "SELECT t.message_id, t.lang IS NULL, m.sha256, t.ztext, "
+		                               "t.doc, CASE WHEN octet_length(t.ztext) >= 10 THEN "
+		                               ZTEXT_KEY_VERSION("t.ztext") " END FROM message_text t "
+		                               "JOIN message m ON m.id = t.message_id "
+		                               "WHERE t.message_id > $1::bigint AND ($3::bigint IS NULL "
+		                               "  OR t.ztext IS NULL OR octet_length(t.ztext) < 10 OR "
+		                               ZTEXT_KEY_VERSION("t.ztext") " <> $3::bigint) "
+		                               "ORDER BY t.message_id LIMIT $2::integer",
+		                           3, sel, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
 			return st;
 		int n = PQntuples(r);
 		if (n == 0) {
 			PQclear(r);
-			return MV_OK;
+			return reencode_part_texts(db, blobs, batch_size, error_r);
 		}
-		GString *ids = g_string_new("{");
-		GString *langs = g_string_new("{");
-		for (int i = 0; i < n; i++) {
-			mv_db_array_text(ids, PQgetvalue(r, i, 0));
+		GString *ids = g_string_new("{"), *langs = g_string_new("{"), *docs = g_string_new("{"),
+		        *z = g_string_new("{");
+		gsize bytes = 0;
+		int k = 0;
+		for (; k < n && bytes < REINDEX_BATCH_BYTES; k++) {
+			uint8_t sha[MV_SHA256_LEN];
+			if (!sha_of(r, k, 2, sha)) {
+				st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading search texts");
+				break;
+			}
+			char *text = NULL;
+			st = mv_blobstore_pg_text_read(blobs, r, k, 3, sha, NULL, &text, error_r);
+			GBytes *enc = NULL;
+			/* a text in clear, or sealed with another key version than
+			 * the newest: its encoding, which replaces it */
+			if (st == MV_OK && (PQgetisnull(r, k, 5) ||
+			                    g_ascii_strtoll(PQgetvalue(r, k, 5), NULL, 10) !=
+			                        mv_blobstore_pg_key_version(blobs)))
+				st = mv_blobstore_pg_text_encode(blobs, sha, NULL, text, strlen(text), &enc,
+				                                 error_r);
+			if (st != MV_OK) {
+				g_free(text);
+				break;
+			}
+			mv_db_array_text(ids, PQgetvalue(r, k, 0));
 			const char *lang = NULL;
-			if (!PQgetisnull(r, i, 1))
-				lang = mv_lang_detect(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+			if (!stale_only && strcmp(PQgetvalue(r, k, 1), "t") == 0)
+				lang = mv_lang_detect(text, MIN(strlen(text), (size_t)MV_LANG_MAX_BYTES));
 			mv_db_array_text(langs, lang);
+			mv_db_array_text(docs, text);
+			array_gbytes(z, enc);
+			bytes += strlen(text);
+			g_free(text);
+			if (enc != NULL)
+				g_bytes_unref(enc);
 		}
-		after = g_ascii_strtoll(PQgetvalue(r, n - 1, 0), NULL, 10);
+		if (k > 0)
+			after = g_ascii_strtoll(PQgetvalue(r, k - 1, 0), NULL, 10);
 		PQclear(r);
-		g_string_append_c(ids, '}');
-		g_string_append_c(langs, '}');
-		const char *up[] = {ids->str, langs->str};
-		st = mv_db_query(db, "SELECT mv_reindex($1::bigint[], $2::text[])", 2, up, NULL, NULL, 0,
-		                 &r, error_r);
+		array_end(ids);
+		array_end(langs);
+		array_end(docs);
+		array_end(z);
+		if (st == MV_OK) {
+			const char *up[] = {ids->str, langs->str, docs->str, z->str};
+			st = mv_db_query(db, "SELECT mv_reindex_texts($1::bigint[], $2::text[], $3::text[], "
+			                     "$4::bytea[])",
+			                 4, up, NULL, NULL, 0, &r, error_r);
+		}
 		g_string_free(ids, TRUE);
 		g_string_free(langs, TRUE);
+		g_string_free(docs, TRUE);
+		g_string_free(z, TRUE);
 		if (st != MV_OK)
 			return st;
 		*done_r += g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		PQclear(r);
 	}
+}
+
+mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
+                           char **error_r)
+{
+	return reindex_texts(db, blobs, batch_size, FALSE, done_r, error_r);
+}
+
+mv_status mv_store_reseal_texts(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
+                                char **error_r)
+{
+	return reindex_texts(db, blobs, batch_size, TRUE, done_r, error_r);
 }

@@ -172,21 +172,43 @@ mv_status mv_store_verify(mv_db *db, mv_blobstore *blobs, gint64 sample,
  * the extractor version. */
 mv_status mv_store_part_texts_send(mv_db *db, mv_message *const *msgs, guint n, int version,
                                    char **error_r) MV_WARN_UNUSED;
-/* Replace the attachment text of message id by msg's part_texts, in the
- * caller's transaction (re-extraction). */
-mv_status mv_store_part_texts_replace(mv_db *db, gint64 id, const mv_message *msg, int version,
+/* Compute the search vectors of msg's text and of its part texts on db
+ * (any connection: mv_search_vector reads no table) into msg->tsv and each
+ * part text's tsv, in PostgreSQL's text form: the ingest pipeline does it
+ * on its parse threads, so that the commit only stores the vectors
+ * (mv_ingest_batch computes those it is not given).  Not in a
+ * transaction; one round trip. */
+mv_status mv_store_vectors(mv_db *db, mv_message *msg, char **error_r) MV_WARN_UNUSED;
+/* Replace the attachment text of message id by msg's part_texts (encoded
+ * by blobs, indexed as they are stored), in the caller's transaction
+ * (re-extraction). */
+mv_status mv_store_part_texts_replace(mv_db *db, mv_blobstore *blobs, gint64 id,
+                                      const mv_message *msg, int version,
                                       char **error_r) MV_WARN_UNUSED;
 /* Recompute the search vector of every stored message, batch_size at a
  * time in id order (one short transaction each), detecting the language
  * of those that have none (stored before languages were detected: from
  * the first MV_LANG_MAX_BYTES of their search text).  For rows indexed by
- * an older mv_search_vector.  *done_r: messages reindexed (also on
- * failure).  MV_ERR_DB on a database failure. */
-mv_status mv_store_reindex(mv_db *db, int batch_size, gint64 *done_r,
+ * an older mv_search_vector.  The texts are decoded here (blobs: the
+ * key when the archive is encrypted) and sent back to be indexed; a text
+ * stored in clear before schema/029 is encoded on the way (message and
+ * attachment texts), so the archive keeps none in clear afterwards.
+ * *done_r: messages reindexed (also on failure).  MV_ERR_DB on a database
+ * failure, MV_ERR_INTEGRITY when a stored text does not decode. */
+mv_status mv_store_reindex(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
                            char **error_r) MV_WARN_UNUSED;
 
+/* key rotate: the search texts in clear or sealed with another key version
+ * than the blob store's newest, sealed again with it (as mv_store_reindex
+ * does for every text, without detecting languages again); attachment
+ * texts too.  *done_r: message texts sealed again. */
+mv_status mv_store_reseal_texts(mv_db *db, mv_blobstore *blobs, int batch_size, gint64 *done_r,
+                                char **error_r) MV_WARN_UNUSED;
+
 /* Compute search vectors for messages that have none, batch_size at a time,
- * until none are left or max_total (0: no limit) are done. */
+ * until none are left or max_total (0: no limit) are done: rows stored in
+ * clear before schema/029 (newer rows get their vector as they are
+ * stored; the server cannot read their text). */
 mv_status mv_store_index_pending(mv_db *db, int batch_size, gint64 max_total, gint64 *done_r,
                                  char **error_r) MV_WARN_UNUSED;
 

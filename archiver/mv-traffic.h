@@ -99,7 +99,8 @@ mv_status mv_traffic_local_domains(mv_db *db, const char *setting, char ***domai
  *   packs, pack_frames, packed_blobs, pack_stored_bytes: what compact packed
  *   pack_dead_blobs, pack_dead_bytes: destroyed blobs whose bytes are still
  *                     in a frame (the next purge or compact removes them)
- *   index_bytes       the search text and its full-text index on disk
+ *   index_bytes       the search texts (message_text, part_text) and their
+ *                     full-text indexes on disk
  *   metadata_bytes    every other table and index of the schema on disk */
 typedef struct {
 	gint64 messages, arrivals, blobs, attachment_blobs;

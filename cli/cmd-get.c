@@ -28,6 +28,47 @@ static gboolean write_all(FILE *f, const guint8 *p, gsize n)
 	return n == 0 || fwrite(p, 1, n, f) == n;
 }
 
+/* The message ref names, its id and its exact bytes.  A message ID needs
+ * no lookup of its own: the read finds the message or says that it is not
+ * there (one round trip fewer for the common `get ID`). */
+static mv_status resolve_and_read(mv_db *db, mv_blobstore *blobs, const char *ref, gint64 *id_r,
+                                  GBytes **raw_r, char **error_r)
+{
+	mv_ref_kind kind;
+	char *value = NULL;
+	int len = 0;
+	mv_status st = mv_store_ref_parse(ref, &kind, &value, &len, error_r);
+	if (st != MV_OK)
+		return st;
+	if (kind == MV_REF_ID) {
+		char *end = NULL;
+		errno = 0;
+		gint64 id = g_ascii_strtoll(value, &end, 10);
+		gboolean whole = errno == 0 && end != value && *end == '\0' && id > 0;
+		g_free(value);
+		if (whole) {
+			*id_r = id;
+			char *e = NULL;
+			st = mv_store_get_raw(db, blobs, id, raw_r, &e);
+			if (st == MV_ERR_NOT_FOUND) {
+				g_free(e);
+				return mv_fail(error_r, st, "no message %s in the archive", ref);
+			}
+			if (error_r != NULL)
+				*error_r = e;
+			else
+				g_free(e);
+			return st;
+		}
+	} else {
+		g_free(value);
+	}
+	st = mv_store_resolve(db, ref, id_r, error_r);
+	if (st == MV_OK)
+		st = mv_store_get_raw(db, blobs, *id_r, raw_r, error_r);
+	return st;
+}
+
 int mv_cmd_get(mv_cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
@@ -60,9 +101,7 @@ int mv_cmd_get(mv_cli *cli, int argc, char **argv)
 	char *err = NULL;
 	gint64 id = 0;
 	GBytes *raw = NULL;
-	mv_status st = mv_store_resolve(db, argv[optind], &id, &err);
-	if (st == MV_OK)
-		st = mv_store_get_raw(db, blobs, id, &raw, &err);
+	mv_status st = resolve_and_read(db, blobs, argv[optind], &id, &raw, &err);
 	if (st == MV_OK) {
 		/* Every read is accountable: who took which message's bytes. */
 		char *details = mv_audit_read_details(&id, 1);

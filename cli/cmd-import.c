@@ -34,17 +34,12 @@ static const char help[] =
 	"  --zstd-level N     compression level 1..19 (default 3; MAILVAULT_ZSTD_LEVEL)\n"
 	"  --parse-threads N  threads parsing messages (default: one per processor, at\n"
 	"                     most 8); messages are stored in the order they are read\n"
-	"  --no-index         leave full-text indexing for later ('mailvault index')\n"
+	"  --no-index         do not wait for the indexing of texts stored before\n"
+	"                     schema 029 (new messages are indexed as they are stored)\n"
 	"  --journal-reports  unwrap journal reports (an exported journal mailbox): the\n"
 	"                     original is archived with the envelope the report lists,\n"
 	"                     Bcc included, and the report too; never for other mail\n"
 	"  --quiet            no summary on success\n" MV_CLI_COMMON_HELP;
-
-typedef struct {
-	mv_progress *line;   /* mv-progress: count and rate, on a terminal or --progress */
-	gint64 started;      /* monotonic */
-	gint64 total_bytes;  /* of the paths given (files, not trees), or 0 */
-} progress_state;
 
 /* Bytes of the regular files among paths (directories are not walked). */
 static gint64 paths_bytes(char **paths, int n)
@@ -62,24 +57,16 @@ static gint64 paths_bytes(char **paths, int n)
 
 static void on_progress(void *context, const mv_import_stats *s, const char *current)
 {
-	progress_state *p = context;
-	gint64 now = g_get_monotonic_time();
+	mv_progress *line = context;
+	/* A PST's rebuilt messages are not its bytes: no time left from
+	 * then on. */
+	if (s->reconstructed > 0)
+		mv_progress_set_bytes_total(line, 0);
 	char *cur = current != NULL ? g_path_get_basename(current) : g_strdup("");
-	double secs = (double)(now - p->started) / 1e6;
-	double mbs = secs > 0 ? (double)s->bytes / secs / 1e6 : 0;
-	char left[32] = "";
-	/* Time left from the bytes read of the files given (a PST's rebuilt
-	 * messages are not its bytes: no estimate then). */
-	if (p->total_bytes > 0 && s->reconstructed == 0 && s->bytes > 0 && s->bytes < p->total_bytes &&
-	    secs > 1) {
-		gint64 rest = (gint64)((double)(p->total_bytes - s->bytes) / ((double)s->bytes / secs));
-		g_snprintf(left, sizeof left, ", %" G_GINT64_FORMAT ":%02d left", rest / 60, (int)(rest % 60));
-	}
 	char *detail = g_strdup_printf("%" G_GINT64_FORMAT " new, %" G_GINT64_FORMAT " duplicate, %"
-	                               G_GINT64_FORMAT " failed, %.1f MB, %.1f MB/s%s  %.40s",
-	                               s->new_count, s->duplicate, s->failed, (double)s->bytes / 1e6,
-	                               mbs, left, cur);
-	mv_progress_update(p->line, s->seen, detail);
+	                               G_GINT64_FORMAT " failed  %.40s",
+	                               s->new_count, s->duplicate, s->failed, cur);
+	mv_progress_update_bytes(line, s->seen, s->bytes, detail);
 	g_free(detail);
 	g_free(cur);
 }
@@ -189,8 +176,6 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	int rc = mv_cli_open(cli, &db, &blobs);
 	if (rc != 0)
 		return rc;
-	progress_state ps = {.started = g_get_monotonic_time(),
-	                     .total_bytes = paths_bytes(argv + optind, argc - optind)};
 	/* Tests: die (SIGKILL) after this many committed messages. */
 	const char *die = g_getenv("MAILVAULT_TEST_IMPORT_DIE_AFTER");
 	if (die != NULL && parse_int(die, 1, G_MAXINT32, &v))
@@ -200,10 +185,12 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	/* PSTs are read by a child process: libpst may crash on a damaged file. */
 	static const char *const pst_helper[] = {"/proc/self/exe", "pst-read", "--records", NULL};
 	opt.pst_helper = pst_helper;
-	ps.line = mv_progress_new("importing", "messages read", 0);
-	if (ps.line != NULL) {
+	mv_progress *line = mv_progress_new("importing", "messages read", 0);
+	if (line != NULL) {
+		/* The time left from the bytes of the files given (not trees). */
+		mv_progress_set_bytes_total(line, paths_bytes(argv + optind, argc - optind));
 		opt.progress = on_progress;
-		opt.progress_context = &ps;
+		opt.progress_context = line;
 	}
 	mv_db_options more_db = {.home = cli->home, .conninfo = cli->db, .no_migrate = TRUE};
 	opt.db_options = &more_db;
@@ -213,7 +200,7 @@ int mv_cmd_import(mv_cli *cli, int argc, char **argv)
 	char *err = NULL;
 	mv_status st = mv_import_paths(db, blobs, (const char *const *)argv + optind, &opt, &stats,
 	                               failures, &err);
-	mv_progress_free(&ps.line);
+	mv_progress_free(&line);
 	for (guint i = 0; i < failures->len && i < 50; i++) {
 		mv_import_failure *f = failures->pdata[i];
 		fprintf(stderr, "mailvault: import: %s: %s\n", f->where, f->error);

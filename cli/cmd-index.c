@@ -31,7 +31,10 @@ static const char index_help[] =
 	"Options:\n"
 	"  --rebuild       recompute the search vector of every stored message, 1,000\n"
 	"                  at a time, and detect the language of those stored before\n"
-	"                  languages were detected (after an upgrade of the search)\n"
+	"                  languages were detected (after an upgrade of the search);\n"
+	"                  search texts stored in clear (before schema 029), or sealed\n"
+	"                  with no key or an older one (before key init or a rotation),\n"
+	"                  are compressed and sealed with the newest key\n"
 	"  --reextract     recompute attachment text (see above)\n"
 	"  --all           with --reextract: every message with attachments, not only those\n"
 	"                  without text by the current extractor\n"
@@ -132,7 +135,7 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 	}
 	gint64 rebuilt = 0;
 	if (st == MV_OK && rebuild)
-		st = mv_store_reindex(db, 1000, &rebuilt, &err);
+		st = mv_store_reindex(db, blobs, 1000, &rebuilt, &err);
 	gint64 done = 0, n = 0;
 	mv_progress *progress = st == MV_OK ? mv_progress_new("indexing", "messages", 0) : NULL;
 	/* Batches of 10000 so the progress line moves; each call picks up

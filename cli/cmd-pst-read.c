@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "mv-cli.h"
@@ -24,6 +25,9 @@ static const char help[] =
 	"  --records          write records to standard output (for 'import')\n"
 	"  --max-size BYTES   largest rebuilt message (default 268435456)\n"
 	"  --skip-to N        start at the Nth mail item (default 1)\n"
+	"  --max-memory BYTES the reader's data memory limit (default 2147483648;\n"
+	"                     0: none): libpst is handed hostile files, and an item\n"
+	"                     that needs more is reported failed, not the machine's memory\n"
 	"  --restart E,I,O    continue after folder entry E, which a reader crashed on,\n"
 	"                     counting on from I mail and O other items (for 'import')\n"
 	"  -h, --help         show this help\n";
@@ -47,12 +51,14 @@ int mv_cmd_pst_read(mv_cli *cli, int argc, char **argv)
 		{"max-size", required_argument, NULL, 's'},
 		{"skip-to", required_argument, NULL, 'k'},
 		{"restart", required_argument, NULL, 'R'},
+		{"max-memory", required_argument, NULL, 'm'},
 		{NULL, 0, NULL, 0}};
 	mv_pst_limits limits;
 	mv_pst_limits_default(&limits);
 	const char *output = NULL;
 	gboolean records = FALSE;
 	gint64 skip_to = 1, restart[3] = {0, 0, 0}, v;
+	gint64 max_memory = G_GINT64_CONSTANT(2) << 30;
 	int o;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "ho:", longopts, NULL)) != -1) {
@@ -75,6 +81,10 @@ int mv_cmd_pst_read(mv_cli *cli, int argc, char **argv)
 			if (!parse_int(optarg, 1, G_MAXINT64, &skip_to))
 				return mv_cli_usage_error(cli, "--skip-to takes a positive number");
 			break;
+		case 'm':
+			if (!parse_int(optarg, 0, G_MAXINT64, &max_memory))
+				return mv_cli_usage_error(cli, "--max-memory takes a byte count (0: none)");
+			break;
 		case 'R': {
 			char **f = g_strsplit(optarg, ",", 4);
 			gboolean ok = g_strv_length(f) == 3 && parse_int(f[0], 1, G_MAXINT64, &restart[0]) &&
@@ -94,6 +104,23 @@ int mv_cmd_pst_read(mv_cli *cli, int argc, char **argv)
 	if (records == (output != NULL))
 		return mv_cli_usage_error(cli, "give either --records or --output DIR");
 	const char *path = argv[optind];
+	/* The limit first, before libpst reads a byte of the file.  Under
+	 * AddressSanitizer the process maps terabytes of shadow memory, so no
+	 * data limit can be set there. */
+#if defined(__SANITIZE_ADDRESS__)
+	max_memory = 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	max_memory = 0;
+#endif
+#endif
+	if (max_memory > 0) {
+		struct rlimit lim = {(rlim_t)max_memory, (rlim_t)max_memory};
+		if (setrlimit(RLIMIT_DATA, &lim) != 0) {
+			fprintf(stderr, "mailvault: pst-read: cannot limit memory: %s\n", g_strerror(errno));
+			return MV_EXIT_SOFTWARE;
+		}
+	}
 	char *err = NULL;
 	mv_status ist = mv_parser_init(&err); /* GMime writes the messages */
 	if (ist != MV_OK) {

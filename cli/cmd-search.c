@@ -255,16 +255,6 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 	g_ptr_array_add(words, NULL);
 	char *query = g_strjoinv(" ", (char **)words->pdata);
 	g_ptr_array_free(words, TRUE);
-	mv_db *db = NULL;
-	cli->interactive = TRUE; /* a person waits for the answer */
-	int rc = mv_cli_open_read(cli, &db, NULL);
-	if (rc != 0) {
-		g_free(query);
-		return rc;
-	}
-	GPtrArray *hits = NULL;
-	char *err = NULL;
-	mv_status st = mv_catalog_find(db, query, count ? 0 : limit, include_destroyed, &hits, &err);
 	gboolean want_snippets = !count;
 	if (fields != NULL) {
 		want_snippets = FALSE;
@@ -273,8 +263,21 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 			want_snippets |= f == F_SNIPPET || f == F_LANG;
 		}
 	}
+	mv_db *db = NULL;
+	mv_blobstore *blobs = NULL;
+	cli->interactive = TRUE; /* a person waits for the answer */
+	/* Snippets decode the stored search text: the blob store (and the key,
+	 * when the archive is encrypted). */
+	int rc = mv_cli_open_read(cli, &db, want_snippets ? &blobs : NULL);
+	if (rc != 0) {
+		g_free(query);
+		return rc;
+	}
+	GPtrArray *hits = NULL;
+	char *err = NULL;
+	mv_status st = mv_catalog_find(db, query, count ? 0 : limit, include_destroyed, &hits, &err);
 	if (st == MV_OK && want_snippets && hits->len > 0) {
-		st = mv_catalog_snippets(db, query, hits, &err);
+		st = mv_catalog_snippets(db, blobs, query, hits, &err);
 		if (st != MV_OK)
 			g_ptr_array_unref(hits);
 	}
@@ -300,6 +303,7 @@ int mv_cmd_search(mv_cli *cli, int argc, char **argv)
 		if (st != MV_OK)
 			g_ptr_array_unref(hits);
 	}
+	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	g_free(query);
 	if (st != MV_OK) {

@@ -4,7 +4,6 @@
 
 #include "mv-cli.h"
 #include "mv-config.h"
-#include "mv-message.h"
 #include "mv-progress.h"
 
 #ifndef MV_VERSION
@@ -159,6 +158,7 @@ static const char *global_value(int argc, char **argv, int *i, const char *name)
 int main(int argc, char **argv)
 {
 	setlocale(LC_ALL, "");
+	mv_cli_save_argv(argc, argv);
 	mv_cli cli = {0};
 	const char *config_opt = NULL, *log_level = NULL, *v;
 	int progress = -1; /* -1: not given, else mv_progress_mode */
@@ -243,7 +243,7 @@ int main(int argc, char **argv)
 		mv_log(MV_LOG_DEBUG, "config", "options of %s from %s: %s", c->name, cli.config_path, added);
 	g_free(added);
 	int rc = c->run(&cli, cargc, cargv);
-	mv_parser_shutdown();
+	mv_cli_parser_shutdown();
 	g_strfreev(cargv);
 	mv_config_free(&config);
 	return rc;

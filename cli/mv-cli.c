@@ -1,14 +1,15 @@
 /* mv-cli: shared command-line plumbing. */
 #include "mv-cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "mv-audit.h"
 #include "mv-codec.h"
-#include "mv-message.h"
 #include "mv-progress.h"
 
 static const int exit_codes[MV_STATUS_COUNT] = {
@@ -29,6 +30,64 @@ static const int exit_codes[MV_STATUS_COUNT] = {
 	[MV_ERR_DESTROYED] = MV_EXIT_DESTROYED,
 	[MV_ERR_SIGNATURE] = MV_EXIT_BADSIG,
 };
+
+static char **saved_argv;
+
+void mv_cli_save_argv(int argc, char **argv)
+{
+	(void)argc;
+	saved_argv = argv;
+}
+
+/* MAILVAULT_FULL, else the program beside this executable (the build
+ * tree), else the installed one (MV_LIBEXECDIR), as mv-extract finds
+ * mailvault-pdftext. */
+static char *full_path(void)
+{
+	const char *env = g_getenv("MAILVAULT_FULL");
+	if (env != NULL && *env != '\0')
+		return g_strdup(env);
+	char *self = g_file_read_link("/proc/self/exe", NULL);
+	if (self != NULL) {
+		char *dir = g_path_get_dirname(self);
+		char *beside = g_build_filename(dir, "mailvault-full", NULL);
+		g_free(dir);
+		g_free(self);
+		if (g_file_test(beside, G_FILE_TEST_IS_EXECUTABLE))
+			return beside;
+		g_free(beside);
+	}
+	return g_build_filename(MV_LIBEXECDIR, "mailvault-full", NULL);
+}
+
+int mv_cli_delegate(const mv_cli *cli)
+{
+	if (saved_argv == NULL)
+		return mv_cli_fail(cli, MV_ERR_INTERNAL, "no command line to hand on");
+	char *program = full_path();
+	/* MAILVAULT_FULL naming this program would exec it again and again. */
+	char *self = g_file_read_link("/proc/self/exe", NULL);
+	char *target = realpath(program, NULL);
+	gboolean loop = self != NULL && target != NULL && strcmp(self, target) == 0;
+	g_free(self);
+	free(target);
+	if (loop) {
+		char *msg = g_strdup_printf("%s is this program, not mailvault-full (MAILVAULT_FULL?)",
+		                            program);
+		int code = mv_cli_fail(cli, MV_ERR_CONFIG, msg);
+		g_free(msg);
+		g_free(program);
+		return code;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	execv(program, saved_argv);
+	char *msg = g_strdup_printf("cannot run %s: %s", program, g_strerror(errno));
+	int code = mv_cli_fail(cli, MV_ERR_INTERNAL, msg);
+	g_free(msg);
+	g_free(program);
+	return code;
+}
 
 int mv_cli_exit_code(mv_status status)
 {
@@ -96,19 +155,11 @@ static mv_status open_db(mv_cli *cli, const char *conninfo, mv_db **db_r, char *
 		gint64 ms = t != NULL && *t != '\0' ? g_ascii_strtoll(t, NULL, 10) : 60000;
 		opts.statement_timeout_ms = (guint)CLAMP(ms, 0, G_MAXINT32);
 	}
-	mv_status st = mv_db_open(&opts, db_r, err_r);
-	if (st == MV_OK) {
-		/* Who acts, for the audit entries the database writes itself
-		 * (schema/013-record-guards.sql): the same actor as ours. */
-		const char *v[] = {mv_audit_actor()};
-		PGresult *r = NULL;
-		st = mv_db_query(*db_r, "SELECT set_config('mailvault.actor', $1, false)", 1, v, NULL,
-		                 NULL, 0, &r, err_r);
-		PQclear(r);
-		if (st != MV_OK)
-			mv_db_close(db_r);
-	}
-	return st;
+	/* Who acts, for the audit entries the database writes itself
+	 * (schema/013-record-guards.sql): the same actor as ours, set with
+	 * the session's other settings in mv_db_open's one start-up query. */
+	opts.actor = mv_audit_actor();
+	return mv_db_open(&opts, db_r, err_r);
 }
 
 static mv_status open_blobs(mv_cli *cli, mv_db *db, mv_blobstore **blobs_r, char **err_r)
@@ -131,7 +182,7 @@ static int open_archive(mv_cli *cli, const char *read_conninfo, mv_db **db_r,
 	*db_r = NULL;
 	if (blobs_r != NULL)
 		*blobs_r = NULL;
-	mv_status st = mv_parser_init(&err);
+	mv_status st = mv_cli_parser_init(&err);
 	mv_db *primary = NULL;
 	if (st == MV_OK)
 		st = open_db(cli, NULL, &primary, &err);

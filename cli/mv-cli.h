@@ -47,6 +47,19 @@ typedef struct {
 	const char *summary;
 } mv_cli_command;
 
+/* mv_parser_init / mv_parser_shutdown in mailvault-full
+ * (cli/mv-cli-parser.c); nothing in `mailvault`, which holds no command
+ * that parses a message and does not link the parser (cli/cmd-delegate.c). */
+mv_status mv_cli_parser_init(char **error_r);
+void mv_cli_parser_shutdown(void);
+
+/* The command line as main() received it, for mv_cli_delegate. */
+void mv_cli_save_argv(int argc, char **argv);
+/* Run the whole command line again in the program that has every command
+ * (libexec mailvault-full, cli/cmd-delegate.c); returns only on failure,
+ * with the exit code. */
+int mv_cli_delegate(const mv_cli *cli);
+
 /* Map a status to its exit code. */
 int mv_cli_exit_code(mv_status status);
 

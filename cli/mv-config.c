@@ -133,7 +133,7 @@ static const entry table[] = {
 	OPT("import", "batch", K_INT, 1, 100000, NULL, "Messages per transaction (default 200)."),
 	OPT("import", "max-size", K_INT, 1, G_MAXINT64, NULL, "Largest message accepted, in bytes."),
 	OPT("import", "parse-threads", K_INT, 1, 64, NULL, "Threads parsing messages."),
-	OPT("import", "no-index", K_BOOL, 0, 0, NULL, "Leave full-text indexing for 'mailvault index'."),
+	OPT("import", "no-index", K_BOOL, 0, 0, NULL, "Do not wait for the indexing of search texts stored before schema 029 (new messages are indexed as they are stored)."),
 	OPT("import", "journal-reports", K_BOOL, 0, 0, NULL, "Unwrap journal reports."),
 	OPT("import", "quiet", K_BOOL, 0, 0, NULL, "No summary on success."),
 	OPT("search", "limit", K_INT, 0, G_MAXINT32, NULL, "At most this many results (0 for all)."),

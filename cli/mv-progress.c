@@ -9,6 +9,7 @@ static mv_progress_mode progress_mode = MV_PROGRESS_AUTO;
 struct mv_progress {
 	char *what, *unit;
 	gint64 total, start, last_draw, done;
+	gint64 bytes, bytes_total; /* mv_progress_update_bytes; bytes -1 when not counted */
 	gboolean tty, drawn;
 };
 
@@ -34,6 +35,7 @@ mv_progress *mv_progress_new(const char *what, const char *unit, gint64 total)
 	p->what = g_strdup(what);
 	p->unit = g_strdup(unit);
 	p->total = total;
+	p->bytes = -1;
 	p->start = g_get_monotonic_time();
 	p->tty = isatty(STDERR_FILENO);
 	return p;
@@ -57,11 +59,25 @@ static void format_duration(GString *s, gint64 seconds)
 		g_string_append_printf(s, "%" G_GINT64_FORMAT " s", seconds);
 }
 
+void mv_progress_set_bytes_total(mv_progress *p, gint64 bytes_total)
+{
+	if (p != NULL)
+		p->bytes_total = bytes_total;
+}
+
 void mv_progress_update(mv_progress *p, gint64 done, const char *detail)
 {
 	if (p == NULL)
 		return;
+	mv_progress_update_bytes(p, done, p->bytes, detail);
+}
+
+void mv_progress_update_bytes(mv_progress *p, gint64 done, gint64 bytes, const char *detail)
+{
+	if (p == NULL)
+		return;
 	p->done = done;
+	p->bytes = bytes;
 	gint64 now = g_get_monotonic_time();
 	if (p->drawn && now - p->last_draw < (p->tty ? 200000 : 5000000))
 		return;
@@ -78,7 +94,17 @@ void mv_progress_update(mv_progress *p, gint64 done, const char *detail)
 		g_string_append_printf(s, " %s", p->unit);
 	if (rate > 0)
 		g_string_append_printf(s, ", %.0f/s", rate);
-	if (p->total > 0 && rate > 0 && done <= p->total) {
+	if (bytes >= 0)
+		g_string_append_printf(s, ", %.1f MB, %.1f MB/s", (double)bytes / 1e6,
+		                       secs > 0.001 ? (double)bytes / secs / 1e6 : 0.0);
+	if (p->bytes_total > 0 && bytes > 0) {
+		if (bytes < p->bytes_total && secs > 0.001) {
+			g_string_append(s, ", ");
+			format_duration(s, (gint64)((double)(p->bytes_total - bytes) /
+			                            ((double)bytes / secs) + 0.5));
+			g_string_append(s, " left");
+		}
+	} else if (p->total > 0 && rate > 0 && done <= p->total) {
 		g_string_append(s, ", ");
 		format_duration(s, (gint64)((double)(p->total - done) / rate + 0.5));
 		g_string_append(s, " left");

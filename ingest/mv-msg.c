@@ -392,6 +392,31 @@ static gboolean mail_class(const char *c)
 	       g_ascii_strncasecmp(c, "IPM.Post", 8) == 0 || g_ascii_strcasecmp(c, "IPM") == 0;
 }
 
+/* libgsf reports a damaged compound file with GLib log messages (domains
+ * "libgsf:msole" and "libgsf", and none at all from gsf-infile.c), which
+ * would be printed on standard error: the library never prints.  While a
+ * thread reads an MSG, they are caught here, and the first becomes part of
+ * the one reason the file fails with; other messages (other threads, or
+ * outside MSG reading) go to GLib's default handler as before. */
+typedef struct {
+	char *first;
+} gsf_capture;
+
+static _Thread_local gsf_capture *capturing;
+
+static void gsf_log(const char *domain, GLogLevelFlags level, const char *message, gpointer data)
+{
+	if (capturing != NULL) {
+		if (capturing->first == NULL)
+			capturing->first = g_strdup(message != NULL ? message : "?");
+		return;
+	}
+	g_log_default_handler(domain, level, message, data);
+}
+
+static mv_status read_msg(const guint8 *data, gsize len, gsize max_bytes, mv_msg_result **result_r,
+                          char **error_r);
+
 mv_status mv_msg_read(const guint8 *data, gsize len, gsize max_bytes, mv_msg_result **result_r,
                       char **error_r)
 {
@@ -404,8 +429,33 @@ mv_status mv_msg_read(const guint8 *data, gsize len, gsize max_bytes, mv_msg_res
 	static gsize initialised = 0;
 	if (g_once_init_enter(&initialised)) {
 		gsf_init();
+		static const char *const domains[] = {"libgsf:msole", "libgsf", NULL};
+		const GLogLevelFlags levels = G_LOG_LEVEL_MASK | G_LOG_FLAG_FATAL | G_LOG_FLAG_RECURSION;
+		for (const char *const *d = domains; *d != NULL; d++)
+			g_log_set_handler(*d, levels, gsf_log, NULL);
+		g_log_set_handler(NULL, levels, gsf_log, NULL);
 		g_once_init_leave(&initialised, 1);
 	}
+	gsf_capture cap = {NULL};
+	capturing = &cap;
+	char *err = NULL;
+	mv_status st = read_msg(data, len, max_bytes, result_r, &err);
+	capturing = NULL;
+	if (st != MV_OK) {
+		const char *why = err != NULL ? err : "cannot be read";
+		if (cap.first != NULL)
+			st = mv_fail(error_r, st, "%s (libgsf: %s)", why, cap.first);
+		else
+			st = mv_fail(error_r, st, "%s", why);
+	}
+	g_free(err);
+	g_free(cap.first);
+	return st;
+}
+
+static mv_status read_msg(const guint8 *data, gsize len, gsize max_bytes, mv_msg_result **result_r,
+                          char **error_r)
+{
 	GsfInput *mem = gsf_input_memory_new(data, (gsf_off_t)len, FALSE);
 	GError *gerr = NULL;
 	GsfInfile *ole = gsf_infile_msole_new(mem, &gerr);

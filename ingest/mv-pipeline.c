@@ -85,6 +85,7 @@ static mv_status stage_parse(mv_pipeline *p, record *r, char **error_r);
 static mv_status stage_extract(mv_pipeline *p, record *r, char **error_r);
 static mv_store_hook *part_text_hook_new(void);
 static void part_text_hook_free(mv_store_hook **hook);
+static mv_status stage_vectors(mv_pipeline *p, record *r, char **error_r);
 static mv_status stage_classify(mv_pipeline *p, record *r, char **error_r);
 static mv_status stage_virus(mv_pipeline *p, record *r, char **error_r);
 static mv_status stage_spam(mv_pipeline *p, record *r, char **error_r);
@@ -101,6 +102,7 @@ static void verdicts_hook_free(mv_store_hook **hook);
 static const stage stages[] = {
 	{"parse", stage_parse, NULL, NULL},
 	{"extract", stage_extract, part_text_hook_new, part_text_hook_free},
+	{"vectors", stage_vectors, NULL, NULL},
 	{"virus", stage_virus, NULL, NULL},
 	{"spam", stage_spam, NULL, NULL},
 	{"classify", stage_classify, NULL, NULL},
@@ -260,6 +262,67 @@ static mv_store_hook *part_text_hook_new(void)
 static void part_text_hook_free(mv_store_hook **hook)
 {
 	g_clear_pointer(hook, g_free);
+}
+
+/* The search vectors of the message's text and of its attachment texts,
+ * computed by PostgreSQL (mv_search_vector) on a connection of this parse
+ * thread's own (opened on first use, kept in a GPrivate, closed when the
+ * thread ends), so that the commit transaction, in the one writer, only
+ * stores them (schema/029-search-text.sql): the vectors are computed by as
+ * many backends as there are parse threads, as the indexer thread did
+ * after the commit before 030.  The stage never fails: without a
+ * connection (the database down) mv_ingest_batch
+ * computes the vectors itself from the text. */
+typedef struct {
+	mv_db *db;
+	const mv_pipeline *owner;
+	gint64 retry_after;
+} vectors_conn;
+
+static void vectors_conn_free(gpointer data)
+{
+	vectors_conn *c = data;
+	if (c == NULL)
+		return;
+	mv_db_close(&c->db);
+	g_free(c);
+}
+
+static GPrivate vectors_conn_key = G_PRIVATE_INIT(vectors_conn_free);
+
+static mv_status stage_vectors(mv_pipeline *p, record *r, char **error_r)
+{
+	(void)error_r;
+	if (r->msg == NULL || r->msg->text == NULL || p->opt.db == NULL)
+		return MV_OK;
+	vectors_conn *c = g_private_get(&vectors_conn_key);
+	if (c != NULL && (c->owner != p || (c->db != NULL && !mv_db_connected(c->db)))) {
+		g_private_replace(&vectors_conn_key, NULL);
+		c = NULL;
+	}
+	if (c == NULL) {
+		c = g_new0(vectors_conn, 1);
+		c->owner = p;
+		g_private_set(&vectors_conn_key, c);
+	}
+	char *err = NULL;
+	if (c->db == NULL) {
+		if (g_get_monotonic_time() < c->retry_after)
+			return MV_OK;
+		mv_db_options o = *p->opt.db;
+		o.no_start = TRUE;
+		o.no_migrate = TRUE;
+		if (mv_db_open(&o, &c->db, &err) != MV_OK) {
+			c->retry_after = g_get_monotonic_time() + G_USEC_PER_SEC;
+			g_free(err);
+			return MV_OK;
+		}
+	}
+	if (mv_store_vectors(c->db, r->msg, &err) != MV_OK) {
+		logf_(p, MV_LOG_DEBUG, "search vectors left to the commit: %s", err);
+		g_free(err);
+	}
+	return MV_OK;
 }
 
 /* clamd: each attachment and the whole message, within the configured

@@ -157,23 +157,41 @@ static gboolean get_int(FILE *in, gint64 *v)
 	return TRUE;
 }
 
-/* A length-prefixed field of at most max bytes (NUL-terminated copy). */
+/* A length-prefixed field of at most max bytes (NUL-terminated copy).
+ * The memory grows with the bytes that arrive (64 KiB, then doubling), not
+ * with the length the child announced: a child that announces 256 MiB and
+ * dies costs the parent what it sent. */
 static gboolean get_bytes(FILE *in, gsize max, guint8 **data_r, gsize *len_r)
 {
 	gint64 len;
 	*data_r = NULL;
 	if (!get_int(in, &len) || len < 0 || (guint64)len > max)
 		return FALSE;
-	guint8 *d = g_try_malloc((gsize)len + 1);
+	gsize want = (gsize)len, have = 0, cap = MIN(want, (gsize)64 << 10) + 1;
+	guint8 *d = g_try_malloc(cap);
 	if (d == NULL)
 		return FALSE;
-	if (len > 0 && fread(d, 1, (gsize)len, in) != (gsize)len) {
-		g_free(d);
-		return FALSE;
+	while (have < want) {
+		if (have + 1 >= cap) {
+			gsize more = MIN(want + 1, cap * 2);
+			guint8 *bigger = g_try_realloc(d, more);
+			if (bigger == NULL) {
+				g_free(d);
+				return FALSE;
+			}
+			d = bigger;
+			cap = more;
+		}
+		gsize n = fread(d + have, 1, MIN(want - have, cap - 1 - have), in);
+		if (n == 0) {
+			g_free(d);
+			return FALSE;
+		}
+		have += n;
 	}
-	d[len] = '\0';
+	d[want] = '\0';
 	*data_r = d;
-	*len_r = (gsize)len;
+	*len_r = want;
 	return TRUE;
 }
 

@@ -4,9 +4,11 @@
 #include "mv-pst.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <libpst/libpst.h>
 #include <libpst/timeconv.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "mv-mapi.h"
 
@@ -27,6 +29,8 @@ struct mv_pst {
 	gint64 other;        /* non-mail items seen */
 	gint64 entry;        /* folder entries visited, depth first */
 	gint64 restart_entry; /* mv_pst_set_restart */
+	guint64 declared_size; /* the header's file size, when larger than the file */
+	guint64 actual_size;
 	mv_pst_entry_fn before_parse;
 	void *before_parse_context;
 };
@@ -97,6 +101,11 @@ mv_status mv_pst_open(const char *path, const mv_pst_limits *limits, mv_pst **ps
 		return mv_fail(error_r, MV_ERR_INPUT, "%s: not a PST or OST file libpst can read", path);
 	}
 	p->opened = TRUE;
+	struct stat sb;
+	if (fstat(fileno(p->pf.fp), &sb) == 0 && (guint64)sb.st_size < p->pf.size) {
+		p->declared_size = p->pf.size;
+		p->actual_size = (guint64)sb.st_size;
+	}
 	if (pst_load_index(&p->pf) != 0) {
 		mv_pst_close(&p);
 		return mv_fail(error_r, MV_ERR_INPUT, "%s: the PST's index cannot be read", path);
@@ -247,6 +256,24 @@ static gboolean add_attachment(build *b, mv_mapi_message *m, pst_item *item, pst
 	} else if (a->i_id != 0 && a->i_id != (uint64_t)-1) {
 		data = pst_attach_to_mem(&p->pf, a);
 		owned = TRUE;
+		/* A block the index does not hold, or one that holds bytes
+		 * libpst could not read (a file cut short): the attachment
+		 * would be stored empty, so the message would not be the one
+		 * the PST holds. */
+		pst_index_ll *block = data.data == NULL ? pst_getID(&p->pf, a->i_id) : NULL;
+		if (data.data == NULL && (block == NULL || block->size > 0)) {
+			b->status = MV_ERR_INPUT;
+			b->error = g_strdup_printf("the data of attachment %u cannot be read (block %#" PRIx64
+			                           ")", b->attachments, (uint64_t)a->i_id);
+			return FALSE;
+		}
+	} else if (a->method == PST_ATTACH_BY_VALUE && a->filename1.str == NULL &&
+	           a->filename2.str == NULL && a->mimetype.str == NULL) {
+		/* Only its row in the attachment table was read: libpst could
+		 * not read the attachment's own properties (its data, names). */
+		b->status = MV_ERR_INPUT;
+		b->error = g_strdup_printf("attachment %u cannot be read", b->attachments);
+		return FALSE;
 	}
 	if (!budget(b, data.size)) {
 		if (owned)
@@ -449,6 +476,17 @@ mv_status mv_pst_next(mv_pst *p, gint64 skip_to, mv_pst_item **item_r, gint64 *i
 		*index_r = index;
 		*item_r = out;
 		return MV_OK;
+	}
+	if (p->declared_size > 0) {
+		/* Once, after the items it still holds: a file cut short loses
+		 * the items whose blocks lay beyond its end, and nothing else
+		 * may say so. */
+		guint64 declared = p->declared_size, actual = p->actual_size;
+		p->declared_size = 0;
+		*index_r = 0; /* the file, not an item: FILE#0 */
+		return mv_fail(error_r, MV_ERR_INPUT, "the file is cut short: %" PRIu64 " of the %" PRIu64
+		               " bytes its header declares; items stored beyond its end are missing",
+		               actual, declared);
 	}
 	return MV_OK;
 }

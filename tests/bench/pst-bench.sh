@@ -5,7 +5,8 @@
 #
 #   tests/bench/pst-bench.sh [--rounds N] [PST...]
 #
-# PST files: those given, else ../shared/corpora/outlook-pst-msg/*.pst
+# PST files: those given, else $MAILVAULT_PST_CORPUS/*.pst (default
+# ../shared/corpora/outlook-pst-msg beside the project)
 # (small files written by real Outlook: a round reads each once; --rounds
 # repeats, default 20, so that start-up does not dominate).  Three figures
 # per round set, messages per second:
@@ -25,13 +26,13 @@ files=()
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     -*) echo "pst-bench: unknown option $1" >&2; exit 64 ;;
     *) files+=("$1"); shift ;;
   esac
 done
 if [ ${#files[@]} -eq 0 ]; then
-  for f in "$SCRIPT_DIR"/../../../shared/corpora/outlook-pst-msg/*.pst; do
+  for f in "${MAILVAULT_PST_CORPUS:-$SCRIPT_DIR/../../../shared/corpora/outlook-pst-msg}"/*.pst; do
     [ -f "$f" ] && files+=("$f")
   done
 fi

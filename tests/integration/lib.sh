@@ -76,6 +76,18 @@ sql() {
   fi
 }
 
+# wait_for SQL: until the query prints 1, polled every 0.1 s (bounded:
+# 120 s); status 0 when it did, 1 otherwise.  For a condition to wait on
+# instead of a clock (a lock held, a row committed).
+wait_for() {
+  local i
+  for i in $(seq 1200); do
+    [ "$(sql "$1")" = 1 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 json_get() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]])' "$1"; }
 
 finish() {

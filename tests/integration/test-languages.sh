@@ -92,6 +92,12 @@ snip=$(mv search --json contrat | python3 -c 'import json,sys; print(json.load(s
 case "$snip" in *"[contrats]"*) ok "JSON snippet marks the match";; *) fail "JSON snippet: $snip";; esac
 snip=$(mv search --json invoice | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["snippet"])')
 case "$snip" in *"[invoices]"*) ok "English snippet";; *) fail "English snippet: $snip";; esac
+# Chinese, Japanese, Korean: a word found through its bigrams is marked
+# too (ts_headline does not see it), in the fragment where it occurs.
+snip=$(mv search --json 出荷 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["snippet"])')
+case "$snip" in *"フランジの[出荷]がまた"*) ok "CJK snippet: the mid-sentence word marked in its context";; *) fail "CJK snippet: $snip";; esac
+snip=$(mv search --json 契約書 ZX81 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["snippet"])')
+case "$snip" in *"[契約書]"*"[ZX81]"*|*"[ZX81]"*"[契約書]"*) ok "CJK and Latin words marked together";; *) fail "CJK + Latin snippet: $snip";; esac
 expect_eq "no bare word: no snippet" "None" \
   "$(mv search --json subject:Lieferung | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["snippet"])')"
 

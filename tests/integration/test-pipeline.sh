@@ -160,7 +160,7 @@ SELECT encode(m.sha256, 'hex') || ' | ' || m.size || ' | ' || coalesce(m.message
        coalesce(m.deciding_rule, '-') || ' | ' || coalesce(m.policy_version::text, '-') || ' | ' ||
        m.tags::text || ' | ' ||
        (SELECT count(*) FROM message_splice s WHERE s.message_id = m.id) || E'\n  text: ' ||
-       md5((SELECT doc FROM message_text t WHERE t.message_id = m.id)) || E'\n  parts: ' ||
+       md5((SELECT t.tsv::text FROM message_text t WHERE t.message_id = m.id)) || E'\n  parts: ' ||
        coalesce((SELECT string_agg(p.path || ' ' || coalesce(p.declared_type, '-') || ' ' ||
                  coalesce(p.detected_type, '-') || ' ' || coalesce(p.filename, '-') || ' ' || p.size ||
                  ' ' || coalesce(encode(p.blob_sha256, 'hex'), '-'), '; ' ORDER BY p.path)

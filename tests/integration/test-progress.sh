@@ -49,6 +49,18 @@ check "import on a terminal: a progress line" grep -q "importing: [0-9]* message
 check "with the rate" grep -Eq "importing: [0-9]+ messages read, [0-9]+/s" "$WORK/tty.out"
 check "drawn in place (carriage return, erase line)" grep -q $'\r\033\[K' "$WORK/tty.out"
 check "and the summary after it" grep -q "300 new" "$WORK/tty.out"
+check "a tree: no time left (its size is not known up front)" bash -c "! grep -q ' left' '$WORK/tty.out'"
+# A file: megabytes, their rate and the time left from the bytes read (the
+# first line is drawn at the first message, before the file's end).
+python3 - "$WORK/mail/cur" "$WORK/mail.mbox" <<'PY'
+import os, sys
+with open(sys.argv[2], "w") as out:
+    for name in sorted(os.listdir(sys.argv[1]), key=lambda n: int(n.split(".")[0])):
+        out.write("From a@corp.example Mon Jan  1 10:00:00 2024\n" + open(os.path.join(sys.argv[1], name)).read() + "\n")
+PY
+on_tty import --no-index "$WORK/mail.mbox" > "$WORK/tty.out"
+check "import of a file on a terminal: megabytes, MB/s and the time left" \
+  grep -Eq "importing: [0-9]+ messages read(, [0-9]+/s)?, [0-9.]+ MB, [0-9.]+ MB/s, [0-9]+ (s|min [0-9]+ s|h [0-9]+ min) left, [0-9]+ new, [0-9]+ duplicate, [0-9]+ failed" "$WORK/tty.out"
 
 mv import "$WORK/mail" > "$WORK/pipe.out" 2> "$WORK/pipe.err"
 check "import on a pipe: no progress" bash -c "! grep -q 'importing:' '$WORK/pipe.err' '$WORK/pipe.out'"

@@ -109,6 +109,29 @@ rc_of mv verify --json >/dev/null
 check "a released hold made active again with triggers off: named" \
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if any(f["problem"] == "hold" and f["hold"] == int(sys.argv[2]) for f in d["records"]["findings"]) else 1)' "$WORK/out" "$sqlhold"
 
+# ---- the seal of 031 (PL/pgSQL) is 013's (SQL), on every message ----
+# Messages with what a seal encodes: several recipients and names, an
+# attachment, no Date, a flag (unparsable), a second arrival, envelope
+# recipients and a Bcc (a journal report); then both definitions over
+# every message here.
+{ printf 'From: "Ann" <ann@corp.example>\nTo: b@x.example, "C" <c@y.example>\nCc: d@corp.example\nSubject: att\nMessage-ID: <s1@x>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: application/pdf; name=a.pdf\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--b--\n'; } > "$WORK/mail/s1.eml"
+printf 'From: x@corp.example\nSubject: no date\n\nbody\n' > "$WORK/mail/s2.eml"
+printf 'From: x@corp.example\nContent-Type: multipart/mixed\nSubject: broken\n\n--\n' > "$WORK/mail/s3.eml"
+mv import --quiet "$WORK/mail"
+mv import --quiet "$WORK/mail/s1.eml"
+# A journal report: an original with envelope recipients, one a Bcc.
+mkdir -p "$WORK/journal"
+printf 'From: Exchange <journal@corp.example>\nTo: archive@corp.example\nSubject: j\nX-MS-Journal-Report:\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="=_JR"\n\n--=_JR\nContent-Type: text/plain; charset=us-ascii\n\nSender: x@other.example\nSubject: j\nMessage-Id: <s4@x>\nTo: y@other.example\nRecipient: bob@corp.example\nBcc: carol@corp.example\n\n--=_JR\nContent-Type: message/rfc822\n\nFrom: x@other.example\nTo: y@other.example\nSubject: j\nMessage-ID: <s4@x>\n\nhidden\n\n--=_JR--\n' \
+  > "$WORK/journal/j.eml"
+mv import --quiet --journal-reports "$WORK/journal"
+seal013=$(python3 -c 'import re,sys; s=open(sys.argv[1]).read(); m=re.search(r"CREATE FUNCTION mv_message_seal\(p_id bigint\).*?\n\$\$;", s, re.S); print(m.group(0).replace("CREATE FUNCTION mv_message_seal", "CREATE FUNCTION pg_temp.seal_013"))' \
+  "$TESTS_DIR/../schema/013-record-guards.sql")
+expect_eq "the seal in PL/pgSQL is the seal of 013 for every message" \
+  "$(sql "SELECT count(*) FROM message")|0" \
+  "$(sql "$seal013 SELECT count(*) || '|' || count(*) FILTER (WHERE mv_message_seal(id) IS DISTINCT FROM pg_temp.seal_013(id)) FROM message")"
+check "and the comparison saw attachments, a second arrival and a missing Date" test \
+  "$(sql "SELECT (SELECT count(*) > 0 FROM part WHERE filename IS NOT NULL) AND (SELECT count(*) > 0 FROM message WHERE date IS NULL) AND (SELECT max(c) > 1 FROM (SELECT count(*) c FROM arrival GROUP BY message_id) x) AND (SELECT count(*) > 0 FROM arrival WHERE cardinality(envelope_to) > 1 AND cardinality(envelope_bcc) > 0)")" = t
+
 # ---- the chain's own encoding ----
 last=$(sql "SELECT max(seq) FROM audit_event WHERE format = 2")
 off "UPDATE audit_event SET format = 1 WHERE seq = $last"

@@ -9,7 +9,9 @@
 # --rebuild; employees are refused; `stats storage` adds up; the report is
 # one self-contained page that escapes hostile hold names and opens in
 # headless Chromium without console messages (a page with a console error
-# proves the check sees one); its screenshot is kept as an artifact.
+# proves the check sees one); its screenshot is kept as an artifact.  A
+# message that arrives again over SMTP with new envelope recipients counts
+# them once, when they arrive.
 . "$(dirname "$0")/lib.sh"
 rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
 ARTIFACTS=${MV_TEST_ARTIFACTS:-$WORK/artifacts}/traffic
@@ -223,5 +225,35 @@ timeout 60 chromium --headless --disable-gpu --no-sandbox --user-data-dir="$WORK
 check "Chromium's DOM: the hold's name is text, no img or script element" \
   sh -c "grep -qF '&lt;img src=x onerror=alert(1)&gt;' '$WORK/dom.html' && ! grep -Eqi '<(img|script)' '$WORK/dom.html'"
 echo "screenshots kept in $ARTIFACTS"
+
+# A later arrival of a stored message over SMTP that brings new envelope
+# recipients (one in a new domain, one a new user of a known domain, one
+# repeated in other case) counts them once each, when they arrive; the
+# rollups still equal the records (the address INSERT trigger, 031).
+smtp_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$MAILVAULT_BIN" --home "$MV_HOME" smtpd --listen "127.0.0.1:$smtp_port" --log "$WORK/smtpd.log" & smtpd_pid=$!
+python3 - "$smtp_port" <<'PY'
+import smtplib, socket, sys, time
+port = int(sys.argv[1])
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close(); break
+    except OSError:
+        time.sleep(0.1)
+msg = (b"From: late@corp.example\r\nTo: b@corp.example\r\nSubject: again\r\n"
+       b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <late@x>\r\n\r\nbody\r\n")
+for rcpts in (["b@corp.example"], ["b@corp.example", "New@Late-Other.example"],
+              ["B@corp.example", "new@late-other.example", "x@late-third.example", "c2@corp.example"]):
+    s = smtplib.SMTP("127.0.0.1", port)
+    s.sendmail("late@corp.example", rcpts, msg)
+    s.quit()
+PY
+kill "$smtpd_pid"; wait "$smtpd_pid" 2>/dev/null || true
+expect_eq "three SMTP arrivals of one message: stored once" "1|3" \
+  "$(sql "SELECT count(DISTINCT m.id) || '|' || count(*) FROM message m JOIN arrival a ON a.message_id = m.id WHERE m.message_id = 'late@x'")"
+mv stats traffic --by domain --all-users --top 10000 --json > "$WORK/late.json"
+expect_eq "each new envelope domain received it once" "1 1" \
+  "$(python3 -c 'import json,sys; r={x["key"]: x["received"] for x in json.load(open(sys.argv[1]))["rows"]}; print(r.get("late-other.example"), r.get("late-third.example"))' "$WORK/late.json")"
+same_as_records "after later SMTP arrivals brought new envelope recipients"
 
 finish

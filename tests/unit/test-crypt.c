@@ -1,6 +1,6 @@
 /* Unit tests of encryption at rest (archiver/mv-crypt.c): AES-256-GCM
  * against a published test vector, sealing round trips, tampering, key
- * wrapping and key files. */
+ * wrapping, key files, the nonce budget and the protection of key pages. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -212,6 +212,90 @@ static void test_key_files(void **state)
 	g_unsetenv("MAILVAULT_KEY_FILE");
 }
 
+/* A refill that grants a fixed number of nonces per call, a given number
+ * of times, then nothing. */
+typedef struct {
+	gint64 block;
+	int calls_left;
+	int calls;
+} refill_state;
+
+static mv_status refill(void *context, gint64 *granted_r, char **error_r)
+{
+	(void)error_r;
+	refill_state *r = context;
+	r->calls++;
+	*granted_r = r->calls_left-- > 0 ? r->block : 0;
+	return MV_OK;
+}
+
+/* Every seal takes one nonce; once the budget is spent, sealing is refused
+ * (MV_ERR_LIMIT, nothing sealed) and stays refused. */
+static void test_nonce_budget(void **state)
+{
+	(void)state;
+	mv_key *key = NULL;
+	char *err = NULL;
+	assert_int_equal(mv_key_random(&key, &err), MV_OK);
+	refill_state *r = g_new0(refill_state, 1);
+	r->block = 3;
+	r->calls_left = 2;
+	mv_key_set_nonce_budget(key, refill, r, g_free);
+	uint8_t n[MV_NONCE_LEN], t[MV_TAG_LEN];
+	for (int i = 0; i < 6; i++) {
+		GBytes *c = NULL;
+		assert_int_equal(mv_aead_seal(key, "a", 1, "x", 1, n, t, &c, &err), MV_OK);
+		g_bytes_unref(c);
+	}
+	assert_int_equal(r->calls, 2);
+	assert_int_equal(mv_key_nonces_used(key), 6);
+	assert_false(mv_key_nonces_spent(key));
+	GBytes *c = NULL;
+	assert_int_equal(mv_aead_seal(key, "a", 1, "x", 1, n, t, &c, &err), MV_ERR_LIMIT);
+	assert_null(c);
+	assert_non_null(strstr(err, "nonce budget"));
+	g_clear_pointer(&err, g_free);
+	assert_true(mv_key_nonces_spent(key));
+	assert_int_equal(mv_key_nonce_ensure(key, &err), MV_ERR_LIMIT);
+	g_clear_pointer(&err, g_free);
+	/* Spent stays spent: the refill is not asked again. */
+	assert_int_equal(mv_aead_seal(key, "a", 1, "x", 1, n, t, &c, &err), MV_ERR_LIMIT);
+	g_clear_pointer(&err, g_free);
+	assert_int_equal(r->calls, 3);
+	assert_int_equal(mv_key_nonces_used(key), 6);
+	mv_key_free(&key);
+}
+
+/* Key pages are left out of core dumps (and locked where RLIMIT_MEMLOCK
+ * allows), as the kernel reports them in /proc/self/smaps. */
+static void test_key_pages(void **state)
+{
+	(void)state;
+	mv_key *key = NULL;
+	char *err = NULL;
+	assert_int_equal(mv_key_random(&key, &err), MV_OK);
+	gboolean locked = FALSE, nodump = FALSE;
+	mv_key_protection(key, &locked, &nodump);
+	if (g_file_test("/proc/self/smaps", G_FILE_TEST_EXISTS))
+		assert_true(nodump);
+	if (!locked)
+		print_message("note: the key page is not locked (RLIMIT_MEMLOCK)\n");
+	/* Fingerprints: stable for a key, different between keys, and not the
+	 * key's bytes. */
+	mv_key *other = NULL;
+	assert_int_equal(mv_key_random(&other, &err), MV_OK);
+	uint8_t f1[MV_KEY_FPR_LEN], f2[MV_KEY_FPR_LEN], f3[MV_KEY_FPR_LEN];
+	mv_key_fingerprint(key, f1);
+	mv_key_fingerprint(key, f2);
+	mv_key_fingerprint(other, f3);
+	assert_memory_equal(f1, f2, MV_KEY_FPR_LEN);
+	assert_memory_not_equal(f1, f3, MV_KEY_FPR_LEN);
+	assert_true(mv_key_equal(key, key));
+	assert_false(mv_key_equal(key, other));
+	mv_key_free(&key);
+	mv_key_free(&other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -219,6 +303,8 @@ int main(void)
 		cmocka_unit_test(test_seal_round_trip),
 		cmocka_unit_test(test_wrap),
 		cmocka_unit_test(test_key_files),
+		cmocka_unit_test(test_nonce_budget),
+		cmocka_unit_test(test_key_pages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

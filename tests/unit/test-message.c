@@ -89,8 +89,24 @@ static mv_message *parse_len_limits(const void *data, gsize len, const mv_parse_
 			/* Spliced ranges are in order and never overlap. */
 			assert_true(part->raw_offset >= last_end);
 			last_end = part->raw_offset + part->raw_len;
-			mv_sha256((const guint8 *)data + part->raw_offset, part->raw_len, sha);
-			assert_memory_equal(sha, part->blob_sha256, MV_SHA256_LEN);
+			if (part->recipe != NULL) {
+				/* Stored by its decoded content: the recipe gives
+				 * back exactly the encoded bytes. */
+				gsize dlen = 0;
+				const guint8 *d = g_bytes_get_data(part->decoded, &dlen);
+				mv_sha256(d, dlen, sha);
+				assert_memory_equal(sha, part->blob_sha256, MV_SHA256_LEN);
+				GByteArray *enc = g_byte_array_new();
+				char *err = NULL;
+				assert_int_equal(mv_recipe_encode(part->recipe, d, dlen, enc, &err), MV_OK);
+				assert_int_equal(enc->len, part->raw_len);
+				assert_memory_equal(enc->data, (const guint8 *)data + part->raw_offset,
+				                    part->raw_len);
+				g_byte_array_free(enc, TRUE);
+			} else {
+				mv_sha256((const guint8 *)data + part->raw_offset, part->raw_len, sha);
+				assert_memory_equal(sha, part->blob_sha256, MV_SHA256_LEN);
+			}
 		}
 	}
 	return msg;
@@ -431,6 +447,27 @@ static void test_splice_threshold_and_two_attachments(void **state)
 	assert_memory_not_equal(p1->blob_sha256, p2->blob_sha256, MV_SHA256_LEN);
 	assert_string_equal(p2->filename, "x.zip");
 	assert_true(msg->has_attachment);
+	/* over MV_RECIPE_MIN_BYTES decoded: stored by the decoded content */
+	assert_non_null(p1->recipe);
+	assert_int_equal(p1->recipe->encoding, MV_RECIPE_BASE64);
+	assert_int_equal(g_bytes_get_size(p1->decoded), 5000);
+	assert_memory_equal(g_bytes_get_data(p1->decoded, NULL), big1, 5000);
+	uint8_t sha1[MV_SHA256_LEN];
+	mv_sha256(big1, 5000, sha1);
+	assert_memory_equal(p1->blob_sha256, sha1, MV_SHA256_LEN);
+	mv_message_free(&msg);
+
+	/* with decoded dedup off, by the encoded bytes as before */
+	mv_parse_limits lim;
+	mv_parse_limits_default(&lim);
+	lim.min_decoded_bytes = 0;
+	msg = parse_len_limits(raw, strlen(raw), &lim);
+	p1 = msg->parts->pdata[3];
+	assert_true(p1->spliced);
+	assert_null(p1->recipe);
+	assert_null(p1->decoded);
+	mv_sha256(raw + p1->raw_offset, p1->raw_len, sha1);
+	assert_memory_equal(p1->blob_sha256, sha1, MV_SHA256_LEN);
 	mv_message_free(&msg);
 	g_free(raw);
 	g_free(b_small), g_free(b1), g_free(b2);

@@ -1,4 +1,4 @@
--- 028-packs: packs of cold blobs (mailvault compact, docs/storage.md).
+-- 033-packs: packs of cold blobs (mailvault compact, docs/storage.md).
 -- A pack is a group of frames written by one compact batch with one
 -- trained dictionary; a frame is one zstd frame of about 1 MiB of blob
 -- bytes laid end to end, decompressed whole to read one blob.  A packed
