@@ -295,10 +295,31 @@ mv_status mv_pack_read(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN], gi
 				g_clear_pointer(error_r, g_free);
 				continue;
 			}
+			if (st == MV_ERR_NOT_FOUND) {
+				/* Missing, or (an employee, an auditor) not readable
+				 * by this role yet: its access widened after the frame
+				 * was written, and the frame awaits regrouping. */
+				g_clear_pointer(error_r, g_free);
+				char ft[24];
+				g_snprintf(ft, sizeof ft, "%" G_GINT64_FORMAT, frame);
+				const char *ev[] = {ft};
+				st = mv_db_query(db, "SELECT mv_pack_frame_exists($1)", 1, ev, NULL, NULL, 0, &r,
+				                 error_r);
+				gboolean exists = st == MV_OK && PQgetvalue(r, 0, 0)[0] == 't';
+				PQclear(r);
+				if (st != MV_OK)
+					return st;
+				if (exists)
+					return mv_fail(error_r, MV_ERR_BUSY,
+					               "blob %s is in pack frame %s, which your access does not "
+					               "cover yet (a grant or new mail since it was packed): it "
+					               "becomes readable when `mailvault compact` regroups it; "
+					               "try again after the next compact", hex, ft);
+				return mv_fail(error_r, MV_ERR_INTEGRITY, "blob %s: its pack frame is missing",
+				               hex);
+			}
 			if (st != MV_OK)
-				return st == MV_ERR_NOT_FOUND ? mv_fail(error_r, MV_ERR_INTEGRITY, "blob %s: "
-				                                        "its pack frame is missing", hex)
-				                              : st;
+				return st;
 			slot = -1;
 			for (int i = 0; i < CACHE_FRAMES; i++)
 				if (c->plain[i] != NULL && c->ids[i] == frame)
@@ -330,6 +351,7 @@ typedef struct {
 	GByteArray *buf;
 	GByteArray *contents;
 	guint count;
+	const char *readers; /* reader set (text[] literal) of every blob in the frame */
 } frame_builder;
 
 /* Write the builder's frame and point its blobs at it (inside the open
@@ -400,6 +422,13 @@ static mv_status frame_write(mv_blobstore *store, frame_builder *b, gint64 *fram
 	g_bytes_unref(z);
 	if (st != MV_OK)
 		return st;
+	/* Who may read it: the reader set its blobs share (none: staff only). */
+	const char *rv[] = {idt, b->readers != NULL ? b->readers : "{}"};
+	st = mv_db_query(db, "INSERT INTO pack_frame_reader (frame_id, role) "
+	                     "SELECT $1, unnest($2::text[])", 2, rv, NULL, NULL, 0, &r, error_r);
+	PQclear(r);
+	if (st != MV_OK)
+		return st;
 	/* The blobs now point at the frame, by the frame's own contents list;
 	 * their own bytes go in the same transaction. */
 	const char *uv[] = {idt};
@@ -458,78 +487,97 @@ static mv_status new_pack(mv_db *db, int dict_id, int level, gint64 *pack_r, cha
 	return st;
 }
 
-/* Rewrite one frame holding deleted blobs' bytes; *found_r FALSE when
- * there is none left (to this run: others' are skipped). */
-static mv_status sweep_one(mv_blobstore *store, mv_pack_result *res, gboolean *found_r,
-                           char **error_r)
+/* Compact runs skip a frame another run is rewriting (an advisory lock:
+ * it does not conflict with purge, which locks blob rows then frames). */
+#define FRAME_LOCK_KEY 0x6d76706b
+
+/* Rewrite frame id with its live blobs, grouped into new frames by their
+ * reader sets now (deleted blobs' bytes are dropped, a frame whose blobs
+ * no longer share one reader set is split), then delete it; one
+ * transaction.  Locks are taken in purge's order: the frame's blob rows,
+ * then the frame.  *done_r FALSE when another run holds the frame or it
+ * is gone. */
+static mv_status rewrite_frame(mv_blobstore *store, gint64 frame, mv_pack_result *res,
+                               gboolean *done_r, char **error_r)
 {
 	mv_db *db = mv_blobstore_pg_db(store);
-	*found_r = FALSE;
+	*done_r = FALSE;
 	mv_status st = begin_packing(db, error_r);
 	if (st != MV_OK)
 		return st;
+	char frame_text[24], key_text[16];
+	g_snprintf(frame_text, sizeof frame_text, "%" G_GINT64_FORMAT, frame);
+	g_snprintf(key_text, sizeof key_text, "%d", FRAME_LOCK_KEY);
+	const char *v[] = {frame_text, key_text};
 	PGresult *r = NULL;
+	st = mv_db_query(db, "SELECT pg_try_advisory_xact_lock($2::int4, ($1::bigint % 2147483647)::int4)",
+	                 2, v, NULL, NULL, 0, &r, error_r);
+	gboolean mine = st == MV_OK && PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	r = NULL;
+	if (st != MV_OK || !mine)
+		return st != MV_OK ? mv_db_end(db, st, error_r) : mv_db_exec(db, "ROLLBACK", error_r);
+	/* The blob rows first (a purge deleting one of them meanwhile is
+	 * waited for; its row is then gone from the answer). */
+	PGresult *blobs = NULL;
 	st = mv_db_query(db,
-	                 "SELECT f.id, f.pack_id, coalesce(p.dict_id, 0), p.level, f.dead_count, "
-	                 "f.dead_bytes FROM pack_frame f JOIN pack p ON p.id = f.pack_id "
-	                 "WHERE f.dead_count > 0 ORDER BY f.id LIMIT 1 FOR UPDATE OF f SKIP LOCKED",
-	                 0, NULL, NULL, NULL, 0, &r, error_r);
+	                 "SELECT sha256, pack_offset, raw_size, mv_blob_readers(sha256)::text AS rd "
+	                 "FROM blob WHERE pack_frame_id = $1 ORDER BY rd, pack_offset, sha256 FOR UPDATE",
+	                 1, v, NULL, NULL, 1, &blobs, error_r);
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT f.pack_id, coalesce(p.dict_id, 0), p.level, f.dead_count, "
+		                 "f.dead_bytes FROM pack_frame f JOIN pack p ON p.id = f.pack_id "
+		                 "WHERE f.id = $1 FOR UPDATE OF f",
+		                 1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK || PQntuples(r) == 0) {
 		PQclear(r);
+		PQclear(blobs);
 		if (st != MV_OK)
 			return mv_db_end(db, st, error_r);
 		return mv_db_exec(db, "ROLLBACK", error_r);
 	}
-	*found_r = TRUE;
-	gint64 frame = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	frame_builder b = {.pack_id = g_ascii_strtoll(PQgetvalue(r, 0, 1), NULL, 10),
-	                   .dict_id = (int)g_ascii_strtoll(PQgetvalue(r, 0, 2), NULL, 10),
-	                   .level = (int)g_ascii_strtoll(PQgetvalue(r, 0, 3), NULL, 10),
+	frame_builder b = {.pack_id = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10),
+	                   .dict_id = (int)g_ascii_strtoll(PQgetvalue(r, 0, 1), NULL, 10),
+	                   .level = (int)g_ascii_strtoll(PQgetvalue(r, 0, 2), NULL, 10),
 	                   .buf = g_byte_array_new(), .contents = g_byte_array_new()};
-	gint64 dead = g_ascii_strtoll(PQgetvalue(r, 0, 4), NULL, 10);
-	gint64 dead_bytes = g_ascii_strtoll(PQgetvalue(r, 0, 5), NULL, 10);
-	const char *ft = PQgetvalue(r, 0, 0);
-	char frame_text[24];
-	g_strlcpy(frame_text, ft, sizeof frame_text);
+	gint64 dead = g_ascii_strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+	gint64 dead_bytes = g_ascii_strtoll(PQgetvalue(r, 0, 4), NULL, 10);
 	PQclear(r);
 	r = NULL;
-	gint64 pack = 0;
+	gint64 pack = 0, frames = 0;
 	GBytes *plain = NULL, *contents = NULL;
 	st = frame_load(store, frame, -1, &pack, &plain, &contents, error_r);
 	if (st == MV_OK && b.dict_id > 0)
 		st = mv_blobstore_pg_dict(store, b.dict_id, &b.dict, error_r);
-	const char *v[] = {frame_text};
-	if (st == MV_OK)
-		st = mv_db_query(db,
-		                 "SELECT sha256, pack_offset, raw_size FROM blob WHERE pack_frame_id = $1 "
-		                 "ORDER BY pack_offset, sha256 FOR UPDATE",
-		                 1, v, NULL, NULL, 1, &r, error_r);
-	int rows = st == MV_OK ? PQntuples(r) : 0;
+	int rows = st == MV_OK ? PQntuples(blobs) : 0;
 	for (int i = 0; i < rows && st == MV_OK; i++) {
-		if (PQgetlength(r, i, 0) != MV_SHA256_LEN || PQgetlength(r, i, 1) != 8 ||
-		    PQgetlength(r, i, 2) != 8) {
+		if (PQgetlength(blobs, i, 0) != MV_SHA256_LEN || PQgetlength(blobs, i, 1) != 8 ||
+		    PQgetlength(blobs, i, 2) != 8) {
 			st = mv_fail(error_r, MV_ERR_DB, "unexpected result reading a pack frame's blobs");
 			break;
 		}
-		const uint8_t *sha = (const uint8_t *)PQgetvalue(r, i, 0);
+		const uint8_t *sha = (const uint8_t *)PQgetvalue(blobs, i, 0);
 		GBytes *data = NULL;
-		st = frame_slice(plain, contents, sha, mv_db_get_int8(r, i, 1), mv_db_get_int8(r, i, 2),
-		                 &data, error_r);
-		if (st == MV_OK) {
-			builder_add(&b, sha, data);
-			g_bytes_unref(data);
+		st = frame_slice(plain, contents, sha, mv_db_get_int8(blobs, i, 1),
+		                 mv_db_get_int8(blobs, i, 2), &data, error_r);
+		if (st != MV_OK)
+			break;
+		b.readers = PQgetvalue(blobs, i, 3);
+		builder_add(&b, sha, data);
+		g_bytes_unref(data);
+		if (i == rows - 1 || strcmp(PQgetvalue(blobs, i + 1, 3), b.readers) != 0) {
+			gint64 new_frame = 0, stored = 0;
+			st = frame_write(store, &b, &new_frame, &stored, error_r);
+			builder_reset(&b);
+			frames++;
 		}
 	}
-	if (st == MV_OK && rows > 0) {
-		gint64 new_frame = 0, stored = 0;
-		st = frame_write(store, &b, &new_frame, &stored, error_r);
-	}
-	PQclear(r);
-	r = NULL;
 	if (st == MV_OK)
 		st = mv_db_query(db, "DELETE FROM pack_frame WHERE id = $1", 1, v, NULL, NULL, 0, &r,
 		                 error_r);
 	PQclear(r);
+	PQclear(blobs);
 	if (plain != NULL)
 		g_bytes_unref(plain);
 	if (contents != NULL)
@@ -538,22 +586,96 @@ static mv_status sweep_one(mv_blobstore *store, mv_pack_result *res, gboolean *f
 	g_byte_array_free(b.contents, TRUE);
 	st = mv_db_end(db, st, error_r);
 	if (st == MV_OK) {
-		res->swept_frames++;
-		res->swept_blobs += dead;
-		res->swept_bytes += dead_bytes;
+		*done_r = TRUE;
+		if (dead > 0) {
+			res->swept_frames++;
+			res->swept_blobs += dead;
+			res->swept_bytes += dead_bytes;
+		} else {
+			res->regrouped_frames++;
+		}
 	}
 	return st;
 }
 
-mv_status mv_pack_sweep(mv_blobstore *store, mv_pack_result *res, char **error_r)
+/* Rewrite every frame the query (its $1: the last frame id tried) names,
+ * in id order, each once. */
+static mv_status rewrite_all(mv_blobstore *store, const char *sql, const char *role,
+                             mv_pack_result *res, char **error_r)
 {
+	mv_db *db = mv_blobstore_pg_db(store);
+	gint64 after = 0;
 	for (int n = 0; n < SWEEP_MAX_FRAMES; n++) {
-		gboolean found = FALSE;
-		mv_status st = sweep_one(store, res, &found, error_r);
-		if (st != MV_OK || !found)
+		char at[24];
+		g_snprintf(at, sizeof at, "%" G_GINT64_FORMAT, after);
+		const char *v[] = {at, role};
+		PGresult *r = NULL;
+		mv_status st = mv_db_query(db, sql, role != NULL ? 2 : 1, v, NULL, NULL, 0, &r, error_r);
+		if (st != MV_OK)
+			return st;
+		if (PQntuples(r) == 0) {
+			PQclear(r);
+			return MV_OK;
+		}
+		after = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+		gboolean done = FALSE;
+		st = rewrite_frame(store, after, res, &done, error_r);
+		if (st != MV_OK)
 			return st;
 	}
 	return MV_OK;
+}
+
+mv_status mv_pack_sweep(mv_blobstore *store, mv_pack_result *res, char **error_r)
+{
+	return rewrite_all(store, "SELECT id FROM pack_frame WHERE dead_count > 0 AND id > $1 "
+	                          "ORDER BY id LIMIT 1", NULL, res, error_r);
+}
+
+mv_status mv_pack_regroup(mv_blobstore *store, const char *role, mv_pack_result *res,
+                          char **error_r)
+{
+	/* The stale set is computed again after each rewrite (ids ascend). */
+	return rewrite_all(store, role != NULL
+	                          ? "SELECT f FROM mv_pack_stale_frames($2, 1000000) f WHERE f > $1 "
+	                            "ORDER BY f LIMIT 1"
+	                          : "SELECT f FROM mv_pack_stale_frames(NULL, 1000000) f WHERE f > $1 "
+	                            "ORDER BY f LIMIT 1",
+	                   role, res, error_r);
+}
+
+static mv_status with_store(mv_db *db, const char *key_file, const char *role, gboolean regroup,
+                            mv_pack_result *res, char **error_r)
+{
+	mv_blobstore_settings settings;
+	mv_blobstore_settings_default(&settings);
+	settings.key_file = key_file;
+	settings.use_dictionary = FALSE;
+	mv_blobstore *blobs = NULL;
+	mv_status st = mv_blobstore_pg_new(db, &settings, &blobs, error_r);
+	if (st == MV_OK)
+		st = regroup ? mv_pack_regroup(blobs, role, res, error_r)
+		             : mv_pack_sweep(blobs, res, error_r);
+	mv_blobstore_free(&blobs);
+	return st;
+}
+
+mv_status mv_pack_regroup_db(mv_db *db, const char *key_file, const char *role,
+                             mv_pack_result *res, char **error_r)
+{
+	memset(res, 0, sizeof *res);
+	PGresult *r = NULL;
+	const char *v[] = {role};
+	mv_status st = mv_db_query(db, "SELECT EXISTS (SELECT 1 FROM mv_pack_stale_frames($1, 1))",
+	                           1, v, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	gboolean any = PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	if (!any)
+		return MV_OK;
+	return with_store(db, key_file, role, TRUE, res, error_r);
 }
 
 mv_status mv_pack_sweep_db(mv_db *db, const char *key_file, mv_pack_result *res,
@@ -572,16 +694,7 @@ mv_status mv_pack_sweep_db(mv_db *db, const char *key_file, mv_pack_result *res,
 	PQclear(r);
 	if (!any)
 		return MV_OK;
-	mv_blobstore_settings settings;
-	mv_blobstore_settings_default(&settings);
-	settings.key_file = key_file;
-	settings.use_dictionary = FALSE;
-	mv_blobstore *blobs = NULL;
-	st = mv_blobstore_pg_new(db, &settings, &blobs, error_r);
-	if (st == MV_OK)
-		st = mv_pack_sweep(blobs, res, error_r);
-	mv_blobstore_free(&blobs);
-	return st;
+	return with_store(db, key_file, NULL, FALSE, res, error_r);
 }
 
 #define COLD_WHERE                                                                               \
@@ -637,8 +750,9 @@ static mv_status compact_batch(mv_blobstore *store, const mv_pack_options *o, in
 	const char *fv[] = {arr->str};
 	st = mv_db_query(db,
 	                 "SELECT sha256, raw_size, codec::int4, coalesce(dict_id, 0)::int4, data, "
-	                 "coalesce(key_version, 0)::int4, enc_nonce, enc_tag, stored_size FROM blob "
-	                 "WHERE sha256 = ANY ($1::bytea[]) ORDER BY created_at, sha256",
+	                 "coalesce(key_version, 0)::int4, enc_nonce, enc_tag, stored_size, "
+	                 "mv_blob_readers(sha256)::text AS rd FROM blob "
+	                 "WHERE sha256 = ANY ($1::bytea[]) ORDER BY rd, created_at, sha256",
 	                 1, fv, NULL, NULL, 1, &r, error_r);
 	g_string_free(arr, TRUE);
 	int rows = st == MV_OK ? PQntuples(r) : 0;
@@ -671,9 +785,12 @@ static mv_status compact_batch(mv_blobstore *store, const mv_pack_options *o, in
 		st = new_pack(db, b.dict_id, b.level, &b.pack_id, error_r);
 	gint64 frames = 0, stored = 0, raw = 0;
 	for (int i = 0; i < rows && st == MV_OK; i++) {
+		/* A frame's blobs share one reader set (rows come by reader set). */
+		b.readers = PQgetvalue(r, i, 9);
 		builder_add(&b, (const uint8_t *)PQgetvalue(r, i, 0), plains->pdata[i]);
 		raw += (gint64)g_bytes_get_size(plains->pdata[i]);
-		if (b.buf->len >= o->frame_bytes || i == rows - 1) {
+		if (b.buf->len >= o->frame_bytes || i == rows - 1 ||
+		    strcmp(PQgetvalue(r, i + 1, 9), b.readers) != 0) {
 			gint64 id = 0, n = 0;
 			st = frame_write(store, &b, &id, &n, error_r);
 			frames++;
@@ -808,8 +925,12 @@ mv_status mv_pack_compact(mv_blobstore *store, const mv_pack_options *o, mv_pack
 		return MV_OK;
 	}
 	PQclear(r);
-	/* Deleted blobs' bytes leave their frames first. */
+	/* Deleted blobs' bytes leave their frames first; then frames whose
+	 * readers changed (grants, new mail sharing a packed blob) are
+	 * regrouped. */
 	st = mv_pack_sweep(store, res, error_r);
+	if (st == MV_OK)
+		st = mv_pack_regroup(store, NULL, res, error_r);
 	int dict_id = 0;
 	if (st == MV_OK && total > 0)
 		st = pack_dictionary(store, o, &dict_id, error_r);

@@ -44,6 +44,7 @@ typedef struct {
 	gint64 packs, frames;  /* written */
 	gint64 swept_frames;   /* frames rewritten to drop deleted blobs' bytes */
 	gint64 swept_blobs, swept_bytes; /* deleted blobs whose bytes left their frames */
+	gint64 regrouped_frames; /* frames rewritten because their readers changed */
 } mv_pack_result;
 
 typedef struct {
@@ -73,6 +74,18 @@ mv_status mv_pack_sweep(mv_blobstore *store, mv_pack_result *res_r, char **error
  * mv_blobstore_settings): for purge and erasure, right after they destroy. */
 mv_status mv_pack_sweep_db(mv_db *db, const char *key_file, mv_pack_result *res_r,
                            char **error_r) MV_WARN_UNUSED;
+
+/* Rewrite the frames whose readers are not what their blobs' reader sets
+ * say now (schema/033-packs.sql, mv_pack_stale_frames), for role only or
+ * every restricted role (NULL): split by reader set, one frame per
+ * transaction. */
+mv_status mv_pack_regroup(mv_blobstore *store, const char *role, mv_pack_result *res_r,
+                          char **error_r) MV_WARN_UNUSED;
+
+/* mv_pack_regroup with a blob store of its own on db: for access grants,
+ * right after the grant (nothing opened when no frame is stale). */
+mv_status mv_pack_regroup_db(mv_db *db, const char *key_file, const char *role,
+                             mv_pack_result *res_r, char **error_r) MV_WARN_UNUSED;
 
 /* The bytes of packed blob sha (row raw_size), checked against sha. */
 mv_status mv_pack_read(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN], gint64 raw_size,

@@ -20,6 +20,10 @@ static const char help[] =
 	"and its old bytes go in that same transaction): run it again to finish.\n"
 	"First, every frame that still holds bytes of destroyed blobs (purge, erasure)\n"
 	"is rewritten without them (purge does this too, at its end).\n"
+	"A frame holds only blobs that the same employees and auditors may see (their\n"
+	"reader set); frames whose readers changed since (a grant, a delegation, a\n"
+	"case gaining messages, new mail sharing a packed attachment) are split by\n"
+	"reader set next; until then such a reader gets exit 75 for those messages.\n"
 	"\n"
 	"Options:\n"
 	"  --older-than DURATION  pack blobs stored at least this long ago: a number\n"
@@ -29,7 +33,8 @@ static const char help[] =
 	"  --batch-size BYTES     raw bytes per transaction (default 4194304, at least\n"
 	"                         the frame size)\n"
 	"  --json                 {dry_run, blobs, raw_bytes, stored_before, stored_after,\n"
-	"                         packs, frames, swept_frames, swept_blobs, swept_bytes}\n"
+	"                         packs, frames, swept_frames, swept_blobs, swept_bytes,\n"
+	"                         regrouped_frames}\n"
 	MV_CLI_COMMON_HELP;
 
 /* N followed by s, m, h, d or w. */
@@ -140,6 +145,7 @@ int mv_cmd_compact(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "swept_frames", res.swept_frames);
 		mv_json_add_int(b, "swept_blobs", res.swept_blobs);
 		mv_json_add_int(b, "swept_bytes", res.swept_bytes);
+		mv_json_add_int(b, "regrouped_frames", res.regrouped_frames);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 		return 0;
@@ -154,6 +160,9 @@ int mv_cmd_compact(mv_cli *cli, int argc, char **argv)
 		printf("%" G_GINT64_FORMAT " frames rewritten: the bytes of %" G_GINT64_FORMAT
 		       " destroyed blobs (%" G_GINT64_FORMAT " bytes) removed\n",
 		       res.swept_frames, res.swept_blobs, res.swept_bytes);
+	if (res.regrouped_frames > 0)
+		printf("%" G_GINT64_FORMAT " frames regrouped: their readers had changed\n",
+		       res.regrouped_frames);
 	printf("%" G_GINT64_FORMAT " blobs packed into %" G_GINT64_FORMAT " frames (%" G_GINT64_FORMAT
 	       " packs): %" G_GINT64_FORMAT " bytes raw, %" G_GINT64_FORMAT " stored before, %"
 	       G_GINT64_FORMAT " after\n",

@@ -134,19 +134,133 @@ REVOKE ALL ON FUNCTION mv_blob_unpacked_dead() FROM PUBLIC;
 CREATE TRIGGER blob_packed_delete AFTER DELETE ON blob
     FOR EACH ROW WHEN (OLD.pack_frame_id IS NOT NULL) EXECUTE FUNCTION mv_blob_unpacked_dead();
 
--- ---- access (019-access.sql) ----
--- A frame holds the bytes of many messages: the staff roles read every
--- frame; an employee or auditor reads a frame only when it sees every blob
--- the frame holds (and none of them was deleted), so no grant ever opens
--- another person's message through a shared frame.
+-- ---- access (019-access.sql): frames grouped by reader set ----
+-- A frame holds the bytes of many blobs.  compact groups blobs into frames
+-- by their reader set: the restricted principals (employees, auditors:
+-- roles with rows in access_address or access_case) that see a message
+-- using the blob at compact time; blobs no restricted principal sees (staff
+-- only) share frames freely.  pack_frame_reader lists a frame's readers,
+-- and an employee or auditor reads a frame only when listed there AND it
+-- still sees every live blob the frame holds AND none was destroyed (a
+-- revoked grant closes the frame at once; a widened one opens it only when
+-- the frame is regrouped: at the grant when the granting session can
+-- rewrite frames, else at the next compact; docs/storage.md).
+
+-- The messages role p_role sees through its grants (as mv_visible_ids,
+-- without the session check: for compact and the policies' helpers only).
+CREATE FUNCTION mv_pack_role_messages(p_role text) RETURNS SETOF bigint LANGUAGE sql STABLE AS $$
+    SELECT a.message_id FROM address a JOIN access_address g ON lower(a.address) = g.address
+     WHERE g.role = p_role
+    UNION
+    SELECT i.message_id FROM hold_item i JOIN access_case c ON c.hold_id = i.hold_id
+     WHERE c.role = p_role
+$$;
+
+-- The reader set of blob p_sha: the restricted roles that see a message
+-- whose skeleton, splice or part it is, sorted ('{}': staff only).
+CREATE FUNCTION mv_blob_readers(p_sha bytea) RETURNS text[] LANGUAGE sql STABLE AS $$
+    WITH m AS (SELECT id FROM message WHERE skeleton_sha256 = p_sha
+               UNION SELECT message_id FROM message_splice WHERE blob_sha256 = p_sha
+               UNION SELECT message_id FROM part WHERE blob_sha256 = p_sha)
+    SELECT coalesce(array_agg(DISTINCT r.role ORDER BY r.role), '{}')
+      FROM (SELECT g.role FROM m JOIN address a ON a.message_id = m.id
+                               JOIN access_address g ON g.address = lower(a.address)
+            UNION ALL
+            SELECT c.role FROM m JOIN hold_item i ON i.message_id = m.id
+                               JOIN access_case c ON c.hold_id = i.hold_id) r
+$$;
+
+CREATE TABLE pack_frame_reader (
+    frame_id bigint NOT NULL REFERENCES pack_frame (id) ON DELETE CASCADE,
+    role     text NOT NULL,
+    PRIMARY KEY (frame_id, role)
+);
+CREATE INDEX pack_frame_reader_role_idx ON pack_frame_reader (role);
+
+-- Reader rows are written with their frame (compact, mailvault.packing on)
+-- and leave with it.
+CREATE FUNCTION mv_pack_frame_reader_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('mailvault.packing', true), '') = 'on' THEN
+        RETURN coalesce(NEW, OLD);
+    END IF;
+    IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM pack_frame WHERE id = OLD.frame_id) THEN
+        RETURN OLD; -- its frame's deletion (cascade)
+    END IF;
+    RAISE EXCEPTION 'pack frame readers are a record: only compact changes them';
+END;
+$$;
+CREATE TRIGGER pack_frame_reader_guard BEFORE INSERT OR UPDATE OR DELETE ON pack_frame_reader
+    FOR EACH ROW EXECUTE FUNCTION mv_pack_frame_reader_guard();
+
+-- Frames whose readers are not what their blobs' reader sets say now
+-- (for role p_role only, or every restricted role when NULL): a role sees
+-- a blob of the frame but is not a reader (a grant, a delegation, a case
+-- that gained messages, new mail sharing a packed blob), or is a reader
+-- but no longer sees every live blob of it (a revoke).  compact rewrites
+-- them (mv_pack_regroup).
+CREATE FUNCTION mv_pack_stale_frames(p_role text, p_limit integer) RETURNS SETOF bigint
+LANGUAGE sql STABLE AS $$
+    WITH roles AS (SELECT role FROM access_address WHERE p_role IS NULL OR role = p_role
+                   UNION SELECT role FROM access_case WHERE p_role IS NULL OR role = p_role
+                   UNION SELECT role FROM pack_frame_reader WHERE p_role IS NULL OR role = p_role),
+    seen AS (SELECT DISTINCT r.role, b.pack_frame_id AS frame, b.sha256
+               FROM roles r
+               CROSS JOIN LATERAL mv_pack_role_messages(r.role) AS v(id)
+               CROSS JOIN LATERAL (SELECT skeleton_sha256 AS sha FROM message WHERE id = v.id
+                                   UNION ALL SELECT blob_sha256 FROM message_splice WHERE message_id = v.id
+                                   UNION ALL SELECT blob_sha256 FROM part
+                                    WHERE message_id = v.id AND blob_sha256 IS NOT NULL) x
+               JOIN blob b ON b.sha256 = x.sha AND b.pack_frame_id IS NOT NULL),
+    per AS (SELECT role, frame, count(*) AS n FROM seen GROUP BY role, frame)
+    SELECT frame FROM (
+        SELECT p.frame FROM per p
+         WHERE NOT EXISTS (SELECT 1 FROM pack_frame_reader fr WHERE fr.frame_id = p.frame AND fr.role = p.role)
+        UNION
+        SELECT fr.frame_id FROM pack_frame_reader fr JOIN roles r ON r.role = fr.role
+         WHERE coalesce((SELECT n FROM per p WHERE p.frame = fr.frame_id AND p.role = fr.role), 0)
+               < (SELECT count(*) FROM blob b WHERE b.pack_frame_id = fr.frame_id)) s
+    ORDER BY frame LIMIT p_limit
+$$;
+
+-- Whether frame p_id exists (for a reader told its frame awaits regrouping:
+-- it saw the blob's row, so the frame's existence tells it nothing new).
+CREATE FUNCTION mv_pack_frame_exists(p_id bigint) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM pack_frame WHERE id = p_id)
+$$;
+
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY['mv_pack_role_messages(text)', 'mv_blob_readers(bytea)',
+                             'mv_pack_stale_frames(text, integer)', 'mv_pack_frame_exists(bigint)'] LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp',
+                       f, current_schema());
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END;
+$$;
+GRANT EXECUTE ON FUNCTION mv_blob_readers(bytea), mv_pack_stale_frames(text, integer)
+    TO mailvault_legal, mailvault_purge;
+GRANT EXECUTE ON FUNCTION mv_pack_frame_exists(bigint) TO mailvault_employee, mailvault_auditor;
+
 ALTER TABLE pack ENABLE ROW LEVEL SECURITY;
 ALTER TABLE pack_frame ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pack_frame_reader ENABLE ROW LEVEL SECURITY;
 CREATE POLICY staff ON pack FOR ALL TO mailvault_legal, mailvault_ingest, mailvault_purge
     USING (true) WITH CHECK (true);
 CREATE POLICY staff ON pack_frame FOR ALL TO mailvault_legal, mailvault_ingest, mailvault_purge
     USING (true) WITH CHECK (true);
+CREATE POLICY staff ON pack_frame_reader FOR ALL TO mailvault_legal, mailvault_ingest, mailvault_purge
+    USING (true) WITH CHECK (true);
 CREATE POLICY granted ON pack FOR SELECT TO mailvault_employee, mailvault_auditor USING (true);
+CREATE POLICY own ON pack_frame_reader FOR SELECT TO mailvault_employee, mailvault_auditor
+    USING (role = current_user);
+-- (the blob count is under blob's own policy: the blobs this role sees)
 CREATE POLICY granted ON pack_frame FOR SELECT TO mailvault_employee, mailvault_auditor
     USING (dead_count = 0
+           AND EXISTS (SELECT 1 FROM pack_frame_reader fr WHERE fr.frame_id = pack_frame.id
+                                                            AND fr.role = current_user)
            AND (SELECT count(*) FROM blob b WHERE b.pack_frame_id = pack_frame.id) = blob_count);
-GRANT SELECT ON pack, pack_frame TO mailvault_employee;
+GRANT SELECT ON pack, pack_frame, pack_frame_reader TO mailvault_employee;
