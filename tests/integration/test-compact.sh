@@ -6,7 +6,10 @@
 # purge of one of several messages sharing a frame leaves the others whole
 # and the destroyed bytes leave the frame in the same purge command; with
 # encryption on, key init re-seals the frames, get still works, and a frame
-# swapped with another is detected by get and verify (79).
+# swapped with another is detected by get and verify (79).  Frames are
+# grouped by reader set: an employee and an auditor read theirs byte-exact
+# after compact; a grant after compact gives exit 75 until the next compact
+# (legal's grant) or regroups at once (the administrator's); a revoke too.
 . "$(dirname "$0")/lib.sh"
 rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
 
@@ -84,6 +87,93 @@ expect_eq "packed rows hold no bytes of their own" 0 "$(sql "SELECT count(*) FRO
 expect_eq "every fifth message byte-exact from its pack (get)" 0 "$(all_exact)"
 expect_eq "verify clean" 0 "$(rc_of mv verify)"
 check "stats storage shows the packs" sh -c "'$MAILVAULT_BIN' --home '$MV_HOME' stats storage --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"pack_frames\"] > 0 and d[\"packed_blobs\"] == $blobs, d'"
+
+# ---- access: frames grouped by reader set (schema/033-packs.sql) ----
+# Real logins as in test-access.sh: alice (employee), aud (auditor of a
+# case), carol and dave (employees granted after compact).  Messages: a1..a3
+# alice's, c1 the case's (with a2), n1..n3 nobody's at compact time (n2
+# carol's address, n3 dave's).  a1 and n1 share an attachment; c1 and a2
+# another.
+declare -A user
+for r in alice aud carol dave legal; do test_user "user[$r]" "mv-pk-$r"; done
+mv user add "${user[alice]}" --role employee --address alice@corp.example >/dev/null
+mv user add "${user[aud]}" --role auditor >/dev/null
+mv user add "${user[carol]}" --role employee >/dev/null
+mv user add "${user[dave]}" --role employee >/dev/null
+mv user add "${user[legal]}" --role legal >/dev/null
+as() { local who=$1; shift; runuser -u "${user[$who]}" -- "$MAILVAULT_BIN" --home "$MV_HOME" "$@"; }
+python3 - "$WORK/acc" <<'PY'
+import base64, os, random, sys
+d = sys.argv[1]
+os.makedirs(d)
+r = random.Random(33)
+words = [''.join(r.choice('abcdefghijklmnop') for _ in range(6)) for _ in range(200)]
+att = {k: base64.encodebytes(bytes(r.getrandbits(8) for _ in range(6000))).decode() for k in ('x', 'y')}
+msgs = [("a1", "alice@corp.example", "z1@other.example", "x"), ("a2", "q@other.example", "alice@corp.example", "y"),
+        ("a3", "alice@corp.example", "bob@corp.example", None), ("c1", "p@other.example", "w@other.example", "y"),
+        ("n1", "s@other.example", "t@other.example", "x"), ("n2", "s@other.example", "carol@corp.example", None),
+        ("n3", "dave@corp.example", "t@other.example", None)]
+for name, frm, to, a in msgs:
+    text = ' '.join(r.choice(words) for _ in range(300))
+    body = ("Date: Tue, 7 Jan 2020 09:00:00 +0000\nFrom: %s\nTo: %s\nSubject: %s\nMessage-ID: <%s@acc>\n"
+            "MIME-Version: 1.0\n" % (frm, to, name, name))
+    if a:
+        body += ('Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n' + text +
+                 '\n--b\nContent-Type: application/octet-stream; name="f.bin"\nContent-Transfer-Encoding: base64\n'
+                 'Content-Disposition: attachment; filename="f.bin"\n\n' + att[a] + '--b--\n')
+    else:
+        body += "\n" + text + "\n"
+    open(os.path.join(d, name + ".eml"), "w").write(body)
+PY
+mv import --quiet "$WORK/acc"
+mv index >/dev/null
+as legal hold create case-c --case C-1 --reason test --query 'message-id:c1@acc OR message-id:a2@acc' >/dev/null
+as legal access grant-case "${user[aud]}" case-c >/dev/null
+asha() { sha256sum < "$WORK/acc/$1.eml" | cut -c1-64; }
+exact_as() {  # exact_as WHO MSG...: how many of MSG do not come back byte-exact for WHO
+  local who=$1 bad=0 m
+  shift
+  for m in "$@"; do
+    runuser -u "${user[$who]}" -- "$MAILVAULT_BIN" --home "$MV_HOME" get "$(asha "$m")" 2>"$WORK/err-get" | cmp -s - "$WORK/acc/$m.eml" || bad=$((bad + 1))
+  done
+  echo "$bad"
+}
+expect_eq "compact packs the access messages" 0 "$(rc_of mv compact --older-than 0s --frame-size 65536)"
+expect_eq "every blob packed" 0 "$(sql "SELECT count(*) FROM blob WHERE pack_frame_id IS NULL")"
+expect_eq "attachments stored by their decoded bytes (splice_recipe, schema 028) are packed too" "2 0" \
+  "$(sql "SELECT count(DISTINCT s.blob_sha256), count(*) FILTER (WHERE b.pack_frame_id IS NULL) FROM splice_recipe r JOIN message_splice s USING (message_id, seq) JOIN blob b ON b.sha256 = s.blob_sha256" | tr '|' ' ')"
+mismatch="SELECT count(*) FROM blob b WHERE b.pack_frame_id IS NOT NULL AND mv_blob_readers(b.sha256) <> coalesce((SELECT array_agg(role ORDER BY role) FROM pack_frame_reader r WHERE r.frame_id = b.pack_frame_id), '{}')"
+expect_eq "no frame holds blobs of different reader sets" 0 "$(sql "$mismatch")"
+expect_eq "reader sets: {alice}, {alice, aud} and {aud} frames, the rest staff-only" "1 1 1" \
+  "$(sql "SELECT count(DISTINCT f.id) FILTER (WHERE rs = ARRAY['${user[alice]}']), count(DISTINCT f.id) FILTER (WHERE rs = ARRAY['${user[alice]}', '${user[aud]}']), count(DISTINCT f.id) FILTER (WHERE rs = ARRAY['${user[aud]}']) FROM pack_frame f CROSS JOIN LATERAL (SELECT array_agg(role ORDER BY role) rs FROM pack_frame_reader WHERE frame_id = f.id) x" | tr '|' ' ')"
+expect_eq "alice's frame holds her blobs together (a1, a3 and the shared attachment)" 1 \
+  "$(sql "SELECT count(*) FROM pack_frame f WHERE f.blob_count >= 3 AND (SELECT array_agg(role) FROM pack_frame_reader WHERE frame_id = f.id) = ARRAY['${user[alice]}']")"
+expect_eq "employee alice: a1, a2, a3 byte-exact after compact" 0 "$(exact_as alice a1 a2 a3)"
+expect_eq "auditor: c1 and a2 (the case) byte-exact after compact" 0 "$(exact_as aud c1 a2)"
+expect_eq "alice: n1 (sharing her attachment) stays hidden (66)" 66 "$(rc_of as alice get "$(asha n1)")"
+expect_eq "auditor: a1 stays hidden (66)" 66 "$(rc_of as aud get "$(asha a1)")"
+expect_eq "alice reads no frame beyond hers" "$(sql "SELECT count(*) FROM pack_frame_reader WHERE role = '${user[alice]}'")" \
+  "$(runuser -u "${user[alice]}" -- psql -X -q -t -A "host=$MV_HOME/run dbname=mailvault user=${user[alice]}" -c "SELECT count(*) FROM pack_frame")"
+# A grant after compact, given by legal (who may not rewrite frames): the
+# reader gets exit 75 until the next compact regroups the frame.
+n2frame=$(sql "SELECT pack_frame_id FROM blob b JOIN message m ON m.skeleton_sha256 = b.sha256 WHERE m.message_id = 'n2@acc'")
+expect_eq "n2 shares a staff-only frame with other blobs" 1 "$(sql "SELECT count(*) FROM pack_frame f WHERE id = $n2frame AND blob_count > 1 AND NOT EXISTS (SELECT 1 FROM pack_frame_reader WHERE frame_id = f.id)")"
+expect_eq "legal grants carol her address after compact" 0 "$(rc_of as legal access grant-address "${user[carol]}" carol@corp.example)"
+check "and is told the frames wait for the next compact" grep -q "could not be regrouped now" "$WORK/err"
+expect_eq "carol: n2 meanwhile: exit 75 (temporary)" 75 "$(rc_of as carol get "$(asha n2)")"
+check "with a message that says why and when" grep -q "does not cover yet.*next compact" "$WORK/err"
+expect_eq "the next compact regroups the frame" 1 "$(mv compact --json | json_get regrouped_frames)"
+expect_eq "carol: n2 byte-exact after it" 0 "$(exact_as carol n2)"
+expect_eq "and still no frame mixes reader sets" 0 "$(sql "$mismatch")"
+expect_eq "alice and the auditor still read theirs" "0 0" "$(echo $(exact_as alice a1 a2 a3) $(exact_as aud c1 a2))"
+# A grant given by the administrator (who may rewrite frames) regroups at once.
+out=$(mv access grant-address "${user[dave]}" dave@corp.example --json)
+expect_eq "grant by the administrator: the frame regrouped at the grant" 1 "$(echo "$out" | json_get regrouped_frames)"
+expect_eq "dave: n3 byte-exact at once" 0 "$(exact_as dave n3)"
+expect_eq "a revoke regroups too: dave is no frame's reader" 0 "$(mv access revoke-address "${user[dave]}" dave@corp.example >/dev/null; sql "SELECT count(*) FROM pack_frame_reader WHERE role = '${user[dave]}'")"
+expect_eq "and reads n3 no more (66)" 66 "$(rc_of as dave get "$(asha n3)")"
+expect_eq "verify clean after regrouping" 0 "$(rc_of mv verify)"
+cp "$WORK"/acc/*.eml "$WORK/mail/"
 
 # ---- purge of one of several messages sharing a frame ----
 # Twelve more messages, three of them due, packed into one frame.
