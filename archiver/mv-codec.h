@@ -30,10 +30,10 @@ int mv_zdict_id(const mv_zdict *dict);
 GBytes *mv_zdict_data(const mv_zdict *dict);
 
 /* Compress one pack frame (docs/storage.md): always zstd (never stored as
- * is), at level with long-distance matching, with dict's bytes when dict is
- * non-NULL; read back with mv_codec_decompress (MV_CODEC_ZSTD or
- * MV_CODEC_ZSTD_DICT with the same dictionary). */
-mv_status mv_codec_compress_frame(const void *in, size_t len, int level, const mv_zdict *dict,
+ * is), at level, with dict (prepared once per dictionary and level, kept in
+ * dict) when dict is non-NULL; read back with mv_codec_decompress
+ * (MV_CODEC_ZSTD or MV_CODEC_ZSTD_DICT with the same dictionary). */
+mv_status mv_codec_compress_frame(const void *in, size_t len, int level, mv_zdict *dict,
                                   GBytes **out_r, char **error_r) MV_WARN_UNUSED;
 void mv_zdict_free(mv_zdict **dict);
 

@@ -296,27 +296,18 @@ mv_status mv_pack_read(mv_blobstore *store, const uint8_t sha[MV_SHA256_LEN], gi
 				continue;
 			}
 			if (st == MV_ERR_NOT_FOUND) {
-				/* Missing, or (an employee, an auditor) not readable
-				 * by this role yet: its access widened after the frame
-				 * was written, and the frame awaits regrouping. */
+				/* The blob's row names the frame and a foreign key
+				 * keeps the frame while it does (read twice, in case
+				 * it was rewritten meanwhile): the frame is there but
+				 * not readable by this role (an employee, an auditor)
+				 * yet: its access widened after the frame was written,
+				 * and the frame awaits regrouping. */
 				g_clear_pointer(error_r, g_free);
-				char ft[24];
-				g_snprintf(ft, sizeof ft, "%" G_GINT64_FORMAT, frame);
-				const char *ev[] = {ft};
-				st = mv_db_query(db, "SELECT mv_pack_frame_exists($1)", 1, ev, NULL, NULL, 0, &r,
-				                 error_r);
-				gboolean exists = st == MV_OK && PQgetvalue(r, 0, 0)[0] == 't';
-				PQclear(r);
-				if (st != MV_OK)
-					return st;
-				if (exists)
-					return mv_fail(error_r, MV_ERR_BUSY,
-					               "blob %s is in pack frame %s, which your access does not "
-					               "cover yet (a grant or new mail since it was packed): it "
-					               "becomes readable when `mailvault compact` regroups it; "
-					               "try again after the next compact", hex, ft);
-				return mv_fail(error_r, MV_ERR_INTEGRITY, "blob %s: its pack frame is missing",
-				               hex);
+				return mv_fail(error_r, MV_ERR_BUSY,
+				               "blob %s is in pack frame %" G_GINT64_FORMAT ", which your "
+				               "access does not cover yet (a grant or new mail since it was "
+				               "packed): it becomes readable when `mailvault compact` "
+				               "regroups it; try again after the next compact", hex, frame);
 			}
 			if (st != MV_OK)
 				return st;
@@ -517,8 +508,21 @@ static mv_status rewrite_frame(mv_blobstore *store, gint64 frame, mv_pack_result
 	r = NULL;
 	if (st != MV_OK || !mine)
 		return st != MV_OK ? mv_db_end(db, st, error_r) : mv_db_exec(db, "ROLLBACK", error_r);
-	/* The blob rows first (a purge deleting one of them meanwhile is
-	 * waited for; its row is then gone from the answer). */
+	/* The blob rows first, as purge takes them (a blob row, then its
+	 * frame through mv_blob_unpacked_dead), and without waiting: when a
+	 * purge holds one of them, this frame is left to that purge's own
+	 * sweep (or the next compact).  Waiting would deadlock against a purge
+	 * deleting two blobs of this frame in the other order. */
+	st = mv_db_query(db,
+	                 "SELECT (SELECT count(*) FROM blob WHERE pack_frame_id = $1) = "
+	                 "(SELECT count(*) FROM (SELECT 1 FROM blob WHERE pack_frame_id = $1 "
+	                 "FOR UPDATE SKIP LOCKED) x)",
+	                 1, v, NULL, NULL, 0, &r, error_r);
+	mine = st == MV_OK && PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	r = NULL;
+	if (st != MV_OK || !mine)
+		return st != MV_OK ? mv_db_end(db, st, error_r) : mv_db_exec(db, "ROLLBACK", error_r);
 	PGresult *blobs = NULL;
 	st = mv_db_query(db,
 	                 "SELECT sha256, pack_offset, raw_size, mv_blob_readers(sha256)::text AS rd "
@@ -528,7 +532,7 @@ static mv_status rewrite_frame(mv_blobstore *store, gint64 frame, mv_pack_result
 		st = mv_db_query(db,
 		                 "SELECT f.pack_id, coalesce(p.dict_id, 0), p.level, f.dead_count, "
 		                 "f.dead_bytes FROM pack_frame f JOIN pack p ON p.id = f.pack_id "
-		                 "WHERE f.id = $1 FOR UPDATE OF f",
+		                 "WHERE f.id = $1 FOR UPDATE OF f SKIP LOCKED",
 		                 1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK || PQntuples(r) == 0) {
 		PQclear(r);

@@ -223,18 +223,12 @@ LANGUAGE sql STABLE AS $$
     ORDER BY frame LIMIT p_limit
 $$;
 
--- Whether frame p_id exists (for a reader told its frame awaits regrouping:
--- it saw the blob's row, so the frame's existence tells it nothing new).
-CREATE FUNCTION mv_pack_frame_exists(p_id bigint) RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (SELECT 1 FROM pack_frame WHERE id = p_id)
-$$;
-
 DO $$
 DECLARE
     f text;
 BEGIN
     FOREACH f IN ARRAY ARRAY['mv_pack_role_messages(text)', 'mv_blob_readers(bytea)',
-                             'mv_pack_stale_frames(text, integer)', 'mv_pack_frame_exists(bigint)'] LOOP
+                             'mv_pack_stale_frames(text, integer)'] LOOP
         EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp',
                        f, current_schema());
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
@@ -243,7 +237,6 @@ END;
 $$;
 GRANT EXECUTE ON FUNCTION mv_blob_readers(bytea), mv_pack_stale_frames(text, integer)
     TO mailvault_legal, mailvault_purge;
-GRANT EXECUTE ON FUNCTION mv_pack_frame_exists(bigint) TO mailvault_employee, mailvault_auditor;
 
 ALTER TABLE pack ENABLE ROW LEVEL SECURITY;
 ALTER TABLE pack_frame ENABLE ROW LEVEL SECURITY;

@@ -4,6 +4,7 @@
 # after compact, `get` of a packed message < 5 ms median in one process).
 #
 #   tests/bench/storage-bench.sh [--corpus DIR] [--count N] [--frame-size BYTES] [--gets N]
+#                                [--readers N]
 #
 # The corpus is DIR (every regular file under it is one message; e.g. the
 # linux-mips sample unpacked: zstd -dc linux-mips-lore.tar.zst | tar xf -),
@@ -16,6 +17,11 @@
 # by table before and after; and `get` latency percentiles, inside one
 # process (tests/bench/pack-get-bench.c: mv_store_get_raw on a warm store)
 # and end to end (the mailvault command), before and after.
+# --readers N: before compact, N restricted principals (employees) are each
+# granted one of the N addresses found in the most messages (as From), so
+# that compact groups blobs into frames by reader set (docs/storage.md);
+# the frames' reader sets are printed.  Run once with 0 (the default) and
+# once with N to see what the grouping costs.
 #
 # Exit status: 0 when the import and compact succeeded and every message
 # checked out (a benchmark reports, it does not assert); 1 otherwise; 64 on
@@ -25,18 +31,19 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MAILVAULT_BIN=$(readlink -f "${MAILVAULT_BIN:-$SCRIPT_DIR/../../build/mailvault}")
 GET_BENCH=$(readlink -f "${PACK_GET_BENCH:-$(dirname "$MAILVAULT_BIN")/tests/bench/pack-get-bench}")
-corpus= count=3000 frame=1048576 gets=300
+corpus= count=3000 frame=1048576 gets=300 readers=0
 while [ $# -gt 0 ]; do
   case $1 in
     --corpus) corpus=$2; shift 2 ;;
     --count) count=$2; shift 2 ;;
     --frame-size) frame=$2; shift 2 ;;
     --gets) gets=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--corpus DIR] [--count N] [--frame-size BYTES] [--gets N]" >&2; exit 64 ;;
+    --readers) readers=$2; shift 2 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--corpus DIR] [--count N] [--frame-size BYTES] [--gets N] [--readers N]" >&2; exit 64 ;;
   esac
 done
-case $count$frame$gets in *[!0-9]*) echo "--count, --frame-size and --gets take numbers" >&2; exit 64 ;; esac
+case $count$frame$gets$readers in *[!0-9]*) echo "--count, --frame-size, --gets and --readers take numbers" >&2; exit 64 ;; esac
 [ -x "$GET_BENCH" ] || { echo "storage-bench: $GET_BENCH is not built (ninja -C build)" >&2; exit 1; }
 
 home=$(mktemp -d /tmp/mvstor.XXXXXX)
@@ -130,6 +137,15 @@ PY
 }
 storage() { mv stats storage --json; }
 
+if [ "$readers" -gt 0 ]; then
+  psql_run "INSERT INTO access_address (role, address, granted_by)
+            SELECT 'bench_reader_' || row_number() OVER (ORDER BY n DESC, a), a, 'storage-bench'
+              FROM (SELECT lower(address) AS a, count(DISTINCT message_id) AS n FROM address
+                     WHERE role = 'from' AND lower(address) LIKE '_%@_%' GROUP BY 1
+                     ORDER BY 2 DESC, 1 LIMIT $readers) t" >/dev/null
+  echo "readers: $readers employees granted the $readers most frequent From addresses;" \
+       "$(psql_run "SELECT count(DISTINCT m.id) FROM message m WHERE m.id IN (SELECT a.message_id FROM address a JOIN access_address g ON g.address = lower(a.address))") messages visible to at least one"
+fi
 psql_run "VACUUM ANALYZE" >/dev/null 2>&1 || true
 before_stats=$(storage)
 before_tables=$(tables)
@@ -146,6 +162,12 @@ after_tables=$(tables)
 after_lat=$(latency)
 verify_rc=0
 mv verify >/dev/null 2>&1 || verify_rc=$?
+if [ "$readers" -gt 0 ]; then
+  echo "frames by reader set (count of readers: frames, blobs, raw bytes, stored bytes):"
+  psql_run "SELECT coalesce(n, 0), count(*), sum(f.blob_count), sum(f.raw_size), sum(f.stored_size)
+              FROM pack_frame f LEFT JOIN LATERAL (SELECT count(*) AS n FROM pack_frame_reader r WHERE r.frame_id = f.id) x ON true
+             GROUP BY 1 ORDER BY 1" | sed 's/^/  /; s/|/ /g'
+fi
 
 RAW=$raw_bytes Z6=$zlib6 Z3=$zstd3 L19=$long19 BEFORE="$before_stats" AFTER="$after_stats" \
 BT="$before_tables" AT="$after_tables" BL="$before_lat" AL="$after_lat" \
