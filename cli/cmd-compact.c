@@ -11,7 +11,7 @@ static const char help[] =
 	"\n"
 	"Pack cold blobs: the blobs (message skeletons, attachments) stored at least\n"
 	"DURATION ago are compressed together, with a dictionary re-trained on them,\n"
-	"at zstd level 19 with long-distance matching, into frames of about 1 MiB\n"
+	"at zstd level 19, into frames of about 1 MiB\n"
 	"(docs/storage.md).  One blob is read by decompressing only its frame, and\n"
 	"every read still checks it against its SHA-256.  With encryption on, each\n"
 	"frame is sealed with the archive's current data key.  Runs beside ingest and\n"
