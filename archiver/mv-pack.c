@@ -343,6 +343,7 @@ typedef struct {
 	GByteArray *contents;
 	guint count;
 	const char *readers; /* reader set (text[] literal) of every blob in the frame */
+	gint64 compress_us;  /* time spent compressing */
 } frame_builder;
 
 /* Write the builder's frame and point its blobs at it (inside the open
@@ -352,8 +353,10 @@ static mv_status frame_write(mv_blobstore *store, frame_builder *b, gint64 *fram
 {
 	mv_db *db = mv_blobstore_pg_db(store);
 	GBytes *z = NULL;
+	gint64 t0 = g_get_monotonic_time();
 	mv_status st = mv_codec_compress_frame(b->buf->data, b->buf->len, b->level, b->dict, &z,
 	                                       error_r);
+	b->compress_us += g_get_monotonic_time() - t0;
 	if (st != MV_OK)
 		return st;
 	PGresult *r = NULL;
@@ -602,14 +605,16 @@ static mv_status rewrite_frame(mv_blobstore *store, gint64 frame, mv_pack_result
 	return st;
 }
 
-/* Rewrite every frame the query (its $1: the last frame id tried) names,
- * in id order, each once. */
+/* Rewrite every frame the query names (its $1: the last frame id tried;
+ * up to 1000 ids a page, ascending), each once.  Rewritten frames get new,
+ * higher ids and hold blobs of one reader set and no destroyed bytes: the
+ * query does not name them again. */
 static mv_status rewrite_all(mv_blobstore *store, const char *sql, const char *role,
                              mv_pack_result *res, char **error_r)
 {
 	mv_db *db = mv_blobstore_pg_db(store);
 	gint64 after = 0;
-	for (int n = 0; n < SWEEP_MAX_FRAMES; n++) {
+	for (int n = 0; n < SWEEP_MAX_FRAMES;) {
 		char at[24];
 		g_snprintf(at, sizeof at, "%" G_GINT64_FORMAT, after);
 		const char *v[] = {at, role};
@@ -617,15 +622,20 @@ static mv_status rewrite_all(mv_blobstore *store, const char *sql, const char *r
 		mv_status st = mv_db_query(db, sql, role != NULL ? 2 : 1, v, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
 			return st;
-		if (PQntuples(r) == 0) {
-			PQclear(r);
-			return MV_OK;
+		int rows = PQntuples(r);
+		GArray *ids = g_array_sized_new(FALSE, FALSE, sizeof(gint64), (guint)rows);
+		for (int i = 0; i < rows; i++) {
+			gint64 id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+			g_array_append_val(ids, id);
 		}
-		after = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		PQclear(r);
-		gboolean done = FALSE;
-		st = rewrite_frame(store, after, res, &done, error_r);
-		if (st != MV_OK)
+		for (guint i = 0; i < ids->len && st == MV_OK; i++, n++) {
+			after = g_array_index(ids, gint64, i);
+			gboolean done = FALSE;
+			st = rewrite_frame(store, after, res, &done, error_r);
+		}
+		g_array_free(ids, TRUE);
+		if (st != MV_OK || rows == 0)
 			return st;
 	}
 	return MV_OK;
@@ -634,18 +644,17 @@ static mv_status rewrite_all(mv_blobstore *store, const char *sql, const char *r
 mv_status mv_pack_sweep(mv_blobstore *store, mv_pack_result *res, char **error_r)
 {
 	return rewrite_all(store, "SELECT id FROM pack_frame WHERE dead_count > 0 AND id > $1 "
-	                          "ORDER BY id LIMIT 1", NULL, res, error_r);
+	                          "ORDER BY id LIMIT 1000", NULL, res, error_r);
 }
 
 mv_status mv_pack_regroup(mv_blobstore *store, const char *role, mv_pack_result *res,
                           char **error_r)
 {
-	/* The stale set is computed again after each rewrite (ids ascend). */
 	return rewrite_all(store, role != NULL
-	                          ? "SELECT f FROM mv_pack_stale_frames($2, 1000000) f WHERE f > $1 "
-	                            "ORDER BY f LIMIT 1"
-	                          : "SELECT f FROM mv_pack_stale_frames(NULL, 1000000) f WHERE f > $1 "
-	                            "ORDER BY f LIMIT 1",
+	                          ? "SELECT f FROM mv_pack_stale_frames($2, 2147483647) f "
+	                            "WHERE f > $1 ORDER BY f LIMIT 1000"
+	                          : "SELECT f FROM mv_pack_stale_frames(NULL, 2147483647) f "
+	                            "WHERE f > $1 ORDER BY f LIMIT 1000",
 	                   role, res, error_r);
 }
 
@@ -802,6 +811,7 @@ static mv_status compact_batch(mv_blobstore *store, const mv_pack_options *o, in
 			builder_reset(&b);
 		}
 	}
+	res->compress_us += b.compress_us;
 	g_byte_array_free(b.buf, TRUE);
 	g_byte_array_free(b.contents, TRUE);
 	g_ptr_array_free(plains, TRUE);
@@ -906,6 +916,7 @@ mv_status mv_pack_compact(mv_blobstore *store, const mv_pack_options *o, mv_pack
                           char **error_r)
 {
 	memset(res, 0, sizeof *res);
+	gint64 start = g_get_monotonic_time();
 	mv_db *db = mv_blobstore_pg_db(store);
 	if (o->frame_bytes < 4096 || o->frame_bytes > 64 * 1024 * 1024 || o->level < 1 ||
 	    o->level > 22 || o->older_than_seconds < 0)
@@ -936,8 +947,10 @@ mv_status mv_pack_compact(mv_blobstore *store, const mv_pack_options *o, mv_pack
 	if (st == MV_OK)
 		st = mv_pack_regroup(store, NULL, res, error_r);
 	int dict_id = 0;
+	gint64 t0 = g_get_monotonic_time();
 	if (st == MV_OK && total > 0)
 		st = pack_dictionary(store, o, &dict_id, error_r);
+	res->dict_us = g_get_monotonic_time() - t0;
 	while (st == MV_OK) {
 		gint64 done = 0;
 		st = compact_batch(store, o, dict_id, res, &done, error_r);
@@ -946,6 +959,7 @@ mv_status mv_pack_compact(mv_blobstore *store, const mv_pack_options *o, mv_pack
 		if (o->progress != NULL)
 			o->progress(o->context, res->blobs, MAX(total, res->blobs));
 	}
+	res->total_us = g_get_monotonic_time() - start;
 	return st;
 }
 

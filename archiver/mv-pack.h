@@ -45,6 +45,7 @@ typedef struct {
 	gint64 swept_frames;   /* frames rewritten to drop deleted blobs' bytes */
 	gint64 swept_blobs, swept_bytes; /* deleted blobs whose bytes left their frames */
 	gint64 regrouped_frames; /* frames rewritten because their readers changed */
+	gint64 dict_us, compress_us, total_us; /* where the time went (microseconds) */
 } mv_pack_result;
 
 typedef struct {

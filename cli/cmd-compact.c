@@ -34,7 +34,7 @@ static const char help[] =
 	"                         the frame size)\n"
 	"  --json                 {dry_run, blobs, raw_bytes, stored_before, stored_after,\n"
 	"                         packs, frames, swept_frames, swept_blobs, swept_bytes,\n"
-	"                         regrouped_frames}\n"
+	"                         regrouped_frames, dictionary_ms, compress_ms, total_ms}\n"
 	MV_CLI_COMMON_HELP;
 
 /* N followed by s, m, h, d or w. */
@@ -146,6 +146,9 @@ int mv_cmd_compact(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "swept_blobs", res.swept_blobs);
 		mv_json_add_int(b, "swept_bytes", res.swept_bytes);
 		mv_json_add_int(b, "regrouped_frames", res.regrouped_frames);
+		mv_json_add_int(b, "dictionary_ms", res.dict_us / 1000);
+		mv_json_add_int(b, "compress_ms", res.compress_us / 1000);
+		mv_json_add_int(b, "total_ms", res.total_us / 1000);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 		return 0;

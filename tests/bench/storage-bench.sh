@@ -188,6 +188,13 @@ for name, v in rows:
     print("%-50s %12d %8.3f" % (name, v, v / raw))
 print("compact: %d blobs into %d frames in %s s (%.1f MB/s raw)" % (
     c["blobs"], c["frames"], os.environ["CS"], c["raw_bytes"] / 1e6 / max(float(os.environ["CS"]), 1e-9)))
+if "total_ms" in c:
+    t = max(c["total_ms"], 1)
+    print("compact's time: dictionary training %.1f s (%.0f%%), compressing frames %.1f s (%.0f%%, %.1f MB/s),"
+          " the rest (reading and checking blobs, SQL, sealing) %.1f s" % (
+          c["dictionary_ms"] / 1e3, 100.0 * c["dictionary_ms"] / t, c["compress_ms"] / 1e3,
+          100.0 * c["compress_ms"] / t, c["raw_bytes"] / 1e3 / max(c["compress_ms"], 1),
+          (t - c["dictionary_ms"] - c["compress_ms"]) / 1e3))
 print()
 def tab(t):
     d = {}
