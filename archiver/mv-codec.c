@@ -54,9 +54,9 @@ GBytes *mv_zdict_data(const mv_zdict *dict)
 }
 
 /* The dictionary prepared for frames at level: made once per dictionary
- * and level.  Loading a 1 MiB dictionary into a context at level 19 costs
- * about twice compressing the 1 MiB frame itself (docs/storage.md,
- * "Where compact's time goes"). */
+ * and level.  Loading a 1 MiB dictionary into each frame's context at level
+ * 19 cost a third of compact's CPU time (docs/storage.md, "Where compact's
+ * time goes"). */
 static ZSTD_CDict *zdict_frame_cdict(mv_zdict *d, int level)
 {
 	g_mutex_lock(&d->cdict_lock);
@@ -86,8 +86,8 @@ mv_status mv_codec_compress_frame(const void *in, size_t len, int level, mv_zdic
 	if (cctx == NULL)
 		return mv_fail(error_r, MV_ERR_INTERNAL, "cannot create a zstd context");
 	/* No long-distance matching: a frame (1 MiB) is inside level 19's
-	 * window already; measured, it changed no byte of the ratio and cost a
-	 * third of the time. */
+	 * window already; measured, it changed no byte of the ratio and cost
+	 * CPU time. */
 	size_t rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
 	if (!ZSTD_isError(rc))
 		rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);

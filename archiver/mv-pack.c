@@ -552,7 +552,7 @@ static mv_status rewrite_frame(mv_blobstore *store, gint64 frame, mv_pack_result
 	gint64 dead_bytes = g_ascii_strtoll(PQgetvalue(r, 0, 4), NULL, 10);
 	PQclear(r);
 	r = NULL;
-	gint64 pack = 0, frames = 0;
+	gint64 pack = 0;
 	GBytes *plain = NULL, *contents = NULL;
 	st = frame_load(store, frame, -1, &pack, &plain, &contents, error_r);
 	if (st == MV_OK && b.dict_id > 0)
@@ -577,7 +577,6 @@ static mv_status rewrite_frame(mv_blobstore *store, gint64 frame, mv_pack_result
 			gint64 new_frame = 0, stored = 0;
 			st = frame_write(store, &b, &new_frame, &stored, error_r);
 			builder_reset(&b);
-			frames++;
 		}
 	}
 	if (st == MV_OK)
