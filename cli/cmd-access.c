@@ -181,9 +181,10 @@ int mv_cmd_access(mv_cli *cli, int argc, char **argv)
 				regrouped = pr.regrouped_frames;
 			} else {
 				fprintf(stderr, "mailvault access: note: pack frames covering %s's messages "
-				                "could not be regrouped now (%s); `mailvault compact` does it, "
-				                "and until then %s gets exit 75 for messages in them\n",
-				        role, perr != NULL ? perr : "?", role);
+				                "could not be regrouped now (%s); `mailvault compact` does it%s%s%s\n",
+				        role, perr != NULL ? perr : "?",
+				        grant ? ", and until then " : "", grant ? role : "",
+				        grant ? " gets exit 75 for messages in them" : "");
 			}
 			g_free(perr);
 		}
