@@ -157,17 +157,20 @@ CREATE FUNCTION mv_pack_role_messages(p_role text) RETURNS SETOF bigint LANGUAGE
 $$;
 
 -- The reader set of blob p_sha: the restricted roles that see a message
--- whose skeleton, splice or part it is, sorted ('{}': staff only).
+-- whose skeleton, splice or part it is, sorted ('{}': staff only).  The
+-- lateral join keeps the plan on address's message_id index (a CTE of the
+-- messages made the generic plan scan all of address: 54 ms a blob
+-- instead of 0.2 ms, docs/storage.md).
 CREATE FUNCTION mv_blob_readers(p_sha bytea) RETURNS text[] LANGUAGE sql STABLE AS $$
-    WITH m AS (SELECT id FROM message WHERE skeleton_sha256 = p_sha
-               UNION SELECT message_id FROM message_splice WHERE blob_sha256 = p_sha
-               UNION SELECT message_id FROM part WHERE blob_sha256 = p_sha)
     SELECT coalesce(array_agg(DISTINCT r.role ORDER BY r.role), '{}')
-      FROM (SELECT g.role FROM m JOIN address a ON a.message_id = m.id
-                               JOIN access_address g ON g.address = lower(a.address)
-            UNION ALL
-            SELECT c.role FROM m JOIN hold_item i ON i.message_id = m.id
-                               JOIN access_case c ON c.hold_id = i.hold_id) r
+      FROM (SELECT id FROM message WHERE skeleton_sha256 = p_sha
+            UNION SELECT message_id FROM message_splice WHERE blob_sha256 = p_sha
+            UNION SELECT message_id FROM part WHERE blob_sha256 = p_sha) m
+      CROSS JOIN LATERAL (SELECT g.role FROM address a JOIN access_address g ON g.address = lower(a.address)
+                           WHERE a.message_id = m.id
+                          UNION ALL
+                          SELECT c.role FROM hold_item i JOIN access_case c ON c.hold_id = i.hold_id
+                           WHERE i.message_id = m.id) r
 $$;
 
 CREATE TABLE pack_frame_reader (
