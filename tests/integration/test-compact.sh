@@ -126,7 +126,6 @@ for name, frm, to, a in msgs:
     open(os.path.join(d, name + ".eml"), "w").write(body)
 PY
 mv import --quiet "$WORK/acc"
-mv index >/dev/null
 as legal hold create case-c --case C-1 --reason test --query 'message-id:c1@acc OR message-id:a2@acc' >/dev/null
 as legal access grant-case "${user[aud]}" case-c >/dev/null
 asha() { sha256sum < "$WORK/acc/$1.eml" | cut -c1-64; }
