@@ -9,6 +9,7 @@
 #include "mv-blobstore.h"
 #include "mv-codec.h"
 #include "mv-crypt.h"
+#include "mv-pack.h"
 
 #define KNOWN_MAX 200000
 #define BLOB_PUT_SQL                                                                         \
@@ -28,6 +29,7 @@ typedef struct {
 	GHashTable *keys;        /* key version -> mv_key* (data keys), when encryption is on */
 	int key_version;         /* newest key version, for new blobs; 0: encryption off */
 	mv_blind *blind;         /* the blind search index, when encryption is on */
+	mv_pack_cache *pack_cache; /* frames read last (mv-pack.c) */
 } pg_store;
 
 static void key_free(gpointer p)
@@ -489,8 +491,10 @@ static mv_status load_current_dict(pg_store *s, char **error_r)
 	if (s->current_known || !s->settings.use_dictionary)
 		return MV_OK;
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(s->db, "SELECT max(id) FROM zstd_dict", 0, NULL, NULL, NULL, 0,
-	                           &r, error_r);
+	/* Ingest's dictionary: the newest one not trained for packs (those
+	 * are larger, made for level 19 frames: docs/storage.md). */
+	mv_status st = mv_db_query(s->db, "SELECT max(id) FROM zstd_dict WHERE NOT for_packs", 0,
+	                           NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
 	if (!PQgetisnull(r, 0, 0)) {
@@ -592,6 +596,8 @@ mv_status mv_blobstore_pg_decode(mv_blobstore *store, const uint8_t sha[MV_SHA25
 	mv_sha256_to_hex(sha, hex);
 	if (raw_size < 0)
 		return mv_fail(error_r, MV_ERR_INTEGRITY, "blob %s has a malformed record", hex);
+	if (codec == MV_CODEC_PACKED) /* in a pack: its row holds no bytes */
+		return mv_pack_read(store, sha, raw_size, data_r, error_r);
 	GBytes *opened = NULL;
 	if (sealing != NULL && sealing->key_version != 0) {
 		if (sealing->nonce_len != MV_NONCE_LEN || sealing->tag_len != MV_TAG_LEN)
@@ -708,6 +714,7 @@ static void pg_destroy(mv_blobstore *base)
 	g_hash_table_destroy(s->known);
 	g_hash_table_destroy(s->keys);
 	mv_blind_free(&s->blind);
+	mv_pack_cache_free(s->pack_cache);
 	g_free(s);
 }
 
@@ -746,6 +753,31 @@ mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
 	return MV_OK;
 }
 
+mv_db *mv_blobstore_pg_db(mv_blobstore *store)
+{
+	return ((pg_store *)store)->db;
+}
+
+const mv_key *mv_blobstore_pg_data_key(mv_blobstore *store, int version)
+{
+	return g_hash_table_lookup(((pg_store *)store)->keys, GINT_TO_POINTER(version));
+}
+
+mv_status mv_blobstore_pg_dict(mv_blobstore *store, int id, mv_zdict **dict_r, char **error_r)
+{
+	return load_dict((pg_store *)store, id, dict_r, error_r);
+}
+
+mv_zdict *mv_blobstore_pg_current_dict(mv_blobstore *store)
+{
+	return ((pg_store *)store)->current;
+}
+
+mv_pack_cache **mv_blobstore_pg_pack_cache(mv_blobstore *store)
+{
+	return &((pg_store *)store)->pack_cache;
+}
+
 gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store)
 {
 	pg_store *s = (pg_store *)store;
@@ -758,9 +790,23 @@ gboolean mv_blobstore_pg_has_dictionary(mv_blobstore *store)
 
 mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **error_r)
 {
+	int id = 0;
+	mv_status st = mv_blobstore_pg_train_sized(store, samples, 112 * 1024, FALSE, &id, error_r);
+	if (st != MV_OK)
+		return st;
+	pg_store *s = (pg_store *)store;
+	s->current = NULL;
+	st = load_dict(s, id, &s->current, error_r);
+	s->current_known = st == MV_OK;
+	return st;
+}
+
+mv_status mv_blobstore_pg_train_sized(mv_blobstore *store, GPtrArray *samples, gsize max_size,
+                                      gboolean for_packs, int *id_r, char **error_r)
+{
 	pg_store *s = (pg_store *)store;
 	GBytes *dict = NULL;
-	mv_status st = mv_zdict_train(samples, 112 * 1024, &dict, error_r);
+	mv_status st = mv_zdict_train(samples, max_size, &dict, error_r);
 	if (st != MV_OK)
 		return st;
 	gsize len = 0;
@@ -787,25 +833,23 @@ mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **
 		data = g_bytes_get_data(dict, &len);
 	}
 	const char *values[] = {(const char *)sha, data, enc ? version_text : NULL,
-	                        enc ? (const char *)nonce : NULL, enc ? (const char *)tag : NULL};
-	int lengths[] = {MV_SHA256_LEN, (int)len, 0, MV_NONCE_LEN, MV_TAG_LEN};
-	int formats[] = {1, 1, 0, 1, 1};
+	                        enc ? (const char *)nonce : NULL, enc ? (const char *)tag : NULL,
+	                        for_packs ? "t" : "f"};
+	int lengths[] = {MV_SHA256_LEN, (int)len, 0, MV_NONCE_LEN, MV_TAG_LEN, 0};
+	int formats[] = {1, 1, 0, 1, 1, 0};
 	PGresult *r = NULL;
 	st = mv_db_query(s->db,
 	                 "WITH ins AS (INSERT INTO zstd_dict (sha256, data, key_version, enc_nonce, "
-	                 "enc_tag) VALUES ($1, $2, $3, $4, $5) "
+	                 "enc_tag, for_packs) VALUES ($1, $2, $3, $4, $5, $6) "
 	                 "ON CONFLICT (sha256) DO NOTHING RETURNING id) "
 	                 "SELECT id FROM ins UNION ALL SELECT id FROM zstd_dict WHERE sha256 = $1",
-	                 5, values, lengths, formats, 0, &r, error_r);
+	                 6, values, lengths, formats, 0, &r, error_r);
 	g_bytes_unref(dict);
 	if (st != MV_OK)
 		return st;
-	int id = (int)g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	*id_r = (int)g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
-	s->current = NULL;
-	st = load_dict(s, id, &s->current, error_r);
-	s->current_known = st == MV_OK;
-	return st;
+	return MV_OK;
 }
 
 /* ---- key versions: init, rotate, re-encryption, status ---- */
@@ -813,7 +857,8 @@ mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **
 #define REKEY_SELECT_SQL                                                                       \
 	"SELECT sha256, raw_size, codec::int4, coalesce(dict_id, 0)::int4, data, "                 \
 	"coalesce(key_version, 0)::int4, enc_nonce, enc_tag FROM blob "                            \
-	"WHERE key_version IS NULL OR key_version < $1 ORDER BY sha256 LIMIT $2 FOR NO KEY UPDATE"
+	"WHERE pack_frame_id IS NULL AND (key_version IS NULL OR key_version < $1) "                \
+	"ORDER BY sha256 LIMIT $2 FOR NO KEY UPDATE"
 #define REKEY_UPDATE_SQL                                                                       \
 	"UPDATE blob SET data = $2, stored_size = $3, key_version = $4, enc_nonce = $5, "          \
 	"enc_tag = $6 WHERE sha256 = $1"
@@ -926,6 +971,9 @@ mv_status mv_blobstore_pg_rekey_batch(mv_blobstore *store, guint limit, guint *d
 	st = mv_db_end(s->db, st, error_r);
 	if (st == MV_OK)
 		*done_r = (guint)rows;
+	/* Then the pack frames (packed blobs have no bytes of their own). */
+	if (st == MV_OK && rows == 0)
+		st = mv_pack_rekey_batch(store, MAX(limit / 64, 1), done_r, error_r);
 	return st;
 }
 
@@ -939,8 +987,10 @@ mv_status mv_blobstore_pg_rekey_remaining(mv_blobstore *store, gint64 *remaining
 		return st;
 	const char *v[] = {version_text};
 	PGresult *r = NULL;
-	st = mv_db_query(s->db, "SELECT count(*) FROM blob WHERE key_version IS NULL OR "
-	                        "key_version < $1", 1, v, NULL, NULL, 0, &r, error_r);
+	st = mv_db_query(s->db, "SELECT (SELECT count(*) FROM blob WHERE pack_frame_id IS NULL AND "
+	                        "(key_version IS NULL OR key_version < $1)) + (SELECT "
+	                        "count(*) FROM pack_frame WHERE key_version IS NULL OR "
+	                        "key_version < $1)", 1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
 	*remaining_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -961,7 +1011,9 @@ mv_status mv_blobstore_pg_rekey_finish(mv_blobstore *store, gboolean *finished_r
 	st = mv_db_query(
 		s->db,
 		"UPDATE enc_key SET completed_at = now() WHERE version = $1 "
-		"AND NOT EXISTS (SELECT 1 FROM blob WHERE key_version IS NULL OR key_version < $1) "
+		"AND NOT EXISTS (SELECT 1 FROM blob WHERE pack_frame_id IS NULL AND "
+		"(key_version IS NULL OR key_version < $1)) "
+		"AND NOT EXISTS (SELECT 1 FROM pack_frame WHERE key_version IS NULL OR key_version < $1) "
 		"RETURNING version",
 		1, v, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
@@ -1143,8 +1195,11 @@ mv_status mv_keyring_new_version(mv_db *db, const char *key_file, gboolean first
 	                 "WITH op AS (SELECT version, completed_at FROM enc_key "
 	                 "WHERE made_by = 'operator' ORDER BY version DESC LIMIT 1) "
 	                 "SELECT version, wrapped, (SELECT completed_at IS NOT NULL FROM op), "
-	                 "EXISTS (SELECT 1 FROM blob WHERE key_version IS NULL OR key_version < "
-	                 "(SELECT version FROM op)) FROM enc_key ORDER BY version DESC LIMIT 1",
+	                 "(EXISTS (SELECT 1 FROM blob WHERE pack_frame_id IS NULL AND "
+	                 "(key_version IS NULL OR key_version < (SELECT version FROM op))) OR "
+	                 "EXISTS (SELECT 1 FROM pack_frame f WHERE f.key_version IS NULL OR "
+	                 "f.key_version < (SELECT version FROM op))) "
+	                 "FROM enc_key ORDER BY version DESC LIMIT 1",
 	                 0, NULL, NULL, NULL, 1, &r, error_r);
 	int latest = 0;
 	if (st == MV_OK && PQntuples(r) == 1) {

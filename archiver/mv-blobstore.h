@@ -74,6 +74,12 @@ mv_status mv_blobstore_pg_new(mv_db *db, const mv_blobstore_settings *settings,
  * store's current dictionary (PostgreSQL back end: stored in zstd_dict). */
 mv_status mv_blobstore_pg_train(mv_blobstore *store, GPtrArray *samples, char **error_r)
 	MV_WARN_UNUSED;
+/* Train a dictionary of at most max_size bytes and store it (sealed when
+ * encrypted) without making it the store's current one; for_packs: made for
+ * pack frames (compact), never ingest's.  *id_r: its zstd_dict id. */
+mv_status mv_blobstore_pg_train_sized(mv_blobstore *store, GPtrArray *samples, gsize max_size,
+                                      gboolean for_packs, int *id_r, char **error_r)
+	MV_WARN_UNUSED;
 /* Decrypt, decompress and verify one blob row read by the caller (the
  * PostgreSQL back end's blob columns raw_size, codec, dict_id, key_version,
  * enc_nonce, enc_tag, data), as get does: for callers that read many blobs

@@ -526,7 +526,8 @@ mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 		db,
 		"SELECT (SELECT count(*) FROM message), (SELECT count(*) FROM arrival), "
 		"(SELECT coalesce(sum(size), 0) FROM message), "
-		"(SELECT coalesce(sum(stored_size), 0) FROM blob), (SELECT count(*) FROM blob), "
+		"(SELECT coalesce(sum(stored_size), 0) FROM blob) "
+		"  + (SELECT coalesce(sum(stored_size), 0) FROM pack_frame), (SELECT count(*) FROM blob), "
 		"(SELECT count(*) FROM message WHERE parse_status <> 'ok'), "
 		"(SELECT count(*) FROM message_text WHERE tsv IS NULL), "
 		"(SELECT count(*) FROM message m WHERE NOT EXISTS (SELECT 1 FROM verdict v "

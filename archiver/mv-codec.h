@@ -26,6 +26,15 @@ typedef enum {
 typedef struct mv_zdict mv_zdict;
 mv_zdict *mv_zdict_new(int id, const void *data, size_t len, int level);
 int mv_zdict_id(const mv_zdict *dict);
+/* The dictionary's bytes (borrowed). */
+GBytes *mv_zdict_data(const mv_zdict *dict);
+
+/* Compress one pack frame (docs/storage.md): always zstd (never stored as
+ * is), at level, with dict (prepared once per dictionary and level, kept in
+ * dict) when dict is non-NULL; read back with mv_codec_decompress
+ * (MV_CODEC_ZSTD or MV_CODEC_ZSTD_DICT with the same dictionary). */
+mv_status mv_codec_compress_frame(const void *in, size_t len, int level, mv_zdict *dict,
+                                  GBytes **out_r, char **error_r) MV_WARN_UNUSED;
 void mv_zdict_free(mv_zdict **dict);
 
 /* Train a dictionary of at most max_size bytes from samples (GBytes*).
@@ -44,5 +53,12 @@ mv_status mv_codec_compress(const void *in, size_t len, int level, mv_zdict *dic
  * checked.  dict must be the blob's dictionary for MV_CODEC_ZSTD_DICT. */
 mv_status mv_codec_decompress(mv_codec codec, const void *in, size_t len, size_t raw_size,
                               const mv_zdict *dict, GBytes **out_r, char **error_r) MV_WARN_UNUSED;
+
+/* The first want bytes (want <= raw_size) of data stored with codec,
+ * decompressing no further than needed (pack frames: docs/storage.md); the
+ * declared size is checked; want == raw_size is mv_codec_decompress. */
+mv_status mv_codec_decompress_prefix(mv_codec codec, const void *in, size_t len,
+                                     size_t raw_size, size_t want, const mv_zdict *dict,
+                                     GBytes **out_r, char **error_r) MV_WARN_UNUSED;
 
 #endif

@@ -389,12 +389,18 @@ mv_status mv_traffic_storage(mv_db *db, mv_storage_stats *s_r, char **error_r)
 		"  LEFT JOIN splice_recipe r ON r.message_id = s.message_id AND r.seq = s.seq), "
 		"(SELECT coalesce(sum(b.raw_size), 0) FROM blob b WHERE b.sha256 IN "
 		"   (SELECT blob_sha256 FROM message_splice)), "
-		"(SELECT coalesce(sum(raw_size), 0) FROM blob), (SELECT coalesce(sum(stored_size), 0) FROM blob), "
-		"pg_total_relation_size('blob'), "
+		"(SELECT coalesce(sum(raw_size), 0) FROM blob), (SELECT coalesce(sum(stored_size), 0) FROM blob) "
+		"  + (SELECT coalesce(sum(stored_size), 0) FROM pack_frame), "
+		"pg_total_relation_size('blob') + pg_total_relation_size('pack_frame'), "
 		"pg_total_relation_size('message_text') + pg_total_relation_size('part_text'), "
 		"(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
 		"  WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace "
-		"    AND c.relname NOT IN ('blob', 'message_text', 'part_text'))",
+		"    AND c.relname NOT IN ('blob', 'message_text', 'part_text', 'pack_frame')), "
+		"(SELECT count(*) FROM pack), (SELECT count(*) FROM pack_frame), "
+		"(SELECT count(*) FROM blob WHERE pack_frame_id IS NOT NULL), "
+		"(SELECT coalesce(sum(stored_size), 0) FROM pack_frame), "
+		"(SELECT coalesce(sum(dead_count), 0) FROM pack_frame), "
+		"(SELECT coalesce(sum(dead_bytes), 0) FROM pack_frame)",
 		0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
@@ -416,6 +422,12 @@ mv_status mv_traffic_storage(mv_db *db, mv_storage_stats *s_r, char **error_r)
 	s->blob_disk_bytes = int_value(r, 0, 11);
 	s->index_bytes = int_value(r, 0, 12);
 	s->metadata_bytes = int_value(r, 0, 13);
+	s->packs = int_value(r, 0, 14);
+	s->pack_frames = int_value(r, 0, 15);
+	s->packed_blobs = int_value(r, 0, 16);
+	s->pack_stored_bytes = int_value(r, 0, 17);
+	s->pack_dead_blobs = int_value(r, 0, 18);
+	s->pack_dead_bytes = int_value(r, 0, 19);
 	PQclear(r);
 	return MV_OK;
 }

@@ -92,9 +92,13 @@ mv_status mv_traffic_local_domains(mv_db *db, const char *setting, char ***domai
  *   attachment_bytes  ... per distinct attachment blob
  *   dedup_attachments attachment_refs - attachment_bytes
  *   blob_raw_bytes    every distinct blob's uncompressed size
- *   stored_bytes      every distinct blob's stored (compressed) size
+ *   stored_bytes      every distinct blob's stored (compressed) size, the
+ *                     pack frames' included (docs/storage.md)
  *   compression       blob_raw_bytes - stored_bytes
- *   blob_disk_bytes   the blob table on disk (pages, TOAST, index)
+ *   blob_disk_bytes   the blob and pack_frame tables on disk (pages, TOAST, index)
+ *   packs, pack_frames, packed_blobs, pack_stored_bytes: what compact packed
+ *   pack_dead_blobs, pack_dead_bytes: destroyed blobs whose bytes are still
+ *                     in a frame (the next purge or compact removes them)
  *   index_bytes       the search texts (message_text, part_text) and their
  *                     full-text indexes on disk
  *   metadata_bytes    every other table and index of the schema on disk */
@@ -104,6 +108,7 @@ typedef struct {
 	gint64 referenced_bytes, attachment_refs, attachment_bytes, dedup_attachments;
 	gint64 blob_raw_bytes, stored_bytes, compression;
 	gint64 blob_disk_bytes, index_bytes, metadata_bytes;
+	gint64 packs, pack_frames, packed_blobs, pack_stored_bytes, pack_dead_blobs, pack_dead_bytes;
 } mv_storage_stats;
 
 /* MV_ERR_DENIED for a session bound to its grants (employee, auditor). */

@@ -6,6 +6,7 @@
 #include "mv-access.h"
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-pack.h"
 #include "mv-json.h"
 #include "mv-store.h"
 
@@ -169,6 +170,24 @@ int mv_cmd_access(mv_cli *cli, int argc, char **argv)
 		char *err = NULL;
 		mv_status st = mv_access_set(db, grant, kind, role, argv[optind + 2], mv_audit_actor(),
 		                             &changed, &err);
+		/* Frames packed before a grant (or a revoke) hold blobs whose
+		 * readers changed: split them now when this session may rewrite
+		 * frames (and has the key), else the next compact does. */
+		gint64 regrouped = -1;
+		if (st == MV_OK && changed) {
+			mv_pack_result pr;
+			char *perr = NULL;
+			if (mv_pack_regroup_db(db, cli->key_file, role, &pr, &perr) == MV_OK) {
+				regrouped = pr.regrouped_frames;
+			} else {
+				fprintf(stderr, "mailvault access: note: pack frames covering %s's messages "
+				                "could not be regrouped now (%s); `mailvault compact` does it%s%s%s\n",
+				        role, perr != NULL ? perr : "?",
+				        grant ? ", and until then " : "", grant ? role : "",
+				        grant ? " gets exit 75 for messages in them" : "");
+			}
+			g_free(perr);
+		}
 		if (st != MV_OK) {
 			rc = mv_cli_fail(cli, st, err);
 			g_free(err);
@@ -179,6 +198,8 @@ int mv_cmd_access(mv_cli *cli, int argc, char **argv)
 			mv_json_add_string(b, kind_name(kind), argv[optind + 2]);
 			mv_json_add_bool(b, "granted", grant);
 			mv_json_add_bool(b, "changed", changed);
+			if (regrouped >= 0)
+				mv_json_add_int(b, "regrouped_frames", regrouped);
 			json_builder_end_object(b);
 			mv_json_write(b, stdout);
 		} else {

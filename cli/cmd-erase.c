@@ -7,6 +7,7 @@
 #include "mv-cli.h"
 #include "mv-erase.h"
 #include "mv-json.h"
+#include "mv-pack.h"
 #include "mv-store.h"
 
 #define MAX_WAIT_SECONDS 2000000
@@ -191,6 +192,15 @@ int mv_cmd_erase(mv_cli *cli, int argc, char **argv)
 	} else if (is_approve) {
 		mv_erase_request *e = NULL;
 		st = mv_erase_approve(db, request, mv_audit_actor(), (guint)wait, &e, &err);
+		if (st == MV_OK) {
+			/* The erased record's bytes leave their pack frames now (docs/storage.md). */
+			mv_pack_result pr;
+			char *perr = NULL;
+			if (mv_pack_sweep_db(db, cli->key_file, &pr, &perr) != MV_OK)
+				fprintf(stderr, "mailvault: erase: the erased record's bytes are still in "
+				        "their packs (mailvault compact removes them): %s\n", perr);
+			g_free(perr);
+		}
 		if (e != NULL) {
 			GPtrArray *one = g_ptr_array_new_with_free_func(mv_erase_request_free);
 			g_ptr_array_add(one, e);

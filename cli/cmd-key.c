@@ -140,13 +140,16 @@ static int key_status(mv_cli *cli, mv_db *db)
 		db,
 		"SELECT k.version, " MV_SQL_ISO_UTC("k.created_at") ", "
 		MV_SQL_ISO_UTC("k.completed_at") ", "
-		"(SELECT count(*) FROM blob b WHERE b.key_version = k.version), "
+		"(SELECT count(*) FROM blob b WHERE b.key_version = k.version) "
+		"  + (SELECT count(*) FROM pack_frame f WHERE f.key_version = k.version), "
 		"k.nonces_reserved, k.made_by, substr(encode(k.master_fpr, 'hex'), 1, 16) "
 		"FROM enc_key k ORDER BY k.version",
 		0, NULL, NULL, NULL, 0, &r, &err);
 	PGresult *p = NULL;
 	if (st == MV_OK)
-		st = mv_db_query(db, "SELECT count(*) FROM blob WHERE key_version IS NULL", 0, NULL,
+		st = mv_db_query(db, "SELECT (SELECT count(*) FROM blob WHERE key_version IS NULL "
+		                 "AND pack_frame_id IS NULL) + (SELECT count(*) FROM pack_frame "
+		                 "WHERE key_version IS NULL)", 0, NULL,
 		                 NULL, NULL, 0, &p, &err);
 	if (st != MV_OK) {
 		PQclear(r);

@@ -9,6 +9,7 @@
 #include "mv-cli.h"
 #include "mv-progress.h"
 #include "mv-json.h"
+#include "mv-pack.h"
 #include "mv-policy-store.h"
 #include "mv-purge.h"
 
@@ -304,6 +305,16 @@ static int list_runs(mv_cli *cli, mv_db *db)
 
 /* ---- purge ---- */
 
+static void sweep_packs(mv_cli *cli, mv_db *db)
+{
+	mv_pack_result res;
+	char *err = NULL;
+	if (mv_pack_sweep_db(db, cli->key_file, &res, &err) != MV_OK)
+		fprintf(stderr, "mailvault: purge: the destroyed messages' bytes are still in their "
+		        "packs (mailvault compact removes them): %s\n", err);
+	g_free(err);
+}
+
 int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
@@ -395,6 +406,11 @@ int mv_cmd_purge(mv_cli *cli, int argc, char **argv)
 		mv_progress_free(&out.progress);
 	}
 	mv_policy_free(&policy);
+	/* The destroyed blobs that lived in packs: their bytes leave their
+	 * frames now (docs/storage.md); what cannot be done here (no key file,
+	 * a role without the right) is left to the next compact, and said. */
+	if (res != NULL && !dry_run && res->count > 0)
+		sweep_packs(cli, db);
 	/* The certificate file: whenever the run has a certificate, also after
 	 * a failure (it certifies what was destroyed). */
 	mv_status fst = MV_OK;

@@ -339,7 +339,10 @@ static const char storage_help[] =
 	"  message dedup saved  arrived - raw\n"
 	"  attachment dedup     attachment bytes per referencing message - per distinct blob\n"
 	"  compression saved    distinct blobs' uncompressed - stored (zstd) bytes\n"
-	"  stored bytes         the distinct blobs' stored bytes\n"
+	"  stored bytes         the distinct blobs' stored bytes (pack frames included)\n"
+	"  packs, pack frames, packed blobs, pack stored bytes: what compact packed\n"
+	"  pack dead blobs/bytes: destroyed blobs whose bytes are still in a frame\n"
+	"                       (the next purge or compact removes them: docs/storage.md)\n"
 	"  blob table, search index, metadata: their tables and indexes on disk\n"
 	"\n"
 	"Options:\n"
@@ -347,7 +350,8 @@ static const char storage_help[] =
 	"                  raw_bytes, arrived_bytes, dedup_messages, referenced_bytes,\n"
 	"                  attachment_refs, attachment_bytes, dedup_attachments,\n"
 	"                  blob_raw_bytes, stored_bytes, compression, blob_disk_bytes,\n"
-	"                  index_bytes, metadata_bytes\n" MV_CLI_COMMON_HELP;
+	"                  index_bytes, metadata_bytes, packs, pack_frames, packed_blobs,\n"
+	"                  pack_stored_bytes, pack_dead_blobs, pack_dead_bytes\n" MV_CLI_COMMON_HELP;
 
 int mv_cmd_stats_storage(mv_cli *cli, int argc, char **argv);
 
@@ -408,6 +412,12 @@ int mv_cmd_stats_storage(mv_cli *cli, int argc, char **argv)
 		{"blob_disk_bytes", "blob table on disk", s.blob_disk_bytes},
 		{"index_bytes", "search index on disk", s.index_bytes},
 		{"metadata_bytes", "metadata on disk", s.metadata_bytes},
+		{"packs", "packs", s.packs},
+		{"pack_frames", "pack frames", s.pack_frames},
+		{"packed_blobs", "packed blobs", s.packed_blobs},
+		{"pack_stored_bytes", "pack stored bytes", s.pack_stored_bytes},
+		{"pack_dead_blobs", "pack dead blobs", s.pack_dead_blobs},
+		{"pack_dead_bytes", "pack dead bytes", s.pack_dead_bytes},
 	};
 	if (cli->json) {
 		g_autoptr(JsonBuilder) b = json_builder_new();

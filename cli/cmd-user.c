@@ -4,6 +4,7 @@
 
 #include "mv-audit.h"
 #include "mv-cli.h"
+#include "mv-pack.h"
 #include "mv-json.h"
 #include "mv-directory.h"
 #include "mv-users.h"
@@ -174,6 +175,21 @@ static int user_sync(mv_cli *cli, int argc, char **argv)
 	char *err = NULL;
 	mv_status st = mv_directory_sync(db, &o, &changes, &err);
 	mv_cli_secret_free(password);
+	/* A user whose addresses changed may see messages packed before into
+	 * frames they cannot read: split those frames now when this session
+	 * may (docs/storage.md), else the next compact does. */
+	for (guint i = 0; st == MV_OK && !o.dry_run && i < changes->len; i++) {
+		const mv_directory_change *c = changes->pdata[i];
+		if (strcmp(c->action, "unchanged") == 0)
+			continue;
+		mv_pack_result pr;
+		char *perr = NULL;
+		if (mv_pack_regroup_db(db, cli->key_file, c->role, &pr, &perr) != MV_OK)
+			fprintf(stderr, "mailvault user sync: note: pack frames covering %s's messages "
+			                "could not be regrouped now (%s); `mailvault compact` does it\n",
+			        c->role, perr != NULL ? perr : "?");
+		g_free(perr);
+	}
 	mv_db_close(&db);
 	if (st != MV_OK) {
 		rc = mv_cli_fail(cli, st, err);

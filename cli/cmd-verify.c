@@ -6,6 +6,7 @@
 #include "mv-cli.h"
 #include "mv-progress.h"
 #include "mv-json.h"
+#include "mv-pack.h"
 #include "mv-seal.h"
 #include "mv-store.h"
 
@@ -32,7 +33,10 @@ static const char help[] =
 	"  --json          {checked, damaged: [{id, sha256, error}], audit: {intact,\n"
 	"                  entries, error}, records: {checked, findings: [{id, hold,\n"
 	"                  problem (changed, deleted, unsealed, hold-item, hold),\n"
-	"                  detail}], more}}\n" MV_CLI_COMMON_HELP;
+	"                  detail}], more}, packs: {frames, dead_blobs, dead_bytes,\n"
+	"                  dead_since, checked, damaged: [error]}} (every pack frame is\n"
+	"                  opened whole; dead_*: destroyed blobs whose bytes are still in\n"
+	"                  a pack frame, docs/storage.md)\n" MV_CLI_COMMON_HELP;
 
 static void on_progress(void *context, gint64 checked, guint damaged)
 {
@@ -106,9 +110,21 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 			fprintf(stderr, "mailvault: verify: the run was not recorded: %s\n", log_err);
 		g_free(log_err);
 	}
+	/* Destroyed blobs whose bytes are still in a pack frame (docs/storage.md). */
+	mv_pack_stats packs = {0};
+	GPtrArray *bad_frames = g_ptr_array_new_with_free_func(g_free);
+	gint64 frames_checked = 0;
+	if (st == MV_OK)
+		st = mv_pack_stats_get(db, &packs, &err);
+	/* Every pack frame opens and decompresses whole (its blobs were
+	 * checked with their messages above). */
+	if (st == MV_OK && packs.frames > 0)
+		st = mv_pack_verify(blobs, &frames_checked, bad_frames, &err);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	if (st != MV_OK) {
+		mv_pack_stats_clear(&packs);
+		g_ptr_array_free(bad_frames, TRUE);
 		rc = mv_cli_fail(cli, st, err);
 		g_free(err);
 		g_free(chain_err);
@@ -157,6 +173,17 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 		json_builder_end_array(b);
 		mv_json_add_bool(b, "more", more);
 		json_builder_end_object(b);
+		mv_json_begin_object(b, "packs");
+		mv_json_add_int(b, "frames", packs.frames);
+		mv_json_add_int(b, "dead_blobs", packs.dead_blobs);
+		mv_json_add_int(b, "dead_bytes", packs.dead_bytes);
+		mv_json_add_string(b, "dead_since", packs.dead_since);
+		mv_json_add_int(b, "checked", frames_checked);
+		mv_json_begin_array(b, "damaged");
+		for (guint i = 0; i < bad_frames->len; i++)
+			json_builder_add_string_value(b, bad_frames->pdata[i]);
+		json_builder_end_array(b);
+		json_builder_end_object(b);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 	} else {
@@ -175,12 +202,22 @@ int mv_cmd_verify(mv_cli *cli, int argc, char **argv)
 		}
 		if (more)
 			printf("(more records not listed: the first %u are)\n", MAX_RECORD_FINDINGS);
+		for (guint i = 0; i < bad_frames->len; i++)
+			printf("damaged: %s\n", (const char *)bad_frames->pdata[i]);
+		if (packs.dead_blobs > 0)
+			printf("packs: %" G_GINT64_FORMAT " destroyed blobs (%" G_GINT64_FORMAT " bytes) are "
+			       "still in their frames, since %s: the next compact (or purge) removes them\n",
+			       packs.dead_blobs, packs.dead_bytes, packs.dead_since ? packs.dead_since : "?");
 		printf("%" G_GINT64_FORMAT " messages checked, %u damaged; audit trail %s (%" G_GINT64_FORMAT
 		       " entries); %" G_GINT64_FORMAT " records checked against it, %u not as recorded%s\n",
 		       checked, damaged->len, chain_err == NULL ? "intact" : "BROKEN", entries, sealed,
 		       findings->len, more ? " or more" : "");
 	}
-	rc = damaged->len > 0 || chain_err != NULL || findings->len > 0 ? MV_EXIT_INTEGRITY : 0;
+	mv_pack_stats_clear(&packs);
+	rc = damaged->len > 0 || chain_err != NULL || findings->len > 0 || bad_frames->len > 0
+	             ? MV_EXIT_INTEGRITY
+	             : 0;
+	g_ptr_array_free(bad_frames, TRUE);
 	g_ptr_array_free(damaged, TRUE);
 	g_ptr_array_free(findings, TRUE);
 	g_free(chain_err);

@@ -37,6 +37,7 @@ int mv_cmd_key(mv_cli *cli, int argc, char **argv);
 int mv_cmd_access(mv_cli *cli, int argc, char **argv);
 int mv_cmd_config(mv_cli *cli, int argc, char **argv);
 int mv_cmd_erase(mv_cli *cli, int argc, char **argv);
+int mv_cmd_compact(mv_cli *cli, int argc, char **argv);
 static int cmd_help(mv_cli *cli, int argc, char **argv);
 static int cmd_version(mv_cli *cli, int argc, char **argv);
 
@@ -68,6 +69,7 @@ static const mv_cli_command commands[] = {
 	{"access", mv_cmd_access, "who sees what: grant cases and addresses; check a user's access"},
 	{"config", mv_cmd_config, "check the configuration file; print a sample of every setting"},
 	{"erase", mv_cmd_erase, "erasure requests (GDPR Art. 17): propose, a second person approves"},
+	{"compact", mv_cmd_compact, "pack cold blobs together, compressed harder; drop destroyed bytes"},
 	{"help", cmd_help, "show help for mailvault or a command"},
 	{"version", cmd_version, "show the version"},
 };

@@ -34,6 +34,7 @@ EXTRA_SECTIONS = {
     "search": ["Query language"],
     "hold": ["Query language"],
     "show": ["Parse status and flags"],
+    "compact": ["Packs of cold blobs"],
 }
 
 
