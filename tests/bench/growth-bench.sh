@@ -44,8 +44,9 @@
 # only real-ingest messages have full bodies, and only they are fetched.
 #
 # Environment: MAILVAULT_BIN (default build/mailvault of this tree);
-# MAILVAULT_BENCH_DIR where the archive goes (default /tmp; about 3 GB a
-# million messages).  Run it niced on a shared machine:
+# MAILVAULT_BENCH_DIR where the archive goes (default /tmp; about 10 GB a
+# million messages, plus WAL; the fill ran at 640 to 790 messages/s on a
+# loaded 2-core machine).  Run it niced on a shared machine:
 #   nice -n 10 tests/bench/growth-bench.sh --points 0,100k,300k,1m
 # --keep leaves the archive (its home is printed).
 #
