@@ -81,15 +81,10 @@ command -v python3 >/dev/null || { echo "search-scale-bench: python3 needed" >&2
 unset MAILVAULT_DB PGHOST PGDATABASE PGSERVICE
 export MAILVAULT_NO_PROGRESS=1
 mv() { "$MAILVAULT_BIN" "$@"; }
-sql() {
-  local conn="host=$MAILVAULT_HOME/run dbname=mailvault user=mailvault"
-  if [ "$(id -u)" -eq 0 ]; then
-    runuser -u "${MAILVAULT_USER:-mailvault}" -- psql -X -q -t -A -v ON_ERROR_STOP=1 "$conn" -c "$1"
-  else
-    psql -X -q -t -A -v ON_ERROR_STOP=1 "$conn" -c "$1"
-  fi
-}
-now_ns() { date +%s%N; }
+# shellcheck source=tests/bench/bench-lib.sh
+. "$SCRIPT_DIR/bench-lib.sh"
+sql() { bench_sql "$@"; }
+now_ns() { bench_now_ns; }
 
 if [ -n "$REUSE" ]; then
   [ -d "$REUSE/pgdata" ] || { echo "search-scale-bench: no archive at $REUSE" >&2; exit 64; }
@@ -164,24 +159,8 @@ sql "SELECT 'languages: ' || string_agg(coalesce(lang, '?') || ' ' || n, ', ' OR
 fi
 
 # ---- queries ----
-top_from=$(sql "SELECT address FROM address WHERE role = 'from' GROUP BY address ORDER BY count(*) DESC LIMIT 1")
-mid_from=$(sql "SELECT address FROM address WHERE role = 'from' GROUP BY address ORDER BY count(*) DESC OFFSET 20 LIMIT 1")
-queries=(
-  "invoice"
-  "Vertrag"
-  "\"purchase order\""
-  "from:$top_from"
-  "addr:$mid_from"
-  "after:2024-06 before:2024-07"
-  "invoice after:2025-01 before:2025-04"
-  "from:$top_from invoice"
-  "has:attachment"
-  "has:attachment contract"
-  "lang:de Angebot"
-  "契約書"
-  "zzyzxnonexistent"
-  "invoice OR contract -meeting"
-)
+bench_search_queries
+queries=("${BENCH_QUERIES[@]}")
 declare -A med p99
 slowest=
 slowest_p99=0

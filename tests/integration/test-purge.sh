@@ -279,6 +279,10 @@ expect_eq "after the last purge: no expired purge-class message is left" 0 "$(sq
 expect_eq "verify: every live message is whole" 0 "$(rc_of mv verify)"
 expect_eq "no blob without a referrer survives" 0 "$(sql "SELECT count(*) FROM blob b WHERE NOT EXISTS (SELECT 1 FROM message m WHERE m.skeleton_sha256 = b.sha256) AND NOT EXISTS (SELECT 1 FROM message_splice s WHERE s.blob_sha256 = b.sha256) AND NOT EXISTS (SELECT 1 FROM part p WHERE p.blob_sha256 = b.sha256)")"
 expect_eq "shared attachments survive for the live messages" 6 "$(sql "SELECT count(DISTINCT p.blob_sha256) FROM part p JOIN message m ON m.id = p.message_id WHERE p.filename = 's.bin'")"
+# 034 restates mv_destroy_messages (its blob list reads part by key only):
+# still the owner's, with its search_path, and no one else's to call.
+expect_eq "mv_destroy_messages: security definer, search_path set, not public" "t|1|f" \
+  "$(sql "SELECT prosecdef, cardinality(proconfig), has_function_privilege('public', oid, 'EXECUTE') FROM pg_proc WHERE proname = 'mv_destroy_messages'")"
 # An ongoing hold whose query runs out of time at ingest never stops ingest:
 # the transaction is retried with the new messages deferred into the hold as
 # pending items, which protect them as if held until `mailvault index`
