@@ -420,8 +420,14 @@ static mv_status term(parser *p, token *t)
 		if (day == NULL)
 			return syntax(p, t->value_pos, "'%s' is not a date (YYYY, YYYY-MM or YYYY-MM-DD)", v);
 		int n = param(p, day);
-		g_string_append_printf(s, "coalesce(m.date %s $%d::date, false)",
-		                       f[0] == 'a' ? ">=" : "<", n);
+		/* Outside NOT a plain comparison, which the date order index
+		 * takes as its range (a message without a date is excluded either
+		 * way: NULL filters as false); under NOT, coalesce keeps it in. */
+		if (p->negated == 0)
+			g_string_append_printf(s, "m.date %s $%d::date", f[0] == 'a' ? ">=" : "<", n);
+		else
+			g_string_append_printf(s, "coalesce(m.date %s $%d::date, false)",
+			                       f[0] == 'a' ? ">=" : "<", n);
 	} else if (strcmp(f, "has") == 0) {
 		if (g_ascii_strcasecmp(v, "attachment") != 0)
 			return syntax(p, t->value_pos, "unknown has: value '%s' (try has:attachment)", v);
