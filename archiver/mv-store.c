@@ -669,6 +669,26 @@ mv_status mv_store_ref_parse(const char *ref, mv_ref_kind *kind_r, char **value_
 	return MV_OK;
 }
 
+gboolean mv_store_ref_plain_id(const char *ref, gint64 *id_r)
+{
+	mv_ref_kind kind;
+	char *value = NULL;
+	int len = 0;
+	if (mv_store_ref_parse(ref, &kind, &value, &len, NULL) != MV_OK)
+		return FALSE;
+	gboolean whole = FALSE;
+	if (kind == MV_REF_ID) {
+		char *end = NULL;
+		errno = 0;
+		gint64 id = g_ascii_strtoll(value, &end, 10);
+		whole = errno == 0 && end != value && *end == '\0' && id > 0;
+		if (whole)
+			*id_r = id;
+	}
+	g_free(value);
+	return whole;
+}
+
 mv_status mv_store_resolve(mv_db *db, const char *ref, gint64 *id_r, char **error_r)
 {
 	*id_r = 0;

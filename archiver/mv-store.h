@@ -119,6 +119,13 @@ typedef enum { MV_REF_ID, MV_REF_SHA256, MV_REF_REGISTRATION } mv_ref_kind;
 mv_status mv_store_ref_parse(const char *ref, mv_ref_kind *kind_r, char **value_r, int *len_r,
                              char **error_r) MV_WARN_UNUSED;
 
+/* Whether ref is a plain message id ("123"): *id_r set and TRUE, so that a
+ * command reads the message at once and its read says whether it is there
+ * (one round trip fewer than mv_store_resolve).  FALSE for a SHA-256, a
+ * registration number or anything else, which mv_store_resolve judges and
+ * reports. */
+gboolean mv_store_ref_plain_id(const char *ref, gint64 *id_r);
+
 /* A registration number ("YYYY-N", N of 1 to 18 digits) in its stored form,
  * the number padded to 7 digits ("2026-0000123"); NULL (nothing
  * allocated) when text is not one.  g_free. */

@@ -34,36 +34,20 @@ static gboolean write_all(FILE *f, const guint8 *p, gsize n)
 static mv_status resolve_and_read(mv_db *db, mv_blobstore *blobs, const char *ref, gint64 *id_r,
                                   GBytes **raw_r, char **error_r)
 {
-	mv_ref_kind kind;
-	char *value = NULL;
-	int len = 0;
-	mv_status st = mv_store_ref_parse(ref, &kind, &value, &len, error_r);
-	if (st != MV_OK)
-		return st;
-	if (kind == MV_REF_ID) {
-		char *end = NULL;
-		errno = 0;
-		gint64 id = g_ascii_strtoll(value, &end, 10);
-		gboolean whole = errno == 0 && end != value && *end == '\0' && id > 0;
-		g_free(value);
-		if (whole) {
-			*id_r = id;
-			char *e = NULL;
-			st = mv_store_get_raw(db, blobs, id, raw_r, &e);
-			if (st == MV_ERR_NOT_FOUND) {
-				g_free(e);
-				return mv_fail(error_r, st, "no message %s in the archive", ref);
-			}
-			if (error_r != NULL)
-				*error_r = e;
-			else
-				g_free(e);
-			return st;
+	if (mv_store_ref_plain_id(ref, id_r)) {
+		char *e = NULL;
+		mv_status st = mv_store_get_raw(db, blobs, *id_r, raw_r, &e);
+		if (st == MV_ERR_NOT_FOUND) {
+			g_free(e);
+			return mv_fail(error_r, st, "no message %s in the archive", ref);
 		}
-	} else {
-		g_free(value);
+		if (error_r != NULL)
+			*error_r = e;
+		else
+			g_free(e);
+		return st;
 	}
-	st = mv_store_resolve(db, ref, id_r, error_r);
+	mv_status st = mv_store_resolve(db, ref, id_r, error_r);
 	if (st == MV_OK)
 		st = mv_store_get_raw(db, blobs, *id_r, raw_r, error_r);
 	return st;

@@ -1,5 +1,4 @@
 /* mailvault show: everything known of one message. */
-#include <errno.h>
 
 #include "mv-audit.h"
 #include "mv-catalog.h"
@@ -254,36 +253,20 @@ static void print_tombstone_text(const mv_tombstone *t)
 static mv_status read_record(mv_db *db, const char *ref, gint64 *id_r, mv_record **m_r,
                              char **error_r)
 {
-	mv_ref_kind kind;
-	char *value = NULL;
-	int len = 0;
-	mv_status st = mv_store_ref_parse(ref, &kind, &value, &len, error_r);
-	if (st != MV_OK)
-		return st;
-	if (kind == MV_REF_ID) {
-		char *end = NULL;
-		errno = 0;
-		gint64 id = g_ascii_strtoll(value, &end, 10);
-		gboolean whole = errno == 0 && end != value && *end == '\0' && id > 0;
-		g_free(value);
-		if (whole) {
-			*id_r = id;
-			char *e = NULL;
-			st = mv_catalog_record(db, id, m_r, &e);
-			if (st == MV_ERR_NOT_FOUND) {
-				g_free(e);
-				return mv_fail(error_r, st, "no message %s in the archive", ref);
-			}
-			if (error_r != NULL)
-				*error_r = e;
-			else
-				g_free(e);
-			return st;
+	if (mv_store_ref_plain_id(ref, id_r)) {
+		char *e = NULL;
+		mv_status st = mv_catalog_record(db, *id_r, m_r, &e);
+		if (st == MV_ERR_NOT_FOUND) {
+			g_free(e);
+			return mv_fail(error_r, st, "no message %s in the archive", ref);
 		}
-	} else {
-		g_free(value);
+		if (error_r != NULL)
+			*error_r = e;
+		else
+			g_free(e);
+		return st;
 	}
-	st = mv_store_resolve(db, ref, id_r, error_r);
+	mv_status st = mv_store_resolve(db, ref, id_r, error_r);
 	if (st == MV_OK)
 		st = mv_catalog_record(db, *id_r, m_r, error_r);
 	return st;
