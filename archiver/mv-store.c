@@ -1137,18 +1137,16 @@ static void part_text_arrays(const mv_message *msg, GString *paths, GString *doc
 	array_end(tsvs);
 }
 
+/* The rows of msg's attachment texts, with their vector: tsv is the
+ * client's vector as text, or NULL for the server to compute it.  The blind
+ * index (schema/032) takes only the client's, refused unless blind. */
+#define PART_TEXT_VALUES_WITH(tsv)                                                        \
+	"p.path, CASE WHEN p.z IS NULL THEN p.doc END, p.z, p.problem, " tsv " "              \
+	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[]) "           \
+	"AS p(path, doc, problem, z, tsv)"
 #define PART_TEXT_VALUES                                                                  \
-	"p.path, CASE WHEN p.z IS NULL THEN p.doc END, p.z, p.problem, "                      \
-	"coalesce(p.tsv::tsvector, mv_search_vector(p.doc, NULL)) "                           \
-	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[]) "           \
-	"AS p(path, doc, problem, z, tsv)"
-
-/* The blind index (schema/032): the vectors as the client made them,
- * refused unless blind; none computed here. */
-#define PART_TEXT_VALUES_BLIND                                                            \
-	"p.path, CASE WHEN p.z IS NULL THEN p.doc END, p.z, p.problem, mv_blind_tsv(p.tsv) "  \
-	"FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[]) "           \
-	"AS p(path, doc, problem, z, tsv)"
+	PART_TEXT_VALUES_WITH("coalesce(p.tsv::tsvector, mv_search_vector(p.doc, NULL))")
+#define PART_TEXT_VALUES_BLIND PART_TEXT_VALUES_WITH("mv_blind_tsv(p.tsv)")
 
 #define PART_TEXTS_SQL(values)                                                            \
 	"WITH m AS (SELECT id FROM message WHERE sha256 = $1::bytea), "                       \
