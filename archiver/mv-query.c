@@ -41,6 +41,8 @@ typedef struct {
 	int negated;                 /* NOT levels around the current term */
 	GString *highlight;          /* tsquery of the text terms not negated */
 	GArray *text_terms;          /* mv_query_text_term */
+	GString *walk;               /* the top-level date conjuncts (mv_query_sql.walk) */
+	gboolean top_or;             /* the query is an OR at its top level */
 	char **error_r;
 } parser;
 
@@ -423,9 +425,14 @@ static mv_status term(parser *p, token *t)
 		/* Outside NOT a plain comparison, which the date order index
 		 * takes as its range (a message without a date is excluded either
 		 * way: NULL filters as false); under NOT, coalesce keeps it in. */
-		if (p->negated == 0)
+		if (p->negated == 0) {
 			g_string_append_printf(s, "m.date %s $%d::date", f[0] == 'a' ? ">=" : "<", n);
-		else
+			/* a conjunct of the whole query: every match satisfies it */
+			if (p->depth == 0)
+				g_string_append_printf(p->walk, "%sm.date %s $%d::date",
+				                       p->walk->len > 0 ? " AND " : "",
+				                       f[0] == 'a' ? ">=" : "<", n);
+		} else
 			g_string_append_printf(s, "coalesce(m.date %s $%d::date, false)",
 			                       f[0] == 'a' ? ">=" : "<", n);
 	} else if (strcmp(f, "has") == 0) {
@@ -615,6 +622,8 @@ static mv_status or_expr(parser *p)
 	mv_status st = and_expr(p);
 	while (st == MV_OK && peek(p)->kind == T_OR) {
 		p->at++;
+		if (p->depth == 0)
+			p->top_or = TRUE;
 		g_string_append(p->sql, ") OR (");
 		st = and_expr(p);
 	}
@@ -641,7 +650,7 @@ mv_status mv_query_compile_for(const char *query, mv_query_target target, int fi
 	            .first_param = first_param, .tombstone = target == MV_QUERY_TOMBSTONES,
 	            .highlight = g_string_new(NULL),
 	            .text_terms = g_array_new(FALSE, FALSE, sizeof(mv_query_text_term)),
-	            .error_r = error_r};
+	            .walk = g_string_new(NULL), .error_r = error_r};
 	mv_status st = tokenize(&p);
 	if (st == MV_OK) {
 		if (peek(&p)->kind == T_END) {
@@ -660,6 +669,7 @@ mv_status mv_query_compile_for(const char *query, mv_query_target target, int fi
 		g_string_free(p.highlight, TRUE);
 		g_ptr_array_free(p.params, TRUE);
 		g_array_free(p.text_terms, TRUE);
+		g_string_free(p.walk, TRUE);
 		return st;
 	}
 	mv_query_sql *out = g_new0(mv_query_sql, 1);
@@ -668,6 +678,10 @@ mv_status mv_query_compile_for(const char *query, mv_query_target target, int fi
 	out->first_param = first_param;
 	out->text_terms = p.text_terms;
 	out->mentions_destroyed = p.mentions_destroyed;
+	/* Under a top-level OR a date conjunct binds only its own branch. */
+	if (p.top_or || p.walk->len == 0)
+		g_string_assign(p.walk, "TRUE");
+	out->walk = g_string_free(p.walk, FALSE);
 	if (p.highlight->len > 0)
 		out->highlight = g_strdup_printf("(%s)", p.highlight->str);
 	g_string_free(p.highlight, TRUE);
@@ -681,6 +695,7 @@ void mv_query_sql_free(mv_query_sql **sql)
 		return;
 	g_free((*sql)->where);
 	g_free((*sql)->highlight);
+	g_free((*sql)->walk);
 	g_ptr_array_free((*sql)->params, TRUE);
 	g_array_free((*sql)->text_terms, TRUE);
 	g_free(*sql);

@@ -68,6 +68,11 @@ typedef struct {
 	char *highlight;    /* SQL tsquery expression (same parameters) of the
 	                       bare words and phrases not under NOT, for
 	                       ts_headline; NULL when there are none */
+	char *walk;         /* SQL condition on m's own columns (the query's
+	                       top-level date conjuncts, or TRUE) that every
+	                       message matching where satisfies: the range a
+	                       bounded walk in date order may read
+	                       (mv_catalog_find) */
 	int first_param;    /* the number of params->pdata[0] */
 	GArray *text_terms; /* mv_query_text_term, in order */
 } mv_query_sql;

@@ -145,18 +145,26 @@ print(f"ingest:  {n} messages stored ({raw / 1e6:.0f} MB of mbox) in {imp / 1e9:
       f"{n / (imp / 1e9):.0f} messages/s, {raw / 1e6 / (imp / 1e9):.1f} MB/s (parse, language detection, store; no index)")
 print(f"index:   {n / (idx / 1e9):.0f} messages/s ({idx / 1e9:.1f} s, mailvault index)")
 PY
-sql "SELECT 'sizes:   raw ' || pg_size_pretty($raw::bigint)
-       || ', search text ' || pg_size_pretty(sum(pg_column_size(doc)))
-       || ', vectors ' || pg_size_pretty(sum(pg_column_size(tsv)))
-       || ', GIN ' || pg_size_pretty(pg_relation_size('message_text_tsv_idx'))
-       || ', index (vectors + GIN) per raw byte '
-       || round((sum(pg_column_size(tsv)) + pg_relation_size('message_text_tsv_idx'))::numeric / $raw, 3)
-       || ', database ' || pg_size_pretty(pg_database_size(current_database()))
-     FROM message_text"
 sql "SELECT 'languages: ' || string_agg(coalesce(lang, '?') || ' ' || n, ', ' ORDER BY n DESC)
      FROM (SELECT lang, count(*) AS n FROM message_text GROUP BY lang ORDER BY 2 DESC LIMIT 8) l"
 
 fi
+
+# ---- sizes (the text is stored compressed in ztext since schema 029) ----
+raw=$(sql "SELECT coalesce(sum(size), 0) FROM message")
+sql "WITH t AS (SELECT coalesce(pg_column_size(doc), 0) + coalesce(pg_column_size(ztext), 0) AS text_bytes,
+                       pg_column_size(tsv) AS tsv_bytes FROM message_text
+                UNION ALL
+                SELECT coalesce(pg_column_size(doc), 0) + coalesce(pg_column_size(ztext), 0), pg_column_size(tsv) FROM part_text),
+          g AS (SELECT pg_relation_size('message_text_tsv_idx') + pg_relation_size('part_text_tsv_idx') AS gin)
+     SELECT 'sizes:   raw ' || pg_size_pretty($raw::bigint)
+       || ', search text ' || pg_size_pretty(sum(text_bytes))
+       || ', vectors ' || pg_size_pretty(sum(tsv_bytes))
+       || ', GIN ' || pg_size_pretty(max(g.gin))
+       || ', index (vectors + GIN) per raw byte '
+       || round((sum(tsv_bytes) + max(g.gin))::numeric / greatest($raw, 1), 3)
+       || ', database ' || pg_size_pretty(pg_database_size(current_database()))
+     FROM t, g"
 
 # ---- queries ----
 bench_search_queries

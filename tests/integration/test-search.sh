@@ -165,4 +165,29 @@ expect_eq "show --json $reg" "$reg env1@x" "$(mv show --json "$reg" | python3 -c
 expect_eq "statistics target of both search vectors" "1000 1000" \
   "$(sql "SELECT string_agg(attstattarget::text, ' ' ORDER BY attrelid::regclass::text) FROM pg_attribute
           WHERE attrelid IN ('message_text'::regclass, 'part_text'::regclass) AND attname = 'tsv'")"
+# The newest matches are the same whichever way they are found
+# (mv_catalog_find: a walk in date order bounded to the newest messages, a
+# longer walk when the matches seen are dense, or every match from the
+# indexes, sorted): a limited search gives the first N of the full list.
+# MAILVAULT_SEARCH_WALK shortens the first walk so 600 messages take every
+# way; the server's log shows each was taken.
+ids() { python3 -c 'import json,sys; print(" ".join(str(h["id"]) for h in json.load(sys.stdin)))'; }
+log=$MV_HOME/postgres.log
+check "the server's log is where the test reads it" test -f "$log"
+from_line=$(wc -l < "$log")
+for q in "" "$word" "from:$addr" has:attachment "has:attachment $word" "after:2024-06 before:2025" \
+         "after:2024-06 -has:attachment" "$word OR from:$addr" "-$word before:2025" "to:@$dom -from:$addr"; do
+  all=$(mv search --json --limit 0 -- "$q" | ids)
+  for walk in "" 3 30; do
+    for n in 1 7 40; do
+      expect_eq "search --limit $n '$q' (first walk ${walk:-2000}): the first $n of all" \
+        "$(tr ' ' '\n' <<<"$all" | head -n "$n" | paste -sd ' ')" \
+        "$(PGOPTIONS='-c log_statement=all' MAILVAULT_SEARCH_WALK=$walk mv search --json --limit "$n" -- "$q" | ids)"
+    done
+  done
+done
+tail -n +"$((from_line + 1))" "$log" > "$WORK/statements"
+check "a walk bounded to the newest 3 messages was made" grep -q "ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 3) m WHERE" "$WORK/statements"
+check "a longer walk was made (40 wanted, 30 of 30 matched: 61)" grep -q "ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 61) m WHERE" "$WORK/statements"
+check "every match was taken from the indexes and sorted" grep -q "WITH hit AS MATERIALIZED" "$WORK/statements"
 finish
