@@ -2,7 +2,8 @@
 # search-scale-bench.sh: search latency on a large archive.
 #
 #   tests/bench/search-scale-bench.sh [--messages N] [--runs R] [--chunk C] [--keep]
-#   tests/bench/search-scale-bench.sh --reuse HOME [--runs R]
+#                                     [--extract-probe P]
+#   tests/bench/search-scale-bench.sh --reuse HOME [--runs R] [--extract-probe P]
 #
 # Builds an archive of N messages (default 1,000,000) from the corpus
 # generator (tests/corpus/mvgen.py: the company mail flow, with its PDF,
@@ -20,6 +21,11 @@
 #     for) over R runs (default 21) of a fixed set of queries;
 #   * EXPLAIN (ANALYZE, BUFFERS) of the slowest query's statements
 #     (auto_explain);
+#   * ingest rate with attachment text extraction on and off
+#     (MAILVAULT_EXTRACT=off, the baseline): P messages (default 5,000;
+#     0 skips it) of the same generator imported into two fresh archives,
+#     twice each, alternating, the best of each shown (the archive of N
+#     messages is not built twice);
 #
 # beside the baseline: the targets of issue 16 (median < 200 ms, p99 < 1 s
 # on one million messages).  --keep keeps the archive (its home is
@@ -44,6 +50,7 @@ RUNS=21
 CHUNK=50000
 KEEP=0
 REUSE=
+PROBE=5000
 TARGET_MEDIAN_MS=200
 TARGET_P99_MS=1000
 
@@ -62,6 +69,8 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --reuse) REUSE=${2:?}; shift 2 ;;
     --reuse=*) REUSE=${1#*=}; shift ;;
+    --extract-probe) PROBE=${2:?}; shift 2 ;;
+    --extract-probe=*) PROBE=${1#*=}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "search-scale-bench: unknown argument '$1' (see --help)" >&2; exit 64 ;;
   esac
@@ -72,6 +81,7 @@ for v in MESSAGES RUNS CHUNK; do
     exit 64
   fi
 done
+[[ $PROBE =~ ^[0-9]+$ ]] || { echo "search-scale-bench: --extract-probe takes a number >= 0" >&2; exit 64; }
 if [ ! -x "$MAILVAULT_BIN" ]; then
   echo "search-scale-bench: no mailvault binary at $MAILVAULT_BIN (ninja -C build)" >&2
   exit 2
@@ -222,3 +232,34 @@ for e in entries:
 
 sql "ALTER SYSTEM RESET session_preload_libraries" >/dev/null
 sql "SELECT pg_reload_conf()" >/dev/null
+
+# ---- ingest with extraction on and off ----
+if [ "$PROBE" -gt 0 ]; then
+  probe_dir=$(mktemp -d "$BENCH_DIR/mvsb-probe.XXXXXX")
+  chmod 755 "$probe_dir"
+  python3 "$SCRIPT_DIR/../corpus/mvgen.py" --seed 9001 --count "$PROBE" --format mbox \
+    --out "$probe_dir/mail" --quiet
+  declare -A best
+  for round in 1 2; do
+    for mode in off on; do
+      h=$probe_dir/$mode.$round
+      mkdir -p "$h"
+      chmod 755 "$h"
+      "$MAILVAULT_BIN" --home "$h" db init >/dev/null
+      t0=$(now_ns)
+      if [ "$mode" = off ]; then
+        MAILVAULT_EXTRACT=off "$MAILVAULT_BIN" --home "$h" import --quiet "$probe_dir/mail/archive.mbox"
+      else
+        "$MAILVAULT_BIN" --home "$h" import --quiet "$probe_dir/mail/archive.mbox"
+      fi
+      ns=$(( $(now_ns) - t0 ))
+      n=$(MAILVAULT_HOME=$h sql "SELECT count(*) FROM message")
+      rate=$(( n * 1000000000 / ns ))
+      if [ -z "${best[$mode]:-}" ] || [ "$rate" -gt "${best[$mode]}" ]; then best[$mode]=$rate; fi
+      "$MAILVAULT_BIN" --home "$h" db stop >/dev/null 2>&1 || true
+      rm -rf "$h"
+    done
+  done
+  rm -rf "$probe_dir"
+  echo "ingest of $PROBE generated messages into a fresh archive (every stage; best of 2): extraction on ${best[on]} messages/s, off ${best[off]} messages/s (baseline: extraction off)"
+fi
