@@ -41,6 +41,19 @@ cleanup() {
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
+# CPU seconds the whole machine spent busy (every process: the client,
+# Dovecot, PostgreSQL, and anyone else's work), from /proc/stat.
+busy() { awk '/^cpu / {print ($2 + $3 + $4 + $7 + $8 + $9) / 100; exit}' /proc/stat; }
+# Run a command; write the CPU seconds of it and its children to $1.
+cpu_of() {
+  local out=$1
+  shift
+  python3 -c 'import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write("%.2f\n" % (r.ru_utime + r.ru_stime))
+sys.exit(rc)' "$out" "$@"
+}
 p=$(port)
 mkdir -p "$dv" "$home/mv" "$home/near"
 chmod 755 "$home/mv"
@@ -81,21 +94,28 @@ Sync Pull
 Create Near
 SyncState *
 CF
+load_before=$(cut -d' ' -f1 /proc/loadavg)
+b0=$(busy)
 t0=$(now)
-mbsync -q -c "$home/mbsyncrc" bench
+cpu_of "$home/cpu.mbsync" mbsync -q -c "$home/mbsyncrc" bench
 t1=$(now)
+b1=$(busy)
 copied=$(find "$home/near/INBOX/cur" "$home/near/INBOX/new" -type f | wc -l)
 
 "$MAILVAULT_BIN" --home "$home/mv" db init >/dev/null
+b2=$(busy)
 t2=$(now)
-"$MAILVAULT_BIN" --home "$home/mv" ingest imap --url "imap://127.0.0.1:$p/INBOX" --user journal \
+cpu_of "$home/cpu.mv" "$MAILVAULT_BIN" --home "$home/mv" ingest imap --url "imap://127.0.0.1:$p/INBOX" --user journal \
   --password-file "$home/pw" --ca-file "$dv/cert.pem" --batch-size "$batch" --json > "$home/out.json"
 t3=$(now)
+b3=$(busy)
 fetched=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sources"][0]["fetched"])' "$home/out.json")
 
-python3 - "$n" "$bytes" "$copied" "$t0" "$t1" "$fetched" "$t2" "$t3" <<'PY'
+python3 - "$n" "$bytes" "$copied" "$t0" "$t1" "$fetched" "$t2" "$t3" "$b0" "$b1" "$b2" "$b3" \
+  "$(cat "$home/cpu.mbsync")" "$(cat "$home/cpu.mv")" "$load_before" "$(nproc)" <<'PY'
 import sys
-n, size, copied, t0, t1, fetched, t2, t3 = sys.argv[1:]
+n, size, copied, t0, t1, fetched, t2, t3 = sys.argv[1:9]
+b0, b1, b2, b3, c_mbsync, c_mv, load, cores = (float(x) for x in sys.argv[9:17])
 mb = int(size) / 1e6
 tm, tv = float(t1) - float(t0), float(t3) - float(t2)
 print(f"mailbox: {n} messages, {mb:.1f} MB (Dovecot Maildir, STARTTLS on loopback)")
@@ -103,4 +123,15 @@ print(f"{'':<32}{'messages':>10}{'seconds':>10}{'msg/s':>10}{'MB/s':>8}")
 print(f"{'mbsync (copy to a Maildir)':<32}{copied:>10}{tm:>10.2f}{int(copied)/tm:>10.0f}{mb/tm:>8.1f}")
 print(f"{'mailvault ingest imap (archive)':<32}{fetched:>10}{tv:>10.2f}{int(fetched)/tv:>10.0f}{mb/tv:>8.1f}")
 print(f"ratio mailvault / mbsync: {tm/tv:.2f}")
+# Where the time went: CPU per message, the client's own and the rest of
+# the machine's (Dovecot; for mailvault also PostgreSQL), and how busy the
+# cores were.  A side whose cores were near 100% busy is bound by CPU, and
+# only less CPU per message makes it faster.
+print(f"CPU per message (ms; load average before: {load:.2f}, {cores:.0f} cores):")
+for name, secs, wall, client, count in (("mbsync", tm, b1 - b0, c_mbsync, int(copied)),
+                                        ("mailvault", tv, b3 - b2, c_mv, int(fetched))):
+    rest = max(wall - client, 0.0)
+    print(f"  {name:<10} client {1000 * client / count:6.2f}  rest of the machine "
+          f"{1000 * rest / count:6.2f}  total {1000 * wall / count:6.2f}  "
+          f"cores busy {100 * wall / (secs * cores):3.0f}%")
 PY
