@@ -120,14 +120,18 @@ psql_owner -c "CREATE ROLE bench_legal LOGIN; GRANT mailvault_legal TO bench_leg
                SELECT mv_access_grant_address('bench_emp', 'u7@corp.example', 'rls-bench');
                ANALYZE;" >/dev/null
 
-# "search" is the statement `mailvault search invoice` runs (archiver/mv-catalog.c,
-# mv-query.c; "invoice" is in most messages), "rare" the same for a word in
-# one seed message and its copies.
+# "search" is the statement `mailvault search invoice` ran before the bounded
+# walk (archiver/mv-catalog.c, mv-query.c; "invoice" is in most messages),
+# "rare" the same for a word in one seed message and its copies; "walk" is
+# the bounded walk `search invoice` runs now (find_newest's first way) and
+# "indexes" its third way, as `search 1234` ends up running it.
 queries=(
   "address|SELECT count(*) FROM message m WHERE EXISTS (SELECT 1 FROM address a WHERE a.message_id = m.id AND a.address = 'u7@corp.example')"
   "fulltext|SELECT m.id FROM message m JOIN message_text t ON t.message_id = m.id WHERE t.tsv @@ plainto_tsquery('english', 'invoice') ORDER BY m.date DESC, m.id DESC LIMIT 100"
   "search|SELECT m.id, encode(m.sha256, 'hex'), m.size, m.date, m.from_addr, m.subject, m.registration FROM message m WHERE EXISTS (SELECT 1 FROM (SELECT x.message_id, x.tsv, x.doc, x.lang FROM message_text x UNION ALL SELECT y.message_id, y.tsv, y.doc, y.lang FROM part_text y) t WHERE t.message_id = m.id AND (t.tsv @@ mv_search_query('invoice', false) OR (t.tsv IS NULL AND mv_search_vector(t.doc, t.lang) @@ mv_search_query('invoice', false)))) ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 100"
   "rare|SELECT m.id, m.date, m.subject FROM message m WHERE EXISTS (SELECT 1 FROM (SELECT x.message_id, x.tsv, x.doc, x.lang FROM message_text x UNION ALL SELECT y.message_id, y.tsv, y.doc, y.lang FROM part_text y) t WHERE t.message_id = m.id AND (t.tsv @@ mv_search_query('1234', false) OR (t.tsv IS NULL AND mv_search_vector(t.doc, t.lang) @@ mv_search_query('1234', false)))) ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 100"
+  "walk|SELECT w.n, h.* FROM (SELECT count(*) AS n FROM (SELECT 1 FROM message m WHERE TRUE ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 2000) r) w LEFT JOIN LATERAL (SELECT m.id, m.date, m.subject FROM (SELECT * FROM message m WHERE TRUE ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 2000) m WHERE EXISTS (SELECT 1 FROM (SELECT x.message_id, x.tsv, x.doc, x.lang FROM message_text x UNION ALL SELECT y.message_id, y.tsv, y.doc, y.lang FROM part_text y) t WHERE t.message_id = m.id AND (t.tsv @@ mv_search_query('invoice', false) OR (t.tsv IS NULL AND mv_search_vector(t.doc, t.lang) @@ mv_search_query('invoice', false)))) ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 100) h ON true"
+  "indexes|WITH hit AS MATERIALIZED (SELECT m.id, m.date FROM message m WHERE EXISTS (SELECT 1 FROM (SELECT x.message_id, x.tsv, x.doc, x.lang FROM message_text x UNION ALL SELECT y.message_id, y.tsv, y.doc, y.lang FROM part_text y) t WHERE t.message_id = m.id AND (t.tsv @@ mv_search_query('1234', false) OR (t.tsv IS NULL AND mv_search_vector(t.doc, t.lang) @@ mv_search_query('1234', false))))) SELECT m.id, m.date, m.subject FROM (SELECT hit.id FROM hit ORDER BY hit.date DESC NULLS LAST, hit.id DESC LIMIT 100) h JOIN message m ON m.id = h.id ORDER BY m.date DESC NULLS LAST, m.id DESC"
   "all|SELECT count(*) FROM message"
   "get|SELECT b.data FROM message m JOIN blob b ON b.sha256 = m.skeleton_sha256 WHERE m.id = (SELECT min(message_id) FROM message_text)"
 )
