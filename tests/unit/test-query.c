@@ -835,6 +835,34 @@ static void test_highlight(void **state)
 	mv_query_sql_free(&sql);
 }
 
+/* The date range a bounded walk may read: the query's top-level date
+ * conjuncts only, since every match satisfies them; anything under OR,
+ * NOT or parentheses binds only part of the query. */
+static void test_walk(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *query;
+		const char *walk;
+	} cases[] = {
+		{"invoice", "TRUE"},
+		{"", "TRUE"},
+		{"after:2024-06 invoice before:2024-07", "m.date >= $1::date AND m.date < $3::date"},
+		{"from:x@y.z after:2025", "m.date >= $2::date"},
+		{"after:2025 OR invoice", "TRUE"},
+		{"invoice after:2025 OR contract after:2025", "TRUE"},
+		{"-after:2025 invoice", "TRUE"},
+		{"NOT before:2025", "TRUE"},
+		{"(after:2025 invoice)", "TRUE"},
+		{"invoice (after:2025 OR before:2020) before:2026", "m.date < $4::date"},
+	};
+	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+		mv_query_sql *sql = compile_ok(cases[i].query, 1);
+		assert_string_equal(sql->walk, cases[i].walk);
+		mv_query_sql_free(&sql);
+	}
+}
+
 static void test_error_limits(void **state)
 {
 	(void)state;
@@ -978,6 +1006,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_walk),
 		cmocka_unit_test(test_from),
 		cmocka_unit_test(test_to),
 		cmocka_unit_test(test_cc),
