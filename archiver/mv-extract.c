@@ -863,10 +863,29 @@ static void add_part_text(mv_message *msg, const mv_part *p, char *doc, char *pr
 		                                            p->path[0] != '\0' ? p->path : "1", problem));
 }
 
-gboolean mv_extract_enabled(void)
+mv_extract_mode mv_extract_mode_get(void)
 {
 	const char *v = g_getenv("MAILVAULT_EXTRACT");
-	return v == NULL || g_ascii_strcasecmp(v, "off") != 0;
+	if (v != NULL && g_ascii_strcasecmp(v, "off") == 0)
+		return MV_EXTRACT_MODE_OFF;
+	if (v != NULL && g_ascii_strcasecmp(v, "deferred") == 0)
+		return MV_EXTRACT_MODE_DEFERRED;
+	return MV_EXTRACT_MODE_ON;
+}
+
+gboolean mv_extract_enabled(void)
+{
+	return mv_extract_mode_get() == MV_EXTRACT_MODE_ON;
+}
+
+gboolean mv_extract_would_read(const mv_message *msg)
+{
+	if (msg->has_attachment)
+		return TRUE;
+	for (guint i = 0; i < msg->parts->len; i++)
+		if (((const mv_part *)msg->parts->pdata[i])->filename != NULL)
+			return TRUE;
+	return FALSE;
 }
 
 void mv_extract_message(mv_message *msg, const mv_extract_limits *limits, gboolean keep_content)
@@ -1031,5 +1050,21 @@ mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gbo
 		if (progress != NULL)
 			progress(context, *done_r + *damaged_r, total);
 	}
+	return MV_OK;
+}
+
+mv_status mv_extract_awaiting_count(mv_db *db, gint64 *count_r, char **error_r)
+{
+	*count_r = 0;
+	char ver[16];
+	g_snprintf(ver, sizeof ver, "%d", MV_EXTRACT_VERSION);
+	const char *v[] = {"false", ver, NULL};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT count(*) " REEXTRACT_WHERE, 3, v, NULL, NULL, 0, &r,
+	                           error_r);
+	if (st != MV_OK)
+		return st;
+	*count_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
 	return MV_OK;
 }

@@ -126,7 +126,7 @@ typedef struct {
 struct mv_pipeline {
 	mv_pipeline_options opt;
 	mv_scan_config scan;        /* MAILVAULT_CLAMD, MAILVAULT_SPAMD, ... */
-	gboolean extract;           /* attachment text (MAILVAULT_EXTRACT=off: not) */
+	mv_extract_mode extract;    /* attachment text: MAILVAULT_EXTRACT (on, off, deferred) */
 	mv_extract_limits extract_limits;
 	const char *fail_stage;     /* MAILVAULT_TEST_FAIL_STAGE: tests only */
 	mv_blind *blind;            /* the blind search index (encryption on), or NULL */
@@ -236,8 +236,15 @@ static mv_status stage_extract(mv_pipeline *p, record *r, char **error_r)
 {
 	if (forced_failure(p, "extract", error_r))
 		return MV_ERR_INTERNAL;
-	if (!p->extract || r->msg == NULL)
+	if (r->msg == NULL || p->extract == MV_EXTRACT_MODE_OFF)
 		return MV_OK;
+	/* Deferred: read later by `index --reextract`; meanwhile the ongoing
+	 * holds take the message as pending rather than judge it on the
+	 * text it has so far (mv-hold.c). */
+	if (p->extract == MV_EXTRACT_MODE_DEFERRED) {
+		r->msg->text_deferred = mv_extract_would_read(r->msg);
+		return MV_OK;
+	}
 	mv_extract_message(r->msg, &p->extract_limits, p->scan.clamd != NULL);
 	return MV_OK;
 }
@@ -1295,9 +1302,9 @@ mv_status mv_pipeline_new(const mv_pipeline_options *options, mv_pipeline **pipe
 		p->opt.writers = 1;
 	p->fail_stage = g_getenv("MAILVAULT_TEST_FAIL_STAGE");
 	mv_scan_config_from_env(&p->scan);
-	p->extract = mv_extract_enabled();
+	p->extract = mv_extract_mode_get();
 	mv_extract_limits_from_env(&p->extract_limits);
-	if (p->scan.clamd != NULL || p->extract)
+	if (p->scan.clamd != NULL || p->extract == MV_EXTRACT_MODE_ON)
 		p->opt.limits.keep_attachment_content = TRUE;
 	g_mutex_init(&p->lock);
 	g_cond_init(&p->work_cond);

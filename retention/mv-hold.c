@@ -5,6 +5,7 @@
 
 #include "mv-audit.h"
 #include "mv-catalog.h"
+#include "mv-extract.h"
 #include "mv-query.h"
 
 void mv_hold_info_free(gpointer p)
@@ -282,10 +283,33 @@ static mv_status ongoing_prepare(mv_db *db, void *context, char **error_r)
 	return st;
 }
 
+static void sha_array_add(GString *shas, const mv_message *msg)
+{
+	char hex[MV_SHA256_HEX_LEN + 1];
+	mv_sha256_to_hex(msg->sha256, hex);
+	g_string_append_printf(shas, "%s\"\\\\x%s\"", shas->len > 1 ? "," : "", hex);
+}
+
+/* Every message of shas into every active ongoing hold as a pending item,
+ * a statement whose cost no query can raise (schema/012-hold-pending.sql). */
+static mv_status send_pending(mv_db *db, const char *shas, char **error_r)
+{
+	const char *v[] = {shas};
+	return mv_db_send(db,
+	                  "INSERT INTO hold_item (hold_id, message_id, pending) "
+	                  "SELECT h.id, m.id, true FROM hold h CROSS JOIN message m "
+	                  "WHERE h.ongoing AND h.released_at IS NULL AND m.sha256 = ANY ($1::bytea[]) "
+	                  "ON CONFLICT DO NOTHING",
+	                  1, v, error_r);
+}
+
 /* Every hold query runs under the hook's statement timeout.  Deferred (the
  * transaction before ran out of time), every message of the transaction
- * goes into every active ongoing hold as a pending item instead, a
- * statement whose cost no query can raise (schema/012-hold-pending.sql). */
+ * goes into every active ongoing hold as a pending item instead.  So does,
+ * always, a message whose attachment text was deferred
+ * (MAILVAULT_EXTRACT=deferred, mv_message.text_deferred): judged on its
+ * text so far, a query on its attachments would miss it;
+ * mv_hold_settle_pending decides once `index --reextract` has read it. */
 static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs, guint n,
                               char **error_r)
 {
@@ -293,23 +317,19 @@ static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs,
 	GPtrArray *holds = c->holds;
 	if (n == 0 || holds->len == 0)
 		return MV_OK;
-	GString *shas = g_string_new("{");
-	for (guint i = 0; i < n; i++) {
-		char hex[MV_SHA256_HEX_LEN + 1];
-		mv_sha256_to_hex(msgs[i]->sha256, hex);
-		g_string_append_printf(shas, "%s\"\\\\x%s\"", i ? "," : "", hex);
-	}
+	gboolean defer_all = c->defer_next;
+	c->defer_next = FALSE;
+	GString *shas = g_string_new("{"), *deferred = g_string_new("{");
+	for (guint i = 0; i < n; i++)
+		sha_array_add(defer_all || msgs[i]->text_deferred ? deferred : shas, msgs[i]);
 	g_string_append_c(shas, '}');
-	mv_status st;
-	if (c->defer_next) {
-		c->defer_next = FALSE;
-		const char *v[] = {shas->str};
-		st = mv_db_send(db,
-		                "INSERT INTO hold_item (hold_id, message_id, pending) "
-		                "SELECT h.id, m.id, true FROM hold h CROSS JOIN message m "
-		                "WHERE h.ongoing AND h.released_at IS NULL AND m.sha256 = ANY ($1::bytea[]) "
-		                "ON CONFLICT DO NOTHING",
-		                1, v, error_r);
+	g_string_append_c(deferred, '}');
+	mv_status st = MV_OK;
+	/* A pipelined send copies its parameters: the strings may go after. */
+	if (deferred->len > 2)
+		st = send_pending(db, deferred->str, error_r);
+	g_string_free(deferred, TRUE);
+	if (st != MV_OK || shas->len <= 2) {
 		g_string_free(shas, TRUE);
 		return st;
 	}
@@ -330,7 +350,6 @@ static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs,
 	}
 	if (st == MV_OK)
 		st = mv_db_send(db, "SET LOCAL statement_timeout = DEFAULT", 0, NULL, error_r);
-	/* A pipelined send copies its parameters: shas may go now. */
 	g_string_free(shas, TRUE);
 	return st;
 }
@@ -401,9 +420,13 @@ mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r
 		const char *lead[] = {id};
 		PGresult *u = NULL;
 		gint64 kept = 0, dropped = 0;
+		/* A message whose attachment text is still to be read (ingest
+		 * deferred it) waits: judged now, a query on its attachments
+		 * would miss it.  `index --reextract` reads it first. */
 		char *sql = g_strdup_printf("UPDATE hold_item i SET pending = false FROM message m "
 		                            "WHERE i.hold_id = $1::integer AND i.pending "
-		                            "AND m.id = i.message_id AND (%s)",
+		                            "AND m.id = i.message_id AND NOT " MV_EXTRACT_AWAITING_SQL
+		                            " AND (%s)",
 		                            q->where);
 		st = mv_db_query_params(db, sql, lead, 1, q->params, &u, error_r);
 		if (st == MV_OK)
@@ -411,7 +434,9 @@ mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r
 		PQclear(u);
 		g_free(sql);
 		if (st == MV_OK) {
-			st = mv_db_query(db, "DELETE FROM hold_item WHERE hold_id = $1::integer AND pending",
+			st = mv_db_query(db,
+			                 "DELETE FROM hold_item i USING message m WHERE i.hold_id = $1::integer "
+			                 "AND i.pending AND m.id = i.message_id AND NOT " MV_EXTRACT_AWAITING_SQL,
 			                 1, lead, NULL, NULL, 0, &u, error_r);
 			if (st == MV_OK)
 				dropped = g_ascii_strtoll(PQcmdTuples(u), NULL, 10);

@@ -62,7 +62,10 @@ mv_status mv_hold_show(mv_db *db, const char *name, mv_hold_info **hold_r, char 
  * then enters every active ongoing hold as a pending item, protected as if
  * held (purge and the delete guard see it) until mv_hold_settle_pending
  * decides.  MAILVAULT_TEST_FAIL_STAGE=ongoing-holds makes every evaluation
- * run out of time (tests only).
+ * run out of time (tests only).  A message whose attachment text ingest
+ * deferred (mv_message.text_deferred, MAILVAULT_EXTRACT=deferred) is never
+ * judged on its text so far: it always enters every active ongoing hold as
+ * a pending item.
  *
  * One hook per connection (it keeps the loaded holds between prepare and
  * send); free with mv_hold_ongoing_hook_free. */
@@ -72,8 +75,12 @@ void mv_hold_ongoing_hook_free(mv_store_hook **hook);
 /* Settle the pending items ingest deferred: for each hold that has some,
  * in one transaction with an audit entry (hold.settle, by actor), the
  * items its query matches become ordinary items and the others are
- * removed.  No statement timeout of its own: run it outside ingest (the
- * pipeline's indexer, `mailvault index`).  *settled_r: items decided. */
+ * removed.  Items of a message whose attachment text is still to be read
+ * (MV_EXTRACT_AWAITING_SQL: deferred at ingest, or stored with extraction
+ * off) are left pending until `index --reextract` has read it.  No
+ * statement timeout of its own: run it outside ingest (the pipeline's
+ * indexer, `mailvault index`, after its --reextract).  *settled_r: items
+ * decided. */
 mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r,
                                  char **error_r) MV_WARN_UNUSED;
 
