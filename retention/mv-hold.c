@@ -65,9 +65,10 @@ static mv_status ongoing_trial(mv_db *db, const char *query, char **error_r)
 
 mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, const char *reason,
                          const char *query, gboolean ongoing, const char *actor,
-                         gint64 *held_r, char **error_r)
+                         gint64 *held_r, gint64 *pending_r, char **error_r)
 {
 	*held_r = 0;
+	*pending_r = 0;
 	/* A name is printed by `hold list` and named in audit entries: 1 to
 	 * 200 characters of valid UTF-8, none of them a control character
 	 * (a terminal escape sequence could rewrite what an operator sees). */
@@ -122,9 +123,30 @@ mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, cons
 		PQclear(r);
 		g_free(sql);
 	}
+	/* The messages whose attachment text is still to be read (ingest
+	 * deferred it) and that the query did not match on their text so far:
+	 * pending, settled once `index --reextract` has read them. */
 	if (st == MV_OK) {
-		char *details = g_strdup_printf("case=%s\nreason=%s\nquery=%s\nongoing=%s\nmessages=%" G_GINT64_FORMAT,
-		                                case_ref, reason, query, ongoing ? "yes" : "no", *held_r);
+		const char *lead[] = {id};
+		st = mv_db_query(db,
+		                 "INSERT INTO hold_item (hold_id, message_id, pending) "
+		                 "SELECT $1::integer, m.id, true FROM message m WHERE " MV_EXTRACT_AWAITING_SQL
+		                 " ON CONFLICT DO NOTHING",
+		                 1, lead, NULL, NULL, 0, &r, error_r);
+		if (st == MV_OK)
+			*pending_r = g_ascii_strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+	}
+	if (st == MV_OK) {
+		char *details = g_strdup_printf("case=%s\nreason=%s\nquery=%s\nongoing=%s\nmessages=%" G_GINT64_FORMAT
+		                                "%s",
+		                                case_ref, reason, query, ongoing ? "yes" : "no", *held_r,
+		                                *pending_r > 0 ? "\npending=" : "");
+		if (*pending_r > 0) {
+			char *full = g_strdup_printf("%s%" G_GINT64_FORMAT, details, *pending_r);
+			g_free(details);
+			details = full;
+		}
 		char *subject = g_strdup_printf("hold %s", name);
 		st = mv_audit_append(db, actor, "hold.create", subject, details, NULL, error_r);
 		g_free(details);

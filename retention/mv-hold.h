@@ -38,11 +38,17 @@ void mv_hold_info_free(gpointer info);
 #define MV_HOLD_TRIAL_MS 2000
 #define MV_HOLD_INGEST_TIMEOUT_MS 10000
 
-/* MV_ERR_QUERY for a bad query, MV_ERR_USAGE when the name is taken,
+/* Create a hold and take the stored messages its query matches
+ * (*held_r).  A message whose attachment text is still to be read
+ * (MV_EXTRACT_AWAITING_SQL: ingest deferred it) and that the query does
+ * not match on its text so far is taken as a pending item (*pending_r),
+ * protected as if held and settled by mv_hold_settle_pending once
+ * `index --reextract` has read it.
+ * MV_ERR_QUERY for a bad query, MV_ERR_USAGE when the name is taken,
  * MV_ERR_LIMIT for an ongoing hold whose query is too slow (above). */
 mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, const char *reason,
                          const char *query, gboolean ongoing, const char *actor,
-                         gint64 *held_r, char **error_r) MV_WARN_UNUSED;
+                         gint64 *held_r, gint64 *pending_r, char **error_r) MV_WARN_UNUSED;
 /* MV_ERR_NOT_FOUND when there is no active hold of that name. */
 mv_status mv_hold_release(mv_db *db, const char *name, const char *reason, const char *actor,
                           char **error_r) MV_WARN_UNUSED;

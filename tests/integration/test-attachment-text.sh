@@ -205,9 +205,15 @@ for k in pdf:$dpdf docx:$ddocx; do
   mv get "${k#*:}" > "$WORK/def.out"
   check "deferred: get of the ${k%%:*} message is byte-exact before re-extraction" cmp -s "$WORK/def.out" "$WORK/gen/deferred/${k%%:*}.eml"
 done
+# A hold created meanwhile (not ongoing) takes them pending as well.
+out=$(mv hold create later-case --case C-12b --reason "created while text awaited" --query quokka --json)
+expect_eq "deferred: a hold created now matches neither on its text so far" 0 "$(echo "$out" | json_get messages)"
+expect_eq "deferred: and takes both as pending" 2 "$(echo "$out" | json_get pending)"
+later() { sql "SELECT coalesce((SELECT i.pending::text FROM hold_item i JOIN hold h ON h.id = i.hold_id WHERE h.name = 'later-case' AND i.message_id = $1), 'none')"; }
 out=$(mv index --reextract --json)
 expect_eq "deferred: index --reextract reads both" 2 "$(echo "$out" | json_get reextracted)"
-expect_eq "deferred: then settles both hold items" 2 "$(echo "$out" | json_get settled)"
+expect_eq "deferred: then settles the four hold items" 4 "$(echo "$out" | json_get settled)"
+expect_eq "deferred: the later hold holds the PDF message, not the other" "false none" "$(later "$dpdf") $(later "$ddocx")"
 expect_eq "deferred: nothing awaits its text any more" 0 "$(echo "$out" | json_get awaiting_extraction)"
 expect_eq "deferred: the PDF's phrase is found now" "$dpdf" "$(found quokka)"
 expect_eq "deferred: and by attachment:\"phrase\"" "$dpdf" "$(found "attachment:\"$(phrase deferred_pdf)\"")"
