@@ -420,9 +420,14 @@ mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r
 {
 	*settled_r = 0;
 	PGresult *r = NULL;
+	/* Only holds with a pending item that can be decided now: one whose
+	 * message awaits its attachment text waits (below), and a hold with
+	 * nothing else gets no transaction and no audit entry on each pass
+	 * of the indexer. */
 	mv_status st = mv_db_query(db,
 	                           "SELECT h.id, h.name, h.query FROM hold h WHERE EXISTS "
-	                           "(SELECT 1 FROM hold_item i WHERE i.hold_id = h.id AND i.pending) "
+	                           "(SELECT 1 FROM hold_item i JOIN message m ON m.id = i.message_id "
+	                           "WHERE i.hold_id = h.id AND i.pending AND NOT " MV_EXTRACT_AWAITING_SQL ") "
 	                           "ORDER BY h.id",
 	                           0, NULL, NULL, NULL, 0, &r, error_r);
 	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
@@ -464,7 +469,8 @@ mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r
 				dropped = g_ascii_strtoll(PQcmdTuples(u), NULL, 10);
 			PQclear(u);
 		}
-		if (st == MV_OK) {
+		/* (Nothing decided: the items were settled meanwhile by another.) */
+		if (st == MV_OK && kept + dropped > 0) {
 			char *subject = g_strdup_printf("hold %s", name);
 			char *details = g_strdup_printf("deferred at ingest, now settled: held=%" G_GINT64_FORMAT
 			                                "\nnot matching=%" G_GINT64_FORMAT,

@@ -197,6 +197,7 @@ expect_eq "deferred: so is the DOCX message's (its text may match too)" true "$(
 expect_eq "deferred: the message without attachments is judged at once" false "$(item "$dplain")"
 mv index >/dev/null
 expect_eq "deferred: index without --reextract leaves them pending" "true true" "$(item "$dpdf") $(item "$ddocx")"
+expect_eq "deferred: and settles nothing (no hold.settle entry)" 0 "$(sql "SELECT count(*) FROM audit_event WHERE action = 'hold.settle' AND subject = 'hold deferred-case'")"
 expect_eq "deferred: and says they await their text" 2 "$(mv index --json | json_get awaiting_extraction)"
 expect_eq "deferred: both expired (ephemeral)" 2 "$(sql "SELECT count(*) FROM message WHERE id IN ($dpdf, $ddocx) AND expires_at <= now()")"
 mv purge --json >/dev/null
@@ -214,6 +215,7 @@ out=$(mv index --reextract --json)
 expect_eq "deferred: index --reextract reads both" 2 "$(echo "$out" | json_get reextracted)"
 expect_eq "deferred: then settles the four hold items" 4 "$(echo "$out" | json_get settled)"
 expect_eq "deferred: the later hold holds the PDF message, not the other" "false none" "$(later "$dpdf") $(later "$ddocx")"
+expect_eq "deferred: one hold.settle entry per hold" 2 "$(sql "SELECT count(*) FROM audit_event WHERE action = 'hold.settle' AND subject IN ('hold deferred-case', 'hold later-case')")"
 expect_eq "deferred: nothing awaits its text any more" 0 "$(echo "$out" | json_get awaiting_extraction)"
 expect_eq "deferred: the PDF's phrase is found now" "$dpdf" "$(found quokka)"
 expect_eq "deferred: and by attachment:\"phrase\"" "$dpdf" "$(found "attachment:\"$(phrase deferred_pdf)\"")"
