@@ -135,7 +135,9 @@ void mv_extract_limits_from_env(mv_extract_limits *limits);
  * extractor version (all: every one of them), archived at or after since
  * (seconds since the epoch; 0: any time), from their stored bytes (read
  * and verified as `get` reads them), batch messages a transaction, in id
- * order.  progress (may be NULL) is called after each batch with the
+ * order (read and stored on db, a chunk of at most 64 MiB of messages at
+ * a time; parsed and extracted on a pool of threads, one per processor,
+ * at most 8).  progress (may be NULL) is called after each batch with the
  * messages done and the total.  Idempotent: a second run finds nothing to
  * do (all: does the same again).  *done_r: messages re-extracted.  A
  * message whose bytes cannot be read (damaged) is skipped and counted in

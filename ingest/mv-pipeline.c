@@ -24,6 +24,8 @@
 #define INDEX_QUIET_US (100 * 1000)
 #define INDEX_BACKLOG_MAX 5000
 #define INDEX_BATCH 200
+/* The indexer settles the ongoing holds' pending items at most this often. */
+#define SETTLE_EVERY_US (5 * G_USEC_PER_SEC)
 #define RETRIES 4 /* attempts of a transaction that lost a deadlock */
 
 /* ---- what travels through the pipeline ---- */
@@ -1201,6 +1203,7 @@ static gpointer indexer_main(gpointer data)
 	mv_pipeline *p = data;
 	mv_db *db = NULL;
 	gboolean failing = FALSE;
+	gint64 settle_after = 0;
 	for (;;) {
 		g_mutex_lock(&p->lock);
 		gint64 until = 0;
@@ -1240,9 +1243,18 @@ static gpointer indexer_main(gpointer data)
 		}
 		failing = FALSE;
 		/* New messages an ongoing hold deferred (its query ran out of
-		 * time in the ingest transaction) are decided here, outside it. */
-		gint64 settled = 0;
-		if (mv_hold_settle_pending(db, "mailvault ingest", &settled, &err) != MV_OK) {
+		 * time in the ingest transaction) are decided here, outside it;
+		 * at most every SETTLE_EVERY_US: with extraction deferred the
+		 * pending items of messages awaiting their text wait for
+		 * index --reextract, and looking at them after every commit
+		 * would cost more the longer the backlog. */
+		gint64 settled = 0, now = g_get_monotonic_time();
+		mv_status sst = MV_OK;
+		if (now >= settle_after) {
+			settle_after = now + SETTLE_EVERY_US;
+			sst = mv_hold_settle_pending(db, "mailvault ingest", &settled, &err);
+		}
+		if (sst != MV_OK) {
 			logf_(p, MV_LOG_WARN, "ongoing holds: settling deferred messages: %s", err);
 			g_clear_pointer(&err, g_free);
 		} else if (settled > 0) {
