@@ -39,7 +39,8 @@ static void print_hold(const mv_hold_info *h)
 	       h->released_at != NULL ? h->released_at : "");
 	if (h->pending > 0)
 		printf("%-20s %" G_GINT64_FORMAT " new messages protected, waiting for the hold's query "
-		       "(it ran out of time at ingest; `mailvault index` settles them)\n",
+		       "(it ran out of time at ingest, or their attachment text was deferred; "
+		       "`mailvault index --reextract` settles them)\n",
 		       "", h->pending);
 }
 
