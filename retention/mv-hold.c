@@ -138,15 +138,13 @@ mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, cons
 		PQclear(r);
 	}
 	if (st == MV_OK) {
+		char *pending = *pending_r > 0 ? g_strdup_printf("\npending=%" G_GINT64_FORMAT, *pending_r)
+		                               : g_strdup("");
 		char *details = g_strdup_printf("case=%s\nreason=%s\nquery=%s\nongoing=%s\nmessages=%" G_GINT64_FORMAT
 		                                "%s",
 		                                case_ref, reason, query, ongoing ? "yes" : "no", *held_r,
-		                                *pending_r > 0 ? "\npending=" : "");
-		if (*pending_r > 0) {
-			char *full = g_strdup_printf("%s%" G_GINT64_FORMAT, details, *pending_r);
-			g_free(details);
-			details = full;
-		}
+		                                pending);
+		g_free(pending);
 		char *subject = g_strdup_printf("hold %s", name);
 		st = mv_audit_append(db, actor, "hold.create", subject, details, NULL, error_r);
 		g_free(details);
