@@ -124,9 +124,10 @@ mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, cons
 		g_free(sql);
 	}
 	/* The messages whose attachment text is still to be read (ingest
-	 * deferred it) and that the query did not match on their text so far:
-	 * pending, settled once `index --reextract` has read them. */
-	if (st == MV_OK) {
+	 * deferred it) and that a query with text terms did not match on
+	 * their text so far: pending, settled once `index --reextract` has
+	 * read them.  A query that reads no text has judged them already. */
+	if (st == MV_OK && q->text_terms->len > 0) {
 		const char *lead[] = {id};
 		st = mv_db_query(db,
 		                 "INSERT INTO hold_item (hold_id, message_id, pending) "
@@ -323,13 +324,27 @@ static mv_status send_pending(mv_db *db, const char *shas, char **error_r)
 	                  1, v, error_r);
 }
 
+/* The same for one hold. */
+static mv_status send_pending_one(mv_db *db, const char *hold_id, const char *shas,
+                                  char **error_r)
+{
+	const char *v[] = {hold_id, shas};
+	return mv_db_send(db,
+	                  "INSERT INTO hold_item (hold_id, message_id, pending) "
+	                  "SELECT $1::integer, m.id, true FROM message m "
+	                  "WHERE m.sha256 = ANY ($2::bytea[]) ON CONFLICT DO NOTHING",
+	                  2, v, error_r);
+}
+
 /* Every hold query runs under the hook's statement timeout.  Deferred (the
  * transaction before ran out of time), every message of the transaction
- * goes into every active ongoing hold as a pending item instead.  So does,
- * always, a message whose attachment text was deferred
- * (MAILVAULT_EXTRACT=deferred, mv_message.text_deferred): judged on its
- * text so far, a query on its attachments would miss it;
- * mv_hold_settle_pending decides once `index --reextract` has read it. */
+ * goes into every active ongoing hold as a pending item instead.  So does
+ * a message whose attachment text was deferred (MAILVAULT_EXTRACT=deferred,
+ * mv_message.text_deferred) for every hold whose query has a text term (a
+ * bare word or phrase, attachment:): judged on its text so far, such a
+ * query would miss what its attachments say; mv_hold_settle_pending
+ * decides once `index --reextract` has read it.  A hold whose query reads
+ * no text (from:, subject:, filename: ...) judges it at once. */
 static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs, guint n,
                               char **error_r)
 {
@@ -337,32 +352,44 @@ static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs,
 	GPtrArray *holds = c->holds;
 	if (n == 0 || holds->len == 0)
 		return MV_OK;
-	gboolean defer_all = c->defer_next;
-	c->defer_next = FALSE;
-	GString *shas = g_string_new("{"), *deferred = g_string_new("{");
-	for (guint i = 0; i < n; i++)
-		sha_array_add(defer_all || msgs[i]->text_deferred ? deferred : shas, msgs[i]);
-	g_string_append_c(shas, '}');
-	g_string_append_c(deferred, '}');
 	mv_status st = MV_OK;
-	/* A pipelined send copies its parameters: the strings may go after. */
-	if (deferred->len > 2)
-		st = send_pending(db, deferred->str, error_r);
-	g_string_free(deferred, TRUE);
-	if (st != MV_OK || shas->len <= 2) {
-		g_string_free(shas, TRUE);
+	if (c->defer_next) {
+		c->defer_next = FALSE;
+		GString *all = g_string_new("{");
+		for (guint i = 0; i < n; i++)
+			sha_array_add(all, msgs[i]);
+		g_string_append_c(all, '}');
+		/* A pipelined send copies its parameters: the string may go after. */
+		st = send_pending(db, all->str, error_r);
+		g_string_free(all, TRUE);
 		return st;
 	}
+	/* ready: the messages every hold judges now; all: with the deferred. */
+	GString *ready = g_string_new("{"), *deferred = g_string_new("{"), *all = g_string_new("{");
+	for (guint i = 0; i < n; i++) {
+		sha_array_add(msgs[i]->text_deferred ? deferred : ready, msgs[i]);
+		sha_array_add(all, msgs[i]);
+	}
+	g_string_append_c(ready, '}');
+	g_string_append_c(deferred, '}');
+	g_string_append_c(all, '}');
+	gboolean any_deferred = deferred->len > 2;
 	const char *t[] = {c->timeout_ms};
 	st = mv_db_send(db, "SELECT set_config('statement_timeout', $1, true)", 1, t, error_r);
 	if (st == MV_OK && c->force_timeout)
 		st = mv_db_send(db, "SELECT pg_sleep(3600)", 0, NULL, error_r);
 	for (guint i = 0; st == MV_OK && i < holds->len; i++) {
 		ongoing_hold *h = holds->pdata[i];
+		gboolean reads_text = h->sql->text_terms->len > 0;
+		const char *judged = reads_text ? ready->str : all->str;
+		if (reads_text && any_deferred)
+			st = send_pending_one(db, h->id, deferred->str, error_r);
+		if (st != MV_OK || strcmp(judged, "{}") == 0)
+			continue;
 		guint np = h->sql->params->len + 2;
 		const char **v = g_new0(const char *, np);
 		v[0] = h->id;
-		v[1] = shas->str;
+		v[1] = judged;
 		for (guint k = 0; k < h->sql->params->len; k++)
 			v[k + 2] = h->sql->params->pdata[k];
 		st = mv_db_send(db, h->insert, (int)np, v, error_r);
@@ -370,7 +397,9 @@ static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs,
 	}
 	if (st == MV_OK)
 		st = mv_db_send(db, "SET LOCAL statement_timeout = DEFAULT", 0, NULL, error_r);
-	g_string_free(shas, TRUE);
+	g_string_free(ready, TRUE);
+	g_string_free(deferred, TRUE);
+	g_string_free(all, TRUE);
 	return st;
 }
 

@@ -39,9 +39,10 @@ void mv_hold_info_free(gpointer info);
 #define MV_HOLD_INGEST_TIMEOUT_MS 10000
 
 /* Create a hold and take the stored messages its query matches
- * (*held_r).  A message whose attachment text is still to be read
- * (MV_EXTRACT_AWAITING_SQL: ingest deferred it) and that the query does
- * not match on its text so far is taken as a pending item (*pending_r),
+ * (*held_r).  When the query has a text term, a message whose attachment
+ * text is still to be read (MV_EXTRACT_AWAITING_SQL: ingest deferred it)
+ * and that the query does not match on its text so far is taken as a
+ * pending item (*pending_r),
  * protected as if held and settled by mv_hold_settle_pending once
  * `index --reextract` has read it.
  * MV_ERR_QUERY for a bad query, MV_ERR_USAGE when the name is taken,
@@ -70,8 +71,9 @@ mv_status mv_hold_show(mv_db *db, const char *name, mv_hold_info **hold_r, char 
  * decides.  MAILVAULT_TEST_FAIL_STAGE=ongoing-holds makes every evaluation
  * run out of time (tests only).  A message whose attachment text ingest
  * deferred (mv_message.text_deferred, MAILVAULT_EXTRACT=deferred) is never
- * judged on its text so far: it always enters every active ongoing hold as
- * a pending item.
+ * judged on its text so far: it enters every active ongoing hold whose
+ * query has a text term as a pending item (a hold whose query reads no
+ * text judges it at once).
  *
  * One hook per connection (it keeps the loaded holds between prepare and
  * send); free with mv_hold_ongoing_hook_free. */

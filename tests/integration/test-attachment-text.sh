@@ -185,6 +185,8 @@ expect_eq "the others keep theirs" "$pdfs" "$(found attachment:marmalade)"
 # attachments are not judged on their text so far but enter the hold as
 # pending items; the plain one is judged at once.
 mv hold create deferred-case --case C-12 --reason "deferred text" --query 'quokka OR ferretbodyword' --ongoing >/dev/null
+# A hold whose query reads no text judges them at once.
+mv hold create subject-case --case C-12c --reason "by subject" --query 'subject:"deferred exhibit"' --ongoing >/dev/null
 mkdir "$WORK/deferred"
 cp "$WORK"/gen/deferred/*.eml "$WORK/deferred/"
 expect_eq "deferred: import succeeds" 0 "$(rc_of env MAILVAULT_EXTRACT=deferred "$MAILVAULT_BIN" --home "$MV_HOME" import --quiet "$WORK/deferred")"
@@ -195,6 +197,8 @@ expect_eq "deferred: no extraction record yet" 0 "$(sql "SELECT count(*) FROM te
 expect_eq "deferred: the PDF message's hold item is pending" true "$(item "$dpdf")"
 expect_eq "deferred: so is the DOCX message's (its text may match too)" true "$(item "$ddocx")"
 expect_eq "deferred: the message without attachments is judged at once" false "$(item "$dplain")"
+subj() { sql "SELECT coalesce(string_agg(i.message_id || ':' || i.pending::text, ' ' ORDER BY i.message_id), 'none') FROM hold_item i JOIN hold h ON h.id = i.hold_id WHERE h.name = 'subject-case'"; }
+expect_eq "deferred: a hold by subject (no text term) holds the PDF message at once, not pending" "$dpdf:false" "$(subj)"
 mv index >/dev/null
 expect_eq "deferred: index without --reextract leaves them pending" "true true" "$(item "$dpdf") $(item "$ddocx")"
 expect_eq "deferred: and settles nothing (no hold.settle entry)" 0 "$(sql "SELECT count(*) FROM audit_event WHERE action = 'hold.settle' AND subject = 'hold deferred-case'")"
@@ -206,7 +210,9 @@ for k in pdf:$dpdf docx:$ddocx; do
   mv get "${k#*:}" > "$WORK/def.out"
   check "deferred: get of the ${k%%:*} message is byte-exact before re-extraction" cmp -s "$WORK/def.out" "$WORK/gen/deferred/${k%%:*}.eml"
 done
-# A hold created meanwhile (not ongoing) takes them pending as well.
+out=$(mv hold create plain-case --case C-12d --reason "no text term" --query 'subject:"deferred plain"' --json)
+expect_eq "deferred: a hold created now without text terms takes no pending item" "1 0" "$(echo "$out" | json_get messages) $(echo "$out" | json_get pending)"
+# A hold created meanwhile (not ongoing) with a text term takes them pending.
 out=$(mv hold create later-case --case C-12b --reason "created while text awaited" --query quokka --json)
 expect_eq "deferred: a hold created now matches neither on its text so far" 0 "$(echo "$out" | json_get messages)"
 expect_eq "deferred: and takes both as pending" 2 "$(echo "$out" | json_get pending)"
