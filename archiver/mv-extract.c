@@ -863,10 +863,29 @@ static void add_part_text(mv_message *msg, const mv_part *p, char *doc, char *pr
 		                                            p->path[0] != '\0' ? p->path : "1", problem));
 }
 
-gboolean mv_extract_enabled(void)
+mv_extract_mode mv_extract_mode_get(void)
 {
 	const char *v = g_getenv("MAILVAULT_EXTRACT");
-	return v == NULL || g_ascii_strcasecmp(v, "off") != 0;
+	if (v != NULL && g_ascii_strcasecmp(v, "off") == 0)
+		return MV_EXTRACT_MODE_OFF;
+	if (v != NULL && g_ascii_strcasecmp(v, "deferred") == 0)
+		return MV_EXTRACT_MODE_DEFERRED;
+	return MV_EXTRACT_MODE_ON;
+}
+
+gboolean mv_extract_enabled(void)
+{
+	return mv_extract_mode_get() == MV_EXTRACT_MODE_ON;
+}
+
+gboolean mv_extract_would_read(const mv_message *msg)
+{
+	if (msg->has_attachment)
+		return TRUE;
+	for (guint i = 0; i < msg->parts->len; i++)
+		if (((const mv_part *)msg->parts->pdata[i])->filename != NULL)
+			return TRUE;
+	return FALSE;
 }
 
 void mv_extract_message(mv_message *msg, const mv_extract_limits *limits, gboolean keep_content)
@@ -938,6 +957,109 @@ void mv_extract_limits_from_env(mv_extract_limits *limits)
 	"  AND p.filename IS NOT NULL)) AND ($1::boolean OR te.message_id IS NULL OR te.version < $2::integer) " \
 	"AND ($3::timestamptz IS NULL OR m.archived_at >= $3::timestamptz) "
 
+/* Re-extraction reads the messages back on the command's one connection,
+ * then parses and extracts them on a pool of threads (one per processor,
+ * at most 8, each with its own PDF worker, as the ingest parse threads),
+ * then stores their text in id order: a chunk of at most
+ * REEXTRACT_CHUNK_BYTES of messages (or one larger message) at a time, so
+ * memory stays bounded whatever the batch. */
+#define REEXTRACT_CHUNK_BYTES (G_GINT64_CONSTANT(64) * 1024 * 1024)
+
+typedef struct {
+	gint64 id;
+	gint64 size;
+	GBytes *raw;       /* read, or NULL (damaged, not found) */
+	mv_message *msg;   /* parsed and extracted by a worker */
+	mv_status status;  /* of the parse */
+	char *error;
+} reextract_job;
+
+typedef struct {
+	const mv_parse_limits *plim;
+	const mv_extract_limits *elim;
+	GMutex lock;
+	GCond done_cond;
+	guint pending;     /* jobs pushed and not yet done */
+} reextract_shared;
+
+static void reextract_work(gpointer data, gpointer user_data)
+{
+	reextract_job *job = data;
+	reextract_shared *sh = user_data;
+	job->status = mv_message_parse(job->raw, sh->plim, &job->msg, &job->error);
+	if (job->status == MV_OK)
+		mv_extract_message(job->msg, sh->elim, FALSE);
+	g_mutex_lock(&sh->lock);
+	sh->pending--;
+	g_cond_signal(&sh->done_cond);
+	g_mutex_unlock(&sh->lock);
+}
+
+typedef struct {
+	reextract_job *jobs;
+	gint64 *damaged;
+} reextract_read;
+
+static void reextract_on_raw(void *context, guint index, GBytes *raw, mv_status status,
+                             const char *error)
+{
+	(void)error;
+	reextract_read *rd = context;
+	if (status == MV_OK && raw != NULL)
+		rd->jobs[index].raw = g_bytes_ref(raw);
+	else
+		(*rd->damaged)++; /* MV_ERR_INTEGRITY, MV_ERR_NOT_FOUND: see verify */
+}
+
+/* Read, parse and extract, and store jobs[0..n) (one chunk). */
+static mv_status reextract_chunk(mv_db *db, mv_blobstore *blobs, GThreadPool *pool,
+                                 reextract_shared *sh, reextract_job *jobs, guint n,
+                                 gint64 *done_r, gint64 *damaged_r, char **error_r)
+{
+	gint64 *ids = g_new(gint64, n);
+	for (guint i = 0; i < n; i++)
+		ids[i] = jobs[i].id;
+	reextract_read rd = {jobs, damaged_r};
+	mv_status st = mv_store_get_raw_each(db, blobs, ids, n, reextract_on_raw, &rd, error_r);
+	g_free(ids);
+	for (guint i = 0; st == MV_OK && i < n; i++) {
+		if (jobs[i].raw == NULL)
+			continue;
+		g_mutex_lock(&sh->lock);
+		sh->pending++;
+		g_mutex_unlock(&sh->lock);
+		g_thread_pool_push(pool, &jobs[i], NULL);
+	}
+	g_mutex_lock(&sh->lock);
+	while (sh->pending > 0)
+		g_cond_wait(&sh->done_cond, &sh->lock);
+	g_mutex_unlock(&sh->lock);
+	for (guint i = 0; st == MV_OK && i < n; i++) {
+		reextract_job *job = &jobs[i];
+		if (job->raw == NULL)
+			continue;
+		if (job->status != MV_OK) {
+			st = job->status;
+			if (error_r != NULL) {
+				*error_r = job->error;
+				job->error = NULL;
+			}
+			break;
+		}
+		st = mv_store_part_texts_replace(db, blobs, job->id, job->msg, MV_EXTRACT_VERSION,
+		                                 error_r);
+		if (st == MV_OK)
+			(*done_r)++;
+	}
+	for (guint i = 0; i < n; i++) {
+		if (jobs[i].raw != NULL)
+			g_bytes_unref(jobs[i].raw);
+		mv_message_free(&jobs[i].msg);
+		g_free(jobs[i].error);
+	}
+	return st;
+}
+
 mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gboolean all,
                                guint batch, mv_reextract_progress_fn *progress, void *context,
                                gint64 *done_r, gint64 *damaged_r, char **error_r)
@@ -973,63 +1095,71 @@ mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gbo
 	plim.keep_attachment_content = TRUE;
 	mv_extract_limits elim;
 	mv_extract_limits_from_env(&elim);
+	reextract_shared sh = {.plim = &plim, .elim = &elim};
+	g_mutex_init(&sh.lock);
+	g_cond_init(&sh.done_cond);
+	GThreadPool *pool = g_thread_pool_new(reextract_work, &sh,
+	                                      (gint)CLAMP(g_get_num_processors(), 1, 8), TRUE, NULL);
 	gint64 last = 0;
-	for (;;) {
+	while (pool != NULL) {
 		g_snprintf(after, sizeof after, "%" G_GINT64_FORMAT, last);
 		const char *v[] = {allv, ver, sincev, after, limit};
-		st = mv_db_query(db, "SELECT m.id " REEXTRACT_WHERE "AND m.id > $4::bigint "
+		st = mv_db_query(db, "SELECT m.id, m.size " REEXTRACT_WHERE "AND m.id > $4::bigint "
 		                 "ORDER BY m.id LIMIT $5::integer",
 		                 5, v, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
-			return st;
+			break;
 		int n = PQntuples(r);
-		GArray *ids = g_array_sized_new(FALSE, FALSE, sizeof(gint64), (guint)n);
+		reextract_job *jobs = g_new0(reextract_job, MAX(n, 1));
 		for (int i = 0; i < n; i++) {
-			gint64 id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
-			g_array_append_val(ids, id);
+			jobs[i].id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+			jobs[i].size = g_ascii_strtoll(PQgetvalue(r, i, 1), NULL, 10);
 		}
 		PQclear(r);
 		if (n == 0) {
-			g_array_free(ids, TRUE);
+			g_free(jobs);
 			break;
 		}
-		last = g_array_index(ids, gint64, n - 1);
+		last = jobs[n - 1].id;
 		st = mv_db_exec(db, "BEGIN", error_r);
-		for (guint i = 0; i < ids->len && st == MV_OK; i++) {
-			gint64 id = g_array_index(ids, gint64, i);
-			GBytes *raw = NULL;
-			char *err = NULL;
-			mv_status gs = mv_store_get_raw(db, blobs, id, &raw, &err);
-			if (gs == MV_ERR_INTEGRITY || gs == MV_ERR_NOT_FOUND) {
-				(*damaged_r)++;
-				g_free(err);
-				continue;
-			}
-			if (gs != MV_OK) {
-				st = gs;
-				if (error_r != NULL)
-					*error_r = err;
-				else
-					g_free(err);
-				break;
-			}
-			mv_message *msg = NULL;
-			st = mv_message_parse(raw, &plim, &msg, error_r);
-			g_bytes_unref(raw);
-			if (st != MV_OK)
-				break;
-			mv_extract_message(msg, &elim, FALSE);
-			st = mv_store_part_texts_replace(db, blobs, id, msg, MV_EXTRACT_VERSION, error_r);
-			mv_message_free(&msg);
-			if (st == MV_OK)
-				(*done_r)++;
+		for (int i = 0; st == MV_OK && i < n;) {
+			int k = i;
+			gint64 bytes = 0;
+			do
+				bytes += jobs[k++].size;
+			while (k < n && bytes + jobs[k].size <= REEXTRACT_CHUNK_BYTES);
+			st = reextract_chunk(db, blobs, pool, &sh, jobs + i, (guint)(k - i), done_r,
+			                     damaged_r, error_r);
+			i = k;
 		}
-		g_array_free(ids, TRUE);
+		g_free(jobs);
 		st = mv_db_end(db, st, error_r);
 		if (st != MV_OK)
-			return st;
+			break;
 		if (progress != NULL)
 			progress(context, *done_r + *damaged_r, total);
 	}
+	if (pool == NULL)
+		st = mv_fail(error_r, MV_ERR_INTERNAL, "cannot start the re-extraction threads");
+	else
+		g_thread_pool_free(pool, FALSE, TRUE);
+	g_mutex_clear(&sh.lock);
+	g_cond_clear(&sh.done_cond);
+	return st;
+}
+
+mv_status mv_extract_awaiting_count(mv_db *db, gint64 *count_r, char **error_r)
+{
+	*count_r = 0;
+	char ver[16];
+	g_snprintf(ver, sizeof ver, "%d", MV_EXTRACT_VERSION);
+	const char *v[] = {"false", ver, NULL};
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT count(*) " REEXTRACT_WHERE, 3, v, NULL, NULL, 0, &r,
+	                           error_r);
+	if (st != MV_OK)
+		return st;
+	*count_r = g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
 	return MV_OK;
 }

@@ -89,10 +89,40 @@ mv_extract_result mv_extract_pdf(const guint8 *data, gsize len, const mv_extract
  * not attachments (keep_content FALSE: of every part).  Never fails. */
 void mv_extract_message(mv_message *msg, const mv_extract_limits *limits, gboolean keep_content);
 
-/* Whether the extract stage is on in this process: MAILVAULT_EXTRACT=off
- * turns it off (for tests and for measuring its cost); the messages
- * stored meanwhile are `index --reextract`'s. */
+/* The extract stage's mode in this process, from MAILVAULT_EXTRACT (the
+ * configuration file's [ingest] extract sets it): unset or "on" (any
+ * other value too): at ingest; "off": not at all (for tests and for
+ * measuring its cost); "deferred": not at ingest, so a message is
+ * committed and acknowledged sooner, but a message that has attachments
+ * (mv_extract_would_read) goes into every active ongoing hold as a
+ * pending item instead of being judged on its text so far
+ * (mv_message.text_deferred, retention/mv-hold.c).  The messages stored
+ * without extraction (off or deferred) are `index --reextract`'s. */
+typedef enum {
+	MV_EXTRACT_MODE_ON,
+	MV_EXTRACT_MODE_OFF,
+	MV_EXTRACT_MODE_DEFERRED,
+} mv_extract_mode;
+
+mv_extract_mode mv_extract_mode_get(void);
+
+/* mv_extract_mode_get() == MV_EXTRACT_MODE_ON. */
 gboolean mv_extract_enabled(void);
+
+/* Whether `index --reextract` would read msg (without --all): it has an
+ * attachment or a part with a file name -- the same condition as the
+ * SQL that selects the messages to re-extract, and as the one under which
+ * mv_hold_settle_pending waits for a message's text (MV_EXTRACT_AWAITING_SQL). */
+gboolean mv_extract_would_read(const mv_message *msg);
+
+/* An SQL condition on a message row `m`: its attachment text is still to
+ * be read (it has attachments, or a part with a file name, and no
+ * text_extraction row at all).  Ongoing holds' pending items of such a
+ * message are not settled until it has been read. */
+#define MV_EXTRACT_AWAITING_SQL                                                        \
+	"((m.has_attachment OR EXISTS (SELECT 1 FROM part p WHERE p.message_id = m.id "  \
+	"AND p.filename IS NOT NULL)) AND NOT EXISTS (SELECT 1 FROM text_extraction te " \
+	"WHERE te.message_id = m.id))"
 
 /* Limits from the defaults, then the environment (each bounded; an
  * invalid value keeps the default): MAILVAULT_EXTRACT_PDF_TIMEOUT_MS
@@ -105,7 +135,9 @@ void mv_extract_limits_from_env(mv_extract_limits *limits);
  * extractor version (all: every one of them), archived at or after since
  * (seconds since the epoch; 0: any time), from their stored bytes (read
  * and verified as `get` reads them), batch messages a transaction, in id
- * order.  progress (may be NULL) is called after each batch with the
+ * order (read and stored on db, a chunk of at most 64 MiB of messages at
+ * a time; parsed and extracted on a pool of threads, one per processor,
+ * at most 8).  progress (may be NULL) is called after each batch with the
  * messages done and the total.  Idempotent: a second run finds nothing to
  * do (all: does the same again).  *done_r: messages re-extracted.  A
  * message whose bytes cannot be read (damaged) is skipped and counted in
@@ -114,5 +146,11 @@ typedef void mv_reextract_progress_fn(void *context, gint64 done, gint64 total);
 mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gboolean all,
                                guint batch, mv_reextract_progress_fn *progress, void *context,
                                gint64 *done_r, gint64 *damaged_r, char **error_r) MV_WARN_UNUSED;
+
+/* *count_r: the messages `index --reextract` (without --all or --since)
+ * would read now: deferred at ingest, stored with extraction off or
+ * before it existed, or read by an older extractor.  One count over the
+ * messages (not constant-time: for `index`, not for `stats`). */
+mv_status mv_extract_awaiting_count(mv_db *db, gint64 *count_r, char **error_r) MV_WARN_UNUSED;
 
 #endif

@@ -143,6 +143,10 @@ typedef struct {
 	GPtrArray *part_texts;        /* of mv_part_text*, owned: attachment text,
 	                                 filled by the extract stage */
 	gboolean text_extracted;      /* the extract stage ran on it */
+	gboolean text_deferred;       /* MAILVAULT_EXTRACT=deferred skipped the
+	                                 extract stage and it has attachments
+	                                 (mv_extract_would_read): ongoing holds
+	                                 take it as pending (mv-hold.c) */
 	GString *text;                /* search text: subject, addresses, body; bounded */
 	GString *body;                /* body text alone (HTML reduced), UTF-8, bounded */
 	const char *lang;             /* detected language of subject and body

@@ -14,7 +14,9 @@ static const char help[] =
 	"\n"
 	"  create    hold every message QUERY matches (the query language of search),\n"
 	"            at once; with --ongoing, new messages that match are held as they\n"
-	"            are archived\n"
+	"            are archived.  A message whose attachment text ingest deferred\n"
+	"            (MAILVAULT_EXTRACT=deferred) is held pending (protected) until\n"
+	"            'mailvault index --reextract' has read it; then the query decides\n"
 	"  list      every hold, active and released, with its message count\n"
 	"  show      one hold: query, counts, who created and released it and when\n"
 	"  release   end a hold (recorded with the reason; holds are never deleted)\n"
@@ -37,7 +39,8 @@ static void print_hold(const mv_hold_info *h)
 	       h->released_at != NULL ? h->released_at : "");
 	if (h->pending > 0)
 		printf("%-20s %" G_GINT64_FORMAT " new messages protected, waiting for the hold's query "
-		       "(it ran out of time at ingest; `mailvault index` settles them)\n",
+		       "(it ran out of time at ingest, or their attachment text was deferred; "
+		       "`mailvault index --reextract` settles them)\n",
 		       "", h->pending);
 }
 
@@ -112,19 +115,26 @@ int mv_cmd_hold(mv_cli *cli, int argc, char **argv)
 	char *err = NULL;
 	mv_status st;
 	if (strcmp(action, "create") == 0) {
-		gint64 held = 0;
-		st = mv_hold_create(db, name, case_ref, reason, query, ongoing, mv_audit_actor(), &held, &err);
+		gint64 held = 0, pending = 0;
+		st = mv_hold_create(db, name, case_ref, reason, query, ongoing, mv_audit_actor(), &held,
+		                    &pending, &err);
 		if (st == MV_OK) {
 			if (cli->json) {
 				g_autoptr(JsonBuilder) b = json_builder_new();
 				json_builder_begin_object(b);
 				mv_json_add_string(b, "name", name);
 				mv_json_add_int(b, "messages", held);
+				mv_json_add_int(b, "pending", pending);
 				json_builder_end_object(b);
 				mv_json_write(b, stdout);
-			} else
+			} else {
 				printf("hold %s: %" G_GINT64_FORMAT " messages held%s\n", name, held,
 				       ongoing ? "; new matching messages will be held as they arrive" : "");
+				if (pending > 0)
+					printf("hold %s: %" G_GINT64_FORMAT " messages await their attachment text: "
+					       "pending (protected) until 'mailvault index --reextract' reads it\n",
+					       name, pending);
+			}
 		}
 	} else if (strcmp(action, "release") == 0) {
 		st = mv_hold_release(db, name, reason, mv_audit_actor(), &err);

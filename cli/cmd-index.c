@@ -22,11 +22,16 @@ static const char index_help[] =
 	"\n"
 	"With --reextract, first read the text of the attachments (PDF, Office, OpenDocument,\n"
 	"RTF, text, attached messages) of the messages stored without it: before attachment\n"
-	"text existed, with it turned off (MAILVAULT_EXTRACT=off), or by an older extractor.\n"
+	"text existed, with it turned off or deferred (MAILVAULT_EXTRACT=off or deferred,\n"
+	"[ingest] extract in the configuration file), or by an older extractor.\n"
 	"It reads each message's stored bytes (checked against its SHA-256), replaces its\n"
 	"attachment text, a batch of messages a transaction; stopped and run again, it goes\n"
 	"on where it stopped.  A part that cannot be read is noted with its reason; the\n"
-	"record itself is never changed.\n"
+	"record itself is never changed.  Run it before the ongoing holds' deferred\n"
+	"messages are settled: a message whose attachment text ingest deferred stays\n"
+	"pending in every ongoing hold until its text has been read, then its hold's\n"
+	"query decides with that text.  Ingest with MAILVAULT_EXTRACT=deferred needs it\n"
+	"run regularly (cron: every few minutes).\n"
 	"\n"
 	"Options:\n"
 	"  --rebuild       recompute the search vector of every stored message, 1,000\n"
@@ -41,7 +46,8 @@ static const char index_help[] =
 	"  --since DATE    with --reextract: only messages archived on or after DATE\n"
 	"                  (YYYY-MM-DD, UTC)\n"
 	"  --batch N       with --reextract: messages a transaction (1..10000, default 100)\n"
-	"  --json          JSON with keys indexed, settled, reextracted, damaged, rebuilt\n" MV_CLI_COMMON_HELP;
+	"  --json          JSON with keys indexed, settled, reextracted, damaged, rebuilt,\n"
+	"                  awaiting_extraction (messages --reextract would read now)\n" MV_CLI_COMMON_HELP;
 
 typedef struct {
 	gint64 last_print;
@@ -148,9 +154,13 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 		mv_progress_update(progress, done, NULL);
 	} while (st == MV_OK && progress != NULL && n > 0);
 	mv_progress_free(&progress);
-	gint64 settled = 0;
+	/* After --reextract: the deferred messages' holds decide on their full
+	 * text (mv_hold_settle_pending leaves those still unread pending). */
+	gint64 settled = 0, awaiting = 0;
 	if (st == MV_OK)
 		st = mv_hold_settle_pending(db, mv_audit_actor(), &settled, &err);
+	if (st == MV_OK)
+		st = mv_extract_awaiting_count(db, &awaiting, &err);
 	mv_blobstore_free(&blobs);
 	mv_db_close(&db);
 	if (st != MV_OK) {
@@ -166,6 +176,7 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 		mv_json_add_int(b, "reextracted", reextracted);
 		mv_json_add_int(b, "damaged", damaged);
 		mv_json_add_int(b, "rebuilt", rebuilt);
+		mv_json_add_int(b, "awaiting_extraction", awaiting);
 		json_builder_end_object(b);
 		mv_json_write(b, stdout);
 		return 0;
@@ -180,5 +191,8 @@ int mv_cmd_index(mv_cli *cli, int argc, char **argv)
 	printf("indexed %" G_GINT64_FORMAT " messages\n", done);
 	if (settled > 0)
 		printf("settled %" G_GINT64_FORMAT " messages deferred by ongoing holds\n", settled);
+	if (awaiting > 0)
+		printf("%" G_GINT64_FORMAT " messages await their attachment text (index --reextract)\n",
+		       awaiting);
 	return 0;
 }

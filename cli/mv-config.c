@@ -96,6 +96,11 @@ static const entry table[] = {
 	    "rspamd's HTTP worker (POST /checkv2): a Unix socket path, unix:PATH, or a numeric "
 	    "HOST:PORT.  Set, it is the spam scanner instead of spamd, with spamd's timeout and "
 	    "size limit."),
+	ENV("ingest", "extract", K_CHOICE, 0, 0, "on|off|deferred", "MAILVAULT_EXTRACT",
+	    "Attachment text (PDF, Office, OpenDocument, RTF) at ingest, for every source: on (the "
+	    "default: read before the message is committed), deferred (read later by 'mailvault "
+	    "index --reextract', run from cron; ingest acknowledges sooner, and ongoing holds keep "
+	    "such messages pending until then), off (not read; for measurements)."),
 	OWN("smtpd", "listen", K_LIST, 0, 0, NULL,
 	    "Addresses to listen on, ADDR:PORT, separated by ';' (default 127.0.0.1:2525)."),
 	OWN("smtpd", "lmtp", K_BOOL, 0, 0, NULL, "Speak LMTP instead of SMTP."),

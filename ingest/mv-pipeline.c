@@ -24,6 +24,8 @@
 #define INDEX_QUIET_US (100 * 1000)
 #define INDEX_BACKLOG_MAX 5000
 #define INDEX_BATCH 200
+/* The indexer settles the ongoing holds' pending items at most this often. */
+#define SETTLE_EVERY_US (5 * G_USEC_PER_SEC)
 #define RETRIES 4 /* attempts of a transaction that lost a deadlock */
 
 /* ---- what travels through the pipeline ---- */
@@ -126,7 +128,7 @@ typedef struct {
 struct mv_pipeline {
 	mv_pipeline_options opt;
 	mv_scan_config scan;        /* MAILVAULT_CLAMD, MAILVAULT_SPAMD, ... */
-	gboolean extract;           /* attachment text (MAILVAULT_EXTRACT=off: not) */
+	mv_extract_mode extract;    /* attachment text: MAILVAULT_EXTRACT (on, off, deferred) */
 	mv_extract_limits extract_limits;
 	const char *fail_stage;     /* MAILVAULT_TEST_FAIL_STAGE: tests only */
 	mv_blind *blind;            /* the blind search index (encryption on), or NULL */
@@ -236,8 +238,15 @@ static mv_status stage_extract(mv_pipeline *p, record *r, char **error_r)
 {
 	if (forced_failure(p, "extract", error_r))
 		return MV_ERR_INTERNAL;
-	if (!p->extract || r->msg == NULL)
+	if (r->msg == NULL || p->extract == MV_EXTRACT_MODE_OFF)
 		return MV_OK;
+	/* Deferred: read later by `index --reextract`; meanwhile the ongoing
+	 * holds take the message as pending rather than judge it on the
+	 * text it has so far (mv-hold.c). */
+	if (p->extract == MV_EXTRACT_MODE_DEFERRED) {
+		r->msg->text_deferred = mv_extract_would_read(r->msg);
+		return MV_OK;
+	}
 	mv_extract_message(r->msg, &p->extract_limits, p->scan.clamd != NULL);
 	return MV_OK;
 }
@@ -1194,6 +1203,7 @@ static gpointer indexer_main(gpointer data)
 	mv_pipeline *p = data;
 	mv_db *db = NULL;
 	gboolean failing = FALSE;
+	gint64 settle_after = 0;
 	for (;;) {
 		g_mutex_lock(&p->lock);
 		gint64 until = 0;
@@ -1233,9 +1243,18 @@ static gpointer indexer_main(gpointer data)
 		}
 		failing = FALSE;
 		/* New messages an ongoing hold deferred (its query ran out of
-		 * time in the ingest transaction) are decided here, outside it. */
-		gint64 settled = 0;
-		if (mv_hold_settle_pending(db, "mailvault ingest", &settled, &err) != MV_OK) {
+		 * time in the ingest transaction) are decided here, outside it;
+		 * at most every SETTLE_EVERY_US: with extraction deferred the
+		 * pending items of messages awaiting their text wait for
+		 * index --reextract, and looking at them after every commit
+		 * would cost more the longer the backlog. */
+		gint64 settled = 0, now = g_get_monotonic_time();
+		mv_status sst = MV_OK;
+		if (now >= settle_after) {
+			settle_after = now + SETTLE_EVERY_US;
+			sst = mv_hold_settle_pending(db, "mailvault ingest", &settled, &err);
+		}
+		if (sst != MV_OK) {
 			logf_(p, MV_LOG_WARN, "ongoing holds: settling deferred messages: %s", err);
 			g_clear_pointer(&err, g_free);
 		} else if (settled > 0) {
@@ -1295,9 +1314,9 @@ mv_status mv_pipeline_new(const mv_pipeline_options *options, mv_pipeline **pipe
 		p->opt.writers = 1;
 	p->fail_stage = g_getenv("MAILVAULT_TEST_FAIL_STAGE");
 	mv_scan_config_from_env(&p->scan);
-	p->extract = mv_extract_enabled();
+	p->extract = mv_extract_mode_get();
 	mv_extract_limits_from_env(&p->extract_limits);
-	if (p->scan.clamd != NULL || p->extract)
+	if (p->scan.clamd != NULL || p->extract == MV_EXTRACT_MODE_ON)
 		p->opt.limits.keep_attachment_content = TRUE;
 	g_mutex_init(&p->lock);
 	g_cond_init(&p->work_cond);

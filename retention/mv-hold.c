@@ -5,6 +5,7 @@
 
 #include "mv-audit.h"
 #include "mv-catalog.h"
+#include "mv-extract.h"
 #include "mv-query.h"
 
 void mv_hold_info_free(gpointer p)
@@ -64,9 +65,10 @@ static mv_status ongoing_trial(mv_db *db, const char *query, char **error_r)
 
 mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, const char *reason,
                          const char *query, gboolean ongoing, const char *actor,
-                         gint64 *held_r, char **error_r)
+                         gint64 *held_r, gint64 *pending_r, char **error_r)
 {
 	*held_r = 0;
+	*pending_r = 0;
 	/* A name is printed by `hold list` and named in audit entries: 1 to
 	 * 200 characters of valid UTF-8, none of them a control character
 	 * (a terminal escape sequence could rewrite what an operator sees). */
@@ -121,9 +123,29 @@ mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, cons
 		PQclear(r);
 		g_free(sql);
 	}
+	/* The messages whose attachment text is still to be read (ingest
+	 * deferred it) and that a query with text terms did not match on
+	 * their text so far: pending, settled once `index --reextract` has
+	 * read them.  A query that reads no text has judged them already. */
+	if (st == MV_OK && q->text_terms->len > 0) {
+		const char *lead[] = {id};
+		st = mv_db_query(db,
+		                 "INSERT INTO hold_item (hold_id, message_id, pending) "
+		                 "SELECT $1::integer, m.id, true FROM message m WHERE " MV_EXTRACT_AWAITING_SQL
+		                 " ON CONFLICT DO NOTHING",
+		                 1, lead, NULL, NULL, 0, &r, error_r);
+		if (st == MV_OK)
+			*pending_r = g_ascii_strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+	}
 	if (st == MV_OK) {
-		char *details = g_strdup_printf("case=%s\nreason=%s\nquery=%s\nongoing=%s\nmessages=%" G_GINT64_FORMAT,
-		                                case_ref, reason, query, ongoing ? "yes" : "no", *held_r);
+		char *pending = *pending_r > 0 ? g_strdup_printf("\npending=%" G_GINT64_FORMAT, *pending_r)
+		                               : g_strdup("");
+		char *details = g_strdup_printf("case=%s\nreason=%s\nquery=%s\nongoing=%s\nmessages=%" G_GINT64_FORMAT
+		                                "%s",
+		                                case_ref, reason, query, ongoing ? "yes" : "no", *held_r,
+		                                pending);
+		g_free(pending);
 		char *subject = g_strdup_printf("hold %s", name);
 		st = mv_audit_append(db, actor, "hold.create", subject, details, NULL, error_r);
 		g_free(details);
@@ -282,10 +304,47 @@ static mv_status ongoing_prepare(mv_db *db, void *context, char **error_r)
 	return st;
 }
 
+static void sha_array_add(GString *shas, const mv_message *msg)
+{
+	char hex[MV_SHA256_HEX_LEN + 1];
+	mv_sha256_to_hex(msg->sha256, hex);
+	g_string_append_printf(shas, "%s\"\\\\x%s\"", shas->len > 1 ? "," : "", hex);
+}
+
+/* Every message of shas into every active ongoing hold as a pending item,
+ * a statement whose cost no query can raise (schema/012-hold-pending.sql). */
+static mv_status send_pending(mv_db *db, const char *shas, char **error_r)
+{
+	const char *v[] = {shas};
+	return mv_db_send(db,
+	                  "INSERT INTO hold_item (hold_id, message_id, pending) "
+	                  "SELECT h.id, m.id, true FROM hold h CROSS JOIN message m "
+	                  "WHERE h.ongoing AND h.released_at IS NULL AND m.sha256 = ANY ($1::bytea[]) "
+	                  "ON CONFLICT DO NOTHING",
+	                  1, v, error_r);
+}
+
+/* The same for one hold. */
+static mv_status send_pending_one(mv_db *db, const char *hold_id, const char *shas,
+                                  char **error_r)
+{
+	const char *v[] = {hold_id, shas};
+	return mv_db_send(db,
+	                  "INSERT INTO hold_item (hold_id, message_id, pending) "
+	                  "SELECT $1::integer, m.id, true FROM message m "
+	                  "WHERE m.sha256 = ANY ($2::bytea[]) ON CONFLICT DO NOTHING",
+	                  2, v, error_r);
+}
+
 /* Every hold query runs under the hook's statement timeout.  Deferred (the
  * transaction before ran out of time), every message of the transaction
- * goes into every active ongoing hold as a pending item instead, a
- * statement whose cost no query can raise (schema/012-hold-pending.sql). */
+ * goes into every active ongoing hold as a pending item instead.  So does
+ * a message whose attachment text was deferred (MAILVAULT_EXTRACT=deferred,
+ * mv_message.text_deferred) for every hold whose query has a text term (a
+ * bare word or phrase, attachment:): judged on its text so far, such a
+ * query would miss what its attachments say; mv_hold_settle_pending
+ * decides once `index --reextract` has read it.  A hold whose query reads
+ * no text (from:, subject:, filename: ...) judges it at once. */
 static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs, guint n,
                               char **error_r)
 {
@@ -293,36 +352,44 @@ static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs,
 	GPtrArray *holds = c->holds;
 	if (n == 0 || holds->len == 0)
 		return MV_OK;
-	GString *shas = g_string_new("{");
-	for (guint i = 0; i < n; i++) {
-		char hex[MV_SHA256_HEX_LEN + 1];
-		mv_sha256_to_hex(msgs[i]->sha256, hex);
-		g_string_append_printf(shas, "%s\"\\\\x%s\"", i ? "," : "", hex);
-	}
-	g_string_append_c(shas, '}');
-	mv_status st;
+	mv_status st = MV_OK;
 	if (c->defer_next) {
 		c->defer_next = FALSE;
-		const char *v[] = {shas->str};
-		st = mv_db_send(db,
-		                "INSERT INTO hold_item (hold_id, message_id, pending) "
-		                "SELECT h.id, m.id, true FROM hold h CROSS JOIN message m "
-		                "WHERE h.ongoing AND h.released_at IS NULL AND m.sha256 = ANY ($1::bytea[]) "
-		                "ON CONFLICT DO NOTHING",
-		                1, v, error_r);
-		g_string_free(shas, TRUE);
+		GString *all = g_string_new("{");
+		for (guint i = 0; i < n; i++)
+			sha_array_add(all, msgs[i]);
+		g_string_append_c(all, '}');
+		/* A pipelined send copies its parameters: the string may go after. */
+		st = send_pending(db, all->str, error_r);
+		g_string_free(all, TRUE);
 		return st;
 	}
+	/* ready: the messages every hold judges now; all: with the deferred. */
+	GString *ready = g_string_new("{"), *deferred = g_string_new("{"), *all = g_string_new("{");
+	for (guint i = 0; i < n; i++) {
+		sha_array_add(msgs[i]->text_deferred ? deferred : ready, msgs[i]);
+		sha_array_add(all, msgs[i]);
+	}
+	g_string_append_c(ready, '}');
+	g_string_append_c(deferred, '}');
+	g_string_append_c(all, '}');
+	gboolean any_deferred = deferred->len > 2;
 	const char *t[] = {c->timeout_ms};
 	st = mv_db_send(db, "SELECT set_config('statement_timeout', $1, true)", 1, t, error_r);
 	if (st == MV_OK && c->force_timeout)
 		st = mv_db_send(db, "SELECT pg_sleep(3600)", 0, NULL, error_r);
 	for (guint i = 0; st == MV_OK && i < holds->len; i++) {
 		ongoing_hold *h = holds->pdata[i];
+		gboolean reads_text = h->sql->text_terms->len > 0;
+		const char *judged = reads_text ? ready->str : all->str;
+		if (reads_text && any_deferred)
+			st = send_pending_one(db, h->id, deferred->str, error_r);
+		if (st != MV_OK || strcmp(judged, "{}") == 0)
+			continue;
 		guint np = h->sql->params->len + 2;
 		const char **v = g_new0(const char *, np);
 		v[0] = h->id;
-		v[1] = shas->str;
+		v[1] = judged;
 		for (guint k = 0; k < h->sql->params->len; k++)
 			v[k + 2] = h->sql->params->pdata[k];
 		st = mv_db_send(db, h->insert, (int)np, v, error_r);
@@ -330,8 +397,9 @@ static mv_status ongoing_send(mv_db *db, void *context, mv_message *const *msgs,
 	}
 	if (st == MV_OK)
 		st = mv_db_send(db, "SET LOCAL statement_timeout = DEFAULT", 0, NULL, error_r);
-	/* A pipelined send copies its parameters: shas may go now. */
-	g_string_free(shas, TRUE);
+	g_string_free(ready, TRUE);
+	g_string_free(deferred, TRUE);
+	g_string_free(all, TRUE);
 	return st;
 }
 
@@ -379,9 +447,14 @@ mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r
 {
 	*settled_r = 0;
 	PGresult *r = NULL;
+	/* Only holds with a pending item that can be decided now: one whose
+	 * message awaits its attachment text waits (below), and a hold with
+	 * nothing else gets no transaction and no audit entry on each pass
+	 * of the indexer. */
 	mv_status st = mv_db_query(db,
 	                           "SELECT h.id, h.name, h.query FROM hold h WHERE EXISTS "
-	                           "(SELECT 1 FROM hold_item i WHERE i.hold_id = h.id AND i.pending) "
+	                           "(SELECT 1 FROM hold_item i JOIN message m ON m.id = i.message_id "
+	                           "WHERE i.hold_id = h.id AND i.pending AND NOT " MV_EXTRACT_AWAITING_SQL ") "
 	                           "ORDER BY h.id",
 	                           0, NULL, NULL, NULL, 0, &r, error_r);
 	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
@@ -401,9 +474,13 @@ mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r
 		const char *lead[] = {id};
 		PGresult *u = NULL;
 		gint64 kept = 0, dropped = 0;
+		/* A message whose attachment text is still to be read (ingest
+		 * deferred it) waits: judged now, a query on its attachments
+		 * would miss it.  `index --reextract` reads it first. */
 		char *sql = g_strdup_printf("UPDATE hold_item i SET pending = false FROM message m "
 		                            "WHERE i.hold_id = $1::integer AND i.pending "
-		                            "AND m.id = i.message_id AND (%s)",
+		                            "AND m.id = i.message_id AND NOT " MV_EXTRACT_AWAITING_SQL
+		                            " AND (%s)",
 		                            q->where);
 		st = mv_db_query_params(db, sql, lead, 1, q->params, &u, error_r);
 		if (st == MV_OK)
@@ -411,13 +488,16 @@ mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r
 		PQclear(u);
 		g_free(sql);
 		if (st == MV_OK) {
-			st = mv_db_query(db, "DELETE FROM hold_item WHERE hold_id = $1::integer AND pending",
+			st = mv_db_query(db,
+			                 "DELETE FROM hold_item i USING message m WHERE i.hold_id = $1::integer "
+			                 "AND i.pending AND m.id = i.message_id AND NOT " MV_EXTRACT_AWAITING_SQL,
 			                 1, lead, NULL, NULL, 0, &u, error_r);
 			if (st == MV_OK)
 				dropped = g_ascii_strtoll(PQcmdTuples(u), NULL, 10);
 			PQclear(u);
 		}
-		if (st == MV_OK) {
+		/* (Nothing decided: the items were settled meanwhile by another.) */
+		if (st == MV_OK && kept + dropped > 0) {
 			char *subject = g_strdup_printf("hold %s", name);
 			char *details = g_strdup_printf("deferred at ingest, now settled: held=%" G_GINT64_FORMAT
 			                                "\nnot matching=%" G_GINT64_FORMAT,

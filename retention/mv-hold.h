@@ -38,11 +38,18 @@ void mv_hold_info_free(gpointer info);
 #define MV_HOLD_TRIAL_MS 2000
 #define MV_HOLD_INGEST_TIMEOUT_MS 10000
 
-/* MV_ERR_QUERY for a bad query, MV_ERR_USAGE when the name is taken,
+/* Create a hold and take the stored messages its query matches
+ * (*held_r).  When the query has a text term, a message whose attachment
+ * text is still to be read (MV_EXTRACT_AWAITING_SQL: ingest deferred it)
+ * and that the query does not match on its text so far is taken as a
+ * pending item (*pending_r),
+ * protected as if held and settled by mv_hold_settle_pending once
+ * `index --reextract` has read it.
+ * MV_ERR_QUERY for a bad query, MV_ERR_USAGE when the name is taken,
  * MV_ERR_LIMIT for an ongoing hold whose query is too slow (above). */
 mv_status mv_hold_create(mv_db *db, const char *name, const char *case_ref, const char *reason,
                          const char *query, gboolean ongoing, const char *actor,
-                         gint64 *held_r, char **error_r) MV_WARN_UNUSED;
+                         gint64 *held_r, gint64 *pending_r, char **error_r) MV_WARN_UNUSED;
 /* MV_ERR_NOT_FOUND when there is no active hold of that name. */
 mv_status mv_hold_release(mv_db *db, const char *name, const char *reason, const char *actor,
                           char **error_r) MV_WARN_UNUSED;
@@ -62,7 +69,11 @@ mv_status mv_hold_show(mv_db *db, const char *name, mv_hold_info **hold_r, char 
  * then enters every active ongoing hold as a pending item, protected as if
  * held (purge and the delete guard see it) until mv_hold_settle_pending
  * decides.  MAILVAULT_TEST_FAIL_STAGE=ongoing-holds makes every evaluation
- * run out of time (tests only).
+ * run out of time (tests only).  A message whose attachment text ingest
+ * deferred (mv_message.text_deferred, MAILVAULT_EXTRACT=deferred) is never
+ * judged on its text so far: it enters every active ongoing hold whose
+ * query has a text term as a pending item (a hold whose query reads no
+ * text judges it at once).
  *
  * One hook per connection (it keeps the loaded holds between prepare and
  * send); free with mv_hold_ongoing_hook_free. */
@@ -72,8 +83,12 @@ void mv_hold_ongoing_hook_free(mv_store_hook **hook);
 /* Settle the pending items ingest deferred: for each hold that has some,
  * in one transaction with an audit entry (hold.settle, by actor), the
  * items its query matches become ordinary items and the others are
- * removed.  No statement timeout of its own: run it outside ingest (the
- * pipeline's indexer, `mailvault index`).  *settled_r: items decided. */
+ * removed.  Items of a message whose attachment text is still to be read
+ * (MV_EXTRACT_AWAITING_SQL: deferred at ingest, or stored with extraction
+ * off) are left pending until `index --reextract` has read it.  No
+ * statement timeout of its own: run it outside ingest (the pipeline's
+ * indexer, `mailvault index`, after its --reextract).  *settled_r: items
+ * decided. */
 mv_status mv_hold_settle_pending(mv_db *db, const char *actor, gint64 *settled_r,
                                  char **error_r) MV_WARN_UNUSED;
 

@@ -34,6 +34,8 @@ PHRASES = {
     "inner_docx": "wombat nested lychee appendix",
     "old_pdf": "capybara archived durian ledger",
     "inline_pdf": "okapi inline jackfruit invoice",
+    "deferred_pdf": "quokka deferred feijoa exhibit",
+    "deferred_docx": "dugong deferred loquat schedule",
 }
 
 
@@ -241,6 +243,21 @@ m = message(9, "old ledger", "an old message")
 attach(m, pdf(P["old_pdf"]), "application", "pdf", "ledger.pdf", "base64")
 os.makedirs(os.path.join(out, "old"), exist_ok=True)
 write(os.path.join("old", "ledger"), m)
+
+# Ingested with extraction deferred while an ongoing hold waits for
+# "quokka" or "ferretbodyword": a PDF holding it, a DOCX not holding it
+# (both expire at once under policy-purge.xml: "ephemeral"), and a message
+# without attachments holding it in its body.
+os.makedirs(os.path.join(out, "deferred"), exist_ok=True)
+m = message(11, "ephemeral deferred exhibit", "see the exhibit")
+attach(m, pdf(P["deferred_pdf"]), "application", "pdf", "exhibit.pdf", "base64")
+write(os.path.join("deferred", "pdf"), m)
+m = message(12, "ephemeral deferred schedule", "see the schedule")
+attach(m, docx(P["deferred_docx"]), "application",
+       "vnd.openxmlformats-officedocument.wordprocessingml.document", "schedule.docx", "base64")
+write(os.path.join("deferred", "docx"), m)
+m = message(13, "deferred plain", "no attachment, ferretbodyword in the body")
+write(os.path.join("deferred", "plain"), m)
 
 with open(os.path.join(out, "phrases"), "w") as f:
     for k, v in P.items():

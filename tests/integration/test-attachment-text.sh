@@ -6,7 +6,10 @@
 # A PDF bomb and a zip bomb disguised as DOCX are flagged within their
 # limits and stored byte-exact; a huge vocabulary stays under the tsvector
 # limit; index --reextract makes messages stored with extraction off
-# findable; an export carries the extracted text.
+# findable; an export carries the extracted text.  With extraction
+# deferred (MAILVAULT_EXTRACT=deferred), messages with attachments wait in
+# the ongoing holds as pending items (purge cannot take them) until
+# index --reextract has read them, then the holds decide on their text.
 . "$(dirname "$0")/lib.sh"
 
 # Debian's python3 (the document libraries are Debian packages), whatever
@@ -175,5 +178,61 @@ expect_eq "purge destroyed it" 0 "$(sql "SELECT count(*) FROM message WHERE id =
 expect_eq "purge took its attachment text" 0 "$(sql "SELECT count(*) FROM part_text WHERE message_id = $eph")"
 expect_eq "and its extraction record" 0 "$(sql "SELECT count(*) FROM text_extraction WHERE message_id = $eph")"
 expect_eq "the others keep theirs" "$pdfs" "$(found attachment:marmalade)"
+
+# ---- extraction deferred (MAILVAULT_EXTRACT=deferred, issue 12) ----
+# An ongoing hold on a word of a PDF (bare, so attachment text counts) or
+# of a plain body.  Ingest with extraction deferred: the messages with
+# attachments are not judged on their text so far but enter the hold as
+# pending items; the plain one is judged at once.
+mv hold create deferred-case --case C-12 --reason "deferred text" --query 'quokka OR ferretbodyword' --ongoing >/dev/null
+# A hold whose query reads no text judges them at once.
+mv hold create subject-case --case C-12c --reason "by subject" --query 'subject:"deferred exhibit"' --ongoing >/dev/null
+mkdir "$WORK/deferred"
+cp "$WORK"/gen/deferred/*.eml "$WORK/deferred/"
+expect_eq "deferred: import succeeds" 0 "$(rc_of env MAILVAULT_EXTRACT=deferred "$MAILVAULT_BIN" --home "$MV_HOME" import --quiet "$WORK/deferred")"
+dpdf=$(id_of att-11@corp.example); ddocx=$(id_of att-12@corp.example); dplain=$(id_of att-13@corp.example)
+item() { sql "SELECT coalesce((SELECT i.pending::text FROM hold_item i JOIN hold h ON h.id = i.hold_id WHERE h.name = 'deferred-case' AND i.message_id = $1), 'none')"; }
+expect_eq "deferred: the PDF's phrase is not found yet" "" "$(found quokka)"
+expect_eq "deferred: no extraction record yet" 0 "$(sql "SELECT count(*) FROM text_extraction WHERE message_id IN ($dpdf, $ddocx)")"
+expect_eq "deferred: the PDF message's hold item is pending" true "$(item "$dpdf")"
+expect_eq "deferred: so is the DOCX message's (its text may match too)" true "$(item "$ddocx")"
+expect_eq "deferred: the message without attachments is judged at once" false "$(item "$dplain")"
+subj() { sql "SELECT coalesce(string_agg(i.message_id || ':' || i.pending::text, ' ' ORDER BY i.message_id), 'none') FROM hold_item i JOIN hold h ON h.id = i.hold_id WHERE h.name = 'subject-case'"; }
+expect_eq "deferred: a hold by subject (no text term) holds the PDF message at once, not pending" "$dpdf:false" "$(subj)"
+mv index >/dev/null
+expect_eq "deferred: index without --reextract leaves them pending" "true true" "$(item "$dpdf") $(item "$ddocx")"
+expect_eq "deferred: and settles nothing (no hold.settle entry)" 0 "$(sql "SELECT count(*) FROM audit_event WHERE action = 'hold.settle' AND subject = 'hold deferred-case'")"
+expect_eq "deferred: and says they await their text" 2 "$(mv index --json | json_get awaiting_extraction)"
+expect_eq "deferred: both expired (ephemeral)" 2 "$(sql "SELECT count(*) FROM message WHERE id IN ($dpdf, $ddocx) AND expires_at <= now()")"
+mv purge --json >/dev/null
+expect_eq "deferred: purge cannot destroy a message pending in a hold" 2 "$(sql "SELECT count(*) FROM message WHERE id IN ($dpdf, $ddocx)")"
+for k in pdf:$dpdf docx:$ddocx; do
+  mv get "${k#*:}" > "$WORK/def.out"
+  check "deferred: get of the ${k%%:*} message is byte-exact before re-extraction" cmp -s "$WORK/def.out" "$WORK/gen/deferred/${k%%:*}.eml"
+done
+out=$(mv hold create plain-case --case C-12d --reason "no text term" --query 'subject:"deferred plain"' --json)
+expect_eq "deferred: a hold created now without text terms takes no pending item" "1 0" "$(echo "$out" | json_get messages) $(echo "$out" | json_get pending)"
+# A hold created meanwhile (not ongoing) with a text term takes them pending.
+out=$(mv hold create later-case --case C-12b --reason "created while text awaited" --query quokka --json)
+expect_eq "deferred: a hold created now matches neither on its text so far" 0 "$(echo "$out" | json_get messages)"
+expect_eq "deferred: and takes both as pending" 2 "$(echo "$out" | json_get pending)"
+later() { sql "SELECT coalesce((SELECT i.pending::text FROM hold_item i JOIN hold h ON h.id = i.hold_id WHERE h.name = 'later-case' AND i.message_id = $1), 'none')"; }
+out=$(mv index --reextract --json)
+expect_eq "deferred: index --reextract reads both" 2 "$(echo "$out" | json_get reextracted)"
+expect_eq "deferred: then settles the four hold items" 4 "$(echo "$out" | json_get settled)"
+expect_eq "deferred: the later hold holds the PDF message, not the other" "false none" "$(later "$dpdf") $(later "$ddocx")"
+expect_eq "deferred: one hold.settle entry per hold" 2 "$(sql "SELECT count(*) FROM audit_event WHERE action = 'hold.settle' AND subject IN ('hold deferred-case', 'hold later-case')")"
+expect_eq "deferred: nothing awaits its text any more" 0 "$(echo "$out" | json_get awaiting_extraction)"
+expect_eq "deferred: the PDF's phrase is found now" "$dpdf" "$(found quokka)"
+expect_eq "deferred: and by attachment:\"phrase\"" "$dpdf" "$(found "attachment:\"$(phrase deferred_pdf)\"")"
+expect_eq "deferred: the matching message is held (settled, not pending)" false "$(item "$dpdf")"
+expect_eq "deferred: the other's pending item is dropped" none "$(item "$ddocx")"
+expect_eq "deferred: the hold finds what it holds" "$(printf '%s\n' "$dpdf" "$dplain" | sort | paste -sd' ')" "$(found hold:deferred-case)"
+for k in pdf:$dpdf docx:$ddocx; do
+  mv get "${k#*:}" > "$WORK/def.out"
+  check "deferred: get of the ${k%%:*} message is byte-exact after re-extraction" cmp -s "$WORK/def.out" "$WORK/gen/deferred/${k%%:*}.eml"
+done
+mv purge --json >/dev/null
+expect_eq "deferred: purge now takes the one the hold does not hold" "$dpdf" "$(sql "SELECT string_agg(id::text, ' ') FROM message WHERE id IN ($dpdf, $ddocx)")"
 
 finish

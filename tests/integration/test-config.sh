@@ -416,6 +416,34 @@ check "[user] ldap-uri, base, group-map, bind-dn, bind-password-file, starttls, 
 mvc "$c" --log-level debug user list 2>"$WORK/err" >/dev/null || true
 check "and not 'user list'" bash -c "! grep -q 'options of user' '$WORK/err'"
 
+# ---- [ingest] ----
+# A message with a text attachment: read at ingest (on), or left to
+# 'index --reextract' (deferred).
+att_msg() {
+  printf 'From: att@corp.example\nTo: b@corp.example\nSubject: cfg attachment %s\nMessage-ID: <cfg-att-%s@corp.example>\n' "$1" "$1"
+  printf 'Date: Mon, 1 Jan 2024 12:00:00 +0000\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n'
+  printf -- '--b\nContent-Type: text/plain\n\nsee attached\n--b\nContent-Type: text/plain\nContent-Disposition: attachment; filename=notes.txt\n\n'
+  printf 'cfgattword%s\n--b--\n' "$1"
+}
+att_msg on > "$WORK/att-on.eml"; att_msg deferred > "$WORK/att-deferred.eml"
+c=$(conf extract-on <<EOF
+[ingest]
+extract = on
+EOF
+)
+c2=$(conf extract-deferred <<EOF
+[ingest]
+extract = deferred
+EOF
+)
+mvc "$c" import --quiet "$WORK/att-on.eml"; mvc "$c2" import --quiet "$WORK/att-deferred.eml"
+extracted() { sql "SELECT count(*) FROM text_extraction t JOIN message m ON m.id = t.message_id WHERE m.message_id = 'cfg-att-$1@corp.example'"; }
+expect_eq "[ingest] extract = on: the attachment is read at ingest" 1 "$(extracted on)"
+expect_eq "[ingest] extract = deferred: not at ingest" 0 "$(extracted deferred)"
+expect_eq "and 'index' counts it as awaiting its text" 1 "$(mv index --json | jq_ 'd["awaiting_extraction"]')"
+mv index --reextract >/dev/null
+expect_eq "index --reextract reads it" 1 "$(extracted deferred)"
+
 # ---- [smtpd]: read by smtpd from the same file ----
 # (allow, tls-cert and tls-key in a file: smtpd_test.py, with SIGHUP reloads)
 P=$(port)

@@ -101,12 +101,14 @@ check "the crontab example, naming the installed binary" grep -q " $prefix/bin/m
 
 # systemd units.
 units=(mailvault-db.service mailvault-smtpd.service mailvault-ingest@.service
-       mailvault-purge.service mailvault-purge.timer mailvault-verify.service mailvault-verify.timer)
+       mailvault-purge.service mailvault-purge.timer mailvault-verify.service mailvault-verify.timer
+       mailvault-reextract.service mailvault-reextract.timer)
 U=$P/lib/systemd/system
 for u in "${units[@]}"; do
   check "unit $u installed" test -f "$U/$u"
 done
-for u in mailvault-db.service mailvault-smtpd.service mailvault-ingest@.service mailvault-purge.service mailvault-verify.service; do
+for u in mailvault-db.service mailvault-smtpd.service mailvault-ingest@.service mailvault-purge.service mailvault-verify.service \
+         mailvault-reextract.service; do
   check "$u: ExecStart runs the installed binary" grep -q "^ExecStart=.*$prefix/bin/mailvault " "$U/$u"
   check "$u: hardened (ProtectSystem=strict, User=mailvault, its data directory writable)" \
     bash -c "grep -q '^ProtectSystem=strict' '$U/$u' && grep -q '^User=mailvault' '$U/$u' && grep -q '^StateDirectory=mailvault' '$U/$u'"
