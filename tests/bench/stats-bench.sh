@@ -14,7 +14,8 @@
 # `SELECT * FROM mv_stats_recount()` (median of R runs, default 20, in one
 # warm session, psql's \timing), the counter rows read, whether the two
 # agree, and `mailvault stats` end to end (median of R runs, a process
-# each, as latency-bench.sh times it).
+# each, as latency-bench.sh times it) beside `mailvault version` (process
+# start alone, the floor: on a loaded machine both move together).
 set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MAILVAULT_BIN=$(readlink -f "${MAILVAULT_BIN:-$SCRIPT_DIR/../../build/mailvault}")
@@ -64,8 +65,17 @@ median_sql() {
     sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | bench_percentiles | cut -d' ' -f1
 }
 
+# e2e ARGS...: the median wall time (ms) of R runs of mailvault ARGS.
+e2e() {
+  for _ in $(seq 1 "$runs"); do
+    t0=$(bench_now_ns); mvb "$@" >/dev/null; t1=$(bench_now_ns)
+    echo "$(( (t1 - t0) / 1000 ))" | awk '{printf "%.1f\n", $1 / 1000}'
+  done | bench_percentiles | cut -d' ' -f1
+}
+
 echo "# stats-bench: $(nproc) cores, $runs runs a figure, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-10s %12s %14s %8s %8s %14s\n' messages "counters ms" "recount ms" rows agree "stats e2e ms"
+printf '%-10s %12s %14s %8s %8s %14s %14s\n' messages "counters ms" "recount ms" rows agree "stats e2e ms" \
+  "version e2e"
 round=0
 for point in "${pts[@]}"; do
   have=$(bench_sql "SELECT count(*) FROM message")
@@ -83,9 +93,7 @@ for point in "${pts[@]}"; do
                           = (SELECT ROW(r.*) FROM mv_stats_recount() r)")
   c=$(median_sql "SELECT * FROM mv_stats()")
   r=$(median_sql "SELECT * FROM mv_stats_recount()")
-  e=$(for _ in $(seq 1 "$runs"); do
-        t0=$(bench_now_ns); mvb stats >/dev/null; t1=$(bench_now_ns)
-        echo "$(( (t1 - t0) / 1000 ))" | awk '{printf "%.1f\n", $1 / 1000}'
-      done | bench_percentiles | cut -d' ' -f1)
-  printf '%-10s %12s %14s %8s %8s %14s\n' "$have" "$c" "$r" "$rows" "$agree" "$e"
+  e=$(e2e stats)
+  v=$(e2e version)
+  printf '%-10s %12s %14s %8s %8s %14s %14s\n' "$have" "$c" "$r" "$rows" "$agree" "$e" "$v"
 done
