@@ -567,6 +567,14 @@ mv_status mv_catalog_stats_recount(mv_db *db, mv_stats *stats_r, mv_stats *recou
 	return MV_OK;
 }
 
+mv_status mv_catalog_stats_rebuild(mv_db *db, char **error_r)
+{
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT mv_stats_rebuild()", 0, NULL, NULL, NULL, 0, &r, error_r);
+	PQclear(r);
+	return st;
+}
+
 static void address_free(gpointer p)
 {
 	mv_record_address *a = p;

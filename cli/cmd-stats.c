@@ -28,17 +28,21 @@ static const char stats_help[] =
 	"Options:\n"
 	"  --recount       also count every table and compare (as long as stats took\n"
 	"                  before the counters: linear in the archive)\n"
+	"  --rebuild       set the counters from the tables (after --recount found a\n"
+	"                  difference; legal or owner, exit 77 otherwise; writers go on)\n"
 	"  --json          JSON with keys messages, arrivals, raw_bytes, stored_bytes, ratio,\n"
 	"                  blobs, flagged, pending_index, virus_infected, virus_unscanned\n"
 	"                  (the backlog of `mailvault scan`), spam_unscanned, scope\n"
 	"                  (\"archive\", or \"visible\": only the messages this user may see);\n"
 	"                  with --recount, recount_matches (true or false)\n" MV_CLI_COMMON_HELP;
 
-static int stats_options(mv_cli *cli, int argc, char **argv, const char *help, gboolean *recount)
+static int stats_options(mv_cli *cli, int argc, char **argv, const char *help, gboolean *recount,
+                         gboolean *rebuild)
 {
 	static const struct option longopts[] = {MV_CLI_COMMON_LONG_OPTIONS,
 	                                         {"json", no_argument, NULL, 'j'},
 	                                         {"recount", no_argument, NULL, 'r'},
+	                                         {"rebuild", no_argument, NULL, 'b'},
 	                                         {NULL, 0, NULL, 0}};
 	int o;
 	optind = 1;
@@ -55,6 +59,10 @@ static int stats_options(mv_cli *cli, int argc, char **argv, const char *help, g
 		}
 		if (o == 'r') {
 			*recount = TRUE;
+			continue;
+		}
+		if (o == 'b') {
+			*rebuild = TRUE;
 			continue;
 		}
 		return mv_cli_usage_error(cli, "unknown option");
@@ -106,11 +114,27 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 		return mv_cmd_stats_traffic(cli, argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "storage") == 0)
 		return mv_cmd_stats_storage(cli, argc - 1, argv + 1);
-	gboolean recount = FALSE;
-	int rc = stats_options(cli, argc, argv, stats_help, &recount);
+	gboolean recount = FALSE, rebuild = FALSE;
+	int rc = stats_options(cli, argc, argv, stats_help, &recount, &rebuild);
 	if (rc != 0)
 		return rc < 0 ? 0 : rc;
 	mv_db *db = NULL;
+	if (rebuild) {
+		/* On the primary; then the counts as usual, recounted. */
+		if ((rc = mv_cli_open(cli, &db, NULL)) != 0)
+			return rc;
+		char *rerr = NULL;
+		mv_status rst = mv_catalog_stats_rebuild(db, &rerr);
+		mv_db_close(&db);
+		if (rst != MV_OK) {
+			rc = mv_cli_fail(cli, rst, rerr);
+			g_free(rerr);
+			return rc;
+		}
+		if (!cli->json)
+			printf("counters rebuilt from the tables\n");
+		recount = TRUE;
+	}
 	cli->interactive = TRUE; /* stats only reads */
 	if ((rc = mv_cli_open_read(cli, &db, NULL)) != 0)
 		return rc;

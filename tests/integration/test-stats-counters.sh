@@ -6,7 +6,8 @@
 # of packed blobs, a rolled back transaction, an import killed mid-batch,
 # concurrent imports; migration 037 applied to an archive that already
 # holds mail starts from its numbers; the counter rows stay few (the
-# writers fold them); an employee reads neither the counters nor the fold.
+# writers fold them); an employee reads neither the counters nor the fold;
+# a wrong counter is named by --recount and set right by --rebuild.
 . "$(dirname "$0")/lib.sh"
 rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
 
@@ -78,7 +79,7 @@ expect_eq "duplicate ingest: 120 arrivals, 60 messages" "120 60" \
 # and applied again by `db migrate` starts from the same numbers.
 before=$(mv stats --json)
 sql "BEGIN; DROP TABLE stats_delta CASCADE;
-     DROP FUNCTION mv_stats(), mv_stats_recount(), mv_stats_fold(),
+     DROP FUNCTION mv_stats(), mv_stats_recount(), mv_stats_fold(), mv_stats_rebuild(),
        mv_stats_add(bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint),
        mv_stats_message(), mv_stats_arrival(), mv_stats_blob(), mv_stats_pack_frame(),
        mv_stats_message_text(), mv_stats_verdict() CASCADE;
@@ -159,5 +160,12 @@ expect_eq "legal: the archive's counters" archive "$(as l1 stats --json | json_g
 sql "UPDATE stats_delta SET arrivals = arrivals + 1 WHERE xid = '0'"
 expect_eq "stats --recount of a wrong counter: exit 79" 79 "$(rc_of mv stats --recount)"
 check "the error names the counter" grep -q "arrivals: counter" "$WORK/err"
+expect_eq "an employee may not rebuild them (exit 77)" 77 "$(rc_of as emp stats --rebuild)"
+# Rebuilt while three importers write (none waits for it).
+gen "$WORK/d" d 60 4
+for i in 1 2 3; do mv import --quiet --batch 5 "$WORK/d" >/dev/null 2>&1 & done
+expect_eq "legal rebuilds the counters during imports" 0 "$(rc_of as l1 stats --rebuild --json)"
+wait
+matches "rebuilt during concurrent imports"
 
 finish
