@@ -135,10 +135,11 @@ int mv_cmd_stats(mv_cli *cli, int argc, char **argv)
 			printf("counters rebuilt from the tables\n");
 		recount = TRUE;
 	}
-	cli->interactive = TRUE; /* stats only reads */
+	/* stats reads (and, past 512 counter rows, folds them: a few ms) */
+	cli->interactive = TRUE;
 	if ((rc = mv_cli_open_read(cli, &db, NULL)) != 0)
 		return rc;
-	mv_stats s, c;
+	mv_stats s = {0}, c = {0};
 	char *err = NULL;
 	mv_status st = recount ? mv_catalog_stats_recount(db, &s, &c, &err) : mv_catalog_stats(db, &s, &err);
 	/* On a replica the counts are as of its last replayed transaction. */
