@@ -82,8 +82,13 @@ BEGIN
         RETURN 0;
     END IF;
     -- A new snapshot (READ COMMITTED): a fold that held the lock before
-    -- committed before releasing it, so its deletions are seen here.
-    WITH d AS (DELETE FROM stats_delta WHERE xid <> '0'::xid8 RETURNING *),
+    -- committed before releasing it, so its deletions are seen here.  The
+    -- rows of others only: a writer folding keeps its own row, which its
+    -- later statements add to (else each would make a new row and fold
+    -- again).
+    WITH d AS (DELETE FROM stats_delta
+                WHERE xid <> '0'::xid8 AND xid IS DISTINCT FROM pg_current_xact_id_if_assigned()
+               RETURNING *),
     s AS (SELECT count(*) AS n, sum(messages) AS messages, sum(raw_bytes) AS raw_bytes,
                  sum(flagged) AS flagged, sum(arrivals) AS arrivals, sum(blobs) AS blobs,
                  sum(stored_bytes) AS stored_bytes, sum(pending_index) AS pending_index,

@@ -146,6 +146,13 @@ matches "after folds"
 expect_eq "an explicit fold leaves only the base row" "1" \
   "$(sql "SELECT mv_stats_fold() >= 0; SELECT count(*) FROM stats_delta" | tail -1)"
 matches "after an explicit fold"
+# A transaction that folds keeps its own row (and adds to it afterwards).
+flip="UPDATE verdict SET virus = CASE virus WHEN 'infected' THEN 'clean' ELSE 'infected' END
+      WHERE message_id = (SELECT min(message_id) FROM verdict WHERE virus IN ('clean', 'infected'))"
+expect_eq "a writer that folds keeps its own row" 1 \
+  "$(sql "BEGIN; $flip; SELECT mv_stats_fold();
+          SELECT count(*) FROM stats_delta WHERE xid = pg_current_xact_id(); $flip; $flip; COMMIT" | sed -n 2p)"
+matches "after a writer's fold"
 
 # Row-level security: an employee's stats are a recount of its messages;
 # the whole-archive counters and the fold are not theirs.
