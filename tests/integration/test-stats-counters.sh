@@ -81,7 +81,7 @@ before=$(mv stats --json)
 sql "BEGIN; DROP TABLE stats_delta CASCADE;
      DROP FUNCTION mv_stats(), mv_stats_recount(), mv_stats_fold(), mv_stats_rebuild(),
        mv_stats_add(bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint),
-       mv_stats_message(), mv_stats_arrival(), mv_stats_blob(), mv_stats_pack_frame(),
+       mv_stats_message(), mv_stats_arrival(), mv_stats_blob(), mv_stats_blob_ins(), mv_stats_pack_frame(),
        mv_stats_message_text(), mv_stats_verdict() CASCADE;
      DELETE FROM schema_version WHERE version = 37; COMMIT"
 mv db migrate >/dev/null
