@@ -53,9 +53,11 @@
 --
 -- mv_stats_recount() is the old statement (every table counted);
 -- `mailvault stats --recount` compares the two and says which total
--- differs; `stats --rebuild` (mv_stats_rebuild) sets them right (tests/integration/test-stats-counters.sh checks them equal
--- after ingest, duplicate ingest, scan, index, hold, purge, erasure,
--- compact, a rolled back transaction and concurrent imports).
+-- differs; `stats --rebuild` (mv_stats_rebuild) sets them right.
+-- tests/integration/test-stats-counters.sh checks them equal after
+-- ingest, duplicate ingest, this migration on a filled archive, verdict
+-- writes, rolled back transactions, hold, purge, erasure, compact, an
+-- import killed mid-run, concurrent imports, folds and a rebuild.
 
 CREATE TABLE stats_delta (
     xid            xid8 PRIMARY KEY,
