@@ -627,41 +627,61 @@ mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean i
 	return MV_OK;
 }
 
+static void stats_from_row(const PGresult *r, int first, mv_stats *s)
+{
+	s->messages = int_value(r, 0, first + 0);
+	s->arrivals = int_value(r, 0, first + 1);
+	s->raw_bytes = int_value(r, 0, first + 2);
+	s->stored_bytes = int_value(r, 0, first + 3);
+	s->blobs = int_value(r, 0, first + 4);
+	s->flagged = int_value(r, 0, first + 5);
+	s->pending_index = int_value(r, 0, first + 6);
+	s->virus_unscanned = int_value(r, 0, first + 7);
+	s->virus_infected = int_value(r, 0, first + 8);
+	s->spam_unscanned = int_value(r, 0, first + 9);
+}
+
+/* mv_stats() (schema 037): the maintained counters (stats_delta, a few
+ * hundred rows at most) for a role that sees the whole archive, else the
+ * recount of what row-level security (schema 019) lets this role see. */
 mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r)
 {
 	*stats_r = (mv_stats){0};
 	PGresult *r = NULL;
-	mv_status st = mv_db_query(
-		db,
-		"SELECT (SELECT count(*) FROM message), (SELECT count(*) FROM arrival), "
-		"(SELECT coalesce(sum(size), 0) FROM message), "
-		"(SELECT coalesce(sum(stored_size), 0) FROM blob) "
-		"  + (SELECT coalesce(sum(stored_size), 0) FROM pack_frame), (SELECT count(*) FROM blob), "
-		"(SELECT count(*) FROM message WHERE parse_status <> 'ok'), "
-		"(SELECT count(*) FROM message_text WHERE tsv IS NULL), "
-		"(SELECT count(*) FROM message m WHERE NOT EXISTS (SELECT 1 FROM verdict v "
-		"  WHERE v.message_id = m.id AND v.virus IN ('clean', 'infected'))), "
-		"(SELECT count(*) FROM verdict WHERE virus = 'infected'), "
-		"(SELECT count(*) FROM message m WHERE NOT EXISTS (SELECT 1 FROM verdict v "
-		"  WHERE v.message_id = m.id AND v.spam IN ('yes', 'no'))), "
-		/* Row-level security (schema 019) binds this role to what it was granted. */
-		"NOT mv_sees_all()",
-		0, NULL, NULL, NULL, 0, &r, error_r);
+	mv_status st = mv_db_query(db, "SELECT * FROM mv_stats()", 0, NULL, NULL, NULL, 0, &r, error_r);
 	if (st != MV_OK)
 		return st;
-	stats_r->messages = int_value(r, 0, 0);
-	stats_r->arrivals = int_value(r, 0, 1);
-	stats_r->raw_bytes = int_value(r, 0, 2);
-	stats_r->stored_bytes = int_value(r, 0, 3);
-	stats_r->blobs = int_value(r, 0, 4);
-	stats_r->flagged = int_value(r, 0, 5);
-	stats_r->pending_index = int_value(r, 0, 6);
-	stats_r->virus_unscanned = int_value(r, 0, 7);
-	stats_r->virus_infected = int_value(r, 0, 8);
-	stats_r->spam_unscanned = int_value(r, 0, 9);
+	stats_from_row(r, 0, stats_r);
 	stats_r->restricted = PQgetvalue(r, 0, 10)[0] == 't';
 	PQclear(r);
 	return MV_OK;
+}
+
+mv_status mv_catalog_stats_recount(mv_db *db, mv_stats *stats_r, mv_stats *recount_r,
+                                   char **error_r)
+{
+	*stats_r = (mv_stats){0};
+	*recount_r = (mv_stats){0};
+	PGresult *r = NULL;
+	/* One statement, so one snapshot: both read the same archive. */
+	mv_status st = mv_db_query(db, "SELECT s.*, c.* FROM mv_stats() s, mv_stats_recount() c", 0,
+	                           NULL, NULL, NULL, 0, &r, error_r);
+	if (st != MV_OK)
+		return st;
+	stats_from_row(r, 0, stats_r);
+	stats_r->restricted = PQgetvalue(r, 0, 10)[0] == 't';
+	stats_from_row(r, 12, recount_r);
+	recount_r->restricted = stats_r->restricted;
+	PQclear(r);
+	return MV_OK;
+}
+
+mv_status mv_catalog_stats_rebuild(mv_db *db, char **error_r)
+{
+	PGresult *r = NULL;
+	mv_status st = mv_db_query(db, "SELECT mv_stats_rebuild()", 0, NULL, NULL, NULL, 0, &r, error_r);
+	PQclear(r);
+	return st;
 }
 
 static void address_free(gpointer p)

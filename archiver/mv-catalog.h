@@ -111,6 +111,14 @@ typedef struct {
 } mv_stats;
 
 mv_status mv_catalog_stats(mv_db *db, mv_stats *stats_r, char **error_r) MV_WARN_UNUSED;
+/* The counters (as mv_catalog_stats) and the same totals counted from the
+ * tables (mv_stats_recount, schema 037), in one snapshot: equal unless a
+ * counter is wrong.  For a restricted role both are the recount. */
+mv_status mv_catalog_stats_recount(mv_db *db, mv_stats *stats_r, mv_stats *recount_r,
+                                   char **error_r) MV_WARN_UNUSED;
+/* Set the counters from the tables (mv_stats_rebuild, schema 037: one
+ * snapshot, writers not blocked); legal or the owner (else MV_ERR_DENIED). */
+mv_status mv_catalog_stats_rebuild(mv_db *db, char **error_r) MV_WARN_UNUSED;
 
 typedef struct {
 	char *role, *address, *name;
