@@ -170,13 +170,16 @@ expect_eq "statistics target of both search vectors" "1000 1000" \
 # longer walk when the matches seen are dense, or every match from the
 # indexes, sorted): a limited search gives the first N of the full list.
 # MAILVAULT_SEARCH_WALK shortens the first walk so 600 messages take every
-# way; the server's log shows each was taken.
+# way; the server's log shows each was taken.  (A query without a text term
+# is one statement, the planner's choice: its limited and full lists are
+# compared all the same.)
 ids() { python3 -c 'import json,sys; print(" ".join(str(h["id"]) for h in json.load(sys.stdin)))'; }
 log=$MV_HOME/postgres.log
 check "the server's log is where the test reads it" test -f "$log"
 from_line=$(wc -l < "$log")
 for q in "" "$word" "from:$addr" has:attachment "has:attachment $word" "after:2024-06 before:2025" \
-         "after:2024-06 -has:attachment" "$word OR from:$addr" "-$word before:2025" "to:@$dom -from:$addr"; do
+         "after:2024-06 -has:attachment" "$word OR from:$addr" "-$word before:2025" "to:@$dom -from:$addr" \
+         -zzyzxnothing "-zzyzxnothing after:2024-06"; do
   all=$(mv search --json --limit 0 -- "$q" | ids)
   for walk in "" 3 30; do
     for n in 1 7 40; do
@@ -188,6 +191,6 @@ for q in "" "$word" "from:$addr" has:attachment "has:attachment $word" "after:20
 done
 tail -n +"$((from_line + 1))" "$log" > "$WORK/statements"
 check "a walk bounded to the newest 3 messages was made" grep -q "ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 3) m WHERE" "$WORK/statements"
-check "a longer walk was made (40 wanted, 30 of 30 matched: 61)" grep -q "ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 61) m WHERE" "$WORK/statements"
+check "a longer walk was made (-zzyzxnothing: 40 wanted, 30 of 30 matched: 61)" grep -q "ORDER BY m.date DESC NULLS LAST, m.id DESC LIMIT 61) m WHERE" "$WORK/statements"
 check "every match was taken from the indexes and sorted" grep -q "WITH hit AS MATERIALIZED" "$WORK/statements"
 finish
