@@ -43,7 +43,7 @@ expect_eq "and ingest goes on" 0 "$(rc_of mv import "$WORK/ok.eml")"
 # Interactive queries have a statement timeout: a search that waits behind
 # a lock ends after MAILVAULT_STATEMENT_TIMEOUT milliseconds, exit 65.
 conn="host=$MV_HOME/run dbname=mailvault user=mailvault"
-runuser -u mailvault -- psql -X -q "$conn" -c "BEGIN; LOCK TABLE message, hold, audit_event, ingest_cursor, policy, disposition, tombstone IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
+runuser -u mailvault -- psql -X -q "$conn" -c "BEGIN; LOCK TABLE message, hold, audit_event, ingest_cursor, policy, disposition, tombstone, stats_delta IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
 locker=$!
 locked=0
 for i in $(seq 1 600); do  # up to a minute on a loaded machine
