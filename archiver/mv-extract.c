@@ -953,8 +953,7 @@ void mv_extract_limits_from_env(mv_extract_limits *limits)
 
 #define REEXTRACT_WHERE \
 	"FROM message m LEFT JOIN text_extraction te ON te.message_id = m.id " \
-	"WHERE (m.has_attachment OR EXISTS (SELECT 1 FROM part p WHERE p.message_id = m.id " \
-	"  AND p.filename IS NOT NULL)) AND ($1::boolean OR te.message_id IS NULL OR te.version < $2::integer) " \
+	"WHERE " MV_EXTRACT_READS_SQL " AND ($1::boolean OR te.message_id IS NULL OR te.version < $2::integer) " \
 	"AND ($3::timestamptz IS NULL OR m.archived_at >= $3::timestamptz) "
 
 /* Re-extraction reads the messages back on the command's one connection,

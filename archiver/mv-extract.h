@@ -115,13 +115,19 @@ gboolean mv_extract_enabled(void);
  * mv_hold_settle_pending waits for a message's text (MV_EXTRACT_AWAITING_SQL). */
 gboolean mv_extract_would_read(const mv_message *msg);
 
+/* An SQL condition on a message row `m`: extraction has something to read
+ * in it (an attachment, or a part with a file name): mv_extract_would_read
+ * in SQL, and what `index --reextract` selects. */
+#define MV_EXTRACT_READS_SQL                                                          \
+	"(m.has_attachment OR EXISTS (SELECT 1 FROM part p WHERE p.message_id = m.id " \
+	"AND p.filename IS NOT NULL))"
+
 /* An SQL condition on a message row `m`: its attachment text is still to
- * be read (it has attachments, or a part with a file name, and no
- * text_extraction row at all).  Ongoing holds' pending items of such a
- * message are not settled until it has been read. */
-#define MV_EXTRACT_AWAITING_SQL                                                        \
-	"((m.has_attachment OR EXISTS (SELECT 1 FROM part p WHERE p.message_id = m.id "  \
-	"AND p.filename IS NOT NULL)) AND NOT EXISTS (SELECT 1 FROM text_extraction te " \
+ * be read (MV_EXTRACT_READS_SQL, and no text_extraction row at all).
+ * Ongoing holds' pending items of such a message are not settled until it
+ * has been read. */
+#define MV_EXTRACT_AWAITING_SQL                                                    \
+	"(" MV_EXTRACT_READS_SQL " AND NOT EXISTS (SELECT 1 FROM text_extraction te " \
 	"WHERE te.message_id = m.id))"
 
 /* Limits from the defaults, then the environment (each bounded; an
