@@ -494,13 +494,12 @@ static gint64 walk_hits(const PGresult *r)
 	return n;
 }
 
-/* The newest `limit` (> 0) messages matching q; the hit columns start at
- * *first_r of *r_r, whose rows with a NULL id there are no hits. */
-static mv_status find_newest(mv_db *db, const mv_query_sql *q, gint64 limit, PGresult **r_r,
-                             int *first_r, char **error_r)
+/* The newest `limit` (> 0; lim is it in text) messages matching q; the
+ * hit columns start at *first_r of *r_r, whose rows with a NULL id there
+ * are no hits. */
+static mv_status find_newest(mv_db *db, const mv_query_sql *q, gint64 limit, const char *lim,
+                             PGresult **r_r, int *first_r, char **error_r)
 {
-	char lim[24];
-	g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, limit);
 	*first_r = 1;
 	gint64 walk = WALK_FIRST;
 	/* MAILVAULT_SEARCH_WALK: the first walk's length, for tests that drive
@@ -568,9 +567,7 @@ mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean i
 		for (guint i = 0; i < tq->params->len; i++)
 			g_ptr_array_add(q->params, g_strdup(tq->params->pdata[i]));
 		sql = g_strdup_printf(
-			"SELECT m.id, encode(m.sha256, 'hex'), m.size, " MV_SQL_ISO_UTC("m.date") ", "
-			"m.from_addr, m.subject, m.has_attachment, m.parse_status, m.registration, "
-			"m.retention_class, false, NULL::text, NULL::integer, m.date "
+			"SELECT " HIT_COLUMNS ", false, NULL::text, NULL::integer, m.date "
 			"FROM message m WHERE %s "
 			"UNION ALL "
 			"SELECT m.id, encode(m.sha256, 'hex'), m.size, " MV_SQL_ISO_UTC("m.date") ", "
@@ -592,14 +589,14 @@ mv_status mv_catalog_find(mv_db *db, const char *query, gint64 limit, gboolean i
 	}
 	PGresult *r = NULL;
 	int c = 0; /* the column of the first hit column */
+	char lim[24];
+	g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, limit);
 	if (sql != NULL) {
-		char lim[24];
-		g_snprintf(lim, sizeof lim, "%" G_GINT64_FORMAT, limit);
 		const char *lead[] = {limit > 0 ? lim : NULL};
 		st = mv_db_query_params(db, sql, lead, 1, q->params, &r, error_r);
 		g_free(sql);
 	} else {
-		st = find_newest(db, q, limit, &r, &c, error_r);
+		st = find_newest(db, q, limit, lim, &r, &c, error_r);
 	}
 	mv_query_sql_free(&q);
 	if (st != MV_OK)
