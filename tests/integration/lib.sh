@@ -52,7 +52,10 @@ test_user() {
 mv() { "$MAILVAULT_BIN" --home "$MV_HOME" "$@"; }
 
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
-fail() { failed=$((failed + 1)); echo "not ok - $*"; }
+# Failed checks are listed again at the end, where a truncated log still
+# shows them.
+failed_checks=()
+fail() { failed=$((failed + 1)); failed_checks+=("$*"); echo "not ok - $*"; }
 
 # check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
 check() {
@@ -91,6 +94,8 @@ wait_for() {
 json_get() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]])' "$1"; }
 
 finish() {
+  local c
+  for c in "${failed_checks[@]}"; do echo "failed: $c"; done
   echo "$(basename "$0" .sh): $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }

@@ -13,7 +13,8 @@ DEST=$(mktemp -d /tmp/mvi.XXXXXX)
 trap 'rm -rf "$DEST"' EXIT
 passed=0 failed=0
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
-fail() { failed=$((failed + 1)); echo "not ok - $*"; }
+failed_checks=()
+fail() { failed=$((failed + 1)); failed_checks+=("$*"); echo "not ok - $*"; }
 check() { local w=$1; shift; if "$@"; then ok "$w"; else fail "$w"; fi; }
 
 meson install -C "$BUILD" --destdir "$DEST" --no-rebuild --quiet >/dev/null
@@ -135,5 +136,6 @@ else
     check "(and this check sees a bad unit)" [ -n "$out" ]
   fi
 fi
+for c in "${failed_checks[@]}"; do echo "failed: $c"; done
 echo "test-install: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
