@@ -54,7 +54,16 @@ extra=$(cd "$P/share/man/man1" && ls | grep -vx "mailvault.1" | sed -E 's/^mailv
   echo "$cmds" | grep -qx "$p" || echo "$p"; done)
 check "no page for a command that is not in the table ($extra)" [ -z "$extra" ]
 
-render() { MANWIDTH=100 LC_ALL=C.UTF-8 man --warnings -l "$1" 2>"$DEST/man.err" | col -b; }
+# A page's warnings are groff's (troff, tbl, preconv); a line from man-db
+# itself ("man: ...", about its environment, not the page) is shown as a
+# comment.  The first render, before any check, is a warm-up: on a fresh
+# machine man-db's first run may have something to say of itself.
+render() {
+  MANWIDTH=100 LC_ALL=C.UTF-8 man --warnings -l "$1" 2>"$DEST/man.all" | col -b
+  grep -v '^man: ' "$DEST/man.all" > "$DEST/man.err" || true
+  grep '^man: ' "$DEST/man.all" | sed 's/^/# /' >&2 || true
+}
+render "$P/share/man/man1/mailvault.1" >/dev/null
 for f in "${pages[@]}"; do
   [ -f "$f" ] || continue
   render "$f" > "$DEST/page.txt"
