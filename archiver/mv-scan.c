@@ -677,6 +677,25 @@ mv_status mv_scan_store_send(mv_db *db, mv_message *const *msgs, guint n, char *
 	return st;
 }
 
+void mv_scan_verdicts_from_row(const PGresult *r, int row, int col, mv_message_verdicts *vd)
+{
+	static const char *const virus[] = {"clean", "infected", "unscanned"};
+	static const char *const spam[] = {"yes", "no", "unscanned"};
+	for (guint i = 0; i < G_N_ELEMENTS(virus); i++)
+		if (!PQgetisnull(r, row, col) && strcmp(PQgetvalue(r, row, col), virus[i]) == 0)
+			vd->virus = virus[i];
+	for (guint i = 0; i < G_N_ELEMENTS(spam); i++)
+		if (!PQgetisnull(r, row, col + 2) && strcmp(PQgetvalue(r, row, col + 2), spam[i]) == 0)
+			vd->spam = spam[i];
+	g_free(vd->virus_name);
+	vd->virus_name = PQgetisnull(r, row, col + 1) ? NULL : g_strdup(PQgetvalue(r, row, col + 1));
+	vd->spam_score = PQgetisnull(r, row, col + 3) ? 0 : g_ascii_strtod(PQgetvalue(r, row, col + 3), NULL);
+	vd->spam_threshold =
+		PQgetisnull(r, row, col + 4) ? 0 : g_ascii_strtod(PQgetvalue(r, row, col + 4), NULL);
+	g_free(vd->spam_reason);
+	vd->spam_reason = PQgetisnull(r, row, col + 5) ? NULL : g_strdup(PQgetvalue(r, row, col + 5));
+}
+
 mv_status mv_scan_load(mv_db *db, gint64 id, mv_message *msg, char **error_r)
 {
 	char idtext[24];
@@ -684,26 +703,11 @@ mv_status mv_scan_load(mv_db *db, gint64 id, mv_message *msg, char **error_r)
 	const char *v[] = {idtext};
 	PGresult *r = NULL;
 	mv_status st = mv_db_query(db,
-	                           "SELECT virus, virus_name, spam, spam_score, spam_threshold, spam_reason "
+	                           "SELECT " MV_SCAN_VERDICT_COLUMNS " "
 	                           "FROM verdict WHERE message_id = $1::bigint",
 	                           1, v, NULL, NULL, 0, &r, error_r);
-	if (st == MV_OK && PQntuples(r) == 1) {
-		static const char *const virus[] = {"clean", "infected", "unscanned"};
-		static const char *const spam[] = {"yes", "no", "unscanned"};
-		mv_message_verdicts *vd = &msg->verdicts;
-		for (guint i = 0; i < G_N_ELEMENTS(virus); i++)
-			if (!PQgetisnull(r, 0, 0) && strcmp(PQgetvalue(r, 0, 0), virus[i]) == 0)
-				vd->virus = virus[i];
-		for (guint i = 0; i < G_N_ELEMENTS(spam); i++)
-			if (!PQgetisnull(r, 0, 2) && strcmp(PQgetvalue(r, 0, 2), spam[i]) == 0)
-				vd->spam = spam[i];
-		g_free(vd->virus_name);
-		vd->virus_name = PQgetisnull(r, 0, 1) ? NULL : g_strdup(PQgetvalue(r, 0, 1));
-		vd->spam_score = PQgetisnull(r, 0, 3) ? 0 : g_ascii_strtod(PQgetvalue(r, 0, 3), NULL);
-		vd->spam_threshold = PQgetisnull(r, 0, 4) ? 0 : g_ascii_strtod(PQgetvalue(r, 0, 4), NULL);
-		g_free(vd->spam_reason);
-		vd->spam_reason = PQgetisnull(r, 0, 5) ? NULL : g_strdup(PQgetvalue(r, 0, 5));
-	}
+	if (st == MV_OK && PQntuples(r) == 1)
+		mv_scan_verdicts_from_row(r, 0, 0, &msg->verdicts);
 	PQclear(r);
 	return st;
 }

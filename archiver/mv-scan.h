@@ -70,13 +70,18 @@ void mv_scan_spam(const mv_scan_config *cfg, mv_message *msg);
 
 #include "mv-db.h"
 
-/* Store the verdicts of msgs[0..n) (those with any), by SHA-256, with
- * mv_db_send: inside an ingest transaction after the messages.  A second
- * arrival replaces an earlier verdict only with a better one (a scan
- * over "unscanned", an infection over "clean"). */
 /* Read message id's stored verdicts into msg->verdicts (for re-running the
  * rules on a stored message). */
 mv_status mv_scan_load(mv_db *db, gint64 id, mv_message *msg, char **error_r) MV_WARN_UNUSED;
+
+/* The columns of table verdict that mv_scan_load reads, in the order
+ * mv_scan_verdicts_from_row takes them: for a caller that reads many
+ * messages' verdicts in one statement (retention apply). */
+#define MV_SCAN_VERDICT_COLUMNS "virus, virus_name, spam, spam_score, spam_threshold, spam_reason"
+
+/* Set *v from row's MV_SCAN_VERDICT_COLUMNS, the first at column col;
+ * frees the strings *v owned. */
+void mv_scan_verdicts_from_row(const PGresult *r, int row, int col, mv_message_verdicts *v);
 
 mv_status mv_scan_store_send(mv_db *db, mv_message *const *msgs, guint n, char **error_r)
 	MV_WARN_UNUSED;

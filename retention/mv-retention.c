@@ -250,6 +250,177 @@ static mv_status db_now(mv_db *db, gint64 *now_r, char **error_r)
 	return st;
 }
 
+/* ---- apply: a page of messages read in a few statements, then parsed
+ * and classified on a pool of threads (one per processor, at most 8), as
+ * index --reextract does; what each result means is decided in id order
+ * on the command's connection.  Raw messages are read a chunk at a time
+ * (at most APPLY_CHUNK_BYTES, or one larger message), so memory stays
+ * bounded whatever the page. ---- */
+#define APPLY_PAGE 200
+#define APPLY_CHUNK_BYTES (G_GINT64_CONSTANT(64) * 1024 * 1024)
+
+typedef struct {
+	gint64 id;
+	gint64 size;
+	/* the first arrival's facts (mv_retention_evaluate's first_arrival) */
+	char *source, *env_from;
+	GPtrArray *env_to;          /* char*, owned */
+	gint64 archived;
+	gboolean has_verdicts;
+	mv_message_verdicts verdicts;
+	GBytes *raw;                /* read, or NULL: damaged or gone (failed) */
+	mv_message *msg;            /* parsed and classified by a worker */
+	mv_rules_result *res;
+	mv_status status;
+	char *error;
+} apply_job;
+
+typedef struct {
+	const mv_policy *policy;
+	gint64 version;
+	mv_parse_limits limits;
+	GMutex lock;
+	GCond done_cond;
+	guint pending;
+} apply_shared;
+
+static void apply_job_clear(apply_job *job)
+{
+	g_free(job->source);
+	g_free(job->env_from);
+	if (job->env_to != NULL)
+		g_ptr_array_free(job->env_to, TRUE);
+	g_free(job->verdicts.virus_name);
+	g_free(job->verdicts.spam_reason);
+	if (job->raw != NULL)
+		g_bytes_unref(job->raw);
+	mv_rules_result_free(&job->res);
+	mv_message_free(&job->msg);
+	g_free(job->error);
+	*job = (apply_job){0};
+}
+
+static void apply_work(gpointer data, gpointer user_data)
+{
+	apply_job *job = data;
+	apply_shared *sh = user_data;
+	job->status = mv_message_parse(job->raw, &sh->limits, &job->msg, &job->error);
+	if (job->status == MV_OK) {
+		if (job->has_verdicts) { /* moved: the message owns them now */
+			g_free(job->msg->verdicts.virus_name);
+			g_free(job->msg->verdicts.spam_reason);
+			job->msg->verdicts = job->verdicts;
+			job->verdicts = (mv_message_verdicts){0};
+		}
+		g_ptr_array_add(job->env_to, NULL);
+		mv_classify_context cc = {.source = job->source, .envelope_from = job->env_from,
+		                          .envelope_to = (const char *const *)job->env_to->pdata,
+		                          .archive_date = job->archived};
+		job->status = mv_classify_message(sh->policy, sh->version, job->msg, &cc, &job->res,
+		                                  &job->error);
+	}
+	g_mutex_lock(&sh->lock);
+	sh->pending--;
+	g_cond_signal(&sh->done_cond);
+	g_mutex_unlock(&sh->lock);
+}
+
+/* The first arrival's facts and the stored verdicts of jobs[0..n), two
+ * statements for the page instead of four per message. */
+static mv_status apply_read_facts(mv_db *db, apply_job *jobs, guint n, char **error_r)
+{
+	GString *ids = g_string_new("{");
+	for (guint i = 0; i < n; i++)
+		mv_db_array_int(ids, jobs[i].id);
+	g_string_append_c(ids, '}');
+	const char *v[] = {ids->str};
+	PGresult *r = NULL;
+	/* One row per recipient of the first arrival (one with NULL when it
+	 * has none, or the message no arrival), in the order of jobs. */
+	mv_status st = mv_db_query(db,
+	                           "SELECT x.n, a.source, a.envelope_from, "
+	                           "extract(epoch FROM m.archived_at)::bigint, u.t "
+	                           "FROM unnest($1::bigint[]) WITH ORDINALITY AS x(id, n) "
+	                           "JOIN message m ON m.id = x.id "
+	                           "LEFT JOIN LATERAL (SELECT * FROM arrival y WHERE y.message_id = m.id "
+	                           " ORDER BY y.id LIMIT 1) a ON true "
+	                           "LEFT JOIN LATERAL unnest(a.envelope_to) WITH ORDINALITY AS u(t, k) "
+	                           " ON true "
+	                           "ORDER BY x.n, u.k",
+	                           1, v, NULL, NULL, 0, &r, error_r);
+	int seen = -1;
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		gint64 n1 = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		if (n1 < 1 || n1 > (gint64)n)
+			continue;
+		apply_job *job = &jobs[n1 - 1];
+		if ((int)n1 != seen) {
+			seen = (int)n1;
+			job->source = PQgetisnull(r, i, 1) ? NULL : g_strdup(PQgetvalue(r, i, 1));
+			job->env_from = PQgetisnull(r, i, 2) ? NULL : g_strdup(PQgetvalue(r, i, 2));
+			job->archived = g_ascii_strtoll(PQgetvalue(r, i, 3), NULL, 10);
+		}
+		if (!PQgetisnull(r, i, 4))
+			g_ptr_array_add(job->env_to, g_strdup(PQgetvalue(r, i, 4)));
+	}
+	PQclear(r);
+	r = NULL;
+	if (st == MV_OK)
+		st = mv_db_query(db,
+		                 "SELECT x.n, " MV_SCAN_VERDICT_COLUMNS " "
+		                 "FROM unnest($1::bigint[]) WITH ORDINALITY AS x(id, n) "
+		                 "JOIN verdict ON verdict.message_id = x.id",
+		                 1, v, NULL, NULL, 0, &r, error_r);
+	for (int i = 0; st == MV_OK && i < PQntuples(r); i++) {
+		gint64 n1 = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		if (n1 < 1 || n1 > (gint64)n)
+			continue;
+		jobs[n1 - 1].has_verdicts = TRUE;
+		mv_scan_verdicts_from_row(r, i, 1, &jobs[n1 - 1].verdicts);
+	}
+	PQclear(r);
+	g_string_free(ids, TRUE);
+	return st;
+}
+
+static void apply_on_raw(void *context, guint index, GBytes *raw, mv_status status,
+                         const char *error)
+{
+	apply_job *jobs = context;
+	if (status == MV_OK && raw != NULL) {
+		jobs[index].raw = g_bytes_ref(raw);
+	} else {
+		jobs[index].status = status != MV_OK ? status : MV_ERR_NOT_FOUND;
+		jobs[index].error = g_strdup(error != NULL ? error : "not found");
+	}
+}
+
+/* Read jobs[0..n) (one chunk) and parse and classify them on the pool;
+ * a job that could not be read or parsed has its status and error. */
+static mv_status apply_evaluate_chunk(mv_db *db, mv_blobstore *blobs, GThreadPool *pool,
+                                      apply_shared *sh, apply_job *jobs, guint n,
+                                      char **error_r)
+{
+	gint64 *ids = g_new(gint64, n);
+	for (guint i = 0; i < n; i++)
+		ids[i] = jobs[i].id;
+	mv_status st = mv_store_get_raw_each(db, blobs, ids, n, apply_on_raw, jobs, error_r);
+	g_free(ids);
+	for (guint i = 0; st == MV_OK && i < n; i++) {
+		if (jobs[i].raw == NULL)
+			continue;
+		g_mutex_lock(&sh->lock);
+		sh->pending++;
+		g_mutex_unlock(&sh->lock);
+		g_thread_pool_push(pool, &jobs[i], NULL);
+	}
+	g_mutex_lock(&sh->lock);
+	while (sh->pending > 0)
+		g_cond_wait(&sh->done_cond, &sh->lock);
+	g_mutex_unlock(&sh->lock);
+	return st;
+}
+
 mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *policy,
                              gint64 policy_version, const mv_policy *before, gboolean dry_run,
                              mv_apply_progress_fn progress, void *context,
@@ -263,11 +434,21 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 	mv_status st = db_now(db, &now, error_r);
 	if (st != MV_OK)
 		return st;
+	apply_shared sh = {.policy = policy, .version = policy_version};
+	mv_parse_limits_default(&sh.limits);
+	g_mutex_init(&sh.lock);
+	g_cond_init(&sh.done_cond);
+	GThreadPool *pool = g_thread_pool_new(apply_work, &sh,
+	                                      (gint)CLAMP(g_get_num_processors(), 1, 8), TRUE, NULL);
+	if (pool == NULL)
+		st = mv_fail(error_r, MV_ERR_INTERNAL, "cannot start the evaluation threads");
+	apply_job *jobs = g_new0(apply_job, APPLY_PAGE);
 	gint64 after = 0;
-	for (;;) {
-		char aft[24];
+	while (st == MV_OK) {
+		char aft[24], lim[16];
 		g_snprintf(aft, sizeof aft, "%" G_GINT64_FORMAT, after);
-		const char *v[] = {aft};
+		g_snprintf(lim, sizeof lim, "%d", APPLY_PAGE);
+		const char *v[] = {aft, lim};
 		PGresult *r = NULL;
 		st = mv_db_query(db,
 		                 "SELECT m.id, m.retention_class, "
@@ -275,82 +456,99 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 		                 "m.deciding_rule, coalesce(m.policy_version, 0), m.tags::text, "
 		                 "(SELECT extract(epoch FROM max(d.extended_until))::bigint "
 		                 " FROM review_decision d WHERE d.message_id = m.id "
-		                 " AND d.decision = 'extend'), " MV_SQL_M_UNDER_HOLD ", " SQL_M_FLOOR " "
-		                 "FROM message m WHERE m.id > $1 ORDER BY m.id LIMIT 200",
-		                 1, v, NULL, NULL, 0, &r, error_r);
+		                 " AND d.decision = 'extend'), " MV_SQL_M_UNDER_HOLD ", " SQL_M_FLOOR ", "
+		                 "m.size "
+		                 "FROM message m WHERE m.id > $1 ORDER BY m.id LIMIT $2::integer",
+		                 2, v, NULL, NULL, 0, &r, error_r);
 		if (st != MV_OK)
-			return st;
+			break;
 		int rows = PQntuples(r);
 		if (rows == 0) {
 			PQclear(r);
 			break;
 		}
-		if (!dry_run && (st = mv_db_exec(db, "BEGIN", error_r)) != MV_OK) {
+		for (int i = 0; i < rows; i++) {
+			jobs[i].id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
+			jobs[i].size = g_ascii_strtoll(PQgetvalue(r, i, 9), NULL, 10);
+			jobs[i].env_to = g_ptr_array_new_with_free_func(g_free);
+		}
+		st = apply_read_facts(db, jobs, (guint)rows, error_r);
+		if (st == MV_OK && !dry_run)
+			st = mv_db_exec(db, "BEGIN", error_r);
+		if (st != MV_OK) {
 			PQclear(r);
-			return st;
+			for (int i = 0; i < rows; i++)
+				apply_job_clear(&jobs[i]);
+			break;
 		}
 		GString *up_ids = g_string_new("{"), *up_class = g_string_new("{"),
 		        *up_exp = g_string_new("{"), *up_rule = g_string_new("{"),
 		        *up_tags = g_string_new("{"), *up_dir = g_string_new("{");
 		guint up_n = 0;
-		for (int i = 0; i < rows && st == MV_OK; i++) {
-			gint64 id = g_ascii_strtoll(PQgetvalue(r, i, 0), NULL, 10);
-			after = id;
-			stats_r->examined++;
-			const char *old_class = PQgetisnull(r, i, 1) ? NULL : PQgetvalue(r, i, 1);
-			gint64 old_expiry = g_ascii_strtoll(PQgetvalue(r, i, 2), NULL, 10);
-			const char *old_rule = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
-			gint64 old_version = g_ascii_strtoll(PQgetvalue(r, i, 4), NULL, 10);
-			keepers k = {
-				.extension = PQgetisnull(r, i, 6) ? 0 : g_ascii_strtoll(PQgetvalue(r, i, 6), NULL, 10),
-				.held = strcmp(PQgetvalue(r, i, 7), "t") == 0,
-				.floor = PQgetisnull(r, i, 8) ? 0 : g_ascii_strtoll(PQgetvalue(r, i, 8), NULL, 10),
-			};
-			mv_message *msg = NULL;
-			mv_rules_result *res = NULL;
-			char *err = NULL;
-			if (mv_retention_evaluate(db, blobs, policy, policy_version, id, &msg, &res, &err) != MV_OK) {
-				stats_r->failed++;
-				g_free(err);
-				continue;
+		for (int c0 = 0; c0 < rows && st == MV_OK;) {
+			int c1 = c0;
+			gint64 bytes = 0;
+			do
+				bytes += jobs[c1++].size;
+			while (c1 < rows && bytes + jobs[c1].size <= APPLY_CHUNK_BYTES);
+			st = apply_evaluate_chunk(db, blobs, pool, &sh, jobs + c0, (guint)(c1 - c0), error_r);
+			for (int i = c0; i < c1 && st == MV_OK; i++) {
+				apply_job *job = &jobs[i];
+				gint64 id = job->id;
+				after = id;
+				stats_r->examined++;
+				const char *old_class = PQgetisnull(r, i, 1) ? NULL : PQgetvalue(r, i, 1);
+				gint64 old_expiry = g_ascii_strtoll(PQgetvalue(r, i, 2), NULL, 10);
+				const char *old_rule = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
+				gint64 old_version = g_ascii_strtoll(PQgetvalue(r, i, 4), NULL, 10);
+				keepers k = {
+					.extension = PQgetisnull(r, i, 6) ? 0 : g_ascii_strtoll(PQgetvalue(r, i, 6), NULL, 10),
+					.held = strcmp(PQgetvalue(r, i, 7), "t") == 0,
+					.floor = PQgetisnull(r, i, 8) ? 0 : g_ascii_strtoll(PQgetvalue(r, i, 8), NULL, 10),
+				};
+				if (job->status != MV_OK) {
+					stats_r->failed++;
+					continue;
+				}
+				mv_message_retention *ret = &job->msg->retention;
+				effective e;
+				effective_of(policy, old_class, old_expiry, &k, ret, &e);
+				count_due(stats_r, before, policy, old_class, old_expiry, e.unheld_class,
+				          e.unheld_expiry, k.held, now);
+				if (e.kept_by_lock || e.kept_by_hold) {
+					stats_r->kept_by_lock += e.kept_by_lock;
+					stats_r->kept_by_hold += e.kept_by_hold;
+					continue;
+				}
+				ret->expiry = e.expiry;
+				gboolean class_changed = old_class == NULL || strcmp(old_class, ret->class_name) != 0;
+				gboolean expiry_changed = old_expiry != ret->expiry;
+				gboolean changed = class_changed || expiry_changed || old_version != policy_version ||
+				                   g_strcmp0(old_rule, ret->rule) != 0 ||
+				                   !same_tags(PQgetvalue(r, i, 5), ret);
+				stats_r->class_changed += class_changed;
+				stats_r->expiry_changed += expiry_changed;
+				stats_r->changed += changed;
+				if (changed && !dry_run) {
+					/* One UPDATE a page (below): one statement, one audit
+					 * entry from the database for all the page's changes. */
+					mv_db_array_int(up_ids, id);
+					mv_db_array_text(up_class, ret->class_name);
+					mv_db_array_int(up_exp, ret->expiry);
+					mv_db_array_text(up_rule, ret->rule);
+					char *tags = tags_literal(ret);
+					mv_db_array_text(up_tags, tags);
+					g_free(tags);
+					mv_db_array_text(up_dir, ret->direction);
+					up_n++;
+				}
 			}
-			mv_message_retention *ret = &msg->retention;
-			effective e;
-			effective_of(policy, old_class, old_expiry, &k, ret, &e);
-			count_due(stats_r, before, policy, old_class, old_expiry, e.unheld_class,
-			          e.unheld_expiry, k.held, now);
-			if (e.kept_by_lock || e.kept_by_hold) {
-				stats_r->kept_by_lock += e.kept_by_lock;
-				stats_r->kept_by_hold += e.kept_by_hold;
-				mv_rules_result_free(&res);
-				mv_message_free(&msg);
-				continue;
-			}
-			ret->expiry = e.expiry;
-			gboolean class_changed = old_class == NULL || strcmp(old_class, ret->class_name) != 0;
-			gboolean expiry_changed = old_expiry != ret->expiry;
-			gboolean changed = class_changed || expiry_changed || old_version != policy_version ||
-			                   g_strcmp0(old_rule, ret->rule) != 0 ||
-			                   !same_tags(PQgetvalue(r, i, 5), ret);
-			stats_r->class_changed += class_changed;
-			stats_r->expiry_changed += expiry_changed;
-			stats_r->changed += changed;
-			if (changed && !dry_run) {
-				/* One UPDATE a page (below): one statement, one audit
-				 * entry from the database for all the page's changes. */
-				mv_db_array_int(up_ids, id);
-				mv_db_array_text(up_class, ret->class_name);
-				mv_db_array_int(up_exp, ret->expiry);
-				mv_db_array_text(up_rule, ret->rule);
-				char *tags = tags_literal(ret);
-				mv_db_array_text(up_tags, tags);
-				g_free(tags);
-				mv_db_array_text(up_dir, ret->direction);
-				up_n++;
-			}
-			mv_rules_result_free(&res);
-			mv_message_free(&msg);
+			for (int i = c0; i < c1; i++)
+				apply_job_clear(&jobs[i]);
+			c0 = c1;
 		}
+		for (int i = 0; i < rows; i++)
+			apply_job_clear(&jobs[i]);
 		PQclear(r);
 		if (st == MV_OK && up_n > 0) {
 			GString *arrays[] = {up_ids, up_class, up_exp, up_rule, up_tags, up_dir};
@@ -381,10 +579,17 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 			st = mv_db_end(db, st, error_r);
 		}
 		if (st != MV_OK)
-			return st;
+			break;
 		if (progress != NULL)
 			progress(context, stats_r);
 	}
+	g_free(jobs);
+	if (pool != NULL)
+		g_thread_pool_free(pool, FALSE, TRUE);
+	g_mutex_clear(&sh.lock);
+	g_cond_clear(&sh.done_cond);
+	if (st != MV_OK)
+		return st;
 	if (!dry_run) {
 		char *subject = g_strdup_printf("policy version %" G_GINT64_FORMAT, policy_version);
 		GString *details = g_string_new(NULL);

@@ -58,8 +58,10 @@ void mv_apply_stats_clear(mv_apply_stats *stats);
 
 typedef void (*mv_apply_progress_fn)(void *context, const mv_apply_stats *stats);
 
-/* Re-evaluate every message under policy (version), 200 per transaction;
- * with dry_run nothing is written.  before is the policy that governed the
+/* Re-evaluate every message under policy (version), 200 per transaction
+ * (their arrival facts, verdicts and bytes read in a few statements, and
+ * parsed and classified on a pool of threads); with dry_run nothing is
+ * written.  before is the policy that governed the
  * stored classes until now (the version policy load replaced), for the
  * count of what becomes due; NULL: policy itself (what apply changes).
  * *stats_r is filled in even on failure; clear it. */

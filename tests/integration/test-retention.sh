@@ -190,6 +190,71 @@ expect_eq "a second apply makes nothing more due (the hold still keeps the held 
   "$(mv retention apply --dry-run --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["due_now"], d["review_now"], d["held_now"])')"
 expect_eq "policy load --no-preview" "None" \
   "$(mv policy load --no-preview --json "$WORK/p6.xml" | python3 -c 'import json,sys; print(json.load(sys.stdin)["preview"])')"
+# -- apply reads each message's facts as explain does ---------------------
+# apply reads a page's first arrivals (source, envelope, archive date) and
+# verdicts in one statement each and classifies on threads; explain reads
+# one message alone.  Mail over SMTP with a Bcc'd envelope recipient, under
+# a policy whose rules read the envelope and the source: apply stores for
+# every message of the archive exactly what explain says is in effect.
+P=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$MAILVAULT_BIN" --home "$MV_HOME" smtpd --listen "127.0.0.1:$P" 2> "$WORK/smtpd.err" &
+spid=$!
+for _ in $(seq 600); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $P), 1).close()" 2> /dev/null && break
+  kill -0 "$spid" 2> /dev/null || break
+  sleep 0.1
+done
+python3 - "$P" "$WORK/smtp" <<'PY'
+import os, smtplib, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+os.makedirs(out, exist_ok=True)
+sends = {"bcc": ["ceo@corp.example", "audit-journal@corp.example"],
+         "direct": ["ceo@corp.example"],
+         "many": ["a@corp.example", "b@corp.example", "c@corp.example"]}
+for name, rcpts in sends.items():
+    raw = ("From: partner@vendor.example\r\nTo: ceo@corp.example\r\nSubject: facts %s\r\n"
+           "Date: Tue, 4 Jun 2024 10:00:00 +0000\r\nMessage-ID: <facts-%s@x>\r\n\r\nBody %s.\r\n"
+           % (name, name, name)).encode()
+    open(os.path.join(out, name + ".eml"), "wb").write(raw)
+    s = smtplib.SMTP("127.0.0.1", port, timeout=60)
+    s.sendmail("partner@vendor.example", rcpts, raw)
+    s.quit()
+PY
+kill "$spid"; wait "$spid" 2>/dev/null || true
+cat > "$WORK/p-facts.xml" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<policy name="facts">
+  <internal-domains><domain>corp.example</domain></internal-domains>
+  <classes>
+    <class name="audit-12y" duration="P12Y" start="message-date" disposition="purge"/>
+    <class name="smtp-4y" duration="P4Y" start="archive-date" disposition="purge"/>
+    <class name="finance-7y" duration="P7Y" start="message-date" disposition="purge" locked="true"/>
+    <class name="legal-10y" duration="P10Y" start="message-date" disposition="review"/>
+    <class name="default-2y" duration="P2Y" start="message-date" disposition="purge"/>
+  </classes>
+  <default-class ref="default-2y"/>
+  <rules>
+    <rule name="audit-bcc"><envelope address="audit-journal@corp.example"/><class ref="audit-12y"/><tag>audit</tag></rule>
+    <rule name="by-smtp"><source>smtp*</source><class ref="smtp-4y"/></rule>
+  </rules>
+</policy>
+XML
+mv policy load --no-preview "$WORK/p-facts.xml" > /dev/null
+out=$(mv retention apply --json)
+expect_eq "apply examined every message, none failed" "$(sql 'SELECT count(*) FROM message') 0" \
+  "$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["examined"], d["failed"])')"
+fsha() { sha256sum < "$WORK/smtp/$1.eml" | cut -c1-64; }
+expect_eq "the Bcc'd envelope recipient decides: audit-12y" "audit-12y audit-bcc" \
+  "$(mv show --json "$(fsha bcc)" | python3 -c 'import json,sys; r=json.load(sys.stdin)["retention"]; print(r["class"], r["rule"])')"
+expect_eq "the source decides for the others sent over SMTP: smtp-4y" "smtp-4y smtp-4y" \
+  "$(for n in direct many; do mv show --json "$(fsha $n)" | python3 -c 'import json,sys; print(json.load(sys.stdin)["retention"]["class"])'; done | tr '\n' ' ' | sed 's/ $//')"
+differ=0
+for sha in $(sql "SELECT encode(sha256, 'hex') FROM message ORDER BY id"); do
+  stored=$(mv show --json "$sha" | python3 -c 'import json,sys; r=json.load(sys.stdin)["retention"]; print(r["class"], r["expires_at"])')
+  effective=$(mv retention explain --json "$sha" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["effective_class"], d["effective_expires_at"])')
+  [ "$stored" = "$effective" ] || { differ=$((differ + 1)); echo "# $sha: stored $stored, explain $effective"; }
+done
+expect_eq "for every message, apply stored what explain says is in effect" 0 "$differ"
 expect_eq "audit trail intact" 0 "$(rc_of mv audit verify)"
 finish
 
