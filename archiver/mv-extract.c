@@ -11,6 +11,7 @@
  * allocate without end on hostile input), so a PDF bomb costs at most
  * pdf_timeout_ms of one thread. */
 #include "mv-extract.h"
+#include "mv-pool.h"
 
 #include "mv-store.h"
 
@@ -976,22 +977,15 @@ typedef struct {
 typedef struct {
 	const mv_parse_limits *plim;
 	const mv_extract_limits *elim;
-	GMutex lock;
-	GCond done_cond;
-	guint pending;     /* jobs pushed and not yet done */
 } reextract_shared;
 
-static void reextract_work(gpointer data, gpointer user_data)
+static void reextract_work(void *data, void *context)
 {
 	reextract_job *job = data;
-	reextract_shared *sh = user_data;
+	const reextract_shared *sh = context;
 	job->status = mv_message_parse(job->raw, sh->plim, &job->msg, &job->error);
 	if (job->status == MV_OK)
 		mv_extract_message(job->msg, sh->elim, FALSE);
-	g_mutex_lock(&sh->lock);
-	sh->pending--;
-	g_cond_signal(&sh->done_cond);
-	g_mutex_unlock(&sh->lock);
 }
 
 typedef struct {
@@ -1011,8 +1005,8 @@ static void reextract_on_raw(void *context, guint index, GBytes *raw, mv_status 
 }
 
 /* Read, parse and extract, and store jobs[0..n) (one chunk). */
-static mv_status reextract_chunk(mv_db *db, mv_blobstore *blobs, GThreadPool *pool,
-                                 reextract_shared *sh, reextract_job *jobs, guint n,
+static mv_status reextract_chunk(mv_db *db, mv_blobstore *blobs, mv_pool *pool,
+                                 reextract_job *jobs, guint n,
                                  gint64 *done_r, gint64 *damaged_r, char **error_r)
 {
 	gint64 *ids = g_new(gint64, n);
@@ -1021,18 +1015,10 @@ static mv_status reextract_chunk(mv_db *db, mv_blobstore *blobs, GThreadPool *po
 	reextract_read rd = {jobs, damaged_r};
 	mv_status st = mv_store_get_raw_each(db, blobs, ids, n, reextract_on_raw, &rd, error_r);
 	g_free(ids);
-	for (guint i = 0; st == MV_OK && i < n; i++) {
-		if (jobs[i].raw == NULL)
-			continue;
-		g_mutex_lock(&sh->lock);
-		sh->pending++;
-		g_mutex_unlock(&sh->lock);
-		g_thread_pool_push(pool, &jobs[i], NULL);
-	}
-	g_mutex_lock(&sh->lock);
-	while (sh->pending > 0)
-		g_cond_wait(&sh->done_cond, &sh->lock);
-	g_mutex_unlock(&sh->lock);
+	for (guint i = 0; st == MV_OK && i < n; i++)
+		if (jobs[i].raw != NULL)
+			mv_pool_push(pool, &jobs[i]);
+	mv_pool_wait(pool);
 	for (guint i = 0; st == MV_OK && i < n; i++) {
 		reextract_job *job = &jobs[i];
 		if (job->raw == NULL)
@@ -1095,10 +1081,7 @@ mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gbo
 	mv_extract_limits elim;
 	mv_extract_limits_from_env(&elim);
 	reextract_shared sh = {.plim = &plim, .elim = &elim};
-	g_mutex_init(&sh.lock);
-	g_cond_init(&sh.done_cond);
-	GThreadPool *pool = g_thread_pool_new(reextract_work, &sh,
-	                                      (gint)CLAMP(g_get_num_processors(), 1, 8), TRUE, NULL);
+	mv_pool *pool = mv_pool_new(reextract_work, &sh, 8);
 	gint64 last = 0;
 	while (pool != NULL) {
 		g_snprintf(after, sizeof after, "%" G_GINT64_FORMAT, last);
@@ -1127,8 +1110,8 @@ mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gbo
 			do
 				bytes += jobs[k++].size;
 			while (k < n && bytes + jobs[k].size <= REEXTRACT_CHUNK_BYTES);
-			st = reextract_chunk(db, blobs, pool, &sh, jobs + i, (guint)(k - i), done_r,
-			                     damaged_r, error_r);
+			st = reextract_chunk(db, blobs, pool, jobs + i, (guint)(k - i), done_r, damaged_r,
+			                     error_r);
 			i = k;
 		}
 		g_free(jobs);
@@ -1140,10 +1123,7 @@ mv_status mv_extract_reextract(mv_db *db, mv_blobstore *blobs, gint64 since, gbo
 	}
 	if (pool == NULL)
 		st = mv_fail(error_r, MV_ERR_INTERNAL, "cannot start the re-extraction threads");
-	else
-		g_thread_pool_free(pool, FALSE, TRUE);
-	g_mutex_clear(&sh.lock);
-	g_cond_clear(&sh.done_cond);
+	mv_pool_free(&pool);
 	return st;
 }
 

@@ -6,6 +6,7 @@
 
 #include "mv-audit.h"
 #include "mv-hold.h"
+#include "mv-pool.h"
 #include "mv-store.h"
 
 static mv_status first_arrival(mv_db *db, const char *idtext, char **source_r, char **env_from_r,
@@ -279,9 +280,6 @@ typedef struct {
 	const mv_policy *policy;
 	gint64 version;
 	mv_parse_limits limits;
-	GMutex lock;
-	GCond done_cond;
-	guint pending;
 } apply_shared;
 
 static void apply_job_clear(apply_job *job)
@@ -300,10 +298,10 @@ static void apply_job_clear(apply_job *job)
 	*job = (apply_job){0};
 }
 
-static void apply_work(gpointer data, gpointer user_data)
+static void apply_work(void *data, void *context)
 {
 	apply_job *job = data;
-	apply_shared *sh = user_data;
+	const apply_shared *sh = context;
 	job->status = mv_message_parse(job->raw, &sh->limits, &job->msg, &job->error);
 	if (job->status == MV_OK) {
 		if (job->has_verdicts) { /* moved: the message owns them now */
@@ -319,10 +317,6 @@ static void apply_work(gpointer data, gpointer user_data)
 		job->status = mv_classify_message(sh->policy, sh->version, job->msg, &cc, &job->res,
 		                                  &job->error);
 	}
-	g_mutex_lock(&sh->lock);
-	sh->pending--;
-	g_cond_signal(&sh->done_cond);
-	g_mutex_unlock(&sh->lock);
 }
 
 /* The first arrival's facts and the stored verdicts of jobs[0..n), two
@@ -397,27 +391,18 @@ static void apply_on_raw(void *context, guint index, GBytes *raw, mv_status stat
 
 /* Read jobs[0..n) (one chunk) and parse and classify them on the pool;
  * a job that could not be read or parsed has its status and error. */
-static mv_status apply_evaluate_chunk(mv_db *db, mv_blobstore *blobs, GThreadPool *pool,
-                                      apply_shared *sh, apply_job *jobs, guint n,
-                                      char **error_r)
+static mv_status apply_evaluate_chunk(mv_db *db, mv_blobstore *blobs, mv_pool *pool,
+                                      apply_job *jobs, guint n, char **error_r)
 {
 	gint64 *ids = g_new(gint64, n);
 	for (guint i = 0; i < n; i++)
 		ids[i] = jobs[i].id;
 	mv_status st = mv_store_get_raw_each(db, blobs, ids, n, apply_on_raw, jobs, error_r);
 	g_free(ids);
-	for (guint i = 0; st == MV_OK && i < n; i++) {
-		if (jobs[i].raw == NULL)
-			continue;
-		g_mutex_lock(&sh->lock);
-		sh->pending++;
-		g_mutex_unlock(&sh->lock);
-		g_thread_pool_push(pool, &jobs[i], NULL);
-	}
-	g_mutex_lock(&sh->lock);
-	while (sh->pending > 0)
-		g_cond_wait(&sh->done_cond, &sh->lock);
-	g_mutex_unlock(&sh->lock);
+	for (guint i = 0; st == MV_OK && i < n; i++)
+		if (jobs[i].raw != NULL)
+			mv_pool_push(pool, &jobs[i]);
+	mv_pool_wait(pool);
 	return st;
 }
 
@@ -436,10 +421,7 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 		return st;
 	apply_shared sh = {.policy = policy, .version = policy_version};
 	mv_parse_limits_default(&sh.limits);
-	g_mutex_init(&sh.lock);
-	g_cond_init(&sh.done_cond);
-	GThreadPool *pool = g_thread_pool_new(apply_work, &sh,
-	                                      (gint)CLAMP(g_get_num_processors(), 1, 8), TRUE, NULL);
+	mv_pool *pool = mv_pool_new(apply_work, &sh, 8);
 	if (pool == NULL)
 		st = mv_fail(error_r, MV_ERR_INTERNAL, "cannot start the evaluation threads");
 	apply_job *jobs = g_new0(apply_job, APPLY_PAGE);
@@ -491,7 +473,7 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 			do
 				bytes += jobs[c1++].size;
 			while (c1 < rows && bytes + jobs[c1].size <= APPLY_CHUNK_BYTES);
-			st = apply_evaluate_chunk(db, blobs, pool, &sh, jobs + c0, (guint)(c1 - c0), error_r);
+			st = apply_evaluate_chunk(db, blobs, pool, jobs + c0, (guint)(c1 - c0), error_r);
 			for (int i = c0; i < c1 && st == MV_OK; i++) {
 				apply_job *job = &jobs[i];
 				gint64 id = job->id;
@@ -584,10 +566,7 @@ mv_status mv_retention_apply(mv_db *db, mv_blobstore *blobs, const mv_policy *po
 			progress(context, stats_r);
 	}
 	g_free(jobs);
-	if (pool != NULL)
-		g_thread_pool_free(pool, FALSE, TRUE);
-	g_mutex_clear(&sh.lock);
-	g_cond_clear(&sh.done_cond);
+	mv_pool_free(&pool);
 	if (st != MV_OK)
 		return st;
 	if (!dry_run) {
