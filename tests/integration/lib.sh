@@ -91,6 +91,22 @@ wait_for() {
   return 1
 }
 
+# A free TCP port on loopback (bound, then released for the caller to bind).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# wait_listening PORT PID: until something accepts on 127.0.0.1:PORT (polled
+# every 0.1 s, at most 60 s) or process PID has ended; status 0 when it
+# accepts.
+wait_listening() {
+  local _
+  for _ in $(seq 600); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1).close()" 2> /dev/null && return 0
+    kill -0 "$2" 2> /dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 json_get() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]])' "$1"; }
 
 finish() {

@@ -170,15 +170,11 @@ expect_eq "audit chain intact" 0 "$(set +e; mv audit verify > /dev/null 2>&1; ec
 # reply, nothing stored, no version wrapped by the old key), and once the
 # new key file is in place the same message is archived.
 cp "$WORK/third.key" "$WORK/live.key"
-P=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+P=$(free_port)
 MAILVAULT_KEY_FILE=$WORK/live.key MAILVAULT_TEST_NONCE_LIMIT=4 \
   "$MAILVAULT_BIN" --home "$MV_HOME" smtpd --listen "127.0.0.1:$P" 2> "$WORK/smtpd.err" &
 spid=$!
-for _ in $(seq 600); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $P), 1).close()" 2> /dev/null && break
-  kill -0 "$spid" 2> /dev/null || break
-  sleep 0.1
-done
+wait_listening "$P" "$spid" || true
 # send ID...: one message each (a fresh attachment each), "ID CODE" lines
 send() {
   python3 - "$P" "$WORK/a/m00003.eml" "$@" <<'PY'

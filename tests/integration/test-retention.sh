@@ -196,14 +196,10 @@ expect_eq "policy load --no-preview" "None" \
 # one message alone.  Mail over SMTP with a Bcc'd envelope recipient, under
 # a policy whose rules read the envelope and the source: apply stores for
 # every message of the archive exactly what explain says is in effect.
-P=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+P=$(free_port)
 "$MAILVAULT_BIN" --home "$MV_HOME" smtpd --listen "127.0.0.1:$P" 2> "$WORK/smtpd.err" &
 spid=$!
-for _ in $(seq 600); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $P), 1).close()" 2> /dev/null && break
-  kill -0 "$spid" 2> /dev/null || break
-  sleep 0.1
-done
+check "smtpd listens" wait_listening "$P" "$spid"
 python3 - "$P" "$WORK/smtp" <<'PY'
 import os, smtplib, sys
 port, out = int(sys.argv[1]), sys.argv[2]
