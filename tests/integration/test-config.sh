@@ -12,7 +12,6 @@ rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc
 # test's home from the environment, not --home, so [database] home can act).
 mvc() { local c=$1; shift; MAILVAULT_CONFIG=$c "$MAILVAULT_BIN" "$@"; }
 conf() { cat > "$WORK/$1.conf"; echo "$WORK/$1.conf"; }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # wait_port PORT PID: until the daemon PID listens on PORT (or has died)
 wait_port() {
   for _ in $(seq 1 600); do
@@ -446,7 +445,7 @@ expect_eq "index --reextract reads it" 1 "$(extracted deferred)"
 
 # ---- [smtpd]: read by smtpd from the same file ----
 # (allow, tls-cert and tls-key in a file: smtpd_test.py, with SIGHUP reloads)
-P=$(port)
+P=$(free_port)
 c=$(conf smtpd <<EOF
 [smtpd]
 listen = 127.0.0.1:$P
@@ -512,7 +511,7 @@ check "[smtpd] log: lines in that file, in the log format" \
 check "[smtpd] writers = 3 (and max-connections) in force" grep -q "max-connections=2 writers=3" "$WORK/smtpd.log"
 check "[smtpd] journal-reports = true: the report's original archived too" \
   [ "$(mv search --json 'subject:wrapped-smtp' | jq_ 'len(d)')" -eq 1 ]
-P=$(port)
+P=$(free_port)
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
   -days 1 -subj "/CN=localhost" >/dev/null 2>&1
 c=$(conf lmtp <<EOF
@@ -539,7 +538,7 @@ check "[smtpd] lmtp = true: it speaks LMTP" grep -q "(LMTP)" "$WORK/lmtp.log"
 expect_eq "[smtpd] require-tls = true: MAIL before STARTTLS refused (530)" "lhlo 530" "$out"
 
 # ---- [imap:NAME]: read by 'ingest imap', one source picked with --source ----
-P=$(port)
+P=$(free_port)
 c=$(conf imap <<EOF
 [imap:one]
 url = imap://127.0.0.1:$P/INBOX

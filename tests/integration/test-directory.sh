@@ -12,7 +12,6 @@
 # directory loses access at the next sync.
 . "$(dirname "$0")/lib.sh"
 rc_of() { set +e; "$@" >"$WORK/out" 2>"$WORK/err"; local rc=$?; set -e; echo $rc; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 for p in slapd ldapadd ldapmodify; do
   command -v "$p" >/dev/null || { echo "test-directory: $p is missing (scripts/deps --test installs slapd, ldap-utils)" >&2; exit 1; }

@@ -8,9 +8,8 @@ if [ "$(id -u)" -ne 0 ] || ! command -v dovecot >/dev/null; then
   echo "needs root and dovecot-imapd (scripts/deps --test installs it)"; exit 1
 fi
 mv db init >/dev/null
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-IMAP_PORT=$(port)
-IMAPS_PORT=$(port)
+IMAP_PORT=$(free_port)
+IMAPS_PORT=$(free_port)
 dv=$WORK/dovecot
 . "$(dirname "$0")/dovecot.sh"
 mkdir -p "$dv"
@@ -316,7 +315,7 @@ expect_eq "kill -9: the mailbox never lost a message not archived" 0 "$lost"
 # source (and its cursor) the one the pulls above and below use.
 load_mail big 300 more 1800000000 700 >> "$WORK/big.all"
 sort -o "$WORK/big.all" "$WORK/big.all"
-cport=$(port)
+cport=$(free_port)
 python3 "$TESTS_DIR/integration/imap_mangler.py" "$cport" "$IMAP_PORT" 0 --cut-after 40000 >"$WORK/cutter.out" &
 cpid=$!
 for _ in $(seq 100); do grep -q ready "$WORK/cutter.out" 2>/dev/null && break; sleep 0.1; done
@@ -488,7 +487,7 @@ check "and the error names the source" grep -q "broken" "$WORK/broken.err"
 expect_eq "and it is one line" 1 "$(wc -l < "$WORK/broken.err")"
 
 # ---- 14. a server without TLS: refused unless --allow-plaintext ----
-PLAIN_PORT=$(port)
+PLAIN_PORT=$(free_port)
 mkdir -p "$dv/base2" "$dv/state2"
 sed -e "s|^base_dir = .*|base_dir = $dv/base2|" -e "s|^state_dir = .*|state_dir = $dv/state2|" \
     -e "s|^log_path = .*|log_path = $dv/dovecot2.log|" -e "s|^ssl = yes|ssl = no|" \
@@ -532,7 +531,7 @@ expect_eq "with --allow-plaintext: every message of the mailbox archived" "$rs_c
 append_msgs rs "$WORK"/small/00[0-2][0-9].eml
 crashes=0; internal=0; chatty=0; outcomes=""
 for seed in $(seq 1 30); do
-  mport=$(port)
+  mport=$(free_port)
   python3 "$TESTS_DIR/integration/imap_mangler.py" "$mport" "$PLAIN_PORT" "$seed" >"$WORK/mangler.out" &
   mpid=$!
   for _ in $(seq 50); do grep -q ready "$WORK/mangler.out" 2>/dev/null && break; sleep 0.1; done

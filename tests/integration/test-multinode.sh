@@ -14,9 +14,8 @@ if [ "$(id -u)" -ne 0 ] || ! command -v dovecot >/dev/null; then
   echo "needs root and dovecot-imapd (scripts/deps --test installs it)"; exit 1
 fi
 PGBIN=$(pg_config --bindir)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PG_PORT=$(port)
-IMAP_PORT=$(port)
+PG_PORT=$(free_port)
+IMAP_PORT=$(free_port)
 test_user PGU mvpg
 
 # ---- the database server: TCP on loopback, TLS only, SCRAM ----
@@ -231,7 +230,7 @@ expect_eq "get over TLS returns the exact bytes" "$sha" \
 expect_eq "the IMAP cursor is at the mailbox's last message" "150" \
   "$("$MAILVAULT_BIN" --db "$OWNER" ingest status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sources"][0]["last_uid"])')"
 # ---- a read replica: a standby made by pg_basebackup ----
-SB_PORT=$(port)
+SB_PORT=$(free_port)
 runuser -u "$PGU" -- env PGPASSWORD=repl-secret PGSSLMODE=require "$PGBIN/pg_basebackup" \
   -h 127.0.0.1 -p "$PG_PORT" -U replicator -D "$pg/standby" -R -X stream -c fast >/dev/null
 cat >> "$pg/standby/postgresql.conf" <<CF

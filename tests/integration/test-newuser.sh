@@ -9,7 +9,6 @@
 . "$(dirname "$0")/lib.sh"
 SRC=$(cd "$TESTS_DIR/.." && pwd)
 BUILD=${MV_BUILD_ROOT:?set MV_BUILD_ROOT to the meson build directory}
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 DATA=$WORK/try
 trap 'mv_exit_status=$?; "$MAILVAULT_BIN" --home "$DATA/home" db stop >/dev/null 2>&1 || true; cleanup' EXIT
 
@@ -17,7 +16,7 @@ sed -n '/<!-- new-user walk-through: begin -->/,/<!-- new-user walk-through: end
   | sed '1,2d;$d' | sed '$d' > "$WORK/walk.sh"
 check "the README has the walk-through" grep -q '^\$MV smtpd' "$WORK/walk.sh"
 
-P=$(port)
+P=$(free_port)
 set +e
 (cd "$SRC" && unset MAILVAULT_HOME MAILVAULT_CONFIG &&
   MV=$MAILVAULT_BIN DATA=$DATA PORT=$P timeout 300 bash -euo pipefail "$WORK/walk.sh") \

@@ -28,8 +28,7 @@ for h in "$H_IMPORT" "$H_SMTP" "$H_IMAP"; do
   at "$h" policy load "$POLICY" >/dev/null
 done
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-IMAP_PORT=$(port)
+IMAP_PORT=$(free_port)
 dv=$WORK/dovecot
 . "$(dirname "$0")/dovecot.sh"
 mkdir -p "$dv"
@@ -106,7 +105,7 @@ PY
 }
 start_smtpd() { # HOME [ENV=VALUE]: start smtpd (--journal-reports), wait for its port
   local h=$1 envset=${2:-}
-  SMTP_PORT=$(port)
+  SMTP_PORT=$(free_port)
   env $envset "$MAILVAULT_BIN" --home "$h" smtpd --listen "127.0.0.1:$SMTP_PORT" --journal-reports \
     --log "$WORK/smtpd.log" &
   SMTPD_PID=$!

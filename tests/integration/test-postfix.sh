@@ -14,9 +14,8 @@ if [ "$(id -u)" -ne 0 ] || ! command -v postfix >/dev/null; then
   echo "needs root and postfix (scripts/deps --test installs it)"; exit 1
 fi
 mv db init >/dev/null
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-mv_port=$(port)
-pf_port=$(port)
+mv_port=$(free_port)
+pf_port=$(free_port)
 pf=$WORK/postfix
 mkdir -p "$pf/etc" "$pf/spool" "$pf/data"
 chown postfix "$pf/data"
