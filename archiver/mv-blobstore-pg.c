@@ -837,16 +837,30 @@ mv_status mv_blobstore_pg_train_sized(mv_blobstore *store, GPtrArray *samples, g
 	                        for_packs ? "t" : "f"};
 	int lengths[] = {MV_SHA256_LEN, (int)len, 0, MV_NONCE_LEN, MV_TAG_LEN, 0};
 	int formats[] = {1, 1, 0, 1, 1, 0};
+	/* Two writers that trained on the same samples insert the same
+	 * dictionary.  When the other one committed it after this statement's
+	 * snapshot was taken, ON CONFLICT DO NOTHING returns no id and the
+	 * SELECT does not see its row either: the statement then returns no
+	 * row, and a second statement (a new snapshot) finds it. */
 	PGresult *r = NULL;
-	st = mv_db_query(s->db,
-	                 "WITH ins AS (INSERT INTO zstd_dict (sha256, data, key_version, enc_nonce, "
-	                 "enc_tag, for_packs) VALUES ($1, $2, $3, $4, $5, $6) "
-	                 "ON CONFLICT (sha256) DO NOTHING RETURNING id) "
-	                 "SELECT id FROM ins UNION ALL SELECT id FROM zstd_dict WHERE sha256 = $1",
-	                 6, values, lengths, formats, 0, &r, error_r);
+	for (int attempt = 0; attempt < 3; attempt++) {
+		st = mv_db_query(s->db,
+		                 "WITH ins AS (INSERT INTO zstd_dict (sha256, data, key_version, enc_nonce, "
+		                 "enc_tag, for_packs) VALUES ($1, $2, $3, $4, $5, $6) "
+		                 "ON CONFLICT (sha256) DO NOTHING RETURNING id) "
+		                 "SELECT id FROM ins UNION ALL SELECT id FROM zstd_dict WHERE sha256 = $1",
+		                 6, values, lengths, formats, 0, &r, error_r);
+		if (st != MV_OK || PQntuples(r) > 0)
+			break;
+		PQclear(r);
+		r = NULL;
+	}
 	g_bytes_unref(dict);
 	if (st != MV_OK)
 		return st;
+	if (r == NULL)
+		return mv_fail(error_r, MV_ERR_INTERNAL,
+		               "the compression dictionary just stored is not found");
 	*id_r = (int)g_ascii_strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	return MV_OK;
